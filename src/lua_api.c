@@ -1,0 +1,78 @@
+/*
+ * lua_api.c -- scalar-only wrappers over the core for the FFI table.
+ *
+ * Permits and counters travel as doubles: an int64_t return would come
+ * back to Lua as a boxed cdata, which costs an allocation per call.
+ */
+#include "lua_api.h"
+
+#include "runtime.h"
+
+static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
+
+static double api_breaker_acquire(fb_breaker *b, double now) {
+  return (double)fb_breaker_acquire(b, now);
+}
+
+static int api_breaker_record(fb_breaker *b, double permit, int outcome,
+                              double duration, double now) {
+  return fb_breaker_record(b, (int64_t)permit, (fb_outcome)outcome, duration,
+                           now);
+}
+
+static double api_breaker_transitions(const fb_breaker *b) {
+  return (double)fb_breaker_transitions(b);
+}
+
+static double api_breaker_retry_after(const fb_breaker *b, double now) {
+  return fb_breaker_retry_after(b, now);
+}
+
+static int api_breaker_state(const fb_breaker *b) {
+  return (int)fb_breaker_state_of(b);
+}
+
+static fb_service *api_registry_service(fb_registry *r, const char *name) {
+  return fb_registry_service(r, name);
+}
+
+static int api_service_live(fb_service *s, double now,
+                            fb_instance *const **out) {
+  return (int)fb_service_live(s, now, out);
+}
+
+static fb_instance *api_balancer_pick(fb_balancer *lb, fb_service *s,
+                                      double now) {
+  return fb_balancer_pick(lb, s, now);
+}
+
+static double api_instance_id(const fb_instance *i) {
+  return (double)fb_instance_id(i);
+}
+
+static const char *api_instance_host(const fb_instance *i) {
+  return fb_instance_host(i);
+}
+
+static int api_instance_port(const fb_instance *i) {
+  return fb_instance_port(i);
+}
+
+#define FB_LUA_API_INIT(ret, name, args) api_##name,
+
+static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
+
+const fb_lua_api *fb_lua_api_get(void) { return &api; }
+
+#define FB_LUA_API_CDEF(ret, name, args) #ret " (*" #name ")" #args ";\n"
+
+static const char cdef[] =
+    "typedef struct fb_runtime fb_runtime;\n"
+    "typedef struct fb_registry fb_registry;\n"
+    "typedef struct fb_service fb_service;\n"
+    "typedef struct fb_instance fb_instance;\n"
+    "typedef struct fb_balancer fb_balancer;\n"
+    "typedef struct fb_breaker fb_breaker;\n"
+    "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n";
+
+const char *fb_lua_api_cdef(void) { return cdef; }

@@ -1,0 +1,48 @@
+/*
+ * lua_api.h -- the hot paths the Lua library reaches through LuaJIT's FFI.
+ *
+ * A classic lua_CFunction call costs tens of nanoseconds and stops a
+ * trace; an FFI call through a function pointer compiles to a few. So the
+ * Lua library calls these through one table of pointers, declared once
+ * here: the same X-macro builds the C struct and the ffi.cdef text, so the
+ * two cannot drift apart. Only scalars and pointers cross, and nothing
+ * here may call back into Lua.
+ */
+#ifndef FB_LUA_API_H
+#define FB_LUA_API_H
+
+#include "fusebox.h"
+
+typedef struct fb_runtime fb_runtime;
+
+#define FB_LUA_API(X)                                                        \
+  X(double, now, (const fb_runtime * rt))                                    \
+  X(double, breaker_acquire, (fb_breaker * b, double now))                   \
+  X(int, breaker_record,                                                     \
+    (fb_breaker * b, double permit, int outcome, double duration,           \
+     double now))                                                            \
+  X(double, breaker_transitions, (const fb_breaker *b))                      \
+  X(double, breaker_retry_after, (const fb_breaker *b, double now))          \
+  X(int, breaker_state, (const fb_breaker *b))                               \
+  X(fb_service *, registry_service, (fb_registry * r, const char *name))     \
+  X(int, service_live,                                                       \
+    (fb_service * s, double now, fb_instance *const **out))                  \
+  X(fb_instance *, balancer_pick,                                            \
+    (fb_balancer * lb, fb_service *s, double now))                           \
+  X(double, instance_id, (const fb_instance *i))                             \
+  X(const char *, instance_host, (const fb_instance *i))                     \
+  X(int, instance_port, (const fb_instance *i))
+
+#define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
+
+typedef struct fb_lua_api {
+  FB_LUA_API(FB_LUA_API_FIELD)
+} fb_lua_api;
+
+/* Returns the table of entry points. */
+const fb_lua_api *fb_lua_api_get(void);
+
+/* Returns the ffi.cdef text declaring struct fb_lua_api and its types. */
+const char *fb_lua_api_cdef(void);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * lua_fusebox.c -- luaopen_fusebox: the module's C half.
+ *
+ * Builds a table of C functions (the clock, sleep, spawn, random, run,
+ * constructors), then runs the embedded lua/fusebox.lua with it; that
+ * chunk returns the module users see.
+ */
+#include "lua_api.h"
+#include "lua_fusebox.h"
+#include "lua_util.h"
+
+#include "fusebox_lib.h" /* generated from lua/fusebox.lua */
+
+#include <math.h>
+#include <stdlib.h>
+
+/* fb.now() -> seconds on the runtime's clock */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, fb_runtime_now(fbl_runtime(L)));
+  return 1;
+}
+
+/* fb.sleep(seconds): yields the calling coroutine until then */
+static int l_sleep(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  double s = luaL_optnumber(L, 1, 0);
+  if (!(s >= 0) || isinf(s))
+    return luaL_argerror(L, 1, "seconds must be a non-negative number");
+  fb_runtime_park(L, rt, s, "sleep");
+  return lua_yield(L, 0);
+}
+
+/* fb.spawn(fn, ...): runs fn(...) as a new coroutine */
+static int l_spawn(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!rt->running)
+    return luaL_error(L, "spawn: not inside a run (use 'fusebox run' or "
+                         "fb.run)");
+  fb_runtime_spawn(L, rt, lua_gettop(L) - 1);
+  return 0;
+}
+
+/* fb.random([m [, n]]): math.random's contract on the seeded stream */
+static int l_random(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  double lo, hi;
+  switch (lua_gettop(L)) {
+  case 0:
+    lua_pushnumber(L, fb_rng_double(&rt->rng));
+    return 1;
+  case 1:
+    lo = 1;
+    hi = floor(luaL_checknumber(L, 1));
+    luaL_argcheck(L, lo <= hi, 1, "interval is empty");
+    break;
+  case 2:
+    lo = floor(luaL_checknumber(L, 1));
+    hi = floor(luaL_checknumber(L, 2));
+    luaL_argcheck(L, lo <= hi, 2, "interval is empty");
+    break;
+  default:
+    return luaL_error(L, "wrong number of arguments to 'random'");
+  }
+  luaL_argcheck(L, hi - lo < 9007199254740992.0, 2, "interval is too large");
+  uint64_t span = (uint64_t)(hi - lo) + 1;
+  lua_pushnumber(L, lo + (double)fb_rng_below(&rt->rng, span));
+  return 1;
+}
+
+static uint64_t check_seed(lua_State *L, int idx) {
+  double s = lua_tonumber(L, idx);
+  if (lua_type(L, idx) != LUA_TNUMBER || !(s >= 0) || s != floor(s) ||
+      s >= 18446744073709551616.0)
+    luaL_argerror(L, idx, "seed must be a non-negative integer");
+  return (uint64_t)s;
+}
+
+/* fb.seed([n]) -> the seed; with n, reseeds every stream made after */
+static int l_seed(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  if (!lua_isnoneornil(L, 1))
+    fb_runtime_seed(rt, check_seed(L, 1));
+  lua_pushnumber(L, (double)rt->seed);
+  return 1;
+}
+
+static const char *const run_options[] = {"virtual_time", "seed", NULL};
+
+/* fb.run(fn [, {virtual_time=, seed=}] [, ...]): runs fn(...) as the main
+ * coroutine until it and all it spawned are done; raises the first
+ * uncaught error, with its traceback. */
+static int l_run(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  fbl_check_options(L, 2, run_options);
+  if (rt->running)
+    return luaL_error(L, "run: already running");
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "virtual_time");
+    rt->virtual_time = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "seed");
+    if (!lua_isnil(L, -1))
+      fb_runtime_seed(rt, check_seed(L, lua_gettop(L)));
+    lua_pop(L, 2);
+  } else {
+    rt->virtual_time = 0;
+  }
+  rt->vnow = 0;
+  int nargs = lua_gettop(L) > 2 ? lua_gettop(L) - 2 : 0;
+  lua_pushvalue(L, 1);
+  for (int i = 0; i < nargs; i++)
+    lua_pushvalue(L, 3 + i);
+  fb_runtime_spawn(L, rt, nargs);
+  if (fb_runtime_run(L, rt) < 0)
+    return lua_error(L);
+  return 0;
+}
+
+/* fb.running() -> true inside a run */
+static int l_running(lua_State *L) {
+  lua_pushboolean(L, fbl_runtime(L)->running);
+  return 1;
+}
+
+/* core.report(what, msg): an error that must not stop the run */
+static int l_report(lua_State *L) {
+  fb_runtime_report(fbl_runtime(L), luaL_checkstring(L, 1),
+                    luaL_checkstring(L, 2));
+  return 0;
+}
+
+static const luaL_Reg core_functions[] = {
+    {"now", l_now},         {"sleep", l_sleep}, {"spawn", l_spawn},
+    {"random", l_random},   {"seed", l_seed},   {"run", l_run},
+    {"running", l_running}, {"report", l_report}, {NULL, NULL},
+};
+
+static void push_metatables(lua_State *L) {
+  static const char *const classes[][2] = {{"registry", FBL_REGISTRY},
+                                           {"balancer", FBL_BALANCER},
+                                           {"breaker", FBL_BREAKER}};
+  lua_newtable(L);
+  for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+    luaL_getmetatable(L, classes[i][1]);
+    lua_setfield(L, -2, classes[i][0]);
+  }
+}
+
+int luaopen_fusebox(lua_State *L) {
+  fb_runtime *rt = fb_runtime_open(L);
+  lua_pushlightuserdata(L, rt); /* placeholder index for the upvalue */
+  lua_getfield(L, LUA_REGISTRYINDEX, "fusebox.runtime");
+  lua_replace(L, -2);
+  int rt_idx = lua_gettop(L);
+  lua_newtable(L); /* core */
+  lua_pushvalue(L, rt_idx);
+  luaL_setfuncs(L, core_functions, 1);
+  fbl_open_registry(L, rt_idx);
+  fbl_open_balancer(L, rt_idx);
+  fbl_open_breaker(L, rt_idx);
+  push_metatables(L);
+  lua_setfield(L, -2, "meta");
+  lua_pushlightuserdata(L, (void *)fb_lua_api_get());
+  lua_setfield(L, -2, "api");
+  lua_pushstring(L, fb_lua_api_cdef());
+  lua_setfield(L, -2, "cdef");
+  lua_pushlightuserdata(L, rt);
+  lua_setfield(L, -2, "rt");
+  lua_pushstring(L, fb_version());
+  lua_setfield(L, -2, "version");
+  if (luaL_loadbuffer(L, (const char *)luaJIT_BC_fusebox_lib,
+                      luaJIT_BC_fusebox_lib_SIZE, "=fusebox") != 0)
+    return lua_error(L);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}

@@ -1,0 +1,114 @@
+/*
+ * lua_util.c -- argument checking shared by the bindings.
+ */
+#include "lua_util.h"
+
+#include <math.h>
+#include <string.h>
+
+void fbl_check_options(lua_State *L, int idx, const char *const *allowed) {
+  if (lua_isnoneornil(L, idx))
+    return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, idx, lua_pushfstring(L, "option names must be strings, "
+                                               "got a %s", luaL_typename(L, -1)));
+    const char *key = lua_tostring(L, -1);
+    const char *const *a = allowed;
+    while (*a && strcmp(*a, key) != 0)
+      a++;
+    if (!*a)
+      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", key));
+  }
+}
+
+/* Pushes option key (nil when idx is absent); returns its Lua type. */
+static int get_option(lua_State *L, int idx, const char *key) {
+  if (lua_isnoneornil(L, idx)) {
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  lua_getfield(L, idx, key);
+  return lua_type(L, -1);
+}
+
+static void bad_option(lua_State *L, int idx, const char *key,
+                       const char *want) {
+  const char *got = lua_type(L, -1) == LUA_TNUMBER
+                        ? lua_pushfstring(L, "%f", lua_tonumber(L, -2))
+                        : luaL_typename(L, -1);
+  luaL_argerror(L, idx, lua_pushfstring(L, "%s must be %s, got %s", key, want,
+                                        got));
+}
+
+double fbl_opt_positive(lua_State *L, int idx, const char *key, double def) {
+  int t = get_option(L, idx, key);
+  double v = def;
+  if (t != LUA_TNIL) {
+    v = lua_tonumber(L, -1);
+    if (t != LUA_TNUMBER || !(v > 0) || isinf(v))
+      bad_option(L, idx, key, "a positive number");
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+int fbl_opt_count(lua_State *L, int idx, const char *key, int def) {
+  int t = get_option(L, idx, key);
+  int v = def;
+  if (t != LUA_TNIL) {
+    double d = lua_tonumber(L, -1);
+    if (t != LUA_TNUMBER || !(d >= 1) || d != floor(d) || d > 1e9)
+      bad_option(L, idx, key, "a positive integer");
+    v = (int)d;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+const char *fbl_check_name(lua_State *L, int idx, const char *what) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a string, got %s",
+                                          what, luaL_typename(L, idx)));
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (len == 0)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not be empty", what));
+  if (strlen(s) != len)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not contain NUL", what));
+  return s;
+}
+
+int fbl_check_port(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_argerror(L, idx, lua_pushfstring(L, "port must be a number, got %s",
+                                          luaL_typename(L, idx)));
+  double p = lua_tonumber(L, idx);
+  if (!(p >= 1 && p <= 65535) || p != floor(p))
+    luaL_argerror(L, idx, lua_pushfstring(L, "port must be 1..65535, got %s",
+                                          lua_tostring(L, idx)));
+  return (int)p;
+}
+
+void *fbl_check_object(lua_State *L, int idx, const char *tname) {
+  void **p = luaL_checkudata(L, idx, tname);
+  if (!*p)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s is closed", tname));
+  return p;
+}
+
+void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
+                   const luaL_Reg *methods, int rt_idx) {
+  luaL_newmetatable(L, tname);
+  lua_pushvalue(L, rt_idx);
+  lua_pushcclosure(L, gc, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  lua_pushvalue(L, rt_idx);
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "methods");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,54 @@
+/*
+ * lua_util.h -- argument checking shared by the bindings (fbl_ prefix).
+ *
+ * Every error names the function and argument the way luaL_argerror
+ * does: "bad argument #3 to 'register' (port must be 1..65535, got 0)".
+ */
+#ifndef FB_LUA_UTIL_H
+#define FB_LUA_UTIL_H
+
+#include "runtime.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+/* Metatable names, one per type. */
+#define FBL_REGISTRY "fusebox.registry"
+#define FBL_BALANCER "fusebox.balancer"
+#define FBL_BREAKER "fusebox.breaker"
+
+/* The runtime, from upvalue 1 of every binding function. */
+#define fbl_runtime(L) ((fb_runtime *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* Raises unless the table at idx has only string keys listed in allowed
+ * (NULL-terminated). A nil or absent argument passes. */
+void fbl_check_options(lua_State *L, int idx, const char *const *allowed);
+
+/* Reads option key of the table at idx: a number > 0, or def if absent. */
+double fbl_opt_positive(lua_State *L, int idx, const char *key, double def);
+
+/* Reads option key of the table at idx: an integer >= 1, or def. */
+int fbl_opt_count(lua_State *L, int idx, const char *key, int def);
+
+/* Checks a non-empty string argument. */
+const char *fbl_check_name(lua_State *L, int idx, const char *what);
+
+/* Checks a port argument: an integer in 1..65535. */
+int fbl_check_port(lua_State *L, int idx);
+
+/* Returns the payload of userdata idx of type tname, raising if it is of
+ * another type or already closed (its first pointer NULL). */
+void *fbl_check_object(lua_State *L, int idx, const char *tname);
+
+/* Creates metatable tname with __gc and methods (upvalue: the runtime at
+ * stack index rt_idx), leaving it popped. */
+void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
+                   const luaL_Reg *methods, int rt_idx);
+
+/* Opening functions of each binding: add constructors to the module
+ * table at -1; the runtime userdata is at rt_idx. */
+void fbl_open_registry(lua_State *L, int rt_idx);
+void fbl_open_balancer(lua_State *L, int rt_idx);
+void fbl_open_breaker(lua_State *L, int rt_idx);
+
+#endif

@@ -1,0 +1,170 @@
+/*
+ * main.c -- the fusebox command: runs a Lua script on the runtime.
+ */
+#include "fusebox.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_fusebox.h"
+
+static const char usage[] =
+    "usage: fusebox run [--virtual-time] [--seed N] script.lua [args...]\n"
+    "       fusebox --help | --version\n"
+    "\n"
+    "Runs script.lua as the main coroutine of a libuv loop; the run ends\n"
+    "when it and every coroutine it spawned (fb.spawn) are done. The script\n"
+    "sees its arguments as ... and in the global table arg.\n"
+    "\n"
+    "options:\n"
+    "  --virtual-time  a virtual clock starting at 0: fb.sleep returns at\n"
+    "                  once, in deadline order (ties in the order they were\n"
+    "                  scheduled), and fb.now() advances; a script that\n"
+    "                  sleeps for minutes finishes at once, same output\n"
+    "  --seed N        seed fb.random, the random balancer and every other\n"
+    "                  random stream (default: a fresh seed, see fb.seed())\n"
+    "  -h, --help      show this help\n"
+    "  --version       show the version\n"
+    "\n"
+    "exit status: 0 when the run finished, 1 on an uncaught Lua error (its\n"
+    "message and traceback go to stderr), 2 on a usage error.\n";
+
+typedef struct options {
+  int virtual_time;
+  int has_seed;
+  unsigned long long seed;
+  const char *script;
+  int argi; /* index in argv of the first script argument */
+} options;
+
+static int usage_error(const char *fmt, const char *what) {
+  fprintf(stderr, "fusebox: ");
+  fprintf(stderr, fmt, what);
+  fprintf(stderr, " (see fusebox --help)\n");
+  return 2;
+}
+
+static int parse_seed(const char *s, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  if (*s < '0' || *s > '9')
+    return -1;
+  *out = strtoull(s, &end, 10);
+  return (errno || *end) ? -1 : 0;
+}
+
+static int parse_run(int argc, char **argv, options *o) {
+  int i = 2;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--virtual-time") == 0) {
+      o->virtual_time = 1;
+    } else if (strcmp(argv[i], "--seed") == 0) {
+      if (i + 1 >= argc)
+        return usage_error("%s needs a value", "--seed");
+      if (parse_seed(argv[++i], &o->seed) < 0)
+        return usage_error("bad seed '%s': want a non-negative integer",
+                           argv[i]);
+      o->has_seed = 1;
+    } else if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    } else {
+      return usage_error("unknown option '%s'", argv[i]);
+    }
+  }
+  if (i >= argc)
+    return usage_error("%s: no script given", "run");
+  o->script = argv[i];
+  o->argi = i + 1;
+  return 0;
+}
+
+/* Pushes arg (script at 0, its arguments from 1) and leaves the script's
+ * arguments on the stack too; returns how many. */
+static int push_args(lua_State *L, int argc, char **argv, const options *o) {
+  int n = argc - o->argi;
+  lua_createtable(L, n, 1);
+  lua_pushstring(L, o->script);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, argv[o->argi + i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+  for (int i = 0; i < n; i++)
+    lua_pushstring(L, argv[o->argi + i]);
+  return n;
+}
+
+static int run(int argc, char **argv) {
+  options o = {0};
+  int rc = parse_run(argc, argv, &o);
+  if (rc)
+    return rc;
+  FILE *f = fopen(o.script, "r");
+  if (!f) {
+    fprintf(stderr, "fusebox: cannot open script '%s': %s\n", o.script,
+            strerror(errno));
+    return 2;
+  }
+  fclose(f);
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "fusebox: out of memory\n");
+    return 1;
+  }
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_fusebox);
+  lua_setfield(L, -2, "fusebox");
+  lua_pop(L, 2);
+  rc = 1;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "fusebox");
+  if (lua_pcall(L, 1, 1, 0) != 0)
+    goto error;
+  lua_getfield(L, -1, "run");
+  if (luaL_loadfile(L, o.script) != 0)
+    goto error;
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, o.virtual_time);
+  lua_setfield(L, -2, "virtual_time");
+  if (o.has_seed) {
+    lua_pushnumber(L, (double)o.seed);
+    lua_setfield(L, -2, "seed");
+  }
+  int nargs = push_args(L, argc, argv, &o);
+  if (lua_pcall(L, 2 + nargs, 0, 0) != 0)
+    goto error;
+  rc = 0;
+  goto done;
+error:
+  fprintf(stderr, "%s\n", lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                               : "(error object is not a string)");
+done:
+  lua_close(L);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage_error("%s", "no command given");
+  if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("fusebox %s\n", fb_version());
+    return 0;
+  }
+  if (strcmp(argv[1], "run") == 0)
+    return run(argc, argv);
+  return usage_error("unknown command '%s'", argv[1]);
+}

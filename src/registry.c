@@ -1,0 +1,367 @@
+/*
+ * registry.c -- services, their instances, heartbeats and expiry.
+ *
+ * Semantics follow the reference design: register() adds host:port or
+ * refreshes its heartbeat; an instance is live while
+ * now - last_heartbeat < heartbeat_timeout; discover lists live instances
+ * in registration order. An expired instance keeps its place, so a late
+ * heartbeat brings it back where it was.
+ *
+ * Costs: live instances sit on one list ordered by last heartbeat (a
+ * heartbeat moves its instance to the newest end), so a heartbeat is O(1)
+ * and expiry pops only what expires, whatever the registry's size. Each
+ * service keeps a compact array of its live members, rebuilt only after
+ * membership changed, which is what a balancer indexes into.
+ */
+#include "registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct fb_registry {
+  int refs;
+  double heartbeat_timeout;
+  fb_service **svc_table;      /* chained hash by name */
+  uint32_t svc_buckets;
+  fb_service **services;       /* by id */
+  uint32_t nservices, services_cap;
+  fb_instance **inst_table;    /* chained hash by (service, host, port) */
+  size_t inst_buckets, ninstances;
+  fb_instance *oldest, *newest;
+  uint64_t next_id;
+};
+
+/* FNV-1a: short keys, no allocation, good enough spread for chaining. */
+static uint32_t hash_bytes(uint32_t h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+static uint32_t hash_str(const char *s) {
+  return hash_bytes(2166136261u, s, strlen(s));
+}
+
+static uint32_t hash_instance(const fb_service *s, const char *host, int port) {
+  uint32_t h = hash_bytes(s->hash, host, strlen(host));
+  unsigned char p[2] = {(unsigned char)(port >> 8), (unsigned char)port};
+  return hash_bytes(h, (const char *)p, 2);
+}
+
+void fb_registry_config_init(fb_registry_config *cfg) {
+  cfg->heartbeat_timeout = 30.0;
+}
+
+fb_registry *fb_registry_new(const fb_registry_config *cfg) {
+  fb_registry_config def;
+  if (!cfg) {
+    fb_registry_config_init(&def);
+    cfg = &def;
+  }
+  if (!(cfg->heartbeat_timeout > 0)) /* also rejects NaN */
+    return NULL;
+  fb_registry *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->refs = 1;
+  r->heartbeat_timeout = cfg->heartbeat_timeout;
+  r->next_id = 1;
+  return r;
+}
+
+fb_registry *fb_registry_retain(fb_registry *r) {
+  r->refs++;
+  return r;
+}
+
+void fb_registry_release(fb_registry *r) {
+  if (!r || --r->refs > 0)
+    return;
+  for (uint32_t i = 0; i < r->nservices; i++) {
+    fb_service *s = r->services[i];
+    for (uint32_t j = 0; j < s->nmembers; j++)
+      free(s->members[j]);
+    free(s->members);
+    free(s->live);
+    free(s);
+  }
+  free(r->services);
+  free(r->svc_table);
+  free(r->inst_table);
+  free(r);
+}
+
+double fb_registry_heartbeat_timeout(const fb_registry *r) {
+  return r->heartbeat_timeout;
+}
+
+uint32_t fb_registry_nservices(const fb_registry *r) { return r->nservices; }
+
+/* ---------------------------------------------------------------- lists */
+
+static void beat_unlink(fb_registry *r, fb_instance *i) {
+  if (i->older)
+    i->older->newer = i->newer;
+  else
+    r->oldest = i->newer;
+  if (i->newer)
+    i->newer->older = i->older;
+  else
+    r->newest = i->older;
+  i->older = i->newer = NULL;
+}
+
+static void beat_append(fb_registry *r, fb_instance *i) {
+  i->older = r->newest;
+  i->newer = NULL;
+  if (r->newest)
+    r->newest->newer = i;
+  else
+    r->oldest = i;
+  r->newest = i;
+}
+
+/* ------------------------------------------------------------- services */
+
+static int svc_grow(fb_registry *r) {
+  uint32_t n = r->svc_buckets ? r->svc_buckets * 2 : 16;
+  fb_service **t = calloc(n, sizeof *t);
+  if (!t)
+    return FB_ENOMEM;
+  for (uint32_t i = 0; i < r->nservices; i++) {
+    fb_service *s = r->services[i];
+    s->hnext = t[s->hash & (n - 1)];
+    t[s->hash & (n - 1)] = s;
+  }
+  free(r->svc_table);
+  r->svc_table = t;
+  r->svc_buckets = n;
+  return 0;
+}
+
+static fb_service *svc_find(const fb_registry *r, const char *name,
+                            uint32_t h) {
+  if (!r->svc_buckets)
+    return NULL;
+  for (fb_service *s = r->svc_table[h & (r->svc_buckets - 1)]; s; s = s->hnext)
+    if (s->hash == h && strcmp(s->name, name) == 0)
+      return s;
+  return NULL;
+}
+
+fb_service *fb_registry_service(fb_registry *r, const char *name) {
+  if (!r || !name)
+    return NULL;
+  return svc_find(r, name, hash_str(name));
+}
+
+static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
+  if (r->nservices >= r->svc_buckets && svc_grow(r) < 0)
+    return NULL;
+  if (r->nservices == r->services_cap) {
+    uint32_t cap = r->services_cap ? r->services_cap * 2 : 16;
+    fb_service **v = realloc(r->services, cap * sizeof *v);
+    if (!v)
+      return NULL;
+    r->services = v;
+    r->services_cap = cap;
+  }
+  size_t len = strlen(name);
+  fb_service *s = calloc(1, sizeof *s + len + 1);
+  if (!s)
+    return NULL;
+  memcpy(s->name, name, len + 1);
+  s->registry = r;
+  s->hash = h;
+  s->id = r->nservices;
+  r->services[r->nservices++] = s;
+  s->hnext = r->svc_table[h & (r->svc_buckets - 1)];
+  r->svc_table[h & (r->svc_buckets - 1)] = s;
+  return s;
+}
+
+const char *fb_service_name(const fb_service *s) { return s->name; }
+
+/* ------------------------------------------------------------ instances */
+
+static int inst_grow(fb_registry *r) {
+  size_t n = r->inst_buckets ? r->inst_buckets * 2 : 64;
+  fb_instance **t = calloc(n, sizeof *t);
+  if (!t)
+    return FB_ENOMEM;
+  for (size_t b = 0; b < r->inst_buckets; b++) {
+    fb_instance *i = r->inst_table[b];
+    while (i) {
+      fb_instance *next = i->hnext;
+      i->hnext = t[i->hash & (n - 1)];
+      t[i->hash & (n - 1)] = i;
+      i = next;
+    }
+  }
+  free(r->inst_table);
+  r->inst_table = t;
+  r->inst_buckets = n;
+  return 0;
+}
+
+static fb_instance **inst_slot(fb_registry *r, const fb_service *s,
+                               const char *host, int port, uint32_t h) {
+  fb_instance **p = &r->inst_table[h & (r->inst_buckets - 1)];
+  for (; *p; p = &(*p)->hnext) {
+    fb_instance *i = *p;
+    if (i->hash == h && i->service == s && i->port == port &&
+        strcmp(i->host, host) == 0)
+      return p;
+  }
+  return p;
+}
+
+static int members_push(fb_service *s, fb_instance *i) {
+  if (s->nmembers == s->members_cap) {
+    uint32_t cap = s->members_cap ? s->members_cap * 2 : 4;
+    fb_instance **v = realloc(s->members, cap * sizeof *v);
+    if (!v)
+      return FB_ENOMEM;
+    s->members = v;
+    s->members_cap = cap;
+  }
+  i->pos = s->nmembers;
+  s->members[s->nmembers++] = i;
+  return 0;
+}
+
+static void members_remove(fb_service *s, fb_instance *i) {
+  uint32_t pos = i->pos;
+  memmove(&s->members[pos], &s->members[pos + 1],
+          (s->nmembers - pos - 1) * sizeof *s->members);
+  s->nmembers--;
+  for (uint32_t j = pos; j < s->nmembers; j++)
+    s->members[j]->pos = j;
+}
+
+static int valid_key(const char *service, const char *host, int port) {
+  return service && *service && host && *host && port >= 1 && port <= 65535;
+}
+
+static void touch(fb_registry *r, fb_instance *i, double now) {
+  i->last_heartbeat = now;
+  if (i->live) {
+    beat_unlink(r, i);
+  } else {
+    i->live = 1;
+    i->service->dirty = 1;
+  }
+  beat_append(r, i);
+}
+
+int fb_registry_register(fb_registry *r, const char *service, const char *host,
+                         int port, double now) {
+  if (!r || !valid_key(service, host, port))
+    return FB_EINVAL;
+  uint32_t sh = hash_str(service);
+  fb_service *s = svc_find(r, service, sh);
+  if (!s && !(s = svc_create(r, service, sh)))
+    return FB_ENOMEM;
+  if (r->ninstances >= r->inst_buckets && inst_grow(r) < 0)
+    return FB_ENOMEM;
+  uint32_t h = hash_instance(s, host, port);
+  fb_instance **slot = inst_slot(r, s, host, port, h);
+  if (*slot) {
+    touch(r, *slot, now);
+    return FB_REFRESHED;
+  }
+  size_t len = strlen(host);
+  fb_instance *i = calloc(1, sizeof *i + len + 1);
+  if (!i)
+    return FB_ENOMEM;
+  memcpy(i->host, host, len + 1);
+  i->service = s;
+  i->port = (uint16_t)port;
+  i->hash = h;
+  i->id = r->next_id++;
+  if (members_push(s, i) < 0) {
+    free(i);
+    return FB_ENOMEM;
+  }
+  *slot = i;
+  r->ninstances++;
+  touch(r, i, now);
+  return FB_ADDED;
+}
+
+int fb_registry_heartbeat(fb_registry *r, const char *service,
+                          const char *host, int port, double now) {
+  return fb_registry_register(r, service, host, port, now);
+}
+
+int fb_registry_deregister(fb_registry *r, const char *service,
+                           const char *host, int port) {
+  if (!r || !valid_key(service, host, port))
+    return FB_EINVAL;
+  fb_service *s = fb_registry_service(r, service);
+  if (!s || !r->inst_buckets)
+    return 0;
+  fb_instance **slot = inst_slot(r, s, host, port, hash_instance(s, host, port));
+  fb_instance *i = *slot;
+  if (!i)
+    return 0;
+  *slot = i->hnext;
+  if (i->live)
+    beat_unlink(r, i);
+  members_remove(s, i);
+  s->dirty = 1;
+  r->ninstances--;
+  free(i);
+  return 1;
+}
+
+void fb_registry_expire(fb_registry *r, double now) {
+  fb_instance *i;
+  /* Written as !(age < timeout) so the boundary matches the reference
+   * exactly: at now - last == timeout the instance is expired. */
+  while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
+    beat_unlink(r, i);
+    i->live = 0;
+    i->service->dirty = 1;
+  }
+}
+
+static int rebuild_live(fb_service *s) {
+  if (s->live_cap < s->nmembers) {
+    fb_instance **v = realloc(s->live, s->nmembers * sizeof *v);
+    if (!v)
+      return FB_ENOMEM;
+    s->live = v;
+    s->live_cap = s->nmembers;
+  }
+  uint32_t n = 0;
+  for (uint32_t j = 0; j < s->nmembers; j++)
+    if (s->members[j]->live)
+      s->live[n++] = s->members[j];
+  s->nlive = n;
+  s->dirty = 0;
+  return 0;
+}
+
+size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
+  if (!s) {
+    *out = NULL;
+    return 0;
+  }
+  fb_registry_expire(s->registry, now);
+  if (s->dirty && rebuild_live(s) < 0) {
+    *out = NULL;
+    return 0;
+  }
+  *out = s->live;
+  return s->nlive;
+}
+
+const char *fb_instance_host(const fb_instance *i) { return i->host; }
+int fb_instance_port(const fb_instance *i) { return i->port; }
+uint64_t fb_instance_id(const fb_instance *i) { return i->id; }
+double fb_instance_last_heartbeat(const fb_instance *i) {
+  return i->last_heartbeat;
+}

@@ -1,0 +1,44 @@
+/*
+ * registry.h -- the service registry's layout, shared with the balancers.
+ *
+ * Public callers see only the opaque types in fusebox.h; balancer.c reads
+ * these structs directly so a pick costs no function calls.
+ */
+#ifndef FB_REGISTRY_H
+#define FB_REGISTRY_H
+
+#include "fusebox.h"
+
+struct fb_instance {
+  fb_instance *hnext;          /* chain in the registry's instance table */
+  fb_instance *older, *newer;  /* heartbeat order; only live instances */
+  fb_service *service;
+  double last_heartbeat;
+  uint64_t id;
+  uint32_t hash;
+  uint32_t pos;                /* index in service->members */
+  uint16_t port;
+  uint8_t live;
+  char host[];
+};
+
+struct fb_service {
+  fb_service *hnext;           /* chain in the registry's service table */
+  fb_registry *registry;
+  fb_instance **members;       /* registration order, live or expired */
+  fb_instance **live;          /* live members in order; rebuilt when dirty */
+  uint32_t nmembers, members_cap;
+  uint32_t nlive, live_cap;
+  uint32_t id;                 /* dense: index in registry->services */
+  uint32_t hash;
+  int dirty;                   /* live[] is out of date */
+  char name[];
+};
+
+/* Expires every instance whose heartbeat is too old at now. O(expired). */
+void fb_registry_expire(fb_registry *r, double now);
+
+/* Returns how many services the registry has (ids are 0..n-1). */
+uint32_t fb_registry_nservices(const fb_registry *r);
+
+#endif

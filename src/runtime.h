@@ -1,0 +1,68 @@
+/*
+ * runtime.h -- the loop that runs Lua coroutines on libuv (internal).
+ *
+ * One runtime per lua_State. Every coroutine the runtime starts waits in
+ * one clock-ordered queue (timerq) when it sleeps. On the real clock a
+ * single libuv timer is armed for the earliest deadline; on the virtual
+ * clock nothing waits: the clock jumps to the earliest deadline. Either
+ * way, equal deadlines wake in the order they were scheduled.
+ */
+#ifndef FB_RUNTIME_H
+#define FB_RUNTIME_H
+
+#include "fusebox.h"
+#include "timerq.h"
+
+#include <lua.h>
+#include <uv.h>
+
+typedef struct fb_runtime {
+  lua_State *L;         /* thread that called run: used for refs */
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  uv_timer_t timer;
+  fb_timerq queue;
+  int virtual_time;
+  double vnow;          /* the virtual clock */
+  uint64_t t0;          /* uv_hrtime() at creation: real clock origin */
+  uint64_t seed;
+  fb_rng rng;           /* fb.random's stream */
+  uint64_t nstreams;    /* streams handed out since the seed was set */
+  lua_State *current;   /* running coroutine, NULL between resumes */
+  int current_ref;
+  int parked;           /* the running coroutine queued itself to wake */
+  int running;
+  int failed;
+  int error_ref;        /* message + traceback of the failure */
+  int ncoroutines;      /* started and not finished */
+} fb_runtime;
+
+/* Creates the runtime inside a userdata stored in L's registry. */
+fb_runtime *fb_runtime_open(lua_State *L);
+
+/* Returns the runtime's clock in seconds. */
+double fb_runtime_now(const fb_runtime *rt);
+
+/* Sets the seed: fb.random restarts, and so does stream numbering. */
+void fb_runtime_seed(fb_runtime *rt, uint64_t seed);
+
+/* Returns a seed for a new independent stream (a balancer, a model). */
+uint64_t fb_runtime_stream_seed(fb_runtime *rt);
+
+/* Starts the function at L[-nargs-1] with its nargs arguments as a new
+ * coroutine, woken at the current time; pops them. */
+void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs);
+
+/* Queues the running coroutine to wake after seconds; the caller then
+ * returns lua_yield(). Raises a Lua error outside a runtime coroutine. */
+void fb_runtime_park(lua_State *L, fb_runtime *rt, double seconds,
+                     const char *fname);
+
+/* Runs until every coroutine is done. Returns 0, or -1 with the error
+ * message (with traceback) pushed on L. */
+int fb_runtime_run(lua_State *L, fb_runtime *rt);
+
+/* Reports an error that must not stop the run (a listener that raised). */
+void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg);
+
+#endif

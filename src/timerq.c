@@ -1,0 +1,67 @@
+/*
+ * timerq.c -- binary min-heap ordered by (deadline, seq).
+ */
+#include "timerq.h"
+
+#include "fusebox.h"
+
+#include <stdlib.h>
+
+static int before(const fb_timer *a, const fb_timer *b) {
+  return a->deadline < b->deadline ||
+         (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+int fb_timerq_push(fb_timerq *q, double deadline, int ref) {
+  if (q->n == q->cap) {
+    size_t cap = q->cap ? q->cap * 2 : 64;
+    fb_timer *h = realloc(q->heap, cap * sizeof *h);
+    if (!h)
+      return FB_ENOMEM;
+    q->heap = h;
+    q->cap = cap;
+  }
+  fb_timer t = {deadline, q->next_seq++, ref};
+  size_t i = q->n++;
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!before(&t, &q->heap[parent]))
+      break;
+    q->heap[i] = q->heap[parent];
+    i = parent;
+  }
+  q->heap[i] = t;
+  return 0;
+}
+
+const fb_timer *fb_timerq_peek(const fb_timerq *q) {
+  return q->n ? &q->heap[0] : NULL;
+}
+
+int fb_timerq_pop(fb_timerq *q, fb_timer *out) {
+  if (!q->n)
+    return -1;
+  *out = q->heap[0];
+  fb_timer last = q->heap[--q->n];
+  size_t i = 0;
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= q->n)
+      break;
+    if (child + 1 < q->n && before(&q->heap[child + 1], &q->heap[child]))
+      child++;
+    if (!before(&q->heap[child], &last))
+      break;
+    q->heap[i] = q->heap[child];
+    i = child;
+  }
+  if (q->n)
+    q->heap[i] = last;
+  return 0;
+}
+
+void fb_timerq_free(fb_timerq *q) {
+  free(q->heap);
+  q->heap = NULL;
+  q->n = q->cap = 0;
+}

@@ -1,0 +1,38 @@
+/*
+ * timerq.h -- a binary min-heap of (deadline, sequence) keyed entries.
+ *
+ * The scheduler's one clock-ordered queue: earliest deadline first, and
+ * among equal deadlines the one scheduled first, which is what makes runs
+ * with the same seed replay exactly. Pure C: no Lua, no I/O.
+ */
+#ifndef FB_TIMERQ_H
+#define FB_TIMERQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fb_timer {
+  double deadline;
+  uint64_t seq;
+  int ref; /* what to wake: opaque to the queue */
+} fb_timer;
+
+typedef struct fb_timerq {
+  fb_timer *heap;
+  size_t n, cap;
+  uint64_t next_seq;
+} fb_timerq;
+
+/* Pushes an entry; returns 0 or FB_ENOMEM. */
+int fb_timerq_push(fb_timerq *q, double deadline, int ref);
+
+/* Returns the earliest entry, or NULL when empty. */
+const fb_timer *fb_timerq_peek(const fb_timerq *q);
+
+/* Removes the earliest entry into *out; returns 0, or -1 when empty. */
+int fb_timerq_pop(fb_timerq *q, fb_timer *out);
+
+/* Frees the heap's storage. */
+void fb_timerq_free(fb_timerq *q);
+
+#endif
