@@ -28,7 +28,6 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 ifeq ($(SAN),1)
-BUILD    := build/san
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 endif
@@ -39,7 +38,7 @@ LUA_SRC  := src/runtime.c src/lua_api.c src/lua_util.c src/lua_registry.c \
             src/lua_balancer.c src/lua_breaker.c src/lua_fusebox.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-LUA_LIB  := lua/fusebox.lua
+LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.c))
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
@@ -72,9 +71,24 @@ endif
 
 # ------------------------------------------------------------------ build
 
-$(BUILD)/gen/fusebox_lib.h: $(LUA_LIB)
-	@mkdir -p $(@D)
-	luajit -b -g -t h -n fusebox.lib $< $@
+# Every file in lua/ is compiled to bytecode and embedded, so the CLI and
+# fusebox.so need nothing on package.path: lua/fusebox/x.lua becomes the
+# module "fusebox.x", listed in the generated fb_embedded[] table.
+$(BUILD)/gen/fusebox_lib.h: $(LUA_LIB) Makefile
+	@mkdir -p $(@D)/bc
+	@set -e; for f in $(LUA_LIB); do \
+	  m=$$(echo "$${f#lua/}" | sed 's/\.lua$$//; s|/|.|g'); \
+	  luajit -b -g -t h -n "$$m" "$$f" "$(@D)/bc/$$m.h"; \
+	done
+	@{ for f in $(LUA_LIB); do \
+	    m=$$(echo "$${f#lua/}" | sed 's/\.lua$$//; s|/|.|g'); \
+	    echo "#include \"bc/$$m.h\""; done; \
+	  echo "static const fb_embedded fb_embedded_modules[] = {"; \
+	  for f in $(LUA_LIB); do \
+	    m=$$(echo "$${f#lua/}" | sed 's/\.lua$$//; s|/|.|g'); \
+	    c=$$(echo "$$m" | tr . _); \
+	    echo "  {\"$$m\", luaJIT_BC_$$c, luaJIT_BC_$${c}_SIZE},"; done; \
+	  echo "  {0, 0, 0}};"; } > $@
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(BUILD)/gen/fusebox_lib.h
 	@mkdir -p $(@D)
@@ -123,15 +137,17 @@ test-plain: binaries $(C_TESTS)
 	@echo "== tests ($(BUILD))"
 	FB_BUILD=$(BUILD) CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(C_TESTS) tests/*.t
 
+SAN_BUILD := $(BUILD)/san
+SAN_TESTS := $(patsubst $(BUILD)/%,$(SAN_BUILD)/%,$(C_TESTS))
+
 test-san:
 	@echo "== tests under AddressSanitizer + UBSan"
-	@$(MAKE) --no-print-directory SAN=1 binaries
-	@$(MAKE) --no-print-directory SAN=1 $(patsubst build/%,build/san/%,$(C_TESTS))
-	FB_BUILD=build/san FB_PRELOAD="$(strip $(SAN_RT))" \
+	@$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) binaries $(SAN_TESTS)
+	FB_BUILD=$(SAN_BUILD) FB_PRELOAD="$(strip $(SAN_RT))" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  CMOCKA_MESSAGE_OUTPUT=TAP \
-	  prove --exec '' $(patsubst build/%,build/san/%,$(C_TESTS)) tests/*.t
+	  prove --exec '' $(SAN_TESTS) tests/*.t
 
 test-valgrind: binaries $(C_TESTS)
 	@echo "== C tests and demos under valgrind"
@@ -143,4 +159,4 @@ bench: all $(C_BENCH)
 	@FB_BUILD=$(BUILD) sh tests/bench/run.sh
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)

@@ -9,7 +9,13 @@
 #include "lua_fusebox.h"
 #include "lua_util.h"
 
-#include "fusebox_lib.h" /* generated from lua/fusebox.lua */
+typedef struct fb_embedded {
+  const char *name;
+  const unsigned char *code;
+  size_t size;
+} fb_embedded;
+
+#include "fusebox_lib.h" /* generated: lua/ as bytecode, fb_embedded_modules */
 
 #include <math.h>
 #include <stdlib.h>
@@ -147,6 +153,38 @@ static void push_metatables(lua_State *L) {
   }
 }
 
+static int load_embedded(lua_State *L, const fb_embedded *m) {
+  if (luaL_loadbuffer(L, (const char *)m->code, m->size, m->name) != 0)
+    return lua_error(L);
+  return 0;
+}
+
+/* package.preload loader for an embedded module (upvalue: its index). */
+static int preload_embedded(lua_State *L) {
+  const fb_embedded *m =
+      &fb_embedded_modules[(int)lua_tointeger(L, lua_upvalueindex(1))];
+  load_embedded(L, m);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Publishes core as "fusebox.core" and every embedded module but the
+ * main one in package.preload. */
+static void register_embedded(lua_State *L, int core_idx) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_pushvalue(L, core_idx);
+  lua_setfield(L, -2, "fusebox.core");
+  lua_getfield(L, -2, "preload");
+  for (int i = 0; fb_embedded_modules[i].name; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, preload_embedded, 1);
+    lua_setfield(L, -2, fb_embedded_modules[i].name);
+  }
+  lua_pop(L, 3);
+}
+
 int luaopen_fusebox(lua_State *L) {
   fb_runtime *rt = fb_runtime_open(L);
   lua_pushlightuserdata(L, rt); /* placeholder index for the upvalue */
@@ -169,10 +207,8 @@ int luaopen_fusebox(lua_State *L) {
   lua_setfield(L, -2, "rt");
   lua_pushstring(L, fb_version());
   lua_setfield(L, -2, "version");
-  if (luaL_loadbuffer(L, (const char *)luaJIT_BC_fusebox_lib,
-                      luaJIT_BC_fusebox_lib_SIZE, "=fusebox") != 0)
-    return lua_error(L);
-  lua_insert(L, -2);
-  lua_call(L, 1, 1);
+  register_embedded(L, lua_gettop(L));
+  load_embedded(L, &fb_embedded_modules[0]); /* lua/fusebox.lua */
+  lua_call(L, 0, 1);
   return 1;
 }

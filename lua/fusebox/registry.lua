@@ -1,0 +1,69 @@
+-- fusebox/registry.lua -- registry methods written in Lua: discover(),
+-- and the instance views balancers hand out.
+
+local base = require "fusebox.base"
+local ffi = require "ffi"
+local api, now, check_name = base.api, base.now, base.check_name
+local format = string.format
+
+local registry_mt = base.core.meta.registry
+local registry = registry_mt.methods
+
+local M = {}
+
+-- M.state(reg, fname) -> { ptr, services, views }
+M.state = base.object_state(registry_mt, "registry", function(_, ptr)
+  return {
+    ptr = ptr,
+    services = {}, -- name -> fb_service*, filled on first sight
+    views = setmetatable({}, { __mode = "v" }), -- instance id -> view
+  }
+end)
+
+-- Returns the fb_service* called name, or nil if never registered.
+function M.service_of(st, name)
+  local svc = st.services[name]
+  if svc == nil then
+    svc = api.registry_service(st.ptr, name)
+    if svc == nil then return nil end
+    st.services[name] = svc -- services live as long as their registry
+  end
+  return svc
+end
+
+-- The Lua face of an instance: one table per instance, reused for as
+-- long as anyone holds it, so picks allocate nothing.
+function M.view_of(st, inst)
+  local id = api.instance_id(inst)
+  local v = st.views[id]
+  if v == nil then
+    v = { host = ffi.string(api.instance_host(inst)), port = api.instance_port(inst) }
+    st.views[id] = v
+  end
+  return v
+end
+
+local live_out = ffi.new("fb_instance *const *[1]")
+
+-- reg:discover(service) -> array of {host=, port=}: the live instances,
+-- in registration order
+function registry:discover(service)
+  local st = M.state(self, "discover")
+  check_name(service, 1, "discover")
+  local out = {}
+  local svc = M.service_of(st, service)
+  if svc == nil then return out end
+  local n = api.service_live(svc, now(), live_out)
+  local live = live_out[0]
+  for i = 0, n - 1 do
+    out[i + 1] = M.view_of(st, live[i])
+  end
+  return out
+end
+
+registry_mt.__index = registry
+registry_mt.__tostring = function(self)
+  return format("fusebox.registry (%p)", self)
+end
+
+return M

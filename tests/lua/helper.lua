@@ -1,0 +1,28 @@
+-- Loaded by busted before every spec: finds the fusebox module under
+-- test in $FB_BUILD, and gives specs a few shared helpers.
+local build = os.getenv("FB_BUILD") or "build"
+package.cpath = build .. "/?.so;" .. package.cpath
+
+local T = {}
+T.build = build
+T.fusebox_bin = build .. "/fusebox"
+
+-- Runs fn inside a virtual-time run with a fixed seed; errors propagate.
+function T.vrun(fn, seed)
+  local fb = require "fusebox"
+  fb.run(fn, { virtual_time = true, seed = seed or 1 })
+end
+
+-- Runs the CLI; returns stdout, stderr, exit code.
+function T.cli(args)
+  local out, err = os.tmpname(), os.tmpname()
+  local ok, _, code = os.execute(string.format("%s %s >%s 2>%s",
+    T.fusebox_bin, args, out, err))
+  if type(ok) == "number" then code = ok / 256 end -- Lua 5.1 os.execute
+  local function slurp(p)
+    local f = assert(io.open(p)); local s = f:read("*a"); f:close(); os.remove(p); return s
+  end
+  return slurp(out), slurp(err), code
+end
+
+_G.T = T
