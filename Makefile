@@ -92,7 +92,8 @@ $(BUILD)/gen/fusebox_lib.h: $(LUA_LIB) Makefile
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(BUILD)/gen/fusebox_lib.h
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libfusebox.a: $(LIB_OBJ)
 	rm -f $@

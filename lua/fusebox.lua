@@ -1,14 +1,16 @@
 -- fusebox.lua -- the module users see: require "fusebox".
 --
--- The C half (src/lua_fusebox.c) has already published its functions as
--- "fusebox.core"; each lua/fusebox/*.lua adds one subsystem's Lua methods
--- to its type's metatable. This file only assembles the public table.
+-- The C half (src/lua_fusebox.c) runs this chunk with its table of C
+-- functions, `core`; every embedded module is loaded with core.import
+-- and receives (name, core). Each lua/fusebox/*.lua adds one subsystem's
+-- Lua methods to its type's metatable; this file assembles the public
+-- table.
 
-local core = require "fusebox.core"
+local core = select(2, ...)
 
-require "fusebox.registry"
-require "fusebox.balancer"
-require "fusebox.breaker"
+core.import "fusebox.registry"
+core.import "fusebox.balancer"
+core.import "fusebox.breaker"
 
 return {
   version = core.version,
@@ -19,6 +21,8 @@ return {
   seed = core.seed,
   run = core.run,
   running = core.running,
+  wait = core.wait,
+  wake = core.wake,
   registry = core.registry,
   balancer = core.balancer,
   breaker = core.breaker,

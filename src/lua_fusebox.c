@@ -19,6 +19,7 @@ typedef struct fb_embedded {
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* fb.now() -> seconds on the runtime's clock */
 static int l_now(lua_State *L) {
@@ -44,7 +45,31 @@ static int l_spawn(lua_State *L) {
     return luaL_error(L, "spawn: not inside a run (use 'fusebox run' or "
                          "fb.run)");
   fb_runtime_spawn(L, rt, lua_gettop(L) - 1);
-  return 0;
+  return 1;
+}
+
+/* core.wait([what [, timeout]]) -> true, ... when woken; false on timeout */
+static int l_wait(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  int has_what = !lua_isnoneornil(L, 1);
+  if (has_what)
+    luaL_checkstring(L, 1);
+  double timeout = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    timeout = luaL_checknumber(L, 2);
+    if (!(timeout >= 0))
+      return luaL_argerror(L, 2, "timeout must be a non-negative number");
+  }
+  fb_runtime_wait(L, rt, has_what ? 1 : 0, timeout, "wait");
+  return lua_yield(L, 0);
+}
+
+/* core.wake(co, ...) -> true if co was waiting (it resumes with ...) */
+static int l_wake(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  int nargs = lua_gettop(L) - 1;
+  lua_pushboolean(L, fb_runtime_wake(L, fbl_runtime(L), 1, nargs));
+  return 1;
 }
 
 /* fb.random([m [, n]]): math.random's contract on the seeded stream */
@@ -118,6 +143,7 @@ static int l_run(lua_State *L) {
   for (int i = 0; i < nargs; i++)
     lua_pushvalue(L, 3 + i);
   fb_runtime_spawn(L, rt, nargs);
+  lua_pop(L, 1);
   if (fb_runtime_run(L, rt) < 0)
     return lua_error(L);
   return 0;
@@ -139,7 +165,8 @@ static int l_report(lua_State *L) {
 static const luaL_Reg core_functions[] = {
     {"now", l_now},         {"sleep", l_sleep}, {"spawn", l_spawn},
     {"random", l_random},   {"seed", l_seed},   {"run", l_run},
-    {"running", l_running}, {"report", l_report}, {NULL, NULL},
+    {"running", l_running}, {"report", l_report}, {"wait", l_wait},
+    {"wake", l_wake},       {NULL, NULL},
 };
 
 static void push_metatables(lua_State *L) {
@@ -159,30 +186,35 @@ static int load_embedded(lua_State *L, const fb_embedded *m) {
   return 0;
 }
 
-/* package.preload loader for an embedded module (upvalue: its index). */
-static int preload_embedded(lua_State *L) {
-  const fb_embedded *m =
-      &fb_embedded_modules[(int)lua_tointeger(L, lua_upvalueindex(1))];
-  load_embedded(L, m);
-  lua_pushstring(L, m->name);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-/* Publishes core as "fusebox.core" and every embedded module but the
- * main one in package.preload. */
-static void register_embedded(lua_State *L, int core_idx) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_pushvalue(L, core_idx);
-  lua_setfield(L, -2, "fusebox.core");
-  lua_getfield(L, -2, "preload");
-  for (int i = 0; fb_embedded_modules[i].name; i++) {
-    lua_pushinteger(L, i);
-    lua_pushcclosure(L, preload_embedded, 1);
-    lua_setfield(L, -2, fb_embedded_modules[i].name);
+/* core.import(name) -> the embedded module name, run once per module
+ * load with (name, core) as its arguments. A private cache rather than
+ * package.loaded: test runners and hosts may swap package tables. */
+static int l_import(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rawget(L, lua_upvalueindex(2));
+  if (!lua_isnil(L, -1))
+    return 1;
+  lua_pop(L, 1);
+  int i = 0;
+  while (fb_embedded_modules[i].name &&
+         strcmp(fb_embedded_modules[i].name, name) != 0)
+    i++;
+  if (!fb_embedded_modules[i].name)
+    return luaL_error(L, "import: no embedded module '%s'", name);
+  load_embedded(L, &fb_embedded_modules[i]);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_call(L, 2, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
   }
-  lua_pop(L, 3);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, lua_upvalueindex(2));
+  return 1;
 }
 
 int luaopen_fusebox(lua_State *L) {
@@ -207,8 +239,14 @@ int luaopen_fusebox(lua_State *L) {
   lua_setfield(L, -2, "rt");
   lua_pushstring(L, fb_version());
   lua_setfield(L, -2, "version");
-  register_embedded(L, lua_gettop(L));
-  load_embedded(L, &fb_embedded_modules[0]); /* lua/fusebox.lua */
-  lua_call(L, 0, 1);
+  int core_idx = lua_gettop(L);
+  lua_pushvalue(L, rt_idx);
+  lua_newtable(L); /* the import cache */
+  lua_pushvalue(L, core_idx);
+  lua_pushcclosure(L, l_import, 3);
+  lua_setfield(L, core_idx, "import");
+  lua_getfield(L, core_idx, "import");
+  lua_pushstring(L, "fusebox"); /* lua/fusebox.lua */
+  lua_call(L, 1, 1);
   return 1;
 }

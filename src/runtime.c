@@ -1,15 +1,23 @@
 /*
  * runtime.c -- coroutines, the clock-ordered queue, and the libuv loop.
+ *
+ * Each coroutine the runtime starts is held by a registry ref, and that
+ * ref indexes its record in rt->coros. Queue entries carry the record's
+ * token at the time they were queued; waking a coroutine early (wake
+ * before its wait timed out) bumps the token, so the stale timeout entry
+ * is skipped when it surfaces instead of being searched for and removed.
  */
 #include "runtime.h"
 
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define RUNTIME_KEY "fusebox.runtime"
+#define THREADS_KEY "fusebox.threads" /* thread -> ref, while it lives */
 
 static int runtime_gc(lua_State *L) {
   fb_runtime *rt = lua_touserdata(L, 1);
@@ -20,6 +28,8 @@ static int runtime_gc(lua_State *L) {
     rt->loop = NULL;
   }
   fb_timerq_free(&rt->queue);
+  free(rt->coros);
+  rt->coros = NULL;
   return 0;
 }
 
@@ -45,6 +55,8 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
   return rt;
 }
 
@@ -67,34 +79,130 @@ uint64_t fb_runtime_stream_seed(fb_runtime *rt) {
   return fb_rng_next(&r);
 }
 
-static void schedule(lua_State *L, fb_runtime *rt, double at, int ref) {
-  if (fb_timerq_push(&rt->queue, at, ref) < 0)
+void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg) {
+  (void)rt;
+  fprintf(stderr, "fusebox: %s: %s\n", what, msg);
+  fflush(stderr);
+}
+
+/* ------------------------------------------------------------ records */
+
+static fb_coro *coro_new(lua_State *L, fb_runtime *rt, int ref) {
+  if (ref >= rt->coros_cap) {
+    int cap = rt->coros_cap ? rt->coros_cap : 64;
+    while (cap <= ref)
+      cap *= 2;
+    fb_coro *v = realloc(rt->coros, (size_t)cap * sizeof *v);
+    if (!v)
+      luaL_error(L, "fusebox: out of memory starting a coroutine");
+    memset(v + rt->coros_cap, 0, (size_t)(cap - rt->coros_cap) * sizeof *v);
+    rt->coros = v;
+    rt->coros_cap = cap;
+  }
+  fb_coro *c = &rt->coros[ref];
+  memset(c, 0, sizeof *c);
+  c->what_ref = LUA_NOREF;
+  return c;
+}
+
+/* Queues coroutine ref to run at `at`; entries queued before are void. */
+static void enqueue(lua_State *L, fb_runtime *rt, int ref, double at,
+                    fb_coro_state state) {
+  fb_coro *c = &rt->coros[ref];
+  c->token++;
+  c->state = (uint8_t)state;
+  if (fb_timerq_push(&rt->queue, at, ref, c->token) < 0)
     luaL_error(L, "fusebox: out of memory scheduling a coroutine");
+}
+
+static void coro_free(fb_runtime *rt, int ref) {
+  lua_State *L = rt->L;
+  fb_coro *c = &rt->coros[ref];
+  luaL_unref(L, LUA_REGISTRYINDEX, c->what_ref);
+  lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  memset(c, 0, sizeof *c);
+  rt->ncoroutines--;
 }
 
 void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs) {
   lua_State *co = lua_newthread(L);
   lua_insert(L, -(nargs + 2));
   lua_xmove(L, co, nargs + 1);
+  lua_pushvalue(L, -1);
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  schedule(L, rt, fb_runtime_now(rt), ref);
+  lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
+  lua_pushvalue(L, -2);
+  lua_pushinteger(L, ref);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  fb_coro *c = coro_new(L, rt, ref);
+  c->nargs = nargs;
   rt->ncoroutines++;
+  enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
+}
+
+static void check_current(lua_State *L, fb_runtime *rt, const char *fname) {
+  if (!rt->running || L != rt->current)
+    luaL_error(L, "%s: not in a coroutine run by fusebox (use 'fusebox run' "
+                  "or fb.run)", fname);
 }
 
 void fb_runtime_park(lua_State *L, fb_runtime *rt, double seconds,
                      const char *fname) {
-  if (!rt->running || L != rt->current)
-    luaL_error(L, "%s: not in a coroutine run by fusebox (use 'fusebox run' "
-                  "or fb.run)", fname);
-  schedule(L, rt, fb_runtime_now(rt) + seconds, rt->current_ref);
-  rt->parked = 1;
+  check_current(L, rt, fname);
+  enqueue(L, rt, rt->current_ref, fb_runtime_now(rt) + seconds,
+          FB_CO_SLEEPING);
+  rt->coros[rt->current_ref].nargs = 0;
 }
 
-void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg) {
-  (void)rt;
-  fprintf(stderr, "fusebox: %s: %s\n", what, msg);
-  fflush(stderr);
+void fb_runtime_wait(lua_State *L, fb_runtime *rt, int what_idx,
+                     double timeout, const char *fname) {
+  check_current(L, rt, fname);
+  int ref = rt->current_ref;
+  fb_coro *c = &rt->coros[ref];
+  if (what_idx) {
+    lua_pushvalue(L, what_idx);
+    c->what_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (timeout >= 0) {
+    enqueue(L, rt, ref, fb_runtime_now(rt) + timeout, FB_CO_WAITING);
+  } else {
+    c->token++;
+    c->state = FB_CO_WAITING;
+  }
 }
+
+static void arm(fb_runtime *rt);
+
+int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs) {
+  lua_State *co = lua_tothread(L, co_idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
+  lua_pushvalue(L, co_idx);
+  lua_rawget(L, -2);
+  int ref = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : LUA_NOREF;
+  lua_pop(L, 2);
+  if (!co || ref < 0 || rt->coros[ref].state != FB_CO_WAITING) {
+    lua_pop(L, nargs);
+    return 0;
+  }
+  fb_coro *c = &rt->coros[ref];
+  luaL_unref(L, LUA_REGISTRYINDEX, c->what_ref);
+  c->what_ref = LUA_NOREF;
+  lua_pushboolean(co, 1);
+  lua_xmove(L, co, nargs);
+  c->nargs = nargs + 1;
+  enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
+  if (!rt->virtual_time)
+    arm(rt);
+  return 1;
+}
+
+/* ------------------------------------------------------------- running */
 
 static void fail(fb_runtime *rt, lua_State *co) {
   lua_State *L = rt->L;
@@ -113,30 +221,46 @@ static void fail(fb_runtime *rt, lua_State *co) {
     uv_stop(rt->loop);
 }
 
-static void wake(fb_runtime *rt, int ref) {
+static void resume(fb_runtime *rt, int ref) {
   lua_State *L = rt->L;
+  fb_coro *c = &rt->coros[ref];
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   lua_State *co = lua_tothread(L, -1);
   lua_pop(L, 1);
-  int nargs = lua_status(co) == LUA_YIELD ? 0 : lua_gettop(co) - 1;
+  c->state = FB_CO_RUNNING;
   rt->current = co;
   rt->current_ref = ref;
-  rt->parked = 0;
-  int status = lua_resume(co, nargs);
+  int status = lua_resume(co, c->nargs);
   rt->current = NULL;
   rt->current_ref = LUA_NOREF;
+  c = &rt->coros[ref]; /* the array may have grown meanwhile */
   if (status == LUA_YIELD) {
     lua_settop(co, 0);
-    if (!rt->parked) /* a bare coroutine.yield(): let the others run */
-      schedule(L, rt, fb_runtime_now(rt), ref);
-  } else if (status == 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    rt->ncoroutines--;
-  } else {
-    fail(rt, co);
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    rt->ncoroutines--;
+    c->nargs = 0;
+    if (c->state == FB_CO_RUNNING) /* a bare coroutine.yield() */
+      enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
+    return;
   }
+  if (status != 0)
+    fail(rt, co);
+  coro_free(rt, ref);
+}
+
+/* Runs the coroutine a queue entry names, unless the entry is void. */
+static void dispatch(fb_runtime *rt, const fb_timer *t) {
+  fb_coro *c = &rt->coros[t->ref];
+  if (c->state == FB_CO_FREE || t->token != c->token)
+    return;
+  if (c->state == FB_CO_WAITING) { /* its wait timed out */
+    lua_State *L = rt->L;
+    luaL_unref(L, LUA_REGISTRYINDEX, c->what_ref);
+    c->what_ref = LUA_NOREF;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+    lua_pushboolean(lua_tothread(L, -1), 0);
+    lua_pop(L, 1);
+    c->nargs = 1;
+  }
+  resume(rt, t->ref);
 }
 
 static void run_virtual(fb_runtime *rt) {
@@ -144,13 +268,11 @@ static void run_virtual(fb_runtime *rt) {
   while (!rt->failed && fb_timerq_pop(&rt->queue, &t) == 0) {
     if (t.deadline > rt->vnow)
       rt->vnow = t.deadline;
-    wake(rt, t.ref);
+    dispatch(rt, &t);
   }
 }
 
-static void arm(fb_runtime *rt);
-
-/* Wakes what is due, but only what was queued before this turn began, so
+/* Runs what is due, but only what was queued before this turn began, so
  * a coroutine that keeps yielding cannot starve libuv's I/O. */
 static void on_timer(uv_timer_t *timer) {
   fb_runtime *rt = timer->data;
@@ -161,7 +283,7 @@ static void on_timer(uv_timer_t *timer) {
   while (!rt->failed && (top = fb_timerq_peek(&rt->queue)) &&
          top->deadline <= now && top->seq < limit) {
     fb_timerq_pop(&rt->queue, &t);
-    wake(rt, t.ref);
+    dispatch(rt, &t);
   }
   arm(rt);
 }
@@ -177,11 +299,39 @@ static void arm(fb_runtime *rt) {
   uv_timer_start(&rt->timer, on_timer, ms, 0);
 }
 
-static void drop_queue(fb_runtime *rt) {
+/* Pushes a description of every coroutine left waiting, with where it
+ * waits, for the error that ends a run nothing can wake. */
+static void push_blocked(lua_State *L, fb_runtime *rt) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "fusebox: %d coroutine(s) blocked forever, with nothing "
+                     "left that could wake them:", rt->ncoroutines);
+  luaL_addvalue(&b);
+  for (int ref = 0; ref < rt->coros_cap; ref++) {
+    fb_coro *c = &rt->coros[ref];
+    if (c->state != FB_CO_WAITING)
+      continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->what_ref);
+    lua_pushfstring(L, "\n- waiting on %s", lua_isstring(L, -1)
+                                                 ? lua_tostring(L, -1)
+                                                 : "(unnamed)");
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_traceback(L, lua_tothread(L, -1), NULL, 0);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
+static void drop_all(fb_runtime *rt) {
   fb_timer t;
   while (fb_timerq_pop(&rt->queue, &t) == 0)
-    luaL_unref(rt->L, LUA_REGISTRYINDEX, t.ref);
-  rt->ncoroutines = 0;
+    ;
+  for (int ref = 0; ref < rt->coros_cap; ref++)
+    if (rt->coros[ref].state != FB_CO_FREE)
+      coro_free(rt, ref);
 }
 
 int fb_runtime_run(lua_State *L, fb_runtime *rt) {
@@ -196,17 +346,16 @@ int fb_runtime_run(lua_State *L, fb_runtime *rt) {
     uv_run(rt->loop, UV_RUN_DEFAULT);
   }
   rt->running = 0;
-  if (!rt->failed && rt->ncoroutines > 0) {
-    drop_queue(rt);
-    lua_pushfstring(L, "fusebox: %d coroutine(s) blocked forever: nothing "
-                       "left that could wake them", rt->ncoroutines);
-    return -1;
-  }
-  drop_queue(rt);
   if (rt->failed) {
+    drop_all(rt);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->error_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->error_ref);
     rt->error_ref = LUA_NOREF;
+    return -1;
+  }
+  if (rt->ncoroutines > 0) {
+    push_blocked(L, rt);
+    drop_all(rt);
     return -1;
   }
   return 0;

@@ -16,6 +16,22 @@
 #include <lua.h>
 #include <uv.h>
 
+/* What a coroutine the runtime started is doing. */
+typedef enum fb_coro_state {
+  FB_CO_FREE = 0, /* slot unused */
+  FB_CO_READY,    /* queued to run at the current time */
+  FB_CO_SLEEPING, /* queued to run at a deadline */
+  FB_CO_WAITING,  /* parked until fb_runtime_wake() (or its timeout) */
+  FB_CO_RUNNING
+} fb_coro_state;
+
+typedef struct fb_coro {
+  uint32_t token; /* bumped at each queueing: older queue entries are void */
+  uint8_t state;
+  int nargs;      /* values on its stack for the next resume */
+  int what_ref;   /* Lua string: what a WAITING coroutine waits on */
+} fb_coro;
+
 typedef struct fb_runtime {
   lua_State *L;         /* thread that called run: used for refs */
   uv_loop_t *loop;
@@ -35,6 +51,8 @@ typedef struct fb_runtime {
   int failed;
   int error_ref;        /* message + traceback of the failure */
   int ncoroutines;      /* started and not finished */
+  fb_coro *coros;       /* by registry ref of the coroutine's thread */
+  int coros_cap;
 } fb_runtime;
 
 /* Creates the runtime inside a userdata stored in L's registry. */
@@ -50,13 +68,26 @@ void fb_runtime_seed(fb_runtime *rt, uint64_t seed);
 uint64_t fb_runtime_stream_seed(fb_runtime *rt);
 
 /* Starts the function at L[-nargs-1] with its nargs arguments as a new
- * coroutine, woken at the current time; pops them. */
+ * coroutine, woken at the current time; replaces them with the thread. */
 void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs);
 
 /* Queues the running coroutine to wake after seconds; the caller then
  * returns lua_yield(). Raises a Lua error outside a runtime coroutine. */
 void fb_runtime_park(lua_State *L, fb_runtime *rt, double seconds,
                      const char *fname);
+
+/* Parks the running coroutine until fb_runtime_wake() or, when
+ * timeout >= 0, until that many seconds pass; what (a string at stack
+ * index what_idx, or 0 for none) names what it waits on. The caller then
+ * returns lua_yield(): the coroutine resumes with true and the waker's
+ * values, or with false on timeout. */
+void fb_runtime_wait(lua_State *L, fb_runtime *rt, int what_idx,
+                     double timeout, const char *fname);
+
+/* Wakes the coroutine at stack index co_idx if it is parked in
+ * fb_runtime_wait(), handing it the nargs values on top of L (popped
+ * either way). Returns 1 if it was parked, else 0. */
+int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs);
 
 /* Runs until every coroutine is done. Returns 0, or -1 with the error
  * message (with traceback) pushed on L. */

@@ -12,7 +12,7 @@ static int before(const fb_timer *a, const fb_timer *b) {
          (a->deadline == b->deadline && a->seq < b->seq);
 }
 
-int fb_timerq_push(fb_timerq *q, double deadline, int ref) {
+int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token) {
   if (q->n == q->cap) {
     size_t cap = q->cap ? q->cap * 2 : 64;
     fb_timer *h = realloc(q->heap, cap * sizeof *h);
@@ -21,7 +21,7 @@ int fb_timerq_push(fb_timerq *q, double deadline, int ref) {
     q->heap = h;
     q->cap = cap;
   }
-  fb_timer t = {deadline, q->next_seq++, ref};
+  fb_timer t = {deadline, q->next_seq++, ref, token};
   size_t i = q->n++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;

@@ -14,7 +14,8 @@
 typedef struct fb_timer {
   double deadline;
   uint64_t seq;
-  int ref; /* what to wake: opaque to the queue */
+  int ref;       /* what to wake: opaque to the queue */
+  uint32_t token; /* lets the owner recognise entries it has cancelled */
 } fb_timer;
 
 typedef struct fb_timerq {
@@ -24,7 +25,7 @@ typedef struct fb_timerq {
 } fb_timerq;
 
 /* Pushes an entry; returns 0 or FB_ENOMEM. */
-int fb_timerq_push(fb_timerq *q, double deadline, int ref);
+int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token);
 
 /* Returns the earliest entry, or NULL when empty. */
 const fb_timer *fb_timerq_peek(const fb_timerq *q);

@@ -1,7 +1,8 @@
 -- fusebox/balancer.lua -- balancer methods written in Lua: pick().
 
-local base = require "fusebox.base"
-local registry = require "fusebox.registry"
+local core = select(2, ...)
+local base = core.import "fusebox.base"
+local registry = core.import "fusebox.registry"
 local api, now, check_name = base.api, base.now, base.check_name
 local service_of, view_of = registry.service_of, registry.view_of
 local format = string.format

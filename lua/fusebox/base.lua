@@ -5,7 +5,7 @@
 -- an FFI call through `api` compiles to a few. Functions reached through
 -- `api` never call back into Lua.
 
-local core = require "fusebox.core"
+local core = select(2, ...)
 local ffi = require "ffi"
 
 pcall(ffi.cdef, core.cdef) -- already declared if the module is reloaded

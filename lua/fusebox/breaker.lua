@@ -2,8 +2,9 @@
 -- and the state property. call() must be Lua so the guarded function may
 -- sleep (yield) inside it; acquire and record go through the FFI table.
 
-local base = require "fusebox.base"
-local api, now, argerror, core = base.api, base.now, base.argerror, base.core
+local core = select(2, ...)
+local base = core.import "fusebox.base"
+local api, now, argerror = base.api, base.now, base.argerror
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local traceback = debug.traceback
 

@@ -1,7 +1,8 @@
 -- fusebox/registry.lua -- registry methods written in Lua: discover(),
 -- and the instance views balancers hand out.
 
-local base = require "fusebox.base"
+local core = select(2, ...)
+local base = core.import "fusebox.base"
 local ffi = require "ffi"
 local api, now, check_name = base.api, base.now, base.check_name
 local format = string.format

@@ -1,0 +1,146 @@
+-- The runtime: clock, sleep, spawn, wait/wake, random, seed, run.
+local fb = require "fusebox"
+
+describe("runtime", function()
+  it("advances virtual time only by sleeping, from 0", function()
+    T.vrun(function()
+      assert.are.equal(0, fb.now())
+      fb.sleep(60)
+      assert.are.equal(60, fb.now())
+      fb.sleep(0)
+      assert.are.equal(60, fb.now())
+    end)
+  end)
+
+  it("wakes sleepers in deadline order, ties in scheduling order", function()
+    local order = {}
+    T.vrun(function()
+      for _, spec in ipairs { { "c", 2 }, { "a", 1 }, { "b", 1 }, { "d", 2 }, { "z", 0 } } do
+        fb.spawn(function(name, delay)
+          fb.sleep(delay)
+          order[#order + 1] = name .. "@" .. fb.now()
+        end, spec[1], spec[2])
+      end
+    end)
+    assert.are.same({ "z@0", "a@1", "b@1", "c@2", "d@2" }, order)
+  end)
+
+  it("ends when the main coroutine and everything it spawned are done", function()
+    local finished = 0
+    T.vrun(function()
+      for i = 1, 100 do
+        fb.spawn(function() fb.sleep(i); finished = finished + 1 end)
+      end
+    end)
+    assert.are.equal(100, finished)
+  end)
+
+  it("passes spawn arguments and lets a bare coroutine.yield() give way", function()
+    local seen = {}
+    T.vrun(function()
+      fb.spawn(function(a, b) seen[#seen + 1] = a .. b; coroutine.yield(); seen[#seen + 1] = "x" end, "p", "q")
+      fb.spawn(function() seen[#seen + 1] = "y" end)
+    end)
+    assert.are.same({ "pq", "y", "x" }, seen)
+  end)
+
+  it("wakes a waiting coroutine with values, or times it out", function()
+    local got = {}
+    T.vrun(function()
+      local waiter = fb.spawn(function()
+        got.first = { fb.wait("a value", 10) }
+        got.second = { fb.wait("nothing", 5) }
+        got.t = fb.now()
+      end)
+      fb.sleep(1)
+      assert.is_true(fb.wake(waiter, "hello", 42))
+      assert.is_false(fb.wake(waiter, "again")) -- not waiting yet: it has not run
+    end)
+    assert.are.same({ true, "hello", 42 }, got.first)
+    assert.are.same({ false }, got.second)
+    assert.are.equal(6, got.t)
+  end)
+
+  it("reports coroutines blocked forever, with what they wait on", function()
+    local ok, err = pcall(T.vrun, function()
+      fb.spawn(function() fb.wait("the answer") end)
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("1 coroutine(s) blocked forever", 1, true), err)
+    assert.truthy(err:find("waiting on the answer", 1, true), err)
+    -- the runtime is reusable after a failed run
+    T.vrun(function() fb.sleep(1) end)
+  end)
+
+  it("raises the first uncaught error with a traceback and stops", function()
+    local after = false
+    local ok, err = pcall(T.vrun, function()
+      fb.spawn(function() fb.sleep(1); error("boom") end)
+      fb.sleep(2)
+      after = true
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("runtime_spec.lua:%d+: boom"), err)
+    assert.truthy(err:find("stack traceback", 1, true), err)
+    assert.is_false(after)
+  end)
+
+  it("rejects sleep and wait outside a run and bad arguments", function()
+    assert.has_error(function() fb.sleep(1) end,
+      "sleep: not in a coroutine run by fusebox (use 'fusebox run' or fb.run)")
+    local ok, err = pcall(function() fb.sleep(-1) end)
+    assert.is_false(ok)
+    assert.truthy(err:find("bad argument #1 to 'sleep'", 1, true), err)
+    ok, err = pcall(fb.run, function() end, { virtual = true })
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown option 'virtual'", 1, true), err)
+    T.vrun(function()
+      ok, err = pcall(fb.run, function() end)
+      assert.is_false(ok)
+      assert.truthy(err:find("already running", 1, true), err)
+    end)
+  end)
+
+  it("sleeps on the real clock too", function()
+    fb.run(function()
+      local t0 = fb.now()
+      fb.sleep(0.02)
+      assert.is_true(fb.now() - t0 >= 0.019)
+    end)
+  end)
+
+  describe("random", function()
+    it("replays with the same seed and follows math.random's contract", function()
+      local function draws(seed)
+        local out = {}
+        T.vrun(function()
+          for i = 1, 50 do out[#out + 1] = fb.random() end
+          for i = 1, 50 do out[#out + 1] = fb.random(6) end
+          for i = 1, 50 do out[#out + 1] = fb.random(-3, 3) end
+        end, seed)
+        return out
+      end
+      local a, b, c = draws(7), draws(7), draws(8)
+      assert.are.same(a, b)
+      assert.are_not.same(a, c)
+      for i = 1, 50 do assert.is_true(a[i] >= 0 and a[i] < 1) end
+      for i = 51, 100 do assert.is_true(a[i] >= 1 and a[i] <= 6 and a[i] % 1 == 0) end
+      for i = 101, 150 do assert.is_true(a[i] >= -3 and a[i] <= 3 and a[i] % 1 == 0) end
+      assert.has_error(function() fb.random(0) end)
+      assert.has_error(function() fb.random(3, 2) end)
+    end)
+
+    it("covers a small range uniformly", function()
+      local counts = { 0, 0, 0, 0 }
+      T.vrun(function()
+        for _ = 1, 40000 do local r = fb.random(4); counts[r] = counts[r] + 1 end
+      end, 3)
+      for i = 1, 4 do assert.is_true(math.abs(counts[i] - 10000) < 400, tostring(counts[i])) end
+    end)
+
+    it("reports the seed it uses", function()
+      fb.seed(12345)
+      assert.are.equal(12345, fb.seed())
+    end)
+  end)
+end)
