@@ -111,6 +111,10 @@ int fb_registry_heartbeat(fb_registry *r, const char *service,
 int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port);
 
+/* Returns the instance host:port of service, or NULL if there is none. */
+fb_instance *fb_registry_find(fb_registry *r, const char *service,
+                              const char *host, int port);
+
 /* Returns the service called name, or NULL if nothing ever registered it.
  * A service, once created, lives as long as the registry. */
 fb_service *fb_registry_service(fb_registry *r, const char *name);

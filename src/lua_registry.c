@@ -1,8 +1,10 @@
 /*
  * lua_registry.c -- fb.registry{...}: the registry's Lua face.
  *
- * Payload: the fb_registry pointer, NULL once collected. discover() lives
- * in lua/fusebox.lua, where instance views are cached.
+ * Payload: the fb_registry pointer, NULL once collected. The environment
+ * table holds `views`, instance id -> the Lua table that stands for that
+ * instance (built in lua/fusebox/registry.lua, which also has discover());
+ * deregister() drops the view with its instance.
  */
 #include "lua_util.h"
 
@@ -18,6 +20,10 @@ static int registry_new(lua_State *L) {
   *p = NULL;
   luaL_getmetatable(L, FBL_REGISTRY);
   lua_setmetatable(L, -2);
+  lua_createtable(L, 0, 1);
+  lua_newtable(L);
+  lua_setfield(L, -2, "views");
+  lua_setfenv(L, -2);
   if (!(*p = fb_registry_new(&cfg)))
     return luaL_error(L, "registry: out of memory");
   return 1;
@@ -61,10 +67,24 @@ static int registry_deregister(lua_State *L) {
   const char *service = fbl_check_name(L, 2, "service name");
   const char *host = fbl_check_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
-  int rc = fb_registry_deregister(*p, service, host, port);
-  if (rc < 0)
-    return luaL_error(L, "%s", fb_strerror(rc));
-  lua_pushboolean(L, rc == 1);
+  fb_instance *i = fb_registry_find(*p, service, host, port);
+  if (i) {
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "views");
+    lua_pushnumber(L, (double)fb_instance_id(i));
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+  }
+  lua_pushboolean(L, fb_registry_deregister(*p, service, host, port) == 1);
+  return 1;
+}
+
+/* reg:views() -> the id -> view table (for lua/fusebox/registry.lua) */
+static int registry_views(lua_State *L) {
+  fbl_check_object(L, 1, FBL_REGISTRY);
+  lua_getfenv(L, 1);
+  lua_getfield(L, -1, "views");
   return 1;
 }
 
@@ -79,6 +99,7 @@ static const luaL_Reg registry_methods[] = {
     {"heartbeat", registry_heartbeat},
     {"deregister", registry_deregister},
     {"heartbeat_timeout", registry_heartbeat_timeout},
+    {"views", registry_views},
     {NULL, NULL},
 };
 

@@ -296,6 +296,16 @@ int fb_registry_heartbeat(fb_registry *r, const char *service,
   return fb_registry_register(r, service, host, port, now);
 }
 
+fb_instance *fb_registry_find(fb_registry *r, const char *service,
+                              const char *host, int port) {
+  if (!r || !valid_key(service, host, port) || !r->inst_buckets)
+    return NULL;
+  fb_service *s = fb_registry_service(r, service);
+  if (!s)
+    return NULL;
+  return *inst_slot(r, s, host, port, hash_instance(s, host, port));
+}
+
 int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port) {
   if (!r || !valid_key(service, host, port))

@@ -13,11 +13,11 @@ local registry = registry_mt.methods
 local M = {}
 
 -- M.state(reg, fname) -> { ptr, services, views }
-M.state = base.object_state(registry_mt, "registry", function(_, ptr)
+M.state = base.object_state(registry_mt, "registry", function(ud, ptr)
   return {
     ptr = ptr,
     services = {}, -- name -> fb_service*, filled on first sight
-    views = setmetatable({}, { __mode = "v" }), -- instance id -> view
+    views = ud:views(), -- instance id -> view; deregister() drops entries
   }
 end)
 
@@ -32,8 +32,9 @@ function M.service_of(st, name)
   return svc
 end
 
--- The Lua face of an instance: one table per instance, reused for as
--- long as anyone holds it, so picks allocate nothing.
+-- The Lua face of an instance: one table per instance, made on first
+-- sight and kept while the instance is registered, so picks allocate
+-- nothing.
 function M.view_of(st, inst)
   local id = api.instance_id(inst)
   local v = st.views[id]
