@@ -43,12 +43,17 @@ LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.c))
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
-.PHONY: all deps demo test test-plain test-san test-valgrind bench clean
+.PHONY: all binaries deps demo test test-plain test-san test-valgrind bench \
+        install uninstall clean
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
 
-binaries: $(BUILD)/fusebox $(BUILD)/libfusebox.a $(BUILD)/fusebox.so
+SONAME  := libfusebox.so.$(shell sed -n 's/^#define FB_VERSION_MAJOR //p' src/fusebox.h)
+VERSION := $(shell sed -n 's/^#define FB_VERSION_STRING "\(.*\)"/\1/p' src/fusebox.h)
+
+binaries: $(BUILD)/fusebox $(BUILD)/libfusebox.a $(BUILD)/fusebox.so \
+          $(BUILD)/libfusebox.so
 
 # ------------------------------------------------------------ dependencies
 
@@ -99,9 +104,24 @@ $(BUILD)/libfusebox.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-# The Lua module leaves lua_* symbols to the luajit process loading it.
-$(BUILD)/fusebox.so: $(LIB_OBJ)
-	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm
+# The Lua module leaves lua_* symbols to the luajit process loading it,
+# and exports only luaopen_fusebox.
+$(BUILD)/fusebox.so: $(LIB_OBJ) $(BUILD)/gen/module.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=$(BUILD)/gen/module.map \
+	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lm
+
+# The C library exports the fb_ API and nothing else.
+$(BUILD)/libfusebox.so: $(LIB_OBJ) $(BUILD)/gen/library.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=$(BUILD)/gen/library.map -o $@ $(LIB_OBJ) $(PKG_LIBS) -lm
+
+$(BUILD)/gen/module.map:
+	@mkdir -p $(@D)
+	@echo '{ global: luaopen_fusebox; local: *; };' > $@
+
+$(BUILD)/gen/library.map:
+	@mkdir -p $(@D)
+	@echo '{ global: fb_*; local: *; };' > $@
 
 $(BUILD)/fusebox: $(BUILD)/obj/main.o $(BUILD)/libfusebox.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
@@ -158,6 +178,38 @@ test-valgrind: binaries $(C_TESTS)
 
 bench: all $(C_BENCH)
 	@FB_BUILD=$(BUILD) sh tests/bench/run.sh
+
+# ---------------------------------------------------------------- install
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  := $(PREFIX)/lib
+# The Lua sources go beside, not on package.path: they are embedded in the
+# binaries, and a fusebox.lua on the path would shadow the C module.
+LUADIR  := $(PREFIX)/share/fusebox/lua
+LUACDIR := $(PREFIX)/lib/lua/5.1
+INSTALLED := bin/fusebox include/fusebox.h lib/libfusebox.a \
+             lib/libfusebox.so lib/$(SONAME) lib/libfusebox.so.$(VERSION) \
+             lib/pkgconfig/fusebox.pc lib/lua/5.1/fusebox.so
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LUADIR)/fusebox $(DESTDIR)$(LUACDIR)
+	install -m 755 $(BUILD)/fusebox $(DESTDIR)$(PREFIX)/bin/fusebox
+	install -m 644 src/fusebox.h $(DESTDIR)$(PREFIX)/include/fusebox.h
+	install -m 644 $(BUILD)/libfusebox.a $(DESTDIR)$(LIBDIR)/libfusebox.a
+	install -m 755 $(BUILD)/libfusebox.so $(DESTDIR)$(LIBDIR)/libfusebox.so.$(VERSION)
+	ln -sf libfusebox.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfusebox.so
+	install -m 755 $(BUILD)/fusebox.so $(DESTDIR)$(LUACDIR)/fusebox.so
+	install -m 644 lua/fusebox.lua $(DESTDIR)$(LUADIR)/fusebox.lua
+	install -m 644 lua/fusebox/*.lua $(DESTDIR)$(LUADIR)/fusebox/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(VERSION)|' src/fusebox.pc.in \
+	  > $(DESTDIR)$(LIBDIR)/pkgconfig/fusebox.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+	rm -rf $(DESTDIR)$(PREFIX)/share/fusebox
 
 clean:
 	rm -rf $(BUILD)
