@@ -23,6 +23,7 @@ return {
   running = core.running,
   wait = core.wait,
   wake = core.wake,
+  export = core.export,
   registry = core.registry,
   balancer = core.balancer,
   breaker = core.breaker,

@@ -37,7 +37,8 @@ typedef enum fb_errno {
   FB_ENOMEM = -2,    /* out of memory */
   FB_EREJECTED = -3, /* the breaker rejected the call (it is open) */
   FB_ENOENT = -4,    /* no such service or instance */
-  FB_ESTALE = -5     /* a permit from an earlier breaker state: dropped */
+  FB_ESTALE = -5,    /* a permit from an earlier breaker state: dropped */
+  FB_ELUA = -6       /* a Lua error: fb_runtime_last_error() has it */
 } fb_errno;
 
 /* Returns a static, human-readable description of an fb_errno code. */
@@ -228,6 +229,62 @@ int fb_breaker_transition(const fb_breaker *b, uint64_t n,
 /* Returns seconds from now until an OPEN breaker may let a call through
  * (0 when it would let one through now). */
 double fb_breaker_retry_after(const fb_breaker *b, double now);
+
+/* -------------------------------------------------------------- runtime */
+
+/* A Lua runtime for policy written in Lua: a LuaJIT state with the fusebox
+ * module loaded, whose coroutines run on a libuv loop -- the host's own,
+ * or one of its own. Lua code publishes objects with fb.export(name, obj);
+ * the host looks them up by name and uses them through the core API.
+ * A runtime and everything from it belong to the loop's thread. */
+typedef struct fb_runtime fb_runtime;
+struct uv_loop_s;
+
+typedef struct fb_runtime_config {
+  struct uv_loop_s *loop; /* host's loop; NULL: the runtime makes its own */
+  int virtual_time;       /* own loop only: a virtual clock from 0 */
+  int has_seed;           /* else a fresh seed is drawn */
+  uint64_t seed;
+  /* Called with message and traceback for every uncaught Lua error (a
+   * hosted runtime keeps running); never exit()s. May be NULL. */
+  void (*on_error)(void *data, const char *message);
+  void *error_data;
+} fb_runtime_config;
+
+/* Fills cfg with the defaults: own loop, real time, fresh seed. */
+void fb_runtime_config_init(fb_runtime_config *cfg);
+
+/* Creates a runtime (cfg NULL: defaults); NULL on bad config or no memory. */
+fb_runtime *fb_runtime_new(const fb_runtime_config *cfg);
+
+/* Frees the runtime, its Lua state and every object Lua made. */
+void fb_runtime_free(fb_runtime *rt);
+
+/* Starts the Lua file at path as a coroutine; FB_ELUA if it does not
+ * compile. On a host's loop it runs as the host runs the loop. */
+int fb_runtime_load(fb_runtime *rt, const char *path);
+
+/* Starts the Lua source code (named name in errors) as a coroutine. */
+int fb_runtime_eval(fb_runtime *rt, const char *code, const char *name);
+
+/* Runs the runtime's own loop until every coroutine is done; FB_ELUA on
+ * the first uncaught error, FB_EINVAL on a host's loop. */
+int fb_runtime_run(fb_runtime *rt);
+
+/* Returns the runtime's clock in seconds: what to pass as "now". */
+double fb_runtime_now(const fb_runtime *rt);
+
+/* Returns the breaker Lua exported as name, or NULL (see last error). */
+fb_breaker *fb_runtime_breaker(fb_runtime *rt, const char *name);
+
+/* Returns the balancer Lua exported as name, or NULL (see last error). */
+fb_balancer *fb_runtime_balancer(fb_runtime *rt, const char *name);
+
+/* Returns the registry Lua exported as name, or NULL (see last error). */
+fb_registry *fb_runtime_registry(fb_runtime *rt, const char *name);
+
+/* Returns the message of the runtime's last error, or "" if none. */
+const char *fb_runtime_last_error(const fb_runtime *rt);
 
 #ifdef __cplusplus
 }

@@ -13,8 +13,6 @@
 
 #include "fusebox.h"
 
-typedef struct fb_runtime fb_runtime;
-
 #define FB_LUA_API(X)                                                        \
   X(double, now, (const fb_runtime * rt))                                    \
   X(double, breaker_acquire, (fb_breaker * b, double now))                   \

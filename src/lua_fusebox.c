@@ -144,8 +144,24 @@ static int l_run(lua_State *L) {
     lua_pushvalue(L, 3 + i);
   fb_runtime_spawn(L, rt, nargs);
   lua_pop(L, 1);
-  if (fb_runtime_run(L, rt) < 0)
+  if (fb_runtime_loop(L, rt) < 0)
     return lua_error(L);
+  return 0;
+}
+
+/* fb.export(name, obj): publishes a registry, balancer or breaker for a
+ * C host (fb_runtime_breaker(rt, name), ...); obj nil unpublishes. */
+static int l_export(lua_State *L) {
+  fbl_check_name(L, 1, "name");
+  if (!lua_isnil(L, 2) && !luaL_testudata(L, 2, FBL_REGISTRY) &&
+      !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER))
+    return luaL_argerror(L, 2, lua_pushfstring(L, "registry, balancer or "
+                                                  "breaker expected, got %s",
+                                               luaL_typename(L, 2)));
+  lua_settop(L, 2);
+  lua_getfield(L, LUA_REGISTRYINDEX, FBL_EXPORTS);
+  lua_insert(L, 1);
+  lua_rawset(L, 1);
   return 0;
 }
 
@@ -166,7 +182,7 @@ static const luaL_Reg core_functions[] = {
     {"now", l_now},         {"sleep", l_sleep}, {"spawn", l_spawn},
     {"random", l_random},   {"seed", l_seed},   {"run", l_run},
     {"running", l_running}, {"report", l_report}, {"wait", l_wait},
-    {"wake", l_wake},       {NULL, NULL},
+    {"wake", l_wake},       {"export", l_export}, {NULL, NULL},
 };
 
 static void push_metatables(lua_State *L) {
@@ -219,6 +235,12 @@ static int l_import(lua_State *L) {
 
 int luaopen_fusebox(lua_State *L) {
   fb_runtime *rt = fb_runtime_open(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, FBL_EXPORTS);
+  if (lua_isnil(L, -1)) {
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, FBL_EXPORTS);
+  }
+  lua_pop(L, 1);
   lua_pushlightuserdata(L, rt); /* placeholder index for the upvalue */
   lua_getfield(L, LUA_REGISTRYINDEX, "fusebox.runtime");
   lua_replace(L, -2);

@@ -17,6 +17,9 @@
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
 
+/* The registry table fb.export() publishes objects in. */
+#define FBL_EXPORTS "fusebox.exports"
+
 /* The runtime, from upvalue 1 of every binding function. */
 #define fbl_runtime(L) ((fb_runtime *)lua_touserdata((L), lua_upvalueindex(1)))
 

@@ -19,14 +19,38 @@
 #define RUNTIME_KEY "fusebox.runtime"
 #define THREADS_KEY "fusebox.threads" /* thread -> ref, while it lives */
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
+/* A handle's memory outlives the runtime until libuv says it is closed:
+ * on a host's loop that happens when the host next runs it. */
+static void close_timer(fb_runtime *rt) {
+  rt->timer->data = NULL;
+  uv_close((uv_handle_t *)rt->timer, free_handle);
+  rt->timer = NULL;
+}
+
+static int new_timer(fb_runtime *rt) {
+  rt->timer = malloc(sizeof *rt->timer);
+  if (!rt->timer || uv_timer_init(rt->loop, rt->timer) != 0) {
+    free(rt->timer);
+    rt->timer = NULL;
+    return FB_ENOMEM;
+  }
+  rt->timer->data = rt;
+  return 0;
+}
+
 static int runtime_gc(lua_State *L) {
   fb_runtime *rt = lua_touserdata(L, 1);
-  if (rt->loop) {
-    uv_close((uv_handle_t *)&rt->timer, NULL);
+  if (rt->timer)
+    close_timer(rt);
+  if (rt->loop == &rt->own_loop) {
     uv_run(rt->loop, UV_RUN_DEFAULT); /* lets the close complete */
     uv_loop_close(rt->loop);
-    rt->loop = NULL;
   }
+  rt->loop = NULL;
+  free(rt->last_error);
+  rt->last_error = NULL;
   fb_timerq_free(&rt->queue);
   free(rt->coros);
   rt->coros = NULL;
@@ -46,8 +70,8 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   if (uv_loop_init(&rt->own_loop) != 0)
     luaL_error(L, "fusebox: cannot create the libuv loop");
   rt->loop = &rt->own_loop;
-  uv_timer_init(rt->loop, &rt->timer);
-  rt->timer.data = rt;
+  if (new_timer(rt) < 0)
+    luaL_error(L, "fusebox: out of memory");
   rt->t0 = uv_hrtime();
   fb_runtime_seed(rt, rt->t0 ^ ((uint64_t)getpid() << 32));
   lua_newtable(L);
@@ -105,6 +129,8 @@ static fb_coro *coro_new(lua_State *L, fb_runtime *rt, int ref) {
   return c;
 }
 
+static void arm(fb_runtime *rt);
+
 /* Queues coroutine ref to run at `at`; entries queued before are void. */
 static void enqueue(lua_State *L, fb_runtime *rt, int ref, double at,
                     fb_coro_state state) {
@@ -113,6 +139,8 @@ static void enqueue(lua_State *L, fb_runtime *rt, int ref, double at,
   c->state = (uint8_t)state;
   if (fb_timerq_push(&rt->queue, at, ref, c->token) < 0)
     luaL_error(L, "fusebox: out of memory scheduling a coroutine");
+  if (!rt->virtual_time && !rt->draining) /* a wake from an I/O callback */
+    arm(rt);
 }
 
 static void coro_free(fb_runtime *rt, int ref) {
@@ -177,8 +205,6 @@ void fb_runtime_wait(lua_State *L, fb_runtime *rt, int what_idx,
   }
 }
 
-static void arm(fb_runtime *rt);
-
 int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs) {
   lua_State *co = lua_tothread(L, co_idx);
   lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
@@ -197,13 +223,13 @@ int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs) {
   lua_xmove(L, co, nargs);
   c->nargs = nargs + 1;
   enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
-  if (!rt->virtual_time)
-    arm(rt);
   return 1;
 }
 
 /* ------------------------------------------------------------- running */
 
+/* An uncaught error: a hosted runtime tells the host and goes on; a run
+ * stops at the first one and returns it. */
 static void fail(fb_runtime *rt, lua_State *co) {
   lua_State *L = rt->L;
   const char *msg = lua_tostring(co, -1);
@@ -211,6 +237,12 @@ static void fail(fb_runtime *rt, lua_State *co) {
     msg = lua_pushfstring(co, "(error object is a %s value)",
                           luaL_typename(co, -1));
   luaL_traceback(L, co, msg, 0);
+  if (rt->on_error)
+    rt->on_error(rt->error_data, lua_tostring(L, -1));
+  if (rt->hosted) {
+    lua_pop(L, 1);
+    return;
+  }
   if (!rt->failed) {
     rt->failed = 1;
     rt->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -280,23 +312,25 @@ static void on_timer(uv_timer_t *timer) {
   uint64_t limit = rt->queue.next_seq;
   const fb_timer *top;
   fb_timer t;
+  rt->draining = 1;
   while (!rt->failed && (top = fb_timerq_peek(&rt->queue)) &&
          top->deadline <= now && top->seq < limit) {
     fb_timerq_pop(&rt->queue, &t);
     dispatch(rt, &t);
   }
+  rt->draining = 0;
   arm(rt);
 }
 
 static void arm(fb_runtime *rt) {
   const fb_timer *top = fb_timerq_peek(&rt->queue);
   if (rt->failed || !top) {
-    uv_timer_stop(&rt->timer);
+    uv_timer_stop(rt->timer);
     return;
   }
   double wait = top->deadline - fb_runtime_now(rt);
   uint64_t ms = wait > 0 ? (uint64_t)ceil(wait * 1000.0) : 0;
-  uv_timer_start(&rt->timer, on_timer, ms, 0);
+  uv_timer_start(rt->timer, on_timer, ms, 0);
 }
 
 /* Pushes a description of every coroutine left waiting, with where it
@@ -334,7 +368,24 @@ static void drop_all(fb_runtime *rt) {
       coro_free(rt, ref);
 }
 
-int fb_runtime_run(lua_State *L, fb_runtime *rt) {
+int fb_runtime_use_loop(fb_runtime *rt, uv_loop_t *loop) {
+  if (rt->running || rt->queue.n)
+    return FB_EINVAL;
+  close_timer(rt);
+  uv_run(rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(rt->loop);
+  rt->loop = loop;
+  return new_timer(rt);
+}
+
+void fb_runtime_host(lua_State *L, fb_runtime *rt) {
+  rt->L = L;
+  rt->running = 1;
+  rt->hosted = 1;
+  arm(rt);
+}
+
+int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
   rt->L = L;
   rt->running = 1;
   rt->failed = 0;

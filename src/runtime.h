@@ -32,11 +32,11 @@ typedef struct fb_coro {
   int what_ref;   /* Lua string: what a WAITING coroutine waits on */
 } fb_coro;
 
-typedef struct fb_runtime {
+struct fb_runtime {
   lua_State *L;         /* thread that called run: used for refs */
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  uv_timer_t timer;
+  uv_timer_t *timer;    /* own allocation: freed by its close callback */
   fb_timerq queue;
   int virtual_time;
   double vnow;          /* the virtual clock */
@@ -53,13 +53,18 @@ typedef struct fb_runtime {
   int ncoroutines;      /* started and not finished */
   fb_coro *coros;       /* by registry ref of the coroutine's thread */
   int coros_cap;
-} fb_runtime;
+  int draining;         /* inside on_timer: it re-arms the timer itself */
+  /* Embedding (src/embed.c): a host's loop and error callback. */
+  int hosted;           /* the host runs the loop; errors do not stop it */
+  void (*on_error)(void *data, const char *message);
+  void *error_data;
+  lua_State *main;      /* the state fb_runtime_new() made, to close */
+  char *last_error;
+};
 
 /* Creates the runtime inside a userdata stored in L's registry. */
 fb_runtime *fb_runtime_open(lua_State *L);
 
-/* Returns the runtime's clock in seconds. */
-double fb_runtime_now(const fb_runtime *rt);
 
 /* Sets the seed: fb.random restarts, and so does stream numbering. */
 void fb_runtime_seed(fb_runtime *rt, uint64_t seed);
@@ -91,7 +96,15 @@ int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs);
 
 /* Runs until every coroutine is done. Returns 0, or -1 with the error
  * message (with traceback) pushed on L. */
-int fb_runtime_run(lua_State *L, fb_runtime *rt);
+int fb_runtime_loop(lua_State *L, fb_runtime *rt);
+
+/* Moves the runtime onto a host's loop, before anything was scheduled;
+ * from then on coroutines run whenever the host runs that loop. */
+int fb_runtime_use_loop(fb_runtime *rt, uv_loop_t *loop);
+
+/* Starts hosted mode: coroutines run as the host runs the loop, and an
+ * uncaught error goes to rt->on_error instead of ending anything. */
+void fb_runtime_host(lua_State *L, fb_runtime *rt);
 
 /* Reports an error that must not stop the run (a listener that raised). */
 void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg);

@@ -1,0 +1,147 @@
+/*
+ * test_embed.c -- the runtime API for C hosts: Lua publishes objects the
+ * host uses through the core API; Lua errors reach the host's callback,
+ * never exit(); a host-owned loop keeps running through them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "fusebox.h"
+
+typedef struct errors {
+  int n;
+  char last[512];
+} errors;
+
+static void on_error(void *data, const char *msg) {
+  errors *e = data;
+  e->n++;
+  strncpy(e->last, msg, sizeof e->last - 1);
+}
+
+static fb_runtime *virtual_runtime(errors *e) {
+  fb_runtime_config cfg;
+  fb_runtime_config_init(&cfg);
+  cfg.virtual_time = 1;
+  cfg.has_seed = 1;
+  cfg.seed = 7;
+  cfg.on_error = on_error;
+  cfg.error_data = e;
+  fb_runtime *rt = fb_runtime_new(&cfg);
+  assert_non_null(rt);
+  return rt;
+}
+
+static void exports_reach_c(void **state) {
+  (void)state;
+  errors e = {0};
+  fb_runtime *rt = virtual_runtime(&e);
+  assert_int_equal(fb_runtime_eval(rt,
+      "local fb = require 'fusebox'\n"
+      "local reg = fb.registry()\n"
+      "reg:register('pay', '127.0.0.1', 9000)\n"
+      "fb.export('payments', fb.breaker { failure_threshold = 2, timeout = 5 })\n"
+      "fb.export('lb', fb.balancer(reg, 'round_robin'))\n"
+      "fb.export('reg', reg)\n"
+      "fb.sleep(60)\n", "policy"), 0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  assert_true(fb_runtime_now(rt) == 60);
+  fb_breaker *b = fb_runtime_breaker(rt, "payments");
+  assert_non_null(b);
+  for (int i = 0; i < 2; i++)
+    fb_breaker_record(b, fb_breaker_acquire(b, 60), FB_FAILURE, 0, 60);
+  assert_int_equal(fb_breaker_state_of(b), FB_OPEN);
+  fb_registry *reg = fb_runtime_registry(rt, "reg");
+  fb_balancer *lb = fb_runtime_balancer(rt, "lb");
+  assert_non_null(reg);
+  fb_instance *i = fb_balancer_pick(lb, fb_registry_service(reg, "pay"), 20);
+  assert_non_null(i);
+  assert_int_equal(fb_instance_port(i), 9000);
+  assert_int_equal(e.n, 0);
+  fb_runtime_free(rt);
+}
+
+static void lookups_explain_failures(void **state) {
+  (void)state;
+  errors e = {0};
+  fb_runtime *rt = virtual_runtime(&e);
+  fb_runtime_eval(rt, "require('fusebox').export('b', require('fusebox').breaker())", NULL);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  assert_null(fb_runtime_balancer(rt, "b"));
+  assert_string_equal(fb_runtime_last_error(rt), "'b' is not a fusebox.balancer");
+  assert_null(fb_runtime_breaker(rt, "nope"));
+  assert_string_equal(fb_runtime_last_error(rt), "nothing is exported as 'nope'");
+  assert_null(fb_runtime_breaker(NULL, "b"));
+  assert_null(fb_runtime_breaker(rt, NULL));
+  assert_int_equal(fb_runtime_load(NULL, "x.lua"), FB_EINVAL);
+  assert_int_equal(fb_runtime_eval(rt, NULL, NULL), FB_EINVAL);
+  assert_int_equal(fb_runtime_load(rt, "/no/such/policy.lua"), FB_ELUA);
+  assert_non_null(strstr(fb_runtime_last_error(rt), "/no/such/policy.lua"));
+  assert_int_equal(e.n, 1);
+  fb_runtime_free(rt);
+  fb_runtime_free(NULL);
+}
+
+static void lua_errors_are_returned_not_fatal(void **state) {
+  (void)state;
+  errors e = {0};
+  fb_runtime *rt = virtual_runtime(&e);
+  assert_int_equal(fb_runtime_eval(rt, "local x = = 1", "bad"), FB_ELUA);
+  assert_non_null(strstr(fb_runtime_last_error(rt), "bad:1:"));
+  assert_int_equal(fb_runtime_eval(rt, "require('fusebox').export('x', 42)", "wrongtype"), 0);
+  assert_int_equal(fb_runtime_run(rt), FB_ELUA);
+  assert_non_null(strstr(fb_runtime_last_error(rt),
+                         "registry, balancer or breaker expected, got number"));
+  assert_non_null(strstr(fb_runtime_last_error(rt), "stack traceback"));
+  assert_int_equal(e.n, 2);
+  /* the runtime is still usable */
+  assert_int_equal(fb_runtime_eval(rt, "require('fusebox').sleep(1)", NULL), 0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  fb_runtime_free(rt);
+}
+
+static void host_loop_survives_lua_errors(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  errors e = {0};
+  fb_runtime_config cfg;
+  fb_runtime_config_init(&cfg);
+  cfg.loop = &loop;
+  cfg.on_error = on_error;
+  cfg.error_data = &e;
+  cfg.virtual_time = 1;
+  assert_null(fb_runtime_new(&cfg)); /* a host's loop is real time */
+  cfg.virtual_time = 0;
+  fb_runtime *rt = fb_runtime_new(&cfg);
+  assert_non_null(rt);
+  assert_int_equal(fb_runtime_run(rt), FB_EINVAL); /* the host runs it */
+  assert_int_equal(fb_runtime_eval(rt,
+      "local fb = require 'fusebox'\n"
+      "fb.spawn(function() fb.sleep(0.01); error('policy bug') end)\n"
+      "fb.sleep(0.03)\n"
+      "fb.export('late', fb.breaker())\n", "host"), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(e.n, 1);
+  assert_non_null(strstr(e.last, "host:2: policy bug"));
+  assert_non_null(fb_runtime_breaker(rt, "late")); /* ran after the error */
+  fb_runtime_free(rt);
+  uv_run(&loop, UV_RUN_DEFAULT); /* completes the runtime's handle close */
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(exports_reach_c),
+      cmocka_unit_test(lookups_explain_failures),
+      cmocka_unit_test(lua_errors_are_returned_not_fatal),
+      cmocka_unit_test(host_loop_survives_lua_errors),
+  };
+  return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
+}
