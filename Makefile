@@ -192,7 +192,7 @@ INSTALLED := bin/fusebox include/fusebox.h lib/libfusebox.a \
              lib/libfusebox.so lib/$(SONAME) lib/libfusebox.so.$(VERSION) \
              lib/pkgconfig/fusebox.pc lib/lua/5.1/fusebox.so
 
-install: all
+install: binaries
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LUADIR)/fusebox $(DESTDIR)$(LUACDIR)
 	install -m 755 $(BUILD)/fusebox $(DESTDIR)$(PREFIX)/bin/fusebox
