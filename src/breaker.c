@@ -155,25 +155,24 @@ void fb_breaker_free(fb_breaker *b) { free(b); }
 
 static void clear_window(fb_breaker *b) {
   b->buffered = b->failed = b->slow = 0;
-  b->pos = 0;
+  b->pos = 0; /* head and head_slot stay: empty buckets are harmless */
   if (b->ring)
     memset(b->ring, 0, b->nslots);
   if (b->buckets)
     memset(b->buckets, 0, b->nslots * sizeof *b->buckets);
 }
 
-/* Count mode: the call replaces the oldest once the ring is full. */
+/* Count mode: the call replaces the oldest once the ring is full. The
+ * totals are updated once each from locals: separate read-modify-writes
+ * defeat store forwarding and cost more than the rest of the call. */
 static void ring_add(fb_breaker *b, unsigned flags) {
   uint8_t *slot = &b->ring[b->pos];
-  if (b->buffered == b->nslots) {
-    b->failed -= *slot & FB_CALL_FAILED;
-    b->slow -= *slot >> 1;
-  } else {
-    b->buffered++;
-  }
+  unsigned full = b->buffered == b->nslots;
+  unsigned old = full ? *slot : 0;
+  b->buffered += !full;
+  b->failed += (flags & FB_CALL_FAILED) - (old & FB_CALL_FAILED);
+  b->slow += (flags >> 1) - (old >> 1); /* unsigned wrap-around is exact */
   *slot = (uint8_t)flags;
-  b->failed += flags & FB_CALL_FAILED;
-  b->slow += flags >> 1;
   if (++b->pos == b->nslots)
     b->pos = 0;
 }
@@ -196,11 +195,12 @@ static void slide(fb_breaker *b, double now) {
     }
   }
   b->head = idx;
+  b->head_slot = (uint32_t)((uint64_t)idx % b->nslots);
 }
 
 static void bucket_add(fb_breaker *b, unsigned flags, double now) {
   slide(b, now);
-  fb_bucket *k = &b->buckets[(uint64_t)b->head % b->nslots];
+  fb_bucket *k = &b->buckets[b->head_slot];
   k->calls++;
   k->failed += flags & FB_CALL_FAILED;
   k->slow += flags >> 1;

@@ -33,7 +33,8 @@ struct fb_breaker {
   uint32_t buffered, failed, slow;
   uint32_t nslots;           /* ring length (calls) or number of buckets */
   uint32_t pos;              /* count: next ring slot */
-  int64_t head;              /* time: index of the newest bucket */
+  int64_t head;              /* time: index of the newest bucket... */
+  uint32_t head_slot;        /* ...and its place in the ring */
   double bucket_width;       /* time: seconds per bucket */
   uint8_t *ring;             /* count mode: FB_CALL_* per call */
   fb_bucket *buckets;        /* time mode: ring of buckets */
