@@ -282,14 +282,16 @@ static int record_probe(fb_breaker *b, fb_outcome outcome, unsigned flags,
   if (b->in_flight > 0)
     b->in_flight--;
   if (outcome == FB_IGNORED)
-    return 0;
+    return FB_RECORDED;
   int bad = b->cfg.mode == FB_MODE_CONSECUTIVE ? flags & FB_CALL_FAILED
                                                : flags != 0;
   if (bad)
     enter(b, FB_OPEN, now);
   else if (++b->successes >= b->cfg.success_threshold)
     enter(b, FB_CLOSED, now);
-  return 0;
+  else
+    return FB_RECORDED;
+  return FB_CHANGED;
 }
 
 /* Adds the call to the window; returns whether CLOSED must open. */
@@ -338,10 +340,11 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
   }
   if (b->state == FB_HALF_OPEN)
     return record_probe(b, outcome, flags, now);
-  if (outcome != FB_IGNORED && measure(b, flags, now) &&
-      b->state == FB_CLOSED)
-    enter(b, FB_OPEN, now);
-  return 0;
+  if (outcome == FB_IGNORED || !measure(b, flags, now) ||
+      b->state != FB_CLOSED)
+    return FB_RECORDED;
+  enter(b, FB_OPEN, now);
+  return FB_CHANGED;
 }
 
 /* ------------------------------------------------------ manual control */

@@ -223,8 +223,13 @@ void fb_breaker_free(fb_breaker *b);
  * half_open_max_wait moves back to OPEN here. */
 int64_t fb_breaker_acquire(fb_breaker *b, double now);
 
+/* What fb_breaker_record() did with a result it accepted. */
+enum { FB_RECORDED = 0, FB_CHANGED = 1 };
+
 /* Records the outcome of a permitted call; duration is the call's length.
- * Returns 0, FB_EINVAL for a bad outcome or permit, or FB_ESTALE when the
+ * Returns FB_RECORDED, FB_CHANGED when the outcome changed the state (so
+ * callers know without asking when to look at the history), FB_EINVAL for
+ * a bad outcome or permit, or FB_ESTALE when the
  * breaker has changed state since the permit was issued (the result is
  * dropped: it describes a state that no longer holds; the HALF_OPEN slot
  * it held died with that state). */

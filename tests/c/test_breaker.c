@@ -99,13 +99,13 @@ static void test_consecutive_document_semantics(void **state) {
   FAIL(b, 3);
   FAIL(b, 4);
   assert_int_equal(STATE(b), FB_CLOSED);
-  assert_int_equal(FAIL(b, 5), 0);
+  assert_int_equal(FAIL(b, 5), FB_CHANGED);
   assert_int_equal(STATE(b), FB_OPEN);
   assert_int_equal(fb_breaker_acquire(b, 10), FB_EREJECTED); /* == timeout */
   assert_true(fb_breaker_retry_after(b, 10) == 0);
   assert_true(fb_breaker_retry_after(b, 7) == 3);
   assert_int_equal(STATE(b), FB_OPEN);
-  assert_int_equal(OK(b, 10.001), 0);
+  assert_int_equal(OK(b, 10.001), FB_RECORDED);
   assert_int_equal(STATE(b), FB_HALF_OPEN);
   OK(b, 11);
   assert_int_equal(STATE(b), FB_HALF_OPEN);
@@ -346,13 +346,13 @@ static void test_half_open_probe_limit(void **state) {
   assert_true(p1 >= 0 && p2 >= 0);
   assert_int_equal(STATE(b), FB_HALF_OPEN);
   assert_int_equal(fb_breaker_acquire(b, 11), FB_EREJECTED);
-  assert_int_equal(fb_breaker_record(b, p1, FB_IGNORED, 0, 12), 0);
+  assert_int_equal(fb_breaker_record(b, p1, FB_IGNORED, 0, 12), FB_RECORDED);
   int64_t p3 = fb_breaker_acquire(b, 12); /* the ignored one freed a slot */
   assert_true(p3 >= 0);
   assert_int_equal(fb_breaker_acquire(b, 12), FB_EREJECTED);
-  assert_int_equal(fb_breaker_record(b, p2, FB_SUCCESS, 0, 13), 0);
+  assert_int_equal(fb_breaker_record(b, p2, FB_SUCCESS, 0, 13), FB_RECORDED);
   assert_int_equal(STATE(b), FB_HALF_OPEN); /* ignored: no success */
-  assert_int_equal(fb_breaker_record(b, p3, FB_SUCCESS, 0, 13), 0);
+  assert_int_equal(fb_breaker_record(b, p3, FB_SUCCESS, 0, 13), FB_CHANGED);
   assert_int_equal(STATE(b), FB_CLOSED);
   fb_breaker_metrics m;
   fb_breaker_metrics_get(b, 13, &m);
@@ -368,7 +368,7 @@ static void test_stale_probes_do_not_leak_slots(void **state) {
   fb_breaker *b = probe_breaker(2, INFINITY);
   int64_t p1 = fb_breaker_acquire(b, 11);
   int64_t p2 = fb_breaker_acquire(b, 11);
-  assert_int_equal(fb_breaker_record(b, p1, FB_FAILURE, 0, 12), 0);
+  assert_int_equal(fb_breaker_record(b, p1, FB_FAILURE, 0, 12), FB_CHANGED);
   assert_int_equal(STATE(b), FB_OPEN);
   assert_int_equal(fb_breaker_record(b, p2, FB_FAILURE, 0, 12), FB_ESTALE);
   assert_true(fb_breaker_acquire(b, 22.5) >= 0);
@@ -437,7 +437,7 @@ static void test_forced_states(void **state) {
   fb_breaker_disable(b, 3);
   assert_int_equal(STATE(b), FB_DISABLED);
   for (int i = 0; i < 4; i++)
-    assert_int_equal(FAIL(b, 4 + i), 0);
+    assert_int_equal(FAIL(b, 4 + i), FB_RECORDED);
   assert_int_equal(STATE(b), FB_DISABLED); /* measured, never judged */
   fb_breaker_metrics m;
   fb_breaker_metrics_get(b, 8, &m);
