@@ -2,7 +2,10 @@
 --   call     cb:call(fn) with a trivial fn
 --   try      cb:try(fn)
 --   token    cb:permit() + cb:record(token, ok, duration)
---   permit   cb:acquire() + permit:success()/failure()
+--   permit   cb:acquire() + permit:success()/failure() (LuaJIT sinks
+--            the permit's allocation: it never leaves the loop)
+--   kept     the same with the permit stored in a table first, as code
+--            that holds it across a yield must: the allocation is paid
 -- One call in ten fails (under every threshold: the breaker stays CLOSED).
 -- Run: build/fusebox run --virtual-time tests/bench/bench_breaker.lua
 -- (the virtual clock stands still, so the clock read is the cheapest; the
@@ -55,13 +58,22 @@ function loops.permit(cb)
   end
 end
 
+local held = {}
+function loops.kept(cb)
+  for i = 1, N do
+    held[1] = cb:acquire()
+    local p = held[1]
+    if i % 10 == 0 then p:failure(0.001) else p:success(0.001) end
+  end
+end
+
 local function median(t)
   table.sort(t)
   return t[(#t + 1) / 2]
 end
 
 for _, mode in ipairs { "consecutive", "count", "time" } do
-  for _, kind in ipairs { "call", "try", "token", "permit" } do
+  for _, kind in ipairs { "call", "try", "token", "permit", "kept" } do
     local runs = {}
     for r = 1, RUNS do
       local cb = make(mode)
