@@ -268,7 +268,10 @@ describe("breaker", function()
       got = reports(function() cb:reset() end)
       assert.are.equal(1, #got)
       assert.are.equal(2, after)
-      assert.are.equal("fine", (cb:call(ok)))
+      local r
+      got = reports(function() r = cb:call(ok) end)
+      assert.are.equal("fine", r)
+      assert.are.equal(1, #got) -- the outcome listener, still raising
     end)
   end)
 
