@@ -190,9 +190,9 @@ static int breaker_metrics(lua_State *L) {
   return 1;
 }
 
-/* cb:metrics_json() -> the same as a JSON object. cJSON writes an
- * infinite number as null: open_timeout without a timeout_max cap never
- * is one, as it starts finite and grows only up to timeout_max. */
+/* cb:metrics_json() -> the same as a JSON object (cJSON writes a
+ * non-finite number, which only an uncapped open_timeout grown past
+ * 1e308 could be, as null). */
 static int breaker_metrics_json(lua_State *L) {
   metric m[NMETRICS];
   const char *state;
