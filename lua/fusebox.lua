@@ -12,7 +12,22 @@ core.import "fusebox.registry"
 core.import "fusebox.balancer"
 core.import "fusebox.breaker"
 
+local default_report = core.report
+
+-- fb.reporter([fn]) -> the previous reporter: fn(what, message) receives
+-- every error that must not stop the run (a listener or strategy that
+-- raised); nil restores the default, which prints to stderr.
+local function reporter(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    error("bad argument #1 to 'reporter' (function or nil expected, got " .. type(fn) .. ")", 2)
+  end
+  local previous = core.report
+  core.report = fn or default_report
+  return previous
+end
+
 return {
+  reporter = reporter,
   version = core.version,
   now = core.now,
   sleep = core.sleep,

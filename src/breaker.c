@@ -1,43 +1,126 @@
 /*
  * breaker.c -- the circuit breaker state machine.
  *
- *   CLOSED    counts consecutive failures (a success resets the count) and
- *             opens when the count reaches failure_threshold.
- *   OPEN      rejects calls until now - last_failure_time > timeout
+ *   CLOSED    lets calls through and judges them by mode:
+ *               consecutive: failure_threshold failures in a row open it
+ *                            (a success resets the count; the document's);
+ *               count:       over the last `window` calls,
+ *               time:        over the last `window` seconds (in buckets),
+ *             it opens once the window holds minimum_calls calls and the
+ *             failure rate >= failure_rate or the slow rate >=
+ *             slow_call_rate (slow: duration > slow_call_duration).
+ *   OPEN      rejects calls until now - opened_at > open_timeout
  *             (strictly), then the next acquire moves it to HALF_OPEN.
- *   HALF_OPEN lets calls through; success_threshold successes close it,
- *             any failure reopens it at once.
+ *             open_timeout starts at timeout, is multiplied by
+ *             timeout_multiplier (up to timeout_max) on every re-open from
+ *             HALF_OPEN and goes back to timeout on close.
+ *   HALF_OPEN lets up to half_open_max_calls probes run at once;
+ *             success_threshold successes close it, any failure (in count
+ *             and time modes also any slow call) reopens it, and so does
+ *             the first acquire after half_open_max_wait (a stuck probe
+ *             cannot hold the breaker half-open forever).
+ *   FORCED_OPEN / DISABLED are set by hand and left only by reset:
+ *             the one rejects everything, the other lets everything
+ *             through and keeps measuring without ever changing state.
  *
  * Calls are split into acquire (may I call?) and record (how did it go?)
  * so callers can run the call itself anywhere: in a coroutine that
  * sleeps, on another thread, in a callback. A permit carries the
  * breaker's generation, which changes with every state change; a result
  * whose permit is from an earlier generation describes a state that no
- * longer holds and is dropped (FB_ESTALE), as gobreaker does.
+ * longer holds and is dropped (FB_ESTALE), as gobreaker does. HALF_OPEN
+ * probe slots belong to a generation too, so a dropped result never
+ * leaks one: leaving the state frees them all. An ignored outcome is
+ * counted nowhere but frees its slot.
  */
 #include "breaker.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#define MAX_RING 1000000 /* count mode: window calls, one byte each */
+#define MIN_BUCKETS 10   /* time mode: the window slides in >= 10 steps */
+#define MAX_BUCKETS 1000 /* ...of at most 1 s until windows of 1000 s */
 
 void fb_breaker_config_init(fb_breaker_config *cfg) {
   cfg->failure_threshold = 5;
   cfg->timeout = 60.0;
   cfg->success_threshold = 3;
+  cfg->mode = FB_MODE_CONSECUTIVE;
+  cfg->window = 100;
+  cfg->minimum_calls = 10;
+  cfg->failure_rate = 0.5;
+  cfg->slow_call_duration = INFINITY;
+  cfg->slow_call_rate = 1.0;
+  cfg->timeout_multiplier = 1.0;
+  cfg->timeout_max = INFINITY;
+  cfg->half_open_max_calls = 0;
+  cfg->half_open_max_wait = INFINITY;
+}
+
+static int is_rate(double r) { return r > 0 && r <= 1; }
+
+static int window_ok(const fb_breaker_config *cfg) {
+  double w = cfg->window;
+  if (cfg->mode == FB_MODE_COUNT)
+    return w >= 1 && w <= MAX_RING && w == floor(w);
+  return w > 0 && isfinite(w);
+}
+
+/* The first invalid field's name, or NULL; comparisons are written so
+ * that NaN fails them. */
+static const char *bad_field(const fb_breaker_config *cfg) {
+  if (cfg->failure_threshold < 1)
+    return "failure_threshold";
+  if (!(cfg->timeout > 0))
+    return "timeout";
+  if (cfg->success_threshold < 1)
+    return "success_threshold";
+  if (cfg->mode < FB_MODE_CONSECUTIVE || cfg->mode > FB_MODE_TIME)
+    return "mode";
+  if (!window_ok(cfg))
+    return "window";
+  if (cfg->minimum_calls < 1 ||
+      (cfg->mode == FB_MODE_COUNT && cfg->minimum_calls > cfg->window))
+    return "minimum_calls";
+  if (!is_rate(cfg->failure_rate))
+    return "failure_rate";
+  if (!(cfg->slow_call_duration > 0))
+    return "slow_call_duration";
+  if (!is_rate(cfg->slow_call_rate))
+    return "slow_call_rate";
+  if (!(cfg->timeout_multiplier >= 1) || isinf(cfg->timeout_multiplier))
+    return "timeout_multiplier";
+  if (!(cfg->timeout_max >= cfg->timeout))
+    return "timeout_max";
+  if (cfg->half_open_max_calls < 0)
+    return "half_open_max_calls";
+  if (!(cfg->half_open_max_wait > 0))
+    return "half_open_max_wait";
+  return NULL;
 }
 
 int fb_breaker_config_check(const fb_breaker_config *cfg, const char **field) {
-  const char *bad = NULL;
-  if (!cfg)
-    bad = "config";
-  else if (cfg->failure_threshold < 1)
-    bad = "failure_threshold";
-  else if (!(cfg->timeout > 0)) /* also rejects NaN */
-    bad = "timeout";
-  else if (cfg->success_threshold < 1)
-    bad = "success_threshold";
+  const char *bad = cfg ? bad_field(cfg) : "config";
   if (field)
     *field = bad;
   return bad ? FB_EINVAL : 0;
+}
+
+/* Slots of the window: calls in count mode, buckets in time mode. */
+static uint32_t window_slots(const fb_breaker_config *cfg) {
+  double n;
+  switch (cfg->mode) {
+  case FB_MODE_COUNT:
+    return (uint32_t)cfg->window;
+  case FB_MODE_TIME:
+    n = ceil(cfg->window);
+    return (uint32_t)(n < MIN_BUCKETS ? MIN_BUCKETS
+                                      : n > MAX_BUCKETS ? MAX_BUCKETS : n);
+  default:
+    return 0;
+  }
 }
 
 fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
@@ -48,71 +131,245 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
   }
   if (fb_breaker_config_check(cfg, NULL) < 0)
     return NULL;
-  fb_breaker *b = calloc(1, sizeof *b);
+  uint32_t nslots = window_slots(cfg);
+  size_t slot = cfg->mode == FB_MODE_TIME ? sizeof(fb_bucket) : 1;
+  fb_breaker *b = calloc(1, sizeof *b + nslots * slot);
   if (!b)
     return NULL;
   b->cfg = *cfg;
   b->state = FB_CLOSED;
+  b->open_timeout = cfg->timeout;
+  b->nslots = nslots;
+  if (cfg->mode == FB_MODE_COUNT)
+    b->ring = (uint8_t *)(b + 1);
+  if (cfg->mode == FB_MODE_TIME) {
+    b->buckets = (fb_bucket *)(b + 1); /* b + 1 is aligned for any type */
+    b->bucket_width = cfg->window / nslots;
+  }
   return b;
 }
 
 void fb_breaker_free(fb_breaker *b) { free(b); }
 
-static void transition(fb_breaker *b, fb_breaker_state to, double now) {
+/* ------------------------------------------------------------- window */
+
+static void clear_window(fb_breaker *b) {
+  b->buffered = b->failed = b->slow = 0;
+  b->pos = 0; /* head and head_slot stay: empty buckets are harmless */
+  if (b->ring)
+    memset(b->ring, 0, b->nslots);
+  if (b->buckets)
+    memset(b->buckets, 0, b->nslots * sizeof *b->buckets);
+}
+
+/* Count mode: the call replaces the oldest once the ring is full. The
+ * totals are updated once each from locals: separate read-modify-writes
+ * defeat store forwarding and cost more than the rest of the call. */
+static void ring_add(fb_breaker *b, unsigned flags) {
+  uint8_t *slot = &b->ring[b->pos];
+  unsigned full = b->buffered == b->nslots;
+  unsigned old = full ? *slot : 0;
+  b->buffered += !full;
+  b->failed += (flags & FB_CALL_FAILED) - (old & FB_CALL_FAILED);
+  b->slow += (flags >> 1) - (old >> 1); /* unsigned wrap-around is exact */
+  *slot = (uint8_t)flags;
+  if (++b->pos == b->nslots)
+    b->pos = 0;
+}
+
+/* Time mode: buckets older than the window's nslots newest drop out. The
+ * index is truncated rather than floored: clocks here start at 0. */
+static void slide(fb_breaker *b, double now) {
+  int64_t idx = (int64_t)(now / b->bucket_width);
+  if (idx <= b->head)
+    return;
+  if (idx - b->head >= b->nslots) {
+    clear_window(b);
+  } else {
+    for (int64_t i = b->head + 1; i <= idx; i++) {
+      fb_bucket *k = &b->buckets[(uint64_t)i % b->nslots];
+      b->buffered -= k->calls;
+      b->failed -= k->failed;
+      b->slow -= k->slow;
+      k->calls = k->failed = k->slow = 0;
+    }
+  }
+  b->head = idx;
+  b->head_slot = (uint32_t)((uint64_t)idx % b->nslots);
+}
+
+static void bucket_add(fb_breaker *b, unsigned flags, double now) {
+  slide(b, now);
+  fb_bucket *k = &b->buckets[b->head_slot];
+  k->calls++;
+  k->failed += flags & FB_CALL_FAILED;
+  k->slow += flags >> 1;
+  b->buffered++;
+  b->failed += flags & FB_CALL_FAILED;
+  b->slow += flags >> 1;
+}
+
+/* Division, not failure_rate * buffered: 3/10 >= 0.3 holds, while
+ * 0.3 * 10 rounds above 3. */
+static int rates_over(const fb_breaker *b) {
+  if (b->buffered < (uint32_t)b->cfg.minimum_calls)
+    return 0;
+  double n = b->buffered;
+  return b->failed / n >= b->cfg.failure_rate ||
+         b->slow / n >= b->cfg.slow_call_rate;
+}
+
+/* -------------------------------------------------------------- states */
+
+static void enter(fb_breaker *b, fb_breaker_state to, double now) {
   fb_transition *t = &b->history[b->ntransitions % FB_BREAKER_HISTORY];
   t->at = now;
   t->from = (uint8_t)b->state;
   t->to = (uint8_t)to;
   b->ntransitions++;
+  if (to == FB_OPEN && b->state == FB_HALF_OPEN) {
+    double grown = b->open_timeout * b->cfg.timeout_multiplier;
+    b->open_timeout = grown < b->cfg.timeout_max ? grown : b->cfg.timeout_max;
+  }
+  if (to == FB_CLOSED) {
+    b->failures = 0;
+    b->open_timeout = b->cfg.timeout;
+    clear_window(b);
+  }
   b->state = to;
   b->generation++;
+  b->since = now;
+  b->successes = 0;
+  b->in_flight = 0;
 }
 
-int64_t fb_breaker_acquire(fb_breaker *b, double now) {
-  if (b->state == FB_OPEN) {
-    if (!(now - b->last_failure_time > b->cfg.timeout))
-      return FB_EREJECTED;
-    transition(b, FB_HALF_OPEN, now);
-    b->successes = 0;
+static int64_t reject(fb_breaker *b) {
+  b->rejected++;
+  return FB_EREJECTED;
+}
+
+static int64_t acquire_probe(fb_breaker *b, double now) {
+  if (now - b->since > b->cfg.half_open_max_wait) {
+    enter(b, FB_OPEN, now);
+    return reject(b);
   }
+  if (b->cfg.half_open_max_calls && b->in_flight >= b->cfg.half_open_max_calls)
+    return reject(b);
+  b->in_flight++;
   return b->generation;
 }
 
-static void on_success(fb_breaker *b, double now) {
-  if (b->state == FB_HALF_OPEN) {
-    if (++b->successes >= b->cfg.success_threshold) {
-      transition(b, FB_CLOSED, now);
-      b->failures = 0;
-    }
-  } else {
-    b->failures = 0;
+int64_t fb_breaker_acquire(fb_breaker *b, double now) {
+  switch (b->state) {
+  case FB_CLOSED:
+  case FB_DISABLED:
+    return b->generation;
+  case FB_OPEN:
+    if (!(now - b->since > b->open_timeout))
+      return reject(b);
+    enter(b, FB_HALF_OPEN, now);
+    return acquire_probe(b, now);
+  case FB_HALF_OPEN:
+    return acquire_probe(b, now);
+  case FB_FORCED_OPEN:
+    break;
   }
+  return reject(b);
 }
 
-static void on_failure(fb_breaker *b, double now) {
-  b->failures++;
-  b->last_failure_time = now;
-  if (b->state == FB_HALF_OPEN || b->failures >= b->cfg.failure_threshold)
-    transition(b, FB_OPEN, now);
+static int record_probe(fb_breaker *b, fb_outcome outcome, unsigned flags,
+                        double now) {
+  if (b->in_flight > 0)
+    b->in_flight--;
+  if (outcome == FB_IGNORED)
+    return FB_RECORDED;
+  int bad = b->cfg.mode == FB_MODE_CONSECUTIVE ? flags & FB_CALL_FAILED
+                                               : flags != 0;
+  if (bad)
+    enter(b, FB_OPEN, now);
+  else if (++b->successes >= b->cfg.success_threshold)
+    enter(b, FB_CLOSED, now);
+  else
+    return FB_RECORDED;
+  return FB_CHANGED;
+}
+
+/* Adds the call to the window; returns whether CLOSED must open. */
+static int measure(fb_breaker *b, unsigned flags, double now) {
+  switch (b->cfg.mode) {
+  case FB_MODE_CONSECUTIVE:
+    b->failures = flags & FB_CALL_FAILED ? b->failures + 1 : 0;
+    return b->failures >= b->cfg.failure_threshold;
+  case FB_MODE_COUNT:
+    ring_add(b, flags);
+    /* only a bad call or reaching minimum_calls can raise a rate */
+    return (flags || b->buffered == (uint32_t)b->cfg.minimum_calls) &&
+           rates_over(b);
+  case FB_MODE_TIME:
+    bucket_add(b, flags, now); /* sliding may raise a rate: always judge */
+    return rates_over(b);
+  }
+  return 0;
+}
+
+static int drop(fb_breaker *b, int64_t permit) {
+  if (permit < 0 || permit > b->generation)
+    return FB_EINVAL;
+  b->stale++;
+  return FB_ESTALE;
 }
 
 int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now) {
-  (void)duration; /* consecutive mode judges outcomes, not speed */
-  if (permit < 0 || permit > b->generation)
-    return FB_EINVAL;
   if (permit != b->generation)
-    return FB_ESTALE;
-  switch (outcome) {
-  case FB_SUCCESS:
-    on_success(b, now);
-    return 0;
-  case FB_FAILURE:
-    on_failure(b, now);
-    return 0;
+    return drop(b, permit);
+  if ((unsigned)outcome > FB_IGNORED)
+    return FB_EINVAL;
+  if (b->state == FB_OPEN || b->state == FB_FORCED_OPEN)
+    return FB_EINVAL; /* no permit of these states was ever issued */
+  unsigned flags = (outcome == FB_FAILURE ? FB_CALL_FAILED : 0) |
+                   (duration > b->cfg.slow_call_duration ? FB_CALL_SLOW : 0);
+  b->calls++;
+  if (outcome == FB_IGNORED) {
+    b->ignored++;
+    flags = 0;
+  } else {
+    b->bad += flags & FB_CALL_FAILED;
+    b->ok += !(flags & FB_CALL_FAILED);
+    b->slow_calls += flags >> 1;
   }
-  return FB_EINVAL;
+  if (b->state == FB_HALF_OPEN)
+    return record_probe(b, outcome, flags, now);
+  if (outcome == FB_IGNORED || !measure(b, flags, now) ||
+      b->state != FB_CLOSED)
+    return FB_RECORDED;
+  enter(b, FB_OPEN, now);
+  return FB_CHANGED;
 }
+
+/* ------------------------------------------------------ manual control */
+
+void fb_breaker_force_open(fb_breaker *b, double now) {
+  if (b->state != FB_FORCED_OPEN)
+    enter(b, FB_FORCED_OPEN, now);
+}
+
+void fb_breaker_disable(fb_breaker *b, double now) {
+  if (b->state != FB_DISABLED)
+    enter(b, FB_DISABLED, now);
+}
+
+void fb_breaker_reset(fb_breaker *b, double now) {
+  if (b->state != FB_CLOSED) {
+    enter(b, FB_CLOSED, now);
+    return;
+  }
+  b->failures = 0;
+  clear_window(b);
+  b->generation++; /* results from before the reset describe another world */
+}
+
+/* ------------------------------------------------------------- queries */
 
 fb_breaker_state fb_breaker_state_of(const fb_breaker *b) { return b->state; }
 
@@ -124,6 +381,10 @@ const char *fb_breaker_state_name(fb_breaker_state s) {
     return "OPEN";
   case FB_HALF_OPEN:
     return "HALF_OPEN";
+  case FB_FORCED_OPEN:
+    return "FORCED_OPEN";
+  case FB_DISABLED:
+    return "DISABLED";
   }
   return "UNKNOWN";
 }
@@ -143,8 +404,39 @@ int fb_breaker_transition(const fb_breaker *b, uint64_t n,
 }
 
 double fb_breaker_retry_after(const fb_breaker *b, double now) {
+  if (b->state == FB_FORCED_OPEN)
+    return INFINITY;
   if (b->state != FB_OPEN)
     return 0;
-  double left = b->last_failure_time + b->cfg.timeout - now;
+  double left = b->since + b->open_timeout - now;
   return left > 0 ? left : 0;
+}
+
+static double rate(const fb_breaker *b, uint32_t n) {
+  if (b->cfg.mode == FB_MODE_CONSECUTIVE ||
+      b->buffered < (uint32_t)b->cfg.minimum_calls)
+    return -1;
+  return (double)n / b->buffered;
+}
+
+void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m) {
+  if (b->cfg.mode == FB_MODE_TIME)
+    slide(b, now);
+  m->state = b->state;
+  m->failure_rate = rate(b, b->failed);
+  m->slow_rate = rate(b, b->slow);
+  m->buffered = b->buffered;
+  m->failed = b->cfg.mode == FB_MODE_CONSECUTIVE ? (uint64_t)b->failures
+                                                 : b->failed;
+  m->slow = b->slow;
+  m->calls = b->calls;
+  m->successes = b->ok;
+  m->failures = b->bad;
+  m->ignored = b->ignored;
+  m->slow_calls = b->slow_calls;
+  m->rejected = b->rejected;
+  m->stale = b->stale;
+  m->half_open_calls = b->state == FB_HALF_OPEN ? (uint64_t)b->in_flight : 0;
+  m->time_in_state = now - b->since;
+  m->open_timeout = b->open_timeout;
 }

@@ -11,13 +11,35 @@ typedef struct fb_transition {
   uint8_t from, to;
 } fb_transition;
 
+/* Per-call flags in the count-mode ring. */
+enum { FB_CALL_FAILED = 1, FB_CALL_SLOW = 2 };
+
+/* One slice of the time-mode window. */
+typedef struct fb_bucket {
+  uint32_t calls, failed, slow;
+} fb_bucket;
+
 struct fb_breaker {
   fb_breaker_config cfg;
   fb_breaker_state state;
-  int64_t generation;        /* bumped on every state change */
+  int64_t generation;        /* bumped on every state change and reset */
   int failures;              /* consecutive failures (reference: failure_count) */
   int successes;             /* HALF_OPEN successes (reference: success_count) */
-  double last_failure_time;
+  int in_flight;             /* HALF_OPEN probes of this generation */
+  double since;              /* when the current state began */
+  double open_timeout;       /* the OPEN duration now in force */
+
+  /* The window (count and time modes): running totals over its slots. */
+  uint32_t buffered, failed, slow;
+  uint32_t nslots;           /* ring length (calls) or number of buckets */
+  uint32_t pos;              /* count: next ring slot */
+  int64_t head;              /* time: index of the newest bucket... */
+  uint32_t head_slot;        /* ...and its place in the ring */
+  double bucket_width;       /* time: seconds per bucket */
+  uint8_t *ring;             /* count mode: FB_CALL_* per call */
+  fb_bucket *buckets;        /* time mode: ring of buckets */
+
+  uint64_t calls, ok, bad, ignored, slow_calls, rejected, stale;
   uint64_t ntransitions;
   fb_transition history[FB_BREAKER_HISTORY];
 };

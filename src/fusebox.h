@@ -171,18 +171,41 @@ typedef struct fb_breaker fb_breaker;
 typedef enum fb_breaker_state {
   FB_CLOSED = 0,
   FB_OPEN = 1,
-  FB_HALF_OPEN = 2
+  FB_HALF_OPEN = 2,
+  FB_FORCED_OPEN = 3, /* fb_breaker_force_open(): rejects until reset */
+  FB_DISABLED = 4     /* fb_breaker_disable(): allows all, still measures */
 } fb_breaker_state;
 
 typedef enum fb_outcome {
   FB_SUCCESS = 0,
-  FB_FAILURE = 1
+  FB_FAILURE = 1,
+  FB_IGNORED = 2 /* neutral (a cancellation): counted nowhere, frees its
+                    HALF_OPEN slot */
 } fb_outcome;
+
+/* How CLOSED judges the calls it lets through. */
+typedef enum fb_breaker_mode {
+  FB_MODE_CONSECUTIVE = 0, /* failure_threshold failures in a row */
+  FB_MODE_COUNT = 1,       /* rates over the last `window` calls */
+  FB_MODE_TIME = 2         /* rates over the last `window` seconds */
+} fb_breaker_mode;
 
 typedef struct fb_breaker_config {
   int failure_threshold; /* consecutive failures that open it; 5 */
   double timeout;        /* seconds OPEN before a probe is let through; 60 */
   int success_threshold; /* HALF_OPEN successes that close it; 3 */
+  fb_breaker_mode mode;  /* FB_MODE_CONSECUTIVE */
+  double window;         /* count mode: calls (an integer <= 1e6); time
+                            mode: seconds; 100 */
+  int minimum_calls;     /* calls in the window before rates count; 10 */
+  double failure_rate;   /* opens when failed/calls >= this, in (0, 1]; 0.5 */
+  double slow_call_duration; /* a call longer than this is slow; INFINITY */
+  double slow_call_rate; /* opens when slow/calls >= this, in (0, 1]; 1 */
+  double timeout_multiplier; /* the OPEN duration grows by this factor on
+                                each re-open from HALF_OPEN (>= 1); 1 */
+  double timeout_max;    /* ...up to this (>= timeout); INFINITY */
+  int half_open_max_calls;   /* probes in flight at once; 0: unlimited */
+  double half_open_max_wait; /* HALF_OPEN older than this reopens; INFINITY */
 } fb_breaker_config;
 
 /* Fills cfg with the defaults. */
@@ -199,21 +222,30 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg);
 void fb_breaker_free(fb_breaker *b);
 
 /* Asks to make a call at now: returns a permit (>= 0) to pass to
- * fb_breaker_record(), or FB_EREJECTED while the breaker is open. An OPEN
- * breaker whose timeout has strictly passed moves to HALF_OPEN here. */
+ * fb_breaker_record(), or FB_EREJECTED while the breaker is open (or
+ * HALF_OPEN with all probe slots taken). An OPEN breaker whose timeout has
+ * strictly passed moves to HALF_OPEN here; a HALF_OPEN one older than
+ * half_open_max_wait moves back to OPEN here. */
 int64_t fb_breaker_acquire(fb_breaker *b, double now);
 
+/* What fb_breaker_record() did with a result it accepted. */
+enum { FB_RECORDED = 0, FB_CHANGED = 1 };
+
 /* Records the outcome of a permitted call; duration is the call's length.
- * Returns 0, FB_EINVAL for a bad outcome or permit, or FB_ESTALE when the
+ * Returns FB_RECORDED, FB_CHANGED when the outcome changed the state (so
+ * callers know without asking when to look at the history), FB_EINVAL for
+ * a bad outcome or permit, or FB_ESTALE when the
  * breaker has changed state since the permit was issued (the result is
- * dropped: it describes a state that no longer holds). */
+ * dropped: it describes a state that no longer holds; the HALF_OPEN slot
+ * it held died with that state). */
 int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now);
 
-/* Returns the current state; it changes only in acquire and record. */
+/* Returns the current state; it changes only in acquire, record and the
+ * manual controls below. */
 fb_breaker_state fb_breaker_state_of(const fb_breaker *b);
 
-/* Returns "CLOSED", "OPEN" or "HALF_OPEN". */
+/* Returns "CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN" or "DISABLED". */
 const char *fb_breaker_state_name(fb_breaker_state s);
 
 /* Returns how many state changes the breaker has made since creation. */
@@ -227,9 +259,42 @@ int fb_breaker_transition(const fb_breaker *b, uint64_t n,
                           double *at);
 
 /* Returns seconds from now until an OPEN breaker may let a call through
- * (0 when it would let one through now). */
+ * (0 when it would let one through now or in any other state but
+ * FORCED_OPEN, where it is INFINITY). */
 double fb_breaker_retry_after(const fb_breaker *b, double now);
 
+/* Moves to FORCED_OPEN: every acquire is rejected until reset. */
+void fb_breaker_force_open(fb_breaker *b, double now);
+
+/* Moves to DISABLED: every acquire is allowed; outcomes are still measured
+ * but never change the state, until reset. */
+void fb_breaker_disable(fb_breaker *b, double now);
+
+/* Returns to a fresh CLOSED state: window, counts and open-duration growth
+ * cleared (lifetime totals kept); permits issued before are stale. */
+void fb_breaker_reset(fb_breaker *b, double now);
+
+/* A snapshot of a breaker's measurements. */
+typedef struct fb_breaker_metrics {
+  fb_breaker_state state;
+  double failure_rate;  /* failed/buffered, or -1 below minimum_calls and
+                           in consecutive mode */
+  double slow_rate;     /* slow/buffered, or -1 likewise */
+  uint64_t buffered;    /* calls in the window (consecutive mode: 0) */
+  uint64_t failed;      /* failures in the window (consecutive: in a row) */
+  uint64_t slow;        /* slow calls in the window */
+  uint64_t calls;       /* lifetime: outcomes recorded (not stale ones) */
+  uint64_t successes, failures, ignored, slow_calls; /* lifetime */
+  uint64_t rejected;    /* lifetime: acquires refused */
+  uint64_t stale;       /* lifetime: results dropped as stale */
+  uint64_t half_open_calls; /* probes in flight now */
+  double time_in_state; /* seconds since the current state began */
+  double open_timeout;  /* the OPEN duration now in force */
+} fb_breaker_metrics;
+
+/* Fills m with the breaker's measurements at now (the time window slides
+ * to now first). */
+void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m);
 /* -------------------------------------------------------------- runtime */
 
 /* A Lua runtime for policy written in Lua: a LuaJIT state with the fusebox

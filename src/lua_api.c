@@ -32,6 +32,18 @@ static int api_breaker_state(const fb_breaker *b) {
   return (int)fb_breaker_state_of(b);
 }
 
+static void api_breaker_force_open(fb_breaker *b, double now) {
+  fb_breaker_force_open(b, now);
+}
+
+static void api_breaker_disable(fb_breaker *b, double now) {
+  fb_breaker_disable(b, now);
+}
+
+static void api_breaker_reset(fb_breaker *b, double now) {
+  fb_breaker_reset(b, now);
+}
+
 static fb_service *api_registry_service(fb_registry *r, const char *name) {
   return fb_registry_service(r, name);
 }

@@ -22,6 +22,9 @@
   X(double, breaker_transitions, (const fb_breaker *b))                      \
   X(double, breaker_retry_after, (const fb_breaker *b, double now))          \
   X(int, breaker_state, (const fb_breaker *b))                               \
+  X(void, breaker_force_open, (fb_breaker * b, double now))                 \
+  X(void, breaker_disable, (fb_breaker * b, double now))                    \
+  X(void, breaker_reset, (fb_breaker * b, double now))                      \
   X(fb_service *, registry_service, (fb_registry * r, const char *name))     \
   X(int, service_live,                                                       \
     (fb_service * s, double now, fb_instance *const **out))                  \

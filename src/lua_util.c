@@ -4,6 +4,7 @@
 #include "lua_util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 void fbl_check_options(lua_State *L, int idx, const char *const *allowed) {
@@ -38,7 +39,7 @@ static int get_option(lua_State *L, int idx, const char *key) {
 static void bad_option(lua_State *L, int idx, const char *key,
                        const char *want) {
   const char *got = lua_type(L, -1) == LUA_TNUMBER
-                        ? lua_pushfstring(L, "%f", lua_tonumber(L, -2))
+                        ? lua_pushfstring(L, "%f", lua_tonumber(L, -1))
                         : luaL_typename(L, -1);
   luaL_argerror(L, idx, lua_pushfstring(L, "%s must be %s, got %s", key, want,
                                         got));
@@ -67,6 +68,63 @@ int fbl_opt_count(lua_State *L, int idx, const char *key, int def) {
   }
   lua_pop(L, 1);
   return v;
+}
+
+double fbl_opt_fraction(lua_State *L, int idx, const char *key, double def) {
+  int t = get_option(L, idx, key);
+  double v = def;
+  if (t != LUA_TNIL) {
+    v = lua_tonumber(L, -1);
+    if (t != LUA_TNUMBER || !(v > 0 && v <= 1))
+      bad_option(L, idx, key, "a number in (0, 1]");
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+double fbl_opt_at_least(lua_State *L, int idx, const char *key, double def,
+                        double min) {
+  int t = get_option(L, idx, key);
+  double v = def;
+  if (t != LUA_TNIL) {
+    v = lua_tonumber(L, -1);
+    if (t != LUA_TNUMBER || !(v >= min) || isinf(v)) {
+      char want[64];
+      snprintf(want, sizeof want, "a finite number >= %g", min);
+      bad_option(L, idx, key, want);
+    }
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+int fbl_opt_choice(lua_State *L, int idx, const char *key,
+                   const char *const *names, int def) {
+  int t = get_option(L, idx, key);
+  int v = def;
+  if (t != LUA_TNIL) {
+    const char *s = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    for (v = 0; names[v] && !(s && strcmp(names[v], s) == 0);)
+      v++;
+    if (!names[v]) {
+      char want[256] = "one of";
+      for (int i = 0; names[i]; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s '%s'",
+                 i ? "," : "", names[i]);
+      if (s)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be %s, got '%s'",
+                                              key, want, s));
+      bad_option(L, idx, key, want);
+    }
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+int fbl_opt_given(lua_State *L, int idx, const char *key) {
+  int t = get_option(L, idx, key);
+  lua_pop(L, 1);
+  return t != LUA_TNIL;
 }
 
 const char *fbl_check_name(lua_State *L, int idx, const char *what) {

@@ -33,6 +33,21 @@ double fbl_opt_positive(lua_State *L, int idx, const char *key, double def);
 /* Reads option key of the table at idx: an integer >= 1, or def. */
 int fbl_opt_count(lua_State *L, int idx, const char *key, int def);
 
+/* Reads option key of the table at idx: a number in (0, 1], or def. */
+double fbl_opt_fraction(lua_State *L, int idx, const char *key, double def);
+
+/* Reads option key of the table at idx: a finite number >= min, or def. */
+double fbl_opt_at_least(lua_State *L, int idx, const char *key, double def,
+                        double min);
+
+/* Reads option key of the table at idx: one of the strings in names
+ * (NULL-terminated); returns its index, or def if absent. */
+int fbl_opt_choice(lua_State *L, int idx, const char *key,
+                   const char *const *names, int def);
+
+/* Returns whether option key is present (not nil) in the table at idx. */
+int fbl_opt_given(lua_State *L, int idx, const char *key);
+
 /* Checks a non-empty string argument. */
 const char *fbl_check_name(lua_State *L, int idx, const char *what);
 

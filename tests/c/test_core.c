@@ -31,7 +31,7 @@ static fb_breaker *doc_breaker(int failures, double timeout, int successes) {
 static void call(fb_breaker *b, fb_outcome o, double now) {
   int64_t p = fb_breaker_acquire(b, now);
   assert_true(p >= 0);
-  assert_int_equal(fb_breaker_record(b, p, o, 0, now), 0);
+  assert_true(fb_breaker_record(b, p, o, 0, now) >= 0);
 }
 
 static void breaker_defaults(void **state) {
@@ -68,7 +68,7 @@ static void breaker_timeout_is_strict(void **state) {
   int64_t p = fb_breaker_acquire(b, 15.000001);
   assert_true(p >= 0);
   assert_int_equal(fb_breaker_state_of(b), FB_HALF_OPEN);
-  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, 0, 15.1), 0);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, 0, 15.1), FB_CHANGED);
   assert_int_equal(fb_breaker_state_of(b), FB_CLOSED);
   fb_breaker_free(b);
 }

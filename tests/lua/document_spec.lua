@@ -69,12 +69,17 @@ describe("breaker (reference semantics)", function()
   it("keeps working when a listener raises", function()
     T.vrun(function()
       local cb = fb.breaker { failure_threshold = 1 }
-      local later = 0
+      local later, reported = 0, {}
+      local saved = fb.reporter(function(what, msg) reported[#reported + 1] = what .. ": " .. msg end)
       cb:on("state_change", function() error("listener bug") end)
       cb:on("state_change", function() later = later + 1 end)
       pcall(cb.call, cb, fails)
+      fb.reporter(saved)
       assert.are.equal("OPEN", cb.state)
       assert.are.equal(1, later)
+      assert.are.equal(1, #reported)
+      assert.truthy(reported[1]:find("listener bug", 1, true))
+      assert.truthy(reported[1]:find("stack traceback", 1, true))
     end)
   end)
 
