@@ -31,6 +31,9 @@ ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 endif
+ifeq ($(SAN),thread)
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+endif
 
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/breaker.c \
             src/timerq.c src/util.c
@@ -43,7 +46,7 @@ LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.c))
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
-.PHONY: all binaries deps demo test test-plain test-san test-valgrind bench \
+.PHONY: all binaries deps demo test test-plain test-san test-tsan test-valgrind bench \
         install uninstall clean
 
 all: deps
@@ -151,6 +154,7 @@ SAN_RT := $(shell $(CC) -print-file-name=libasan.so 2>/dev/null) \
 test: all
 	@$(MAKE) --no-print-directory test-plain
 	@$(MAKE) --no-print-directory test-san
+	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-valgrind
 
 # Every test file prints TAP; prove runs them all and closes with a summary.
@@ -169,6 +173,16 @@ test-san:
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  CMOCKA_MESSAGE_OUTPUT=TAP \
 	  prove --exec '' $(SAN_TESTS) tests/*.t
+
+# The threading contract: the multi-threaded tests under ThreadSanitizer.
+TSAN_BUILD := $(BUILD)/tsan
+TSAN_TESTS := $(TSAN_BUILD)/tests/test_threads.t
+
+test-tsan:
+	@echo "== threaded tests under ThreadSanitizer"
+	@$(MAKE) --no-print-directory SAN=thread BUILD=$(TSAN_BUILD) $(TSAN_TESTS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CMOCKA_MESSAGE_OUTPUT=TAP \
+	  prove --exec '' $(TSAN_TESTS)
 
 test-valgrind: binaries $(C_TESTS)
 	@echo "== C tests and demos under valgrind"

@@ -36,6 +36,7 @@
 #include "breaker.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +137,7 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
   fb_breaker *b = calloc(1, sizeof *b + nslots * slot);
   if (!b)
     return NULL;
+  atomic_flag_clear(&b->lock);
   b->cfg = *cfg;
   b->state = FB_CLOSED;
   b->open_timeout = cfg->timeout;
@@ -259,7 +261,7 @@ static int64_t acquire_probe(fb_breaker *b, double now) {
   return b->generation;
 }
 
-int64_t fb_breaker_acquire(fb_breaker *b, double now) {
+static int64_t acquire_unlocked(fb_breaker *b, double now) {
   switch (b->state) {
   case FB_CLOSED:
   case FB_DISABLED:
@@ -319,8 +321,8 @@ static int drop(fb_breaker *b, int64_t permit) {
   return FB_ESTALE;
 }
 
-int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
-                      double duration, double now) {
+static int record_unlocked(fb_breaker *b, int64_t permit,
+                           fb_outcome outcome, double duration, double now) {
   if (permit != b->generation)
     return drop(b, permit);
   if ((unsigned)outcome > FB_IGNORED)
@@ -349,17 +351,17 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
 
 /* ------------------------------------------------------ manual control */
 
-void fb_breaker_force_open(fb_breaker *b, double now) {
+static void force_open_unlocked(fb_breaker *b, double now) {
   if (b->state != FB_FORCED_OPEN)
     enter(b, FB_FORCED_OPEN, now);
 }
 
-void fb_breaker_disable(fb_breaker *b, double now) {
+static void disable_unlocked(fb_breaker *b, double now) {
   if (b->state != FB_DISABLED)
     enter(b, FB_DISABLED, now);
 }
 
-void fb_breaker_reset(fb_breaker *b, double now) {
+static void reset_unlocked(fb_breaker *b, double now) {
   if (b->state != FB_CLOSED) {
     enter(b, FB_CLOSED, now);
     return;
@@ -403,7 +405,7 @@ int fb_breaker_transition(const fb_breaker *b, uint64_t n,
   return 0;
 }
 
-double fb_breaker_retry_after(const fb_breaker *b, double now) {
+static double retry_after_unlocked(const fb_breaker *b, double now) {
   if (b->state == FB_FORCED_OPEN)
     return INFINITY;
   if (b->state != FB_OPEN)
@@ -419,7 +421,8 @@ static double rate(const fb_breaker *b, uint32_t n) {
   return (double)n / b->buffered;
 }
 
-void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m) {
+static void metrics_get_unlocked(fb_breaker *b, double now,
+                                 fb_breaker_metrics *m) {
   if (b->cfg.mode == FB_MODE_TIME)
     slide(b, now);
   m->state = b->state;
@@ -439,4 +442,92 @@ void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m) {
   m->half_open_calls = b->state == FB_HALF_OPEN ? (uint64_t)b->in_flight : 0;
   m->time_in_state = now - b->since;
   m->open_timeout = b->open_timeout;
+}
+
+/* -------------------------------------------------------------- sharing */
+
+/* A spinlock, not a mutex: every critical section is a few dozen
+ * instructions, so waiting threads spin briefly instead of sleeping. */
+static void lock(fb_breaker *b) {
+  if (!b->shared)
+    return;
+  for (unsigned spins = 0;
+       atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire);
+       spins++) {
+    if (spins > 100)
+      sched_yield(); /* the holder may have been preempted */
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+static void unlock(fb_breaker *b) {
+  if (b->shared)
+    atomic_flag_clear_explicit(&b->lock, memory_order_release);
+}
+
+void fb_breaker_set_shared(fb_breaker *b, int on) {
+  if (b)
+    b->shared = on != 0;
+}
+
+int64_t fb_breaker_acquire(fb_breaker *b, double now) {
+  if (!b)
+    return FB_EINVAL;
+  lock(b);
+  int64_t permit = acquire_unlocked(b, now);
+  unlock(b);
+  return permit;
+}
+
+int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
+                      double duration, double now) {
+  if (!b)
+    return FB_EINVAL;
+  lock(b);
+  int rc = record_unlocked(b, permit, outcome, duration, now);
+  unlock(b);
+  return rc;
+}
+
+void fb_breaker_force_open(fb_breaker *b, double now) {
+  if (!b)
+    return;
+  lock(b);
+  force_open_unlocked(b, now);
+  unlock(b);
+}
+
+void fb_breaker_disable(fb_breaker *b, double now) {
+  if (!b)
+    return;
+  lock(b);
+  disable_unlocked(b, now);
+  unlock(b);
+}
+
+void fb_breaker_reset(fb_breaker *b, double now) {
+  if (!b)
+    return;
+  lock(b);
+  reset_unlocked(b, now);
+  unlock(b);
+}
+
+double fb_breaker_retry_after(const fb_breaker *b, double now) {
+  if (!b)
+    return 0;
+  lock((fb_breaker *)b);
+  double left = retry_after_unlocked(b, now);
+  unlock((fb_breaker *)b);
+  return left;
+}
+
+void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m) {
+  if (!b || !m)
+    return;
+  lock(b);
+  metrics_get_unlocked(b, now, m);
+  unlock(b);
 }

@@ -6,6 +6,8 @@
 
 #include "fusebox.h"
 
+#include <stdatomic.h>
+
 typedef struct fb_transition {
   double at;
   uint8_t from, to;
@@ -20,6 +22,8 @@ typedef struct fb_bucket {
 } fb_bucket;
 
 struct fb_breaker {
+  atomic_flag lock;          /* taken by every entry point when shared */
+  int shared;
   fb_breaker_config cfg;
   fb_breaker_state state;
   int64_t generation;        /* bumped on every state change and reset */

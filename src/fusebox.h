@@ -13,8 +13,16 @@
  *   - functions that can fail return 0 or a negative fb_errno code;
  *     fb_strerror() names it.
  *
- * Threading: an object may be used from one thread at a time; the caller
- * serialises access.
+ * Threading contract:
+ *   - A breaker made shared with fb_breaker_set_shared(b, 1) may be used
+ *     from any number of threads at once: acquire, record, retry_after,
+ *     metrics, force_open, disable and reset take its spinlock.
+ *   - Every other object (registry, balancer, an unshared breaker) belongs
+ *     to one thread at a time: the caller serialises access.
+ *   - A runtime (fb_runtime_*) and the objects Lua made in it belong to the
+ *     thread that runs its loop -- except breakers Lua shared
+ *     (fb.breaker{shared = true}), which host threads may use as above.
+ *   - fb_rng: one per thread.
  */
 #ifndef FUSEBOX_H
 #define FUSEBOX_H
@@ -240,6 +248,10 @@ enum { FB_RECORDED = 0, FB_CHANGED = 1 };
  * it held died with that state). */
 int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now);
+
+/* Makes the breaker safe to use from several threads at once (on = 1), at
+ * the cost of a spinlock per call; set it before the breaker is shared. */
+void fb_breaker_set_shared(fb_breaker *b, int on);
 
 /* Returns the current state; it changes only in acquire, record and the
  * manual controls below. */

@@ -18,7 +18,7 @@ static const char *const breaker_options[] = {
     "success_threshold", "window",          "minimum_calls",
     "failure_rate",   "slow_call_duration", "slow_call_rate",
     "timeout_multiplier", "timeout_max",    "half_open_max_calls",
-    "half_open_max_wait", "is_failure",     NULL};
+    "half_open_max_wait", "is_failure",     "shared", NULL};
 
 static const char *const modes[] = {"consecutive", "count", "time", NULL};
 
@@ -118,6 +118,9 @@ static int breaker_new(lua_State *L) {
   lua_setfenv(L, -2);
   if (!(*p = fb_breaker_new(&cfg)))
     return luaL_error(L, "breaker: out of memory");
+  lua_getfield(L, 1, "shared"); /* for C host threads: see fusebox.h */
+  fb_breaker_set_shared(*p, lua_toboolean(L, -1));
+  lua_pop(L, 1);
   return 1;
 }
 
