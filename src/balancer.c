@@ -70,11 +70,11 @@ void fb_balancer_free(fb_balancer *lb) {
 }
 
 const char *fb_balancer_algorithm(const fb_balancer *lb) {
-  return lb->algo->name;
+  return lb ? lb->algo->name : "";
 }
 
 fb_registry *fb_balancer_registry(const fb_balancer *lb) {
-  return lb->registry;
+  return lb ? lb->registry : NULL;
 }
 
 /* Services are created by registration, so slots grow on demand. */

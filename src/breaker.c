@@ -58,6 +58,7 @@ void fb_breaker_config_init(fb_breaker_config *cfg) {
   cfg->timeout_max = INFINITY;
   cfg->half_open_max_calls = 0;
   cfg->half_open_max_wait = INFINITY;
+  cfg->magic = FB_CONFIG_MAGIC;
 }
 
 static int is_rate(double r) { return r > 0 && r <= 1; }
@@ -72,6 +73,8 @@ static int window_ok(const fb_breaker_config *cfg) {
 /* The first invalid field's name, or NULL; comparisons are written so
  * that NaN fails them. */
 static const char *bad_field(const fb_breaker_config *cfg) {
+  if (cfg->magic != FB_CONFIG_MAGIC)
+    return "config (not initialised with fb_breaker_config_init)";
   if (cfg->failure_threshold < 1)
     return "failure_threshold";
   if (!(cfg->timeout > 0))
@@ -373,7 +376,9 @@ static void reset_unlocked(fb_breaker *b, double now) {
 
 /* ------------------------------------------------------------- queries */
 
-fb_breaker_state fb_breaker_state_of(const fb_breaker *b) { return b->state; }
+fb_breaker_state fb_breaker_state_of(const fb_breaker *b) {
+  return b ? b->state : FB_CLOSED;
+}
 
 const char *fb_breaker_state_name(fb_breaker_state s) {
   switch (s) {
@@ -391,11 +396,15 @@ const char *fb_breaker_state_name(fb_breaker_state s) {
   return "UNKNOWN";
 }
 
-uint64_t fb_breaker_transitions(const fb_breaker *b) { return b->ntransitions; }
+uint64_t fb_breaker_transitions(const fb_breaker *b) {
+  return b ? b->ntransitions : 0;
+}
 
 int fb_breaker_transition(const fb_breaker *b, uint64_t n,
                           fb_breaker_state *from, fb_breaker_state *to,
                           double *at) {
+  if (!b || !from || !to || !at)
+    return FB_EINVAL;
   if (n >= b->ntransitions || b->ntransitions - n > FB_BREAKER_HISTORY)
     return FB_ENOENT;
   const fb_transition *t = &b->history[n % FB_BREAKER_HISTORY];

@@ -17,6 +17,7 @@
 
 void fb_runtime_config_init(fb_runtime_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
+  cfg->magic = FB_CONFIG_MAGIC;
 }
 
 static void set_error(fb_runtime *rt, const char *msg) {
@@ -50,8 +51,8 @@ fb_runtime *fb_runtime_new(const fb_runtime_config *cfg) {
     fb_runtime_config_init(&def);
     cfg = &def;
   }
-  if (cfg->loop && cfg->virtual_time)
-    return NULL; /* a host's loop runs on the real clock */
+  if (cfg->magic != FB_CONFIG_MAGIC || (cfg->loop && cfg->virtual_time))
+    return NULL; /* uninitialised, or virtual time on a host's real loop */
   lua_State *L = luaL_newstate();
   if (!L)
     return NULL;

@@ -39,6 +39,10 @@ extern "C" {
 #define FB_VERSION_PATCH 0
 #define FB_VERSION_STRING "0.1.0"
 
+/* Config structs carry this once their *_config_init() filled them, so a
+ * config that was never initialised is refused rather than trusted. */
+#define FB_CONFIG_MAGIC 0xfb0c0f19u
+
 /* Error codes: always negative. */
 typedef enum fb_errno {
   FB_EINVAL = -1,    /* an argument is out of range or malformed */
@@ -85,6 +89,7 @@ typedef struct fb_instance fb_instance;
 
 typedef struct fb_registry_config {
   double heartbeat_timeout; /* seconds without a heartbeat until expiry; 30 */
+  uint32_t magic;           /* private: set by fb_registry_config_init */
 } fb_registry_config;
 
 /* What fb_registry_register() did. */
@@ -214,6 +219,7 @@ typedef struct fb_breaker_config {
   double timeout_max;    /* ...up to this (>= timeout); INFINITY */
   int half_open_max_calls;   /* probes in flight at once; 0: unlimited */
   double half_open_max_wait; /* HALF_OPEN older than this reopens; INFINITY */
+  uint32_t magic;        /* private: set by fb_breaker_config_init */
 } fb_breaker_config;
 
 /* Fills cfg with the defaults. */
@@ -326,6 +332,7 @@ typedef struct fb_runtime_config {
    * hosted runtime keeps running); never exit()s. May be NULL. */
   void (*on_error)(void *data, const char *message);
   void *error_data;
+  uint32_t magic;         /* private: set by fb_runtime_config_init */
 } fb_runtime_config;
 
 /* Fills cfg with the defaults: own loop, real time, fresh seed. */

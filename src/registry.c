@@ -52,6 +52,7 @@ static uint32_t hash_instance(const fb_service *s, const char *host, int port) {
 
 void fb_registry_config_init(fb_registry_config *cfg) {
   cfg->heartbeat_timeout = 30.0;
+  cfg->magic = FB_CONFIG_MAGIC;
 }
 
 fb_registry *fb_registry_new(const fb_registry_config *cfg) {
@@ -60,8 +61,8 @@ fb_registry *fb_registry_new(const fb_registry_config *cfg) {
     fb_registry_config_init(&def);
     cfg = &def;
   }
-  if (!(cfg->heartbeat_timeout > 0)) /* also rejects NaN */
-    return NULL;
+  if (cfg->magic != FB_CONFIG_MAGIC || !(cfg->heartbeat_timeout > 0))
+    return NULL; /* uninitialised, or a bad timeout (NaN too) */
   fb_registry *r = calloc(1, sizeof *r);
   if (!r)
     return NULL;
@@ -72,7 +73,8 @@ fb_registry *fb_registry_new(const fb_registry_config *cfg) {
 }
 
 fb_registry *fb_registry_retain(fb_registry *r) {
-  r->refs++;
+  if (r)
+    r->refs++;
   return r;
 }
 
@@ -94,7 +96,7 @@ void fb_registry_release(fb_registry *r) {
 }
 
 double fb_registry_heartbeat_timeout(const fb_registry *r) {
-  return r->heartbeat_timeout;
+  return r ? r->heartbeat_timeout : 0;
 }
 
 uint32_t fb_registry_nservices(const fb_registry *r) { return r->nservices; }
@@ -182,7 +184,7 @@ static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
   return s;
 }
 
-const char *fb_service_name(const fb_service *s) { return s->name; }
+const char *fb_service_name(const fb_service *s) { return s ? s->name : ""; }
 
 /* ------------------------------------------------------------ instances */
 
@@ -369,9 +371,9 @@ size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
   return s->nlive;
 }
 
-const char *fb_instance_host(const fb_instance *i) { return i->host; }
-int fb_instance_port(const fb_instance *i) { return i->port; }
-uint64_t fb_instance_id(const fb_instance *i) { return i->id; }
+const char *fb_instance_host(const fb_instance *i) { return i ? i->host : ""; }
+int fb_instance_port(const fb_instance *i) { return i ? i->port : 0; }
+uint64_t fb_instance_id(const fb_instance *i) { return i ? i->id : 0; }
 double fb_instance_last_heartbeat(const fb_instance *i) {
-  return i->last_heartbeat;
+  return i ? i->last_heartbeat : 0;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -135,6 +136,35 @@ static void breaker_rejects_bad_config(void **state) {
   assert_int_equal(fb_breaker_config_check(&cfg, &field), FB_EINVAL);
   assert_string_equal(field, "success_threshold");
   assert_int_equal(fb_breaker_config_check(NULL, &field), FB_EINVAL);
+  memset(&cfg, 0xab, sizeof cfg); /* garbage, never initialised */
+  assert_int_equal(fb_breaker_config_check(&cfg, &field), FB_EINVAL);
+  assert_string_equal(field, "config (not initialised with fb_breaker_config_init)");
+  assert_null(fb_breaker_new(&cfg));
+}
+
+static void null_pointers_are_errors(void **state) {
+  (void)state;
+  assert_int_equal(fb_breaker_acquire(NULL, 0), FB_EINVAL);
+  assert_int_equal(fb_breaker_record(NULL, 0, FB_SUCCESS, 0, 0), FB_EINVAL);
+  assert_int_equal(fb_breaker_state_of(NULL), FB_CLOSED);
+  assert_int_equal(fb_breaker_transitions(NULL), 0);
+  fb_breaker_force_open(NULL, 0);
+  fb_breaker_reset(NULL, 0);
+  fb_breaker_free(NULL);
+  assert_int_equal(fb_registry_register(NULL, "s", "h", 1, 0), FB_EINVAL);
+  assert_int_equal(fb_registry_deregister(NULL, "s", "h", 1), FB_EINVAL);
+  assert_null(fb_registry_service(NULL, "s"));
+  assert_null(fb_registry_find(NULL, "s", "h", 1));
+  fb_instance *const *v;
+  assert_int_equal(fb_service_live(NULL, 0, &v), 0);
+  assert_null(fb_balancer_new(NULL, "round_robin", 0));
+  assert_null(fb_balancer_pick(NULL, NULL, 0));
+  assert_string_equal(fb_instance_host(NULL), "");
+  fb_registry_release(NULL);
+  fb_balancer_free(NULL);
+  fb_runtime_config rc;
+  memset(&rc, 0, sizeof rc); /* never initialised */
+  assert_null(fb_runtime_new(&rc));
 }
 
 /* ----------------------------------------------------------- registry */
@@ -200,7 +230,12 @@ static void registry_deregister_and_errors(void **state) {
   assert_int_equal(fb_registry_register(r, "s", "a", 0, 0), FB_EINVAL);
   assert_int_equal(fb_registry_register(r, "s", "a", 65536, 0), FB_EINVAL);
   assert_int_equal(fb_registry_register(r, "s", NULL, 1, 0), FB_EINVAL);
-  fb_registry_config cfg = {.heartbeat_timeout = -1};
+  fb_registry_config cfg;
+  fb_registry_config_init(&cfg);
+  cfg.heartbeat_timeout = -1;
+  assert_null(fb_registry_new(&cfg));
+  memset(&cfg, 0, sizeof cfg); /* never initialised */
+  cfg.heartbeat_timeout = 30;
   assert_null(fb_registry_new(&cfg));
   fb_registry_release(r);
 }
@@ -342,6 +377,7 @@ int main(void) {
       cmocka_unit_test(breaker_half_open_failure_reopens),
       cmocka_unit_test(breaker_drops_stale_results),
       cmocka_unit_test(breaker_rejects_bad_config),
+      cmocka_unit_test(null_pointers_are_errors),
       cmocka_unit_test(registry_expiry_boundary),
       cmocka_unit_test(registry_refresh_keeps_order),
       cmocka_unit_test(registry_deregister_and_errors),
