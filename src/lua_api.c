@@ -58,6 +58,18 @@ static int api_instance_port(const fb_instance *i) {
   return fb_instance_port(i);
 }
 
+static int api_events_on(const fb_runtime *rt) { return rt->events_on; }
+
+static void api_stream_init(fb_runtime *rt, fb_rng *r) {
+  fb_rng_seed(r, fb_runtime_stream_seed(rt));
+}
+
+static double api_rng_double(fb_rng *r) { return fb_rng_double(r); }
+
+static double api_rng_below(fb_rng *r, double n) {
+  return (double)fb_rng_below(r, (uint64_t)n);
+}
+
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
 static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
@@ -73,6 +85,7 @@ static const char cdef[] =
     "typedef struct fb_instance fb_instance;\n"
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
+    "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

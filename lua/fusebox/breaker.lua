@@ -4,6 +4,7 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local events = core.import "fusebox.events"
 local api, now, argerror = base.api, base.now, base.argerror
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local traceback = debug.traceback
@@ -49,6 +50,7 @@ local function announce(self, st)
   while st.seen < total do
     local from, to, at = transition(self, st.seen)
     st.seen = st.seen + 1
+    if events.on() then events.emit("state_change", { breaker = events.id(self), from = from, to = to }) end
     if list and from then
       for i = 1, #list do
         local ok, err = xpcall(list[i], traceback, from, to, at)
@@ -78,11 +80,14 @@ function breaker:call(fn, ...)
   local permit = api.breaker_acquire(ptr, t0)
   if api.breaker_transitions(ptr) ~= st.seen then announce(self, st) end
   if permit < 0 then
+    if events.on() then events.emit("reject", { breaker = events.id(self) }) end
     error(format("circuit open: call rejected (retry after %.3fs)",
       api.breaker_retry_after(ptr, t0)), 2)
   end
   return finish(self, st, permit, t0, pcall(fn, ...))
 end
+
+M.announce = announce
 
 local properties = {
   state = function(st) return STATE_NAMES[api.breaker_state(st.ptr)] end,
