@@ -226,6 +226,8 @@ int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs) {
 static void fail(fb_runtime *rt, lua_State *co) {
   lua_State *L = rt->L;
   const char *msg = lua_tostring(co, -1);
+  if (!msg && luaL_callmeta(co, -1, "__tostring")) /* e.g. luassert's */
+    msg = lua_tostring(co, -1);
   if (!msg)
     msg = lua_pushfstring(co, "(error object is a %s value)",
                           luaL_typename(co, -1));

@@ -392,22 +392,27 @@ local function say(inst, action, fields)
   end
 end
 
--- Heartbeats until the instance's generation moves on (crash, stop,
--- restart); a daemon, so a run ends without stopping its instances.
+-- Heartbeats every interval until the instance's generation moves on
+-- (crash, stop, restart); a daemon, so a run ends without stopping its
+-- instances.
 local function heartbeat_loop(inst, gen)
   local what = format("instance %s:%d heartbeat timer", inst.host, inst.port)
-  while inst.gen == gen do
+  while true do
+    wait(what, inst.interval)
+    if inst.gen ~= gen then return end
     if now() >= inst.partitioned_until then
       inst.registry:heartbeat(inst.service, inst.host, inst.port)
     end
-    wait(what, inst.interval)
   end
 end
 
+-- Registers at once (the first heartbeat), then heartbeats in the
+-- background.
 local function start(inst)
   inst.gen = inst.gen + 1
   inst.state = "up"
   inst.partitioned_until = 0
+  inst.registry:heartbeat(inst.service, inst.host, inst.port)
   inst.co = daemon(heartbeat_loop, inst, inst.gen)
 end
 
