@@ -333,24 +333,28 @@ static int test(int argc, char **argv) {
       return usage_error("%s needs a non-negative integer", "--seed");
   }
   paths p = {0};
-  if (i == argc && collect(&p, "tests/scenarios") < 0)
-    return usage_error("no paths given and no %s directory",
-                       "tests/scenarios");
-  for (; i < argc; i++)
-    if (collect(&p, argv[i]) < 0) {
-      fprintf(stderr, "fusebox: cannot read '%s': %s\n", argv[i],
+  const char *dflt[] = {"tests/scenarios"};
+  char **roots = i < argc ? argv + i : (char **)dflt;
+  int nroots = i < argc ? argc - i : 1;
+  int rc = 0;
+  for (int k = 0; k < nroots && rc == 0; k++)
+    if (collect(&p, roots[k]) < 0) {
+      fprintf(stderr, "fusebox: cannot read '%s': %s\n", roots[k],
               strerror(errno));
-      return 2;
+      rc = 2;
     }
-  printf("1..%zu\n", p.n);
   size_t passed = 0;
-  for (size_t k = 0; k < p.n; k++) {
-    passed += (size_t)run_scenario((int)k + 1, p.v[k], seed);
-    free(p.v[k]);
+  if (rc == 0) {
+    printf("1..%zu\n", p.n);
+    for (size_t k = 0; k < p.n; k++)
+      passed += (size_t)run_scenario((int)k + 1, p.v[k], seed);
+    printf("%zu passed, %zu failed\n", passed, p.n - passed);
+    rc = passed == p.n ? 0 : 1;
   }
+  for (size_t k = 0; k < p.n; k++)
+    free(p.v[k]);
   free(p.v);
-  printf("%zu passed, %zu failed\n", passed, p.n - passed);
-  return passed == p.n ? 0 : 1;
+  return rc;
 }
 
 int main(int argc, char **argv) {
