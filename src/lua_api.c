@@ -64,6 +64,13 @@ static void api_stream_init(fb_runtime *rt, fb_rng *r) {
   fb_rng_seed(r, fb_runtime_stream_seed(rt));
 }
 
+static void api_stream_init_named(const fb_runtime *rt, fb_rng *r,
+                                  const char *name, double n) {
+  fb_rng_seed(r, fb_runtime_named_stream_seed(rt, name, (uint64_t)n));
+}
+
+static double api_run_id(const fb_runtime *rt) { return (double)rt->runs; }
+
 static double api_rng_double(fb_rng *r) { return fb_rng_double(r); }
 
 static double api_rng_below(fb_rng *r, double n) {

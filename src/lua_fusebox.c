@@ -186,6 +186,7 @@ static int l_run(lua_State *L) {
     rt->virtual_time = 0;
   }
   rt->vnow = 0;
+  rt->runs++;
   begin_events(L, rt, 2);
   int nargs = lua_gettop(L) > 2 ? lua_gettop(L) - 2 : 0;
   lua_pushvalue(L, 1);

@@ -80,6 +80,17 @@ uint64_t fb_runtime_stream_seed(fb_runtime *rt) {
   return fb_rng_next(&r);
 }
 
+uint64_t fb_runtime_named_stream_seed(const fb_runtime *rt, const char *name,
+                                      uint64_t n) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a over the name */
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ULL;
+  fb_rng r;
+  fb_rng_seed(&r, h ^ (n * 0x9e3779b97f4a7c15ULL));
+  fb_rng_seed(&r, fb_rng_next(&r) ^ rt->seed);
+  return fb_rng_next(&r);
+}
+
 void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg) {
   (void)rt;
   fprintf(stderr, "fusebox: %s: %s\n", what, msg);

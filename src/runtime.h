@@ -46,6 +46,7 @@ typedef struct fb_runtime {
   uint64_t seed;
   fb_rng rng;           /* fb.random's stream */
   uint64_t nstreams;    /* streams handed out since the seed was set */
+  uint64_t runs;        /* fb.run calls so far: Lua resets per-run tables */
   lua_State *current;   /* running coroutine, NULL between resumes */
   int current_ref;
   int parked;           /* the running coroutine queued itself to wake */
@@ -72,6 +73,12 @@ void fb_runtime_seed(fb_runtime *rt, uint64_t seed);
 
 /* Returns a seed for a new independent stream (a balancer, a model). */
 uint64_t fb_runtime_stream_seed(fb_runtime *rt);
+
+/* Returns a seed for the stream called name (the n-th of that name):
+ * it depends only on the run's seed, name and n, so streams made in any
+ * order, or alongside any others, draw the same numbers. */
+uint64_t fb_runtime_named_stream_seed(const fb_runtime *rt, const char *name,
+                                      uint64_t n);
 
 /* Starts the function at L[-nargs-1] with its nargs arguments as a new
  * coroutine, woken at the current time; replaces them with the thread. */

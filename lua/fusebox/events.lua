@@ -19,11 +19,15 @@ end
 -- emit(kind, fields): one event {t, kind, fields...}; a no-op with no sink
 M.emit = core.emit
 
-local ids = setmetatable({}, { __mode = "k" })
-local last_id = 0
+local ids, last_id, ids_run = setmetatable({}, { __mode = "k" }), 0, -1
 
 -- id(obj) -> a small number naming obj in events, in order of first use
+-- in the current run (so two runs in one process log alike)
 function M.id(obj)
+  local run = api.run_id(rt)
+  if run ~= ids_run then
+    ids, last_id, ids_run = setmetatable({}, { __mode = "k" }), 0, run
+  end
   local id = ids[obj]
   if not id then
     last_id = last_id + 1

@@ -8,9 +8,11 @@
 -- microsecond in LuaJIT, which alone would cap a simulation near a million
 -- calls a second. `raise = true` raises err instead.
 --
--- Every model draws from its own random stream, seeded from the run's
--- seed and the order models are made in, so adding a model never changes
--- another's draws. Model times (outages, degrade, flap, recover_after) are
+-- Every model draws from its own random stream. A named model's stream
+-- depends only on the run's seed and its name (and how many models of
+-- that name came before it in the run), so adding, removing or reordering
+-- other models never changes its draws; an unnamed model's stream is
+-- numbered in creation order, like a balancer's. Model times (outages, degrade, flap, recover_after) are
 -- seconds since the model was made.
 
 local core = select(2, ...)
@@ -330,6 +332,19 @@ end
 service_mt.__call = function(m, ...) return m.call(m, ...) end
 service_mt.__tostring = function(m) return format("fb.sim.service '%s'", m.name) end
 
+local names, names_run = {}, -1
+
+-- Seeds model m's stream: by name when it has one (see the top).
+local function seed_stream(m, named)
+  m.rng = ffi.new("fb_rng")
+  if not named then return api.stream_init(rt, m.rng) end
+  local run = api.run_id(rt)
+  if run ~= names_run then names, names_run = {}, run end
+  local n = (names[m.name] or 0) + 1
+  names[m.name] = n
+  api.stream_init_named(rt, m.rng, m.name, n)
+end
+
 -- fb.sim.service(spec | fn [, name]) -> a callable service model
 function M.service(spec, name)
   local m
@@ -347,8 +362,7 @@ function M.service(spec, name)
     m.call = call_model
   end
   m.t0 = now()
-  m.rng = ffi.new("fb_rng")
-  api.stream_init(rt, m.rng)
+  seed_stream(m, (type(spec) == "table" and spec.name) or name)
   return setmetatable(m, service_mt)
 end
 

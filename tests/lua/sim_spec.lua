@@ -166,6 +166,31 @@ describe("fb.sim.service", function()
     assert.are_not.same(a, draws(6))
   end)
 
+  it("draws by name: models made before or around a named one change nothing", function()
+    local function draws(seed, crowd)
+      local out = {}
+      T.vrun(function()
+        if crowd then
+          fb.sim.service { name = "other", failure_rate = 0.5 }
+          fb.sim.service { failure_rate = 0.5 }
+          fb.balancer(fb.registry(), "random")
+        end
+        local svc = fb.sim.service { name = "db", failure_rate = 0.5 }
+        local twin = fb.sim.service { name = "db", failure_rate = 0.5 }
+        for i = 1, 100 do
+          out[i] = (svc() or "x") .. (twin() or "x")
+        end
+      end, seed)
+      return out
+    end
+    local a = draws(11)
+    assert.are.same(a, draws(11, true))
+    assert.are_not.same(a, draws(12))
+    local same = 0
+    for i = 1, 100 do if a[i] == "okok" or a[i] == "xx" then same = same + 1 end end
+    assert.is_true(same < 80, "two models of one name must not draw alike") -- about 50 expected
+  end)
+
   it("gives independent streams with math.random's contract", function()
     T.vrun(function()
       local s1, s2 = fb.sim.stream(), fb.sim.stream()
