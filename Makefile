@@ -37,8 +37,9 @@ endif
 
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/breaker.c \
             src/timerq.c src/util.c
-LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c src/lua_registry.c \
-            src/lua_balancer.c src/lua_breaker.c src/lua_fusebox.c
+LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
+            src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
+            src/lua_fusebox.c src/events.c src/lua_events.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
@@ -145,6 +146,10 @@ demo: all
 	@echo
 	@echo "== examples/circuit_breaker.lua (real time, about 5 s)"
 	@$(BUILD)/fusebox run examples/circuit_breaker.lua
+	@for f in instance_crash slow_instance outage_recovery; do \
+	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
+	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
+	done
 
 # ------------------------------------------------------------------- test
 

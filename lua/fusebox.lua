@@ -11,6 +11,8 @@ local core = select(2, ...)
 core.import "fusebox.registry"
 core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+local events = core.import "fusebox.events"
+local scenario = core.import "fusebox.scenario"
 
 local default_report = core.report
 
@@ -42,4 +44,11 @@ return {
   registry = core.registry,
   balancer = core.balancer,
   breaker = core.breaker,
+  daemon = core.daemon,
+  real_now = core.real_now,
+  emit = events.emit,
+  sim = core.import "fusebox.sim",
+  expect = scenario.expect,
+  at = scenario.at,
+  eventually = scenario.eventually,
 }

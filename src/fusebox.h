@@ -153,6 +153,25 @@ uint64_t fb_instance_id(const fb_instance *i);
 /* Returns the time of the instance's last heartbeat. */
 double fb_instance_last_heartbeat(const fb_instance *i);
 
+/* Returns the service the instance belongs to. */
+fb_service *fb_instance_service(const fb_instance *i);
+
+/* Membership changes a registry listener hears about. */
+typedef enum fb_registry_event {
+  FB_REG_ADDED = 0,    /* registered for the first time */
+  FB_REG_RETURNED = 1, /* an expired instance heartbeated again */
+  FB_REG_REMOVED = 2,  /* deregistered (now is NaN: deregister has none) */
+  FB_REG_EXPIRED = 3   /* its heartbeat timed out, noticed at now */
+} fb_registry_event;
+
+/* Called after each membership change; it must not change the registry. */
+typedef void (*fb_registry_listener)(void *ud, fb_registry_event ev,
+                                     const fb_instance *i, double now);
+
+/* Sets the registry's one listener (fn NULL: none). */
+void fb_registry_set_listener(fb_registry *r, fb_registry_listener fn,
+                              void *ud);
+
 /* ------------------------------------------------------------- balancer */
 
 typedef struct fb_balancer fb_balancer;

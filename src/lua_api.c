@@ -70,6 +70,25 @@ static int api_instance_port(const fb_instance *i) {
   return fb_instance_port(i);
 }
 
+static int api_events_on(const fb_runtime *rt) { return rt->events_on; }
+
+static void api_stream_init(fb_runtime *rt, fb_rng *r) {
+  fb_rng_seed(r, fb_runtime_stream_seed(rt));
+}
+
+static void api_stream_init_named(const fb_runtime *rt, fb_rng *r,
+                                  const char *name, double n) {
+  fb_rng_seed(r, fb_runtime_named_stream_seed(rt, name, (uint64_t)n));
+}
+
+static double api_run_id(const fb_runtime *rt) { return (double)rt->runs; }
+
+static double api_rng_double(fb_rng *r) { return fb_rng_double(r); }
+
+static double api_rng_below(fb_rng *r, double n) {
+  return (double)fb_rng_below(r, (uint64_t)n);
+}
+
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
 static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
@@ -85,6 +104,7 @@ static const char cdef[] =
     "typedef struct fb_instance fb_instance;\n"
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
+    "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

@@ -32,7 +32,14 @@
     (fb_balancer * lb, fb_service *s, double now))                           \
   X(double, instance_id, (const fb_instance *i))                             \
   X(const char *, instance_host, (const fb_instance *i))                     \
-  X(int, instance_port, (const fb_instance *i))
+  X(int, instance_port, (const fb_instance *i))                             \
+  X(int, events_on, (const fb_runtime *rt))                                  \
+  X(void, stream_init, (fb_runtime * rt, fb_rng *r))                         \
+  X(void, stream_init_named,                                                 \
+    (const fb_runtime *rt, fb_rng *r, const char *name, double n))           \
+  X(double, run_id, (const fb_runtime *rt))                                  \
+  X(double, rng_double, (fb_rng * r))                                        \
+  X(double, rng_below, (fb_rng * r, double n))
 
 #define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
 

@@ -17,6 +17,7 @@ typedef struct fb_embedded {
 
 #include "fusebox_lib.h" /* generated: lua/ as bytecode, fb_embedded_modules */
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,26 @@ static int l_spawn(lua_State *L) {
     return luaL_error(L, "spawn: not inside a run (use 'fusebox run' or "
                          "fb.run)");
   fb_runtime_spawn(L, rt, lua_gettop(L) - 1);
+  return 1;
+}
+
+/* fb.daemon(fn, ...): like spawn, but the run does not wait for it */
+static int l_daemon(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!rt->running)
+    return luaL_error(L, "daemon: not inside a run (use 'fusebox run' or "
+                         "fb.run)");
+  fb_runtime_spawn_daemon(L, rt, lua_gettop(L) - 1);
+  return 1;
+}
+
+/* fb.real_now() -> seconds on the real monotonic clock; an error under
+ * virtual time, where reading it would make runs irreproducible */
+static int l_real_now(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  fb_runtime_require_real(L, rt, "real_now (the real clock)");
+  lua_pushnumber(L, (double)(uv_hrtime() - rt->t0) * 1e-9);
   return 1;
 }
 
@@ -116,11 +137,38 @@ static int l_seed(lua_State *L) {
   return 1;
 }
 
-static const char *const run_options[] = {"virtual_time", "seed", NULL};
+static const char *const run_options[] = {"virtual_time", "seed", "events",
+                                           "summary", "script", NULL};
 
-/* fb.run(fn [, {virtual_time=, seed=}] [, ...]): runs fn(...) as the main
- * coroutine until it and all it spawned are done; raises the first
- * uncaught error, with its traceback. */
+/* Opens the event sink if options at idx ask for one (events = path,
+ * summary = true); script names the run in run_start. */
+static void begin_events(lua_State *L, fb_runtime *rt, int idx) {
+  if (!lua_istable(L, idx))
+    return;
+  lua_getfield(L, idx, "events");
+  lua_getfield(L, idx, "summary");
+  lua_getfield(L, idx, "script");
+  const char *path = lua_isnil(L, -3) ? NULL : lua_tostring(L, -3);
+  if (!lua_isnil(L, -3) && lua_type(L, -3) != LUA_TSTRING)
+    luaL_argerror(L, idx, "events must be a file path");
+  int summary = lua_toboolean(L, -2);
+  if ((path || summary) &&
+      fb_runtime_events_begin(rt, path, summary, lua_tostring(L, -1)) < 0)
+    luaL_error(L, "run: cannot create events file '%s': %s", path,
+               strerror(errno));
+  lua_pop(L, 3);
+}
+
+/* Closes the sink after a run (the run's error, if any, on top of L). */
+static void end_events(lua_State *L, fb_runtime *rt, int failed) {
+  if (fb_runtime_events_end(rt, failed ? lua_tostring(L, -1) : NULL) < 0 &&
+      !failed)
+    luaL_error(L, "run: writing the events file failed");
+}
+
+/* fb.run(fn [, {virtual_time=, seed=, events=, summary=, script=}] [, ...]):
+ * runs fn(...) as the main coroutine until it and all it spawned are done;
+ * raises the first uncaught error, with its traceback. */
 static int l_run(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -138,13 +186,17 @@ static int l_run(lua_State *L) {
     rt->virtual_time = 0;
   }
   rt->vnow = 0;
+  rt->runs++;
+  begin_events(L, rt, 2);
   int nargs = lua_gettop(L) > 2 ? lua_gettop(L) - 2 : 0;
   lua_pushvalue(L, 1);
   for (int i = 0; i < nargs; i++)
     lua_pushvalue(L, 3 + i);
   fb_runtime_spawn(L, rt, nargs);
   lua_pop(L, 1);
-  if (fb_runtime_loop(L, rt) < 0)
+  int failed = fb_runtime_loop(L, rt) < 0;
+  end_events(L, rt, failed);
+  if (failed)
     return lua_error(L);
   return 0;
 }
@@ -182,7 +234,8 @@ static const luaL_Reg core_functions[] = {
     {"now", l_now},         {"sleep", l_sleep}, {"spawn", l_spawn},
     {"random", l_random},   {"seed", l_seed},   {"run", l_run},
     {"running", l_running}, {"report", l_report}, {"wait", l_wait},
-    {"wake", l_wake},       {"export", l_export}, {NULL, NULL},
+    {"wake", l_wake},       {"export", l_export}, {"daemon", l_daemon},
+    {"real_now", l_real_now}, {NULL, NULL},
 };
 
 static void push_metatables(lua_State *L) {
@@ -251,6 +304,7 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_registry(L, rt_idx);
   fbl_open_balancer(L, rt_idx);
   fbl_open_breaker(L, rt_idx);
+  fbl_open_events(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

@@ -26,6 +26,7 @@ static int registry_new(lua_State *L) {
   lua_setfenv(L, -2);
   if (!(*p = fb_registry_new(&cfg)))
     return luaL_error(L, "registry: out of memory");
+  fb_registry_set_listener(*p, fb_runtime_on_registry, fbl_runtime(L));
   return 1;
 }
 

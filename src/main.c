@@ -3,6 +3,7 @@
  */
 #include "fusebox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -14,7 +15,9 @@
 #include "lua_fusebox.h"
 
 static const char usage[] =
-    "usage: fusebox run [--virtual-time] [--seed N] script.lua [args...]\n"
+    "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
+    "                   [--summary] script.lua [args...]\n"
+    "       fusebox test [--seed N] [path...]\n"
     "       fusebox --help | --version\n"
     "\n"
     "Runs script.lua as the main coroutine of a libuv loop; the run ends\n"
@@ -28,14 +31,28 @@ static const char usage[] =
     "                  sleeps for minutes finishes at once, same output\n"
     "  --seed N        seed fb.random, the random balancer and every other\n"
     "                  random stream (default: a fresh seed, see fb.seed())\n"
+    "  --events FILE   write one JSON object per event (registrations,\n"
+    "                  expiries, picks, calls, breaker state changes) to\n"
+    "                  FILE, each with its time t; implies --summary\n"
+    "  --summary       print calls, outcomes, rejections and time spent in\n"
+    "                  each breaker state on stderr at the end\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
-    "exit status: 0 when the run finished, 1 on an uncaught Lua error (its\n"
-    "message and traceback go to stderr), 2 on a usage error.\n";
+    "fusebox test runs each scenario file (each .lua file of a directory,\n"
+    "in name order) as its own virtual-time run with a fixed seed (1, or\n"
+    "--seed N), prints one TAP line per scenario and a final 'N passed,\n"
+    "N failed' line; a failure shows its virtual time, seed and the\n"
+    "command that replays it.\n"
+    "\n"
+    "exit status: 0 when the run finished (every scenario passed), 1 on an\n"
+    "uncaught Lua error (its message and traceback go to stderr) or a\n"
+    "failed scenario, 2 on a usage error.\n";
 
 typedef struct options {
   int virtual_time;
+  int summary;
+  const char *events;
   int has_seed;
   unsigned long long seed;
   const char *script;
@@ -70,6 +87,12 @@ static int parse_run(int argc, char **argv, options *o) {
         return usage_error("bad seed '%s': want a non-negative integer",
                            argv[i]);
       o->has_seed = 1;
+    } else if (strcmp(argv[i], "--events") == 0) {
+      if (i + 1 >= argc)
+        return usage_error("%s needs a file name", "--events");
+      o->events = argv[++i];
+    } else if (strcmp(argv[i], "--summary") == 0) {
+      o->summary = 1;
     } else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -101,22 +124,13 @@ static int push_args(lua_State *L, int argc, char **argv, const options *o) {
   return n;
 }
 
-static int run(int argc, char **argv) {
-  options o = {0};
-  int rc = parse_run(argc, argv, &o);
-  if (rc)
-    return rc;
-  FILE *f = fopen(o.script, "r");
-  if (!f) {
-    fprintf(stderr, "fusebox: cannot open script '%s': %s\n", o.script,
-            strerror(errno));
-    return 2;
-  }
-  fclose(f);
+/* Returns a new Lua state with the fusebox module on top of its stack,
+ * or NULL with the error printed. */
+static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "fusebox: out of memory\n");
-    return 1;
+    return NULL;
   }
   luaL_openlibs(L);
   lua_getglobal(L, "package");
@@ -124,21 +138,59 @@ static int run(int argc, char **argv) {
   lua_pushcfunction(L, luaopen_fusebox);
   lua_setfield(L, -2, "fusebox");
   lua_pop(L, 2);
-  rc = 1;
   lua_getglobal(L, "require");
   lua_pushstring(L, "fusebox");
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    goto error;
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+/* Pushes fb.run's options table for o. */
+static void push_run_options(lua_State *L, const options *o) {
+  lua_createtable(L, 0, 5);
+  lua_pushboolean(L, o->virtual_time);
+  lua_setfield(L, -2, "virtual_time");
+  if (o->has_seed) {
+    lua_pushnumber(L, (double)o->seed);
+    lua_setfield(L, -2, "seed");
+  }
+  if (o->events) {
+    lua_pushstring(L, o->events);
+    lua_setfield(L, -2, "events");
+  }
+  lua_pushboolean(L, o->summary || o->events);
+  lua_setfield(L, -2, "summary");
+  lua_pushstring(L, o->script);
+  lua_setfield(L, -2, "script");
+}
+
+static int check_script(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "fusebox: cannot open script '%s': %s\n", path,
+            strerror(errno));
+    return 2;
+  }
+  fclose(f);
+  return 0;
+}
+
+static int run(int argc, char **argv) {
+  options o = {0};
+  int rc = parse_run(argc, argv, &o);
+  if (rc || (rc = check_script(o.script)))
+    return rc;
+  lua_State *L = new_state();
+  if (!L)
+    return 1;
+  rc = 1;
   lua_getfield(L, -1, "run");
   if (luaL_loadfile(L, o.script) != 0)
     goto error;
-  lua_createtable(L, 0, 2);
-  lua_pushboolean(L, o.virtual_time);
-  lua_setfield(L, -2, "virtual_time");
-  if (o.has_seed) {
-    lua_pushnumber(L, (double)o.seed);
-    lua_setfield(L, -2, "seed");
-  }
+  push_run_options(L, &o);
   int nargs = push_args(L, argc, argv, &o);
   if (lua_pcall(L, 2 + nargs, 0, 0) != 0)
     goto error;
@@ -149,6 +201,159 @@ error:
                                                : "(error object is not a string)");
 done:
   lua_close(L);
+  return rc;
+}
+
+/* ------------------------------------------------------------ fusebox test */
+
+typedef struct paths {
+  char **v;
+  size_t n, cap;
+} paths;
+
+static int paths_add(paths *p, const char *s) {
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    char **v = realloc(p->v, cap * sizeof *v);
+    if (!v)
+      return -1;
+    p->v = v;
+    p->cap = cap;
+  }
+  if (!(p->v[p->n] = strdup(s)))
+    return -1;
+  p->n++;
+  return 0;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds path, or the .lua files of directory path in name order. */
+static int collect(paths *p, const char *path) {
+  DIR *d = opendir(path);
+  if (!d)
+    return errno == ENOTDIR ? paths_add(p, path) : -1;
+  size_t first = p->n;
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (len < 5 || e->d_name[0] == '.' ||
+        strcmp(e->d_name + len - 4, ".lua") != 0)
+      continue;
+    char *full = malloc(strlen(path) + len + 2);
+    if (!full) {
+      rc = -1;
+      break;
+    }
+    sprintf(full, "%s/%s", path, e->d_name);
+    rc = paths_add(p, full);
+    free(full);
+  }
+  closedir(d);
+  qsort(p->v + first, p->n - first, sizeof *p->v, by_name);
+  return rc;
+}
+
+/* print() inside a scenario: TAP comment lines, so output cannot be
+ * mistaken for test results. */
+static int tap_print(lua_State *L) {
+  int n = lua_gettop(L);
+  fputs("# ", stdout);
+  for (int i = 1; i <= n; i++) {
+    lua_getglobal(L, "tostring");
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    for (const char *s = lua_tostring(L, -1); s && *s; s++) {
+      putchar(*s);
+      if (*s == '\n')
+        fputs("# ", stdout);
+    }
+    lua_pop(L, 1);
+    if (i < n)
+      putchar('\t');
+  }
+  putchar('\n');
+  return 0;
+}
+
+/* Prints msg as TAP comment lines. */
+static void print_comment(const char *msg) {
+  fputs("#   ", stdout);
+  for (; *msg; msg++) {
+    putchar(*msg);
+    if (*msg == '\n')
+      fputs("#   ", stdout);
+  }
+  putchar('\n');
+}
+
+/* Runs one scenario in its own Lua state; returns 1 if it passed. */
+static int run_scenario(int n, const char *path, unsigned long long seed) {
+  options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path};
+  lua_State *L = new_state();
+  if (!L)
+    return 0;
+  lua_pushcfunction(L, tap_print);
+  lua_setglobal(L, "print");
+  int fb = lua_gettop(L);
+  lua_getfield(L, fb, "run");
+  int ok = luaL_loadfile(L, path) == 0;
+  if (ok) {
+    push_run_options(L, &o);
+    ok = lua_pcall(L, 2, 0, 0) == 0;
+  }
+  if (ok) {
+    printf("ok %d - %s\n", n, path);
+  } else {
+    const char *err = lua_tostring(L, -1);
+    lua_getfield(L, fb, "now");
+    lua_call(L, 0, 1);
+    printf("not ok %d - %s\n", n, path);
+    printf("#   failed at t=%.3f (virtual time), seed %llu:\n",
+           lua_tonumber(L, -1), seed);
+    print_comment(err ? err : "(error object is not a string)");
+    printf("#   replay: fusebox run --virtual-time --seed %llu %s\n", seed,
+           path);
+  }
+  fflush(stdout);
+  lua_close(L);
+  return ok;
+}
+
+static int test(int argc, char **argv) {
+  unsigned long long seed = 1;
+  int i = 2;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--seed") != 0)
+      return usage_error("unknown option '%s'", argv[i]);
+    if (i + 1 >= argc || parse_seed(argv[++i], &seed) < 0)
+      return usage_error("%s needs a non-negative integer", "--seed");
+  }
+  paths p = {0};
+  const char *dflt[] = {"tests/scenarios"};
+  char **roots = i < argc ? argv + i : (char **)dflt;
+  int nroots = i < argc ? argc - i : 1;
+  int rc = 0;
+  for (int k = 0; k < nroots && rc == 0; k++)
+    if (collect(&p, roots[k]) < 0) {
+      fprintf(stderr, "fusebox: cannot read '%s': %s\n", roots[k],
+              strerror(errno));
+      rc = 2;
+    }
+  size_t passed = 0;
+  if (rc == 0) {
+    printf("1..%zu\n", p.n);
+    for (size_t k = 0; k < p.n; k++)
+      passed += (size_t)run_scenario((int)k + 1, p.v[k], seed);
+    printf("%zu passed, %zu failed\n", passed, p.n - passed);
+    rc = passed == p.n ? 0 : 1;
+  }
+  for (size_t k = 0; k < p.n; k++)
+    free(p.v[k]);
+  free(p.v);
   return rc;
 }
 
@@ -166,5 +371,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "run") == 0)
     return run(argc, argv);
+  if (strcmp(argv[1], "test") == 0)
+    return test(argc, argv);
   return usage_error("unknown command '%s'", argv[1]);
 }

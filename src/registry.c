@@ -15,6 +15,7 @@
  */
 #include "registry.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +30,12 @@ struct fb_registry {
   size_t inst_buckets, ninstances;
   fb_instance *oldest, *newest;
   uint64_t next_id;
+  fb_registry_listener listener;
+  void *listener_ud;
 };
+
+#define NOTIFY(r, ev, i, now)                                                 \
+  ((r)->listener ? (r)->listener((r)->listener_ud, (ev), (i), (now)) : (void)0)
 
 /* FNV-1a: short keys, no allocation, good enough spread for chaining. */
 static uint32_t hash_bytes(uint32_t h, const char *s, size_t n) {
@@ -268,10 +274,14 @@ int fb_registry_register(fb_registry *r, const char *service, const char *host,
     return FB_ENOMEM;
   if (r->ninstances >= r->inst_buckets && inst_grow(r) < 0)
     return FB_ENOMEM;
+  fb_registry_expire(r, now); /* listeners hear of an expiry before a return */
   uint32_t h = hash_instance(s, host, port);
   fb_instance **slot = inst_slot(r, s, host, port, h);
   if (*slot) {
+    int returned = !(*slot)->live;
     touch(r, *slot, now);
+    if (returned)
+      NOTIFY(r, FB_REG_RETURNED, *slot, now);
     return FB_REFRESHED;
   }
   size_t len = strlen(host);
@@ -290,6 +300,7 @@ int fb_registry_register(fb_registry *r, const char *service, const char *host,
   *slot = i;
   r->ninstances++;
   touch(r, i, now);
+  NOTIFY(r, FB_REG_ADDED, i, now);
   return FB_ADDED;
 }
 
@@ -325,6 +336,7 @@ int fb_registry_deregister(fb_registry *r, const char *service,
   members_remove(s, i);
   s->dirty = 1;
   r->ninstances--;
+  NOTIFY(r, FB_REG_REMOVED, i, NAN);
   free(i);
   return 1;
 }
@@ -337,6 +349,7 @@ void fb_registry_expire(fb_registry *r, double now) {
     beat_unlink(r, i);
     i->live = 0;
     i->service->dirty = 1;
+    NOTIFY(r, FB_REG_EXPIRED, i, now);
   }
 }
 
@@ -376,4 +389,12 @@ int fb_instance_port(const fb_instance *i) { return i ? i->port : 0; }
 uint64_t fb_instance_id(const fb_instance *i) { return i ? i->id : 0; }
 double fb_instance_last_heartbeat(const fb_instance *i) {
   return i ? i->last_heartbeat : 0;
+}
+
+fb_service *fb_instance_service(const fb_instance *i) { return i->service; }
+
+void fb_registry_set_listener(fb_registry *r, fb_registry_listener fn,
+                              void *ud) {
+  r->listener = fn;
+  r->listener_ud = ud;
 }

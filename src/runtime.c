@@ -73,7 +73,8 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   if (new_timer(rt) < 0)
     luaL_error(L, "fusebox: out of memory");
   rt->t0 = uv_hrtime();
-  fb_runtime_seed(rt, rt->t0 ^ ((uint64_t)getpid() << 32));
+  /* 32 bits: a default seed must be easy to print, type and replay. */
+  fb_runtime_seed(rt, (rt->t0 ^ ((uint64_t)getpid() << 16)) & 0xffffffffu);
   lua_newtable(L);
   lua_pushcfunction(L, runtime_gc);
   lua_setfield(L, -2, "__gc");
@@ -100,6 +101,17 @@ uint64_t fb_runtime_stream_seed(fb_runtime *rt) {
   fb_rng r;
   /* Stream k depends only on (seed, k): a new consumer shifts no one. */
   fb_rng_seed(&r, rt->seed ^ (++rt->nstreams * 0x9e3779b97f4a7c15ULL));
+  return fb_rng_next(&r);
+}
+
+uint64_t fb_runtime_named_stream_seed(const fb_runtime *rt, const char *name,
+                                      uint64_t n) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a over the name */
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ULL;
+  fb_rng r;
+  fb_rng_seed(&r, h ^ (n * 0x9e3779b97f4a7c15ULL));
+  fb_rng_seed(&r, fb_rng_next(&r) ^ rt->seed);
   return fb_rng_next(&r);
 }
 
@@ -153,11 +165,14 @@ static void coro_free(fb_runtime *rt, int ref) {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (c->daemon)
+    rt->ndaemons--;
   memset(c, 0, sizeof *c);
   rt->ncoroutines--;
 }
 
-void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs) {
+/* Starts the coroutine; returns its ref. */
+static int spawn(lua_State *L, fb_runtime *rt, int nargs) {
   lua_State *co = lua_newthread(L);
   lua_insert(L, -(nargs + 2));
   lua_xmove(L, co, nargs + 1);
@@ -172,6 +187,21 @@ void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs) {
   c->nargs = nargs;
   rt->ncoroutines++;
   enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
+  return ref;
+}
+
+void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs) {
+  spawn(L, rt, nargs);
+}
+
+void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs) {
+  rt->coros[spawn(L, rt, nargs)].daemon = 1;
+  rt->ndaemons++;
+}
+
+void fb_runtime_require_real(lua_State *L, fb_runtime *rt, const char *what) {
+  if (rt->virtual_time)
+    luaL_error(L, "%s is not available under --virtual-time", what);
 }
 
 static void check_current(lua_State *L, fb_runtime *rt, const char *fname) {
@@ -233,6 +263,8 @@ int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs) {
 static void fail(fb_runtime *rt, lua_State *co) {
   lua_State *L = rt->L;
   const char *msg = lua_tostring(co, -1);
+  if (!msg && luaL_callmeta(co, -1, "__tostring")) /* e.g. luassert's */
+    msg = lua_tostring(co, -1);
   if (!msg)
     msg = lua_pushfstring(co, "(error object is a %s value)",
                           luaL_typename(co, -1));
@@ -276,6 +308,8 @@ static void resume(fb_runtime *rt, int ref) {
   if (status != 0)
     fail(rt, co);
   coro_free(rt, ref);
+  if (rt->ncoroutines == rt->ndaemons && !rt->virtual_time)
+    uv_stop(rt->loop); /* only daemons left: the run is over */
 }
 
 /* Runs the coroutine a queue entry names, unless the entry is void. */
@@ -297,7 +331,8 @@ static void dispatch(fb_runtime *rt, const fb_timer *t) {
 
 static void run_virtual(fb_runtime *rt) {
   fb_timer t;
-  while (!rt->failed && fb_timerq_pop(&rt->queue, &t) == 0) {
+  while (!rt->failed && rt->ncoroutines > rt->ndaemons &&
+         fb_timerq_pop(&rt->queue, &t) == 0) {
     if (t.deadline > rt->vnow)
       rt->vnow = t.deadline;
     dispatch(rt, &t);
@@ -404,10 +439,90 @@ int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
     rt->error_ref = LUA_NOREF;
     return -1;
   }
-  if (rt->ncoroutines > 0) {
+  if (rt->ncoroutines > rt->ndaemons) {
     push_blocked(L, rt);
     drop_all(rt);
     return -1;
   }
+  drop_all(rt); /* daemons */
   return 0;
+}
+
+/* ------------------------------------------------------------- events */
+
+int fb_runtime_events_begin(fb_runtime *rt, const char *path,
+                            int print_summary, const char *script) {
+  if (fb_events_open(&rt->events, path, fb_runtime_now(rt)) < 0)
+    return -1;
+  rt->events_on = 1;
+  rt->print_summary = print_summary;
+  cJSON *e = fb_runtime_event(rt, "run_start");
+  if (!e)
+    return 0;
+  /* Seeds above 2^53 would lose digits as a JSON number. */
+  if (rt->seed < (1ULL << 53)) {
+    cJSON_AddNumberToObject(e, "seed", (double)rt->seed);
+  } else {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)rt->seed);
+    cJSON_AddStringToObject(e, "seed", buf);
+  }
+  if (script)
+    cJSON_AddStringToObject(e, "script", script);
+  cJSON_AddBoolToObject(e, "virtual_time", rt->virtual_time);
+  fb_runtime_emit(rt, e);
+  return 0;
+}
+
+int fb_runtime_events_end(fb_runtime *rt, const char *error) {
+  if (!rt->events_on)
+    return 0;
+  double now = fb_runtime_now(rt);
+  cJSON *e = fb_runtime_event(rt, "run_end");
+  if (e) {
+    cJSON_AddBoolToObject(e, "ok", error == NULL);
+    if (error) {
+      size_t n = strcspn(error, "\n");
+      char *line = strndup(error, n);
+      cJSON_AddStringToObject(e, "error", line ? line : "");
+      free(line);
+    }
+    cJSON_AddItemToObject(e, "summary", fb_events_summary(&rt->events, now));
+    fb_runtime_emit(rt, e);
+  }
+  if (rt->print_summary)
+    fb_events_print_summary(&rt->events, now, stderr);
+  rt->events_on = 0;
+  return fb_events_close(&rt->events);
+}
+
+cJSON *fb_runtime_event(fb_runtime *rt, const char *kind) {
+  if (!rt->events_on)
+    return NULL;
+  return fb_events_new(fb_runtime_now(rt), kind);
+}
+
+void fb_runtime_emit(fb_runtime *rt, cJSON *event) {
+  fb_events_write(&rt->events, event);
+}
+
+static const char *const registry_event_kinds[] = {"register", "register",
+                                                   "deregister", "expire"};
+
+void fb_runtime_on_registry(void *ud, fb_registry_event ev,
+                            const fb_instance *i, double now) {
+  fb_runtime *rt = ud;
+  cJSON *e = fb_runtime_event(rt, registry_event_kinds[ev]);
+  (void)now; /* the sink stamps events with the runtime's clock */
+  if (!e)
+    return;
+  cJSON_AddStringToObject(e, "service",
+                          fb_service_name(fb_instance_service(i)));
+  cJSON_AddStringToObject(e, "host", fb_instance_host(i));
+  cJSON_AddNumberToObject(e, "port", fb_instance_port(i));
+  if (ev == FB_REG_RETURNED)
+    cJSON_AddBoolToObject(e, "rejoined", 1);
+  if (ev == FB_REG_EXPIRED)
+    cJSON_AddNumberToObject(e, "last_heartbeat", fb_instance_last_heartbeat(i));
+  fb_runtime_emit(rt, e);
 }

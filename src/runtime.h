@@ -10,6 +10,7 @@
 #ifndef FB_RUNTIME_H
 #define FB_RUNTIME_H
 
+#include "events.h"
 #include "fusebox.h"
 #include "timerq.h"
 
@@ -30,6 +31,7 @@ typedef struct fb_coro {
   uint8_t state;
   int nargs;      /* values on its stack for the next resume */
   int what_ref;   /* Lua string: what a WAITING coroutine waits on */
+  uint8_t daemon; /* the run does not wait for it */
 } fb_coro;
 
 struct fb_runtime {
@@ -44,6 +46,7 @@ struct fb_runtime {
   uint64_t seed;
   fb_rng rng;           /* fb.random's stream */
   uint64_t nstreams;    /* streams handed out since the seed was set */
+  uint64_t runs;        /* fb.run calls so far: Lua resets per-run tables */
   lua_State *current;   /* running coroutine, NULL between resumes */
   int current_ref;
   int parked;           /* the running coroutine queued itself to wake */
@@ -51,6 +54,10 @@ struct fb_runtime {
   int failed;
   int error_ref;        /* message + traceback of the failure */
   int ncoroutines;      /* started and not finished */
+  int ndaemons;         /* of which daemons: the run ends without them */
+  int events_on;        /* a sink is open: read through FFI before emitting */
+  int print_summary;    /* print the summary on stderr at the end */
+  fb_events events;
   fb_coro *coros;       /* by registry ref of the coroutine's thread */
   int coros_cap;
   int draining;         /* inside on_timer: it re-arms the timer itself */
@@ -71,6 +78,12 @@ void fb_runtime_seed(fb_runtime *rt, uint64_t seed);
 
 /* Returns a seed for a new independent stream (a balancer, a model). */
 uint64_t fb_runtime_stream_seed(fb_runtime *rt);
+
+/* Returns a seed for the stream called name (the n-th of that name):
+ * it depends only on the run's seed, name and n, so streams made in any
+ * order, or alongside any others, draw the same numbers. */
+uint64_t fb_runtime_named_stream_seed(const fb_runtime *rt, const char *name,
+                                      uint64_t n);
 
 /* Starts the function at L[-nargs-1] with its nargs arguments as a new
  * coroutine, woken at the current time; replaces them with the thread. */
@@ -105,6 +118,36 @@ int fb_runtime_use_loop(fb_runtime *rt, uv_loop_t *loop);
 /* Starts hosted mode: coroutines run as the host runs the loop, and an
  * uncaught error goes to rt->on_error instead of ending anything. */
 void fb_runtime_host(lua_State *L, fb_runtime *rt);
+
+/* Like fb_runtime_spawn(), but the run does not wait for the coroutine:
+ * when only daemons are left, the run ends and they are dropped. */
+void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs);
+
+/* Raises "<what> is not available under --virtual-time" on a virtual
+ * clock: real I/O and real timers must never mix silently with it. */
+void fb_runtime_require_real(lua_State *L, fb_runtime *rt, const char *what);
+
+/* Opens the event sink for the next run: events to path (NULL: none),
+ * the summary on stderr at the end if print_summary; emits run_start.
+ * Returns 0, or -1 with errno set if path cannot be created. */
+int fb_runtime_events_begin(fb_runtime *rt, const char *path,
+                            int print_summary, const char *script);
+
+/* Emits run_end (with error's first line when the run failed, and the
+ * summary), prints the summary if asked, closes the sink. Returns 0, or
+ * -1 if writing the event file failed. */
+int fb_runtime_events_end(fb_runtime *rt, const char *error);
+
+/* Returns a new event {t = now, kind} to fill and pass to
+ * fb_runtime_emit(), or NULL when no sink is open. */
+cJSON *fb_runtime_event(fb_runtime *rt, const char *kind);
+
+/* Writes an event from fb_runtime_event() to the sink and frees it. */
+void fb_runtime_emit(fb_runtime *rt, cJSON *event);
+
+/* A registry listener (ud: the runtime) that logs membership changes. */
+void fb_runtime_on_registry(void *ud, fb_registry_event ev,
+                            const fb_instance *i, double now);
 
 /* Reports an error that must not stop the run (a listener that raised). */
 void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg);

@@ -3,6 +3,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local registry = core.import "fusebox.registry"
+local events = core.import "fusebox.events"
 local api, now, check_name = base.api, base.now, base.check_name
 local service_of, view_of = registry.service_of, registry.view_of
 local format = string.format
@@ -25,7 +26,9 @@ function balancer:pick(service)
   if svc == nil then return nil end
   local inst = api.balancer_pick(st.ptr, svc, now())
   if inst == nil then return nil end
-  return view_of(reg, inst)
+  local v = view_of(reg, inst)
+  if events.on() then events.emit("pick", { service = service, host = v.host, port = v.port }) end
+  return v
 end
 
 balancer_mt.__index = balancer

@@ -80,6 +80,7 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local events = core.import "fusebox.events"
 local api, now, argerror = base.api, base.now, base.argerror
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local tostring, setmetatable, getfenv = tostring, setmetatable, debug.getfenv
@@ -140,12 +141,14 @@ local function announce(self, st)
   while st.seen < total do
     local from, to, at = transition(self, st.seen)
     st.seen = st.seen + 1
+    if events.on() then events.emit("state_change", { breaker = events.id(self), from = from, to = to }) end
     if list and from then emit(list, "state_change", from, to, at) end
   end
 end
 
-local function rejected(st, t)
+local function rejected(self, st, t)
   local wait = api.breaker_retry_after(st.ptr, t)
+  if events.on() then events.emit("reject", { breaker = events.id(self) }) end
   local list = st.listeners.rejected
   if list then emit(list, "rejected", wait, t) end
   return wait
@@ -164,7 +167,7 @@ local function admit(self, st, t)
     return permit
   end
   announce(self, st)
-  return nil, rejected(st, t)
+  return nil, rejected(self, st, t)
 end
 
 -- Records an outcome; returns 0, or ESTALE when dropped (or EINVAL). The

@@ -1,17 +1,44 @@
 #!/bin/sh
-# Runs every microbenchmark: each C program built from tests/bench/*.c,
-# then each tests/bench/*.lua under the CLI in virtual time.
+# make bench: every microbenchmark. Each C program (built from
+# tests/bench/*.c) and each Lua script below reports medians of its own
+# runs; bench_sim.lua is one run per process, so it is run RUNS times here
+# and the median line of each kind is printed.
 cd "$(dirname "$0")/../.." || exit 1
 B="${FB_BUILD:-build}"
+RUNS="${RUNS:-5}"
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(luajit -v | cut -d' ' -f1-2)"
 status=0
+
 for c in tests/bench/*.c; do
   bin="$B/bench/$(basename "$c" .c)"
   echo "## $bin"
   "$bin" || status=1
 done
-for l in tests/bench/*.lua; do
-  echo "## $l"
-  "$B/fusebox" run --virtual-time --seed 1 "$l" || status=1
-done
+
+lua_once() {
+  echo "## $1"
+  "$B/fusebox" run --virtual-time --seed 1 "$@" || status=1
+}
+
+# Runs a Lua benchmark RUNS times; for each kind of result line (the text
+# before the first ':') prints the run with the median ns figure.
+lua_median() {
+  script=$1
+  shift
+  echo "## $script (median of $RUNS runs)"
+  i=0
+  out=$(while [ "$i" -lt "$RUNS" ]; do
+    "$B/fusebox" run --virtual-time --seed 1 "$script" "$@" || exit 1
+    i=$((i + 1))
+  done) || { status=1; return; }
+  echo "$out" | awk -F': ' '{ print $1 }' | sort -u | while read -r kind; do
+    echo "$out" | grep -F "$kind: " |
+      awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^ns/) { print $(i-1) "\t" $0; break } }' |
+      sort -n | awk -v n="$RUNS" 'NR == int((n + 1) / 2) { sub(/^[^\t]*\t/, ""); print }'
+  done
+}
+
+lua_once tests/bench/bench_core.lua
+lua_once tests/bench/bench_breaker.lua
+lua_median tests/bench/bench_sim.lua
 exit $status

@@ -72,6 +72,27 @@ describe("runtime", function()
     T.vrun(function() fb.sleep(1) end)
   end)
 
+  it("ends a run when only daemons are left, and drops them", function()
+    local ticks, after = 0, nil
+    T.vrun(function()
+      fb.daemon(function() while true do fb.sleep(1); ticks = ticks + 1 end end)
+      fb.spawn(function() fb.sleep(5.5) end)
+    end)
+    after = ticks
+    assert.are.equal(5, after)
+    T.vrun(function() fb.sleep(10) end)
+    assert.are.equal(5, ticks) -- the daemon did not survive its run
+  end)
+
+  it("still reports blocked coroutines when daemons are running", function()
+    local ok, err = pcall(T.vrun, function()
+      fb.daemon(function() fb.wait("forever, quietly") end)
+      fb.spawn(function() fb.wait("a reply") end)
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("waiting on a reply", 1, true), err)
+  end)
+
   it("raises the first uncaught error with a traceback and stops", function()
     local after = false
     local ok, err = pcall(T.vrun, function()

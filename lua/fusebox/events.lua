@@ -1,0 +1,40 @@
+-- fusebox/events.lua -- the Lua side of the event log.
+--
+-- Emitting costs a table and a C call, so callers check on() first: one
+-- FFI call reading a flag, a few nanoseconds when no sink is open.
+
+local core = select(2, ...)
+local base = core.import "fusebox.base"
+local ffi = require "ffi"
+local api = base.api
+local rt = ffi.cast("const fb_runtime *", core.rt)
+
+local M = {}
+
+-- on() -> true while a run writes events or keeps a summary
+function M.on()
+  return api.events_on(rt) ~= 0
+end
+
+-- emit(kind, fields): one event {t, kind, fields...}; a no-op with no sink
+M.emit = core.emit
+
+local ids, last_id, ids_run = setmetatable({}, { __mode = "k" }), 0, -1
+
+-- id(obj) -> a small number naming obj in events, in order of first use
+-- in the current run (so two runs in one process log alike)
+function M.id(obj)
+  local run = api.run_id(rt)
+  if run ~= ids_run then
+    ids, last_id, ids_run = setmetatable({}, { __mode = "k" }), 0, run
+  end
+  local id = ids[obj]
+  if not id then
+    last_id = last_id + 1
+    id = last_id
+    ids[obj] = id
+  end
+  return id
+end
+
+return M

@@ -1,0 +1,506 @@
+-- fusebox/sim.lua -- fb.sim: unreliable services and instances that live
+-- and die, for scenarios run in virtual time.
+--
+-- A service model is declared once and called like a function:
+--   local svc = fb.sim.service { failure_rate = 0.7, latency = 0.02 }
+--   local value, err = svc(...)   -- sleeps the drawn latency first
+-- Failures come back as values (nil, err): a raised error costs about a
+-- microsecond in LuaJIT, which alone would cap a simulation near a million
+-- calls a second. `raise = true` raises err instead.
+--
+-- Every model draws from its own random stream. A named model's stream
+-- depends only on the run's seed and its name (and how many models of
+-- that name came before it in the run), so adding, removing or reordering
+-- other models never changes its draws; an unnamed model's stream is
+-- numbered in creation order, like a balancer's. Model times (outages, degrade, flap, recover_after) are
+-- seconds since the model was made.
+
+local core = select(2, ...)
+local base = core.import "fusebox.base"
+local events = core.import "fusebox.events"
+local breaker = core.import "fusebox.breaker"
+local ffi = require "ffi"
+
+local api, now = base.api, base.now
+local rt = ffi.cast("fb_runtime *", core.rt)
+local sleep, wait, wake, daemon = core.sleep, core.wait, core.wake, core.daemon
+local events_on, emit = events.on, events.emit
+local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
+local pairs, ipairs, select, setmetatable = pairs, ipairs, select, setmetatable
+local log, exp, sqrt, cos, floor, pi = math.log, math.exp, math.sqrt, math.cos, math.floor, math.pi
+local sort = table.sort
+
+local M = {}
+
+-- ------------------------------------------------------------ streams
+
+local stream = {}
+stream.__index = stream
+
+-- stream() -> an independent random stream with :random([m [, n]])
+function M.stream()
+  local r = ffi.new("fb_rng")
+  api.stream_init(rt, r)
+  return setmetatable({ rng = r }, stream)
+end
+
+-- s:random([m [, n]]): math.random's contract on this stream
+function stream:random(m, n)
+  local r = self.rng
+  if m == nil then return api.rng_double(r) end
+  if n == nil then m, n = 1, m end
+  m, n = floor(m), floor(n)
+  if m > n then error("bad argument to 'random' (interval is empty)", 2) end
+  return m + api.rng_below(r, n - m + 1)
+end
+
+-- ---------------------------------------------------------- validation
+
+-- Raised as plain strings inside build(); service() re-raises them at the
+-- user's call with the field named.
+local function bad(field, want, got)
+  error(format("%s must be %s, got %s", field, want, tostring(got)), 0)
+end
+
+local function number(spec, key, field, lo, hi, default)
+  local v = spec[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < lo or v > hi then
+    local want = hi == math.huge and format("a number >= %g", lo)
+      or format("a number in [%g, %g]", lo, hi)
+    bad(field, want, v)
+  end
+  return v
+end
+
+local function positive(spec, key, field, default)
+  local v = spec[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or not (v > 0) or v == math.huge then
+    bad(field, "a positive number", v)
+  end
+  return v
+end
+
+local function check_fields(spec, field, known)
+  if type(spec) ~= "table" then bad(field, "a table", type(spec)) end
+  for k in pairs(spec) do
+    if not known[k] then
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      sort(names)
+      error(format("unknown field '%s%s' (known: %s)", field == "" and "" or field .. ".",
+        tostring(k), table.concat(names, ", ")), 0)
+    end
+  end
+end
+
+local function set(...)
+  local s = {}
+  for i = 1, select("#", ...) do s[select(i, ...)] = true end
+  return s
+end
+
+-- ---------------------------------------------------------- latencies
+
+local Z99 = 2.3263478740408408 -- the standard normal's 99th percentile
+
+local LATENCY_FIELDS = {
+  constant = set("dist", "value"),
+  uniform = set("dist", "min", "max"),
+  exponential = set("dist", "mean"),
+  lognormal = set("dist", "p50", "p99"),
+}
+
+-- Returns the latency law as (kind, a, b): constant a; uniform a + b*u;
+-- exponential with mean a; lognormal exp(a + b*z).
+local function build_latency(spec)
+  if spec == nil then return "constant", 0, 0 end
+  if type(spec) == "number" then
+    return "constant", number({ v = spec }, "v", "latency", 0, math.huge), 0
+  end
+  check_fields(spec, "latency", set("dist", "value", "min", "max", "mean", "p50", "p99"))
+  local dist = spec.dist
+  local fields = LATENCY_FIELDS[dist]
+  if not fields then
+    bad("latency.dist", "one of constant, uniform, exponential, lognormal", dist)
+  end
+  check_fields(spec, "latency", fields)
+  if dist == "constant" then
+    return dist, number(spec, "value", "latency.value", 0, math.huge, 0), 0
+  elseif dist == "uniform" then
+    local lo = number(spec, "min", "latency.min", 0, math.huge, 0)
+    local hi = number(spec, "max", "latency.max", lo, math.huge)
+    if hi == nil then bad("latency.max", "a number", nil) end
+    return dist, lo, hi - lo
+  elseif dist == "exponential" then
+    return dist, positive(spec, "mean", "latency.mean") or bad("latency.mean", "a positive number", nil), 0
+  end
+  local p50 = positive(spec, "p50", "latency.p50") or bad("latency.p50", "a positive number", nil)
+  local p99 = positive(spec, "p99", "latency.p99") or bad("latency.p99", "a positive number", nil)
+  if p99 < p50 then bad("latency.p99", format(">= latency.p50 (%g)", p50), p99) end
+  return dist, log(p50), (log(p99) - log(p50)) / Z99
+end
+
+local function draw_latency(m, r)
+  local kind = m.dist
+  if kind == "constant" then return m.la end
+  local u = api.rng_double(r)
+  if kind == "uniform" then return m.la + m.lb * u end
+  if kind == "exponential" then return -m.la * log(1 - u) end
+  -- Box-Muller: one normal from two uniforms; 1 - u is in (0, 1].
+  local z = sqrt(-2 * log(1 - u)) * cos(2 * pi * api.rng_double(r))
+  return exp(m.la + m.lb * z)
+end
+
+-- ------------------------------------------------------- the schedule
+
+local function build_errors(spec)
+  if spec == nil then return { "service call failed" }, { 1 }, 1 end
+  if type(spec) ~= "table" then bad("errors", "a table of kind = weight", type(spec)) end
+  local kinds = {}
+  for kind, w in pairs(spec) do
+    if type(kind) ~= "string" then bad("errors", "keyed by error kind (strings)", kind) end
+    number(spec, kind, "errors." .. kind, 0, math.huge)
+    kinds[#kinds + 1] = kind
+  end
+  sort(kinds) -- pairs() order is not reproducible; draws must be
+  local cum, total = {}, 0
+  for i, kind in ipairs(kinds) do
+    total = total + spec[kind]
+    cum[i] = total
+  end
+  if not (total > 0) then bad("errors", "weights with a positive sum", total) end
+  return kinds, cum, total
+end
+
+local function build_outages(spec)
+  if spec == nil then return nil end
+  if type(spec) ~= "table" then bad("outages", "an array of {at=, duration=}", type(spec)) end
+  local out = {}
+  for i, o in ipairs(spec) do
+    local field = format("outages[%d]", i)
+    check_fields(o, field, set("at", "duration"))
+    local at = number(o, "at", field .. ".at", 0, math.huge)
+    local d = positive(o, "duration", field .. ".duration")
+    if at == nil or d == nil then bad(field, "{at = seconds, duration = seconds}", "a partial one") end
+    out[#out + 1] = { at, at + d }
+  end
+  return out
+end
+
+local function build_degrade(spec, base_rate)
+  if spec == nil then return nil end
+  check_fields(spec, "degrade", set("from", "to", "latency_factor", "failure_rate"))
+  local from = number(spec, "from", "degrade.from", 0, math.huge, 0)
+  local to = number(spec, "to", "degrade.to", from, math.huge, from)
+  return {
+    from = from, to = to,
+    factor = positive(spec, "latency_factor", "degrade.latency_factor", 1),
+    rate = number(spec, "failure_rate", "degrade.failure_rate", 0, 1, base_rate),
+  }
+end
+
+local function build_flap(spec)
+  if spec == nil then return nil end
+  check_fields(spec, "flap", set("period", "down", "start"))
+  local period = positive(spec, "period", "flap.period") or bad("flap.period", "a positive number", nil)
+  local down = positive(spec, "down", "flap.down") or bad("flap.down", "a positive number", nil)
+  if down >= period then bad("flap.down", format("less than flap.period (%g)", period), down) end
+  return { period = period, down = down, start = number(spec, "start", "flap.start", 0, math.huge, 0) }
+end
+
+-- ------------------------------------------------------------ services
+
+local SERVICE_FIELDS = set("name", "failure_rate", "latency", "errors", "hang_rate",
+  "hang_time", "outages", "degrade", "flap", "recover_after", "value", "raise")
+
+local service_mt = {}
+local nservices = 0
+
+local function build(spec)
+  check_fields(spec, "", SERVICE_FIELDS)
+  local m = { calls = 0, successes = 0, failures = 0 }
+  nservices = nservices + 1
+  m.name = spec.name or ("service#" .. nservices)
+  if type(m.name) ~= "string" then bad("name", "a string", type(m.name)) end
+  m.failure_rate = number(spec, "failure_rate", "failure_rate", 0, 1, 0)
+  m.hang_rate = number(spec, "hang_rate", "hang_rate", 0, 1, 0)
+  m.hang_time = positive(spec, "hang_time", "hang_time", 3600)
+  m.dist, m.la, m.lb = build_latency(spec.latency)
+  m.kinds, m.cum, m.total = build_errors(spec.errors)
+  m.outages = build_outages(spec.outages)
+  m.degrade = build_degrade(spec.degrade, m.failure_rate)
+  m.flap = build_flap(spec.flap)
+  m.recover_at = number(spec, "recover_after", "recover_after", 0, math.huge, math.huge)
+  m.value = spec.value == nil and "ok" or spec.value
+  m.raise = spec.raise and true or false
+  -- Anything that changes with time: checked per call only when present.
+  m.timed = m.outages or m.degrade or m.flap or m.recover_at < math.huge
+  return m
+end
+
+-- Returns failure rate, latency factor and a forced error (or nil) at
+-- model time t.
+local function conditions(m, t)
+  if t >= m.recover_at then return 0, 1, nil end
+  local rate, factor = m.failure_rate, 1
+  local outages = m.outages
+  if outages then
+    for i = 1, #outages do
+      local o = outages[i]
+      if t >= o[1] and t < o[2] then return 1, 1, "unavailable" end
+    end
+  end
+  local f = m.flap
+  if f and t >= f.start and (t - f.start) % f.period >= f.period - f.down then
+    return 1, 1, "unavailable"
+  end
+  local d = m.degrade
+  if d and t >= d.from then
+    local k = t >= d.to and 1 or (t - d.from) / (d.to - d.from)
+    factor = 1 + (d.factor - 1) * k
+    rate = rate + (d.rate - rate) * k
+  end
+  return rate, factor, nil
+end
+
+local function pick_error(m, r)
+  local x, cum = api.rng_double(r) * m.total, m.cum
+  for i = 1, #cum do
+    if x < cum[i] then return m.kinds[i] end
+  end
+  return m.kinds[#cum]
+end
+
+local function finish(m, id, t0, err, ...)
+  if err then m.failures = m.failures + 1 else m.successes = m.successes + 1 end
+  if events_on() then
+    emit("call_end", { service = m.name, call = id, outcome = err and "failure" or "success",
+      error = err, latency = now() - t0 })
+  end
+  if err == nil then return ... end
+  if m.raise then error(err, 0) end
+  return nil, err
+end
+
+local function value_of(m, ...)
+  local v = m.value
+  if type(v) == "function" then return v(...) end
+  return v
+end
+
+-- svc(...) -> value, or nil, err after the drawn latency
+local function call_model(m, ...)
+  local r = m.rng
+  local id = m.calls + 1
+  m.calls = id
+  local t0 = now()
+  if events_on() then emit("call_start", { service = m.name, call = id }) end
+  local rate, factor, err = m.failure_rate, 1, nil
+  if m.timed then rate, factor, err = conditions(m, t0 - m.t0) end
+  local latency = draw_latency(m, r) * factor
+  if err == nil then
+    if m.hang_rate > 0 and api.rng_double(r) < m.hang_rate then
+      sleep(m.hang_time)
+      return finish(m, id, t0, "timeout")
+    end
+    if rate > 0 and api.rng_double(r) < rate then err = pick_error(m, r) end
+  end
+  sleep(latency)
+  if err then return finish(m, id, t0, err) end
+  return finish(m, id, t0, nil, value_of(m, ...))
+end
+
+-- A model written as a plain function: fn(...) -> value or nil, err.
+local function call_function(m, ...)
+  local id = m.calls + 1
+  m.calls = id
+  local t0 = now()
+  if events_on() then emit("call_start", { service = m.name, call = id }) end
+  return m.after(m, id, t0, pcall(m.fn, ...))
+end
+
+local function after_function(m, id, t0, ok, v, ...)
+  if not ok then
+    error(format("fb.sim.service '%s': the model function raised: %s", m.name, tostring(v)), 0)
+  end
+  if v == nil then return finish(m, id, t0, ... or "service call failed") end
+  return finish(m, id, t0, nil, v, ...)
+end
+
+service_mt.__call = function(m, ...) return m.call(m, ...) end
+service_mt.__tostring = function(m) return format("fb.sim.service '%s'", m.name) end
+
+local names, names_run = {}, -1
+
+-- Seeds model m's stream: by name when it has one (see the top).
+local function seed_stream(m, named)
+  m.rng = ffi.new("fb_rng")
+  if not named then return api.stream_init(rt, m.rng) end
+  local run = api.run_id(rt)
+  if run ~= names_run then names, names_run = {}, run end
+  local n = (names[m.name] or 0) + 1
+  names[m.name] = n
+  api.stream_init_named(rt, m.rng, m.name, n)
+end
+
+-- fb.sim.service(spec | fn [, name]) -> a callable service model
+function M.service(spec, name)
+  local m
+  if type(spec) == "function" then
+    nservices = nservices + 1
+    m = { calls = 0, successes = 0, failures = 0, fn = spec, call = call_function,
+      after = after_function, raise = false, name = name or ("service#" .. nservices) }
+  else
+    if type(spec) ~= "table" then
+      base.argerror(1, "service", "model must be a table or a function, got " .. type(spec))
+    end
+    local ok, built = pcall(build, spec)
+    if not ok then error(format("bad argument #1 to 'service' (%s)", built), 2) end
+    m = built
+    m.call = call_model
+  end
+  m.t0 = now()
+  seed_stream(m, (type(spec) == "table" and spec.name) or name)
+  return setmetatable(m, service_mt)
+end
+
+-- -------------------------------------------------- guarded calls
+
+local function settle(cb, token, t0, v, ...)
+  -- the breaker's rule: nil plus an error is a failure
+  cb:record(token, not (v == nil and (...) ~= nil), now() - t0)
+  return v, ...
+end
+
+-- fb.sim.call(cb, fn, ...) -> fn's results through breaker cb, never
+-- raising: fn's nil, err counts as a failure, and a rejected call returns
+-- nil, "circuit open" without calling fn. Uses the breaker's token API,
+-- so it allocates nothing.
+function M.call(cb, fn, ...)
+  local t0 = now()
+  local token = cb:permit()
+  if not token then return nil, "circuit open" end
+  return settle(cb, token, t0, fn(...))
+end
+
+-- ----------------------------------------------------------- instances
+
+local instance = {}
+instance.__index = instance
+
+local function say(inst, action, fields)
+  if events_on() then
+    fields = fields or {}
+    fields.action, fields.service, fields.host, fields.port = action, inst.service, inst.host, inst.port
+    emit("instance", fields)
+  end
+end
+
+-- Heartbeats every interval until the instance's generation moves on
+-- (crash, stop, restart); a daemon, so a run ends without stopping its
+-- instances.
+local function heartbeat_loop(inst, gen)
+  local what = format("instance %s:%d heartbeat timer", inst.host, inst.port)
+  while true do
+    wait(what, inst.interval)
+    if inst.gen ~= gen then return end
+    if now() >= inst.partitioned_until then
+      inst.registry:heartbeat(inst.service, inst.host, inst.port)
+    end
+  end
+end
+
+-- Registers at once (the first heartbeat), then heartbeats in the
+-- background.
+local function start(inst)
+  inst.gen = inst.gen + 1
+  inst.state = "up"
+  inst.partitioned_until = 0
+  inst.registry:heartbeat(inst.service, inst.host, inst.port)
+  inst.co = daemon(heartbeat_loop, inst, inst.gen)
+end
+
+local function halt(inst, state)
+  inst.gen = inst.gen + 1
+  inst.state = state
+  if inst.co then wake(inst.co) end
+  inst.co = nil
+end
+
+-- inst:crash(): stops heartbeating without deregistering
+function instance:crash()
+  halt(self, "crashed")
+  say(self, "crash")
+end
+
+-- inst:stop(): deregisters and stops heartbeating
+function instance:stop()
+  halt(self, "stopped")
+  self.registry:deregister(self.service, self.host, self.port)
+  say(self, "stop")
+end
+
+-- inst:restart(): starts heartbeating again (at once) if it was down
+function instance:restart()
+  if self.state == "up" then return end
+  say(self, "restart")
+  start(self)
+end
+
+-- inst:partition(seconds): its heartbeats and calls are lost for that long
+function instance:partition(seconds)
+  if type(seconds) ~= "number" or not (seconds > 0) then
+    base.argerror(1, "partition", "seconds must be a positive number, got " .. tostring(seconds))
+  end
+  self.partitioned_until = now() + seconds
+  say(self, "partition", { duration = seconds })
+end
+
+-- inst:up() -> true if it is running and reachable now
+function instance:up()
+  return self.state == "up" and now() >= self.partitioned_until
+end
+
+-- inst:call(...) -> its model's results, or nil, err when it is down
+function instance:call(...)
+  self.calls = self.calls + 1
+  if self.state ~= "up" then return nil, "connection refused" end
+  if now() < self.partitioned_until then return nil, "unreachable" end
+  self.served = self.served + 1
+  local model = self.model
+  if model == nil then return "ok" end
+  return model(...)
+end
+
+local INSTANCE_FIELDS = set("registry", "service", "host", "port", "interval", "model")
+
+-- fb.sim.instance{registry=, service=, host=, port=, interval=10 [, model=]}
+-- -> a running instance that heartbeats every interval seconds
+function M.instance(spec)
+  if type(spec) ~= "table" then
+    base.argerror(1, "instance", "options must be a table, got " .. type(spec))
+  end
+  local ok, err = pcall(function()
+    check_fields(spec, "", INSTANCE_FIELDS)
+    if getmetatable(spec.registry) ~= core.meta.registry then bad("registry", "a registry", spec.registry) end
+    if type(spec.service) ~= "string" or spec.service == "" then bad("service", "a service name", spec.service) end
+    if type(spec.host) ~= "string" or spec.host == "" then bad("host", "a host name", spec.host) end
+    local port = spec.port
+    if type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0 then bad("port", "1..65535", port) end
+    positive(spec, "interval", "interval")
+    if spec.model ~= nil and getmetatable(spec.model) ~= service_mt and type(spec.model) ~= "function" then
+      bad("model", "a fb.sim.service or a function", type(spec.model))
+    end
+  end)
+  if not ok then error(format("bad argument #1 to 'instance' (%s)", err), 2) end
+  local inst = setmetatable({
+    registry = spec.registry, service = spec.service, host = spec.host, port = spec.port,
+    interval = spec.interval or 10, model = spec.model, gen = 0, calls = 0, served = 0,
+  }, instance)
+  start(inst)
+  return inst
+end
+
+return M

@@ -1,0 +1,159 @@
+/*
+ * events.c -- the event log: JSON lines through cJSON, and the summary.
+ *
+ * The summary is derived from the events themselves (call_end, reject,
+ * state_change), so the log and the summary cannot disagree.
+ */
+#include "events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const state_names[3] = {"CLOSED", "OPEN", "HALF_OPEN"};
+
+int fb_events_open(fb_events *ev, const char *path, double t) {
+  memset(ev, 0, sizeof *ev);
+  ev->t_start = t;
+  if (path && !(ev->file = fopen(path, "w")))
+    return -1;
+  return 0;
+}
+
+cJSON *fb_events_new(double t, const char *kind) {
+  cJSON *e = cJSON_CreateObject();
+  if (!e)
+    return NULL;
+  if (!cJSON_AddNumberToObject(e, "t", t) ||
+      !cJSON_AddStringToObject(e, "kind", kind)) {
+    cJSON_Delete(e);
+    return NULL;
+  }
+  return e;
+}
+
+static const char *field_string(const cJSON *e, const char *name) {
+  const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, name));
+  return s ? s : "";
+}
+
+static int state_index(const char *name) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, state_names[i]) == 0)
+      return i;
+  return -1;
+}
+
+/* Finds (or starts tracking, in state `from` since the run began) the
+ * breaker an event names; NULL if it names none. A linear search: state
+ * changes are rare and breakers few. */
+static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "breaker");
+  if (!cJSON_IsNumber(id))
+    return NULL;
+  for (size_t i = 0; i < ev->nbreakers; i++)
+    if (ev->breakers[i].id == id->valuedouble)
+      return &ev->breakers[i];
+  fb_breaker_track *v =
+      realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
+  if (!v)
+    return NULL;
+  ev->breakers = v;
+  v[ev->nbreakers] = (fb_breaker_track){id->valuedouble, from, ev->t_start};
+  return &v[ev->nbreakers++];
+}
+
+static void count_state_change(fb_events *ev, const cJSON *e, double t) {
+  int from = state_index(field_string(e, "from"));
+  int to = state_index(field_string(e, "to"));
+  fb_breaker_track *b;
+  if (from < 0 || to < 0 || !(b = track(ev, e, from)))
+    return;
+  ev->state_time[b->state] += t - b->since;
+  b->state = to;
+  b->since = t;
+}
+
+static void count(fb_events *ev, const cJSON *e) {
+  const char *kind = field_string(e, "kind");
+  double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "t"));
+  ev->events++;
+  if (strcmp(kind, "call_end") == 0) {
+    ev->calls++;
+    if (strcmp(field_string(e, "outcome"), "success") == 0)
+      ev->successes++;
+    else
+      ev->failures++;
+  } else if (strcmp(kind, "reject") == 0) {
+    ev->rejections++;
+  } else if (strcmp(kind, "state_change") == 0) {
+    count_state_change(ev, e, t);
+  }
+}
+
+void fb_events_write(fb_events *ev, cJSON *event) {
+  if (!event)
+    return;
+  count(ev, event);
+  if (ev->file) {
+    char *line = cJSON_PrintUnformatted(event);
+    if (!line || fputs(line, ev->file) == EOF || fputc('\n', ev->file) == EOF)
+      ev->write_failed = 1;
+    cJSON_free(line);
+  }
+  cJSON_Delete(event);
+}
+
+/* Seconds each state has held, counting the current stretch up to t. */
+static void state_times(const fb_events *ev, double t, double out[3]) {
+  memcpy(out, ev->state_time, sizeof ev->state_time);
+  for (size_t i = 0; i < ev->nbreakers; i++)
+    out[ev->breakers[i].state] += t - ev->breakers[i].since;
+}
+
+cJSON *fb_events_summary(const fb_events *ev, double t) {
+  double times[3];
+  state_times(ev, t, times);
+  cJSON *s = cJSON_CreateObject();
+  cJSON *st = cJSON_CreateObject();
+  if (!s || !st) {
+    cJSON_Delete(s);
+    cJSON_Delete(st);
+    return NULL;
+  }
+  cJSON_AddNumberToObject(s, "duration", t - ev->t_start);
+  cJSON_AddNumberToObject(s, "calls", (double)ev->calls);
+  cJSON_AddNumberToObject(s, "successes", (double)ev->successes);
+  cJSON_AddNumberToObject(s, "failures", (double)ev->failures);
+  cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
+  for (int i = 0; i < 3; i++)
+    cJSON_AddNumberToObject(st, state_names[i], times[i]);
+  cJSON_AddItemToObject(s, "breaker_time", st);
+  return s;
+}
+
+void fb_events_print_summary(const fb_events *ev, double t, FILE *f) {
+  double times[3];
+  state_times(ev, t, times);
+  fprintf(f,
+          "fusebox: summary after %.3fs: %llu calls, %llu successes, "
+          "%llu failures, %llu rejections\n",
+          t - ev->t_start, (unsigned long long)ev->calls,
+          (unsigned long long)ev->successes, (unsigned long long)ev->failures,
+          (unsigned long long)ev->rejections);
+  if (ev->nbreakers > 0)
+    fprintf(f,
+            "fusebox: breaker time (summed over %zu breakers): CLOSED %.3fs, "
+            "OPEN %.3fs, HALF_OPEN %.3fs\n",
+            ev->nbreakers, times[0], times[1], times[2]);
+}
+
+int fb_events_close(fb_events *ev) {
+  int rc = ev->write_failed ? -1 : 0;
+  if (ev->file && fclose(ev->file) != 0)
+    rc = -1;
+  ev->file = NULL;
+  free(ev->breakers);
+  ev->breakers = NULL;
+  ev->nbreakers = 0;
+  return rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * test_events.c -- the registry listener hook and the event sink's summary.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+#include "fusebox.h"
+
+typedef struct heard {
+  int n;
+  fb_registry_event ev[16];
+  char host[16][32];
+  double now[16];
+} heard;
+
+static void listen(void *ud, fb_registry_event ev, const fb_instance *i,
+                   double now) {
+  heard *h = ud;
+  assert_true(h->n < 16);
+  h->ev[h->n] = ev;
+  snprintf(h->host[h->n], sizeof h->host[0], "%s", fb_instance_host(i));
+  h->now[h->n] = now;
+  h->n++;
+}
+
+static void registry_reports_membership_changes(void **state) {
+  (void)state;
+  heard h = {0};
+  fb_registry *r = fb_registry_new(NULL); /* 30 s timeout */
+  fb_registry_set_listener(r, listen, &h);
+  assert_int_equal(fb_registry_register(r, "s", "a", 1, 0), FB_ADDED);
+  assert_int_equal(fb_registry_register(r, "s", "b", 1, 5), FB_ADDED);
+  assert_int_equal(fb_registry_heartbeat(r, "s", "a", 1, 10), FB_REFRESHED);
+  assert_int_equal(h.n, 2); /* a refresh of a live instance is silent */
+  /* b's heartbeat (t=5) is 30 s old at 35: a heartbeat from a notices */
+  assert_int_equal(fb_registry_heartbeat(r, "s", "a", 1, 35), FB_REFRESHED);
+  assert_int_equal(h.n, 3);
+  assert_int_equal(h.ev[2], FB_REG_EXPIRED);
+  assert_string_equal(h.host[2], "b");
+  assert_true(h.now[2] == 35);
+  assert_int_equal(fb_registry_heartbeat(r, "s", "b", 1, 36), FB_REFRESHED);
+  assert_int_equal(h.ev[3], FB_REG_RETURNED);
+  assert_int_equal(fb_registry_deregister(r, "s", "a", 1), 1);
+  assert_int_equal(h.ev[4], FB_REG_REMOVED);
+  assert_string_equal(h.host[4], "a");
+  assert_true(isnan(h.now[4]));
+  fb_registry_set_listener(r, NULL, NULL);
+  assert_int_equal(fb_registry_register(r, "s", "c", 1, 40), FB_ADDED);
+  assert_int_equal(h.n, 5);
+  fb_registry_release(r);
+}
+
+static cJSON *state_change(double t, int breaker, const char *from,
+                           const char *to) {
+  cJSON *e = fb_events_new(t, "state_change");
+  cJSON_AddNumberToObject(e, "breaker", breaker);
+  cJSON_AddStringToObject(e, "from", from);
+  cJSON_AddStringToObject(e, "to", to);
+  return e;
+}
+
+static cJSON *call_end(double t, const char *outcome) {
+  cJSON *e = fb_events_new(t, "call_end");
+  cJSON_AddStringToObject(e, "outcome", outcome);
+  return e;
+}
+
+static void summary_counts_calls_and_time_in_states(void **state) {
+  (void)state;
+  fb_events ev;
+  assert_int_equal(fb_events_open(&ev, NULL, 0), 0);
+  fb_events_write(&ev, call_end(1, "success"));
+  fb_events_write(&ev, call_end(2, "failure"));
+  fb_events_write(&ev, call_end(3, "failure"));
+  fb_events_write(&ev, fb_events_new(4, "reject"));
+  fb_events_write(&ev, state_change(3, 7, "CLOSED", "OPEN"));
+  fb_events_write(&ev, state_change(8, 7, "OPEN", "HALF_OPEN"));
+  fb_events_write(&ev, state_change(9, 7, "HALF_OPEN", "CLOSED"));
+  fb_events_write(&ev, state_change(5, 2, "CLOSED", "OPEN"));
+  cJSON *s = fb_events_summary(&ev, 10);
+  char *text = cJSON_PrintUnformatted(s);
+  /* breaker 7: CLOSED 3 + 1, OPEN 5, HALF_OPEN 1; breaker 2: CLOSED 5,
+   * OPEN 5 (still open at t=10) */
+  assert_string_equal(text, "{\"duration\":10,\"calls\":3,\"successes\":1,"
+                            "\"failures\":2,\"rejections\":1,\"breaker_time\":"
+                            "{\"CLOSED\":9,\"OPEN\":10,\"HALF_OPEN\":1}}");
+  cJSON_free(text);
+  cJSON_Delete(s);
+  assert_int_equal(fb_events_close(&ev), 0);
+}
+
+static void sink_writes_json_lines(void **state) {
+  (void)state;
+  char path[] = "/tmp/fb_events_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  fb_events ev;
+  assert_int_equal(fb_events_open(&ev, path, 0), 0);
+  cJSON *e = fb_events_new(0.5, "note");
+  cJSON_AddStringToObject(e, "text", "a \"quoted\"\nline");
+  fb_events_write(&ev, e);
+  fb_events_write(&ev, fb_events_new(1, "end"));
+  assert_int_equal(fb_events_close(&ev), 0);
+  FILE *f = fopen(path, "r");
+  char buf[256] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  remove(path);
+  buf[n] = 0;
+  assert_string_equal(buf, "{\"t\":0.5,\"kind\":\"note\",\"text\":\"a "
+                           "\\\"quoted\\\"\\nline\"}\n{\"t\":1,\"kind\":\"end\"}\n");
+  assert_int_equal(fb_events_open(&ev, "/nonexistent/dir/x", 0), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(registry_reports_membership_changes),
+      cmocka_unit_test(summary_counts_calls_and_time_in_states),
+      cmocka_unit_test(sink_writes_json_lines),
+  };
+  return cmocka_run_group_tests_name("events", tests, NULL, NULL);
+}
