@@ -7,7 +7,7 @@
 local core = require "fusebox.core"
 
 require "fusebox.registry"
-require "fusebox.balancer"
+local balancer = require "fusebox.balancer"
 require "fusebox.breaker"
 
 return {
@@ -21,5 +21,6 @@ return {
   running = core.running,
   registry = core.registry,
   balancer = core.balancer,
+  strategy = balancer.strategy,
   breaker = core.breaker,
 }

@@ -31,7 +31,25 @@ typedef struct fb_runtime fb_runtime;
     (fb_balancer * lb, fb_service *s, double now))                           \
   X(double, instance_id, (const fb_instance *i))                             \
   X(const char *, instance_host, (const fb_instance *i))                     \
-  X(int, instance_port, (const fb_instance *i))
+  X(int, instance_port, (const fb_instance *i))                              \
+  X(fb_instance *, balancer_pick_key,                                        \
+    (fb_balancer * lb, fb_service *s, const char *key, size_t len,          \
+     double now))                                                            \
+  X(int, balancer_candidates,                                                \
+    (fb_balancer * lb, fb_service *s, double now, fb_instance *const **out)) \
+  X(int, balancer_take, (fb_balancer * lb, double id))                       \
+  X(int, balancer_done,                                                      \
+    (fb_balancer * lb, double id, int ok, double latency, double now))      \
+  X(double, balancer_random, (fb_balancer * lb))                             \
+  X(double, service_version, (const fb_service *s))                          \
+  X(fb_instance *, registry_instance, (fb_registry * r, double id))          \
+  X(double, instance_weight, (const fb_instance *i))                         \
+  X(const char *, instance_zone, (const fb_instance *i))                     \
+  X(int, instance_healthy, (const fb_instance *i))                           \
+  X(double, instance_inflight, (const fb_instance *i))                       \
+  X(double, instance_successes, (const fb_instance *i))                      \
+  X(double, instance_failures, (const fb_instance *i))                       \
+  X(double, instance_latency, (const fb_instance *i))
 
 #define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
 
