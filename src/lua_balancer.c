@@ -96,10 +96,15 @@ static void read_options(lua_State *L, int idx, fb_balancer_config *cfg) {
       (uint32_t)fbl_opt_count(L, idx, "table_size", (int)cfg->table_size);
   const char *field;
   if (fb_balancer_config_check(cfg, &field) < 0) {
-    const char *want = strcmp(field, "choices") == 0    ? "an integer 1..64"
-                       : strcmp(field, "replicas") == 0 ? "an integer 1..10000"
-                                                        : "a prime 3..67108864";
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be %s", field, want));
+    int choices = strcmp(field, "choices") == 0;
+    int replicas = strcmp(field, "replicas") == 0;
+    const char *want = choices    ? "an integer 1..64"
+                       : replicas ? "an integer 1..10000"
+                                  : "a prime 3..67108864";
+    int got = choices ? cfg->choices
+                      : (int)(replicas ? cfg->replicas : cfg->table_size);
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be %s, got %d", field,
+                                          want, got));
   }
 }
 
@@ -135,6 +140,7 @@ static int push_strategy(lua_State *L, int opts) {
 /* fb.balancer(reg, algorithm | strategy [, opts]) */
 static int balancer_new(lua_State *L) {
   fb_registry **reg = fbl_check_object(L, 1, FBL_REGISTRY);
+  lua_settop(L, 3); /* what push_strategy() pushes goes above the options */
   fb_balancer_config cfg;
   fb_balancer_config_init(&cfg);
   int strategy = push_strategy(L, 3);
