@@ -177,7 +177,7 @@ static void register_embedded(lua_State *L, int core_idx) {
   lua_pushvalue(L, core_idx);
   lua_setfield(L, -2, "fusebox.core");
   lua_getfield(L, -2, "preload");
-  for (int i = 0; fb_embedded_modules[i].name; i++) {
+  for (int i = 1; fb_embedded_modules[i].name; i++) { /* 0: the main one */
     lua_pushinteger(L, i);
     lua_pushcclosure(L, preload_embedded, 1);
     lua_setfield(L, -2, fb_embedded_modules[i].name);
