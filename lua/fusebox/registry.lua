@@ -3,9 +3,12 @@
 --
 -- A view is one table per instance, {host=, port=} plus read-only fields
 -- read live from the core on access: id, weight, zone, meta, healthy,
--- inflight, successes, failures, latency. Views are cached by instance id
--- so picks allocate nothing; a view outliving its instance (deregistered)
--- keeps host and port, and its live fields read nil.
+-- inflight, successes, failures, latency. Views are cached by the slot of
+-- their instance id (ids are generation << 32 | slot) in plain arrays:
+-- picks allocate nothing and never wait for a weak table to be swept, and
+-- the cache is bounded by the most instances ever registered at once. A
+-- view outliving its instance (deregistered) keeps host and port, and its
+-- live fields read nil.
 
 local base = require "fusebox.base"
 local ffi = require "ffi"
@@ -44,7 +47,8 @@ M.state = base.object_state(registry_mt, "registry", function(ud, ptr)
   local st = {
     ptr = ptr,
     services = {}, -- name -> fb_service*, filled on first sight
-    views = setmetatable({}, { __mode = "v" }), -- instance id -> view
+    views = {},    -- slot -> view of the instance last seen in it
+    view_ids = {}, -- slot -> that instance's id
     ids = setmetatable({}, { __mode = "k" }),   -- view -> instance id
     meta = debug.getfenv(ud).meta,              -- id -> meta (lua_registry.c)
   }
@@ -78,14 +82,13 @@ end
 -- long as anyone holds it, so picks allocate nothing.
 function M.view_of(st, inst)
   local id = api.instance_id(inst)
-  local v = st.views[id]
-  if v == nil then
-    v = setmetatable({}, st.view_mt)
-    rawset(v, "host", ffi.string(api.instance_host(inst)))
-    rawset(v, "port", api.instance_port(inst))
-    st.views[id] = v
-    st.ids[v] = id
-  end
+  local slot = id % 4294967296
+  if st.view_ids[slot] == id then return st.views[slot] end
+  local v = setmetatable({}, st.view_mt)
+  rawset(v, "host", ffi.string(api.instance_host(inst)))
+  rawset(v, "port", api.instance_port(inst))
+  st.views[slot], st.view_ids[slot] = v, id
+  st.ids[v] = id
   return v
 end
 
