@@ -1,53 +1,50 @@
--- A slow (not failing) instance. Two instances serve orders; from t=10
--- the second one degrades over 20 s until it is 20x slower, but it never
--- fails, so a breaker that counts failures never notices. The per-instance
--- latency percentiles show what a timeout or a latency-aware balancer
--- would have to catch.
+-- One slow instance among four: how much traffic does each balancer send
+-- it? 16 clients call in a loop for 60 s of virtual time; instance d
+-- answers in 500 ms, the others in 50 ms. Round robin gives d a quarter
+-- of the calls (and clients spend most of their time waiting on it);
+-- least_request sees d's calls pile up in flight, peak_ewma sees its
+-- latency, and the latency_aware strategy (written in Lua) sees both.
 --
 --   fusebox run --virtual-time --seed 1 examples/slow_instance.lua
 local fb = require "fusebox"
+local strategies = fb.strategies
 
-local reg = fb.registry()
-local lb = fb.balancer(reg, "round_robin")
-local cb = fb.breaker { failure_threshold = 5, timeout = 10 }
-local latency = { dist = "lognormal", p50 = 0.02, p99 = 0.08 }
-local instances = {
-  ["10.0.0.1"] = fb.sim.instance { registry = reg, service = "orders", host = "10.0.0.1",
-    port = 9000, model = fb.sim.service { name = "10.0.0.1", latency = latency } },
-  ["10.0.0.2"] = fb.sim.instance { registry = reg, service = "orders", host = "10.0.0.2",
-    port = 9000, model = fb.sim.service { name = "10.0.0.2", latency = latency,
-      degrade = { from = 10, to = 30, latency_factor = 20 } } },
-}
+local LATENCY = { a = 0.05, b = 0.05, c = 0.05, d = 0.5 }
+local CLIENTS, DURATION = 16, 60
 
-local samples = {}
-local function percentile(xs, p)
-  table.sort(xs)
-  return xs[math.max(1, math.ceil(#xs * p))] or 0
-end
-
--- Twenty clients, each calling in a loop with a little think time.
-for c = 1, 20 do
-  fb.spawn(function()
-    while fb.now() < 40 do
-      local inst = lb:pick("orders")
-      local t0 = fb.now()
-      fb.sim.call(cb, instances[inst.host].call, instances[inst.host])
-      local bucket = math.floor(t0 / 10) * 10
-      local key = inst.host .. "@" .. bucket
-      samples[key] = samples[key] or {}
-      table.insert(samples[key], fb.now() - t0)
-      fb.sleep(0.05 + fb.random() * 0.05)
-    end
-  end)
-end
-
-fb.sleep(41)
-print("window   instance   calls    p50      p99")
-for bucket = 0, 30, 10 do
-  for _, host in ipairs { "10.0.0.1", "10.0.0.2" } do
-    local xs = samples[host .. "@" .. bucket] or {}
-    print(string.format("%2d-%2ds   %s  %5d  %6.3fs  %6.3fs", bucket, bucket + 10, host, #xs,
-      percentile(xs, 0.5), percentile(xs, 0.99)))
+local function simulate(algorithm)
+  local reg = fb.registry { heartbeat_timeout = 3600 }
+  for _, host in ipairs { "a", "b", "c", "d" } do reg:register("api", host, 80) end
+  local lb = fb.balancer(reg, algorithm)
+  local calls, done = {}, 0
+  local finish = fb.now() + DURATION
+  for _ = 1, CLIENTS do
+    fb.spawn(function()
+      while fb.now() < finish do
+        local host = lb:call("api", function(inst)
+          fb.sleep(LATENCY[inst.host])
+          return inst.host
+        end)
+        calls[host] = (calls[host] or 0) + 1
+      end
+      done = done + 1
+    end)
   end
+  while done < CLIENTS do fb.sleep(1) end
+  return calls
 end
-print("breaker: " .. cb.state .. " (a slow instance is not a failing one)")
+
+local rows = {
+  { "round_robin", "round_robin" },
+  { "least_request", "least_request" },
+  { "peak_ewma", "peak_ewma" },
+  { "latency_aware (Lua)", strategies.latency_aware() },
+}
+print(string.format("%-20s %6s %6s %6s %9s %7s %8s", "balancer", "a", "b", "c",
+  "d (slow)", "total", "d share"))
+for _, row in ipairs(rows) do
+  local c = simulate(row[2])
+  local total = (c.a or 0) + (c.b or 0) + (c.c or 0) + (c.d or 0)
+  print(string.format("%-20s %6d %6d %6d %9d %7d %7.1f%%", row[1], c.a or 0,
+    c.b or 0, c.c or 0, c.d or 0, total, 100 * (c.d or 0) / total))
+end

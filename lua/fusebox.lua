@@ -9,7 +9,7 @@
 local core = select(2, ...)
 
 core.import "fusebox.registry"
-core.import "fusebox.balancer"
+local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
 local events = core.import "fusebox.events"
 local scenario = core.import "fusebox.scenario"
@@ -43,6 +43,8 @@ return {
   export = core.export,
   registry = core.registry,
   balancer = core.balancer,
+  strategy = balancer.strategy,
+  strategies = core.import "fusebox.strategies",
   breaker = core.breaker,
   daemon = core.daemon,
   real_now = core.real_now,

@@ -1,81 +1,324 @@
 /*
- * balancer.c -- choosing one live instance of a service.
+ * balancer.c -- choosing one instance of a service, and its feedback.
  *
- * A balancer reads the registry's live arrays directly and keeps its own
- * per-service state in slots indexed by the service's dense id, so a pick
- * is an array index plus the algorithm's own work. The balancer holds a
- * reference on its registry: either may be freed first.
+ * A balancer reads the registry's candidate arrays directly and keeps its
+ * own per-service state in slots indexed by the service's dense id, so a
+ * pick is an array index plus the algorithm's own work. The balancer holds
+ * a reference on its registry: either may be freed first.
+ *
+ * Candidates: the healthy live instances (not marked down, not failing),
+ * unless fewer than panic_threshold of the live ones are healthy; then all
+ * live ones, as Envoy's panic mode does: with most of a service "down",
+ * the health signal is more likely wrong than the whole service, and
+ * spreading load over all beats crushing the few left.
+ *
+ * Feedback: a pick counts as in flight on its instance until done()
+ * reports it; done() refuses to report an instance with nothing in flight,
+ * so counts never go negative. Statistics live on the instance, shared by
+ * all balancers over the registry.
  */
 #include "balancer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct fb_balancer {
-  fb_registry *registry;
-  const fb_lb_algorithm *algo;
-  fb_lb_slot *slots; /* by service id */
-  uint32_t nslots;
-  fb_rng rng;
-};
+/* Added to an instance's cost while it has calls in flight but no latency
+ * report yet, so peak_ewma does not pile onto a newcomer (Finagle's). */
+#define EWMA_PENALTY 1e9
 
-/* The reference design: live[counter % n], counter += 1 per pick. */
+/* ------------------------------------------------------ simple pickers */
+
+/* The reference design: cand[counter % n], counter += 1 per pick. The
+ * counter survives membership changes, exactly as in the document. */
 static fb_instance *pick_round_robin(fb_balancer *lb, fb_lb_slot *slot,
-                                     fb_instance *const *live, size_t n) {
-  (void)lb;
-  return live[slot->counter++ % n];
+                                     fb_instance *const *cand, uint32_t n,
+                                     const char *key, size_t len, double now) {
+  (void)lb, (void)key, (void)len, (void)now;
+  return cand[slot->counter++ % n];
 }
 
 static fb_instance *pick_random(fb_balancer *lb, fb_lb_slot *slot,
-                                fb_instance *const *live, size_t n) {
-  (void)slot;
-  return live[fb_rng_below(&lb->rng, n)];
+                                fb_instance *const *cand, uint32_t n,
+                                const char *key, size_t len, double now) {
+  (void)slot, (void)key, (void)len, (void)now;
+  return cand[fb_rng_below(&lb->rng, n)];
 }
 
-static const fb_lb_algorithm algorithms[] = {
-    {"round_robin", pick_round_robin},
-    {"random", pick_random},
+/* Envoy's least_request: sample `choices` candidates (with replacement,
+ * also for small sets: no full scan, so ties break at random) and keep
+ * the one with the fewest calls in flight; the first sampled wins ties. */
+static fb_instance *pick_least_request(fb_balancer *lb, fb_lb_slot *slot,
+                                       fb_instance *const *cand, uint32_t n,
+                                       const char *key, size_t len,
+                                       double now) {
+  (void)slot, (void)key, (void)len, (void)now;
+  fb_instance *best = cand[fb_rng_below(&lb->rng, n)];
+  for (int c = 1; c < lb->cfg.choices; c++) {
+    fb_instance *x = cand[fb_rng_below(&lb->rng, n)];
+    if (x->inflight < best->inflight)
+      best = x;
+  }
+  return best;
+}
+
+/* Finagle's peak EWMA load: the latency estimate decayed to now (an idle
+ * instance looks cheaper with time, so it is probed again), times the
+ * calls in flight plus one. */
+static double ewma_load(const fb_balancer *lb, const fb_instance *i,
+                        double now) {
+  if (i->successes + i->failures == 0) /* no estimate yet */
+    return i->inflight ? EWMA_PENALTY + i->inflight : 0;
+  double age = now - i->latency_at;
+  double lat = age > 0 ? i->latency * exp(-age * lb->inv_decay) : i->latency;
+  return lat * (i->inflight + 1);
+}
+
+static fb_instance *pick_peak_ewma(fb_balancer *lb, fb_lb_slot *slot,
+                                   fb_instance *const *cand, uint32_t n,
+                                   const char *key, size_t len, double now) {
+  (void)slot, (void)key, (void)len;
+  fb_instance *best = cand[fb_rng_below(&lb->rng, n)];
+  double best_load = ewma_load(lb, best, now);
+  for (int c = 1; c < lb->cfg.choices; c++) {
+    fb_instance *x = cand[fb_rng_below(&lb->rng, n)];
+    double load = ewma_load(lb, x, now);
+    if (load < best_load) {
+      best = x;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+/* -------------------------------------------- smooth weighted round robin */
+
+/*
+ * nginx's smooth WRR picks the candidate with the largest "current"
+ * weight, where after t picks current_i = (t+1)*w_i - c_i*W (c_i: times i
+ * was picked, W: total weight), ties going to the earliest candidate.
+ * Candidates of equal weight are picked in turn, so each weight class
+ * needs only its round and its next member: a pick costs O(k) for k
+ * distinct weights (O(1) for equal weights, O(n) only if all differ).
+ * After W picks every current weight is back to zero, so the state
+ * restarts and the arithmetic never overflows.
+ */
+typedef struct wrr_class {
+  int64_t weight;
+  uint64_t round; /* picks of every member so far in this period */
+  uint32_t first; /* its members: wrr_table.member[first .. first+size) */
+  uint32_t size;
+  uint32_t next;  /* member picked next */
+} wrr_class;
+
+typedef struct wrr_table {
+  int64_t total;
+  uint32_t nclasses;
+  uint32_t *member; /* candidate indices, grouped by class, in order */
+  wrr_class class[];
+} wrr_table;
+
+static int by_weight_then_index(const void *a, const void *b) {
+  const uint64_t *x = a, *y = b;
+  return (*x > *y) - (*x < *y);
+}
+
+static int build_wrr(fb_balancer *lb, fb_lb_slot *slot,
+                     fb_instance *const *cand, uint32_t n) {
+  (void)lb;
+  uint64_t *key = malloc(n * sizeof *key);
+  if (!key)
+    return FB_ENOMEM;
+  for (uint32_t i = 0; i < n; i++)
+    key[i] = (uint64_t)cand[i]->weight << 32 | i;
+  qsort(key, n, sizeof *key, by_weight_then_index);
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++)
+    k += i == 0 || key[i] >> 32 != key[i - 1] >> 32;
+  wrr_table *t = malloc(sizeof *t + k * sizeof t->class[0] + n * sizeof(uint32_t));
+  if (!t) {
+    free(key);
+    return FB_ENOMEM;
+  }
+  t->member = (uint32_t *)&t->class[k];
+  t->nclasses = 0;
+  t->total = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    int64_t w = (int64_t)(key[i] >> 32);
+    if (i == 0 || w != t->class[t->nclasses - 1].weight)
+      t->class[t->nclasses++] = (wrr_class){w, 0, i, 0, 0};
+    t->class[t->nclasses - 1].size++;
+    t->member[i] = (uint32_t)key[i];
+    t->total += w;
+  }
+  free(key);
+  free(slot->table);
+  slot->table = t;
+  slot->counter = 0; /* a new weight set starts a new sequence, as nginx */
+  return 0;
+}
+
+static void wrr_restart(wrr_table *t) {
+  for (uint32_t c = 0; c < t->nclasses; c++)
+    t->class[c].round = t->class[c].next = 0;
+}
+
+static fb_instance *pick_wrr(fb_balancer *lb, fb_lb_slot *slot,
+                             fb_instance *const *cand, uint32_t n,
+                             const char *key, size_t len, double now) {
+  (void)lb, (void)n, (void)key, (void)len, (void)now;
+  wrr_table *t = slot->table;
+  int64_t step = (int64_t)slot->counter + 1;
+  wrr_class *best = NULL;
+  int64_t best_v = 0;
+  uint32_t best_i = 0;
+  for (uint32_t c = 0; c < t->nclasses; c++) {
+    wrr_class *k = &t->class[c];
+    int64_t v = step * k->weight - (int64_t)k->round * t->total;
+    uint32_t i = t->member[k->first + k->next];
+    if (!best || v > best_v || (v == best_v && i < best_i)) {
+      best = k;
+      best_v = v;
+      best_i = i;
+    }
+  }
+  if (++best->next == best->size) {
+    best->next = 0;
+    best->round++;
+  }
+  if (++slot->counter == (uint64_t)t->total) {
+    slot->counter = 0;
+    wrr_restart(t);
+  }
+  return cand[best_i];
+}
+
+/* ---------------------------------------------------------- the registry */
+
+static const fb_lb_algorithm round_robin = {"round_robin", NULL,
+                                            pick_round_robin};
+static const fb_lb_algorithm random_pick = {"random", NULL, pick_random};
+static const fb_lb_algorithm wrr = {"weighted_round_robin", build_wrr,
+                                    pick_wrr};
+static const fb_lb_algorithm least_request = {"least_request", NULL,
+                                              pick_least_request};
+static const fb_lb_algorithm peak_ewma = {"peak_ewma", NULL, pick_peak_ewma};
+
+static const fb_lb_algorithm *const algorithms[] = {
+    &round_robin, &random_pick,           &wrr,          &least_request,
+    &peak_ewma,   &fb_lb_consistent_hash, &fb_lb_maglev,
 };
 #define NALGORITHMS (sizeof algorithms / sizeof algorithms[0])
 
-static const char *const algorithm_names[] = {"round_robin", "random", NULL};
+static const char *const algorithm_names[] = {
+    "round_robin", "random",          "weighted_round_robin", "least_request",
+    "peak_ewma",   "consistent_hash", "maglev",               NULL};
 
 const char *const *fb_balancer_algorithms(void) { return algorithm_names; }
 
-fb_balancer *fb_balancer_new(fb_registry *r, const char *algorithm,
-                             uint64_t seed) {
-  if (!r || !algorithm)
-    return NULL;
-  const fb_lb_algorithm *algo = NULL;
+static const fb_lb_algorithm *find_algorithm(const char *name) {
   for (size_t i = 0; i < NALGORITHMS; i++)
-    if (strcmp(algorithms[i].name, algorithm) == 0)
-      algo = &algorithms[i];
-  if (!algo)
+    if (strcmp(algorithms[i]->name, name) == 0)
+      return algorithms[i];
+  return NULL;
+}
+
+/* ---------------------------------------------------------- life cycle */
+
+void fb_balancer_config_init(fb_balancer_config *cfg) {
+  cfg->algorithm = "round_robin";
+  cfg->seed = 0;
+  cfg->panic_threshold = 0.5;
+  cfg->choices = 2;
+  cfg->decay = 10.0;
+  cfg->replicas = 160;
+  cfg->table_size = 65537;
+  cfg->magic = FB_CONFIG_MAGIC;
+}
+
+static int is_prime(uint32_t n) {
+  if (n < 2)
+    return 0;
+  for (uint32_t d = 2; (uint64_t)d * d <= n; d++)
+    if (n % d == 0)
+      return 0;
+  return 1;
+}
+
+static const char *config_error(const fb_balancer_config *c) {
+  if (c->magic != FB_CONFIG_MAGIC)
+    return "config (not initialised with fb_balancer_config_init)";
+  if (c->algorithm && !find_algorithm(c->algorithm))
+    return "algorithm";
+  if (!(c->panic_threshold >= 0 && c->panic_threshold <= 1))
+    return "panic_threshold";
+  if (c->choices < 1 || c->choices > 64)
+    return "choices";
+  if (!(c->decay > 0) || isinf(c->decay))
+    return "decay";
+  if (c->replicas < 1 || c->replicas > 10000)
+    return "replicas";
+  if (c->table_size < 3 || c->table_size > (1u << 26) || !is_prime(c->table_size))
+    return "table_size";
+  return NULL;
+}
+
+int fb_balancer_config_check(const fb_balancer_config *cfg,
+                             const char **field) {
+  const char *bad = config_error(cfg);
+  if (field)
+    *field = bad;
+  return bad ? FB_EINVAL : 0;
+}
+
+fb_balancer *fb_balancer_new_config(fb_registry *r,
+                                    const fb_balancer_config *cfg) {
+  if (!r || !cfg || config_error(cfg))
     return NULL;
   fb_balancer *lb = calloc(1, sizeof *lb);
   if (!lb)
     return NULL;
   lb->registry = fb_registry_retain(r);
-  lb->algo = algo;
-  fb_rng_seed(&lb->rng, seed);
+  lb->algo = cfg->algorithm ? find_algorithm(cfg->algorithm) : NULL;
+  lb->cfg = *cfg;
+  lb->cfg.algorithm = lb->algo ? lb->algo->name : NULL;
+  lb->inv_decay = 1.0 / cfg->decay;
+  fb_rng_seed(&lb->rng, cfg->seed);
   return lb;
+}
+
+fb_balancer *fb_balancer_new(fb_registry *r, const char *algorithm,
+                             uint64_t seed) {
+  fb_balancer_config cfg;
+  fb_balancer_config_init(&cfg);
+  if (!algorithm)
+    return NULL;
+  cfg.algorithm = algorithm;
+  cfg.seed = seed;
+  return fb_balancer_new_config(r, &cfg);
 }
 
 void fb_balancer_free(fb_balancer *lb) {
   if (!lb)
     return;
   fb_registry_release(lb->registry);
+  for (uint32_t i = 0; i < lb->nslots; i++)
+    free(lb->slots[i].table);
   free(lb->slots);
   free(lb);
 }
 
 const char *fb_balancer_algorithm(const fb_balancer *lb) {
-  return lb ? lb->algo->name : "";
+  return lb && lb->algo ? lb->algo->name : NULL;
 }
 
 fb_registry *fb_balancer_registry(const fb_balancer *lb) {
   return lb ? lb->registry : NULL;
 }
+
+double fb_balancer_random(fb_balancer *lb) { return fb_rng_double(&lb->rng); }
+
+/* ---------------------------------------------------------------- picks */
 
 /* Services are created by registration, so slots grow on demand. */
 static fb_lb_slot *slot_for(fb_balancer *lb, const fb_service *s) {
@@ -91,15 +334,81 @@ static fb_lb_slot *slot_for(fb_balancer *lb, const fb_service *s) {
   return &lb->slots[s->id];
 }
 
-fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now) {
-  if (!lb || !s || s->registry != lb->registry)
-    return NULL;
-  fb_instance *const *live;
-  size_t n = fb_service_live(s, now, &live);
-  if (n == 0)
+size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
+                              fb_instance *const **out) {
+  *out = NULL;
+  if (!lb || !s || s->registry != lb->registry || fb_service_refresh(s, now) < 0)
+    return 0;
+  if (s->nhealthy < lb->cfg.panic_threshold * s->nlive) {
+    *out = s->live;
+    return s->nlive;
+  }
+  *out = s->healthy;
+  return s->nhealthy;
+}
+
+fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
+                                  const char *key, size_t len, double now) {
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(lb, s, now, &cand);
+  if (n == 0 || !lb->algo)
     return NULL;
   fb_lb_slot *slot = slot_for(lb, s);
   if (!slot)
     return NULL;
-  return lb->algo->pick(lb, slot, live, n);
+  if (slot->version != s->version) {
+    if (lb->algo->build && lb->algo->build(lb, slot, cand, (uint32_t)n) < 0)
+      return NULL;
+    slot->version = s->version;
+  }
+  fb_instance *i = lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now);
+  if (i->inflight < UINT32_MAX)
+    i->inflight++;
+  return i;
+}
+
+fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now) {
+  return fb_balancer_pick_key(lb, s, NULL, 0, now);
+}
+
+/* ------------------------------------------------------------- feedback */
+
+int fb_balancer_take(fb_balancer *lb, fb_instance *i) {
+  if (!lb || !i)
+    return FB_EINVAL;
+  if (i->service->registry != lb->registry)
+    return FB_ENOENT;
+  if (i->inflight < UINT32_MAX)
+    i->inflight++;
+  return 0;
+}
+
+/* Finagle's peak EWMA: a slower call raises the estimate at once, faster
+ * ones pull it down with weight 1 - exp(-elapsed / decay). */
+static void ewma_observe(const fb_balancer *lb, fb_instance *i, double rtt,
+                         double now) {
+  double age = now - i->latency_at;
+  double w = age > 0 ? exp(-age * lb->inv_decay) : 1;
+  if (rtt > i->latency)
+    i->latency = rtt;
+  else
+    i->latency = i->latency * w + rtt * (1 - w);
+  i->latency_at = now;
+}
+
+int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
+                     double now) {
+  if (!lb || !i)
+    return FB_EINVAL;
+  if (i->service->registry != lb->registry)
+    return FB_ENOENT;
+  if (!(latency >= 0) || isinf(latency) || i->inflight == 0)
+    return FB_EINVAL;
+  i->inflight--;
+  if (ok)
+    i->successes++;
+  else
+    i->failures++;
+  ewma_observe(lb, i, latency, now);
+  return 0;
 }

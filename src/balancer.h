@@ -1,9 +1,11 @@
 /*
  * balancer.h -- how a balancing algorithm plugs into balancer.c.
  *
- * An algorithm is a name and a pick function over the live instances of a
- * service; per-service state (a round-robin counter, ...) lives in a slot
- * the balancer keeps for each service id.
+ * An algorithm is a name, an optional table builder and a pick function
+ * over a service's candidates (its healthy live instances, or all live
+ * ones in panic mode). Per-service state lives in a slot the balancer
+ * keeps for each service id; a slot's table is rebuilt only when the
+ * service's version says its candidates or their weights changed.
  */
 #ifndef FB_BALANCER_H
 #define FB_BALANCER_H
@@ -11,13 +13,37 @@
 #include "registry.h"
 
 typedef struct fb_lb_slot {
-  uint64_t counter; /* round robin: picks made so far */
+  uint64_t version; /* service version the table was built for; 0: none */
+  uint64_t counter; /* round robin: picks so far; smooth WRR: step */
+  void *table;      /* one allocation (free() releases it), or NULL */
 } fb_lb_slot;
 
 typedef struct fb_lb_algorithm {
   const char *name;
+  /* Builds slot->table for the n candidates; NULL: needs no table. */
+  int (*build)(fb_balancer *lb, fb_lb_slot *slot, fb_instance *const *cand,
+               uint32_t n);
+  /* Chooses one of n > 0 candidates; key NULL when the pick has none. */
   fb_instance *(*pick)(fb_balancer *lb, fb_lb_slot *slot,
-                       fb_instance *const *live, size_t n);
+                       fb_instance *const *cand, uint32_t n, const char *key,
+                       size_t len, double now);
 } fb_lb_algorithm;
+
+struct fb_balancer {
+  fb_registry *registry;
+  const fb_lb_algorithm *algo; /* NULL: the caller picks (a strategy) */
+  fb_lb_slot *slots;           /* by service id */
+  uint32_t nslots;
+  fb_rng rng;
+  fb_balancer_config cfg;      /* algorithm points into algorithm_names */
+  double inv_decay;            /* 1 / cfg.decay */
+};
+
+/* The keyed algorithms, in balancer_hash.c. */
+extern const fb_lb_algorithm fb_lb_consistent_hash;
+extern const fb_lb_algorithm fb_lb_maglev;
+
+/* Hashes len bytes of key to 64 well-mixed bits. */
+uint64_t fb_lb_hash(const char *key, size_t len);
 
 #endif

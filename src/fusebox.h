@@ -125,10 +125,6 @@ int fb_registry_heartbeat(fb_registry *r, const char *service,
 int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port);
 
-/* Returns the instance host:port of service, or NULL if there is none. */
-fb_instance *fb_registry_find(fb_registry *r, const char *service,
-                              const char *host, int port);
-
 /* Returns the service called name, or NULL if nothing ever registered it.
  * A service, once created, lives as long as the registry. */
 fb_service *fb_registry_service(fb_registry *r, const char *name);
@@ -153,7 +149,47 @@ uint64_t fb_instance_id(const fb_instance *i);
 /* Returns the time of the instance's last heartbeat. */
 double fb_instance_last_heartbeat(const fb_instance *i);
 
-/* Returns the service the instance belongs to. */
+/* The largest instance weight. */
+#define FB_WEIGHT_MAX 1000000u
+
+/* What fb_registry_register_with() sets; zero fields keep what is set
+ * (a new instance starts with weight 1 and no zone). */
+typedef struct fb_instance_opts {
+  uint32_t weight;  /* 1..FB_WEIGHT_MAX, or 0 */
+  const char *zone; /* copied; NULL or a non-empty string */
+} fb_instance_opts;
+
+/* Fills o with "change nothing". */
+void fb_instance_opts_init(fb_instance_opts *o);
+
+/* fb_registry_register() that also sets weight and zone (opts may be
+ * NULL); statistics survive: they belong to host:port while registered. */
+int fb_registry_register_with(fb_registry *r, const char *service,
+                              const char *host, int port,
+                              const fb_instance_opts *opts, double now);
+
+/* Returns the instance host:port of service, live or expired, or NULL. */
+fb_instance *fb_registry_find(fb_registry *r, const char *service,
+                              const char *host, int port);
+
+/* Returns the instance with this id, or NULL once it is deregistered. O(1). */
+fb_instance *fb_registry_instance(const fb_registry *r, uint64_t id);
+
+/* Marks host:port down (up == 0) or up again; balancers skip instances
+ * marked down. Returns 1 if the instance exists, 0 if not, or FB_EINVAL. */
+int fb_registry_mark(fb_registry *r, const char *service, const char *host,
+                     int port, int up);
+
+/* Returns the live instances of s at now that are neither marked down nor
+ * failing, in registration order (array valid as for fb_service_live). */
+size_t fb_service_healthy(fb_service *s, double now,
+                          fb_instance *const **out);
+
+/* Returns a number that changes whenever the service's live or healthy
+ * instances or their weights change (tables built from them are stale). */
+uint64_t fb_service_version(const fb_service *s);
+
+/* Returns the instance's service. */
 fb_service *fb_instance_service(const fb_instance *i);
 
 /* Membership changes a registry listener hears about. */
@@ -172,6 +208,35 @@ typedef void (*fb_registry_listener)(void *ud, fb_registry_event ev,
 void fb_registry_set_listener(fb_registry *r, fb_registry_listener fn,
                               void *ud);
 
+/* Returns the instance's weight (1 unless set). */
+uint32_t fb_instance_weight(const fb_instance *i);
+
+/* Sets the instance's weight, 1..FB_WEIGHT_MAX; 0 or FB_EINVAL. */
+int fb_instance_set_weight(fb_instance *i, uint32_t weight);
+
+/* Returns the instance's zone, or NULL if it has none. */
+const char *fb_instance_zone(const fb_instance *i);
+
+/* Returns 1 unless the instance is marked down or failing. */
+int fb_instance_healthy(const fb_instance *i);
+
+/* Sets the health-check verdict (the hook per-instance breakers use); it is
+ * independent of fb_registry_mark(): either one takes the instance out. */
+void fb_instance_set_healthy(fb_instance *i, int healthy);
+
+/* Returns how many picks of the instance have not been reported done. */
+uint32_t fb_instance_inflight(const fb_instance *i);
+
+/* Returns how many calls to the instance were reported successful. */
+uint64_t fb_instance_successes(const fb_instance *i);
+
+/* Returns how many calls to the instance were reported failed. */
+uint64_t fb_instance_failures(const fb_instance *i);
+
+/* Returns the peak EWMA of the instance's reported latencies in seconds
+ * as of its last report (0 before the first). */
+double fb_instance_latency(const fb_instance *i);
+
 /* ------------------------------------------------------------- balancer */
 
 typedef struct fb_balancer fb_balancer;
@@ -187,14 +252,65 @@ void fb_balancer_free(fb_balancer *lb);
 /* Returns the names of the built-in algorithms, NULL-terminated. */
 const char *const *fb_balancer_algorithms(void);
 
-/* Returns the balancer's algorithm name. */
+/* Returns the balancer's algorithm name (NULL for a Lua strategy). */
 const char *fb_balancer_algorithm(const fb_balancer *lb);
 
 /* Returns the balancer's registry (no new reference). */
 fb_registry *fb_balancer_registry(const fb_balancer *lb);
 
-/* Picks a live instance of s at now; NULL if s is NULL or has none. */
+/* Picks a live instance of s at now; NULL if s is NULL or has none, or if
+ * lb has no built-in algorithm. The pick counts as in flight on the
+ * instance until fb_balancer_done() reports it. */
 fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now);
+
+typedef struct fb_balancer_config {
+  const char *algorithm;  /* a built-in name, or NULL: the caller chooses
+                             among fb_balancer_candidates() itself */
+  uint64_t seed;          /* for random choices */
+  double panic_threshold; /* below this healthy fraction, use all; 0.5 */
+  int choices;            /* least_request, peak_ewma: sampled; 2 */
+  double decay;           /* peak_ewma: latency decay time, seconds; 10 */
+  uint32_t replicas;      /* consistent_hash: points per instance; 160 */
+  uint32_t table_size;    /* maglev: a prime; 65537 */
+  uint32_t magic;         /* private: set by fb_balancer_config_init */
+} fb_balancer_config;
+
+/* Fills cfg with the defaults (algorithm "round_robin", seed 0). */
+void fb_balancer_config_init(fb_balancer_config *cfg);
+
+/* Returns 0 if cfg is valid, else FB_EINVAL and the offending field's name
+ * in *field (when field is not NULL). */
+int fb_balancer_config_check(const fb_balancer_config *cfg,
+                             const char **field);
+
+/* Creates a balancer from cfg over r (holding a reference to r); NULL if
+ * cfg is invalid or memory runs out. */
+fb_balancer *fb_balancer_new_config(fb_registry *r,
+                                    const fb_balancer_config *cfg);
+
+/* fb_balancer_pick() with a key (len bytes; key NULL: none): the hashing
+ * algorithms map equal keys to the same instance, the others ignore it. */
+fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
+                                  const char *key, size_t len, double now);
+
+/* Returns the instances lb chooses among at now: the healthy live ones, or
+ * every live one when fewer than panic_threshold of them are healthy. */
+size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
+                              fb_instance *const **out);
+
+/* Counts a pick the caller made itself (a strategy) as in flight;
+ * FB_ENOENT if i belongs to another registry. */
+int fb_balancer_take(fb_balancer *lb, fb_instance *i);
+
+/* Reports the outcome of one pick of i: ends it in flight, counts a
+ * success or failure and feeds latency (seconds) into the peak EWMA with
+ * lb's decay. FB_ENOENT if i is from another registry, FB_EINVAL if no pick
+ * of i is in flight (reported twice) or latency is negative or NaN. */
+int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
+                     double now);
+
+/* Returns the balancer's stream of random doubles in [0, 1). */
+double fb_balancer_random(fb_balancer *lb);
 
 /* -------------------------------------------------------------- breaker */
 

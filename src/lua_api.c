@@ -89,6 +89,70 @@ static double api_rng_below(fb_rng *r, double n) {
   return (double)fb_rng_below(r, (uint64_t)n);
 }
 
+static fb_instance *api_balancer_pick_key(fb_balancer *lb, fb_service *s,
+                                          const char *key, size_t len,
+                                          double now) {
+  return fb_balancer_pick_key(lb, s, key, len, now);
+}
+
+static int api_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
+                                   fb_instance *const **out) {
+  return (int)fb_balancer_candidates(lb, s, now, out);
+}
+
+/* Instances cross by id: a Lua view may outlive its instance, and an id
+ * then finds nothing instead of freed memory. */
+static int api_balancer_take(fb_balancer *lb, double id) {
+  fb_instance *i = fb_registry_instance(fb_balancer_registry(lb), (uint64_t)id);
+  return i ? fb_balancer_take(lb, i) : FB_ENOENT;
+}
+
+static int api_balancer_done(fb_balancer *lb, double id, int ok,
+                             double latency, double now) {
+  fb_instance *i = fb_registry_instance(fb_balancer_registry(lb), (uint64_t)id);
+  return i ? fb_balancer_done(lb, i, ok, latency, now) : FB_ENOENT;
+}
+
+static double api_balancer_random(fb_balancer *lb) {
+  return fb_balancer_random(lb);
+}
+
+static double api_service_version(const fb_service *s) {
+  return (double)fb_service_version(s);
+}
+
+static fb_instance *api_registry_instance(fb_registry *r, double id) {
+  return fb_registry_instance(r, (uint64_t)id);
+}
+
+static double api_instance_weight(const fb_instance *i) {
+  return fb_instance_weight(i);
+}
+
+static const char *api_instance_zone(const fb_instance *i) {
+  return fb_instance_zone(i);
+}
+
+static int api_instance_healthy(const fb_instance *i) {
+  return fb_instance_healthy(i);
+}
+
+static double api_instance_inflight(const fb_instance *i) {
+  return fb_instance_inflight(i);
+}
+
+static double api_instance_successes(const fb_instance *i) {
+  return (double)fb_instance_successes(i);
+}
+
+static double api_instance_failures(const fb_instance *i) {
+  return (double)fb_instance_failures(i);
+}
+
+static double api_instance_latency(const fb_instance *i) {
+  return fb_instance_latency(i);
+}
+
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
 static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};

@@ -39,7 +39,25 @@
     (const fb_runtime *rt, fb_rng *r, const char *name, double n))           \
   X(double, run_id, (const fb_runtime *rt))                                  \
   X(double, rng_double, (fb_rng * r))                                        \
-  X(double, rng_below, (fb_rng * r, double n))
+  X(double, rng_below, (fb_rng * r, double n))  \
+  X(fb_instance *, balancer_pick_key,                                        \
+    (fb_balancer * lb, fb_service *s, const char *key, size_t len,          \
+     double now))                                                            \
+  X(int, balancer_candidates,                                                \
+    (fb_balancer * lb, fb_service *s, double now, fb_instance *const **out)) \
+  X(int, balancer_take, (fb_balancer * lb, double id))                       \
+  X(int, balancer_done,                                                      \
+    (fb_balancer * lb, double id, int ok, double latency, double now))      \
+  X(double, balancer_random, (fb_balancer * lb))                             \
+  X(double, service_version, (const fb_service *s))                          \
+  X(fb_instance *, registry_instance, (fb_registry * r, double id))          \
+  X(double, instance_weight, (const fb_instance *i))                         \
+  X(const char *, instance_zone, (const fb_instance *i))                     \
+  X(int, instance_healthy, (const fb_instance *i))                           \
+  X(double, instance_inflight, (const fb_instance *i))                       \
+  X(double, instance_successes, (const fb_instance *i))                      \
+  X(double, instance_failures, (const fb_instance *i))                       \
+  X(double, instance_latency, (const fb_instance *i))
 
 #define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
 

@@ -1,12 +1,14 @@
 /*
  * lua_registry.c -- fb.registry{...}: the registry's Lua face.
  *
- * Payload: the fb_registry pointer, NULL once collected. The environment
- * table holds `views`, instance id -> the Lua table that stands for that
- * instance (built in lua/fusebox/registry.lua, which also has discover());
- * deregister() drops the view with its instance.
+ * Payload: the fb_registry pointer, NULL once collected. discover() lives
+ * in lua/fusebox/registry.lua, where instance views are cached. The core
+ * knows nothing of Lua, so an instance's meta table lives here, in the
+ * userdata's environment: env.meta[instance id] = table.
  */
 #include "lua_util.h"
+
+#include <math.h>
 
 static const char *const registry_options[] = {"heartbeat_timeout", NULL};
 
@@ -22,7 +24,7 @@ static int registry_new(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_createtable(L, 0, 1);
   lua_newtable(L);
-  lua_setfield(L, -2, "views");
+  lua_setfield(L, -2, "meta");
   lua_setfenv(L, -2);
   if (!(*p = fb_registry_new(&cfg)))
     return luaL_error(L, "registry: out of memory");
@@ -52,9 +54,69 @@ static int registry_touch(lua_State *L, instance_op op) {
   return 1;
 }
 
-/* reg:register(service, host, port) -> true if added, false if refreshed */
+static const char *const register_options[] = {"weight", "zone", "meta",
+                                                NULL};
+
+static uint32_t check_weight(lua_State *L, int idx) {
+  lua_getfield(L, idx, "weight");
+  uint32_t w = 0;
+  if (!lua_isnil(L, -1)) {
+    double d = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 1 && d <= FB_WEIGHT_MAX) ||
+        d != floor(d))
+      luaL_argerror(L, idx, lua_pushfstring(L, "weight must be an integer "
+                                               "1..%d, got %s", FB_WEIGHT_MAX,
+                                            lua_type(L, -1) == LUA_TNUMBER
+                                                ? lua_tostring(L, -1)
+                                                : luaL_typename(L, -1)));
+    w = (uint32_t)d;
+  }
+  lua_pop(L, 1);
+  return w;
+}
+
+/* Reads {weight=, zone=, meta=} at idx into o; leaves meta (or nil) pushed. */
+static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
+  fb_instance_opts_init(o);
+  fbl_check_options(L, idx, register_options);
+  if (lua_isnoneornil(L, idx)) {
+    lua_pushnil(L);
+    return;
+  }
+  o->weight = check_weight(L, idx);
+  lua_getfield(L, idx, "zone");
+  if (!lua_isnil(L, -1))
+    o->zone = fbl_check_name(L, lua_gettop(L), "zone");
+  lua_getfield(L, idx, "meta");
+  if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+    luaL_argerror(L, idx, lua_pushfstring(L, "meta must be a table, got %s",
+                                          luaL_typename(L, -1)));
+}
+
+/* reg:register(service, host, port [, {weight=, zone=, meta=}]) -> true
+ * if added, false if refreshed; given options replace the old ones */
 static int registry_register(lua_State *L) {
-  return registry_touch(L, fb_registry_register);
+  fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
+  const char *service = fbl_check_name(L, 2, "service name");
+  const char *host = fbl_check_name(L, 3, "host");
+  int port = fbl_check_port(L, 4);
+  fb_instance_opts o;
+  check_register_options(L, 5, &o);
+  int rc = fb_registry_register_with(*p, service, host, port, &o,
+                                     fb_runtime_now(fbl_runtime(L)));
+  if (rc < 0)
+    return luaL_error(L, "%s", fb_strerror(rc));
+  if (!lua_isnil(L, -1)) {
+    fb_instance *i = fb_registry_find(*p, service, host, port);
+    int meta = lua_gettop(L);
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "meta");
+    lua_pushnumber(L, (lua_Number)fb_instance_id(i));
+    lua_pushvalue(L, meta);
+    lua_rawset(L, -3);
+  }
+  lua_pushboolean(L, rc == FB_ADDED);
+  return 1;
 }
 
 /* reg:heartbeat(service, host, port): refresh (or register) the instance */
@@ -71,23 +133,36 @@ static int registry_deregister(lua_State *L) {
   fb_instance *i = fb_registry_find(*p, service, host, port);
   if (i) {
     lua_getfenv(L, 1);
-    lua_getfield(L, -1, "views");
-    lua_pushnumber(L, (double)fb_instance_id(i));
+    lua_getfield(L, -1, "meta");
+    lua_pushnumber(L, (lua_Number)fb_instance_id(i));
     lua_pushnil(L);
     lua_rawset(L, -3);
-    lua_pop(L, 2);
   }
-  lua_pushboolean(L, fb_registry_deregister(*p, service, host, port) == 1);
+  int rc = fb_registry_deregister(*p, service, host, port);
+  if (rc < 0)
+    return luaL_error(L, "%s", fb_strerror(rc));
+  lua_pushboolean(L, rc == 1);
   return 1;
 }
 
-/* reg:views() -> the id -> view table (for lua/fusebox/registry.lua) */
-static int registry_views(lua_State *L) {
-  fbl_check_object(L, 1, FBL_REGISTRY);
-  lua_getfenv(L, 1);
-  lua_getfield(L, -1, "views");
+static int registry_mark(lua_State *L, int up) {
+  fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
+  const char *service = fbl_check_name(L, 2, "service name");
+  const char *host = fbl_check_name(L, 3, "host");
+  int port = fbl_check_port(L, 4);
+  int rc = fb_registry_mark(*p, service, host, port, up);
+  if (rc < 0)
+    return luaL_error(L, "%s", fb_strerror(rc));
+  lua_pushboolean(L, rc == 1);
   return 1;
 }
+
+/* reg:mark_down(service, host, port) -> true if the instance exists;
+ * balancers skip it (panic mode aside) until mark_up */
+static int registry_mark_down(lua_State *L) { return registry_mark(L, 0); }
+
+/* reg:mark_up(service, host, port) -> true if the instance exists */
+static int registry_mark_up(lua_State *L) { return registry_mark(L, 1); }
 
 static int registry_heartbeat_timeout(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
@@ -99,8 +174,9 @@ static const luaL_Reg registry_methods[] = {
     {"register", registry_register},
     {"heartbeat", registry_heartbeat},
     {"deregister", registry_deregister},
+    {"mark_down", registry_mark_down},
+    {"mark_up", registry_mark_up},
     {"heartbeat_timeout", registry_heartbeat_timeout},
-    {"views", registry_views},
     {NULL, NULL},
 };
 

@@ -12,6 +12,11 @@
  * and expiry pops only what expires, whatever the registry's size. Each
  * service keeps a compact array of its live members, rebuilt only after
  * membership changed, which is what a balancer indexes into.
+ *
+ * Instances are also reachable by id through a slot array: an id is
+ * generation << 32 | slot, so a stale id (its instance deregistered) is
+ * recognised in O(1) and never finds a newer instance in the same slot.
+ * Ids stay below 2^53, so Lua numbers hold them exactly.
  */
 #include "registry.h"
 
@@ -29,10 +34,16 @@ struct fb_registry {
   fb_instance **inst_table;    /* chained hash by (service, host, port) */
   size_t inst_buckets, ninstances;
   fb_instance *oldest, *newest;
-  uint64_t next_id;
+  fb_instance **slots;         /* by id's low 32 bits; NULL when free */
+  uint32_t *slot_gen;          /* current generation of each slot */
+  uint32_t *free_slots;        /* stack of reusable slots */
+  uint32_t nslots, slots_cap, nfree;
   fb_registry_listener listener;
   void *listener_ud;
 };
+
+/* A slot whose generation reaches this is retired, not reused. */
+#define GEN_MAX ((1u << 21) - 1)
 
 #define NOTIFY(r, ev, i, now)                                                 \
   ((r)->listener ? (r)->listener((r)->listener_ud, (ev), (i), (now)) : (void)0)
@@ -74,7 +85,6 @@ fb_registry *fb_registry_new(const fb_registry_config *cfg) {
     return NULL;
   r->refs = 1;
   r->heartbeat_timeout = cfg->heartbeat_timeout;
-  r->next_id = 1;
   return r;
 }
 
@@ -89,15 +99,21 @@ void fb_registry_release(fb_registry *r) {
     return;
   for (uint32_t i = 0; i < r->nservices; i++) {
     fb_service *s = r->services[i];
-    for (uint32_t j = 0; j < s->nmembers; j++)
+    for (uint32_t j = 0; j < s->nmembers; j++) {
+      free(s->members[j]->zone);
       free(s->members[j]);
+    }
     free(s->members);
     free(s->live);
+    free(s->healthy);
     free(s);
   }
   free(r->services);
   free(r->svc_table);
   free(r->inst_table);
+  free(r->slots);
+  free(r->slot_gen);
+  free(r->free_slots);
   free(r);
 }
 
@@ -183,6 +199,7 @@ static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
   memcpy(s->name, name, len + 1);
   s->registry = r;
   s->hash = h;
+  s->version = 1;
   s->id = r->nservices;
   r->services[r->nservices++] = s;
   s->hnext = r->svc_table[h & (r->svc_buckets - 1)];
@@ -191,6 +208,15 @@ static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
 }
 
 const char *fb_service_name(const fb_service *s) { return s ? s->name : ""; }
+
+uint64_t fb_service_version(const fb_service *s) { return s->version; }
+
+/* Balancer tables are keyed on the version, so every change a balancer
+ * must see goes through here. */
+static void svc_changed(fb_service *s) {
+  s->dirty = 1;
+  s->version++;
+}
 
 /* ------------------------------------------------------------ instances */
 
@@ -226,6 +252,57 @@ static fb_instance **inst_slot(fb_registry *r, const fb_service *s,
   return p;
 }
 
+/* ------------------------------------------------------------------ ids */
+
+static int slots_reserve(fb_registry *r) {
+  if (r->nfree > 0 || r->nslots < r->slots_cap)
+    return 0;
+  uint32_t cap = r->slots_cap ? r->slots_cap * 2 : 64;
+  fb_instance **v = realloc(r->slots, cap * sizeof *v);
+  if (!v)
+    return FB_ENOMEM;
+  r->slots = v;
+  uint32_t *g = realloc(r->slot_gen, cap * sizeof *g);
+  if (!g)
+    return FB_ENOMEM;
+  r->slot_gen = g;
+  uint32_t *f = realloc(r->free_slots, cap * sizeof *f);
+  if (!f)
+    return FB_ENOMEM;
+  r->free_slots = f;
+  r->slots_cap = cap;
+  return 0;
+}
+
+/* Needs slots_reserve() first; cannot fail. */
+static uint64_t slot_take(fb_registry *r, fb_instance *i) {
+  uint32_t slot;
+  if (r->nfree > 0) {
+    slot = r->free_slots[--r->nfree];
+  } else {
+    slot = r->nslots++;
+    r->slot_gen[slot] = 1;
+  }
+  r->slots[slot] = i;
+  return (uint64_t)r->slot_gen[slot] << 32 | slot;
+}
+
+static void slot_release(fb_registry *r, uint64_t id) {
+  uint32_t slot = (uint32_t)id;
+  r->slots[slot] = NULL;
+  if (++r->slot_gen[slot] <= GEN_MAX)
+    r->free_slots[r->nfree++] = slot;
+}
+
+fb_instance *fb_registry_instance(const fb_registry *r, uint64_t id) {
+  uint32_t slot = (uint32_t)id;
+  if (!r || slot >= r->nslots || r->slot_gen[slot] != (id >> 32))
+    return NULL;
+  return r->slots[slot];
+}
+
+/* -------------------------------------------------------------- members */
+
 static int members_push(fb_service *s, fb_instance *i) {
   if (s->nmembers == s->members_cap) {
     uint32_t cap = s->members_cap ? s->members_cap * 2 : 4;
@@ -259,14 +336,59 @@ static void touch(fb_registry *r, fb_instance *i, double now) {
     beat_unlink(r, i);
   } else {
     i->live = 1;
-    i->service->dirty = 1;
+    svc_changed(i->service);
   }
   beat_append(r, i);
 }
 
-int fb_registry_register(fb_registry *r, const char *service, const char *host,
-                         int port, double now) {
-  if (!r || !valid_key(service, host, port))
+void fb_instance_opts_init(fb_instance_opts *o) {
+  o->weight = 0;
+  o->zone = NULL;
+}
+
+static int valid_opts(const fb_instance_opts *o) {
+  return !o || (o->weight <= FB_WEIGHT_MAX && (!o->zone || *o->zone));
+}
+
+/* Applies the options given (weight 0 and zone NULL keep what is there). */
+static int apply_opts(fb_instance *i, const fb_instance_opts *o) {
+  if (!o)
+    return 0;
+  if (o->zone && !(i->zone && strcmp(i->zone, o->zone) == 0)) {
+    char *z = strdup(o->zone);
+    if (!z)
+      return FB_ENOMEM;
+    free(i->zone);
+    i->zone = z;
+  }
+  if (o->weight)
+    fb_instance_set_weight(i, o->weight);
+  return 0;
+}
+
+static fb_instance *inst_create(fb_registry *r, fb_service *s,
+                                const char *host, int port, uint32_t h) {
+  size_t len = strlen(host);
+  fb_instance *i = calloc(1, sizeof *i + len + 1);
+  if (!i)
+    return NULL;
+  memcpy(i->host, host, len + 1);
+  i->service = s;
+  i->port = (uint16_t)port;
+  i->hash = h;
+  i->weight = 1;
+  if (slots_reserve(r) < 0 || members_push(s, i) < 0) {
+    free(i);
+    return NULL;
+  }
+  i->id = slot_take(r, i);
+  return i;
+}
+
+int fb_registry_register_with(fb_registry *r, const char *service,
+                              const char *host, int port,
+                              const fb_instance_opts *opts, double now) {
+  if (!r || !valid_key(service, host, port) || !valid_opts(opts))
     return FB_EINVAL;
   uint32_t sh = hash_str(service);
   fb_service *s = svc_find(r, service, sh);
@@ -277,31 +399,28 @@ int fb_registry_register(fb_registry *r, const char *service, const char *host,
   fb_registry_expire(r, now); /* listeners hear of an expiry before a return */
   uint32_t h = hash_instance(s, host, port);
   fb_instance **slot = inst_slot(r, s, host, port, h);
-  if (*slot) {
-    int returned = !(*slot)->live;
-    touch(r, *slot, now);
-    if (returned)
-      NOTIFY(r, FB_REG_RETURNED, *slot, now);
-    return FB_REFRESHED;
+  int rc = FB_REFRESHED, returned = 0;
+  if (!*slot) {
+    if (!(*slot = inst_create(r, s, host, port, h)))
+      return FB_ENOMEM;
+    r->ninstances++;
+    rc = FB_ADDED;
+  } else {
+    returned = !(*slot)->live;
   }
-  size_t len = strlen(host);
-  fb_instance *i = calloc(1, sizeof *i + len + 1);
-  if (!i)
+  if (apply_opts(*slot, opts) < 0)
     return FB_ENOMEM;
-  memcpy(i->host, host, len + 1);
-  i->service = s;
-  i->port = (uint16_t)port;
-  i->hash = h;
-  i->id = r->next_id++;
-  if (members_push(s, i) < 0) {
-    free(i);
-    return FB_ENOMEM;
-  }
-  *slot = i;
-  r->ninstances++;
-  touch(r, i, now);
-  NOTIFY(r, FB_REG_ADDED, i, now);
-  return FB_ADDED;
+  touch(r, *slot, now);
+  if (rc == FB_ADDED)
+    NOTIFY(r, FB_REG_ADDED, *slot, now);
+  else if (returned)
+    NOTIFY(r, FB_REG_RETURNED, *slot, now);
+  return rc;
+}
+
+int fb_registry_register(fb_registry *r, const char *service, const char *host,
+                         int port, double now) {
+  return fb_registry_register_with(r, service, host, port, NULL, now);
 }
 
 int fb_registry_heartbeat(fb_registry *r, const char *service,
@@ -323,21 +442,36 @@ int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port) {
   if (!r || !valid_key(service, host, port))
     return FB_EINVAL;
-  fb_service *s = fb_registry_service(r, service);
-  if (!s || !r->inst_buckets)
-    return 0;
-  fb_instance **slot = inst_slot(r, s, host, port, hash_instance(s, host, port));
-  fb_instance *i = *slot;
+  fb_instance *i = fb_registry_find(r, service, host, port);
   if (!i)
     return 0;
+  fb_service *s = i->service;
+  fb_instance **slot = inst_slot(r, s, host, port, i->hash);
   *slot = i->hnext;
   if (i->live)
     beat_unlink(r, i);
   members_remove(s, i);
-  s->dirty = 1;
+  svc_changed(s);
+  slot_release(r, i->id);
   r->ninstances--;
   NOTIFY(r, FB_REG_REMOVED, i, NAN);
+  free(i->zone);
   free(i);
+  return 1;
+}
+
+int fb_registry_mark(fb_registry *r, const char *service, const char *host,
+                     int port, int up) {
+  if (!r || !valid_key(service, host, port))
+    return FB_EINVAL;
+  fb_instance *i = fb_registry_find(r, service, host, port);
+  if (!i)
+    return 0;
+  uint8_t down = up ? i->down & ~FB_DOWN_MARKED : i->down | FB_DOWN_MARKED;
+  if (down != i->down) {
+    i->down = down;
+    svc_changed(i->service);
+  }
   return 1;
 }
 
@@ -348,7 +482,7 @@ void fb_registry_expire(fb_registry *r, double now) {
   while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
     beat_unlink(r, i);
     i->live = 0;
-    i->service->dirty = 1;
+    svc_changed(i->service);
     NOTIFY(r, FB_REG_EXPIRED, i, now);
   }
 }
@@ -359,30 +493,54 @@ static int rebuild_live(fb_service *s) {
     if (!v)
       return FB_ENOMEM;
     s->live = v;
+    fb_instance **h = realloc(s->healthy, s->nmembers * sizeof *h);
+    if (!h)
+      return FB_ENOMEM;
+    s->healthy = h;
     s->live_cap = s->nmembers;
   }
-  uint32_t n = 0;
-  for (uint32_t j = 0; j < s->nmembers; j++)
-    if (s->members[j]->live)
-      s->live[n++] = s->members[j];
+  uint32_t n = 0, nh = 0;
+  for (uint32_t j = 0; j < s->nmembers; j++) {
+    fb_instance *i = s->members[j];
+    if (!i->live)
+      continue;
+    s->live[n++] = i;
+    if (!i->down)
+      s->healthy[nh++] = i;
+  }
   s->nlive = n;
+  s->nhealthy = nh;
   s->dirty = 0;
   return 0;
 }
 
-size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
-  if (!s) {
-    *out = NULL;
-    return 0;
-  }
+int fb_service_refresh(fb_service *s, double now) {
   fb_registry_expire(s->registry, now);
-  if (s->dirty && rebuild_live(s) < 0) {
+  if (s->dirty)
+    return rebuild_live(s);
+  return 0;
+}
+
+size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
+  if (!s || fb_service_refresh(s, now) < 0) {
     *out = NULL;
     return 0;
   }
   *out = s->live;
   return s->nlive;
 }
+
+size_t fb_service_healthy(fb_service *s, double now,
+                          fb_instance *const **out) {
+  if (!s || fb_service_refresh(s, now) < 0) {
+    *out = NULL;
+    return 0;
+  }
+  *out = s->healthy;
+  return s->nhealthy;
+}
+
+/* ------------------------------------------------------- instance data */
 
 const char *fb_instance_host(const fb_instance *i) { return i ? i->host : ""; }
 int fb_instance_port(const fb_instance *i) { return i ? i->port : 0; }
@@ -391,10 +549,36 @@ double fb_instance_last_heartbeat(const fb_instance *i) {
   return i ? i->last_heartbeat : 0;
 }
 
-fb_service *fb_instance_service(const fb_instance *i) { return i->service; }
-
 void fb_registry_set_listener(fb_registry *r, fb_registry_listener fn,
                               void *ud) {
   r->listener = fn;
   r->listener_ud = ud;
+}
+
+fb_service *fb_instance_service(const fb_instance *i) { return i->service; }
+uint32_t fb_instance_weight(const fb_instance *i) { return i->weight; }
+const char *fb_instance_zone(const fb_instance *i) { return i->zone; }
+int fb_instance_healthy(const fb_instance *i) { return i->down == 0; }
+uint32_t fb_instance_inflight(const fb_instance *i) { return i->inflight; }
+uint64_t fb_instance_successes(const fb_instance *i) { return i->successes; }
+uint64_t fb_instance_failures(const fb_instance *i) { return i->failures; }
+double fb_instance_latency(const fb_instance *i) { return i->latency; }
+
+int fb_instance_set_weight(fb_instance *i, uint32_t weight) {
+  if (weight < 1 || weight > FB_WEIGHT_MAX)
+    return FB_EINVAL;
+  if (weight != i->weight) {
+    i->weight = weight;
+    svc_changed(i->service);
+  }
+  return 0;
+}
+
+void fb_instance_set_healthy(fb_instance *i, int healthy) {
+  uint8_t down = healthy ? i->down & ~FB_DOWN_FAILING
+                         : i->down | FB_DOWN_FAILING;
+  if (down != i->down) {
+    i->down = down;
+    svc_changed(i->service);
+  }
 }

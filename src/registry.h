@@ -9,16 +9,28 @@
 
 #include "fusebox.h"
 
+/* Why an instance is not healthy (bits of fb_instance.down). */
+enum { FB_DOWN_MARKED = 1, /* fb_registry_mark(): an operator's decision */
+       FB_DOWN_FAILING = 2 /* fb_instance_set_healthy(): a health check */ };
+
+/* About 112 bytes plus the host; the zone, rarely set, is one pointer. */
 struct fb_instance {
   fb_instance *hnext;          /* chain in the registry's instance table */
   fb_instance *older, *newer;  /* heartbeat order; only live instances */
   fb_service *service;
   double last_heartbeat;
-  uint64_t id;
+  uint64_t id;                 /* generation << 32 | slot */
+  double latency;              /* peak EWMA of reported latencies; 0: none */
+  double latency_at;           /* when latency was last updated */
+  uint64_t successes, failures;
+  char *zone;                  /* NULL: none */
   uint32_t hash;
   uint32_t pos;                /* index in service->members */
+  uint32_t weight;             /* 1..FB_WEIGHT_MAX */
+  uint32_t inflight;           /* picks not yet reported done */
   uint16_t port;
   uint8_t live;
+  uint8_t down;                /* FB_DOWN_* bits; 0: healthy */
   char host[];
 };
 
@@ -28,15 +40,21 @@ struct fb_service {
   fb_instance **members;       /* registration order, live or expired */
   fb_instance **live;          /* live members in order; rebuilt when dirty */
   uint32_t nmembers, members_cap;
+  fb_instance **healthy;       /* live and not down, in order; same rebuild */
   uint32_t nlive, live_cap;
+  uint32_t nhealthy;
   uint32_t id;                 /* dense: index in registry->services */
   uint32_t hash;
   int dirty;                   /* live[] is out of date */
+  uint64_t version;            /* bumped when live, healthy or weights change */
   char name[];
 };
 
 /* Expires every instance whose heartbeat is too old at now. O(expired). */
 void fb_registry_expire(fb_registry *r, double now);
+
+/* Brings s->live and s->healthy up to date at now; 0 or FB_ENOMEM. */
+int fb_service_refresh(fb_service *s, double now);
 
 /* Returns how many services the registry has (ids are 0..n-1). */
 uint32_t fb_registry_nservices(const fb_registry *r);

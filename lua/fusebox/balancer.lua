@@ -1,34 +1,195 @@
--- fusebox/balancer.lua -- balancer methods written in Lua: pick().
+-- fusebox/balancer.lua -- balancer methods written in Lua: pick(), done(),
+-- call(), and balancers driven by strategies written in Lua.
+--
+-- How a pick is identified: it is not; picks are counted. Each pick adds
+-- one to its instance's in-flight count (in the core, shared by every
+-- balancer over the registry) and done() takes one off, refusing when
+-- none is in flight. So done() twice for a single pick is an error, the
+-- count never goes negative, and an instance from another registry is
+-- rejected; with several picks of one instance in flight, a second done()
+-- for one of them is only caught once the count would go negative.
+-- call() pairs its pick and done() itself.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local registry = core.import "fusebox.registry"
 local events = core.import "fusebox.events"
-local api, now, check_name = base.api, base.now, base.check_name
-local service_of, view_of = registry.service_of, registry.view_of
-local format = string.format
+local ffi = require "ffi"
+local api, now, check_name, argerror = base.api, base.now, base.check_name, base.argerror
+local service_of, view_of, id_of = registry.service_of, registry.view_of, registry.id_of
+local format, type, error, pcall, xpcall, tostring = string.format, type, error, pcall, xpcall, tostring
+local floor, huge = math.floor, math.huge
+local traceback = debug.traceback
 
-local balancer_mt = base.core.meta.balancer
+local core = base.core
+local balancer_mt = core.meta.balancer
 local balancer = balancer_mt.methods
+local EINVAL = -1
 
 local M = {}
 
+-- A strategy's seeded random source, math.random's contract.
+local function random_source(ptr)
+  return function(m, n)
+    local r = api.balancer_random(ptr)
+    if m == nil then return r end
+    if n == nil then m, n = 1, m end
+    return m + floor(r * (n - m + 1))
+  end
+end
+
 M.state = base.object_state(balancer_mt, "balancer", function(ud, ptr, fname)
-  return { ptr = ptr, registry = registry.state(ud:registry(), fname) }
+  local env = debug.getfenv(ud)
+  return {
+    ptr = ptr,
+    registry = registry.state(ud:registry(), fname),
+    strategy = env.strategy, -- nil for the built-in algorithms
+    name = env.name,
+    lists = {},              -- service -> candidates seen by the strategy
+    random = env.strategy and random_source(ptr),
+  }
 end)
 
--- lb:pick(service) -> {host=, port=}, or nil when no instance is live
-function balancer:pick(service)
+local cand_out = ffi.new("fb_instance *const *[1]")
+
+-- The instances a strategy sees: rebuilt only when the service's version
+-- changes. `views` and `index` are ours; `list` is the strategy's, so a
+-- strategy that scribbles on its list cannot change what an index means.
+local function candidates(st, svc, service, t)
+  local n = api.balancer_candidates(st.ptr, svc, t, cand_out)
+  if n == 0 then return nil end
+  local version = api.service_version(svc)
+  local c = st.lists[service]
+  if c and c.version == version then return c end
+  c = { version = version, views = {}, index = {}, list = {} }
+  local arr = cand_out[0]
+  for i = 1, n do
+    local v = view_of(st.registry, arr[i - 1])
+    c.views[i], c.index[v], c.list[i] = v, i, v
+  end
+  st.lists[service] = c
+  return c
+end
+
+local function describe(v)
+  if type(v) == "string" then return format("%q", v) end
+  return tostring(v)
+end
+
+local function strategy_pick(st, svc, service, key)
+  local t = now()
+  local c = candidates(st, svc, service, t)
+  if c == nil then return nil end
+  local ctx = { key = key, service = service, now = t, random = st.random }
+  local ok, r = xpcall(st.strategy, traceback, c.list, ctx)
+  if not ok then
+    error(format("balancer strategy '%s' failed: %s", st.name, tostring(r)), 0)
+  end
+  local i = c.index[r]
+  if i == nil and type(r) == "number" and r >= 1 and r <= #c.views and r == floor(r) then
+    i = r
+  end
+  if i == nil then
+    error(format("balancer strategy '%s' returned %s: want one of the %d instances "
+      .. "it was given, or an index 1..%d\n%s", st.name, describe(r), #c.views,
+      #c.views, traceback()), 0)
+  end
+  local v = c.views[i]
+  api.balancer_take(st.ptr, id_of(st.registry, v))
+  return v
+end
+
+local function do_pick(st, service, key)
+  local svc = service_of(st.registry, service)
+  if svc == nil then return nil end
+  local v
+  if st.strategy then
+    v = strategy_pick(st, svc, service, key)
+  else
+    local inst = api.balancer_pick_key(st.ptr, svc, key, key and #key or 0, now())
+    if inst == nil then return nil end
+    v = view_of(st.registry, inst)
+  end
+  if v and events.on() then events.emit("pick", { service = service, host = v.host, port = v.port }) end
+  return v
+end
+
+-- lb:pick(service [, key]) -> an instance view, or nil when none is live.
+-- The pick is in flight until lb:done(inst, ok, latency).
+function balancer:pick(service, key)
   local st = M.state(self, "pick")
   check_name(service, 1, "pick")
-  local reg = st.registry
-  local svc = service_of(reg, service)
-  if svc == nil then return nil end
-  local inst = api.balancer_pick(st.ptr, svc, now())
-  if inst == nil then return nil end
-  local v = view_of(reg, inst)
-  if events.on() then events.emit("pick", { service = service, host = v.host, port = v.port }) end
-  return v
+  if key ~= nil and type(key) ~= "string" then
+    argerror(2, "pick", "key must be a string, got " .. type(key))
+  end
+  return do_pick(st, service, key)
+end
+
+-- lb:done(inst, ok, latency) -> true, or false if inst was deregistered
+-- meanwhile: reports one pick's outcome (latency in seconds).
+function balancer:done(inst, ok, latency)
+  local st = M.state(self, "done")
+  local id = id_of(st.registry, inst)
+  if id == nil then
+    argerror(1, "done", format("not an instance of this balancer's registry (got %s)",
+      describe(inst)))
+  end
+  if type(ok) ~= "boolean" then
+    argerror(2, "done", "ok must be a boolean, got " .. type(ok))
+  end
+  if type(latency) ~= "number" or not (latency >= 0) or latency == huge then
+    argerror(3, "done", "latency must be a non-negative number of seconds, got "
+      .. describe(latency))
+  end
+  local rc = api.balancer_done(st.ptr, id, ok and 1 or 0, latency, now())
+  if rc == EINVAL then
+    error(format("done: no pick of %s:%d is in flight (done called twice for one pick?)",
+      inst.host, inst.port), 2)
+  end
+  return rc == 0
+end
+
+local function finish(st, inst, t0, ok, ...)
+  local t1 = now()
+  api.balancer_done(st.ptr, id_of(st.registry, inst), ok and 1 or 0, t1 - t0, t1)
+  if ok then return ... end
+  error((...), 0)
+end
+
+-- lb:call(service, fn [, key]) -> fn's results: picks an instance, calls
+-- fn(inst) (which may sleep), reports its outcome and duration on the
+-- runtime's clock; raises fn's error after reporting it as a failure.
+function balancer:call(service, fn, key)
+  local st = M.state(self, "call")
+  check_name(service, 1, "call")
+  if type(fn) ~= "function" then
+    argerror(2, "call", "function expected, got " .. type(fn))
+  end
+  if key ~= nil and type(key) ~= "string" then
+    argerror(3, "call", "key must be a string, got " .. type(key))
+  end
+  local inst = do_pick(st, service, key)
+  if inst == nil then
+    error(format("no live instance of service '%s'", service), 2)
+  end
+  return finish(st, inst, now(), pcall(fn, inst))
+end
+
+-- fb.strategy(name, fn): makes fb.balancer(reg, name) use fn.
+function M.strategy(name, fn)
+  if type(name) ~= "string" or name == "" then
+    error("bad argument #1 to 'strategy' (name must be a non-empty string, got "
+      .. describe(name) .. ")", 2)
+  end
+  for _, builtin in ipairs(core.algorithms) do
+    if name == builtin then
+      error(format("bad argument #1 to 'strategy' ('%s' is a built-in algorithm)", name), 2)
+    end
+  end
+  if type(fn) ~= "function" then
+    error("bad argument #2 to 'strategy' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  core.strategies[name] = fn
 end
 
 balancer_mt.__index = balancer

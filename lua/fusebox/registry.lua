@@ -1,24 +1,71 @@
 -- fusebox/registry.lua -- registry methods written in Lua: discover(),
 -- and the instance views balancers hand out.
+--
+-- A view is one table per instance, {host=, port=} plus read-only fields
+-- read live from the core on access: id, weight, zone, meta, healthy,
+-- inflight, successes, failures, latency. Views are cached by the slot of
+-- their instance id (ids are generation << 32 | slot) in plain arrays:
+-- picks allocate nothing and never wait for a weak table to be swept, and
+-- the cache is bounded by the most instances ever registered at once. A
+-- view outliving its instance (deregistered) keeps host and port, and its
+-- live fields read nil.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local ffi = require "ffi"
 local api, now, check_name = base.api, base.now, base.check_name
-local format = string.format
+local format, error, rawset = string.format, error, rawset
 
 local registry_mt = base.core.meta.registry
 local registry = registry_mt.methods
 
 local M = {}
 
--- M.state(reg, fname) -> { ptr, services, views }
+local function nonzero(x) return x ~= 0 end
+
+-- field -> function(instance pointer, id, state) reading it live.
+local fields = {
+  id = function(_, id) return id end,
+  weight = function(p) return api.instance_weight(p) end,
+  zone = function(p)
+    local z = api.instance_zone(p)
+    if z ~= nil then return ffi.string(z) end
+  end,
+  meta = function(_, id, st) return st.meta[id] end,
+  healthy = function(p) return nonzero(api.instance_healthy(p)) end,
+  inflight = function(p) return api.instance_inflight(p) end,
+  successes = function(p) return api.instance_successes(p) end,
+  failures = function(p) return api.instance_failures(p) end,
+  latency = function(p) return api.instance_latency(p) end,
+}
+
+local function read_only()
+  error("instance views are read-only", 2)
+end
+
+-- M.state(reg, fname) -> { ptr, services, views, ids, meta, view_mt }
 M.state = base.object_state(registry_mt, "registry", function(ud, ptr)
-  return {
+  local st = {
     ptr = ptr,
     services = {}, -- name -> fb_service*, filled on first sight
-    views = ud:views(), -- instance id -> view; deregister() drops entries
+    views = {},    -- slot -> view of the instance last seen in it
+    view_ids = {}, -- slot -> that instance's id
+    ids = setmetatable({}, { __mode = "k" }),   -- view -> instance id
+    meta = debug.getfenv(ud).meta,              -- id -> meta (lua_registry.c)
   }
+  st.view_mt = {
+    __index = function(v, key)
+      local field = fields[key]
+      if field == nil then return nil end
+      local id = st.ids[v]
+      local p = api.registry_instance(st.ptr, id)
+      if p == nil then return nil end
+      return field(p, id, st)
+    end,
+    __newindex = read_only,
+    __tostring = function(v) return format("fusebox.instance %s:%d", v.host, v.port) end,
+  }
+  return st
 end)
 
 -- Returns the fb_service* called name, or nil if never registered.
@@ -37,17 +84,24 @@ end
 -- nothing.
 function M.view_of(st, inst)
   local id = api.instance_id(inst)
-  local v = st.views[id]
-  if v == nil then
-    v = { host = ffi.string(api.instance_host(inst)), port = api.instance_port(inst) }
-    st.views[id] = v
-  end
+  local slot = id % 4294967296
+  if st.view_ids[slot] == id then return st.views[slot] end
+  local v = setmetatable({}, st.view_mt)
+  rawset(v, "host", ffi.string(api.instance_host(inst)))
+  rawset(v, "port", api.instance_port(inst))
+  st.views[slot], st.view_ids[slot] = v, id
+  st.ids[v] = id
   return v
+end
+
+-- Returns the id of view v if it is one of this registry's views.
+function M.id_of(st, v)
+  return st.ids[v]
 end
 
 local live_out = ffi.new("fb_instance *const *[1]")
 
--- reg:discover(service) -> array of {host=, port=}: the live instances,
+-- reg:discover(service) -> array of instance views: the live instances,
 -- in registration order
 function registry:discover(service)
   local st = M.state(self, "discover")

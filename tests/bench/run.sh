@@ -40,5 +40,6 @@ lua_median() {
 
 lua_once tests/bench/bench_core.lua
 lua_once tests/bench/bench_breaker.lua
+lua_once tests/bench/bench_balancer.lua
 lua_median tests/bench/bench_sim.lua
 exit $status

@@ -326,6 +326,7 @@ static void balancer_outlives_registry(void **state) {
   assert_non_null(fb_balancer_pick(lb, s, 1));
   assert_null(fb_balancer_new(fb_balancer_registry(lb), "nope", 0));
   assert_string_equal(fb_balancer_algorithm(lb), "round_robin");
+  assert_null(fb_balancer_algorithm(NULL));
   fb_balancer_free(lb);
 }
 
