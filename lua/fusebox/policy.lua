@@ -501,7 +501,7 @@ function M.build_layers(opts, path, skip)
     local name, build = entry[1], entry[2]
     local v = opts[name]
     if v ~= nil and not (skip and skip[name]) then
-      if name ~= "breaker" and is_layer(v) then layers[#layers + 1] = v
+      if is_layer(v) and type(v) ~= "userdata" then layers[#layers + 1] = v
       else layers[#layers + 1] = build(v, schema.join(path, name)) end
       names[#names + 1] = name
     end
