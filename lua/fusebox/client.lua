@@ -64,26 +64,13 @@ local function on_instance(st, inst)
   return st.fn(inst)
 end
 
-local attempt
+local hold, held, take, drop, give = policy.hold, policy.held, policy.take, policy.drop, policy.give
 
--- The end of one instance call: a rejection by the instance's breaker
--- means pick again; anything else is the attempt's outcome.
-local function settle(st, inst, picks, t0, ok, ...)
-  local c = st.client
-  st.tried[inst] = true
-  if not st.admitted then
-    if picks < c.max_picks then return attempt(st, picks + 1) end
-    return nil, format("no instance: every instance of '%s' picked is ejected", st.service)
-  end
-  if c.done then
-    local failed = failure(ok, ...)
-    c.done(c.lb, inst, not failed, now() - t0)
-  end
-  if ok then return ... end
-  error((...), 0)
-end
-
-function attempt(st, picks)
+-- One attempt: pick an instance (preferring untried ones), call it under
+-- its breaker; a rejection by that breaker means pick again. Results go
+-- through `held` (see policy.lua): lb:done runs while they are held, and
+-- is balancer code that runs no policy.
+local function attempt(st, picks)
   local c = st.client
   local inst = c.lb:pick(st.service)
   if inst == nil then
@@ -92,10 +79,20 @@ function attempt(st, picks)
   if st.tried[inst] and picks < c.max_picks then return attempt(st, picks + 1) end
   st.admitted = false
   local t0 = now()
-  if not c.instance_options then
-    return settle(st, inst, picks, t0, pcall(on_instance, st, inst))
+  local cb = c.instance_options and c:breaker_for(inst)
+  local ok
+  if cb then ok = hold(pcall(breaker_call, cb, on_instance, st, inst))
+  else ok = hold(pcall(on_instance, st, inst)) end
+  st.tried[inst] = true
+  if not st.admitted then
+    drop()
+    if picks < c.max_picks then return attempt(st, picks + 1) end
+    return nil, format("no instance: every instance of '%s' picked is ejected", st.service)
   end
-  return settle(st, inst, picks, t0, pcall(breaker_call, c:breaker_for(inst), on_instance, st, inst))
+  if c.done then c.done(c.lb, inst, not failure(ok, held[1], held[2]), now() - t0) end
+  local n, r1, r2, r3 = take()
+  if not ok then error(r1, 0) end
+  return give(n, r1, r2, r3)
 end
 
 local function pick_and_call(st) return attempt(st, 1) end

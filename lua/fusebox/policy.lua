@@ -56,23 +56,72 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- A call's results, held between pcall and the return that hands them
 -- on. Shared, and safe to share: it is filled and emptied with no user
 -- code (so no yield) in between.
+--
+-- Why not hand results on straight, as `return finish(pcall(fn, ...))`
+-- with finish returning `...`? Two LuaJIT limits, both met as soon as
+-- layers nest: a variable-count return (RETM) out of a pcall inside
+-- another pcall is not compiled ("NYI: return to lower frame"), and a
+-- trace holds at most 15 tail calls ("loop unroll limit"). Either sends
+-- policy:call to the interpreter, ~100x slower. So a layer holds the
+-- results and ends with `return give(take())`.
 local held = { n = 0 }
 
+-- Up to three results, the common case, without a loop: a loop here
+-- would be a trace of its own that the caller's trace leaves.
 local function hold(ok, ...)
   local n = select("#", ...)
   held.n = n
-  for i = 1, n do held[i] = (select(i, ...)) end
+  if n <= 3 then
+    held[1], held[2], held[3] = ...
+  else
+    for i = 1, n do held[i] = (select(i, ...)) end
+  end
   return ok
 end
 
+-- keep(...) holds the results of a plain call, not of a pcall.
+local function keep(...)
+  local n = select("#", ...)
+  held.n = n
+  if n <= 3 then
+    held[1], held[2], held[3] = ...
+  else
+    for i = 1, n do held[i] = (select(i, ...)) end
+  end
+end
+
+-- take() -> n, a, b, c: how many results are held and the first three;
+-- the three are let go of (spill lets go of the rest).
+local function take()
+  local a, b, c = held[1], held[2], held[3]
+  held[1], held[2], held[3] = nil, nil, nil
+  return held.n, a, b, c
+end
+
 local function emptied(n, ...)
-  for i = 1, n do held[i] = nil end
+  for i = 4, n do held[i] = nil end
   return ...
 end
 
-local function release_held()
+-- drop(): lets go of the held results unreturned.
+local function drop()
+  take()
+  for i = 4, held.n do held[i] = nil end
+end
+
+local function spill(a, b, c)
   local n = held.n
-  return emptied(n, unpack(held, 1, n))
+  return emptied(n, a, b, c, unpack(held, 4, n))
+end
+
+-- give(take()) -> the held results, each count a fixed-count return.
+-- Layers end with it: a vararg function returning straight into a pcall
+-- nested in another is not compiled either, a fixed-arity one is.
+local function give(n, a, b, c)
+  if n == 1 then return a end
+  if n > 3 then return spill(a, b, c) end
+  if n == 2 then return a, b end
+  if n == 3 then return a, b, c end
 end
 
 -- The error of a failed call (ok, results...), or nil when it succeeded.
@@ -144,8 +193,8 @@ function Retry:call(fn, ...)
   for n = 1, attempts do
     local ok = hold(pcall(fn, ...))
     local failed, err = failure(ok, held[1], held[2])
-    if not failed then return release_held() end
-    release_held()
+    if not failed then return give(take()) end
+    drop()
     local retry_on = self.retry_on
     if n == attempts or (retry_on and not retry_on(err)) then
       if ok then return nil, err end
@@ -255,12 +304,6 @@ local function release(self)
   self.active = self.active - 1
 end
 
-local function leave(self, ok, ...)
-  release(self)
-  if ok then return ... end
-  error((...), 0)
-end
-
 -- Queues the running coroutine for a slot; true once one was handed
 -- over, or nil, err when the queue is full or the wait timed out.
 local function enqueue(self)
@@ -295,7 +338,11 @@ function Bulkhead:call(fn, ...)
     local ok, err = enqueue(self)
     if not ok then return nil, err end
   end
-  return leave(self, pcall(fn, ...))
+  local ok = hold(pcall(fn, ...))
+  release(self)
+  local n, a, b, c = take()
+  if not ok then error(a, 0) end
+  return give(n, a, b, c)
 end
 
 local function new_bulkhead(o)
@@ -369,34 +416,48 @@ end)()
 
 local ValueFailure = {}
 
-local function raise_values(...)
-  local r1, r2 = ...
-  if r1 == nil and r2 ~= nil then error(setmetatable({ err = r2 }, ValueFailure), 0) end
-  return ...
+-- fn(...), with a nil, err return raised as a ValueFailure.
+local function call_raising(fn, ...)
+  keep(fn(...))
+  local n, a, b, c = take()
+  if a == nil and b ~= nil then
+    drop()
+    error(setmetatable({ err = b }, ValueFailure), 0)
+  end
+  return give(n, a, b, c)
 end
 
-local function call_raising(fn, ...) return raise_values(fn(...)) end
-
-local function unwrap(ok, ...)
-  if ok then return ... end
-  local e = ...
-  if getmetatable(e) == ValueFailure then return nil, e.err end
-  error(e, 0)
+-- The breaker returns with `return ...`; caught here, in a plain frame,
+-- the results leave with a fixed count (see `held`).
+local function call_breaker(cb, fn, ...)
+  keep(cb:call(fn, ...))
+  return give(take())
 end
 
 -- breaker_call(cb, fn, ...) -> cb:call(fn, ...), nil, err failures
 -- counted by the breaker and handed back as nil, err.
 local function breaker_call(cb, fn, ...)
-  if values_count then return cb:call(fn, ...) end
-  return unwrap(pcall(cb.call, cb, call_raising, fn, ...))
+  if values_count then return call_breaker(cb, fn, ...) end
+  local ok = hold(pcall(call_breaker, cb, call_raising, fn, ...))
+  local n, a, b, c = take()
+  if not ok then
+    if getmetatable(a) == ValueFailure then return nil, a.err end
+    error(a, 0)
+  end
+  return give(n, a, b, c)
 end
 M.breaker_call = breaker_call
+M.hold, M.held, M.take, M.drop, M.give = hold, held, take, drop, give
 
 local BreakerLayer = { kind = "breaker" }
 BreakerLayer.__index = BreakerLayer
 
+-- When the breaker counts nil, err itself, this is call_breaker, one
+-- tail call fewer (see `held`).
 function BreakerLayer:call(fn, ...)
-  return breaker_call(self.breaker, fn, ...)
+  if not values_count then return breaker_call(self.breaker, fn, ...) end
+  keep(self.breaker:call(fn, ...))
+  return give(take())
 end
 
 -- new_breaker(opts, path) -> fb.breaker(opts); its complaints name path.
@@ -423,22 +484,22 @@ local function through(layers, i, fn, ...)
 end
 M.through = through
 
-local function fallen_back(fallback, ok, ...)
-  local failed, err = failure(ok, ...)
-  if failed then return fallback(err) end
-  return ...
-end
-
 -- Runs the layers under fallback (nil: none): fallback(err)'s results
 -- replace any failure, raised or returned.
-function M.with_fallback(fallback, layers, fn, ...)
+local function with_fallback(fallback, layers, fn, ...)
   if fallback == nil then return through(layers, 1, fn, ...) end
-  return fallen_back(fallback, pcall(through, layers, 1, fn, ...))
+  local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
+  if failed then
+    drop()
+    return fallback(err)
+  end
+  return give(take())
 end
+M.with_fallback = with_fallback
 
 -- p:call(fn, ...) -> fn's results through every layer
 function Policy:call(fn, ...)
-  return M.with_fallback(self.fallback, self.layers, fn, ...)
+  return with_fallback(self.fallback, self.layers, fn, ...)
 end
 
 -- p:names() -> the layer names, outermost first
