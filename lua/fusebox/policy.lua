@@ -29,6 +29,49 @@
 -- result is dropped, its error caught, and its bulkhead slot (the
 -- bulkhead is outside the timeout) is already free again.
 
+--
+-- Examples (fusebox run --virtual-time x.lua: the sleeps take no time)
+--
+--   local fb = require "fusebox"
+--   local p = fb.policy {
+--     retry = { attempts = 4, backoff = "exponential", base = 0.2,
+--               jitter = "full",
+--               retry_on = function(err) return fb.rejection(err) ~= "circuit open" end },
+--     breaker = { failure_threshold = 5, timeout = 30 }, -- or fb.breaker{...}
+--     rate_limit = { rate = 100, burst = 20 },           -- or fb.rate_limiter{...}
+--     bulkhead = { max_concurrent = 8, max_queue = 32, queue_timeout = 1 },
+--     timeout = 2,                                       -- or fb.timeout(2)
+--     fallback = function(err) return "cached answer" end,
+--   }
+--   local body, err = p:call(function(id)
+--     fb.sleep(0.05)                    -- the remote call
+--     if fb.random() < 0.3 then return nil, "503" end
+--     return "user " .. id
+--   end, 42)
+--
+--   local r = fb.retry { attempts = 5, base = 1, jitter = "equal" }
+--   print(table.concat(r:delays(4), " "))    -- the same with the same --seed
+--
+--   local p2 = fb.load_policy("policy.json", { fallback = function() return "" end })
+--
+-- Each layer works alone too: fb.retry{...}:call(fn, ...),
+-- fb.timeout(s):call(fn, ...), fb.bulkhead{...}:call(fn, ...),
+-- fb.rate_limiter{...}:call(fn, ...) (or :acquire() -> true | false,
+-- seconds until the next token). Defaults: retry 3 attempts, exponential
+-- from 0.1 s doubling, no cap, no jitter, retrying every failure;
+-- bulkhead 10 slots, no queue, no queue timeout; rate limiter 10/s,
+-- burst floor(rate). Backoff before retry n: constant base, linear
+-- base*n, exponential base*multiplier^(n-1), capped by max; jitter full
+-- draws in [0, d), equal in [d/2, d), decorrelated (AWS) draws in
+-- [base, 3*previous) capped by max and ignores backoff. All draws come
+-- from fb.random, so a run replays with its seed.
+--
+-- Cost (tests/bench/bench_policy.lua, LuaJIT, ns per call beyond a bare
+-- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~20.
+-- The timeout layer spawns a coroutine per call (~2.5 us). Until the
+-- breaker counts nil, err returns itself, the breaker layer turns them
+-- into raises for it (a trace abort when nested: ~2 us per call).
+
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local schema = core.import "fusebox.schema"
