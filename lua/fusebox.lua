@@ -11,6 +11,9 @@ local core = select(2, ...)
 core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+local policy = core.import "fusebox.policy"
+local config = core.import "fusebox.config"
+local client = core.import "fusebox.client"
 local events = core.import "fusebox.events"
 local scenario = core.import "fusebox.scenario"
 
@@ -53,4 +56,16 @@ return {
   expect = scenario.expect,
   at = scenario.at,
   eventually = scenario.eventually,
+  retry = policy.retry,
+  timeout = policy.timeout,
+  bulkhead = policy.bulkhead,
+  rate_limiter = policy.rate_limiter,
+  policy = policy.policy,
+  rejection = policy.rejection,
+  policy_from_json = config.policy_from_json,
+  load_policy = config.load_policy,
+  client = client.client,
+  json_decode = core.json_decode,
+  json_encode = core.json_encode,
+  json_null = core.json_null,
 }

@@ -305,6 +305,7 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_balancer(L, rt_idx);
   fbl_open_breaker(L, rt_idx);
   fbl_open_events(L, rt_idx);
+  fbl_open_json(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

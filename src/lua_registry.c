@@ -164,6 +164,22 @@ static int registry_mark_down(lua_State *L) { return registry_mark(L, 0); }
 /* reg:mark_up(service, host, port) -> true if the instance exists */
 static int registry_mark_up(lua_State *L) { return registry_mark(L, 1); }
 
+/* reg:set_healthy(service, host, port, healthy) -> true if the instance
+ * exists: the health-check verdict (outlier ejection, active checks),
+ * independent of mark_down/mark_up; balancers skip unhealthy instances */
+static int registry_set_healthy(lua_State *L) {
+  fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
+  const char *service = fbl_check_name(L, 2, "service name");
+  const char *host = fbl_check_name(L, 3, "host");
+  int port = fbl_check_port(L, 4);
+  luaL_checktype(L, 5, LUA_TBOOLEAN);
+  fb_instance *i = fb_registry_find(*p, service, host, port);
+  if (i)
+    fb_instance_set_healthy(i, lua_toboolean(L, 5));
+  lua_pushboolean(L, i != NULL);
+  return 1;
+}
+
 static int registry_heartbeat_timeout(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
   lua_pushnumber(L, fb_registry_heartbeat_timeout(*p));
@@ -176,6 +192,7 @@ static const luaL_Reg registry_methods[] = {
     {"deregister", registry_deregister},
     {"mark_down", registry_mark_down},
     {"mark_up", registry_mark_up},
+    {"set_healthy", registry_set_healthy},
     {"heartbeat_timeout", registry_heartbeat_timeout},
     {NULL, NULL},
 };

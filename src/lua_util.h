@@ -69,5 +69,6 @@ void fbl_open_registry(lua_State *L, int rt_idx);
 void fbl_open_balancer(lua_State *L, int rt_idx);
 void fbl_open_breaker(lua_State *L, int rt_idx);
 void fbl_open_events(lua_State *L, int rt_idx);
+void fbl_open_json(lua_State *L, int rt_idx);
 
 #endif

@@ -6,6 +6,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 B="${FB_BUILD:-build}"
 RUNS="${RUNS:-5}"
+export FB_BIN="$B/fusebox" # bench_policy.lua runs each case in its own process
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; $(luajit -v | cut -d' ' -f1-2)"
 status=0
 
@@ -42,4 +43,5 @@ lua_once tests/bench/bench_core.lua
 lua_once tests/bench/bench_breaker.lua
 lua_once tests/bench/bench_balancer.lua
 lua_median tests/bench/bench_sim.lua
+lua_once tests/bench/bench_policy.lua
 exit $status

@@ -1,0 +1,596 @@
+-- fusebox/policy.lua -- resilience policies: retry, timeout, bulkhead,
+-- rate limiter, and their composition fb.policy{...}.
+--
+-- Failures are values. A guarded function fails when it raises or when
+-- it returns nil, err (err not nil); a layer hands a nil, err failure
+-- back as nil, err without raising (a return costs nanoseconds, a caught
+-- error() about a microsecond in LuaJIT) and re-raises a raised error.
+-- Layers reject with nil, err too, err a string with a stable prefix:
+--
+--   "timeout: ..."        fb.timeout: the time passed first
+--   "bulkhead full: ..."  fb.bulkhead: no slot and the queue is full, or
+--                         no slot came within queue_timeout
+--   "rate limited: ..."   fb.rate_limiter: no token; says when the next
+--                         one comes
+--   "circuit open ..."    the breaker (raised by cb:call)
+--
+-- fb.rejection(err) names the kind ("timeout", "bulkhead full", "rate
+-- limited", "circuit open", "no instance") or returns nil, for retry_on.
+--
+-- fb.policy{...} composes in one order, outermost first:
+--
+--   fallback -> retry -> breaker -> rate_limit -> bulkhead -> timeout -> fn
+--
+-- so every retry is a fresh trip through the breaker (which sees each
+-- attempt), an open breaker costs no rate-limit token, a rate-limited
+-- call never occupies a bulkhead slot, and the timeout bounds one
+-- attempt, not the whole retry sequence. Since a coroutine cannot be
+-- killed, a timed-out attempt's child keeps running to its end; its
+-- result is dropped, its error caught, and its bulkhead slot (the
+-- bulkhead is outside the timeout) is already free again.
+
+--
+-- Examples (fusebox run --virtual-time x.lua: the sleeps take no time)
+--
+--   local fb = require "fusebox"
+--   local p = fb.policy {
+--     retry = { attempts = 4, backoff = "exponential", base = 0.2,
+--               jitter = "full",
+--               retry_on = function(err) return fb.rejection(err) ~= "circuit open" end },
+--     breaker = { failure_threshold = 5, timeout = 30 }, -- or fb.breaker{...}
+--     rate_limit = { rate = 100, burst = 20 },           -- or fb.rate_limiter{...}
+--     bulkhead = { max_concurrent = 8, max_queue = 32, queue_timeout = 1 },
+--     timeout = 2,                                       -- or fb.timeout(2)
+--     fallback = function(err) return "cached answer" end,
+--   }
+--   local body, err = p:call(function(id)
+--     fb.sleep(0.05)                    -- the remote call
+--     if fb.random() < 0.3 then return nil, "503" end
+--     return "user " .. id
+--   end, 42)
+--
+--   local r = fb.retry { attempts = 5, base = 1, jitter = "equal" }
+--   print(table.concat(r:delays(4), " "))    -- the same with the same --seed
+--
+--   local p2 = fb.load_policy("policy.json", { fallback = function() return "" end })
+--
+-- Each layer works alone too: fb.retry{...}:call(fn, ...),
+-- fb.timeout(s):call(fn, ...), fb.bulkhead{...}:call(fn, ...),
+-- fb.rate_limiter{...}:call(fn, ...) (or :acquire() -> true | false,
+-- seconds until the next token). Defaults: retry 3 attempts, exponential
+-- from 0.1 s doubling, no cap, no jitter, retrying every failure;
+-- bulkhead 10 slots, no queue, no queue timeout; rate limiter 10/s,
+-- burst floor(rate). Backoff before retry n: constant base, linear
+-- base*n, exponential base*multiplier^(n-1), capped by max; jitter full
+-- draws in [0, d), equal in [d/2, d), decorrelated (AWS) draws in
+-- [base, 3*previous) capped by max and ignores backoff. All draws come
+-- from fb.random, so a run replays with its seed.
+--
+-- Cost (tests/bench/bench_policy.lua, LuaJIT, ns per call beyond a bare
+-- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~20.
+-- The timeout layer spawns a coroutine per call (~1.5-2.5 us).
+
+local core = select(2, ...)
+local base = core.import "fusebox.base"
+local schema = core.import "fusebox.schema"
+local now = base.now
+local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
+local running = coroutine.running
+local format, find, type, error, pcall, select, unpack =
+  string.format, string.find, type, error, pcall, select, unpack
+local setmetatable, getmetatable, min, huge = setmetatable, getmetatable, math.min, math.huge
+
+local M = {}
+
+-- Raises "bad argument #1 to 'fname' (msg)" at the user's line: the
+-- caller of the constructor that called this.
+local function check_options(fname, opts, sch)
+  local err = schema.check(opts or {}, sch, nil)
+  if err then error(format("bad argument #1 to '%s' (%s)", fname, err), 3) end
+  return opts or {}
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+---------------------------------------------------------------- outcomes
+
+-- A call's results, held between pcall and the return that hands them
+-- on. Shared, and safe to share: it is filled and emptied with no user
+-- code (so no yield) in between.
+--
+-- Why not hand results on straight, as `return finish(pcall(fn, ...))`
+-- with finish returning `...`? Two LuaJIT limits, both met as soon as
+-- layers nest: a variable-count return (RETM) out of a pcall inside
+-- another pcall is not compiled ("NYI: return to lower frame"), and a
+-- trace holds at most 15 tail calls ("loop unroll limit"). Either sends
+-- policy:call to the interpreter, ~100x slower. So a layer holds the
+-- results and ends with `return give(take())`.
+local held = { n = 0 }
+
+-- Up to three results, the common case, without a loop: a loop here
+-- would be a trace of its own that the caller's trace leaves.
+local function hold(ok, ...)
+  local n = select("#", ...)
+  held.n = n
+  if n <= 3 then
+    held[1], held[2], held[3] = ...
+  else
+    for i = 1, n do held[i] = (select(i, ...)) end
+  end
+  return ok
+end
+
+-- keep(...) holds the results of a plain call, not of a pcall.
+local function keep(...)
+  local n = select("#", ...)
+  held.n = n
+  if n <= 3 then
+    held[1], held[2], held[3] = ...
+  else
+    for i = 1, n do held[i] = (select(i, ...)) end
+  end
+end
+
+-- take() -> n, a, b, c: how many results are held and the first three;
+-- the three are let go of (spill lets go of the rest).
+local function take()
+  local a, b, c = held[1], held[2], held[3]
+  held[1], held[2], held[3] = nil, nil, nil
+  return held.n, a, b, c
+end
+
+local function emptied(n, ...)
+  for i = 4, n do held[i] = nil end
+  return ...
+end
+
+-- drop(): lets go of the held results unreturned.
+local function drop()
+  take()
+  for i = 4, held.n do held[i] = nil end
+end
+
+local function spill(a, b, c)
+  local n = held.n
+  return emptied(n, a, b, c, unpack(held, 4, n))
+end
+
+-- give(take()) -> the held results, each count a fixed-count return.
+-- Layers end with it: a vararg function returning straight into a pcall
+-- nested in another is not compiled either, a fixed-arity one is.
+local function give(n, a, b, c)
+  if n == 1 then return a end
+  if n > 3 then return spill(a, b, c) end
+  if n == 2 then return a, b end
+  if n == 3 then return a, b, c end
+end
+
+-- The error of a failed call (ok, results...), or nil when it succeeded.
+-- A raised nil is still a failure: failed is true.
+local function failure(ok, r1, r2)
+  if not ok then return true, r1 end
+  if r1 == nil and r2 ~= nil then return true, r2 end
+  return false, nil
+end
+M.failure = failure
+
+local KINDS = {
+  { "timeout:", "timeout" }, { "bulkhead full:", "bulkhead full" },
+  { "rate limited:", "rate limited" }, { "no instance:", "no instance" },
+}
+
+-- fb.rejection(err) -> the kind of rejection err is, or nil.
+function M.rejection(err)
+  if type(err) ~= "string" then return nil end
+  for i = 1, #KINDS do
+    if find(err, KINDS[i][1], 1, true) == 1 then return KINDS[i][2] end
+  end
+  -- the breaker raises with a position in front: "file:12: circuit open"
+  if find(err, "circuit open", 1, true) then return "circuit open" end
+  return nil
+end
+
+------------------------------------------------------------------- retry
+
+local Retry = { kind = "retry" }
+Retry.__index = Retry
+
+local BACKOFF = {
+  constant = function(r) return r.base end,
+  linear = function(r, n) return r.base * n end,
+  exponential = function(r, n) return r.base * r.multiplier ^ (n - 1) end,
+}
+
+-- Delay before retry n (1 = after the first attempt); prev is the delay
+-- before retry n-1 (base for n = 1), which decorrelated jitter grows
+-- from: AWS's min(max, random between base and 3 * prev).
+function Retry:delay(n, prev)
+  local jitter = self.jitter
+  if jitter == "decorrelated" then
+    local lo = self.base
+    return min(self.max, lo + random() * (3 * prev - lo))
+  end
+  local d = min(self.max, self.backoff_of(self, n))
+  if jitter == "full" then return random() * d end
+  if jitter == "equal" then return d / 2 + random() * (d / 2) end
+  return d
+end
+
+-- r:delays(n) -> the next n delays, drawn from fb.random as calls would.
+function Retry:delays(n)
+  local out, prev = {}, self.base
+  for i = 1, n do
+    prev = self:delay(i, prev)
+    out[i] = prev
+  end
+  return out
+end
+
+-- r:call(fn, ...) -> fn's results once an attempt succeeds; after the
+-- last attempt, or a failure retry_on refuses, that attempt's failure:
+-- nil, err handed back, a raised error raised again.
+function Retry:call(fn, ...)
+  local attempts, prev = self.attempts, self.base
+  for n = 1, attempts do
+    local ok = hold(pcall(fn, ...))
+    local failed, err = failure(ok, held[1], held[2])
+    if not failed then return give(take()) end
+    drop()
+    local retry_on = self.retry_on
+    if n == attempts or (retry_on and not retry_on(err)) then
+      if ok then return nil, err end
+      error(err, 0)
+    end
+    prev = self:delay(n, prev)
+    if prev > 0 then sleep(prev) end
+  end
+end
+
+local function new_retry(o)
+  return setmetatable({
+    attempts = o.attempts or 3,
+    backoff = o.backoff or "exponential",
+    backoff_of = BACKOFF[o.backoff or "exponential"],
+    base = o.base or 0.1,
+    multiplier = o.multiplier or 2,
+    max = o.max or huge,
+    jitter = o.jitter or "none",
+    retry_on = o.retry_on,
+  }, Retry)
+end
+
+-- fb.retry{attempts=3, backoff="exponential", base=0.1, multiplier=2,
+--   max=(none), jitter="none", retry_on=(every failure)}
+function M.retry(opts)
+  return new_retry(check_options("retry", opts, schema.retry))
+end
+
+----------------------------------------------------------------- timeout
+
+local Timeout = { kind = "timeout" }
+Timeout.__index = Timeout
+
+-- The child: runs fn and hands its outcome to the waiting caller, unless
+-- the caller gave up; then the outcome, error included, is dropped here
+-- so it can neither crash the run nor wake a caller now waiting on
+-- something else.
+local function guarded(box, fn, ...)
+  local r = pack(pcall(fn, ...))
+  if box.abandoned then
+    box.owner.late = box.owner.late + 1
+    return
+  end
+  box.results, box.done = r, true
+  wake(box.caller)
+end
+
+-- t:call(fn, ...) -> fn's results, run in a child coroutine; or nil,
+-- "timeout: ..." when the time passes first (the child is abandoned).
+function Timeout:call(fn, ...)
+  local box = { caller = running(), owner = self, done = false, abandoned = false }
+  spawn(guarded, box, fn, ...)
+  local deadline = now() + self.seconds
+  while not box.done do
+    local left = deadline - now()
+    if left <= 0 or not wait(self.what, left) then
+      if box.done then break end
+      box.abandoned = true
+      self.timeouts = self.timeouts + 1
+      return nil, self.message
+    end
+  end
+  local r = box.results
+  if r[1] then return unpack(r, 2, r.n) end
+  error(r[2], 0)
+end
+
+local function new_timeout(seconds)
+  return setmetatable({
+    seconds = seconds,
+    what = format("a call under a %gs timeout", seconds),
+    message = format("timeout: no result within %gs", seconds),
+    timeouts = 0, -- calls that timed out
+    late = 0,     -- results that came after their call timed out
+  }, Timeout)
+end
+
+local check_seconds = schema.positive
+
+-- fb.timeout(seconds)
+function M.timeout(seconds)
+  local err = check_seconds(seconds, "seconds")
+  if err then error(format("bad argument #1 to 'timeout' (%s)", err), 2) end
+  return new_timeout(seconds)
+end
+
+---------------------------------------------------------------- bulkhead
+
+local Bulkhead = { kind = "bulkhead" }
+Bulkhead.__index = Bulkhead
+
+-- Frees a slot: hands it straight to the longest waiter (so a newcomer
+-- cannot overtake the queue), or returns it to the pool.
+local function release(self)
+  local queue = self.queue
+  while self.waiting > 0 do
+    local h = self.head
+    local co = queue[h]
+    queue[h], self.head = nil, h + 1
+    if co then
+      self.where[co] = nil
+      self.waiting = self.waiting - 1
+      if wake(co) then return end
+    end
+  end
+  self.active = self.active - 1
+end
+
+-- Queues the running coroutine for a slot; true once one was handed
+-- over, or nil, err when the queue is full or the wait timed out.
+local function enqueue(self)
+  if self.waiting >= self.max_queue then
+    return nil, format("bulkhead full: %d running, %d queued (max_queue %d)",
+      self.active, self.waiting, self.max_queue)
+  end
+  local co = running()
+  local t = self.tail + 1
+  self.queue[t], self.where[co], self.tail = co, t, t
+  self.waiting = self.waiting + 1
+  local timeout = self.queue_timeout
+  local deadline = timeout and now() + timeout
+  repeat
+    local left = deadline and deadline - now()
+    if (left and left < 0) or not wait("a bulkhead slot", left) then
+      self.queue[self.where[co]], self.where[co] = false, nil
+      self.waiting = self.waiting - 1
+      return nil, format("bulkhead full: no slot within %gs (queue_timeout)", timeout)
+    end
+  until self.where[co] == nil -- else a stray wake: still queued
+  return true
+end
+
+-- b:call(fn, ...) -> fn's results while holding one of max_concurrent
+-- slots, waiting in FIFO order when none is free; the slot is freed
+-- however fn ends.
+function Bulkhead:call(fn, ...)
+  if self.active < self.max_concurrent then
+    self.active = self.active + 1
+  else
+    local ok, err = enqueue(self)
+    if not ok then return nil, err end
+  end
+  local ok = hold(pcall(fn, ...))
+  release(self)
+  local n, a, b, c = take()
+  if not ok then error(a, 0) end
+  return give(n, a, b, c)
+end
+
+local function new_bulkhead(o)
+  return setmetatable({
+    max_concurrent = o.max_concurrent or 10,
+    max_queue = o.max_queue or 0,
+    queue_timeout = o.queue_timeout, -- nil: wait as long as it takes
+    active = 0, waiting = 0,
+    queue = {}, head = 1, tail = 0, -- waiting coroutines; false: gave up
+    where = {},                     -- coroutine -> its place in queue
+  }, Bulkhead)
+end
+
+-- fb.bulkhead{max_concurrent=10, max_queue=0, queue_timeout=(forever)}
+function M.bulkhead(opts)
+  return new_bulkhead(check_options("bulkhead", opts, schema.bulkhead))
+end
+
+------------------------------------------------------------ rate limiter
+
+local RateLimiter = { kind = "rate_limit" }
+RateLimiter.__index = RateLimiter
+
+-- rl:acquire() -> true, or false and the seconds until the next token.
+-- The bucket refills at rate tokens a second up to burst, on the
+-- runtime's clock; a clock that went back (a new run) refills nothing.
+function RateLimiter:acquire()
+  local t, tokens = now(), self.tokens
+  local last = self.stamp
+  if last and t > last then
+    tokens = min(self.burst, tokens + (t - last) * self.rate)
+  end
+  self.stamp = t
+  if tokens >= 1 - 1e-9 then -- tolerate rounding in the refill
+    self.tokens = tokens - 1
+    return true
+  end
+  self.tokens = tokens
+  return false, (1 - tokens) / self.rate
+end
+
+-- rl:call(fn, ...) -> fn(...) if a token is free, else nil,
+-- "rate limited: ..." saying when the next one comes.
+function RateLimiter:call(fn, ...)
+  local ok, after = self:acquire()
+  if ok then return fn(...) end
+  return nil, format("rate limited: next token in %.3fs", after)
+end
+
+local function new_rate_limiter(o)
+  local rate = o.rate or 10
+  local burst = o.burst or math.max(1, math.floor(rate))
+  return setmetatable({ rate = rate, burst = burst, tokens = burst }, RateLimiter)
+end
+
+-- fb.rate_limiter{rate=10 (a second), burst=floor(rate)}
+function M.rate_limiter(opts)
+  return new_rate_limiter(check_options("rate_limiter", opts, schema.rate_limit))
+end
+
+-------------------------------------------------------------- breaker
+
+-- The breaker counts a nil, err return as a failure and hands it back
+-- as is; it returns with `return ...`, so its results are caught here, in
+-- a plain frame, and leave with a fixed count (see `held`).
+local function breaker_call(cb, fn, ...)
+  keep(cb:call(fn, ...))
+  return give(take())
+end
+M.breaker_call = breaker_call
+M.hold, M.held, M.take, M.drop, M.give = hold, held, take, drop, give
+
+local BreakerLayer = { kind = "breaker" }
+BreakerLayer.__index = BreakerLayer
+
+function BreakerLayer:call(fn, ...)
+  keep(self.breaker:call(fn, ...))
+  return give(take())
+end
+
+-- new_breaker(opts, path) -> fb.breaker(opts); its complaints name path.
+function M.new_breaker(opts, path)
+  local ok, cb = pcall(core.breaker, opts)
+  if not ok then
+    error(format("%s: %s", path, cb:match("%((.*)%)$") or cb), 0)
+  end
+  return cb
+end
+
+-------------------------------------------------------------- policy
+
+local Policy = { kind = "policy" }
+Policy.__index = Policy
+
+-- Runs fn(...) through layers[i], layers[i+1], ...: each layer's call
+-- gets this function and its arguments as what to guard, so the chain
+-- needs no closure per call.
+local function through(layers, i, fn, ...)
+  local layer = layers[i]
+  if layer == nil then return fn(...) end
+  return layer:call(through, layers, i + 1, fn, ...)
+end
+M.through = through
+
+-- Runs the layers under fallback (nil: none): fallback(err)'s results
+-- replace any failure, raised or returned.
+local function with_fallback(fallback, layers, fn, ...)
+  if fallback == nil then return through(layers, 1, fn, ...) end
+  local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
+  if failed then
+    drop()
+    return fallback(err)
+  end
+  return give(take())
+end
+M.with_fallback = with_fallback
+
+-- p:call(fn, ...) -> fn's results through every layer
+function Policy:call(fn, ...)
+  return with_fallback(self.fallback, self.layers, fn, ...)
+end
+
+-- p:names() -> the layer names, outermost first
+function Policy:names()
+  local out = {}
+  if self.fallback then out[1] = "fallback" end
+  for _, name in ipairs(self.order) do out[#out + 1] = name end
+  return out
+end
+
+-- Is v a built layer (anything with a call method) rather than options?
+local function is_layer(v)
+  local t = type(v)
+  return t == "userdata" or (t == "table" and type(v.call) == "function")
+end
+M.is_layer = is_layer
+
+local function layer_rule(name, sch)
+  return function(v, path)
+    if is_layer(v) then return nil end
+    if type(v) ~= "table" then
+      return format("%s: must be %s options or a %s, got %s", path, name, name, schema.got(v))
+    end
+    return schema.check(v, sch, path)
+  end
+end
+
+local function timeout_rule(v, path)
+  if is_layer(v) then return nil end
+  return check_seconds(v, path)
+end
+
+M.schema = { fields = {
+  retry = layer_rule("retry", schema.retry),
+  breaker = layer_rule("breaker", schema.breaker),
+  rate_limit = layer_rule("rate_limit", schema.rate_limit),
+  bulkhead = layer_rule("bulkhead", schema.bulkhead),
+  timeout = timeout_rule,
+  fallback = schema.func,
+} }
+
+-- The layers in their order, each built from options unless given built.
+local BUILD = {
+  { "retry", new_retry },
+  { "breaker", function(o, path)
+      local cb = type(o) == "userdata" and o or M.new_breaker(o, path)
+      return setmetatable({ breaker = cb }, BreakerLayer)
+    end },
+  { "rate_limit", new_rate_limiter },
+  { "bulkhead", new_bulkhead },
+  { "timeout", new_timeout },
+}
+M.ORDER = BUILD
+
+-- build(opts, path, skip) -> layers, names: opts already checked; the
+-- layers named in skip are left out (the client runs those itself).
+function M.build_layers(opts, path, skip)
+  local layers, names = {}, {}
+  for _, entry in ipairs(BUILD) do
+    local name, build = entry[1], entry[2]
+    local v = opts[name]
+    if v ~= nil and not (skip and skip[name]) then
+      if is_layer(v) and type(v) ~= "userdata" then layers[#layers + 1] = v
+      else layers[#layers + 1] = build(v, schema.join(path, name)) end
+      names[#names + 1] = name
+    end
+  end
+  return layers, names
+end
+
+-- new_policy(opts, path): opts already checked against M.schema.
+function M.new_policy(opts, path)
+  local layers, names = M.build_layers(opts, path)
+  return setmetatable({ layers = layers, order = names, fallback = opts.fallback,
+    options = opts }, Policy)
+end
+
+-- fb.policy{retry=, breaker=, rate_limit=, bulkhead=, timeout=, fallback=}
+function M.policy(opts)
+  local o = check_options("policy", opts, M.schema)
+  local ok, p = pcall(M.new_policy, o, nil)
+  if not ok then error(format("bad argument #1 to 'policy' (%s)", p), 2) end
+  return p
+end
+
+function M.is_policy(v) return getmetatable(v) == Policy end
+
+M.Retry, M.Timeout, M.Bulkhead, M.RateLimiter = Retry, Timeout, Bulkhead, RateLimiter
+
+return M

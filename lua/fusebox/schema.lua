@@ -1,0 +1,135 @@
+-- fusebox/schema.lua -- option checking for the policy layers: one schema
+-- table per layer, shared by the Lua constructors (fb.retry{...}) and the
+-- JSON loader, so both accept the same fields and say the same thing
+-- about a bad one: "<field path>: must be <what>, got <value>".
+--
+-- A schema is { fields = { name = rule, ... }, open = bool }. A rule is
+-- a function(value, path) returning nil when the value is fine, else the
+-- message. An open schema lets unknown fields through to whoever builds
+-- the layer (the breaker: its constructor knows its own options).
+
+local core = select(2, ...)
+local format, type, pairs, tostring = string.format, type, pairs, tostring
+local sort, concat = table.sort, table.concat
+local huge, floor = math.huge, math.floor
+
+local M = {}
+
+-- How a bad value is shown in a message: strings quoted, as in JSON.
+function M.got(v)
+  if v == core.json_null then return "null" end
+  local t = type(v)
+  if t == "string" then return format("%q", v) end
+  if t == "number" then return format("%.14g", v) end
+  if t == "table" then
+    return getmetatable(v) == core.json_array and "an array" or "a table"
+  end
+  return "a " .. t
+end
+
+local function join(path, key)
+  if path == nil or path == "" then return key end
+  return path .. "." .. key
+end
+M.join = join
+
+-- rule(want, ok): a rule whose message is "must be <want>".
+local function rule(want, ok)
+  return function(v, path)
+    if ok(v) then return nil end
+    return format("%s: must be %s, got %s", path, want, M.got(v))
+  end
+end
+M.rule = rule
+
+local function finite(v) return type(v) == "number" and v > -huge and v < huge end
+
+M.count = rule("an integer >= 1", function(v)
+  return finite(v) and v >= 1 and v == floor(v) and v <= 1e9
+end)
+M.count0 = rule("an integer >= 0", function(v)
+  return finite(v) and v >= 0 and v == floor(v) and v <= 1e9
+end)
+M.positive = rule("a positive number", function(v) return finite(v) and v > 0 end)
+M.nonneg = rule("a number >= 0", function(v) return finite(v) and v >= 0 end)
+M.fraction = rule("a number in 0..1", function(v) return finite(v) and v >= 0 and v <= 1 end)
+M.at_least_1 = rule("a number >= 1", function(v) return finite(v) and v >= 1 end)
+M.func = rule("a function", function(v) return type(v) == "function" end)
+
+function M.enum(...)
+  local names, set = { ... }, {}
+  for _, n in ipairs(names) do set[n] = true end
+  return rule("one of " .. concat(names, ", "), function(v) return set[v] == true end)
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+-- check(opts, schema, path) -> nil, or the message for the first bad
+-- field in name order (so the message does not depend on hash order).
+function M.check(opts, schema, path)
+  if type(opts) ~= "table" or getmetatable(opts) == core.json_array then
+    return format("%s: must be a table of options, got %s", path or "options", M.got(opts))
+  end
+  for _, k in ipairs(sorted_keys(opts)) do
+    if type(k) ~= "string" then
+      return format("%s: field names must be strings, got %s", path or "options", M.got(k))
+    end
+    local r = schema.fields[k]
+    if r then
+      local err = r(opts[k], join(path, k))
+      if err then return err end
+    elseif not schema.open then
+      return format("%s: unknown field (known: %s)", join(path, k),
+        concat(sorted_keys(schema.fields), ", "))
+    end
+  end
+  return nil
+end
+
+-- The layers' schemas.
+M.retry = { fields = {
+  attempts = M.count,
+  backoff = M.enum("exponential", "constant", "linear"),
+  base = M.nonneg,
+  multiplier = M.at_least_1,
+  max = M.positive,
+  jitter = M.enum("none", "full", "equal", "decorrelated"),
+  retry_on = M.func,
+} }
+
+M.bulkhead = { fields = {
+  max_concurrent = M.count,
+  max_queue = M.count0,
+  queue_timeout = M.nonneg,
+} }
+
+M.rate_limit = { fields = {
+  rate = M.positive,
+  burst = M.count,
+} }
+
+-- The breaker's fields as issue 3 describes them; the constructor is the
+-- judge of which it supports, so unknown ones go through to it.
+M.breaker = { open = true, fields = {
+  mode = M.enum("consecutive", "count", "time"),
+  failure_threshold = M.count,
+  success_threshold = M.count,
+  timeout = M.positive,
+  timeout_multiplier = M.at_least_1,
+  timeout_max = M.positive,
+  window = M.positive,
+  minimum_calls = M.count,
+  failure_rate = M.fraction,
+  slow_call_duration = M.positive,
+  slow_call_rate = M.fraction,
+  half_open_max_calls = M.count,
+  half_open_max_wait = M.positive,
+  is_failure = M.func,
+} }
+
+return M
