@@ -134,7 +134,7 @@ $(BUILD)/tests/%.t: tests/c/%.c $(BUILD)/libfusebox.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Itests/c $< -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lcmocka -lm
 
-$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libfusebox.a
+$(BUILD)/bench/%: tests/bench/%.c tests/bench/bench.h $(BUILD)/libfusebox.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
 

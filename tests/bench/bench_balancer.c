@@ -8,6 +8,7 @@
  * runs (ns per pick+done; done is a few ns). Keyed algorithms hash one of
  * 1,024 pre-built 16-byte keys per pick. CLOCK_MONOTONIC throughout.
  */
+#include "bench.h"
 #include "fusebox.h"
 
 #include <stdio.h>
@@ -18,26 +19,13 @@
 #define RUNS 5
 #define NKEYS 1024
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, n, sizeof *v, cmp_double);
-  return v[n / 2];
-}
 
 static char keys[NKEYS][17];
 
 static fb_registry *make(int n) {
-  fb_registry_config cfg = {.heartbeat_timeout = 1e9};
+  fb_registry_config cfg;
+  fb_registry_config_init(&cfg);
+  cfg.heartbeat_timeout = 1e9;
   fb_registry *r = fb_registry_new(&cfg);
   char host[32];
   for (int i = 0; i < n; i++) {
@@ -50,13 +38,13 @@ static fb_registry *make(int n) {
 
 static double bench_picks(fb_balancer *lb, fb_service *s, long picks,
                           int keyed) {
-  double t0 = now_s();
+  double t0 = bench_seconds();
   for (long k = 0; k < picks; k++) {
     const char *key = keyed ? keys[k & (NKEYS - 1)] : NULL;
     fb_instance *i = fb_balancer_pick_key(lb, s, key, keyed ? 16 : 0, 1);
     fb_balancer_done(lb, i, 1, 0.001, 1);
   }
-  return (now_s() - t0) / picks * 1e9;
+  return (bench_seconds() - t0) / picks * 1e9;
 }
 
 static void bench_algorithm(const char *algo, int n) {
@@ -69,7 +57,7 @@ static void bench_algorithm(const char *algo, int n) {
   double ns[RUNS];
   for (int run = 0; run < RUNS; run++)
     ns[run] = bench_picks(lb, s, picks, keyed);
-  printf("%-22s %8d %10.1f\n", algo, n, median(ns, RUNS));
+  printf("%-22s %8d %10.1f\n", algo, n, bench_median(ns, RUNS));
   fb_balancer_free(lb);
   fb_registry_release(r);
 }
@@ -83,11 +71,11 @@ static void bench_build(const char *algo, int n) {
   double ms[RUNS];
   for (int run = 0; run < RUNS; run++) {
     fb_instance_set_weight(first, (uint32_t)(run % 2 + 1));
-    double t0 = now_s();
+    double t0 = bench_seconds();
     fb_balancer_done(lb, fb_balancer_pick_key(lb, s, "k", 1, 1), 1, 0, 1);
-    ms[run] = (now_s() - t0) * 1e3;
+    ms[run] = (bench_seconds() - t0) * 1e3;
   }
-  printf("%-22s %8d %10.3f ms (table build)\n", algo, n, median(ms, RUNS));
+  printf("%-22s %8d %10.3f ms (table build)\n", algo, n, bench_median(ms, RUNS));
   fb_balancer_free(lb);
   fb_registry_release(r);
 }

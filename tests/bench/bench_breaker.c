@@ -6,6 +6,7 @@
  * life in), each lasts 1 ms (not slow), and the clock moves 1 us per call
  * so the time mode's buckets keep sliding. Prints the median of RUNS runs.
  */
+#include "bench.h"
 #include "fusebox.h"
 
 #include <stdio.h>
@@ -17,11 +18,6 @@
 
 static volatile int sink;
 
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static double run(fb_breaker_mode mode) {
   fb_breaker_config cfg;
@@ -32,13 +28,13 @@ static double run(fb_breaker_mode mode) {
   fb_breaker *b = fb_breaker_new(&cfg);
   double t = 0;
   int acc = 0;
-  double t0 = now_ns();
+  double t0 = bench_seconds();
   for (int i = 0; i < CALLS; i++, t += 1e-6) {
     int64_t p = fb_breaker_acquire(b, t);
     fb_outcome o = i % 10 == 9 ? FB_FAILURE : FB_SUCCESS;
     acc += fb_breaker_record(b, p, o, 0.001, t);
   }
-  double ns = (now_ns() - t0) / CALLS;
+  double ns = (bench_seconds() - t0) * 1e9 / CALLS;
   sink = acc + (int)fb_breaker_state_of(b);
   if (fb_breaker_state_of(b) != FB_CLOSED || acc != 0) {
     fprintf(stderr, "bench_breaker: the breaker left CLOSED\n");
@@ -48,10 +44,6 @@ static double run(fb_breaker_mode mode) {
   return ns;
 }
 
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 int main(void) {
   static const char *const names[] = {"consecutive", "count", "time"};
@@ -59,9 +51,8 @@ int main(void) {
     double r[RUNS];
     for (int i = 0; i < RUNS; i++)
       r[i] = run((fb_breaker_mode)m);
-    qsort(r, RUNS, sizeof r[0], cmp);
     printf("breaker C acquire+record %-11s %6.2f ns/op (median of %d x %d)\n",
-           names[m], r[RUNS / 2], RUNS, CALLS);
+           names[m], bench_median(r, RUNS), RUNS, CALLS);
   }
   return 0;
 }

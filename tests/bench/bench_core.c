@@ -3,6 +3,7 @@
  * breaker acquire+record, balancer picks. ns per operation, median of
  * 5 runs; each run is long enough (10M ops) to swamp timer overhead.
  */
+#include "bench.h"
 #include "fusebox.h"
 
 #include <stdio.h>
@@ -12,29 +13,19 @@
 #define RUNS 5
 #define OPS 10000000L
 
-static double seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 static volatile uint64_t sink;
 
 static double run_breaker(void) {
   fb_breaker *b = fb_breaker_new(NULL);
   uint64_t acc = 0;
-  double t0 = seconds();
+  double t0 = bench_seconds();
   for (long i = 0; i < OPS; i++) {
     double now = (double)i * 1e-6;
     int64_t p = fb_breaker_acquire(b, now);
     acc += (uint64_t)fb_breaker_record(b, p, FB_SUCCESS, 0, now);
   }
-  double t = seconds() - t0;
+  double t = bench_seconds() - t0;
   sink = acc;
   fb_breaker_free(b);
   return t;
@@ -53,10 +44,10 @@ static double run_pick(void) {
   fb_balancer *lb = fb_balancer_new(r, algo, 1);
   fb_service *s = fb_registry_service(r, "svc");
   uint64_t acc = 0;
-  double t0 = seconds();
+  double t0 = bench_seconds();
   for (long i = 0; i < OPS; i++)
     acc += (uintptr_t)fb_balancer_pick(lb, s, 1.0);
-  double t = seconds() - t0;
+  double t = bench_seconds() - t0;
   sink = acc;
   fb_balancer_free(lb);
   fb_registry_release(r);
@@ -67,9 +58,8 @@ static void report(const char *name, double (*fn)(void)) {
   double t[RUNS];
   for (int i = 0; i < RUNS; i++)
     t[i] = fn();
-  qsort(t, RUNS, sizeof t[0], cmp);
   printf("%-44s %8.2f ns/op  (C, median of %d x %ld)\n", name,
-         t[RUNS / 2] / OPS * 1e9, RUNS, OPS);
+         bench_median(t, RUNS) / OPS * 1e9, RUNS, OPS);
 }
 
 int main(void) {

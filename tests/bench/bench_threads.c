@@ -4,6 +4,7 @@
  * breaker. ns per operation, median of 5 runs; for the 2-thread row,
  * wall time over the operations of both threads (throughput).
  */
+#include "bench.h"
 #include "fusebox.h"
 
 #include <pthread.h>
@@ -14,16 +15,6 @@
 #define RUNS 5
 #define OPS 10000000L
 
-static double seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 static void *loop(void *arg) {
   fb_breaker *b = arg;
@@ -38,12 +29,12 @@ static double run(int threads, int shared) {
   fb_breaker *b = fb_breaker_new(NULL);
   fb_breaker_set_shared(b, shared);
   pthread_t t[2];
-  double t0 = seconds();
+  double t0 = bench_seconds();
   for (int i = 0; i < threads; i++)
     pthread_create(&t[i], NULL, loop, b);
   for (int i = 0; i < threads; i++)
     pthread_join(t[i], NULL);
-  double ns = (seconds() - t0) / ((double)OPS * threads) * 1e9;
+  double ns = (bench_seconds() - t0) / ((double)OPS * threads) * 1e9;
   fb_breaker_free(b);
   return ns;
 }
@@ -52,9 +43,8 @@ static void report(const char *name, int threads, int shared) {
   double t[RUNS];
   for (int i = 0; i < RUNS; i++)
     t[i] = run(threads, shared);
-  qsort(t, RUNS, sizeof t[0], cmp);
   printf("%-44s %8.2f ns/op  (C, median of %d x %ld per thread)\n", name,
-         t[RUNS / 2], RUNS, OPS);
+         bench_median(t, RUNS), RUNS, OPS);
 }
 
 int main(void) {
