@@ -67,8 +67,6 @@ def table(rows):
         base = measured.get("fusebox Lua") or measured.get("fusebox C")
         for r in group:
             if "skip" in r:
-                out.append(f"| {key[0]} | {key[1]} | {r['impl']} | | "
-                           f"skipped | | {r['skip']} |")
                 continue
             out.append(
                 f"| {key[0]} | {key[1]} | {r['impl']} | "
@@ -78,15 +76,24 @@ def table(rows):
     return out
 
 
+def skipped(rows, failures):
+    """Rows a contender reported it could not measure, one line per
+    contender and reason, then contenders that did not run at all."""
+    grouped = {}
+    for r in rows:
+        if "skip" in r:
+            grouped.setdefault((r["bench"], r["impl"], r["skip"]), []).append(r["case"])
+    out = [f"- {b}, {impl} ({'; '.join(cases)}): {why}"
+           for (b, impl, why), cases in grouped.items()]
+    out += [f"- {who}: {why}" for who, why in failures]
+    return ["", "Not measured in this run:"] + out if out else []
+
+
 def main():
     rows = load(sys.argv[1])
-    print("\n".join(table(rows)))
     with open(sys.argv[2]) as f:
         failures = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
-    if failures:
-        print("\nNot measured in this run:")
-        for who, why in failures:
-            print(f"- {who}: {why}")
+    print("\n".join(table(rows) + skipped(rows, failures)))
 
 
 if __name__ == "__main__":
