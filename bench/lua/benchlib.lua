@@ -1,6 +1,6 @@
 -- bench/lua/benchlib.lua -- what the Lua benchmark scripts share (under
--- `fusebox run` and under plain luajit): a monotonic clock, resident
--- memory, and the result line bench/table.py reads (one JSON object per
+-- `fusebox run` and under plain luajit): a monotonic clock and the
+-- result line bench/table.py reads (one JSON object per
 -- line; keys and values here are ours, so only numbers and plain strings).
 local ffi = require "ffi"
 
@@ -17,20 +17,6 @@ local M = { RUNS = 5 }
 function M.ns()
   C.clock_gettime(CLOCK_MONOTONIC, ts)
   return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
-end
-
--- Resident set size in bytes (VmRSS), after a full collection.
-function M.rss_bytes()
-  collectgarbage(); collectgarbage()
-  local f = io.open("/proc/self/status")
-  if not f then return 0 end
-  local kib = 0
-  for line in f:lines() do
-    local v = line:match("^VmRSS:%s*(%d+)")
-    if v then kib = tonumber(v) end
-  end
-  f:close()
-  return kib * 1024
 end
 
 local function quote(s)
