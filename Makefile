@@ -46,6 +46,7 @@ LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.c))
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+CMP_BENCH := $(patsubst bench/%.c,$(BUILD)/cmp/%,$(wildcard bench/*.c))
 
 .PHONY: all binaries deps demo test test-plain test-san test-tsan test-valgrind bench \
         install uninstall clean
@@ -138,6 +139,11 @@ $(BUILD)/bench/%: tests/bench/%.c tests/bench/bench.h $(BUILD)/libfusebox.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
 
+# The comparison benchmarks' C contenders (bench/, see BENCHMARKS.md).
+$(BUILD)/cmp/%: bench/%.c bench/bench_util.h $(BUILD)/libfusebox.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
+
 # ------------------------------------------------------------------- demo
 
 demo: all
@@ -195,8 +201,11 @@ test-valgrind: binaries $(C_TESTS)
 
 # ------------------------------------------------------------------ bench
 
-bench: all $(C_BENCH)
-	@FB_BUILD=$(BUILD) sh tests/bench/run.sh
+# The microbenchmarks report on stderr, so stdout is the one comparison
+# table of bench/run.sh (BENCHMARKS.md).
+bench: all $(C_BENCH) $(CMP_BENCH)
+	@FB_BUILD=$(BUILD) sh tests/bench/run.sh >&2
+	@FB_BUILD=$(BUILD) sh bench/run.sh
 
 # ---------------------------------------------------------------- install
 
