@@ -1,8 +1,8 @@
 -- fusebox/registry.lua -- registry methods written in Lua: discover(),
 -- and the instance views balancers hand out.
 --
--- A view is one table per instance, {host=, port=} plus read-only fields
--- read live from the core on access: id, weight, zone, meta, healthy,
+-- A view is one table per instance, {host=, port=, id=} plus read-only
+-- fields read live from the core on access: weight, zone, meta, healthy,
 -- inflight, successes, failures, latency. Views are cached by the slot of
 -- their instance id (ids are generation << 32 | slot) in plain arrays:
 -- picks allocate nothing and never wait for a weak table to be swept, and
@@ -14,7 +14,8 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local ffi = require "ffi"
 local api, now, check_name = base.api, base.now, base.check_name
-local format, error, rawset = string.format, error, rawset
+local format, error, rawset, rawget = string.format, error, rawset, rawget
+local getmetatable = getmetatable
 
 local registry_mt = base.core.meta.registry
 local registry = registry_mt.methods
@@ -25,7 +26,6 @@ local function nonzero(x) return x ~= 0 end
 
 -- field -> function(instance pointer, id, state) reading it live.
 local fields = {
-  id = function(_, id) return id end,
   weight = function(p) return api.instance_weight(p) end,
   zone = function(p)
     local z = api.instance_zone(p)
@@ -43,21 +43,20 @@ local function read_only()
   error("instance views are read-only", 2)
 end
 
--- M.state(reg, fname) -> { ptr, services, views, ids, meta, view_mt }
+-- M.state(reg, fname) -> { ptr, services, views, view_ids, meta, view_mt }
 M.state = base.object_state(registry_mt, "registry", function(ud, ptr)
   local st = {
     ptr = ptr,
     services = {}, -- name -> fb_service*, filled on first sight
     views = {},    -- slot -> view of the instance last seen in it
     view_ids = {}, -- slot -> that instance's id
-    ids = setmetatable({}, { __mode = "k" }),   -- view -> instance id
     meta = debug.getfenv(ud).meta,              -- id -> meta (lua_registry.c)
   }
   st.view_mt = {
     __index = function(v, key)
       local field = fields[key]
       if field == nil then return nil end
-      local id = st.ids[v]
+      local id = rawget(v, "id")
       local p = api.registry_instance(st.ptr, id)
       if p == nil then return nil end
       return field(p, id, st)
@@ -89,14 +88,15 @@ function M.view_of(st, inst)
   local v = setmetatable({}, st.view_mt)
   rawset(v, "host", ffi.string(api.instance_host(inst)))
   rawset(v, "port", api.instance_port(inst))
+  rawset(v, "id", id) -- a plain field, not a weak table the GC must sweep
   st.views[slot], st.view_ids[slot] = v, id
-  st.ids[v] = id
   return v
 end
 
 -- Returns the id of view v if it is one of this registry's views.
 function M.id_of(st, v)
-  return st.ids[v]
+  if getmetatable(v) ~= st.view_mt then return nil end
+  return rawget(v, "id")
 end
 
 local live_out = ffi.new("fb_instance *const *[1]")
