@@ -72,8 +72,10 @@ static const char *fmt_time(char *buf, size_t size, double s) {
     snprintf(buf, size, "%.3g us", s * 1e6);
   else if (fabs(s) < 1)
     snprintf(buf, size, "%.3g ms", s * 1e3);
-  else
+  else if (fabs(s) < 1000)
     snprintf(buf, size, "%.4g s", s);
+  else
+    snprintf(buf, size, "%.0f s (%.1f h)", s, s / 3600);
   return buf;
 }
 
