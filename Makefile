@@ -16,6 +16,9 @@ PKGS    := luajit libuv libcjson
 DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev
 DEB_TEST  := lua-busted libcmocka-dev valgrind
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
+# The report's browser test; optional: where apt cannot install it, the
+# test skips and says why (deps-browser leaves the reason in $(BUILD)).
+DEB_BROWSER := chromium
 
 # Lazily expanded: pkg-config runs after the deps target installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -40,7 +43,8 @@ CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/brea
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c
-LIB_SRC  := $(CORE_SRC) $(LUA_SRC)
+REPORT_SRC := src/report.c src/report_html.c
+LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 
@@ -48,7 +52,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 CMP_BENCH := $(patsubst bench/%.c,$(BUILD)/cmp/%,$(wildcard bench/*.c))
 
-.PHONY: all binaries deps demo test test-plain test-san test-tsan test-valgrind bench \
+.PHONY: all binaries deps deps-browser demo test test-plain test-san test-tsan test-valgrind bench \
         install uninstall clean
 
 all: deps
@@ -78,6 +82,22 @@ ifneq ($(strip $(MISSING)),)
 	  echo "  apt-get install $(MISSING)"; exit 1; \
 	fi
 endif
+
+deps-browser:
+	@mkdir -p $(BUILD)
+	@rm -f $(BUILD)/browser-unavailable.txt
+	@for p in $(DEB_BROWSER); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' && continue; \
+	  echo "fusebox: installing $$p for the report's browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$p; } \
+	      > $(BUILD)/browser-install.log 2>&1 || \
+	      { echo "apt-get install $$p failed: $$(tail -1 $(BUILD)/browser-install.log)" \
+	          > $(BUILD)/browser-unavailable.txt; cat $(BUILD)/browser-unavailable.txt; }; \
+	  else \
+	    echo "not root: cannot apt-get install $$p" > $(BUILD)/browser-unavailable.txt; \
+	  fi; \
+	done
 
 # ------------------------------------------------------------------ build
 
@@ -156,13 +176,18 @@ demo: all
 	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
 	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
 	done
+	@echo; echo "== reports: $(BUILD)/report_breaker.html, $(BUILD)/report_outage.html"
+	@$(BUILD)/fusebox run --virtual-time --seed 1 --report $(BUILD)/report_breaker.html \
+	  examples/circuit_breaker.lua >/dev/null
+	@$(BUILD)/fusebox run --virtual-time --seed 1 --report $(BUILD)/report_outage.html \
+	  examples/outage_recovery.lua >/dev/null
 
 # ------------------------------------------------------------------- test
 
 SAN_RT := $(shell $(CC) -print-file-name=libasan.so 2>/dev/null) \
           $(shell $(CC) -print-file-name=libubsan.so 2>/dev/null)
 
-test: all
+test: all deps-browser
 	@$(MAKE) --no-print-directory test-plain
 	@$(MAKE) --no-print-directory test-san
 	@$(MAKE) --no-print-directory test-tsan

@@ -140,9 +140,20 @@ static int l_seed(lua_State *L) {
 static const char *const run_options[] = {"virtual_time", "seed", "events",
                                            "summary", "script", NULL};
 
+/* The run's string arguments (stack indices first..last) as a cJSON
+ * array: the script's command-line arguments when the CLI runs it. */
+static cJSON *run_args(lua_State *L, int first, int last) {
+  cJSON *args = cJSON_CreateArray();
+  for (int i = first; args && i <= last; i++)
+    if (lua_type(L, i) == LUA_TSTRING)
+      cJSON_AddItemToArray(args, cJSON_CreateString(lua_tostring(L, i)));
+  return args;
+}
+
 /* Opens the event sink if options at idx ask for one (events = path,
  * summary = true); script names the run in run_start. */
 static void begin_events(lua_State *L, fb_runtime *rt, int idx) {
+  int top = lua_gettop(L);
   if (!lua_istable(L, idx))
     return;
   lua_getfield(L, idx, "events");
@@ -153,7 +164,8 @@ static void begin_events(lua_State *L, fb_runtime *rt, int idx) {
     luaL_argerror(L, idx, "events must be a file path");
   int summary = lua_toboolean(L, -2);
   if ((path || summary) &&
-      fb_runtime_events_begin(rt, path, summary, lua_tostring(L, -1)) < 0)
+      fb_runtime_events_begin(rt, path, summary, lua_tostring(L, -1),
+                              run_args(L, idx + 1, top)) < 0)
     luaL_error(L, "run: cannot create events file '%s': %s", path,
                strerror(errno));
   lua_pop(L, 3);

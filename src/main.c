@@ -11,13 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lua_fusebox.h"
+#include "report.h"
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
-    "                   [--summary] script.lua [args...]\n"
+    "                   [--summary] [--report FILE.html] script.lua [args...]\n"
     "       fusebox test [--seed N] [path...]\n"
+    "       fusebox report [-o FILE.html] events.jsonl\n"
     "       fusebox --help | --version\n"
     "\n"
     "Runs script.lua as the main coroutine of a libuv loop; the run ends\n"
@@ -36,6 +39,9 @@ static const char usage[] =
     "                  FILE, each with its time t; implies --summary\n"
     "  --summary       print calls, outcomes, rejections and time spent in\n"
     "                  each breaker state on stderr at the end\n"
+    "  --report FILE   at the end, draw the run's events as a self-contained\n"
+    "                  HTML page in FILE (as fusebox report does); implies\n"
+    "                  --summary\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
@@ -45,6 +51,12 @@ static const char usage[] =
     "N failed' line; a failure shows its virtual time, seed and the\n"
     "command that replays it.\n"
     "\n"
+    "fusebox report draws an events file as one HTML page (to stdout, or\n"
+    "-o FILE): requests per second by outcome, latency p50/p99, breaker\n"
+    "states and registry membership on one time axis, with the command\n"
+    "that replays the run. Lines it cannot use are counted on the page\n"
+    "and on stderr.\n"
+    "\n"
     "exit status: 0 when the run finished (every scenario passed), 1 on an\n"
     "uncaught Lua error (its message and traceback go to stderr) or a\n"
     "failed scenario, 2 on a usage error.\n";
@@ -53,6 +65,7 @@ typedef struct options {
   int virtual_time;
   int summary;
   const char *events;
+  const char *report;
   int has_seed;
   unsigned long long seed;
   const char *script;
@@ -91,6 +104,10 @@ static int parse_run(int argc, char **argv, options *o) {
       if (i + 1 >= argc)
         return usage_error("%s needs a file name", "--events");
       o->events = argv[++i];
+    } else if (strcmp(argv[i], "--report") == 0) {
+      if (i + 1 >= argc)
+        return usage_error("%s needs a file name", "--report");
+      o->report = argv[++i];
     } else if (strcmp(argv[i], "--summary") == 0) {
       o->summary = 1;
     } else if (strcmp(argv[i], "--") == 0) {
@@ -161,7 +178,7 @@ static void push_run_options(lua_State *L, const options *o) {
     lua_pushstring(L, o->events);
     lua_setfield(L, -2, "events");
   }
-  lua_pushboolean(L, o->summary || o->events);
+  lua_pushboolean(L, o->summary || o->events || o->report);
   lua_setfield(L, -2, "summary");
   lua_pushstring(L, o->script);
   lua_setfield(L, -2, "script");
@@ -178,20 +195,17 @@ static int check_script(const char *path) {
   return 0;
 }
 
-static int run(int argc, char **argv) {
-  options o = {0};
-  int rc = parse_run(argc, argv, &o);
-  if (rc || (rc = check_script(o.script)))
-    return rc;
+/* Runs the script of o in a new Lua state; returns the exit status. */
+static int run_script(int argc, char **argv, const options *o) {
   lua_State *L = new_state();
   if (!L)
     return 1;
-  rc = 1;
+  int rc = 1;
   lua_getfield(L, -1, "run");
-  if (luaL_loadfile(L, o.script) != 0)
+  if (luaL_loadfile(L, o->script) != 0)
     goto error;
-  push_run_options(L, &o);
-  int nargs = push_args(L, argc, argv, &o);
+  push_run_options(L, o);
+  int nargs = push_args(L, argc, argv, o);
   if (lua_pcall(L, 2 + nargs, 0, 0) != 0)
     goto error;
   rc = 0;
@@ -202,6 +216,63 @@ error:
 done:
   lua_close(L);
   return rc;
+}
+
+/* --report without --events: the events go to a temporary file, removed
+ * once the page is drawn. Returns its descriptor, or -1. */
+static int temp_events(char *path, size_t size) {
+  const char *dir = getenv("TMPDIR");
+  snprintf(path, size, "%s/fusebox-events-XXXXXX.jsonl",
+           dir && *dir ? dir : "/tmp");
+  return mkstemps(path, 6);
+}
+
+static int run(int argc, char **argv) {
+  options o = {0};
+  char tmp[4096] = "";
+  int rc = parse_run(argc, argv, &o);
+  if (rc || (rc = check_script(o.script)))
+    return rc;
+  if (o.report && !o.events) {
+    int fd = temp_events(tmp, sizeof tmp);
+    if (fd < 0) {
+      fprintf(stderr, "fusebox: cannot create a temporary events file '%s': "
+                      "%s\n", tmp, strerror(errno));
+      return 1;
+    }
+    close(fd);
+    o.events = tmp;
+  }
+  rc = run_script(argc, argv, &o);
+  /* a failed run is drawn too: that is when the page helps most */
+  if (o.report && fb_report_file(o.events, *tmp ? "(a temporary file, removed)" : NULL,
+                                  o.report, stderr) < 0)
+    rc = 1;
+  if (*tmp)
+    remove(tmp);
+  return rc;
+}
+
+/* ---------------------------------------------------------- fusebox report */
+
+static int report(int argc, char **argv) {
+  const char *out = "-", *in = NULL;
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
+      if (i + 1 >= argc)
+        return usage_error("%s needs a file name", argv[i]);
+      out = argv[++i];
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      return usage_error("unknown option '%s'", argv[i]);
+    } else if (in) {
+      return usage_error("report: one events file, got also '%s'", argv[i]);
+    } else {
+      in = argv[i];
+    }
+  }
+  if (!in)
+    return usage_error("%s: no events file given", "report");
+  return fb_report_file(in, NULL, out, stderr) < 0 ? 1 : 0;
 }
 
 /* ------------------------------------------------------------ fusebox test */
@@ -373,5 +444,7 @@ int main(int argc, char **argv) {
     return run(argc, argv);
   if (strcmp(argv[1], "test") == 0)
     return test(argc, argv);
+  if (strcmp(argv[1], "report") == 0)
+    return report(argc, argv);
   return usage_error("unknown command '%s'", argv[1]);
 }

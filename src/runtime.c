@@ -451,14 +451,19 @@ int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
 /* ------------------------------------------------------------- events */
 
 int fb_runtime_events_begin(fb_runtime *rt, const char *path,
-                            int print_summary, const char *script) {
-  if (fb_events_open(&rt->events, path, fb_runtime_now(rt)) < 0)
+                            int print_summary, const char *script,
+                            cJSON *args) {
+  if (fb_events_open(&rt->events, path, fb_runtime_now(rt)) < 0) {
+    cJSON_Delete(args);
     return -1;
+  }
   rt->events_on = 1;
   rt->print_summary = print_summary;
   cJSON *e = fb_runtime_event(rt, "run_start");
-  if (!e)
+  if (!e) {
+    cJSON_Delete(args);
     return 0;
+  }
   /* Seeds above 2^53 would lose digits as a JSON number. */
   if (rt->seed < (1ULL << 53)) {
     cJSON_AddNumberToObject(e, "seed", (double)rt->seed);
@@ -470,6 +475,11 @@ int fb_runtime_events_begin(fb_runtime *rt, const char *path,
   if (script)
     cJSON_AddStringToObject(e, "script", script);
   cJSON_AddBoolToObject(e, "virtual_time", rt->virtual_time);
+  /* with seed, script and virtual_time: the command that replays the run */
+  if (cJSON_GetArraySize(args) > 0)
+    cJSON_AddItemToObject(e, "args", args);
+  else
+    cJSON_Delete(args);
   fb_runtime_emit(rt, e);
   return 0;
 }

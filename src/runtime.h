@@ -128,10 +128,13 @@ void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs);
 void fb_runtime_require_real(lua_State *L, fb_runtime *rt, const char *what);
 
 /* Opens the event sink for the next run: events to path (NULL: none),
- * the summary on stderr at the end if print_summary; emits run_start.
- * Returns 0, or -1 with errno set if path cannot be created. */
+ * the summary on stderr at the end if print_summary; emits run_start,
+ * naming script and the script's arguments (args, a cJSON array taken
+ * over, NULL or empty: none). Returns 0, or -1 with errno set if path
+ * cannot be created. */
 int fb_runtime_events_begin(fb_runtime *rt, const char *path,
-                            int print_summary, const char *script);
+                            int print_summary, const char *script,
+                            cJSON *args);
 
 /* Emits run_end (with error's first line when the run failed, and the
  * summary), prints the summary if asked, closes the sink. Returns 0, or

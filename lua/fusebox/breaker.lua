@@ -175,6 +175,9 @@ end
 local function record(self, st, permit, outcome, duration, t)
   local rc = api.breaker_record(st.ptr, permit, outcome, duration, t)
   if rc == EINVAL then return rc end
+  if events.on() then
+    events.emit("outcome", { breaker = events.id(self), outcome = OUTCOME_NAMES[outcome], duration = duration })
+  end
   local list = st.listeners.outcome
   if list then emit(list, "outcome", OUTCOME_NAMES[outcome], duration, t, rc == ESTALE) end
   if rc > 0 then announce(self, st) end -- the record changed the state

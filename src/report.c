@@ -1,0 +1,569 @@
+/*
+ * report.c -- reading an events file into a bounded aggregate.
+ *
+ * Memory does not grow with the number of requests: counts and latency
+ * histograms live in FB_REPORT_BUCKETS time buckets of one width; when an
+ * event falls past the last bucket, the width doubles (as often as
+ * needed) and neighbouring buckets merge, so a run of any length ends in
+ * between half and all of the buckets. Only state changes and membership
+ * changes, which are rare, are kept one by one. The page is written by
+ * report_html.c.
+ */
+#include "report.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define B FB_REPORT_BUCKETS
+
+fb_report *fb_report_new(void) {
+  fb_report *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->width = FB_REPORT_W0;
+  r->virtual_time = -1;
+  r->latency = calloc(B, sizeof *r->latency);
+  r->durations = calloc(B, sizeof *r->durations);
+  if (!r->latency || !r->durations) {
+    fb_report_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void free_series(fb_report_series *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(s[i].name);
+    free(s[i].counts);
+  }
+  free(s);
+}
+
+static void free_tracks(fb_report_track *t, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(t[i].name);
+    free(t[i].spans);
+    free(t[i].marks);
+  }
+  free(t);
+}
+
+void fb_report_free(fb_report *r) {
+  if (!r)
+    return;
+  free_series(r->series, r->nseries);
+  free_series(r->pick_series, r->npick_series);
+  free(r->latency);
+  free(r->durations);
+  free_tracks(r->breakers, r->nbreakers);
+  free_tracks(r->members, r->nmembers);
+  for (size_t i = 0; i < r->nargs; i++)
+    free(r->args[i]);
+  free(r->args);
+  free(r->script);
+  free(r->seed);
+  free(r->run_error);
+  free(r);
+}
+
+/* ------------------------------------------------------------ buckets */
+
+/* Adds bucket i into bucket i >> k for every bucket in use; increasing
+ * i, so each target is final before anything is added to it. */
+static void merge_rows(void *rows, size_t row_size, size_t n, int k) {
+  unsigned char *base = rows;
+  for (size_t i = 1; i < n; i++) {
+    size_t j = i >> k;
+    if (j == i)
+      continue;
+    uint32_t *to = (uint32_t *)(base + j * row_size);
+    uint32_t *from = (uint32_t *)(base + i * row_size);
+    for (size_t c = 0; c < row_size / sizeof *to; c++)
+      to[c] += from[c];
+    memset(from, 0, row_size);
+  }
+}
+
+/* Doubles the bucket width k times, merging buckets to match. */
+static void widen(fb_report *r, int k) {
+  int shift = k > 30 ? 30 : k; /* past 2^9 everything is in bucket 0 */
+  size_t n = r->nbuckets;
+  for (size_t s = 0; s < r->nseries; s++)
+    merge_rows(r->series[s].counts, sizeof *r->series[s].counts, n, shift);
+  for (size_t s = 0; s < r->npick_series; s++)
+    merge_rows(r->pick_series[s].counts, sizeof *r->pick_series[s].counts, n,
+               shift);
+  merge_rows(r->latency, sizeof *r->latency, n, shift);
+  merge_rows(r->durations, sizeof *r->durations, n, shift);
+  r->nbuckets = n ? ((n - 1) >> shift) + 1 : 0;
+  r->width = ldexp(r->width, k);
+}
+
+/* The bucket of time t, widening the buckets first if t is past them;
+ * times before t0 go to the first bucket. */
+static size_t bucket_of(fb_report *r, double t) {
+  double x = (t - r->t0) / r->width;
+  if (!(x > 0))
+    x = 0;
+  if (x >= B) {
+    int k = 0;
+    for (double y = x; y >= B; y /= 2)
+      k++;
+    widen(r, k);
+    x = (t - r->t0) / r->width;
+  }
+  size_t i = x < B ? (size_t)x : B - 1;
+  if (i >= r->nbuckets)
+    r->nbuckets = i + 1;
+  return i;
+}
+
+int fb_report_bin(double seconds) {
+  if (!(seconds > FB_REPORT_LAT_MIN))
+    return 0;
+  double b = 1 + floor(log(seconds / FB_REPORT_LAT_MIN) / log(FB_REPORT_LAT_G));
+  return b >= FB_REPORT_BINS - 1 ? FB_REPORT_BINS - 1 : (int)b;
+}
+
+double fb_report_quantile(const uint32_t h[FB_REPORT_BINS], double p) {
+  uint64_t n = 0;
+  for (int b = 0; b < FB_REPORT_BINS; b++)
+    n += h[b];
+  if (n == 0)
+    return NAN;
+  /* nearest rank: the smallest sample with at least p * n at or below */
+  uint64_t rank = (uint64_t)ceil(p * (double)n);
+  if (rank < 1)
+    rank = 1;
+  uint64_t seen = 0;
+  int b = 0;
+  for (; b < FB_REPORT_BINS - 1; b++)
+    if ((seen += h[b]) >= rank)
+      break;
+  if (b == 0)
+    return 0;
+  return FB_REPORT_LAT_MIN * pow(FB_REPORT_LAT_G, b - 0.5);
+}
+
+/* ------------------------------------------------------- series, tracks */
+
+/* The series named name (the last one pools the rest once there are
+ * FB_REPORT_SERIES); NULL when out of memory. */
+static fb_report_series *series(fb_report_series **v, size_t *n,
+                                const char *name) {
+  for (size_t i = *n; i-- > 0;)
+    if (strcmp((*v)[i].name, name) == 0)
+      return &(*v)[i];
+  if (*n == FB_REPORT_SERIES) {
+    fb_report_series *last = &(*v)[*n - 1];
+    if (strcmp(last->name, "(others)") != 0) {
+      char *others = strdup("(others)");
+      if (!others)
+        return NULL;
+      free(last->name);
+      last->name = others;
+    }
+    return last;
+  }
+  fb_report_series *grown = realloc(*v, (*n + 1) * sizeof **v);
+  if (!grown)
+    return NULL;
+  *v = grown;
+  fb_report_series *s = &grown[*n];
+  memset(s, 0, sizeof *s);
+  s->name = strdup(name);
+  s->counts = calloc(B, sizeof *s->counts);
+  if (!s->name || !s->counts) {
+    free(s->name);
+    free(s->counts);
+    return NULL;
+  }
+  (*n)++;
+  return s;
+}
+
+static fb_report_track *track(fb_report_track **v, size_t *n, const char *name) {
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp((*v)[i].name, name) == 0)
+      return &(*v)[i];
+  fb_report_track *grown = realloc(*v, (*n + 1) * sizeof **v);
+  if (!grown)
+    return NULL;
+  *v = grown;
+  fb_report_track *t = &grown[*n];
+  memset(t, 0, sizeof *t);
+  if (!(t->name = strdup(name)))
+    return NULL;
+  (*n)++;
+  return t;
+}
+
+static int add_span(fb_report_track *tr, double t, const char *state) {
+  if (tr->nspans == tr->capspans) {
+    size_t cap = tr->capspans ? tr->capspans * 2 : 8;
+    fb_report_span *v = realloc(tr->spans, cap * sizeof *v);
+    if (!v)
+      return -1;
+    tr->spans = v;
+    tr->capspans = cap;
+  }
+  fb_report_span *s = &tr->spans[tr->nspans++];
+  s->t = t;
+  snprintf(s->state, sizeof s->state, "%s", state);
+  return 0;
+}
+
+static int add_mark(fb_report_track *tr, double t, const char *what) {
+  if (tr->nmarks == tr->capmarks) {
+    size_t cap = tr->capmarks ? tr->capmarks * 2 : 8;
+    fb_report_mark *v = realloc(tr->marks, cap * sizeof *v);
+    if (!v)
+      return -1;
+    tr->marks = v;
+    tr->capmarks = cap;
+  }
+  fb_report_mark *m = &tr->marks[tr->nmarks++];
+  m->t = t;
+  snprintf(m->what, sizeof m->what, "%s", what);
+  return 0;
+}
+
+/* ------------------------------------------------------------- events */
+
+static void note(fb_report_list *l, long lineno) {
+  if (l->count < FB_REPORT_FIRST)
+    l->first[l->count] = lineno;
+  l->count++;
+}
+
+static const char *str(const cJSON *e, const char *name) {
+  return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, name));
+}
+
+/* Stores number field name in *out; 0, or -1 if missing or not finite. */
+static int num(const cJSON *e, const char *name, double *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, name);
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+    return -1;
+  *out = v->valuedouble;
+  return 0;
+}
+
+/* "service host:port" for an event naming an instance; -1 without one. */
+static int instance_name(const cJSON *e, char *buf, size_t size) {
+  const char *host = str(e, "host"), *service = str(e, "service");
+  double port;
+  if (!host || num(e, "port", &port) < 0)
+    return -1;
+  snprintf(buf, size, "%s%s%s:%.0f", service ? service : "",
+           service ? " " : "", host, port);
+  return 0;
+}
+
+/* "breaker N" for an event naming a breaker; -1 without one. */
+static int breaker_name(const cJSON *e, char *buf, size_t size) {
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "breaker");
+  if (cJSON_IsNumber(id) && isfinite(id->valuedouble))
+    snprintf(buf, size, "breaker %.15g", id->valuedouble);
+  else if (cJSON_IsString(id))
+    snprintf(buf, size, "breaker %s", id->valuestring);
+  else
+    return -1;
+  return 0;
+}
+
+static int count(fb_report *r, const char *name, size_t b, int outcome,
+                 uint64_t *totals) {
+  fb_report_series *s = series(&r->series, &r->nseries, name);
+  if (!s)
+    return -1;
+  s->counts[b][outcome]++;
+  s->total[outcome]++;
+  totals[outcome]++;
+  return 0;
+}
+
+static int classify(const char *outcome, const char *error) {
+  if (strcmp(outcome, "success") == 0)
+    return FB_OUT_SUCCESS;
+  if (strcmp(outcome, "timeout") == 0 || (error && strcmp(error, "timeout") == 0))
+    return FB_OUT_TIMEOUT;
+  return FB_OUT_FAILURE;
+}
+
+/* Each handler returns 1 when the event was used, 0 when it lacks a field
+ * it needs, -1 when out of memory. */
+static int on_call_end(fb_report *r, const cJSON *e, double t) {
+  const char *outcome = str(e, "outcome"), *service = str(e, "service");
+  char name[256];
+  double latency;
+  if (!outcome)
+    return 0;
+  if (instance_name(e, name, sizeof name) < 0)
+    snprintf(name, sizeof name, "%s", service ? service : "(unnamed)");
+  size_t b = bucket_of(r, t);
+  if (num(e, "latency", &latency) == 0)
+    r->latency[b][fb_report_bin(latency)]++;
+  r->calls++;
+  return count(r, name, b, classify(outcome, str(e, "error")), r->call_totals)
+             < 0 ? -1 : 1;
+}
+
+static int on_outcome(fb_report *r, const cJSON *e, double t) {
+  const char *outcome = str(e, "outcome");
+  char name[64];
+  double d;
+  if (!outcome || breaker_name(e, name, sizeof name) < 0)
+    return 0;
+  if (strcmp(outcome, "ignored") == 0)
+    return 1;
+  size_t b = bucket_of(r, t);
+  if (num(e, "duration", &d) == 0)
+    r->durations[b][fb_report_bin(d)]++;
+  r->outcomes++;
+  return count(r, name, b, classify(outcome, str(e, "error")),
+               r->breaker_totals) < 0 ? -1 : 1;
+}
+
+static int on_reject(fb_report *r, const cJSON *e, double t) {
+  char name[64];
+  if (breaker_name(e, name, sizeof name) < 0)
+    return 0;
+  return count(r, name, bucket_of(r, t), FB_OUT_REJECTED, r->breaker_totals)
+             < 0 ? -1 : 1;
+}
+
+static int on_pick(fb_report *r, const cJSON *e, double t) {
+  char name[256];
+  if (instance_name(e, name, sizeof name) < 0)
+    return 0;
+  size_t b = bucket_of(r, t);
+  fb_report_series *s = series(&r->pick_series, &r->npick_series, name);
+  if (!s)
+    return -1;
+  s->counts[b][0]++;
+  s->total[0]++;
+  r->picks++;
+  return 1;
+}
+
+static int on_state_change(fb_report *r, const cJSON *e, double t) {
+  const char *from = str(e, "from"), *to = str(e, "to");
+  char name[64];
+  if (!from || !to || breaker_name(e, name, sizeof name) < 0)
+    return 0;
+  bucket_of(r, t);
+  fb_report_track *tr = track(&r->breakers, &r->nbreakers, name);
+  if (!tr)
+    return -1;
+  /* the state before the first change held since the run began */
+  if (tr->nspans == 0 && add_span(tr, t < r->t0 ? t : r->t0, from) < 0)
+    return -1;
+  return add_span(tr, t, to) < 0 ? -1 : 1;
+}
+
+/* register, deregister, expire: a membership span; an expiry's silent
+ * stretch (last heartbeat to expiry) becomes a span of its own. */
+static int on_membership(fb_report *r, const cJSON *e, double t,
+                         const char *kind) {
+  char name[256];
+  double last;
+  if (instance_name(e, name, sizeof name) < 0)
+    return 0;
+  bucket_of(r, t);
+  fb_report_track *tr = track(&r->members, &r->nmembers, name);
+  if (!tr)
+    return -1;
+  int rc = 0;
+  if (strcmp(kind, "register") == 0) {
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "rejoined")))
+      rc = add_mark(tr, t, "came back");
+    rc |= add_span(tr, t, "registered");
+  } else if (strcmp(kind, "expire") == 0) {
+    if (num(e, "last_heartbeat", &last) == 0 && tr->nspans > 0 &&
+        last > tr->spans[tr->nspans - 1].t && last < t)
+      rc = add_span(tr, last, "silent");
+    rc |= add_span(tr, t, "expired");
+  } else {
+    rc = add_span(tr, t, "deregistered");
+  }
+  return rc < 0 ? -1 : 1;
+}
+
+static int on_instance(fb_report *r, const cJSON *e, double t) {
+  const char *action = str(e, "action");
+  char name[256];
+  if (!action || instance_name(e, name, sizeof name) < 0)
+    return 0;
+  bucket_of(r, t);
+  fb_report_track *tr = track(&r->members, &r->nmembers, name);
+  if (!tr)
+    return -1;
+  return add_mark(tr, t, action) < 0 ? -1 : 1;
+}
+
+static int set_string(char **field, const char *value) {
+  free(*field);
+  *field = value ? strdup(value) : NULL;
+  return value && !*field ? -1 : 1;
+}
+
+static int on_run_start(fb_report *r, const cJSON *e) {
+  char buf[32];
+  const cJSON *seed = cJSON_GetObjectItemCaseSensitive(e, "seed");
+  const cJSON *vt = cJSON_GetObjectItemCaseSensitive(e, "virtual_time");
+  const cJSON *args = cJSON_GetObjectItemCaseSensitive(e, "args");
+  if (++r->run_starts > 1)
+    return 1; /* the header describes the first run */
+  if (cJSON_IsNumber(seed) && isfinite(seed->valuedouble))
+    snprintf(buf, sizeof buf, "%.17g", seed->valuedouble);
+  if (set_string(&r->seed, cJSON_IsString(seed) ? seed->valuestring
+                           : cJSON_IsNumber(seed) ? buf : NULL) < 0 ||
+      set_string(&r->script, str(e, "script")) < 0)
+    return -1;
+  if (cJSON_IsBool(vt))
+    r->virtual_time = cJSON_IsTrue(vt);
+  int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : 0;
+  if (n > 0 && !(r->args = calloc((size_t)n, sizeof *r->args)))
+    return -1;
+  for (int i = 0; i < n; i++) {
+    const char *a = cJSON_GetStringValue(cJSON_GetArrayItem(args, i));
+    if (a && !(r->args[r->nargs++] = strdup(a)))
+      return -1;
+  }
+  return 1;
+}
+
+static int on_run_end(fb_report *r, const cJSON *e) {
+  const cJSON *summary = cJSON_GetObjectItemCaseSensitive(e, "summary");
+  double d;
+  r->run_ends++;
+  r->run_ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ok"));
+  if (num(summary, "duration", &d) == 0 && d >= 0)
+    r->duration = d;
+  return set_string(&r->run_error, str(e, "error"));
+}
+
+static void unknown_kind(fb_report *r, const char *kind, long lineno) {
+  note(&r->unknown, lineno);
+  for (size_t i = 0; i < r->nunknown_kinds; i++)
+    if (strncmp(r->unknown_kinds[i], kind, sizeof r->unknown_kinds[i] - 1) == 0)
+      return;
+  if (r->nunknown_kinds < FB_REPORT_FIRST)
+    snprintf(r->unknown_kinds[r->nunknown_kinds++], sizeof r->unknown_kinds[0],
+             "%s", kind);
+}
+
+/* Routes an event to its handler; 0 for a kind the report does not draw. */
+static int dispatch(fb_report *r, const cJSON *e, const char *kind, double t) {
+  if (strcmp(kind, "call_end") == 0)
+    return on_call_end(r, e, t);
+  if (strcmp(kind, "call_start") == 0)
+    return 1; /* call_end has all the report needs */
+  if (strcmp(kind, "pick") == 0)
+    return on_pick(r, e, t);
+  if (strcmp(kind, "reject") == 0)
+    return on_reject(r, e, t);
+  if (strcmp(kind, "outcome") == 0)
+    return on_outcome(r, e, t);
+  if (strcmp(kind, "state_change") == 0)
+    return on_state_change(r, e, t);
+  if (!strcmp(kind, "register") || !strcmp(kind, "deregister") ||
+      !strcmp(kind, "expire"))
+    return on_membership(r, e, t, kind);
+  if (strcmp(kind, "instance") == 0)
+    return on_instance(r, e, t);
+  if (strcmp(kind, "run_start") == 0)
+    return on_run_start(r, e);
+  if (strcmp(kind, "run_end") == 0)
+    return on_run_end(r, e);
+  return 2;
+}
+
+void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
+  r->lines++;
+  while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
+    len--;
+  if (len == 0)
+    return; /* a blank line says nothing */
+  cJSON *e = cJSON_ParseWithLength(line, len);
+  if (!e) {
+    note(&r->bad_json, lineno);
+    return;
+  }
+  const char *kind = str(e, "kind");
+  double t;
+  if (!cJSON_IsObject(e) || !kind || num(e, "t", &t) < 0) {
+    note(&r->bad_event, lineno);
+    cJSON_Delete(e);
+    return;
+  }
+  if (!r->started) {
+    r->started = 1;
+    r->t0 = r->t_end = t;
+  }
+  if (t > r->t_end)
+    r->t_end = t;
+  int rc = dispatch(r, e, kind, t);
+  if (rc == 2)
+    unknown_kind(r, kind, lineno);
+  else if (rc == 0)
+    note(&r->bad_event, lineno);
+  else if (rc < 0)
+    r->oom = 1;
+  r->events += rc == 1;
+  cJSON_Delete(e);
+}
+
+int fb_report_read(fb_report *r, FILE *f) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  long lineno = 0;
+  while ((n = getline(&line, &cap, f)) >= 0) {
+    lineno++;
+    if (n > 0 && line[n - 1] == '\n')
+      n--;
+    fb_report_line(r, line, (size_t)n, lineno);
+  }
+  free(line);
+  return ferror(f) ? -1 : 0;
+}
+
+int fb_report_file(const char *in, const char *label, const char *out,
+                   FILE *err) {
+  FILE *f = fopen(in, "r");
+  if (!f) {
+    fprintf(err, "fusebox: cannot read events file '%s': %s\n", in,
+            strerror(errno));
+    return -1;
+  }
+  fb_report *r = fb_report_new();
+  int rc = r ? fb_report_read(r, f) : -1;
+  fclose(f);
+  if (rc < 0) {
+    fprintf(err, "fusebox: %s '%s'\n",
+            r ? "read error in events file" : "out of memory reading", in);
+    fb_report_free(r);
+    return -1;
+  }
+  FILE *o = strcmp(out, "-") == 0 ? stdout : fopen(out, "w");
+  if (!o) {
+    fprintf(err, "fusebox: cannot create report '%s': %s\n", out,
+            strerror(errno));
+    fb_report_free(r);
+    return -1;
+  }
+  rc = fb_report_html(r, label ? label : in, o);
+  if (o != stdout && fclose(o) != 0)
+    rc = -1;
+  if (rc < 0)
+    fprintf(err, "fusebox: writing report '%s' failed\n", out);
+  else
+    fb_report_warn(r, in, err);
+  fb_report_free(r);
+  return rc;
+}

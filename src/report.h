@@ -1,0 +1,132 @@
+/*
+ * report.h -- a run's event log drawn as one self-contained HTML page
+ * (internal).
+ *
+ * fb_report_line() takes the lines of an events file (see events.h) one
+ * at a time and aggregates them into a fixed amount of memory, whatever
+ * the run's length: time buckets that double in width (pairs merge) when
+ * the run outgrows them, request counts per series and outcome in each
+ * bucket, and a log-bucketed latency histogram per bucket. Breaker states
+ * and registry membership are kept as exact intervals. fb_report_html()
+ * writes the page: inline SVG and CSS, a few lines of JavaScript for hover
+ * details, nothing fetched. No Lua, no clock, no I/O but the FILE given.
+ */
+#ifndef FB_REPORT_H
+#define FB_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define FB_REPORT_BUCKETS 512  /* time buckets kept while reading */
+#define FB_REPORT_BINS 512     /* latency histogram bins per bucket */
+#define FB_REPORT_SERIES 24    /* request series drawn; the rest are pooled */
+#define FB_REPORT_FIRST 5      /* first bad line numbers remembered */
+#define FB_REPORT_W0 (1.0 / 1024) /* the first bucket width, seconds */
+/* Latency bins: bin 0 holds [0, LAT_MIN], bin b >= 1 holds
+ * [LAT_MIN * G^(b-1), LAT_MIN * G^b), the last bin everything above. A
+ * percentile is reported as its bin's geometric middle: within
+ * sqrt(G) - 1 = 2.5% of the exact sample, from 1 us to 17.7 hours. */
+#define FB_REPORT_LAT_MIN 1e-6
+#define FB_REPORT_LAT_G 1.05
+
+enum { FB_OUT_SUCCESS, FB_OUT_FAILURE, FB_OUT_TIMEOUT, FB_OUT_REJECTED, FB_OUT_N };
+
+/* Requests of one target per bucket and outcome: a service model
+ * (call_end), a breaker (its outcome and reject events) or, for picks,
+ * an instance. */
+typedef struct fb_report_series {
+  char *name;
+  uint32_t (*counts)[FB_OUT_N]; /* [FB_REPORT_BUCKETS] */
+  uint64_t total[FB_OUT_N];
+} fb_report_series;
+
+typedef struct fb_report_span {
+  double t;       /* start; it ends where the next one starts */
+  char state[24]; /* as the log names it, cut to fit */
+} fb_report_span;
+
+typedef struct fb_report_mark {
+  double t;
+  char what[24]; /* an instance action, or "came back" */
+} fb_report_mark;
+
+/* A breaker's states or an instance's membership over time. */
+typedef struct fb_report_track {
+  char *name;
+  fb_report_span *spans;
+  size_t nspans, capspans;
+  fb_report_mark *marks;
+  size_t nmarks, capmarks;
+} fb_report_track;
+
+typedef struct fb_report_list {
+  uint64_t count;
+  long first[FB_REPORT_FIRST]; /* line numbers */
+} fb_report_list;
+
+typedef struct fb_report {
+  int started;          /* an event set t0 */
+  double t0, t_end;     /* the first event's t, the latest t seen */
+  double width;         /* bucket width, seconds (FB_REPORT_W0 * 2^k) */
+  size_t nbuckets;      /* buckets in use */
+  uint64_t lines, events, calls, picks, outcomes;
+  uint64_t call_totals[FB_OUT_N];    /* call_end outcomes */
+  uint64_t breaker_totals[FB_OUT_N]; /* breaker outcomes and rejections */
+  fb_report_series *series, *pick_series; /* in order of first appearance */
+  size_t nseries, npick_series;
+  uint32_t (*latency)[FB_REPORT_BINS];   /* call_end latencies per bucket */
+  uint32_t (*durations)[FB_REPORT_BINS]; /* breaker outcome durations */
+  fb_report_track *breakers, *members;
+  size_t nbreakers, nmembers;
+  /* the header: from run_start and run_end */
+  char *script, *seed, *run_error;
+  char **args;
+  size_t nargs;
+  int virtual_time;     /* -1 unknown */
+  int run_starts, run_ends, run_ok;
+  double duration;      /* run_end's summary, or t_end - t0 */
+  /* what could not be used */
+  fb_report_list bad_json, bad_event, unknown;
+  char unknown_kinds[FB_REPORT_FIRST][24];
+  size_t nunknown_kinds;
+  int oom;              /* an allocation failed: the report is partial */
+} fb_report;
+
+/* Returns a new, empty report, or NULL when out of memory. */
+fb_report *fb_report_new(void);
+
+/* Aggregates one line (without its newline; len bytes) of an events file;
+ * lineno names it in the list of skipped lines. Never fails: a line that
+ * cannot be used is counted as skipped. */
+void fb_report_line(fb_report *r, const char *line, size_t len, long lineno);
+
+/* Reads every line of f into r; returns 0, or -1 on a read error. */
+int fb_report_read(fb_report *r, FILE *f);
+
+/* The p-quantile (0 < p <= 1) of histogram h, as its bin's geometric
+ * middle (0 for the first bin); NAN when h is empty. */
+double fb_report_quantile(const uint32_t h[FB_REPORT_BINS], double p);
+
+/* The histogram bin a latency falls into. */
+int fb_report_bin(double seconds);
+
+/* Writes the page for r to f, titled by source (the events file's name);
+ * returns 0, or -1 if a write failed. */
+int fb_report_html(fb_report *r, const char *source, FILE *f);
+
+/* Prints on f what r skipped (bad lines, unknown kinds, a missing
+ * run_end), one line each, naming the events file source. */
+void fb_report_warn(const fb_report *r, const char *source, FILE *f);
+
+/* Frees r and everything it holds. */
+void fb_report_free(fb_report *r);
+
+/* Renders events file in to HTML file out ("-": stdout), printing what it
+ * skipped and any error on err; the page names the events file label
+ * (NULL: in). Returns 0, or -1 when in cannot be read or out cannot be
+ * written. */
+int fb_report_file(const char *in, const char *label, const char *out,
+                   FILE *err);
+
+#endif
