@@ -456,10 +456,10 @@ static void metrics_get_unlocked(fb_breaker *b, double now,
 /* -------------------------------------------------------------- sharing */
 
 /* A spinlock, not a mutex: every critical section is a few dozen
- * instructions, so waiting threads spin briefly instead of sleeping. */
-static void lock(fb_breaker *b) {
-  if (!b->shared)
-    return;
+ * instructions, so waiting threads spin briefly instead of sleeping. Kept
+ * out of line, so an unshared breaker's entry points stay leaf functions
+ * with no lock code on their path. */
+__attribute__((noinline)) static void lock(fb_breaker *b) {
   for (unsigned spins = 0;
        atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire);
        spins++) {
@@ -472,8 +472,7 @@ static void lock(fb_breaker *b) {
 }
 
 static void unlock(fb_breaker *b) {
-  if (b->shared)
-    atomic_flag_clear_explicit(&b->lock, memory_order_release);
+  atomic_flag_clear_explicit(&b->lock, memory_order_release);
 }
 
 void fb_breaker_set_shared(fb_breaker *b, int on) {
@@ -481,62 +480,75 @@ void fb_breaker_set_shared(fb_breaker *b, int on) {
     b->shared = on != 0;
 }
 
-int64_t fb_breaker_acquire(fb_breaker *b, double now) {
-  if (!b)
-    return FB_EINVAL;
+__attribute__((noinline)) static int64_t acquire_shared(fb_breaker *b,
+                                                        double now) {
   lock(b);
   int64_t permit = acquire_unlocked(b, now);
   unlock(b);
   return permit;
 }
 
-int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
-                      double duration, double now) {
+int64_t fb_breaker_acquire(fb_breaker *b, double now) {
   if (!b)
     return FB_EINVAL;
+  if (b->shared)
+    return acquire_shared(b, now);
+  return acquire_unlocked(b, now);
+}
+
+__attribute__((noinline)) static int record_shared(fb_breaker *b,
+                                                   int64_t permit,
+                                                   fb_outcome outcome,
+                                                   double duration,
+                                                   double now) {
   lock(b);
   int rc = record_unlocked(b, permit, outcome, duration, now);
   unlock(b);
   return rc;
 }
 
-void fb_breaker_force_open(fb_breaker *b, double now) {
+int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
+                      double duration, double now) {
   if (!b)
-    return;
-  lock(b);
-  force_open_unlocked(b, now);
-  unlock(b);
+    return FB_EINVAL;
+  if (b->shared)
+    return record_shared(b, permit, outcome, duration, now);
+  return record_unlocked(b, permit, outcome, duration, now);
+}
+
+/* The rarely called entry points: lock when shared, no fast path. */
+#define LOCKED(b, stmt)                                                        \
+  do {                                                                         \
+    if ((b)->shared)                                                           \
+      lock(b);                                                                 \
+    stmt;                                                                      \
+    if ((b)->shared)                                                           \
+      unlock(b);                                                               \
+  } while (0)
+
+void fb_breaker_force_open(fb_breaker *b, double now) {
+  if (b)
+    LOCKED(b, force_open_unlocked(b, now));
 }
 
 void fb_breaker_disable(fb_breaker *b, double now) {
-  if (!b)
-    return;
-  lock(b);
-  disable_unlocked(b, now);
-  unlock(b);
+  if (b)
+    LOCKED(b, disable_unlocked(b, now));
 }
 
 void fb_breaker_reset(fb_breaker *b, double now) {
-  if (!b)
-    return;
-  lock(b);
-  reset_unlocked(b, now);
-  unlock(b);
+  if (b)
+    LOCKED(b, reset_unlocked(b, now));
 }
 
 double fb_breaker_retry_after(const fb_breaker *b, double now) {
-  if (!b)
-    return 0;
-  lock((fb_breaker *)b);
-  double left = retry_after_unlocked(b, now);
-  unlock((fb_breaker *)b);
+  double left = 0;
+  if (b)
+    LOCKED((fb_breaker *)b, left = retry_after_unlocked(b, now));
   return left;
 }
 
 void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m) {
-  if (!b || !m)
-    return;
-  lock(b);
-  metrics_get_unlocked(b, now, m);
-  unlock(b);
+  if (b && m)
+    LOCKED(b, metrics_get_unlocked(b, now, m));
 }
