@@ -13,13 +13,13 @@ CC      ?= cc
 BUILD   ?= build
 PKGS    := luajit libuv libcjson
 
-DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind
+DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev libhttp-parser-dev
+DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 # Lazily expanded: pkg-config runs after the deps target installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
@@ -35,7 +35,8 @@ endif
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/breaker.c \
             src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c src/lua_registry.c \
-            src/lua_balancer.c src/lua_breaker.c src/lua_fusebox.c
+            src/lua_balancer.c src/lua_breaker.c src/lua_fusebox.c \
+            src/lua_tcp.c src/lua_http.c src/lua_json.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
@@ -108,7 +109,7 @@ $(BUILD)/libfusebox.a: $(LIB_OBJ)
 # and exports only luaopen_fusebox.
 $(BUILD)/fusebox.so: $(LIB_OBJ) $(BUILD)/gen/module.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=$(BUILD)/gen/module.map \
-	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lm
+	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lhttp_parser -lm
 
 # The C library exports the fb_ API and nothing else.
 $(BUILD)/libfusebox.so: $(LIB_OBJ) $(BUILD)/gen/library.map

@@ -11,6 +11,8 @@ local core = select(2, ...)
 core.import "fusebox.registry"
 core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+local tcp = core.import "fusebox.tcp"
+local http = core.import "fusebox.http"
 
 return {
   version = core.version,
@@ -27,4 +29,6 @@ return {
   registry = core.registry,
   balancer = core.balancer,
   breaker = core.breaker,
+  tcp = { connect = tcp.connect, listen = tcp.listen },
+  http = { request = http.request, serve = http.serve },
 }

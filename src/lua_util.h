@@ -53,5 +53,8 @@ void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
 void fbl_open_registry(lua_State *L, int rt_idx);
 void fbl_open_balancer(lua_State *L, int rt_idx);
 void fbl_open_breaker(lua_State *L, int rt_idx);
+void fbl_open_tcp(lua_State *L, int rt_idx);
+void fbl_open_http(lua_State *L, int rt_idx);
+void fbl_open_json(lua_State *L, int rt_idx);
 
 #endif
