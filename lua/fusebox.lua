@@ -13,6 +13,7 @@ core.import "fusebox.balancer"
 core.import "fusebox.breaker"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
+local serve = core.import "fusebox.serve"
 
 return {
   version = core.version,
@@ -31,4 +32,5 @@ return {
   breaker = core.breaker,
   tcp = { connect = tcp.connect, listen = tcp.listen },
   http = { request = http.request, serve = http.serve },
+  serve_registry = serve.serve,
 }

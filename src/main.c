@@ -15,6 +15,7 @@
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] script.lua [args...]\n"
+    "       fusebox serve [--listen HOST:PORT] [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
     "Runs script.lua as the main coroutine of a libuv loop; the run ends\n"
@@ -31,10 +32,17 @@ static const char usage[] =
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
+    "serve: a registry over HTTP + JSON for other processes (register,\n"
+    "heartbeat, deregister, discover, blocking queries; see README), on\n"
+    "127.0.0.1:8500 unless --listen says otherwise; prints the address it\n"
+    "listens on. script.lua, if given, runs with the registry and the\n"
+    "server as its arguments (it may register instances, add policy).\n"
+    "\n"
     "exit status: 0 when the run finished, 1 on an uncaught Lua error (its\n"
     "message and traceback go to stderr), 2 on a usage error.\n";
 
 typedef struct options {
+  const char *listen; /* serve: HOST:PORT */
   int virtual_time;
   int has_seed;
   unsigned long long seed;
@@ -101,22 +109,23 @@ static int push_args(lua_State *L, int argc, char **argv, const options *o) {
   return n;
 }
 
-static int run(int argc, char **argv) {
-  options o = {0};
-  int rc = parse_run(argc, argv, &o);
-  if (rc)
-    return rc;
-  FILE *f = fopen(o.script, "r");
+static int check_script(const char *script) {
+  FILE *f = fopen(script, "r");
   if (!f) {
-    fprintf(stderr, "fusebox: cannot open script '%s': %s\n", o.script,
+    fprintf(stderr, "fusebox: cannot open script '%s': %s\n", script,
             strerror(errno));
     return 2;
   }
   fclose(f);
+  return 0;
+}
+
+/* A state with the fusebox module loaded; pushes fb.run. */
+static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "fusebox: out of memory\n");
-    return 1;
+    return NULL;
   }
   luaL_openlibs(L);
   lua_getglobal(L, "package");
@@ -124,32 +133,117 @@ static int run(int argc, char **argv) {
   lua_pushcfunction(L, luaopen_fusebox);
   lua_setfield(L, -2, "fusebox");
   lua_pop(L, 2);
-  rc = 1;
   lua_getglobal(L, "require");
   lua_pushstring(L, "fusebox");
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    goto error;
-  lua_getfield(L, -1, "run");
-  if (luaL_loadfile(L, o.script) != 0)
-    goto error;
+  if (lua_pcall(L, 1, 1, 0) == 0)
+    lua_getfield(L, -1, "run");
+  return L;
+}
+
+/* Calls fb.run(fn, {virtual_time=, seed=}, args...) with fn on top
+ * (pushed after fb.run by new_state); reports an error. Returns 0 or 1. */
+static int call_run(lua_State *L, int argc, char **argv, const options *o) {
   lua_createtable(L, 0, 2);
-  lua_pushboolean(L, o.virtual_time);
+  lua_pushboolean(L, o->virtual_time);
   lua_setfield(L, -2, "virtual_time");
-  if (o.has_seed) {
-    lua_pushnumber(L, (double)o.seed);
+  if (o->has_seed) {
+    lua_pushnumber(L, (double)o->seed);
     lua_setfield(L, -2, "seed");
   }
-  int nargs = push_args(L, argc, argv, &o);
-  if (lua_pcall(L, 2 + nargs, 0, 0) != 0)
-    goto error;
-  rc = 0;
-  goto done;
-error:
+  int nargs = push_args(L, argc, argv, o);
+  if (lua_pcall(L, 2 + nargs, 0, 0) == 0)
+    return 0;
   fprintf(stderr, "%s\n", lua_tostring(L, -1) ? lua_tostring(L, -1)
-                                               : "(error object is not a string)");
-done:
+                                             : "(error object is not a string)");
+  return 1;
+}
+
+static int run(int argc, char **argv) {
+  options o = {0};
+  int rc = parse_run(argc, argv, &o);
+  if (rc || (rc = check_script(o.script)))
+    return rc;
+  lua_State *L = new_state();
+  if (!L)
+    return 1;
+  if (!lua_isfunction(L, -1) || luaL_loadfile(L, o.script) != 0) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return 1;
+  }
+  rc = call_run(L, argc, argv, &o);
   lua_close(L);
   return rc;
+}
+
+/* The main coroutine of `fusebox serve`: the API, then the script. */
+static const char serve_main[] =
+    "local host, port, script = ...\n"
+    "local fb = require 'fusebox'\n"
+    "local api, err = fb.serve_registry { host = host, port = port }\n"
+    "if not api then error(string.format('fusebox: cannot listen on %s:%d: %s',"
+    " host, port, err), 0) end\n"
+    "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
+    "services\\n', host, api:port()))\n"
+    "io.stdout:flush()\n"
+    "if script then assert(loadfile(script))(api.registry, api, select(4, ...)) end\n";
+
+static int parse_listen(const char *s, char *host, size_t cap, int *port) {
+  const char *colon = strrchr(s, ':');
+  char *end;
+  if (!colon || colon == s || (size_t)(colon - s) >= cap)
+    return -1;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || p < 0 || p > 65535)
+    return -1;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = 0;
+  *port = (int)p;
+  return 0;
+}
+
+static int serve(int argc, char **argv) {
+  options o = {.listen = "127.0.0.1:8500"};
+  int i = 2;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
+      o.listen = argv[++i];
+    else
+      return usage_error("unknown option or missing value '%s'", argv[i]);
+  }
+  char host[256];
+  int port;
+  if (parse_listen(o.listen, host, sizeof host, &port) < 0)
+    return usage_error("bad --listen '%s': want HOST:PORT", o.listen);
+  o.script = i < argc ? argv[i] : NULL;
+  o.argi = i + 1;
+  int rc = o.script ? check_script(o.script) : 0;
+  if (rc)
+    return rc;
+  lua_State *L = new_state();
+  if (!L)
+    return 1;
+  if (!lua_isfunction(L, -1)) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return 1;
+  }
+  luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  if (o.script)
+    lua_pushstring(L, o.script);
+  else
+    lua_pushnil(L);
+  int nargs = 3;
+  for (int k = o.argi; o.script && k < argc; k++, nargs++)
+    lua_pushstring(L, argv[k]);
+  rc = lua_pcall(L, 2 + nargs, 0, 0);
+  if (rc != 0)
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  lua_close(L);
+  return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
@@ -166,5 +260,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "run") == 0)
     return run(argc, argv);
+  if (strcmp(argv[1], "serve") == 0)
+    return serve(argc, argv);
   return usage_error("unknown command '%s'", argv[1]);
 }

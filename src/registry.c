@@ -29,6 +29,7 @@ struct fb_registry {
   size_t inst_buckets, ninstances;
   fb_instance *oldest, *newest;
   uint64_t next_id;
+  uint64_t index;              /* bumped by every membership change */
 };
 
 /* FNV-1a: short keys, no allocation, good enough spread for chaining. */
@@ -98,6 +99,10 @@ double fb_registry_heartbeat_timeout(const fb_registry *r) {
 }
 
 uint32_t fb_registry_nservices(const fb_registry *r) { return r->nservices; }
+
+fb_service *fb_registry_service_at(const fb_registry *r, uint32_t id) {
+  return r->services[id];
+}
 
 /* ---------------------------------------------------------------- lists */
 
@@ -245,13 +250,19 @@ static int valid_key(const char *service, const char *host, int port) {
   return service && *service && host && *host && port >= 1 && port <= 65535;
 }
 
+/* The live membership of s changed: a blocking query on it may return. */
+static void changed(fb_service *s) {
+  s->dirty = 1;
+  s->index = ++s->registry->index;
+}
+
 static void touch(fb_registry *r, fb_instance *i, double now) {
   i->last_heartbeat = now;
   if (i->live) {
     beat_unlink(r, i);
   } else {
     i->live = 1;
-    i->service->dirty = 1;
+    changed(i->service);
   }
   beat_append(r, i);
 }
@@ -321,7 +332,7 @@ int fb_registry_deregister(fb_registry *r, const char *service,
   if (i->live)
     beat_unlink(r, i);
   members_remove(s, i);
-  s->dirty = 1;
+  changed(s);
   r->ninstances--;
   free(i);
   return 1;
@@ -334,7 +345,7 @@ void fb_registry_expire(fb_registry *r, double now) {
   while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
     beat_unlink(r, i);
     i->live = 0;
-    i->service->dirty = 1;
+    changed(i->service);
   }
 }
 
@@ -369,9 +380,14 @@ size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
   return s->nlive;
 }
 
+uint64_t fb_registry_index(const fb_registry *r) { return r->index; }
+uint64_t fb_service_index(const fb_service *s) { return s->index; }
+
 const char *fb_instance_host(const fb_instance *i) { return i->host; }
 int fb_instance_port(const fb_instance *i) { return i->port; }
 uint64_t fb_instance_id(const fb_instance *i) { return i->id; }
 double fb_instance_last_heartbeat(const fb_instance *i) {
   return i->last_heartbeat;
 }
+
+void fb_registry_sweep(fb_registry *r, double now) { fb_registry_expire(r, now); }

@@ -32,6 +32,7 @@ struct fb_service {
   uint32_t id;                 /* dense: index in registry->services */
   uint32_t hash;
   int dirty;                   /* live[] is out of date */
+  uint64_t index;              /* registry index of its last change */
   char name[];
 };
 
@@ -40,5 +41,8 @@ void fb_registry_expire(fb_registry *r, double now);
 
 /* Returns how many services the registry has (ids are 0..n-1). */
 uint32_t fb_registry_nservices(const fb_registry *r);
+
+/* Returns the service with id (0 <= id < fb_registry_nservices(r)). */
+fb_service *fb_registry_service_at(const fb_registry *r, uint32_t id);
 
 #endif
