@@ -14,6 +14,7 @@ core.import "fusebox.breaker"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
 local serve = core.import "fusebox.serve"
+local metrics = core.import "fusebox.metrics"
 
 return {
   version = core.version,
@@ -33,4 +34,6 @@ return {
   tcp = { connect = tcp.connect, listen = tcp.listen },
   http = { request = http.request, serve = http.serve },
   serve_registry = serve.serve,
+  serve_metrics = metrics.serve,
+  metrics = metrics.render,
 }

@@ -101,5 +101,8 @@ fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now) {
   fb_lb_slot *slot = slot_for(lb, s);
   if (!slot)
     return NULL;
-  return lb->algo->pick(lb, slot, live, n);
+  fb_instance *i = lb->algo->pick(lb, slot, live, n);
+  if (i)
+    i->picks++;
+  return i;
 }

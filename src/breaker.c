@@ -70,8 +70,10 @@ static void transition(fb_breaker *b, fb_breaker_state to, double now) {
 
 int64_t fb_breaker_acquire(fb_breaker *b, double now) {
   if (b->state == FB_OPEN) {
-    if (!(now - b->last_failure_time > b->cfg.timeout))
+    if (!(now - b->last_failure_time > b->cfg.timeout)) {
+      b->rejected++;
       return FB_EREJECTED;
+    }
     transition(b, FB_HALF_OPEN, now);
     b->successes = 0;
   }
@@ -101,6 +103,8 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
   (void)duration; /* consecutive mode judges outcomes, not speed */
   if (permit < 0 || permit > b->generation)
     return FB_EINVAL;
+  if (outcome == FB_SUCCESS || outcome == FB_FAILURE)
+    b->calls[outcome]++; /* stale or not, the call happened */
   if (permit != b->generation)
     return FB_ESTALE;
   switch (outcome) {
@@ -115,6 +119,13 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
 }
 
 fb_breaker_state fb_breaker_state_of(const fb_breaker *b) { return b->state; }
+
+void fb_breaker_stats(const fb_breaker *b, uint64_t *successes,
+                      uint64_t *failures, uint64_t *rejected) {
+  *successes = b->calls[FB_SUCCESS];
+  *failures = b->calls[FB_FAILURE];
+  *rejected = b->rejected;
+}
 
 const char *fb_breaker_state_name(fb_breaker_state s) {
   switch (s) {

@@ -20,6 +20,8 @@ struct fb_breaker {
   double last_failure_time;
   uint64_t ntransitions;
   fb_transition history[FB_BREAKER_HISTORY];
+  uint64_t calls[2];         /* recorded outcomes, by fb_outcome (metrics) */
+  uint64_t rejected;         /* acquires refused while OPEN (metrics) */
 };
 
 #endif

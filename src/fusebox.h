@@ -134,6 +134,12 @@ const char *fb_service_name(const fb_service *s);
  * (fb_service_live, fb_registry_sweep). */
 uint64_t fb_registry_index(const fb_registry *r);
 
+/* Returns how many instances have expired (missed their heartbeats). */
+uint64_t fb_registry_expirations(const fb_registry *r);
+
+/* Returns how many times balancers picked the instance. */
+uint64_t fb_instance_picks(const fb_instance *i);
+
 /* Returns the registry index of the last change to s's live members. */
 uint64_t fb_service_index(const fb_service *s);
 
@@ -225,6 +231,11 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
 
 /* Returns the current state; it changes only in acquire and record. */
 fb_breaker_state fb_breaker_state_of(const fb_breaker *b);
+
+/* Reads the breaker's counters since creation: recorded successes and
+ * failures, and calls rejected while open. */
+void fb_breaker_stats(const fb_breaker *b, uint64_t *successes,
+                      uint64_t *failures, uint64_t *rejected);
 
 /* Returns "CLOSED", "OPEN" or "HALF_OPEN". */
 const char *fb_breaker_state_name(fb_breaker_state s);

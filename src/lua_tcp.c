@@ -443,6 +443,15 @@ static int tcp_port(lua_State *L) {
   return 1;
 }
 
+/* sock:_unref(): the socket no longer keeps a run going (a metrics
+ * endpoint must not outlive the script it reports on) */
+static int tcp_unref(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (t)
+    uv_unref((uv_handle_t *)&t->handle);
+  return 0;
+}
+
 /* core.tcp_new() -> an unconnected socket */
 static int tcp_new(lua_State *L) {
   tcp_push_new(L, fbl_runtime(L));
@@ -458,7 +467,7 @@ static int virtual_time(lua_State *L) {
 static const luaL_Reg tcp_methods[] = {
     {"_connect", tcp_connect}, {"_read", tcp_read},
     {"_cancel_read", tcp_cancel_read}, {"_write", tcp_write},
-    {"_port", tcp_port}, {"close", tcp_close_method},
+    {"_port", tcp_port}, {"_unref", tcp_unref}, {"close", tcp_close_method},
     {"closed", tcp_is_closed}, {NULL, NULL},
 };
 

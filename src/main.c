@@ -14,8 +14,10 @@
 #include "lua_fusebox.h"
 
 static const char usage[] =
-    "usage: fusebox run [--virtual-time] [--seed N] script.lua [args...]\n"
-    "       fusebox serve [--listen HOST:PORT] [script.lua [args...]]\n"
+    "usage: fusebox run [--virtual-time] [--seed N] [--metrics HOST:PORT]\n"
+    "                   script.lua [args...]\n"
+    "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
+    "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
     "Runs script.lua as the main coroutine of a libuv loop; the run ends\n"
@@ -29,6 +31,8 @@ static const char usage[] =
     "                  sleeps for minutes finishes at once, same output\n"
     "  --seed N        seed fb.random, the random balancer and every other\n"
     "                  random stream (default: a fresh seed, see fb.seed())\n"
+    "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
+    "                  objects published with fb.export at /metrics\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
@@ -42,7 +46,8 @@ static const char usage[] =
     "message and traceback go to stderr), 2 on a usage error.\n";
 
 typedef struct options {
-  const char *listen; /* serve: HOST:PORT */
+  const char *listen;  /* serve: HOST:PORT */
+  const char *metrics; /* --metrics HOST:PORT */
   int virtual_time;
   int has_seed;
   unsigned long long seed;
@@ -78,6 +83,8 @@ static int parse_run(int argc, char **argv, options *o) {
         return usage_error("bad seed '%s': want a non-negative integer",
                            argv[i]);
       o->has_seed = 1;
+    } else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc) {
+      o->metrics = argv[++i];
     } else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -140,9 +147,50 @@ static lua_State *new_state(void) {
   return L;
 }
 
-/* Calls fb.run(fn, {virtual_time=, seed=}, args...) with fn on top
- * (pushed after fb.run by new_state); reports an error. Returns 0 or 1. */
-static int call_run(lua_State *L, int argc, char **argv, const options *o) {
+static int parse_listen(const char *s, char *host, size_t cap, int *port) {
+  const char *colon = strrchr(s, ':');
+  char *end;
+  if (!colon || colon == s || (size_t)(colon - s) >= cap)
+    return -1;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || p < 0 || p > 65535)
+    return -1;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = 0;
+  *port = (int)p;
+  return 0;
+}
+
+/* Runs main(...) after starting the metrics endpoint. */
+static const char with_metrics[] =
+    "local host, port, main = ...\n"
+    "local fb = require 'fusebox'\n"
+    "local m, err = fb.serve_metrics { host = host, port = port }\n"
+    "if not m then error(string.format('fusebox: cannot serve metrics on "
+    "%s:%d: %s', host, port, err), 0) end\n"
+    "io.stdout:write(string.format('fusebox: metrics on http://%s:%d/metrics\\n',"
+    " host, m:port()))\n"
+    "io.stdout:flush()\n"
+    "return main(select(4, ...))\n";
+
+/* With [fb.run, fn] on top, pushes the options table (and, with
+ * --metrics, wraps fn); returns how many arguments of fb.run are on the
+ * stack, or -1 on a bad --metrics address. */
+static int push_run(lua_State *L, const options *o) {
+  int n = 2;
+  if (o->metrics) {
+    char host[256];
+    int port;
+    if (parse_listen(o->metrics, host, sizeof host, &port) < 0)
+      return -1;
+    luaL_loadbuffer(L, with_metrics, sizeof with_metrics - 1, "=metrics");
+    lua_insert(L, -2);
+    lua_pushstring(L, host);
+    lua_insert(L, -2);
+    lua_pushinteger(L, port);
+    lua_insert(L, -2);
+    n += 3;
+  }
   lua_createtable(L, 0, 2);
   lua_pushboolean(L, o->virtual_time);
   lua_setfield(L, -2, "virtual_time");
@@ -150,8 +198,13 @@ static int call_run(lua_State *L, int argc, char **argv, const options *o) {
     lua_pushnumber(L, (double)o->seed);
     lua_setfield(L, -2, "seed");
   }
-  int nargs = push_args(L, argc, argv, o);
-  if (lua_pcall(L, 2 + nargs, 0, 0) == 0)
+  lua_insert(L, -(n - 1)); /* right after the function fb.run calls */
+  return n;
+}
+
+/* Calls fb.run with what is on the stack; reports an error. 0 or 1. */
+static int call_run(lua_State *L, int nargs) {
+  if (lua_pcall(L, nargs, 0, 0) == 0)
     return 0;
   fprintf(stderr, "%s\n", lua_tostring(L, -1) ? lua_tostring(L, -1)
                                              : "(error object is not a string)");
@@ -171,7 +224,9 @@ static int run(int argc, char **argv) {
     lua_close(L);
     return 1;
   }
-  rc = call_run(L, argc, argv, &o);
+  int n = push_run(L, &o);
+  rc = n < 0 ? usage_error("bad --metrics '%s': want HOST:PORT", o.metrics)
+             : call_run(L, n + push_args(L, argc, argv, &o));
   lua_close(L);
   return rc;
 }
@@ -188,26 +243,14 @@ static const char serve_main[] =
     "io.stdout:flush()\n"
     "if script then assert(loadfile(script))(api.registry, api, select(4, ...)) end\n";
 
-static int parse_listen(const char *s, char *host, size_t cap, int *port) {
-  const char *colon = strrchr(s, ':');
-  char *end;
-  if (!colon || colon == s || (size_t)(colon - s) >= cap)
-    return -1;
-  long p = strtol(colon + 1, &end, 10);
-  if (*end || end == colon + 1 || p < 0 || p > 65535)
-    return -1;
-  memcpy(host, s, (size_t)(colon - s));
-  host[colon - s] = 0;
-  *port = (int)p;
-  return 0;
-}
-
 static int serve(int argc, char **argv) {
   options o = {.listen = "127.0.0.1:8500"};
   int i = 2;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
       o.listen = argv[++i];
+    else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
+      o.metrics = argv[++i];
     else
       return usage_error("unknown option or missing value '%s'", argv[i]);
   }
@@ -229,7 +272,11 @@ static int serve(int argc, char **argv) {
     return 1;
   }
   luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
-  lua_createtable(L, 0, 1);
+  int n = push_run(L, &o);
+  if (n < 0) {
+    lua_close(L);
+    return usage_error("bad --metrics '%s': want HOST:PORT", o.metrics);
+  }
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
   if (o.script)
@@ -239,11 +286,9 @@ static int serve(int argc, char **argv) {
   int nargs = 3;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
-  rc = lua_pcall(L, 2 + nargs, 0, 0);
-  if (rc != 0)
-    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  rc = call_run(L, n + nargs);
   lua_close(L);
-  return rc ? 1 : 0;
+  return rc;
 }
 
 int main(int argc, char **argv) {

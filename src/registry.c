@@ -30,6 +30,7 @@ struct fb_registry {
   fb_instance *oldest, *newest;
   uint64_t next_id;
   uint64_t index;              /* bumped by every membership change */
+  uint64_t expirations;
 };
 
 /* FNV-1a: short keys, no allocation, good enough spread for chaining. */
@@ -345,6 +346,7 @@ void fb_registry_expire(fb_registry *r, double now) {
   while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
     beat_unlink(r, i);
     i->live = 0;
+    r->expirations++;
     changed(i->service);
   }
 }
@@ -382,6 +384,8 @@ size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
 
 uint64_t fb_registry_index(const fb_registry *r) { return r->index; }
 uint64_t fb_service_index(const fb_service *s) { return s->index; }
+uint64_t fb_registry_expirations(const fb_registry *r) { return r->expirations; }
+uint64_t fb_instance_picks(const fb_instance *i) { return i->picks; }
 
 const char *fb_instance_host(const fb_instance *i) { return i->host; }
 int fb_instance_port(const fb_instance *i) { return i->port; }

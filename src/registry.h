@@ -19,6 +19,7 @@ struct fb_instance {
   uint32_t pos;                /* index in service->members */
   uint16_t port;
   uint8_t live;
+  uint64_t picks;              /* balancer picks (metrics) */
   char host[];
 };
 

@@ -8,8 +8,14 @@ tmp=$(mktemp -d)
 cat > "$tmp/seed.lua" <<'LUA'
 local registry = ...
 registry:register("billing", "10.9.9.9", 9000)
+require("fusebox").export("main", registry)
 LUA
-"$B/fusebox" serve --listen 127.0.0.1:0 "$tmp/seed.lua" > "$tmp/out" 2> "$tmp/err" &
+cat > "$tmp/short.lua" <<'LUA'
+local fb = require "fusebox"
+fb.export("cb", fb.breaker {})
+fb.sleep(0.05)
+LUA
+"$B/fusebox" serve --listen 127.0.0.1:0 --metrics 127.0.0.1:0 "$tmp/seed.lua" > "$tmp/out" 2> "$tmp/err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 100); do
@@ -17,7 +23,8 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 url=$(sed -n 's/.*registry API on \(http[^ ]*\)/\1/p' "$tmp/out")
-echo "1..7"
+metrics=$(sed -n 's/.*metrics on \(http[^ ]*\)/\1/p' "$tmp/out")
+echo "1..10"
 n=0
 check() { # description, expected substring, actual
   n=$((n + 1))
@@ -37,3 +44,8 @@ check "malformed JSON is a 400 with a JSON error" '400 {"error":"malformed JSON'
 check "DELETE deregisters" '"removed":true' \
   "$(curl -s -X DELETE "$url/users/instances/127.0.0.1:7001")"
 check "still alive after all that" '"services":[' "$(curl -s "$url")"
+curl -s "$metrics" > "$tmp/metrics"
+check "metrics pass promtool" "rc=0" "$(promtool check metrics < "$tmp/metrics" 2>&1; echo rc=$?)"
+check "metrics count the registry" 'fusebox_registry_instances{registry="main",service="billing"} 1' "$(cat "$tmp/metrics")"
+check "run --metrics ends with its script" "rc=0" \
+  "$(timeout 10 "$B/fusebox" run --metrics 127.0.0.1:0 "$tmp/short.lua" >/dev/null 2>&1; echo rc=$?)"

@@ -152,7 +152,7 @@ end
 
 local SERVE_OPTIONS = {
   host = true, port = true, handler = true, max_body = true, read_timeout = true,
-  request_timeout = true, max_connections = true, backlog = true,
+  request_timeout = true, max_connections = true, backlog = true, background = true,
 }
 
 local function response(status, headers, body, keep_alive)
@@ -234,7 +234,8 @@ function server:close()
 end
 
 -- fb.http.serve{host="127.0.0.1", port=0, handler=fn, max_body=1 MiB,
--- read_timeout=10, request_timeout=30, max_connections=1024}
+-- read_timeout=10, request_timeout=30, max_connections=1024,
+-- background=false (true: the server does not keep a run going)}
 -- -> server | nil, err. handler(req) gets {method, url, path, query,
 -- headers (lower-case names), body} and returns status, headers, body.
 function M.serve(opts)
@@ -268,6 +269,7 @@ function M.serve(opts)
     end,
   }
   if not listener then return nil, err end
+  if opts.background then listener:_unref() end
   srv.listener = listener
   return srv
 end
