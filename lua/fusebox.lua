@@ -15,6 +15,7 @@ local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
 local serve = core.import "fusebox.serve"
 local metrics = core.import "fusebox.metrics"
+local health = core.import "fusebox.health"
 
 return {
   version = core.version,
@@ -36,4 +37,5 @@ return {
   serve_registry = serve.serve,
   serve_metrics = metrics.serve,
   metrics = metrics.render,
+  health_check = health.new,
 }
