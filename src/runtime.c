@@ -144,7 +144,9 @@ static fb_coro *coro_new(lua_State *L, fb_runtime *rt, int ref) {
     rt->coros_cap = cap;
   }
   fb_coro *c = &rt->coros[ref];
+  uint32_t token = c->token; /* a reused slot: its old entries stay void */
   memset(c, 0, sizeof *c);
+  c->token = token;
   c->what_ref = LUA_NOREF;
   return c;
 }
@@ -173,7 +175,9 @@ static void coro_free(fb_runtime *rt, int ref) {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  uint32_t token = c->token;
   memset(c, 0, sizeof *c);
+  c->token = token;
   rt->ncoroutines--;
 }
 
