@@ -19,7 +19,7 @@ LUA
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 100); do
-  grep -q "registry API on" "$tmp/out" && break
+  grep -q "registry API on" "$tmp/out" 2>/dev/null && break
   sleep 0.05
 done
 url=$(sed -n 's/.*registry API on \(http[^ ]*\)/\1/p' "$tmp/out")

@@ -6,7 +6,8 @@ B="${FB_BUILD:-build}"
 VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 set -- $(ls "$B"/tests/*.t 2>/dev/null) \
   "run --virtual-time --seed 1 examples/service_discovery.lua" \
-  "run --virtual-time --seed 1 examples/circuit_breaker.lua"
+  "run --virtual-time --seed 1 examples/circuit_breaker.lua" \
+  "run tests/valgrind/io.lua"
 echo "1..$#"
 n=0
 for t in "$@"; do
