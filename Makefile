@@ -13,8 +13,8 @@ CC      ?= cc
 BUILD   ?= build
 PKGS    := luajit libuv libcjson
 
-DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind
+DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev libhttp-parser-dev
+DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 # The report's browser test; optional: where apt cannot install it, the
 # test skips and says why (deps-browser leaves the reason in $(BUILD)).
@@ -22,7 +22,7 @@ DEB_BROWSER := chromium
 
 # Lazily expanded: pkg-config runs after the deps target installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
@@ -42,7 +42,8 @@ CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/brea
             src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
-            src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c
+            src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
+            src/lua_tcp.c src/lua_http.c src/lua_catalog.c
 REPORT_SRC := src/report.c src/report_html.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -133,7 +134,7 @@ $(BUILD)/libfusebox.a: $(LIB_OBJ)
 # and exports only luaopen_fusebox.
 $(BUILD)/fusebox.so: $(LIB_OBJ) $(BUILD)/gen/module.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=$(BUILD)/gen/module.map \
-	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lm
+	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lhttp_parser -lm
 
 # The C library exports the fb_ API and nothing else.
 $(BUILD)/libfusebox.so: $(LIB_OBJ) $(BUILD)/gen/library.map

@@ -11,6 +11,11 @@ local core = select(2, ...)
 core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+local tcp = core.import "fusebox.tcp"
+local http = core.import "fusebox.http"
+local serve = core.import "fusebox.serve"
+local metrics = core.import "fusebox.metrics"
+local health = core.import "fusebox.health"
 local policy = core.import "fusebox.policy"
 local config = core.import "fusebox.config"
 local client = core.import "fusebox.client"
@@ -68,4 +73,10 @@ return {
   json_decode = core.json_decode,
   json_encode = core.json_encode,
   json_null = core.json_null,
+  tcp = { connect = tcp.connect, listen = tcp.listen },
+  http = { request = http.request, serve = http.serve },
+  serve_registry = serve.serve,
+  serve_metrics = metrics.serve,
+  metrics = metrics.render,
+  health_check = health.new,
 }

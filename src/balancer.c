@@ -364,6 +364,7 @@ fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
   fb_instance *i = lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now);
   if (i->inflight < UINT32_MAX)
     i->inflight++;
+  i->picks++;
   return i;
 }
 

@@ -137,6 +137,25 @@ size_t fb_service_live(fb_service *s, double now, fb_instance *const **out);
 /* Returns the service's name. */
 const char *fb_service_name(const fb_service *s);
 
+/* Returns the registry's modification index: it grows with every change
+ * of any service's live membership (add, remove, expiry, revival), as
+ * Consul's X-Consul-Index does. Expiry is noticed when it is computed
+ * (fb_service_live, fb_registry_sweep). */
+uint64_t fb_registry_index(const fb_registry *r);
+
+/* Returns how many instances have expired (missed their heartbeats). */
+uint64_t fb_registry_expirations(const fb_registry *r);
+
+/* Returns how many times balancers picked the instance. */
+uint64_t fb_instance_picks(const fb_instance *i);
+
+/* Returns the registry index of the last change to s's live members. */
+uint64_t fb_service_index(const fb_service *s);
+
+/* Expires every instance whose heartbeat is too old at now, so the
+ * indexes reflect expiry without a query; O(expired). */
+void fb_registry_sweep(fb_registry *r, double now);
+
 /* Returns the instance's host. */
 const char *fb_instance_host(const fb_instance *i);
 

@@ -70,5 +70,8 @@ void fbl_open_balancer(lua_State *L, int rt_idx);
 void fbl_open_breaker(lua_State *L, int rt_idx);
 void fbl_open_events(lua_State *L, int rt_idx);
 void fbl_open_json(lua_State *L, int rt_idx);
+void fbl_open_tcp(lua_State *L, int rt_idx);
+void fbl_open_http(lua_State *L, int rt_idx);
+void fbl_open_catalog(lua_State *L, int rt_idx);
 
 #endif

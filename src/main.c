@@ -18,9 +18,12 @@
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
-    "                   [--summary] [--report FILE.html] script.lua [args...]\n"
+    "                   [--summary] [--report FILE.html] [--metrics HOST:PORT]\n"
+    "                   script.lua [args...]\n"
     "       fusebox test [--seed N] [path...]\n"
     "       fusebox report [-o FILE.html] events.jsonl\n"
+    "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
+    "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
     "Runs script.lua as the main coroutine of a libuv loop; the run ends\n"
@@ -42,8 +45,16 @@ static const char usage[] =
     "  --report FILE   at the end, draw the run's events as a self-contained\n"
     "                  HTML page in FILE (as fusebox report does); implies\n"
     "                  --summary\n"
+    "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
+    "                  objects published with fb.export at /metrics\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
+    "\n"
+    "fusebox serve: a registry over HTTP + JSON for other processes\n"
+    "(register, heartbeat, deregister, discover, blocking queries; see\n"
+    "README), on 127.0.0.1:8500 unless --listen says otherwise; prints the\n"
+    "address it listens on. script.lua, if given, runs with the registry\n"
+    "and the server as its arguments.\n"
     "\n"
     "fusebox test runs each scenario file (each .lua file of a directory,\n"
     "in name order) as its own virtual-time run with a fixed seed (1, or\n"
@@ -62,6 +73,8 @@ static const char usage[] =
     "failed scenario, 2 on a usage error.\n";
 
 typedef struct options {
+  const char *listen;  /* serve: HOST:PORT */
+  const char *metrics; /* --metrics HOST:PORT */
   int virtual_time;
   int summary;
   const char *events;
@@ -110,6 +123,10 @@ static int parse_run(int argc, char **argv, options *o) {
       o->report = argv[++i];
     } else if (strcmp(argv[i], "--summary") == 0) {
       o->summary = 1;
+    } else if (strcmp(argv[i], "--metrics") == 0) {
+      if (i + 1 >= argc)
+        return usage_error("%s needs HOST:PORT", "--metrics");
+      o->metrics = argv[++i];
     } else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -195,6 +212,32 @@ static int check_script(const char *path) {
   return 0;
 }
 
+static int parse_listen(const char *s, char *host, size_t cap, int *port) {
+  const char *colon = strrchr(s, ':');
+  char *end;
+  if (!colon || colon == s || (size_t)(colon - s) >= cap)
+    return -1;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || p < 0 || p > 65535)
+    return -1;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = 0;
+  *port = (int)p;
+  return 0;
+}
+
+/* Runs main(...) after starting the metrics endpoint. */
+static const char with_metrics[] =
+    "local host, port, main = ...\n"
+    "local fb = require 'fusebox'\n"
+    "local m, err = fb.serve_metrics { host = host, port = port }\n"
+    "if not m then error(string.format('fusebox: cannot serve metrics on "
+    "%s:%d: %s', host, port, err), 0) end\n"
+    "io.stdout:write(string.format('fusebox: metrics on http://%s:%d/metrics\\n',"
+    " host, m:port()))\n"
+    "io.stdout:flush()\n"
+    "return main(select(4, ...))\n";
+
 /* Runs the script of o in a new Lua state; returns the exit status. */
 static int run_script(int argc, char **argv, const options *o) {
   lua_State *L = new_state();
@@ -204,9 +247,28 @@ static int run_script(int argc, char **argv, const options *o) {
   lua_getfield(L, -1, "run");
   if (luaL_loadfile(L, o->script) != 0)
     goto error;
-  push_run_options(L, o);
+  int extra = 0;
+  if (o->metrics) { /* fb.run(with_metrics, opts, host, port, script, ...) */
+    char host[256];
+    int port;
+    if (parse_listen(o->metrics, host, sizeof host, &port) < 0) {
+      rc = usage_error("bad --metrics '%s': want HOST:PORT", o->metrics);
+      goto done;
+    }
+    luaL_loadbuffer(L, with_metrics, sizeof with_metrics - 1, "=metrics");
+    lua_insert(L, -2);
+    push_run_options(L, o);
+    lua_insert(L, -2);
+    lua_pushstring(L, host);
+    lua_insert(L, -2);
+    lua_pushinteger(L, port);
+    lua_insert(L, -2);
+    extra = 3;
+  } else {
+    push_run_options(L, o);
+  }
   int nargs = push_args(L, argc, argv, o);
-  if (lua_pcall(L, 2 + nargs, 0, 0) != 0)
+  if (lua_pcall(L, 2 + extra + nargs, 0, 0) != 0)
     goto error;
   rc = 0;
   goto done;
@@ -428,6 +490,76 @@ static int test(int argc, char **argv) {
   return rc;
 }
 
+/* The main coroutine of `fusebox serve`: the API, then the script. */
+static const char serve_main[] =
+    "local host, port, script = ...\n"
+    "local fb = require 'fusebox'\n"
+    "local api, err = fb.serve_registry { host = host, port = port }\n"
+    "if not api then error(string.format('fusebox: cannot listen on %s:%d: %s',"
+    " host, port, err), 0) end\n"
+    "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
+    "services\\n', host, api:port()))\n"
+    "io.stdout:flush()\n"
+    "if script then assert(loadfile(script))(api.registry, api, select(4, ...)) end\n";
+
+static int serve(int argc, char **argv) {
+  options o = {.listen = "127.0.0.1:8500"};
+  int i = 2;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
+      o.listen = argv[++i];
+    else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
+      o.metrics = argv[++i];
+    else
+      return usage_error("unknown option or missing value '%s'", argv[i]);
+  }
+  char host[256];
+  int port;
+  if (parse_listen(o.listen, host, sizeof host, &port) < 0)
+    return usage_error("bad --listen '%s': want HOST:PORT", o.listen);
+  o.script = i < argc ? argv[i] : NULL;
+  o.argi = i + 1;
+  int rc = o.script ? check_script(o.script) : 0;
+  if (rc)
+    return rc;
+  char mhost[256];
+  int mport = 0;
+  if (o.metrics && parse_listen(o.metrics, mhost, sizeof mhost, &mport) < 0)
+    return usage_error("bad --metrics '%s': want HOST:PORT", o.metrics);
+  lua_State *L = new_state();
+  if (!L)
+    return 1;
+  lua_getfield(L, -1, "run");
+  int n = 2;
+  if (o.metrics) { /* fb.run(with_metrics, opts, mhost, mport, serve_main, ...) */
+    luaL_loadbuffer(L, with_metrics, sizeof with_metrics - 1, "=metrics");
+    push_run_options(L, &o);
+    lua_pushstring(L, mhost);
+    lua_pushinteger(L, mport);
+    n += 3;
+  } else {
+    luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
+    push_run_options(L, &o);
+  }
+  if (o.metrics)
+    luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  if (o.script)
+    lua_pushstring(L, o.script);
+  else
+    lua_pushnil(L);
+  int nargs = 3;
+  for (int k = o.argi; o.script && k < argc; k++, nargs++)
+    lua_pushstring(L, argv[k]);
+  if (lua_pcall(L, n + nargs, 0, 0) != 0) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    rc = 1;
+  }
+  lua_close(L);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2)
     return usage_error("%s", "no command given");
@@ -442,6 +574,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "run") == 0)
     return run(argc, argv);
+  if (strcmp(argv[1], "serve") == 0)
+    return serve(argc, argv);
   if (strcmp(argv[1], "test") == 0)
     return test(argc, argv);
   if (strcmp(argv[1], "report") == 0)

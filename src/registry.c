@@ -40,6 +40,8 @@ struct fb_registry {
   uint32_t nslots, slots_cap, nfree;
   fb_registry_listener listener;
   void *listener_ud;
+  uint64_t index;              /* bumped by every change a reader sees */
+  uint64_t expirations;
 };
 
 /* A slot whose generation reaches this is retired, not reused. */
@@ -122,6 +124,10 @@ double fb_registry_heartbeat_timeout(const fb_registry *r) {
 }
 
 uint32_t fb_registry_nservices(const fb_registry *r) { return r->nservices; }
+
+fb_service *fb_registry_service_at(const fb_registry *r, uint32_t id) {
+  return r->services[id];
+}
 
 /* ---------------------------------------------------------------- lists */
 
@@ -216,6 +222,7 @@ uint64_t fb_service_version(const fb_service *s) { return s->version; }
 static void svc_changed(fb_service *s) {
   s->dirty = 1;
   s->version++;
+  s->index = ++s->registry->index; /* blocking queries wait on this */
 }
 
 /* ------------------------------------------------------------ instances */
@@ -330,6 +337,7 @@ static int valid_key(const char *service, const char *host, int port) {
   return service && *service && host && *host && port >= 1 && port <= 65535;
 }
 
+/* The live membership of s changed: a blocking query on it may return. */
 static void touch(fb_registry *r, fb_instance *i, double now) {
   i->last_heartbeat = now;
   if (i->live) {
@@ -482,6 +490,7 @@ void fb_registry_expire(fb_registry *r, double now) {
   while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
     beat_unlink(r, i);
     i->live = 0;
+    r->expirations++;
     svc_changed(i->service);
     NOTIFY(r, FB_REG_EXPIRED, i, now);
   }
@@ -582,3 +591,10 @@ void fb_instance_set_healthy(fb_instance *i, int healthy) {
     svc_changed(i->service);
   }
 }
+
+uint64_t fb_registry_index(const fb_registry *r) { return r->index; }
+uint64_t fb_service_index(const fb_service *s) { return s->index; }
+uint64_t fb_registry_expirations(const fb_registry *r) { return r->expirations; }
+uint64_t fb_instance_picks(const fb_instance *i) { return i->picks; }
+
+void fb_registry_sweep(fb_registry *r, double now) { fb_registry_expire(r, now); }

@@ -31,6 +31,7 @@ struct fb_instance {
   uint16_t port;
   uint8_t live;
   uint8_t down;                /* FB_DOWN_* bits; 0: healthy */
+  uint64_t picks;              /* balancer picks (metrics) */
   char host[];
 };
 
@@ -47,6 +48,7 @@ struct fb_service {
   uint32_t hash;
   int dirty;                   /* live[] is out of date */
   uint64_t version;            /* bumped when live, healthy or weights change */
+  uint64_t index;              /* registry index of its last change */
   char name[];
 };
 
@@ -58,5 +60,8 @@ int fb_service_refresh(fb_service *s, double now);
 
 /* Returns how many services the registry has (ids are 0..n-1). */
 uint32_t fb_registry_nservices(const fb_registry *r);
+
+/* Returns the service with id (0 <= id < fb_registry_nservices(r)). */
+fb_service *fb_registry_service_at(const fb_registry *r, uint32_t id);
 
 #endif

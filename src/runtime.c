@@ -40,8 +40,28 @@ static int new_timer(fb_runtime *rt) {
   return 0;
 }
 
+void fb_runtime_io_add(fb_runtime *rt, fb_io *io) {
+  io->prev = NULL;
+  io->next = rt->io;
+  if (rt->io)
+    rt->io->prev = io;
+  rt->io = io;
+}
+
+void fb_runtime_io_remove(fb_runtime *rt, fb_io *io) {
+  if (io->prev)
+    io->prev->next = io->next;
+  else if (rt->io == io)
+    rt->io = io->next;
+  if (io->next)
+    io->next->prev = io->prev;
+  io->prev = io->next = NULL;
+}
+
 static int runtime_gc(lua_State *L) {
   fb_runtime *rt = lua_touserdata(L, 1);
+  while (rt->io) /* each close() unlinks itself */
+    rt->io->close(rt->io, L);
   if (rt->timer)
     close_timer(rt);
   if (rt->loop == &rt->own_loop) {
@@ -136,7 +156,9 @@ static fb_coro *coro_new(lua_State *L, fb_runtime *rt, int ref) {
     rt->coros_cap = cap;
   }
   fb_coro *c = &rt->coros[ref];
+  uint32_t token = c->token; /* a reused slot: its old entries stay void */
   memset(c, 0, sizeof *c);
+  c->token = token;
   c->what_ref = LUA_NOREF;
   return c;
 }
@@ -167,7 +189,9 @@ static void coro_free(fb_runtime *rt, int ref) {
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   if (c->daemon)
     rt->ndaemons--;
+  uint32_t token = c->token;
   memset(c, 0, sizeof *c);
+  c->token = token;
   rt->ncoroutines--;
 }
 
@@ -312,10 +336,17 @@ static void resume(fb_runtime *rt, int ref) {
     uv_stop(rt->loop); /* only daemons left: the run is over */
 }
 
+/* True when the queue entry no longer stands for a wake-up (its wait
+ * was woken early, or its coroutine ended). */
+static int is_void(const fb_runtime *rt, const fb_timer *t) {
+  const fb_coro *c = &rt->coros[t->ref];
+  return c->state == FB_CO_FREE || t->token != c->token;
+}
+
 /* Runs the coroutine a queue entry names, unless the entry is void. */
 static void dispatch(fb_runtime *rt, const fb_timer *t) {
   fb_coro *c = &rt->coros[t->ref];
-  if (c->state == FB_CO_FREE || t->token != c->token)
+  if (is_void(rt, t))
     return;
   if (c->state == FB_CO_WAITING) { /* its wait timed out */
     lua_State *L = rt->L;
@@ -357,8 +388,13 @@ static void on_timer(uv_timer_t *timer) {
   arm(rt);
 }
 
+/* Arms the timer for the earliest live entry. Void entries on top are
+ * dropped first: a stale 30 s I/O timeout must not keep the loop alive. */
 static void arm(fb_runtime *rt) {
-  const fb_timer *top = fb_timerq_peek(&rt->queue);
+  const fb_timer *top;
+  fb_timer t;
+  while ((top = fb_timerq_peek(&rt->queue)) && is_void(rt, top))
+    fb_timerq_pop(&rt->queue, &t);
   if (rt->failed || !top) {
     uv_timer_stop(rt->timer);
     return;

@@ -26,6 +26,14 @@ typedef enum fb_coro_state {
   FB_CO_RUNNING
 } fb_coro_state;
 
+/* An open I/O object (a socket, a server) the runtime must close when it
+ * goes away first: close() detaches it from Lua and starts uv_close. */
+typedef struct fb_io fb_io;
+struct fb_io {
+  fb_io *prev, *next;
+  void (*close)(fb_io *io, lua_State *L);
+};
+
 typedef struct fb_coro {
   uint32_t token; /* bumped at each queueing: older queue entries are void */
   uint8_t state;
@@ -67,6 +75,7 @@ struct fb_runtime {
   void *error_data;
   lua_State *main;      /* the state fb_runtime_new() made, to close */
   char *last_error;
+  fb_io *io;            /* open I/O objects (src/lua_tcp.c) */
 };
 
 /* Creates the runtime inside a userdata stored in L's registry. */
@@ -151,6 +160,11 @@ void fb_runtime_emit(fb_runtime *rt, cJSON *event);
 /* A registry listener (ud: the runtime) that logs membership changes. */
 void fb_runtime_on_registry(void *ud, fb_registry_event ev,
                             const fb_instance *i, double now);
+/* Links io into the runtime's list of open I/O objects. */
+void fb_runtime_io_add(fb_runtime *rt, fb_io *io);
+
+/* Unlinks io from that list (it is closing). */
+void fb_runtime_io_remove(fb_runtime *rt, fb_io *io);
 
 /* Reports an error that must not stop the run (a listener that raised). */
 void fb_runtime_report(fb_runtime *rt, const char *what, const char *msg);

@@ -3,6 +3,7 @@
 # tests/bench/*.c) and each Lua script below reports medians of its own
 # runs; bench_sim.lua is one run per process, so it is run RUNS times here
 # and the median line of each kind is printed.
+# Then tests/bench/*.sh: real-time network benchmarks on loopback.
 cd "$(dirname "$0")/../.." || exit 1
 B="${FB_BUILD:-build}"
 RUNS="${RUNS:-5}"
@@ -44,4 +45,8 @@ lua_once tests/bench/bench_breaker.lua
 lua_once tests/bench/bench_balancer.lua
 lua_median tests/bench/bench_sim.lua
 lua_once tests/bench/bench_policy.lua
+for s in tests/bench/*.sh; do
+  echo "## $s (real time, loopback)"
+  FB_BUILD="$B" sh "$s" || status=1
+done
 exit $status

@@ -1,0 +1,118 @@
+-- fusebox/metrics.lua -- Prometheus text format (0.0.4) for the objects
+-- published with fb.export(name, obj), served by fb.serve_metrics{...}
+-- and `--metrics HOST:PORT`. Names follow Prometheus conventions:
+-- fusebox_ prefix, _total counters, one gauge per breaker state.
+
+local core = select(2, ...)
+local http = core.import "fusebox.http"
+local format, gsub, concat, sort, pairs, ipairs, tostring = string.format, string.gsub, table.concat, table.sort, pairs, ipairs, tostring
+
+local M = {}
+
+local STATES = { "CLOSED", "OPEN", "HALF_OPEN" }
+
+local function label(v)
+  return (gsub(tostring(v), '[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+end
+
+-- Families in output order: name, type, help.
+local FAMILIES = {
+  { "fusebox_breaker_state", "gauge", "Breaker state: 1 for the current state, else 0." },
+  { "fusebox_breaker_calls_total", "counter", "Calls through the breaker by outcome." },
+  { "fusebox_breaker_rejected_calls_total", "counter", "Calls rejected while the breaker was open." },
+  { "fusebox_breaker_transitions_total", "counter", "Breaker state changes." },
+  { "fusebox_balancer_picks_total", "counter", "Balancer picks per instance." },
+  { "fusebox_registry_instances", "gauge", "Live instances per service." },
+  { "fusebox_registry_expirations_total", "counter", "Instances expired for missing heartbeats." },
+}
+
+local function breaker_samples(out, name, cb)
+  local state, ok, failed, rejected, transitions = core.breaker_stats(cb)
+  local l = label(name)
+  for _, s in ipairs(STATES) do
+    out.fusebox_breaker_state[#out.fusebox_breaker_state + 1] =
+      format('fusebox_breaker_state{breaker="%s",state="%s"} %d', l, s:lower(), s == state and 1 or 0)
+  end
+  local calls = out.fusebox_breaker_calls_total
+  calls[#calls + 1] = format('fusebox_breaker_calls_total{breaker="%s",outcome="success"} %.0f', l, ok)
+  calls[#calls + 1] = format('fusebox_breaker_calls_total{breaker="%s",outcome="failure"} %.0f', l, failed)
+  local r = out.fusebox_breaker_rejected_calls_total
+  r[#r + 1] = format('fusebox_breaker_rejected_calls_total{breaker="%s"} %.0f', l, rejected)
+  local t = out.fusebox_breaker_transitions_total
+  t[#t + 1] = format('fusebox_breaker_transitions_total{breaker="%s"} %.0f', l, transitions)
+end
+
+local function registry_samples(out, name, reg)
+  core.registry_sweep(reg) -- expiry is lazy: count what is due by now
+  local expirations, members = core.registry_stats(reg)
+  local l = label(name)
+  local live = {}
+  local picks = out.fusebox_balancer_picks_total
+  for _, m in ipairs(members) do
+    if m.live then live[m.service] = (live[m.service] or 0) + 1 end
+    picks[#picks + 1] = format('fusebox_balancer_picks_total{registry="%s",service="%s",instance="%s:%d"} %.0f',
+      l, label(m.service), label(m.host), m.port, m.picks)
+  end
+  local inst = out.fusebox_registry_instances
+  for _, svc in ipairs(core.registry_services(reg)) do
+    inst[#inst + 1] = format('fusebox_registry_instances{registry="%s",service="%s"} %d', l, label(svc), live[svc] or 0)
+  end
+  local e = out.fusebox_registry_expirations_total
+  e[#e + 1] = format('fusebox_registry_expirations_total{registry="%s"} %.0f', l, expirations)
+end
+
+-- Returns the exposition text for every exported breaker and registry
+-- (a balancer's registry counts under the balancer's name unless the
+-- registry is exported itself).
+function M.render()
+  local out = {}
+  for _, f in ipairs(FAMILIES) do out[f[1]] = {} end
+  local names, seen = {}, {}
+  for name in pairs(core.exports()) do names[#names + 1] = name end
+  sort(names)
+  local exports = core.exports()
+  for _, name in ipairs(names) do
+    local obj = exports[name]
+    local mt = getmetatable(obj)
+    if mt == core.meta.registry then seen[obj] = true end
+  end
+  for _, name in ipairs(names) do
+    local obj = exports[name]
+    local mt = getmetatable(obj)
+    if mt == core.meta.breaker then
+      breaker_samples(out, name, obj)
+    elseif mt == core.meta.registry then
+      registry_samples(out, name, obj)
+    elseif mt == core.meta.balancer then
+      local reg = obj:registry()
+      if not seen[reg] then
+        seen[reg] = true
+        registry_samples(out, name, reg)
+      end
+    end
+  end
+  local text = {}
+  for _, f in ipairs(FAMILIES) do
+    text[#text + 1] = format("# HELP %s %s\n# TYPE %s %s\n", f[1], f[3], f[1], f[2])
+    local lines = out[f[1]]
+    if #lines > 0 then text[#text + 1] = concat(lines, "\n") .. "\n" end
+  end
+  return concat(text)
+end
+
+local TYPE = { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+
+-- fb.serve_metrics{host="127.0.0.1", port=9464} -> server | nil, err:
+-- GET /metrics. It does not keep a run going by itself.
+function M.serve(opts)
+  opts = opts or {}
+  return http.serve {
+    host = opts.host or "127.0.0.1", port = opts.port or 9464, background = true,
+    handler = function(req)
+      if req.path ~= "/metrics" then return 404, TYPE, "see /metrics\n" end
+      return 200, TYPE, M.render()
+    end,
+  }
+end
+
+return M

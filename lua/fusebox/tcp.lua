@@ -1,0 +1,119 @@
+-- fusebox/tcp.lua -- fb.tcp: coroutine-style TCP on the real clock.
+--
+-- The C primitives (src/lua_tcp.c) return `true, results...` when done,
+-- or `false` when their wait timed out; these wrappers turn a timeout
+-- into `nil, "timeout"` after cancelling, so failures are values:
+-- sock:read() -> data | nil, "closed" | nil, "timeout" | nil, err.
+
+local core = select(2, ...)
+local base = core.import "fusebox.base"
+local argerror = base.argerror
+local format, type, tostring, error = string.format, type, tostring, error
+
+local sock = core.tcp_mt.methods
+core.tcp_mt.__index = sock
+core.tcp_mt.__tostring = function(self)
+  return format("fusebox.tcp %s(%p)", self:closed() and "closed " or "", self)
+end
+
+local M = {}
+
+-- argerror for the check_ helpers below: they are called by an API
+-- function, so the error points one level further out, at its caller.
+local function bad(n, fname, msg)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 4)
+end
+
+-- Raises at the caller's caller when the clock is virtual: real sockets
+-- would make a simulation's outcome depend on the machine.
+function M.check_real(fname)
+  if core.virtual_time() then
+    error(fname .. " is not available under --virtual-time", 3)
+  end
+end
+
+-- Raises unless opts (argument n) is nil or a table of allowed keys.
+function M.check_options(opts, n, fname, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    bad(n, fname, "options must be a table, got " .. type(opts))
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      bad(n, fname, format("unknown option '%s'", tostring(k)))
+    end
+  end
+  return opts
+end
+
+function M.check_timeout(v, n, fname, what)
+  if v == nil then return nil end
+  if type(v) ~= "number" or not (v >= 0) or v == math.huge then
+    bad(n, fname, format("%s must be a non-negative number of seconds, got %s",
+      what or "timeout", tostring(v)))
+  end
+  return v
+end
+
+-- Argument numbers: nh for the host, np for the port.
+function M.check_host_port(host, port, nh, np, fname)
+  if type(host) ~= "string" or host == "" then
+    bad(nh, fname, "host must be a non-empty string, got " .. tostring(host))
+  end
+  if type(port) ~= "number" or port ~= port or port < 0 or port > 65535 or port % 1 ~= 0 then
+    bad(np, fname, "port must be 0..65535, got " .. tostring(port))
+  end
+end
+
+local CONNECT_OPTIONS = { timeout = true }
+
+-- fb.tcp.connect(host, port [, {timeout=}]) -> sock | nil, err
+function M.connect(host, port, opts)
+  M.check_real("tcp.connect")
+  M.check_host_port(host, port, 1, 2, "connect")
+  opts = M.check_options(opts, 3, "connect", CONNECT_OPTIONS)
+  local timeout = M.check_timeout(opts.timeout, 3, "connect")
+  local s = core.tcp_new()
+  local woke, ok, err = s:_connect(host, port, timeout)
+  if woke and ok then return s end
+  s:close()
+  return nil, woke and err or "timeout"
+end
+
+-- sock:read([timeout]) -> the next chunk of data | nil, err
+function sock:read(timeout)
+  local woke, data, err = self:_read(timeout)
+  if woke then return data, err end
+  self:_cancel_read()
+  return nil, "timeout"
+end
+
+-- sock:write(data [, timeout]) -> true | nil, err; a write that times
+-- out closes the socket (how much of data went out is unknown).
+function sock:write(data, timeout)
+  local woke, ok, err = self:_write(data, timeout)
+  if woke then return ok, err end
+  self:close()
+  return nil, "timeout"
+end
+
+-- sock:port() -> the local port
+sock.port = sock._port
+
+local LISTEN_OPTIONS = { host = true, port = true, backlog = true, handler = true }
+
+-- fb.tcp.listen{host="127.0.0.1", port=0, handler=fn [, backlog=511]}
+-- -> server | nil, err: fn(sock) runs as a new coroutine per connection;
+-- server:port(), server:close(). Loopback unless told otherwise.
+function M.listen(opts)
+  M.check_real("tcp.listen")
+  opts = M.check_options(opts, 1, "listen", LISTEN_OPTIONS)
+  local host, port = opts.host or "127.0.0.1", opts.port or 0
+  M.check_host_port(host, port, 1, 1, "listen")
+  if type(opts.handler) ~= "function" then
+    argerror(1, "listen", "handler must be a function, got " .. type(opts.handler))
+  end
+  return core.tcp_listen(host, port, opts.backlog or 511, opts.handler)
+end
+
+return M

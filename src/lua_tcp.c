@@ -1,0 +1,485 @@
+/*
+ * lua_tcp.c -- TCP connections and servers on the runtime's loop: the
+ * primitives lua/fusebox/tcp.lua wraps into fb.tcp.
+ *
+ * Each primitive either finishes at once, returning true and its results,
+ * or parks the calling coroutine (fb_runtime_wait) and yields; the libuv
+ * callback wakes it with the results, and a wait that times out resumes
+ * it with false, after which the wrapper cancels the operation (read) or
+ * closes the socket (connect, write). Cancelling drops the waiter's ref
+ * at once, so a late callback can never wake a coroutine that has moved
+ * on to wait for something else.
+ *
+ * Memory, as in luv: the struct holding the uv handle is freed by the
+ * handle's close callback, never by __gc; the userdata's payload points
+ * to it and is NULL once the socket is closed. A listening server is
+ * pinned by a registry ref, so it serves until closed even when Lua
+ * drops it. The runtime closes whatever is still open when it goes.
+ */
+#include "lua_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FBL_TCP "fusebox.tcp"
+
+typedef struct tcp tcp;
+
+typedef struct connect_req {
+  uv_connect_t req; /* first: the callback casts back */
+  int waiter;
+} connect_req;
+
+typedef struct write_req {
+  uv_write_t req; /* first: the callback casts back */
+  int waiter;
+  char data[];
+} write_req;
+
+struct tcp {
+  fb_io io;                /* first: the runtime's list of open I/O */
+  uv_tcp_t handle;
+  fb_runtime *rt;          /* NULL once detached from a closing Lua state */
+  tcp **slot;              /* the userdata's payload */
+  int reader;              /* ref of the coroutine parked in read */
+  int handler;             /* server: function run for each connection */
+  int self;                /* server: pins the userdata while listening */
+  int error;               /* sticky read error; UV_EOF at end of stream */
+  connect_req *connecting;
+  write_req *writing;
+  char *pending;           /* data that arrived for a reader who had gone */
+  size_t npending;
+  int closed;
+};
+
+static void unref(lua_State *L, int *ref) {
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+/* Wakes the coroutine behind *ref with the nargs values on top of L and
+ * drops the ref; returns 1 if it was parked (else the values are lost). */
+static int wake(lua_State *L, fb_runtime *rt, int *ref, int nargs) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+  lua_insert(L, -(nargs + 1));
+  int woke = fb_runtime_wake(L, rt, lua_gettop(L) - nargs, nargs);
+  lua_pop(L, 1);
+  unref(L, ref);
+  return woke;
+}
+
+static int push_error(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err == UV_EOF ? "closed" : uv_strerror(err));
+  return 2;
+}
+
+/* Wakes *ref with nil and the error, if anyone waits there. */
+static void wake_error(lua_State *L, fb_runtime *rt, int *ref, int err) {
+  if (*ref == LUA_NOREF)
+    return;
+  if (rt) {
+    push_error(L, err);
+    wake(L, rt, ref, 2);
+  } else {
+    unref(L, ref);
+  }
+}
+
+static void on_closed(uv_handle_t *h) {
+  tcp *t = h->data;
+  free(t->pending);
+  free(t);
+}
+
+/* Closes t. Waiters wake with "closed" unless the Lua state is going
+ * away (wake_waiters 0: __gc, runtime teardown), when t is detached so
+ * callbacks still due do not touch Lua. */
+static void tcp_close(tcp *t, lua_State *L, int wake_waiters) {
+  if (t->closed)
+    return;
+  t->closed = 1;
+  fb_runtime_io_remove(t->rt, &t->io);
+  if (t->slot)
+    *t->slot = NULL;
+  t->slot = NULL;
+  fb_runtime *rt = wake_waiters ? t->rt : NULL;
+  wake_error(L, rt, &t->reader, UV_EOF);
+  if (t->connecting)
+    wake_error(L, rt, &t->connecting->waiter, UV_ECANCELED);
+  if (t->writing)
+    wake_error(L, rt, &t->writing->waiter, UV_ECANCELED);
+  unref(L, &t->handler);
+  unref(L, &t->self);
+  if (!wake_waiters)
+    t->rt = NULL;
+  uv_close((uv_handle_t *)&t->handle, on_closed);
+}
+
+static void io_close(fb_io *io, lua_State *L) { tcp_close((tcp *)io, L, 0); }
+
+static int tcp_gc(lua_State *L) {
+  tcp **slot = lua_touserdata(L, 1);
+  if (*slot)
+    tcp_close(*slot, L, 0);
+  return 0;
+}
+
+/* Pushes a new socket userdata; raises outside a run. */
+static tcp *tcp_push_new(lua_State *L, fb_runtime *rt) {
+  tcp **slot = lua_newuserdata(L, sizeof *slot);
+  *slot = NULL;
+  luaL_getmetatable(L, FBL_TCP);
+  lua_setmetatable(L, -2);
+  tcp *t = calloc(1, sizeof *t);
+  if (!t)
+    luaL_error(L, "tcp: out of memory");
+  if (uv_tcp_init(rt->loop, &t->handle) != 0) {
+    free(t);
+    luaL_error(L, "tcp: cannot create a socket");
+  }
+  t->handle.data = t;
+  t->rt = rt;
+  t->slot = slot;
+  t->reader = t->handler = t->self = LUA_NOREF;
+  t->io.close = io_close;
+  fb_runtime_io_add(rt, &t->io);
+  *slot = t;
+  return t;
+}
+
+/* The open socket at idx, or NULL once it is closed. */
+static tcp *check_tcp(lua_State *L, int idx) {
+  return *(tcp **)luaL_checkudata(L, idx, FBL_TCP);
+}
+
+/* Raises unless L is a coroutine the runtime runs, before an operation
+ * starts, so that parking it afterwards cannot fail. */
+static void check_coroutine(lua_State *L, tcp *t, const char *fname) {
+  if (!t->rt->running || L != t->rt->current)
+    luaL_error(L, "%s: not in a coroutine run by fusebox (use 'fusebox run' "
+                  "or fb.run)", fname);
+}
+
+/* Parks the running coroutine until *ref is woken or timeout passes. */
+static void park(lua_State *L, tcp *t, int *ref, const char *what,
+                 double timeout) {
+  lua_pushstring(L, what);
+  fb_runtime_wait(L, t->rt, lua_gettop(L), timeout, what);
+  lua_pop(L, 1);
+  lua_pushthread(L);
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static double opt_timeout(lua_State *L, int idx) {
+  return lua_isnoneornil(L, idx) ? -1 : luaL_checknumber(L, idx);
+}
+
+/* ------------------------------------------------------------- connect */
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *sa) {
+  if (strcmp(host, "localhost") == 0)
+    host = "127.0.0.1";
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)sa) == 0)
+    return 0;
+  return uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  connect_req *c = (connect_req *)req;
+  tcp *t = req->handle->data;
+  if (t->connecting == c)
+    t->connecting = NULL;
+  if (status == 0)
+    uv_tcp_nodelay(&t->handle, 1);
+  if (c->waiter != LUA_NOREF && t->rt) {
+    if (status == 0) {
+      lua_pushboolean(t->rt->L, 1);
+      wake(t->rt->L, t->rt, &c->waiter, 1);
+    } else {
+      wake_error(t->rt->L, t->rt, &c->waiter, status);
+    }
+  }
+  free(c);
+}
+
+/* sock:_connect(host, port [, timeout]) -> true, true | true, nil, err |
+ * false (timed out) */
+static int tcp_connect(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = (int)luaL_checkinteger(L, 3);
+  double timeout = opt_timeout(L, 4);
+  struct sockaddr_storage sa;
+  lua_pushboolean(L, 1);
+  if (!t)
+    return 1 + push_error(L, UV_EOF);
+  if (parse_addr(host, port, &sa) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "bad address '%s' (want an IP address)", host);
+    return 3;
+  }
+  check_coroutine(L, t, "tcp.connect");
+  connect_req *c = malloc(sizeof *c);
+  if (!c)
+    return luaL_error(L, "tcp.connect: out of memory");
+  int rc = uv_tcp_connect(&c->req, &t->handle, (struct sockaddr *)&sa,
+                          on_connect);
+  if (rc != 0) {
+    free(c);
+    return 1 + push_error(L, rc);
+  }
+  park(L, t, &c->waiter, "tcp.connect", timeout);
+  t->connecting = c;
+  return lua_yield(L, 0);
+}
+
+/* ---------------------------------------------------------------- read */
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  static _Thread_local char space[65536]; /* copied into Lua at once */
+  (void)h;
+  (void)size;
+  *buf = uv_buf_init(space, sizeof space);
+}
+
+static void keep_pending(tcp *t, const char *data, size_t n) {
+  char *p = realloc(t->pending, t->npending + n);
+  if (!p)
+    return; /* out of memory: the data is lost, like a reset */
+  memcpy(p + t->npending, data, n);
+  t->pending = p;
+  t->npending += n;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  tcp *t = s->data;
+  if (nread == 0)
+    return;
+  uv_read_stop(s); /* a reader takes one chunk; the rest waits in the kernel */
+  if (nread < 0) {
+    t->error = (int)nread;
+    if (t->rt)
+      wake_error(t->rt->L, t->rt, &t->reader, t->error);
+    return;
+  }
+  if (t->rt && t->reader != LUA_NOREF) {
+    lua_pushlstring(t->rt->L, buf->base, (size_t)nread);
+    if (wake(t->rt->L, t->rt, &t->reader, 1))
+      return;
+  }
+  keep_pending(t, buf->base, (size_t)nread);
+}
+
+/* sock:_read([timeout]) -> true, data | true, nil, err | false */
+static int tcp_read(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  double timeout = opt_timeout(L, 2);
+  lua_pushboolean(L, 1);
+  if (!t)
+    return 1 + push_error(L, UV_EOF);
+  if (t->npending) {
+    lua_pushlstring(L, t->pending, t->npending);
+    free(t->pending);
+    t->pending = NULL;
+    t->npending = 0;
+    return 2;
+  }
+  if (t->error)
+    return 1 + push_error(L, t->error);
+  if (t->reader != LUA_NOREF)
+    return luaL_error(L, "tcp read: another coroutine is reading this socket");
+  check_coroutine(L, t, "tcp.read");
+  int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+  if (rc != 0)
+    return 1 + push_error(L, rc);
+  park(L, t, &t->reader, "tcp.read", timeout);
+  return lua_yield(L, 0);
+}
+
+/* sock:_cancel_read(): a timed-out reader gives up its turn */
+static int tcp_cancel_read(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (t && t->reader != LUA_NOREF) {
+    uv_read_stop((uv_stream_t *)&t->handle);
+    unref(L, &t->reader);
+  }
+  return 0;
+}
+
+/* --------------------------------------------------------------- write */
+
+static void on_write(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  tcp *t = req->handle->data;
+  if (t->writing == w)
+    t->writing = NULL;
+  if (w->waiter != LUA_NOREF && t->rt) {
+    if (status == 0) {
+      lua_pushboolean(t->rt->L, 1);
+      wake(t->rt->L, t->rt, &w->waiter, 1);
+    } else {
+      wake_error(t->rt->L, t->rt, &w->waiter, status);
+    }
+  }
+  free(w);
+}
+
+/* sock:_write(data [, timeout]) -> true, true | true, nil, err | false.
+ * Tries to write at once; only what the kernel did not take is copied
+ * and waited for. */
+static int tcp_write(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  double timeout = opt_timeout(L, 3);
+  lua_pushboolean(L, 1);
+  if (!t)
+    return 1 + push_error(L, UV_EOF);
+  if (t->writing)
+    return luaL_error(L, "tcp write: another coroutine is writing this socket");
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = len ? uv_try_write((uv_stream_t *)&t->handle, &b, 1) : 0;
+  if (n == (int)len) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (n < 0 && n != UV_EAGAIN)
+    return 1 + push_error(L, n);
+  size_t done = n > 0 ? (size_t)n : 0;
+  check_coroutine(L, t, "tcp.write");
+  write_req *w = malloc(sizeof *w + len - done);
+  if (!w)
+    return luaL_error(L, "tcp write: out of memory");
+  memcpy(w->data, data + done, len - done);
+  b = uv_buf_init(w->data, (unsigned)(len - done));
+  int rc = uv_write(&w->req, (uv_stream_t *)&t->handle, &b, 1, on_write);
+  if (rc != 0) {
+    free(w);
+    return 1 + push_error(L, rc);
+  }
+  park(L, t, &w->waiter, "tcp.write", timeout);
+  t->writing = w;
+  return lua_yield(L, 0);
+}
+
+/* --------------------------------------------------------------- close */
+
+/* sock:close(): idempotent; whoever waits on the socket wakes "closed" */
+static int tcp_close_method(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (t)
+    tcp_close(t, L, 1);
+  return 0;
+}
+
+/* sock:closed() -> true once closed */
+static int tcp_is_closed(lua_State *L) {
+  lua_pushboolean(L, check_tcp(L, 1) == NULL);
+  return 1;
+}
+
+/* -------------------------------------------------------------- server */
+
+static void on_connection(uv_stream_t *server, int status) {
+  tcp *srv = server->data;
+  if (status < 0 || !srv->rt)
+    return;
+  fb_runtime *rt = srv->rt;
+  lua_State *L = rt->L;
+  tcp *c = tcp_push_new(L, rt);
+  if (uv_accept(server, (uv_stream_t *)&c->handle) != 0) {
+    tcp_close(c, L, 0);
+    lua_pop(L, 1);
+    return;
+  }
+  uv_tcp_nodelay(&c->handle, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler);
+  lua_insert(L, -2);
+  fb_runtime_spawn(L, rt, 1);
+  lua_pop(L, 1);
+}
+
+/* core.tcp_listen(host, port, backlog, handler) -> server | nil, err;
+ * handler(sock) runs as a new coroutine for each connection. */
+static int tcp_listen(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_checkinteger(L, 3);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  struct sockaddr_storage sa;
+  if (parse_addr(host, port, &sa) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "bad address '%s' (want an IP address)", host);
+    return 2;
+  }
+  tcp *t = tcp_push_new(L, rt);
+  int rc = uv_tcp_bind(&t->handle, (struct sockaddr *)&sa, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&t->handle, backlog, on_connection);
+  if (rc != 0) {
+    tcp_close(t, L, 0);
+    return push_error(L, rc);
+  }
+  lua_pushvalue(L, 4);
+  t->handler = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  t->self = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* sock:_port() -> the local port (a server bound to port 0 learns it) */
+static int tcp_port(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  struct sockaddr_storage sa;
+  int len = sizeof sa;
+  if (!t || uv_tcp_getsockname(&t->handle, (struct sockaddr *)&sa, &len) != 0)
+    return 0;
+  int port = sa.ss_family == AF_INET6
+                 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                 : ((struct sockaddr_in *)&sa)->sin_port;
+  lua_pushinteger(L, ntohs((uint16_t)port));
+  return 1;
+}
+
+/* sock:_unref(): the socket no longer keeps a run going (a metrics
+ * endpoint must not outlive the script it reports on) */
+static int tcp_unref(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (t)
+    uv_unref((uv_handle_t *)&t->handle);
+  return 0;
+}
+
+/* core.tcp_new() -> an unconnected socket */
+static int tcp_new(lua_State *L) {
+  tcp_push_new(L, fbl_runtime(L));
+  return 1;
+}
+
+/* core.virtual_time() -> true when the clock is virtual (no real I/O) */
+static int virtual_time(lua_State *L) {
+  lua_pushboolean(L, fbl_runtime(L)->virtual_time);
+  return 1;
+}
+
+static const luaL_Reg tcp_methods[] = {
+    {"_connect", tcp_connect}, {"_read", tcp_read},
+    {"_cancel_read", tcp_cancel_read}, {"_write", tcp_write},
+    {"_port", tcp_port}, {"_unref", tcp_unref}, {"close", tcp_close_method},
+    {"closed", tcp_is_closed}, {NULL, NULL},
+};
+
+static const luaL_Reg tcp_functions[] = {
+    {"tcp_new", tcp_new}, {"tcp_listen", tcp_listen},
+    {"virtual_time", virtual_time}, {NULL, NULL},
+};
+
+void fbl_open_tcp(lua_State *L, int rt_idx) {
+  fbl_new_class(L, FBL_TCP, tcp_gc, tcp_methods, rt_idx);
+  lua_pushvalue(L, rt_idx);
+  luaL_setfuncs(L, tcp_functions, 1);
+  luaL_getmetatable(L, FBL_TCP);
+  lua_setfield(L, -2, "tcp_mt");
+}

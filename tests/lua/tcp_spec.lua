@@ -1,0 +1,151 @@
+-- fb.tcp against real sockets on 127.0.0.1: everything a test starts, it
+-- stops (an open server would keep the run from ending).
+local fb = require "fusebox"
+
+local function run(fn) fb.run(fn) end
+
+-- A server that echoes what it reads until the peer closes.
+local function echo_server()
+  return assert(fb.tcp.listen { port = 0, handler = function(s)
+    while true do
+      local data = s:read(5)
+      if not data then break end
+      s:write(data)
+    end
+    s:close()
+  end })
+end
+
+describe("fb.tcp", function()
+  it("connects, writes and reads back through an echo server", function()
+    local got
+    run(function()
+      local srv = echo_server()
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port(), { timeout = 2 }))
+      assert.is_true(c:write("ping", 2))
+      got = c:read(2)
+      c:close()
+      srv:close()
+    end)
+    assert.are.equal("ping", got)
+  end)
+
+  it("returns connection refused as a value", function()
+    local s, err
+    run(function()
+      local srv = echo_server()
+      local port = srv:port()
+      srv:close()
+      s, err = fb.tcp.connect("127.0.0.1", port)
+    end)
+    assert.is_nil(s)
+    assert.are.equal("connection refused", err)
+  end)
+
+  it("times a read out and keeps the socket usable", function()
+    local first, err, second
+    run(function()
+      local srv = assert(fb.tcp.listen { port = 0, handler = function(s)
+        fb.sleep(0.2)
+        s:write("late")
+        s:read(2)
+        s:close()
+      end })
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      first, err = c:read(0.05)
+      second = c:read(2)
+      c:close()
+      srv:close()
+    end)
+    assert.is_nil(first)
+    assert.are.equal("timeout", err)
+    assert.are.equal("late", second)
+  end)
+
+  it("reads 'closed' when the peer closes, and after a local close", function()
+    local r1, r2
+    run(function()
+      local srv = assert(fb.tcp.listen { port = 0, handler = function(s) s:close() end })
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      r1 = { c:read(2) }
+      c:close()
+      r2 = { c:read(2) }
+      srv:close()
+    end)
+    assert.are.same({ nil, "closed" }, r1)
+    assert.are.same({ nil, "closed" }, r2)
+  end)
+
+  it("wakes a reader parked in another coroutine when the socket is closed", function()
+    local got
+    run(function()
+      local srv = echo_server()
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      local reader = fb.spawn(function() got = { c:read() } end)
+      fb.sleep(0.05)
+      c:close()
+      fb.sleep(0)
+      srv:close()
+      assert.is_truthy(reader)
+    end)
+    assert.are.same({ nil, "closed" }, got)
+  end)
+
+  it("times out a connect that cannot finish in time", function()
+    local s, err
+    run(function()
+      local srv = echo_server()
+      s, err = fb.tcp.connect("127.0.0.1", srv:port(), { timeout = 0 })
+      srv:close()
+    end)
+    assert.is_nil(s)
+    assert.are.equal("timeout", err)
+  end)
+
+  it("moves large writes completely", function()
+    local total = 0
+    run(function()
+      local srv = assert(fb.tcp.listen { port = 0, handler = function(s)
+        while true do
+          local d = s:read(2)
+          if not d then break end
+          total = total + #d
+        end
+        s:close()
+      end })
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      assert.is_true(c:write(string.rep("x", 8 * 1024 * 1024), 5))
+      c:close()
+      for _ = 1, 200 do
+        if total == 8 * 1024 * 1024 then break end
+        fb.sleep(0.01)
+      end
+      srv:close()
+    end)
+    assert.are.equal(8 * 1024 * 1024, total)
+  end)
+
+  it("rejects bad arguments at the caller's line", function()
+    run(function()
+      assert.has_error(function() fb.tcp.connect("127.0.0.1", 70000) end,
+        "bad argument #2 to 'connect' (port must be 0..65535, got 70000)")
+      assert.has_error(function() fb.tcp.connect("127.0.0.1", 80, { tiemout = 1 }) end,
+        "bad argument #3 to 'connect' (unknown option 'tiemout')")
+      local s, err = fb.tcp.connect("no.such.name", 80)
+      assert.is_nil(s)
+      assert.matches("bad address", err)
+    end)
+  end)
+
+  it("is a clear error under virtual time", function()
+    T.vrun(function()
+      local ok, err = pcall(fb.tcp.connect, "127.0.0.1", 80)
+      assert.is_false(ok)
+      assert.matches("tcp.connect is not available under %-%-virtual%-time", err)
+      ok, err = pcall(fb.http.request, { url = "http://127.0.0.1:1/" })
+      assert.matches("http.request is not available under %-%-virtual%-time", err)
+      ok, err = pcall(fb.http.serve, { handler = print })
+      assert.matches("http.serve is not available under %-%-virtual%-time", err)
+    end)
+  end)
+end)

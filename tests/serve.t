@@ -1,0 +1,51 @@
+#!/bin/sh
+# `fusebox serve` as another process sees it: curl against the CLI on an
+# ephemeral loopback port, with a script that pre-registers an instance.
+# Everything started here is stopped here.
+cd "$(dirname "$0")/.." || exit 1
+B="${FB_BUILD:-build}"
+tmp=$(mktemp -d)
+cat > "$tmp/seed.lua" <<'LUA'
+local registry = ...
+registry:register("billing", "10.9.9.9", 9000)
+require("fusebox").export("main", registry)
+LUA
+cat > "$tmp/short.lua" <<'LUA'
+local fb = require "fusebox"
+fb.export("cb", fb.breaker {})
+fb.sleep(0.05)
+LUA
+"$B/fusebox" serve --listen 127.0.0.1:0 --metrics 127.0.0.1:0 "$tmp/seed.lua" > "$tmp/out" 2> "$tmp/err" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 100); do
+  grep -q "registry API on" "$tmp/out" 2>/dev/null && break
+  sleep 0.05
+done
+url=$(sed -n 's/.*registry API on \(http[^ ]*\)/\1/p' "$tmp/out")
+metrics=$(sed -n 's/.*metrics on \(http[^ ]*\)/\1/p' "$tmp/out")
+echo "1..10"
+n=0
+check() { # description, expected substring, actual
+  n=$((n + 1))
+  case "$3" in
+    *"$2"*) echo "ok $n - $1" ;;
+    *) echo "not ok $n - $1"; echo "# expected '$2' in: $3" ;;
+  esac
+}
+check "prints the address it listens on" "http://127.0.0.1:" "$url"
+check "the script's registration is visible" '"host":"10.9.9.9"' "$(curl -s "$url/billing")"
+check "PUT registers" '"added":true' \
+  "$(curl -s -X PUT -d '{"host":"127.0.0.1","port":7001}' "$url/users/instances")"
+check "heartbeat answers" '"added":false' \
+  "$(curl -s -X PUT "$url/users/instances/127.0.0.1:7001/heartbeat")"
+check "malformed JSON is a 400 with a JSON error" '400 {"error":"invalid JSON' \
+  "$(curl -s -w '%{http_code} ' -o "$tmp/body" -X PUT -d '{"host"' "$url/users/instances"; cat "$tmp/body")"
+check "DELETE deregisters" '"removed":true' \
+  "$(curl -s -X DELETE "$url/users/instances/127.0.0.1:7001")"
+check "still alive after all that" '"services":[' "$(curl -s "$url")"
+curl -s "$metrics" > "$tmp/metrics"
+check "metrics pass promtool" "rc=0" "$(promtool check metrics < "$tmp/metrics" 2>&1; echo rc=$?)"
+check "metrics count the registry" 'fusebox_registry_instances{registry="main",service="billing"} 1' "$(cat "$tmp/metrics")"
+check "run --metrics ends with its script" "rc=0" \
+  "$(timeout 10 "$B/fusebox" run --metrics 127.0.0.1:0 "$tmp/short.lua" >/dev/null 2>&1; echo rc=$?)"
