@@ -31,6 +31,8 @@ struct fb_registry {
   uint64_t next_id;
   uint64_t index;              /* bumped by every membership change */
   uint64_t expirations;
+  const fb_registry_backend *backend; /* NULL: the registry is the store */
+  void *backend_data;
 };
 
 /* FNV-1a: short keys, no allocation, good enough spread for chaining. */
@@ -268,8 +270,37 @@ static void touch(fb_registry *r, fb_instance *i, double now) {
   beat_append(r, i);
 }
 
+void fb_registry_set_backend(fb_registry *r, const fb_registry_backend *ops,
+                             void *data) {
+  r->backend = ops;
+  r->backend_data = ops ? data : NULL;
+}
+
+enum { TELL_REGISTER, TELL_HEARTBEAT, TELL_DEREGISTER };
+
+/* The cache took the change (rc >= 0; also means r is not NULL): hand it
+ * on to the store. */
+static int tell(fb_registry *r, int what, int rc, const char *service,
+                const char *host, int port) {
+  if (rc < 0 || !r->backend)
+    return rc;
+  const fb_registry_backend *b = r->backend;
+  int (*op)(void *, const char *, const char *, int) =
+      what == TELL_REGISTER    ? b->register_instance
+      : what == TELL_HEARTBEAT ? b->heartbeat
+                               : b->deregister;
+  int err = op(r->backend_data, service, host, port);
+  return err < 0 ? err : rc;
+}
+
 int fb_registry_register(fb_registry *r, const char *service, const char *host,
                          int port, double now) {
+  int rc = fb_registry_cache_put(r, service, host, port, now);
+  return tell(r, TELL_REGISTER, rc, service, host, port);
+}
+
+int fb_registry_cache_put(fb_registry *r, const char *service,
+                          const char *host, int port, double now) {
   if (!r || !valid_key(service, host, port))
     return FB_EINVAL;
   uint32_t sh = hash_str(service);
@@ -305,7 +336,8 @@ int fb_registry_register(fb_registry *r, const char *service, const char *host,
 
 int fb_registry_heartbeat(fb_registry *r, const char *service,
                           const char *host, int port, double now) {
-  return fb_registry_register(r, service, host, port, now);
+  int rc = fb_registry_cache_put(r, service, host, port, now);
+  return tell(r, TELL_HEARTBEAT, rc, service, host, port);
 }
 
 fb_instance *fb_registry_find(fb_registry *r, const char *service,
@@ -320,6 +352,12 @@ fb_instance *fb_registry_find(fb_registry *r, const char *service,
 
 int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port) {
+  int rc = fb_registry_cache_delete(r, service, host, port);
+  return tell(r, TELL_DEREGISTER, rc, service, host, port);
+}
+
+int fb_registry_cache_delete(fb_registry *r, const char *service,
+                             const char *host, int port) {
   if (!r || !valid_key(service, host, port))
     return FB_EINVAL;
   fb_service *s = fb_registry_service(r, service);
@@ -341,6 +379,8 @@ int fb_registry_deregister(fb_registry *r, const char *service,
 
 void fb_registry_expire(fb_registry *r, double now) {
   fb_instance *i;
+  if (r->backend) /* the store expires instances (etcd: leases) */
+    return;
   /* Written as !(age < timeout) so the boundary matches the reference
    * exactly: at now - last == timeout the instance is expired. */
   while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
