@@ -14,7 +14,7 @@ BUILD   ?= build
 PKGS    := luajit libuv libcjson
 
 DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev libhttp-parser-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl
+DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl etcd-server etcd-client
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 # Lazily expanded: pkg-config runs after the deps target installed it.
@@ -36,7 +36,8 @@ CORE_SRC := src/rng.c src/registry.c src/balancer.c src/breaker.c src/base64.c \
             src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c src/lua_registry.c \
             src/lua_balancer.c src/lua_breaker.c src/lua_fusebox.c \
-            src/lua_tcp.c src/lua_http.c src/lua_json.c src/lua_catalog.c
+            src/lua_tcp.c src/lua_http.c src/lua_json.c src/lua_catalog.c \
+            src/lua_backend.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))

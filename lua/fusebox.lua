@@ -8,7 +8,7 @@
 
 local core = select(2, ...)
 
-core.import "fusebox.registry"
+local registry = core.import "fusebox.registry"
 core.import "fusebox.balancer"
 core.import "fusebox.breaker"
 local tcp = core.import "fusebox.tcp"
@@ -16,6 +16,7 @@ local http = core.import "fusebox.http"
 local serve = core.import "fusebox.serve"
 local metrics = core.import "fusebox.metrics"
 local health = core.import "fusebox.health"
+core.import "fusebox.etcd" -- registers the etcd registry backend
 
 return {
   version = core.version,
@@ -29,7 +30,7 @@ return {
   wait = core.wait,
   wake = core.wake,
   export = core.export,
-  registry = core.registry,
+  registry = registry.new,
   balancer = core.balancer,
   breaker = core.breaker,
   tcp = { connect = tcp.connect, listen = tcp.listen },
