@@ -6,6 +6,10 @@ local check, wait_until, etcdctl, ctl = L.check, L.wait_until, L.etcdctl, L.ctl_
 local P = "/outage/"
 
 local reg = L.registry(P, 3)
+fb.export("outage", reg)
+local function stale_metric()
+  return fb.metrics():match('fusebox_registry_stale{registry="outage"} (%d)')
+end
 wait_until(function() return not reg:stale() end, 5)
 local stop = L.heartbeats(reg, "api", "127.0.0.1", 8101, 0.5)
 L.put_leased(P .. "api/10.1.0.1:9000", "{}", 60)
@@ -17,6 +21,7 @@ check(stale, "stale once etcd is gone")
 print(string.format("# noticed after %.2f s", waited))
 local _, why = reg:stale()
 check(type(why) == "string" and why:find("etcd", 1, true), "stale() gives the reason", why)
+check(stale_metric() == "1", "the metric fusebox_registry_stale says so", stale_metric())
 fb.sleep(1)
 check(L.members(reg, "api") == "10.1.0.1:9000,127.0.0.1:8101", "serves the last known view meanwhile")
 
@@ -24,6 +29,7 @@ ctl("start")
 local fresh
 fresh, waited = wait_until(function() return not reg:stale() end, 10)
 check(fresh, "fresh again after etcd restarts")
+check(stale_metric() == "0", "and so does the metric", stale_metric())
 print(string.format("# recovered %.2f s after etcd was up", waited))
 L.put_leased(P .. "api/10.1.0.2:9000", "{}", 60)
 check(wait_until(function() return #reg:discover("api") == 3 end, 3), "the watch resumed: a new instance appears")
