@@ -31,6 +31,7 @@ typedef struct backend {
                           * retained, so freed after this backend lets go */
   fb_runtime *rt;
   op_rec *head, *tail;
+  size_t queued;         /* records between head and tail */
   int waiter;            /* ref of the coroutine parked in wait() */
   int closed;            /* ops are dropped: the store is left alone */
 } backend;
@@ -68,6 +69,7 @@ static int queue(void *data, const char *op, const char *service,
   else
     b->head = r;
   b->tail = r;
+  b->queued++;
   wake(b);
   return 0;
 }
@@ -143,6 +145,13 @@ static int backend_take(lua_State *L) {
     free(r);
   }
   b->tail = NULL;
+  b->queued = 0;
+  return 1;
+}
+
+/* backend:queued() -> how many ops wait to be taken */
+static int backend_queued(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)check_backend(L)->queued);
   return 1;
 }
 
@@ -235,7 +244,8 @@ static int base64_decode(lua_State *L) {
 }
 
 static const luaL_Reg backend_methods[] = {
-    {"take", backend_take},   {"wait", backend_wait},
+    {"take", backend_take},   {"queued", backend_queued},
+    {"wait", backend_wait},
     {"wake", backend_wake},   {"close", backend_close},
     {"put", backend_put},
     {"delete", backend_delete}, {NULL, NULL},

@@ -476,6 +476,14 @@ function methods:stale()
   return st.stale, st.stale and st.reason or nil
 end
 
+-- reg:pending() -> how many own changes are not in the store yet (0
+-- for an in-memory registry)
+function methods:pending()
+  local st = states[self]
+  if not st then return 0 end
+  return st.backend:queued() + st.tail - st.head + 1
+end
+
 -- reg:close(): stops talking to the store (own instances then expire
 -- with their leases); the cache keeps its last view.
 function methods:close()

@@ -11,6 +11,8 @@ check(wait_until(function() return not reg:stale() end, 5), "lists the prefix an
 
 check(reg:register("api", "127.0.0.1", 8001) == true, "register reports an added instance")
 check(L.members(reg, "api") == "127.0.0.1:8001", "discover sees its own registration at once")
+check(reg:pending() >= 1, "while the write to etcd is pending")
+check(wait_until(function() return reg:pending() == 0 end, 3), "until the writer has put it")
 local key = P .. "api/127.0.0.1:8001"
 local got = wait_until(function() return etcdctl("get --prefix " .. P):find(key, 1, true) end, 3)
 check(got, "the instance is visible to etcdctl get --prefix")
