@@ -215,7 +215,7 @@ static int parser_take_body(lua_State *L) {
   return 1;
 }
 
-/* parser:status() -> a response's status once its headers are parsed,
+/* parser:status() -> a response's status once its status line is parsed,
  * else 0 */
 static int parser_status(lua_State *L) {
   hparser *h = check_parser(L);

@@ -108,6 +108,15 @@ local function backoff(d)
   return d * (0.5 + 0.5 * core.random())
 end
 
+-- part (writer or watcher) failed after waiting delay last time: the
+-- view is stale; sleeps the next delay and returns it.
+local function retry_later(st, part, err, delay)
+  down(st, part, err)
+  delay = backoff(delay)
+  core.sleep(delay)
+  return delay
+end
+
 -- --------------------------------------------------------- requests
 
 -- POST /v3/<path> with body req -> decoded response | nil, err. A
@@ -249,9 +258,7 @@ local function writer(st)
           st.resync = true
         end
       elseif not st.closed then
-        down(st, "write_down", err)
-        delay = backoff(delay)
-        core.sleep(delay)
+        delay = retry_later(st, "write_down", err, delay)
       end
     end
   end
@@ -389,9 +396,7 @@ local function watcher(st)
     if ok then
       delay = 0
     elseif not st.closed then
-      down(st, "watch_down", err)
-      delay = backoff(delay)
-      core.sleep(delay)
+      delay = retry_later(st, "watch_down", err, delay)
     end
   end
 end
