@@ -14,7 +14,7 @@ BUILD   ?= build
 PKGS    := luajit libuv libcjson
 
 DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev libhttp-parser-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl
+DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl etcd-server etcd-client
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 # The report's browser test; optional: where apt cannot install it, the
 # test skips and says why (deps-browser leaves the reason in $(BUILD)).
@@ -39,11 +39,11 @@ SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 endif
 
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/breaker.c \
-            src/timerq.c src/util.c
+            src/base64.c src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
-            src/lua_tcp.c src/lua_http.c src/lua_catalog.c
+            src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c
 REPORT_SRC := src/report.c src/report_html.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)

@@ -8,7 +8,7 @@
 
 local core = select(2, ...)
 
-core.import "fusebox.registry"
+local registry = core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
 local tcp = core.import "fusebox.tcp"
@@ -35,6 +35,7 @@ local function reporter(fn)
   core.report = fn or default_report
   return previous
 end
+core.import "fusebox.etcd" -- registers the etcd registry backend
 
 return {
   reporter = reporter,
@@ -49,7 +50,7 @@ return {
   wait = core.wait,
   wake = core.wake,
   export = core.export,
-  registry = core.registry,
+  registry = registry.new,
   balancer = core.balancer,
   strategy = balancer.strategy,
   strategies = core.import "fusebox.strategies",

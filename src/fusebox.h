@@ -256,6 +256,38 @@ uint64_t fb_instance_failures(const fb_instance *i);
  * as of its last report (0 before the first). */
 double fb_instance_latency(const fb_instance *i);
 
+/* A registry backend: a store elsewhere (etcd) that holds the registry's
+ * truth while the registry is its local cache, so discover and picks never
+ * wait on the network. register, heartbeat and deregister change the cache
+ * first (a process reads its own writes) and then call the matching op,
+ * which must not block: it queues the change for the store. The backend
+ * feeds the store's changes back with fb_registry_cache_put/_delete, which
+ * do not call it. A registry with a backend never expires instances
+ * itself: the store decides who is live. Ops return 0 or an fb_errno. */
+typedef struct fb_registry_backend {
+  int (*register_instance)(void *data, const char *service, const char *host,
+                           int port);
+  int (*heartbeat)(void *data, const char *service, const char *host,
+                   int port);
+  int (*deregister)(void *data, const char *service, const char *host,
+                    int port);
+} fb_registry_backend;
+
+/* Sets the registry's backend (ops NULL: none, the registry is its own
+ * store); ops and data must outlive the setting. */
+void fb_registry_set_backend(fb_registry *r, const fb_registry_backend *ops,
+                             void *data);
+
+/* Adds or refreshes host:port in the cache without telling the backend;
+ * returns FB_ADDED, FB_REFRESHED or an error. */
+int fb_registry_cache_put(fb_registry *r, const char *service,
+                          const char *host, int port, double now);
+
+/* Removes host:port from the cache without telling the backend; returns 1
+ * if it was there, 0 if not. */
+int fb_registry_cache_delete(fb_registry *r, const char *service,
+                             const char *host, int port);
+
 /* ------------------------------------------------------------- balancer */
 
 typedef struct fb_balancer fb_balancer;

@@ -206,6 +206,24 @@ static int parser_finish(lua_State *L) {
   return h->complete ? 1 : 0;
 }
 
+/* parser:take_body() -> the body bytes parsed so far, which the parser
+ * then forgets: reads a streamed response (etcd's watch) as it arrives. */
+static int parser_take_body(lua_State *L) {
+  hparser *h = check_parser(L);
+  lua_pushlstring(L, h->body.p ? h->body.p : "", h->body.n);
+  h->body.n = 0;
+  return 1;
+}
+
+/* parser:status() -> a response's status once its status line is parsed,
+ * else 0 */
+static int parser_status(lua_State *L) {
+  hparser *h = check_parser(L);
+  lua_pushinteger(L, h->p.type == HTTP_RESPONSE && h->p.http_major
+                         ? h->p.status_code : 0);
+  return 1;
+}
+
 static int parser_gc(lua_State *L) {
   hparser *h = lua_touserdata(L, 1);
   free(h->url.p);
@@ -276,6 +294,8 @@ static int parse_url(lua_State *L) {
 static const luaL_Reg parser_methods[] = {
     {"feed", parser_feed},
     {"finish", parser_finish},
+    {"take_body", parser_take_body},
+    {"status", parser_status},
     {NULL, NULL},
 };
 

@@ -73,5 +73,6 @@ void fbl_open_json(lua_State *L, int rt_idx);
 void fbl_open_tcp(lua_State *L, int rt_idx);
 void fbl_open_http(lua_State *L, int rt_idx);
 void fbl_open_catalog(lua_State *L, int rt_idx);
+void fbl_open_backend(lua_State *L, int rt_idx);
 
 #endif

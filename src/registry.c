@@ -42,6 +42,8 @@ struct fb_registry {
   void *listener_ud;
   uint64_t index;              /* bumped by every change a reader sees */
   uint64_t expirations;
+  const fb_registry_backend *backend; /* NULL: the registry is the store */
+  void *backend_data;
 };
 
 /* A slot whose generation reaches this is retired, not reused. */
@@ -393,9 +395,33 @@ static fb_instance *inst_create(fb_registry *r, fb_service *s,
   return i;
 }
 
-int fb_registry_register_with(fb_registry *r, const char *service,
-                              const char *host, int port,
-                              const fb_instance_opts *opts, double now) {
+void fb_registry_set_backend(fb_registry *r, const fb_registry_backend *ops,
+                             void *data) {
+  r->backend = ops;
+  r->backend_data = ops ? data : NULL;
+}
+
+enum { TELL_REGISTER, TELL_HEARTBEAT, TELL_DEREGISTER };
+
+/* The cache took the change (rc >= 0; also means r is not NULL): hand it
+ * on to the store. */
+static int tell(fb_registry *r, int what, int rc, const char *service,
+                const char *host, int port) {
+  if (rc < 0 || !r->backend)
+    return rc;
+  const fb_registry_backend *b = r->backend;
+  int (*op)(void *, const char *, const char *, int) =
+      what == TELL_REGISTER    ? b->register_instance
+      : what == TELL_HEARTBEAT ? b->heartbeat
+                               : b->deregister;
+  int err = op(r->backend_data, service, host, port);
+  return err < 0 ? err : rc;
+}
+
+/* Adds or refreshes host:port in the registry itself (the cache, when a
+ * backend holds the truth), applying opts. */
+static int cache_put(fb_registry *r, const char *service, const char *host,
+                     int port, const fb_instance_opts *opts, double now) {
   if (!r || !valid_key(service, host, port) || !valid_opts(opts))
     return FB_EINVAL;
   uint32_t sh = hash_str(service);
@@ -426,14 +452,27 @@ int fb_registry_register_with(fb_registry *r, const char *service,
   return rc;
 }
 
+int fb_registry_register_with(fb_registry *r, const char *service,
+                              const char *host, int port,
+                              const fb_instance_opts *opts, double now) {
+  int rc = cache_put(r, service, host, port, opts, now);
+  return tell(r, TELL_REGISTER, rc, service, host, port);
+}
+
 int fb_registry_register(fb_registry *r, const char *service, const char *host,
                          int port, double now) {
   return fb_registry_register_with(r, service, host, port, NULL, now);
 }
 
+int fb_registry_cache_put(fb_registry *r, const char *service,
+                          const char *host, int port, double now) {
+  return cache_put(r, service, host, port, NULL, now);
+}
+
 int fb_registry_heartbeat(fb_registry *r, const char *service,
                           const char *host, int port, double now) {
-  return fb_registry_register(r, service, host, port, now);
+  int rc = fb_registry_cache_put(r, service, host, port, now);
+  return tell(r, TELL_HEARTBEAT, rc, service, host, port);
 }
 
 fb_instance *fb_registry_find(fb_registry *r, const char *service,
@@ -448,6 +487,12 @@ fb_instance *fb_registry_find(fb_registry *r, const char *service,
 
 int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port) {
+  int rc = fb_registry_cache_delete(r, service, host, port);
+  return tell(r, TELL_DEREGISTER, rc, service, host, port);
+}
+
+int fb_registry_cache_delete(fb_registry *r, const char *service,
+                             const char *host, int port) {
   if (!r || !valid_key(service, host, port))
     return FB_EINVAL;
   fb_instance *i = fb_registry_find(r, service, host, port);
@@ -485,6 +530,8 @@ int fb_registry_mark(fb_registry *r, const char *service, const char *host,
 
 void fb_registry_expire(fb_registry *r, double now) {
   fb_instance *i;
+  if (r->backend) /* the store expires instances (etcd: leases) */
+    return;
   /* Written as !(age < timeout) so the boundary matches the reference
    * exactly: at now - last == timeout the instance is expired. */
   while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {

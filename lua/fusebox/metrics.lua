@@ -24,6 +24,7 @@ local FAMILIES = {
   { "fusebox_balancer_picks_total", "counter", "Balancer picks per instance." },
   { "fusebox_registry_instances", "gauge", "Live instances per service." },
   { "fusebox_registry_expirations_total", "counter", "Instances expired for missing heartbeats." },
+  { "fusebox_registry_stale", "gauge", "1 while the registry's view may be behind its store (etcd unreachable)." },
 }
 
 local function breaker_samples(out, name, cb)
@@ -59,6 +60,8 @@ local function registry_samples(out, name, reg)
   end
   local e = out.fusebox_registry_expirations_total
   e[#e + 1] = format('fusebox_registry_expirations_total{registry="%s"} %.0f', l, expirations)
+  local s = out.fusebox_registry_stale
+  s[#s + 1] = format('fusebox_registry_stale{registry="%s"} %d', l, reg:stale() and 1 or 0)
 end
 
 -- Returns the exposition text for every exported breaker and registry

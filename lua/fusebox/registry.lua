@@ -99,6 +99,32 @@ function M.id_of(st, v)
   return rawget(v, "id")
 end
 
+-- Stores other than memory, by name -> constructor(opts); each backend
+-- module adds itself (lua/fusebox/etcd.lua).
+M.backends = {}
+
+-- fb.registry{heartbeat_timeout=30 [, backend="memory" | a name in
+-- M.backends, that backend's options]} -> a registry
+function M.new(opts)
+  local backend = type(opts) == "table" and opts.backend or nil
+  if backend == nil then return core.registry(opts) end
+  if backend == "memory" then
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.backend = nil
+    return core.registry(copy)
+  end
+  local new = M.backends[backend]
+  if new == nil then
+    local names = { "memory" }
+    for name in pairs(M.backends) do names[#names + 1] = name end
+    table.sort(names)
+    base.argerror(1, "registry", format("unknown backend '%s' (known: %s)", tostring(backend),
+      table.concat(names, ", ")))
+  end
+  return new(opts)
+end
+
 local live_out = ffi.new("fb_instance *const *[1]")
 
 -- reg:discover(service) -> array of instance views: the live instances,
