@@ -259,11 +259,7 @@ static const luaL_Reg backend_functions[] = {
 };
 
 void fbl_open_backend(lua_State *L, int rt_idx) {
-  fbl_new_class(L, FBL_BACKEND, backend_gc, backend_methods, rt_idx);
-  luaL_getmetatable(L, FBL_BACKEND);
-  lua_getfield(L, -1, "methods");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  fbl_new_plain_class(L, FBL_BACKEND, backend_gc, backend_methods, rt_idx);
   lua_pushvalue(L, rt_idx);
   luaL_setfuncs(L, backend_functions, 1);
 }

@@ -306,11 +306,7 @@ static const luaL_Reg http_functions[] = {
 };
 
 void fbl_open_http(lua_State *L, int rt_idx) {
-  fbl_new_class(L, FBL_HTTP_PARSER, parser_gc, parser_methods, rt_idx);
-  luaL_getmetatable(L, FBL_HTTP_PARSER);
-  lua_getfield(L, -1, "methods");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  fbl_new_plain_class(L, FBL_HTTP_PARSER, parser_gc, parser_methods, rt_idx);
   lua_pushvalue(L, rt_idx);
   luaL_setfuncs(L, http_functions, 1);
 }

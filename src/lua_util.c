@@ -170,3 +170,12 @@ void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
   lua_setfield(L, -2, "methods");
   lua_pop(L, 1);
 }
+
+void fbl_new_plain_class(lua_State *L, const char *tname, lua_CFunction gc,
+                         const luaL_Reg *methods, int rt_idx) {
+  fbl_new_class(L, tname, gc, methods, rt_idx);
+  luaL_getmetatable(L, tname);
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

@@ -63,6 +63,11 @@ void *fbl_check_object(lua_State *L, int idx, const char *tname);
 void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
                    const luaL_Reg *methods, int rt_idx);
 
+/* fbl_new_class() for a type whose methods are all C: they are its
+ * __index (types with Lua methods get theirs from lua/fusebox/). */
+void fbl_new_plain_class(lua_State *L, const char *tname, lua_CFunction gc,
+                         const luaL_Reg *methods, int rt_idx);
+
 /* Opening functions of each binding: add constructors to the module
  * table at -1; the runtime userdata is at rt_idx. */
 void fbl_open_registry(lua_State *L, int rt_idx);
