@@ -283,6 +283,12 @@ void fb_registry_set_backend(fb_registry *r, const fb_registry_backend *ops,
 int fb_registry_cache_put(fb_registry *r, const char *service,
                           const char *host, int port, double now);
 
+/* fb_registry_cache_put() that also sets weight and zone (opts may be
+ * NULL), as the store recorded them. */
+int fb_registry_cache_put_with(fb_registry *r, const char *service,
+                               const char *host, int port,
+                               const fb_instance_opts *opts, double now);
+
 /* Removes host:port from the cache without telling the backend; returns 1
  * if it was there, 0 if not. */
 int fb_registry_cache_delete(fb_registry *r, const char *service,

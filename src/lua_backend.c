@@ -188,18 +188,45 @@ static int backend_close(lua_State *L) {
   return 0;
 }
 
-/* backend:put(service, host, port) -> true if added: the store has it */
+/* backend:put(service, host, port [, weight [, zone]]) -> added, id: the
+ * store has it, with that weight and zone */
 static int backend_put(lua_State *L) {
   backend *b = check_backend(L);
   const char *service = fbl_check_name(L, 2, "service name");
   const char *host = fbl_check_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
-  int rc = fb_registry_cache_put(b->reg, service, host, port,
-                                 fb_runtime_now(b->rt));
+  fb_instance_opts o;
+  fb_instance_opts_init(&o);
+  double w = luaL_optnumber(L, 5, 0);
+  if (w >= 1 && w <= FB_WEIGHT_MAX && w == (uint32_t)w)
+    o.weight = (uint32_t)w; /* a bad weight from the store: keep ours */
+  o.zone = lua_isstring(L, 6) && lua_objlen(L, 6) ? lua_tostring(L, 6) : NULL;
+  int rc = fb_registry_cache_put_with(b->reg, service, host, port, &o,
+                                      fb_runtime_now(b->rt));
   if (rc < 0)
     return luaL_error(L, "%s", fb_strerror(rc));
   lua_pushboolean(L, rc == FB_ADDED);
-  return 1;
+  fb_instance *i = fb_registry_find(b->reg, service, host, port);
+  lua_pushnumber(L, (lua_Number)fb_instance_id(i));
+  return 2;
+}
+
+/* backend:info(service, host, port) -> weight, zone (or false), id; or
+ * nothing when the cache has no such instance */
+static int backend_info(lua_State *L) {
+  backend *b = check_backend(L);
+  fb_instance *i = fb_registry_find(b->reg, fbl_check_name(L, 2, "service name"),
+                                    fbl_check_name(L, 3, "host"),
+                                    fbl_check_port(L, 4));
+  if (!i)
+    return 0;
+  lua_pushnumber(L, fb_instance_weight(i));
+  if (fb_instance_zone(i))
+    lua_pushstring(L, fb_instance_zone(i));
+  else
+    lua_pushboolean(L, 0);
+  lua_pushnumber(L, (lua_Number)fb_instance_id(i));
+  return 3;
 }
 
 /* backend:delete(service, host, port) -> the removed instance's id, or
@@ -248,6 +275,7 @@ static const luaL_Reg backend_methods[] = {
     {"wait", backend_wait},
     {"wake", backend_wake},   {"close", backend_close},
     {"put", backend_put},
+    {"info", backend_info},
     {"delete", backend_delete}, {NULL, NULL},
 };
 

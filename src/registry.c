@@ -469,6 +469,12 @@ int fb_registry_cache_put(fb_registry *r, const char *service,
   return cache_put(r, service, host, port, NULL, now);
 }
 
+int fb_registry_cache_put_with(fb_registry *r, const char *service,
+                               const char *host, int port,
+                               const fb_instance_opts *opts, double now) {
+  return cache_put(r, service, host, port, opts, now);
+}
+
 int fb_registry_heartbeat(fb_registry *r, const char *service,
                           const char *host, int port, double now) {
   int rc = fb_registry_cache_put(r, service, host, port, now);

@@ -203,11 +203,21 @@ local function resync(st)
   end
 end
 
+-- The JSON etcd holds for an own instance: what the cache has of it
+-- (weight, zone, and meta, which the binding keeps by instance id).
+local function instance_value(st, o)
+  local weight, zone, id = st.backend:info(o.service, o.host, o.port)
+  local meta = id and st.meta[id]
+  return { host = o.host, port = o.port, weight = weight or 1, zone = zone or nil,
+    meta = type(meta) == "table" and meta or {} }
+end
+
 local function put_own(st, key, o)
   local doc, err = call(st, "lease/grant", { TTL = st.ttl })
   if not doc then return nil, err end
   local lease = doc.ID
-  local value = json_encode { host = o.host, port = o.port, weight = 1, meta = {} }
+  local value, verr = json_encode(instance_value(st, o))
+  if not value then return nil, "etcd: instance " .. key .. ": " .. tostring(verr) end
   doc, err = call(st, "kv/put", { key = b64(key), value = b64(value), lease = lease })
   if not doc then return nil, err end
   o.lease, o.rev = lease, doc.header and doc.header.revision or "0"
@@ -276,11 +286,19 @@ local function parse_key(st, key)
   return service, host, port
 end
 
-local function apply_put(st, key)
+-- value: the key's value, base64 as etcd sends it; an instance's JSON
+-- gives it weight, zone and meta, anything else (etcdctl may put any
+-- text) registers the bare host:port.
+local function apply_put(st, key, value)
   local service, host, port = parse_key(st, key)
   if not service then return end
   st.known[key] = true
-  st.backend:put(service, host, port)
+  local doc = value and json_decode(unb64(value))
+  if type(doc) ~= "table" then doc = {} end
+  local weight = type(doc.weight) == "number" and doc.weight or nil
+  local zone = type(doc.zone) == "string" and doc.zone or nil
+  local _, id = st.backend:put(service, host, port, weight, zone)
+  if type(doc.meta) == "table" and next(doc.meta) ~= nil then st.meta[id] = doc.meta end
 end
 
 -- rev: the revision of the deletion; an own key deleted after our put
@@ -303,7 +321,7 @@ local function list(st)
   for _, kv in ipairs(doc.kvs or {}) do
     local key = unb64(kv.key)
     seen[key] = true
-    apply_put(st, key)
+    apply_put(st, key, kv.value)
   end
   for key in pairs(st.known) do
     if not seen[key] then apply_delete(st, key, rev) end
@@ -333,7 +351,7 @@ local function on_message(st, line)
   end
   for _, ev in ipairs(r.events or {}) do
     local key = unb64(ev.kv.key)
-    if ev.type == "DELETE" then apply_delete(st, key, ev.kv.mod_revision) else apply_put(st, key) end
+    if ev.type == "DELETE" then apply_delete(st, key, ev.kv.mod_revision) else apply_put(st, key, ev.kv.value) end
     st.rev = ev.kv.mod_revision -- events come in revision order
   end
   return true

@@ -55,4 +55,22 @@ check(wait_until(function() return not etcdctl("get --prefix " .. P):find("8002"
   "deregister deletes the key in etcd")
 check(L.members(reg, "api") == "10.0.0.5:9000", "and discover no longer has it")
 check(reg:heartbeat_timeout() == 2, "heartbeat_timeout is the lease TTL")
+
+reg:register("meta", "127.0.0.1", 8003, { weight = 3, zone = "eu-1a", meta = { version = "v2" } })
+local mkey = P .. "meta/127.0.0.1:8003"
+local mvalue = wait_until(function()
+  local v = etcdctl("get --print-value-only " .. mkey)
+  return v:find("weight", 1, true) and v
+end, 3) or ""
+check(mvalue:find('"weight":3', 1, true) and mvalue:find('"zone":"eu-1a"', 1, true)
+  and mvalue:find('"version":"v2"', 1, true), "weight, zone and meta go to etcd", mvalue)
+L.put_leased(P .. "meta/10.0.0.7:9000",
+  '{"host":"10.0.0.7","port":9000,"weight":5,"zone":"us-2b","meta":{"tier":"gold"}}', 30)
+local remote = wait_until(function()
+  for _, i in ipairs(reg:discover("meta")) do if i.port == 9000 then return i end end
+end, 3)
+check(remote and remote.weight == 5 and remote.zone == "us-2b" and remote.meta
+  and remote.meta.tier == "gold", "and come back from etcd into the instance views",
+  remote and string.format("%s %s %s", tostring(remote.weight), tostring(remote.zone),
+    tostring(remote.meta and remote.meta.tier)) or "not seen")
 reg:close()
