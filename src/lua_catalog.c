@@ -41,7 +41,8 @@ static int registry_services(lua_State *L) {
 }
 
 /* core.registry_stats(reg) -> expirations, array of {service=, host=,
- * port=, live=, picks=} over every member, live or expired */
+ * port=, live=, picks=, inflight=, healthy=, successes=, failures=} over
+ * every member, live or expired */
 static int registry_stats(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
   lua_pushnumber(L, (double)fb_registry_expirations(*p));
@@ -51,7 +52,7 @@ static int registry_stats(lua_State *L) {
     fb_service *s = fb_registry_service_at(*p, i);
     for (uint32_t j = 0; j < s->nmembers; j++) {
       fb_instance *in = s->members[j];
-      lua_createtable(L, 0, 5);
+      lua_createtable(L, 0, 9);
       lua_pushstring(L, s->name);
       lua_setfield(L, -2, "service");
       lua_pushstring(L, in->host);
@@ -62,6 +63,14 @@ static int registry_stats(lua_State *L) {
       lua_setfield(L, -2, "live");
       lua_pushnumber(L, (double)fb_instance_picks(in));
       lua_setfield(L, -2, "picks");
+      lua_pushnumber(L, fb_instance_inflight(in));
+      lua_setfield(L, -2, "inflight");
+      lua_pushboolean(L, fb_instance_healthy(in));
+      lua_setfield(L, -2, "healthy");
+      lua_pushnumber(L, (double)fb_instance_successes(in));
+      lua_setfield(L, -2, "successes");
+      lua_pushnumber(L, (double)fb_instance_failures(in));
+      lua_setfield(L, -2, "failures");
       lua_rawseti(L, -2, k++);
     }
   }

@@ -9,7 +9,7 @@ local format, gsub, concat, sort, pairs, ipairs, tostring = string.format, strin
 
 local M = {}
 
-local STATES = { "CLOSED", "OPEN", "HALF_OPEN" }
+local STATES = { "CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED" }
 
 local function label(v)
   return (gsub(tostring(v), '[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
@@ -22,6 +22,9 @@ local FAMILIES = {
   { "fusebox_breaker_rejected_calls_total", "counter", "Calls rejected while the breaker was open." },
   { "fusebox_breaker_transitions_total", "counter", "Breaker state changes." },
   { "fusebox_balancer_picks_total", "counter", "Balancer picks per instance." },
+  { "fusebox_balancer_in_flight", "gauge", "Picks of the instance not yet reported done." },
+  { "fusebox_balancer_reported_calls_total", "counter", "Calls reported to the balancers (done) by outcome." },
+  { "fusebox_instance_healthy", "gauge", "1 unless the instance is marked down or failing its health checks or ejected." },
   { "fusebox_registry_instances", "gauge", "Live instances per service." },
   { "fusebox_registry_expirations_total", "counter", "Instances expired for missing heartbeats." },
   { "fusebox_registry_stale", "gauge", "1 while the registry's view may be behind its store (etcd unreachable)." },
@@ -48,11 +51,16 @@ local function registry_samples(out, name, reg)
   local expirations, members = core.registry_stats(reg)
   local l = label(name)
   local live = {}
-  local picks = out.fusebox_balancer_picks_total
+  local picks, inflight = out.fusebox_balancer_picks_total, out.fusebox_balancer_in_flight
+  local reported, healthy = out.fusebox_balancer_reported_calls_total, out.fusebox_instance_healthy
   for _, m in ipairs(members) do
     if m.live then live[m.service] = (live[m.service] or 0) + 1 end
-    picks[#picks + 1] = format('fusebox_balancer_picks_total{registry="%s",service="%s",instance="%s:%d"} %.0f',
-      l, label(m.service), label(m.host), m.port, m.picks)
+    local who = format('registry="%s",service="%s",instance="%s:%d"', l, label(m.service), label(m.host), m.port)
+    picks[#picks + 1] = format("fusebox_balancer_picks_total{%s} %.0f", who, m.picks)
+    inflight[#inflight + 1] = format("fusebox_balancer_in_flight{%s} %.0f", who, m.inflight)
+    reported[#reported + 1] = format('fusebox_balancer_reported_calls_total{%s,outcome="success"} %.0f', who, m.successes)
+    reported[#reported + 1] = format('fusebox_balancer_reported_calls_total{%s,outcome="failure"} %.0f', who, m.failures)
+    healthy[#healthy + 1] = format("fusebox_instance_healthy{%s} %d", who, m.healthy and 1 or 0)
   end
   local inst = out.fusebox_registry_instances
   for _, svc in ipairs(core.registry_services(reg)) do

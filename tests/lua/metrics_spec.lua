@@ -19,6 +19,8 @@ describe("metrics", function()
       reg:register("users", "127.0.0.1", 7002)
       local lb = fb.balancer(reg, "round_robin")
       for _ = 1, 3 do lb:pick("users") end
+      lb:done(reg:discover("users")[1], false, 0.01) -- 7001: one of its two picks reported
+      reg:set_healthy("users", "127.0.0.1", 7002, false)
       local cb = fb.breaker { failure_threshold = 1, timeout = 60 }
       cb:call(function() end)
       pcall(cb.call, cb, function() error("down") end)
@@ -41,6 +43,15 @@ describe("metrics", function()
     assert.is_true(has('fusebox_breaker_rejected_calls_total{breaker="db\\"breaker"} 1'))
     assert.is_true(has('fusebox_balancer_picks_total{registry="users-registry",service="users",instance="127.0.0.1:7001"} 2'))
     assert.is_true(has('fusebox_registry_instances{registry="users-registry",service="users"} 2'))
+    local i1 = 'registry="users-registry",service="users",instance="127.0.0.1:7001"'
+    local i2 = 'registry="users-registry",service="users",instance="127.0.0.1:7002"'
+    assert.is_true(has("fusebox_balancer_in_flight{" .. i1 .. "} 1"))
+    assert.is_true(has("fusebox_balancer_in_flight{" .. i2 .. "} 1"))
+    assert.is_true(has("fusebox_balancer_reported_calls_total{" .. i1 .. ',outcome="failure"} 1'))
+    assert.is_true(has("fusebox_balancer_reported_calls_total{" .. i1 .. ',outcome="success"} 0'))
+    assert.is_true(has("fusebox_instance_healthy{" .. i1 .. "} 1"))
+    assert.is_true(has("fusebox_instance_healthy{" .. i2 .. "} 0"))
+    assert.is_true(has('fusebox_breaker_state{breaker="db\\"breaker",state="forced_open"} 0'))
     assert.is_true(has('fusebox_registry_expirations_total{registry="users-registry"} 0'))
   end)
 
