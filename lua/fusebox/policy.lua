@@ -481,16 +481,20 @@ Policy.__index = Policy
 -- Runs fn(...) through layers[i], layers[i+1], ...: each layer's call
 -- gets this function and its arguments as what to guard, so the chain
 -- needs no closure per call.
+-- The last layer is handed fn itself: one tail call less (see `held`).
 local function through(layers, i, fn, ...)
   local layer = layers[i]
   if layer == nil then return fn(...) end
+  if layers[i + 1] == nil then return layer:call(fn, ...) end
   return layer:call(through, layers, i + 1, fn, ...)
 end
 M.through = through
 
--- Runs the layers under fallback (nil: none): fallback(err)'s results
--- replace any failure, raised or returned.
-local function with_fallback(fallback, layers, fn, ...)
+-- with_fallback(owner, fn, ...): runs owner.layers under owner.fallback
+-- (nil: none), whose results replace any failure, raised or returned.
+-- It is p:call itself, not called by it: one tail call less.
+local function with_fallback(owner, fn, ...)
+  local fallback, layers = owner.fallback, owner.layers
   if fallback == nil then return through(layers, 1, fn, ...) end
   local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
   if failed then
@@ -502,9 +506,7 @@ end
 M.with_fallback = with_fallback
 
 -- p:call(fn, ...) -> fn's results through every layer
-function Policy:call(fn, ...)
-  return with_fallback(self.fallback, self.layers, fn, ...)
-end
+Policy.call = with_fallback
 
 -- p:names() -> the layer names, outermost first
 function Policy:names()
