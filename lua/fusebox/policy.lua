@@ -67,8 +67,9 @@
 -- from fb.random, so a run replays with its seed.
 --
 -- Cost (tests/bench/bench_policy.lua, LuaJIT, ns per call beyond a bare
--- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~20.
--- The timeout layer spawns a coroutine per call (~1.5-2.5 us).
+-- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~18,
+-- all of them together ~25. The timeout layer spawns a coroutine per
+-- call (~1.3-2 us).
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -102,9 +103,15 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- with finish returning `...`? Two LuaJIT limits, both met as soon as
 -- layers nest: a variable-count return (RETM) out of a pcall inside
 -- another pcall is not compiled ("NYI: return to lower frame"), and a
--- trace holds at most 15 tail calls ("loop unroll limit"). Either sends
--- policy:call to the interpreter, ~100x slower. So a layer holds the
--- results and ends with `return give(take())`.
+-- trace records at most 15 tail calls ("loop unroll limit reached"),
+-- counted over the whole trace: the caller's loop body and every
+-- `return f(...)` in it, theirs and ours. Either sends policy:call to the
+-- interpreter, ~40x slower (~1 us). So a layer holds the results and
+-- ends with `return give(take())`, and the tail calls are few: with
+-- every layer but timeout, p:call makes 10 (the clock is read without
+-- one, the last layer calls fn itself, p:call is with_fallback), so a
+-- caller's `return p:call(...)` and up to four more wrappers' tail calls
+-- still fit. Each further layer or tail call here takes from that.
 local held = { n = 0 }
 
 -- Up to three results, the common case, without a loop: a loop here
