@@ -119,7 +119,7 @@ function Client:call(service, fn)
   check_name(service, 1, "call")
   if type(fn) ~= "function" then argerror(2, "call", "function expected, got " .. type(fn)) end
   local st = { client = self, service = service, fn = fn, tried = {}, admitted = false }
-  return policy.with_fallback(self.fallback, self.layers, pick_and_call, st)
+  return policy.with_fallback(self, pick_and_call, st)
 end
 
 local function is(v, what) return getmetatable(v) == core.meta[what] end

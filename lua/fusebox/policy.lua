@@ -67,8 +67,9 @@
 -- from fb.random, so a run replays with its seed.
 --
 -- Cost (tests/bench/bench_policy.lua, LuaJIT, ns per call beyond a bare
--- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~20.
--- The timeout layer spawns a coroutine per call (~1.5-2.5 us).
+-- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~18,
+-- all of them together ~25. The timeout layer spawns a coroutine per
+-- call (~1.3-2 us).
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -102,9 +103,15 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- with finish returning `...`? Two LuaJIT limits, both met as soon as
 -- layers nest: a variable-count return (RETM) out of a pcall inside
 -- another pcall is not compiled ("NYI: return to lower frame"), and a
--- trace holds at most 15 tail calls ("loop unroll limit"). Either sends
--- policy:call to the interpreter, ~100x slower. So a layer holds the
--- results and ends with `return give(take())`.
+-- trace records at most 15 tail calls ("loop unroll limit reached"),
+-- counted over the whole trace: the caller's loop body and every
+-- `return f(...)` in it, theirs and ours. Either sends policy:call to the
+-- interpreter, ~40x slower (~1 us). So a layer holds the results and
+-- ends with `return give(take())`, and the tail calls are few: with
+-- every layer but timeout, p:call makes 10 (the clock is read without
+-- one, the last layer calls fn itself, p:call is with_fallback), so a
+-- caller's `return p:call(...)` and up to four more wrappers' tail calls
+-- still fit. Each further layer or tail call here takes from that.
 local held = { n = 0 }
 
 -- Up to three results, the common case, without a loop: a loop here
@@ -481,16 +488,20 @@ Policy.__index = Policy
 -- Runs fn(...) through layers[i], layers[i+1], ...: each layer's call
 -- gets this function and its arguments as what to guard, so the chain
 -- needs no closure per call.
+-- The last layer is handed fn itself: one tail call less (see `held`).
 local function through(layers, i, fn, ...)
   local layer = layers[i]
   if layer == nil then return fn(...) end
+  if layers[i + 1] == nil then return layer:call(fn, ...) end
   return layer:call(through, layers, i + 1, fn, ...)
 end
 M.through = through
 
--- Runs the layers under fallback (nil: none): fallback(err)'s results
--- replace any failure, raised or returned.
-local function with_fallback(fallback, layers, fn, ...)
+-- with_fallback(owner, fn, ...): runs owner.layers under owner.fallback
+-- (nil: none), whose results replace any failure, raised or returned.
+-- It is p:call itself, not called by it: one tail call less.
+local function with_fallback(owner, fn, ...)
+  local fallback, layers = owner.fallback, owner.layers
   if fallback == nil then return through(layers, 1, fn, ...) end
   local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
   if failed then
@@ -502,9 +513,7 @@ end
 M.with_fallback = with_fallback
 
 -- p:call(fn, ...) -> fn's results through every layer
-function Policy:call(fn, ...)
-  return with_fallback(self.fallback, self.layers, fn, ...)
-end
+Policy.call = with_fallback
 
 -- p:names() -> the layer names, outermost first
 function Policy:names()
