@@ -1,6 +1,6 @@
 #!/bin/sh
 # Controls the one-member etcd of the tests and benchmarks, on loopback:
-#   ctl.sh ports      prints three free ports (client, side, peer)
+#   ctl.sh ports [N]  prints N free ports (default 3: client, side, peer)
 #   ctl.sh start      starts it (client and side ports), waits until healthy
 #   ctl.sh side       starts it on the side port only (fusebox cannot reach it)
 #   ctl.sh stop       kills it (SIGKILL: a crash) and waits until it is gone
@@ -28,10 +28,10 @@ run() {
 }
 case "$1" in
 ports)
-  "${FB_BUILD:-build}/fusebox" run /dev/stdin <<'LUA'
+  "${FB_BUILD:-build}/fusebox" run /dev/stdin "${2:-3}" <<'LUA'
 local fb = require "fusebox"
 local ports, socks = {}, {}
-for i = 1, 3 do
+for i = 1, tonumber(arg[1]) do
   socks[i] = fb.tcp.listen { port = 0, handler = function() end }
   ports[i] = socks[i]:port()
 end
@@ -52,5 +52,5 @@ stop)
   done ;;
 wipe) rm -rf "$d/data" ;;
 etcdctl) shift; ctl "$@" ;;
-*) echo "usage: ctl.sh ports|start|side|stop|wipe|etcdctl ARGS" >&2; exit 2 ;;
+*) echo "usage: ctl.sh ports [N]|start|side|stop|wipe|etcdctl ARGS" >&2; exit 2 ;;
 esac
