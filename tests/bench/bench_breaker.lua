@@ -11,17 +11,10 @@
 -- (the virtual clock stands still, so the clock read is the cheapest; the
 -- wall time is read with clock_gettime). Median of RUNS runs of N calls.
 local fb = require "fusebox"
-local ffi = require "ffi"
 
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } fb_bench_timespec;
-int clock_gettime(int clk, fb_bench_timespec *ts);
-]]
-local ts = ffi.new("fb_bench_timespec")
-local function now_ns()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
-end
+package.path = "bench/lua/?.lua;" .. package.path -- run from the top
+local bench = require "benchlib" -- the monotonic clock every benchmark uses
+local now_ns = bench.ns
 
 local N, RUNS = 2000000, 5
 

@@ -11,17 +11,10 @@
 -- scheduler but no real waiting. FB_BIN names the fusebox binary
 -- (default build/fusebox); an argument runs that one case here.
 local fb = require "fusebox"
-local ffi = require "ffi"
 
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } fb_bench_timespec;
-int clock_gettime(int clk, fb_bench_timespec *ts);
-]]
-local ts = ffi.new("fb_bench_timespec")
-local function clock()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+package.path = "bench/lua/?.lua;" .. package.path -- run from the top
+local bench = require "benchlib" -- the monotonic clock every benchmark uses
+local function clock() return bench.ns() * 1e-9 end
 
 local RUNS = 5
 local function fn(x) return x end

@@ -15,17 +15,9 @@
 --
 --   fusebox run --virtual-time --seed 1 tests/bench/bench_sim.lua [requests] [sleepers]
 local fb = require "fusebox"
-local ffi = require "ffi"
-
-ffi.cdef [[
-  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-  int clock_gettime(int clk, bench_timespec *ts);
-]]
-local ts = ffi.new("bench_timespec")
-local function wall() -- CLOCK_MONOTONIC: the benchmark's own clock
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+package.path = "bench/lua/?.lua;" .. package.path -- run from the top
+local bench = require "benchlib" -- the monotonic clock every benchmark uses
+local function wall() return bench.ns() * 1e-9 end -- CLOCK_MONOTONIC
 
 local REQUESTS = tonumber(arg[1]) or 1000000
 local SLEEPERS = tonumber(arg[2]) or 10000

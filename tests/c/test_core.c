@@ -89,27 +89,6 @@ static void breaker_half_open_needs_successes(void **state) {
   fb_breaker_free(b);
 }
 
-static void breaker_half_open_failure_reopens(void **state) {
-  (void)state;
-  fb_breaker *b = doc_breaker(2, 5, 3);
-  call(b, FB_FAILURE, 0);
-  call(b, FB_FAILURE, 0);
-  call(b, FB_SUCCESS, 6); /* HALF_OPEN, one success */
-  call(b, FB_FAILURE, 7); /* any failure reopens at once */
-  assert_int_equal(fb_breaker_state_of(b), FB_OPEN);
-  /* the open period counts from this last failure */
-  assert_int_equal(fb_breaker_acquire(b, 11), FB_EREJECTED);
-  assert_true(fb_breaker_acquire(b, 12.5) >= 0);
-  assert_int_equal(fb_breaker_transitions(b), 4);
-  fb_breaker_state from, to;
-  double at;
-  assert_int_equal(fb_breaker_transition(b, 2, &from, &to, &at), 0);
-  assert_int_equal(from, FB_HALF_OPEN);
-  assert_int_equal(to, FB_OPEN);
-  assert_true(at == 7);
-  fb_breaker_free(b);
-}
-
 static void breaker_drops_stale_results(void **state) {
   (void)state;
   fb_breaker *b = doc_breaker(1, 5, 1);
@@ -375,7 +354,6 @@ int main(void) {
       cmocka_unit_test(breaker_opens_on_consecutive_failures),
       cmocka_unit_test(breaker_timeout_is_strict),
       cmocka_unit_test(breaker_half_open_needs_successes),
-      cmocka_unit_test(breaker_half_open_failure_reopens),
       cmocka_unit_test(breaker_drops_stale_results),
       cmocka_unit_test(breaker_rejects_bad_config),
       cmocka_unit_test(null_pointers_are_errors),
