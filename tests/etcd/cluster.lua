@@ -93,7 +93,7 @@ check(wait_until(function() return not a:stale() and a:pending() == 0 end, 8),
 print(string.format("# A was stale from %.2f s to %.2f s after the kill; the heartbeat sent at %.2f s"
   .. " was in etcd at %.2f s", stale_first - t_kill, stale_last - t_kill, t_beat - t_kill,
   fb.now() - t_kill))
-fb.sleep(t_kill + TTL + 1 - fb.now()) -- past the TTL: only keepalives hold the leases
+fb.sleep(math.max(0, t_kill + TTL + 1 - fb.now())) -- past the TTL: only keepalives hold the leases
 churn_done = true
 check(lease_of(key) == lease, "the heartbeats kept the same lease alive past its TTL", tostring(lease_of(key)))
 check(etcdctl("get --prefix --keys-only " .. P .. "api/"):find("8302", 1, true), "and B's instance too")
