@@ -35,6 +35,16 @@ static inline double bench_rss_bytes(void) {
   return kib * 1024;
 }
 
+/* Prints o as one result line and frees it. */
+static inline void bench_print(cJSON *o) {
+  char *s = cJSON_PrintUnformatted(o);
+  if (s)
+    puts(s);
+  fflush(stdout);
+  free(s);
+  cJSON_Delete(o);
+}
+
 /* Prints one result: runs[] are per-op values in unit ("ns/op", ...),
  * n the operations behind each run. */
 static inline void bench_emit(const char *bench, const char *name,
@@ -49,12 +59,7 @@ static inline void bench_emit(const char *bench, const char *name,
   cJSON_AddStringToObject(o, "unit", unit);
   if (note)
     cJSON_AddStringToObject(o, "note", note);
-  char *s = cJSON_PrintUnformatted(o);
-  if (s)
-    puts(s);
-  fflush(stdout);
-  free(s);
-  cJSON_Delete(o);
+  bench_print(o);
 }
 
 /* Prints a row that could not be measured, with the reason. */
@@ -65,12 +70,7 @@ static inline void bench_skip(const char *bench, const char *name,
   cJSON_AddStringToObject(o, "case", name);
   cJSON_AddStringToObject(o, "impl", impl);
   cJSON_AddStringToObject(o, "skip", why);
-  char *s = cJSON_PrintUnformatted(o);
-  if (s)
-    puts(s);
-  fflush(stdout);
-  free(s);
-  cJSON_Delete(o);
+  bench_print(o);
 }
 
 #endif

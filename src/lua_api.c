@@ -53,11 +53,6 @@ static int api_service_live(fb_service *s, double now,
   return (int)fb_service_live(s, now, out);
 }
 
-static fb_instance *api_balancer_pick(fb_balancer *lb, fb_service *s,
-                                      double now) {
-  return fb_balancer_pick(lb, s, now);
-}
-
 static double api_instance_id(const fb_instance *i) {
   return (double)fb_instance_id(i);
 }

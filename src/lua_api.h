@@ -28,8 +28,6 @@
   X(fb_service *, registry_service, (fb_registry * r, const char *name))     \
   X(int, service_live,                                                       \
     (fb_service * s, double now, fb_instance *const **out))                  \
-  X(fb_instance *, balancer_pick,                                            \
-    (fb_balancer * lb, fb_service *s, double now))                           \
   X(double, instance_id, (const fb_instance *i))                             \
   X(const char *, instance_host, (const fb_instance *i))                     \
   X(int, instance_port, (const fb_instance *i))                             \
