@@ -13,7 +13,7 @@ CC      ?= cc
 BUILD   ?= build
 PKGS    := luajit libuv libcjson
 
-DEB_BUILD := pkg-config libluajit-5.1-dev luajit libuv1-dev libcjson-dev libhttp-parser-dev
+DEB_BUILD := pkg-config libluajit2-5.1-dev luajit2 libuv1-dev libcjson-dev libhttp-parser-dev
 DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl etcd-server etcd-client
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 # The report's browser test; optional: where apt cannot install it, the
