@@ -523,10 +523,15 @@ function Policy:names()
   return out
 end
 
--- Is v a built layer (anything with a call method) rather than options?
+local breaker_mt = core.meta.breaker
+local function is_breaker(v) return getmetatable(v) == breaker_mt end
+
+-- Is v a built layer (a breaker, or a table with a call method) rather
+-- than options? Other userdata are neither: JSON's null
+-- (core.json_null, a light userdata) is a bad value like any other, so
+-- {"breaker": null} is an error naming breaker, not a layer.
 local function is_layer(v)
-  local t = type(v)
-  return t == "userdata" or (t == "table" and type(v.call) == "function")
+  return is_breaker(v) or (type(v) == "table" and type(v.call) == "function")
 end
 M.is_layer = is_layer
 
@@ -558,7 +563,7 @@ M.schema = { fields = {
 local BUILD = {
   { "retry", new_retry },
   { "breaker", function(o, path)
-      local cb = type(o) == "userdata" and o or M.new_breaker(o, path)
+      local cb = is_breaker(o) and o or M.new_breaker(o, path)
       return setmetatable({ breaker = cb }, BreakerLayer)
     end },
   { "rate_limit", new_rate_limiter },
@@ -575,7 +580,8 @@ function M.build_layers(opts, path, skip)
     local name, build = entry[1], entry[2]
     local v = opts[name]
     if v ~= nil and not (skip and skip[name]) then
-      if is_layer(v) and type(v) ~= "userdata" then layers[#layers + 1] = v
+      if is_layer(v) and not (name == "breaker" and is_breaker(v)) then
+        layers[#layers + 1] = v
       else layers[#layers + 1] = build(v, schema.join(path, name)) end
       names[#names + 1] = name
     end
