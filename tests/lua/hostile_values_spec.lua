@@ -42,3 +42,50 @@ describe("policy layers from JSON", function()
     T.vrun(function() assert.are.equal(1, p:call(function() return 1 end)) end)
   end)
 end)
+
+describe("breaker tokens", function()
+  it("count once: a replayed token is dropped like a stale one", function()
+    T.vrun(function()
+      local cb = fb.breaker { failure_threshold = 3 }
+      local t = cb:permit()
+      assert.is_true(cb:record(t, false))
+      assert.is_false(cb:record(t, false))
+      assert.is_false(cb:record(t, false))
+      assert.are.equal("CLOSED", cb.state)
+      local m = cb:metrics()
+      assert.are.equal(1, m.failures)
+      assert.are.equal(2, m.stale)
+      -- others out meanwhile keep their own result
+      local a, b = cb:permit(), cb:permit()
+      assert.is_true(cb:record(a, true))
+      assert.is_false(cb:record(a, true))
+      assert.is_true(cb:record(b, true))
+    end)
+  end)
+
+  it("refuse malformed tokens instead of truncating them into real ones", function()
+    T.vrun(function()
+      local cb = fb.breaker {}
+      local t = cb:permit()
+      assert.are.equal(0, t)
+      for _, bad in ipairs { 0.5, -0.0, 0 / 0, -1, 2 ^ 53 + 2, 1e300, math.huge } do
+        local err = raises(cb.record, cb, bad, true)
+        assert.truthy(err:find("bad argument #1 to 'record' (not a token of this breaker: ", 1, true), err)
+      end
+      assert.truthy(raises(cb.record, cb, "0", true):find("token must be a number, got string", 1, true))
+      assert.is_true(cb:record(t, true)) -- the real one is still out
+    end)
+  end)
+
+  it("still announce state changes with tokens", function()
+    T.vrun(function()
+      local cb = fb.breaker { failure_threshold = 1, timeout = 1 }
+      local seen = {}
+      cb:on("state_change", function(from, to) seen[#seen + 1] = from .. ">" .. to end)
+      cb:record(cb:permit(), false)
+      fb.sleep(2)
+      cb:record(cb:permit(), true)
+      assert.are.same({ "CLOSED>OPEN", "OPEN>HALF_OPEN" }, seen)
+    end)
+  end)
+end)
