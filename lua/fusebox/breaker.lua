@@ -219,7 +219,7 @@ local function open_message(st, wait)
   if s == HALF_OPEN then
     return "circuit open: call rejected (half-open, all probe slots taken)"
   end
-  return format("circuit open: call rejected (retry after %.3fs)", wait)
+  return "circuit open: call rejected (retry after " .. base.seconds(wait) .. ")"
 end
 
 local function check_fn(fn, fname)

@@ -58,7 +58,8 @@
 -- fb.timeout(s):call(fn, ...), fb.bulkhead{...}:call(fn, ...),
 -- fb.rate_limiter{...}:call(fn, ...) (or :acquire() -> true | false,
 -- seconds until the next token). Defaults: retry 3 attempts, exponential
--- from 0.1 s doubling, no cap, no jitter, retrying every failure;
+-- from 0.1 s doubling, capped at 1e9 s (fb's longest sleep), no jitter,
+-- retrying every failure;
 -- bulkhead 10 slots, no queue, no queue timeout; rate limiter 10/s,
 -- burst floor(rate). Backoff before retry n: constant base, linear
 -- base*n, exponential base*multiplier^(n-1), capped by max; jitter full
@@ -74,12 +75,13 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local schema = core.import "fusebox.schema"
-local now = base.now
+local now, seconds_text = base.now, base.seconds
+local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
 local running = coroutine.running
 local format, find, type, error, pcall, select, unpack =
   string.format, string.find, type, error, pcall, select, unpack
-local setmetatable, getmetatable, min, huge = setmetatable, getmetatable, math.min, math.huge
+local setmetatable, getmetatable, min = setmetatable, getmetatable, math.min
 
 local M = {}
 
@@ -205,7 +207,10 @@ Retry.__index = Retry
 local BACKOFF = {
   constant = function(r) return r.base end,
   linear = function(r, n) return r.base * n end,
-  exponential = function(r, n) return r.base * r.multiplier ^ (n - 1) end,
+  exponential = function(r, n)
+    if r.base == 0 then return 0 end -- not 0 * inf, NaN, once the power overflows
+    return r.base * r.multiplier ^ (n - 1)
+  end,
 }
 
 -- Delay before retry n (1 = after the first attempt); prev is the delay
@@ -260,14 +265,14 @@ local function new_retry(o)
     backoff_of = BACKOFF[o.backoff or "exponential"],
     base = o.base or 0.1,
     multiplier = o.multiplier or 2,
-    max = o.max or huge,
+    max = o.max or max_sleep, -- the backoff never outgrows the longest sleep
     jitter = o.jitter or "none",
     retry_on = o.retry_on,
   }, Retry)
 end
 
 -- fb.retry{attempts=3, backoff="exponential", base=0.1, multiplier=2,
---   max=(none), jitter="none", retry_on=(every failure)}
+--   max=1e9 (the longest sleep), jitter="none", retry_on=(every failure)}
 function M.retry(opts)
   return new_retry(check_options("retry", opts, schema.retry))
 end
@@ -321,7 +326,7 @@ local function new_timeout(seconds)
   }, Timeout)
 end
 
-local check_seconds = schema.positive
+local check_seconds = schema.seconds
 
 -- fb.timeout(seconds)
 function M.timeout(seconds)
@@ -437,7 +442,7 @@ end
 function RateLimiter:call(fn, ...)
   local ok, after = self:acquire()
   if ok then return fn(...) end
-  return nil, format("rate limited: next token in %.3fs", after)
+  return nil, "rate limited: next token in " .. seconds_text(after)
 end
 
 local function new_rate_limiter(o)

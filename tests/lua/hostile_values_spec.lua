@@ -89,3 +89,64 @@ describe("breaker tokens", function()
     end)
   end)
 end)
+
+describe("durations and the clock", function()
+  it("refuse infinite, NaN and over-long sleeps and waits, naming the function", function()
+    T.vrun(function()
+      for _, bad in ipairs { math.huge, 1.7e308, 1e9 + 1, 0 / 0, -1 } do
+        local err = raises(fb.sleep, bad)
+        assert.truthy(err:find("bad argument #1 to 'sleep' (seconds must be a number in 0..1000000000, got ", 1, true), err)
+        err = raises(fb.wait, "x", bad)
+        assert.truthy(err:find("bad argument #2 to 'wait' (timeout must be a number in 0..1000000000, got ", 1, true), err)
+      end
+      assert.truthy(raises(fb.wait, "x", math.huge):find("got inf)", 1, true))
+      fb.sleep(1e9)
+      fb.sleep(1e9)
+      assert.are.equal(2e9, fb.now()) -- finite, where two 1.7e308 gave inf
+      assert.is_false(fb.wait("x", 1e9))
+      assert.are.equal(3e9, fb.now())
+    end)
+  end)
+
+  it("cap the retry backoff at the longest sleep instead of failing inside", function()
+    T.vrun(function()
+      local err = raises(fb.retry, { base = 1e308, multiplier = 10 })
+      assert.truthy(err:find("bad argument #1 to 'retry' (base: must be in 0..1000000000 seconds, got 1e+308)", 1, true), err)
+      local r = fb.retry { base = 1e8, multiplier = 1e300, attempts = 4 }
+      assert.are.same({ 1e8, 1e9, 1e9, 1e9 }, r:delays(4))
+      assert.are.same({ 0, 0, 0 }, fb.retry { base = 0, multiplier = 1e300 }:delays(3))
+      local t0, n = fb.now(), 0
+      assert.are.same({ nil, "e" }, { r:call(function() n = n + 1; return nil, "e" end) })
+      assert.are.equal(4, n)
+      assert.are.equal(t0 + 1e8 + 2e9, fb.now())
+      err = raises(fb.policy_from_json, '{"retry": {"max": 1e400}}')
+      assert.truthy(err:find("retry.max: must be a positive number, got inf", 1, true)
+        or err:find("invalid JSON", 1, true), err)
+    end)
+  end)
+
+  it("bound timeouts, queue timeouts and rates, and print sane numbers", function()
+    assert.truthy(raises(fb.timeout, 1e308):find(
+      "bad argument #1 to 'timeout' (seconds: must be in 0..1000000000 seconds, got 1e+308)", 1, true))
+    assert.truthy(raises(fb.bulkhead, { queue_timeout = 2e9 }):find(
+      "queue_timeout: must be in 0..1000000000 seconds, got 2000000000", 1, true))
+    assert.truthy(raises(fb.rate_limiter, { rate = 1e-300 }):find(
+      "rate: must be in 1e-09..1000000000 a second, got 1e-300", 1, true))
+    assert.truthy(raises(fb.rate_limiter, { rate = 1e300 }):find(
+      "rate: must be in 1e-09..1000000000 a second, got 1e+300", 1, true))
+    T.vrun(function()
+      local rl = fb.rate_limiter { rate = 1e-9 }
+      assert.are.equal(1, rl:call(function() return 1 end))
+      local _, err = rl:call(function() return 1 end)
+      assert.are.equal("rate limited: next token in 1e+09s", err)
+      rl = fb.rate_limiter { rate = 4 }
+      for _ = 1, 4 do rl:acquire() end
+      _, err = rl:call(function() return 1 end)
+      assert.are.equal("rate limited: next token in 0.250s", err)
+      local cb = fb.breaker { failure_threshold = 1, timeout = 1e300 }
+      cb:record(cb:permit(), false)
+      err = raises(cb.call, cb, function() end)
+      assert.truthy(err:find("circuit open: call rejected (retry after 1e+300s)", 1, true), err)
+    end)
+  end)
+end)
