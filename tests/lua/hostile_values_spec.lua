@@ -150,3 +150,60 @@ describe("durations and the clock", function()
     end)
   end)
 end)
+
+describe("bulkhead slots", function()
+  local function one() return 1 end
+
+  it("come back when a coroutine holding one is dropped and collected", function()
+    local b = fb.bulkhead { max_concurrent = 1 }
+    local co = coroutine.create(function() b:call(function() coroutine.yield() end) end)
+    assert.is_true(coroutine.resume(co))
+    local v, err = b:call(one)
+    assert.is_nil(v)
+    assert.truthy(err:find("bulkhead full", 1, true), err)
+    co = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(1, b:call(one))
+    assert.are.equal(1, b.reclaimed)
+    assert.are.equal(0, b.active)
+  end)
+
+  it("stay with a suspended holder that can still resume, and are freed once", function()
+    local b = fb.bulkhead { max_concurrent = 2 }
+    local cos = {}
+    for i = 1, 2 do
+      cos[i] = coroutine.create(function() return b:call(function() coroutine.yield(); return i end) end)
+      assert.is_true(coroutine.resume(cos[i]))
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil((b:call(one)))
+    assert.are.equal(0, b.reclaimed)
+    assert.are.same({ true, 1 }, { coroutine.resume(cos[1]) })
+    assert.are.equal(1, b:call(one))
+    assert.are.same({ true, 2 }, { coroutine.resume(cos[2]) })
+    assert.are.equal(0, b.active)
+  end)
+
+  it("hand a reclaimed slot to the longest waiter first", function()
+    T.vrun(function()
+      local b = fb.bulkhead { max_concurrent = 1, max_queue = 2 }
+      local co = coroutine.create(function() b:call(function() coroutine.yield() end) end)
+      assert.is_true(coroutine.resume(co))
+      local order = {}
+      local function note(v) order[#order + 1] = v end
+      fb.spawn(function() note(b:call(function() return "waiter" end)) end)
+      fb.sleep(1)
+      assert.are.same({}, order) -- queued behind the dropped holder
+      co = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      note(b:call(function() return "newcomer" end))
+      fb.sleep(1)
+      assert.are.same({ "waiter", "newcomer" }, order)
+      assert.are.equal(1, b.reclaimed)
+      assert.are.equal(0, b.active)
+    end)
+  end)
+end)
