@@ -340,16 +340,16 @@ end
 local Bulkhead = { kind = "bulkhead" }
 Bulkhead.__index = Bulkhead
 
--- Every slot in use is held by a call or was just handed to a waiter.
--- A call holding one keeps a mark, a small table, in a local; idle marks
--- wait in spare and idle, and weak (weak on its values) knows every mark by its
--- number. A coroutine dropped while suspended inside b:call (a plain
--- coroutine that yielded there and was never resumed) is collected with
--- its stack, and the mark with it: weak[i] goes nil. When the slots run
--- out, reclaim frees those slots. Only a collection can drop a mark, so
--- it looks once per collection cycle: a weak-keyed probe that comes back
--- empty says one has run. Marks are reused (no allocation per call), and
--- coroutine.running, which LuaJIT does not compile, is not needed.
+-- A call holding a slot keeps a mark, a small table, in a local; idle
+-- marks wait in spare and idle, and weak (weak on its values) knows
+-- every mark by its number. A coroutine dropped while suspended inside
+-- b:call (a plain coroutine that yielded there and was never resumed) is
+-- collected with its stack, and the mark with it: weak[i] goes nil. When
+-- the slots run out, reclaim frees those slots. Only a collection can
+-- drop a mark, so it looks once per collection cycle: a weak-keyed probe
+-- that comes back empty says one has run. Marks are reused (no
+-- allocation per call), and coroutine.running, which LuaJIT does not
+-- compile, is not needed.
 local function gc_probe() return setmetatable({ [{}] = true }, { __mode = "k" }) end
 
 local function new_mark(self)
@@ -397,10 +397,7 @@ local function release(self)
     if co then
       self.where[co] = nil
       self.waiting = self.waiting - 1
-      if wake(co) then
-        self.handed = self.handed + 1 -- held by co, which has no mark yet
-        return
-      end
+      if wake(co) then return end
     end
   end
   self.active = self.active - 1
@@ -454,9 +451,8 @@ function Bulkhead:call(fn, ...)
   if self.active < self.max_concurrent then
     self.active = self.active + 1
   else
-    local ok, err = enqueue(self)
+    local ok, err = enqueue(self) -- release handed us the slot
     if not ok then return nil, err end
-    self.handed = self.handed - 1 -- release handed us the slot
   end
   local mark = take_mark(self)
   local ok = hold(pcall(fn, ...))
@@ -477,7 +473,6 @@ local function new_bulkhead(o)
     where = {},                     -- coroutine -> its place in queue
     weak = setmetatable({}, { __mode = "v" }), nmarks = 0, -- i -> mark i, while it lives
     spare = false, idle = {}, nidle = 0, -- the marks no call holds
-    handed = 0,                     -- slots handed to waiters not yet running
     probe = gc_probe(),             -- empty once a collection has run
     reclaimed = 0,                  -- slots freed after their holder was collected
   }, Bulkhead)
