@@ -207,3 +207,88 @@ describe("bulkhead slots", function()
     end)
   end)
 end)
+
+describe("JSON bytes and limits", function()
+  local dec, enc = fb.json_decode, fb.json_encode
+
+  it("keeps NUL bytes in strings and keys, both ways", function()
+    assert.are.equal("a\0b", dec('"a\\u0000b"'))
+    assert.are.equal("\0", dec('"\\u0000"'))
+    assert.are.equal("\\u0000", dec('"\\\\u0000"')) -- an escaped backslash, then text
+    local t = dec('{"a":1,"a\\u0000b":2,"\\u0000":"\\u0000\\u0000x"}')
+    assert.are.equal(1, t.a)
+    assert.are.equal(2, t["a\0b"])
+    assert.are.equal("\0\0x", t["\0"])
+    local text = assert(enc({ a = 1, ["a\0b"] = 2 }))
+    assert.are.equal('{"a":1,"a\\u0000b":2}', text)
+    assert.are.same({ a = 1, ["a\0b"] = 2 }, dec(text))
+    assert.are.equal('"x\\u0000y"', enc("x\0y"))
+    assert.are.equal('{\n\t"a":\t"\\u0000"\n}', enc({ a = "\0" }, true))
+  end)
+
+  it("keeps NUL apart from the characters that stand in for it", function()
+    local fdd0, fdd1 = "\239\183\144", "\239\183\145"
+    assert.are.equal(fdd0 .. "\0" .. fdd1, dec('"\\uFDD0\\u0000\\ufdd1"'))
+    assert.are.equal(fdd0 .. "\0" .. fdd1, dec('"' .. fdd0 .. '\\u0000' .. fdd1 .. '"'))
+    local v = { fdd0 .. "\0" .. fdd1, fdd1 }
+    assert.are.same(v, dec(enc(v)))
+    local all = {}
+    for k = 0, 31 do all[#all + 1] = "\239\183" .. string.char(0x90 + k) end
+    local _, err = dec('["' .. table.concat(all) .. '", "\\u0000"]')
+    assert.truthy(err:find("no stand-in left", 1, true), err)
+    _, err = enc({ table.concat(all), "\0" })
+    assert.are.equal("cannot encode as JSON: NUL bytes in strings that also hold every "
+      .. "U+FDD0..U+FDEF (no stand-in left)", err)
+    assert.are.equal(table.concat(all), dec(enc(table.concat(all)))) -- no NUL: no stand-in needed
+  end)
+
+  it("refuses a raw NUL byte in the text, with a message free of it", function()
+    local v, err = dec('"x\0y"')
+    assert.is_nil(v)
+    assert.are.equal("invalid JSON at line 1, column 3: a NUL byte (in a string, write \\u0000)", err)
+  end)
+
+  it("refuses numbers beyond the doubles and reads tiny ones as 0", function()
+    local v, err = dec('{"weight": 1e400}')
+    assert.is_nil(v)
+    assert.are.equal("invalid JSON: a number beyond the doubles (+-1.8e308) at .weight", err)
+    _, err = dec('[1, -1e999]')
+    assert.are.equal("invalid JSON: a number beyond the doubles (+-1.8e308) at [2]", err)
+    assert.are.equal(0, dec("1e-400"))
+    assert.are.equal(1.7976931348623157e308, dec("1.7976931348623157e308"))
+  end)
+
+  it("refuses a key given twice", function()
+    local v, err = dec('{"a": 1, "b": {"c": 1, "c": 2}}')
+    assert.is_nil(v)
+    assert.are.equal("invalid JSON: a key given twice at .b.c", err)
+    _, err = dec('{"a\\u0000": 1, "a\\u0000": 2}')
+    assert.truthy(err:find("a key given twice", 1, true), err)
+    assert.are.same({ a = 1, ["a\0"] = 2 }, dec('{"a": 1, "a\\u0000": 2}'))
+  end)
+
+  it("passes bytes that are not UTF-8 through, and refuses lone surrogates", function()
+    assert.are.equal("\255\254", dec('"\255\254"'))
+    assert.are.equal('"\255"', enc("\255"))
+    assert.is_nil(dec('"\\ud800"'))
+    assert.is_nil(dec('"\\udc00"'))
+    assert.are.equal("\240\159\152\128", dec('"\\ud83d\\ude00"'))
+  end)
+
+  it("nests at most 1000 deep both ways and says so", function()
+    assert.is_table(dec(string.rep("[", 1000) .. string.rep("]", 1000)))
+    local v, err = dec(string.rep('{"a":', 1000) .. "[1]" .. string.rep("}", 1000))
+    assert.is_nil(v)
+    assert.are.equal("invalid JSON at line 1, column 5001: nested deeper than 1000 arrays "
+      .. "and objects near '[1]}}}}}}}}}}}}}'", err)
+    assert.is_table(dec('["' .. string.rep("[", 5000) .. '"]')) -- brackets in a string do not nest
+    assert.are.same({ '"[[' .. "\\", 1 }, dec('["\\"[[\\\\", 1]'))
+    local t = {}
+    local top = t
+    for _ = 1, 999 do t[1] = {}; t = t[1] end
+    assert.is_string(enc(top))
+    t[1] = {}
+    _, err = enc(top)
+    assert.truthy(err:find("tables nested too deeply", 1, true), err)
+  end)
+end)
