@@ -241,6 +241,7 @@ static void new_tokens(fb_breaker *b) {
   b->next_token++;
   b->first_token = b->next_token;
   b->unslotted = 0;
+  memset(b->recent, 0, sizeof b->recent); /* rare: once a state */
 }
 
 static void enter(fb_breaker *b, fb_breaker_state to, double now) {
@@ -265,12 +266,13 @@ static void enter(fb_breaker *b, fb_breaker_state to, double now) {
   b->in_flight = 0;
 }
 
-/* Issues the next token. Its slot in recent[] may still hold an
- * unrecorded token of this state: that one is counted instead. */
+/* Issues the next token. Its slot in recent[] (cleared with every new
+ * state, so whatever it holds is of this state) may still hold an
+ * unrecorded token: that one is counted instead. */
 static int64_t grant(fb_breaker *b) {
   int64_t token = b->next_token++;
   int64_t *slot = &b->recent[(uint64_t)token % FB_TOKEN_SLOTS];
-  if (*slot > b->first_token)
+  if (*slot)
     b->unslotted++;
   *slot = token + 1;
   return token;
@@ -280,10 +282,10 @@ static int64_t grant(fb_breaker *b) {
  * recorded), FB_ESTALE if from an earlier state or recorded already,
  * FB_EINVAL if never issued. */
 static int redeem(fb_breaker *b, int64_t token) {
-  if (token < 0 || token >= b->next_token)
+  if ((uint64_t)token >= (uint64_t)b->next_token) /* negative ones too */
     return FB_EINVAL;
   int64_t *slot = &b->recent[(uint64_t)token % FB_TOKEN_SLOTS];
-  if (*slot == token + 1 && token >= b->first_token) {
+  if (*slot == token + 1) {
     *slot = 0;
     return 0;
   }

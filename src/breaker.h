@@ -37,7 +37,7 @@ struct fb_breaker {
   int64_t unslotted;         /* unrecorded tokens of this state that lost
                                 their recent[] slot to a newer token */
   int64_t recent[FB_TOKEN_SLOTS]; /* by token % FB_TOKEN_SLOTS: token + 1
-                                     while it is unrecorded */
+                                     while unrecorded, else 0 */
   int failures;              /* consecutive failures (reference: failure_count) */
   int successes;             /* HALF_OPEN successes (reference: success_count) */
   int in_flight;             /* HALF_OPEN probes of this generation */
