@@ -77,6 +77,21 @@ describe("breaker tokens", function()
     end)
   end)
 
+  it("stay allocation-free", function()
+    T.vrun(function()
+      local cb = fb.breaker { failure_threshold = 1e6 }
+      for i = 1, 1000 do cb:record(cb:permit(), i % 10 ~= 0) end
+      for i = 1, 100000 do cb:record(cb:permit(), i % 10 ~= 0) end -- traces compiled
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      for i = 1, 100000 do cb:record(cb:permit(), i % 10 ~= 0) end
+      local grown = collectgarbage("count") - before
+      collectgarbage("restart")
+      -- one allocation a call would be >= 1.6 MB; compiling traces takes a few KB
+      assert.is_true(grown < 64, string.format("100000 permit+record allocated %.1f KB", grown))
+    end)
+  end)
+
   it("still announce state changes with tokens", function()
     T.vrun(function()
       local cb = fb.breaker { failure_threshold = 1, timeout = 1 }
