@@ -68,7 +68,6 @@ local function within(r, lo, hi, unit)
     return nil
   end
 end
-M.within = within
 
 -- Durations a policy sleeps or waits: at most core.max_sleep (1e9 s).
 M.seconds = within(M.positive, 0, core.max_sleep, "seconds")
