@@ -25,13 +25,21 @@
  *
  * Calls are split into acquire (may I call?) and record (how did it go?)
  * so callers can run the call itself anywhere: in a coroutine that
- * sleeps, on another thread, in a callback. A permit carries the
- * breaker's generation, which changes with every state change; a result
- * whose permit is from an earlier generation describes a state that no
- * longer holds and is dropped (FB_ESTALE), as gobreaker does. HALF_OPEN
- * probe slots belong to a generation too, so a dropped result never
- * leaks one: leaving the state frees them all. An ignored outcome is
- * counted nowhere but frees its slot.
+ * sleeps, on another thread, in a callback. A permit (token) is a number
+ * of its own, issued in order; each state begins a new range of them
+ * (gobreaker's generations). A result whose token is from an earlier
+ * state describes a state that no longer holds and is dropped
+ * (FB_ESTALE), as gobreaker does. HALF_OPEN probe slots belong to a state
+ * too, so a dropped result never leaks one: leaving the state frees them
+ * all. An ignored outcome is counted nowhere but frees its slot.
+ *
+ * A token counts once. The newest FB_TOKEN_SLOTS tokens of the state are
+ * remembered one by one in recent[], so a second record of one of them is
+ * dropped (FB_ESTALE) exactly. An older token still unrecorded when a
+ * newer one took its slot is only counted (unslotted): a record of an
+ * older token is accepted while the count says some are out. So however
+ * tokens are replayed, a state never takes more results than it issued
+ * tokens, and no allocation is needed for any number of calls in flight.
  */
 #include "breaker.h"
 
@@ -226,6 +234,16 @@ static int rates_over(const fb_breaker *b) {
 
 /* -------------------------------------------------------------- states */
 
+/* Starts the tokens of a new state. One number is skipped, so whoever
+ * sees every token knows from the gap that the state changed (the Lua
+ * side announces changes that way without asking). */
+static void new_tokens(fb_breaker *b) {
+  b->next_token++;
+  b->first_token = b->next_token;
+  b->unslotted = 0;
+  memset(b->recent, 0, sizeof b->recent); /* rare: once a state */
+}
+
 static void enter(fb_breaker *b, fb_breaker_state to, double now) {
   fb_transition *t = &b->history[b->ntransitions % FB_BREAKER_HISTORY];
   t->at = now;
@@ -242,10 +260,44 @@ static void enter(fb_breaker *b, fb_breaker_state to, double now) {
     clear_window(b);
   }
   b->state = to;
-  b->generation++;
+  new_tokens(b);
   b->since = now;
   b->successes = 0;
   b->in_flight = 0;
+}
+
+/* Issues the next token. Its slot in recent[] (cleared with every new
+ * state, so whatever it holds is of this state) may still hold an
+ * unrecorded token: that one is counted instead. */
+static int64_t grant(fb_breaker *b) {
+  int64_t token = b->next_token++;
+  int64_t *slot = &b->recent[(uint64_t)token % FB_TOKEN_SLOTS];
+  if (*slot)
+    b->unslotted++;
+  *slot = token + 1;
+  return token;
+}
+
+/* Takes token back: 0 if it is an unrecorded token of this state (now
+ * recorded), FB_ESTALE if from an earlier state or recorded already,
+ * FB_EINVAL if never issued. */
+static int redeem(fb_breaker *b, int64_t token) {
+  if ((uint64_t)token >= (uint64_t)b->next_token) /* negative ones too */
+    return FB_EINVAL;
+  int64_t *slot = &b->recent[(uint64_t)token % FB_TOKEN_SLOTS];
+  if (*slot == token + 1) {
+    *slot = 0;
+    return 0;
+  }
+  /* Among the newest FB_TOKEN_SLOTS nothing else can have taken the
+   * slot: this token was recorded already. */
+  if (token >= b->first_token &&
+      token < b->next_token - FB_TOKEN_SLOTS && b->unslotted > 0) {
+    b->unslotted--;
+    return 0;
+  }
+  b->stale++;
+  return FB_ESTALE;
 }
 
 static int64_t reject(fb_breaker *b) {
@@ -261,14 +313,14 @@ static int64_t acquire_probe(fb_breaker *b, double now) {
   if (b->cfg.half_open_max_calls && b->in_flight >= b->cfg.half_open_max_calls)
     return reject(b);
   b->in_flight++;
-  return b->generation;
+  return grant(b);
 }
 
 static int64_t acquire_unlocked(fb_breaker *b, double now) {
   switch (b->state) {
   case FB_CLOSED:
   case FB_DISABLED:
-    return b->generation;
+    return grant(b);
   case FB_OPEN:
     if (!(now - b->since > b->open_timeout))
       return reject(b);
@@ -317,21 +369,14 @@ static int measure(fb_breaker *b, unsigned flags, double now) {
   return 0;
 }
 
-static int drop(fb_breaker *b, int64_t permit) {
-  if (permit < 0 || permit > b->generation)
-    return FB_EINVAL;
-  b->stale++;
-  return FB_ESTALE;
-}
-
 static int record_unlocked(fb_breaker *b, int64_t permit,
                            fb_outcome outcome, double duration, double now) {
-  if (permit != b->generation)
-    return drop(b, permit);
   if ((unsigned)outcome > FB_IGNORED)
     return FB_EINVAL;
-  if (b->state == FB_OPEN || b->state == FB_FORCED_OPEN)
-    return FB_EINVAL; /* no permit of these states was ever issued */
+  /* OPEN and FORCED_OPEN issue no tokens: none is of their state */
+  int rc = redeem(b, permit);
+  if (rc < 0)
+    return rc;
   unsigned flags = (outcome == FB_FAILURE ? FB_CALL_FAILED : 0) |
                    (duration > b->cfg.slow_call_duration ? FB_CALL_SLOW : 0);
   b->calls++;
@@ -371,7 +416,7 @@ static void reset_unlocked(fb_breaker *b, double now) {
   }
   b->failures = 0;
   clear_window(b);
-  b->generation++; /* results from before the reset describe another world */
+  new_tokens(b); /* results from before the reset describe another world */
 }
 
 /* ------------------------------------------------------------- queries */

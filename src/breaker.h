@@ -13,6 +13,10 @@ typedef struct fb_transition {
   uint8_t from, to;
 } fb_transition;
 
+/* Unrecorded tokens remembered one by one (the newest this many of the
+ * state); older ones fall back to a count. A power of two. */
+#define FB_TOKEN_SLOTS 64
+
 /* Per-call flags in the count-mode ring. */
 enum { FB_CALL_FAILED = 1, FB_CALL_SLOW = 2 };
 
@@ -26,7 +30,14 @@ struct fb_breaker {
   int shared;
   fb_breaker_config cfg;
   fb_breaker_state state;
-  int64_t generation;        /* bumped on every state change and reset */
+  /* Tokens (permits): every granted acquire issues the next number, so
+   * each call has its own and a record can tell a second use. */
+  int64_t next_token;        /* what the next granted acquire issues */
+  int64_t first_token;       /* the current state's first: older are stale */
+  int64_t unslotted;         /* unrecorded tokens of this state that lost
+                                their recent[] slot to a newer token */
+  int64_t recent[FB_TOKEN_SLOTS]; /* by token % FB_TOKEN_SLOTS: token + 1
+                                     while unrecorded, else 0 */
   int failures;              /* consecutive failures (reference: failure_count) */
   int successes;             /* HALF_OPEN successes (reference: success_count) */
   int in_flight;             /* HALF_OPEN probes of this generation */

@@ -427,8 +427,9 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg);
 /* Frees the breaker. */
 void fb_breaker_free(fb_breaker *b);
 
-/* Asks to make a call at now: returns a permit (>= 0) to pass to
- * fb_breaker_record(), or FB_EREJECTED while the breaker is open (or
+/* Asks to make a call at now: returns a permit (>= 0, a token of its own,
+ * issued in increasing order) to pass to fb_breaker_record() once, or
+ * FB_EREJECTED while the breaker is open (or
  * HALF_OPEN with all probe slots taken). An OPEN breaker whose timeout has
  * strictly passed moves to HALF_OPEN here; a HALF_OPEN one older than
  * half_open_max_wait moves back to OPEN here. */
@@ -440,10 +441,13 @@ enum { FB_RECORDED = 0, FB_CHANGED = 1 };
 /* Records the outcome of a permitted call; duration is the call's length.
  * Returns FB_RECORDED, FB_CHANGED when the outcome changed the state (so
  * callers know without asking when to look at the history), FB_EINVAL for
- * a bad outcome or permit, or FB_ESTALE when the
- * breaker has changed state since the permit was issued (the result is
- * dropped: it describes a state that no longer holds; the HALF_OPEN slot
- * it held died with that state). */
+ * a bad outcome or a permit never issued, or FB_ESTALE when the result is
+ * dropped: the breaker has changed state since the permit was issued (it
+ * describes a state that no longer holds; the HALF_OPEN slot it held died
+ * with that state), or the permit was recorded already. A permit counts
+ * once: a second record of any of the newest 64 of the state is dropped;
+ * for older ones the state takes no more results than it issued permits.
+ * Allocation-free for any number of permits out. */
 int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now);
 
@@ -496,7 +500,7 @@ typedef struct fb_breaker_metrics {
   uint64_t calls;       /* lifetime: outcomes recorded (not stale ones) */
   uint64_t successes, failures, ignored, slow_calls; /* lifetime */
   uint64_t rejected;    /* lifetime: acquires refused */
-  uint64_t stale;       /* lifetime: results dropped as stale */
+  uint64_t stale;       /* lifetime: results dropped (stale or replayed) */
   uint64_t half_open_calls; /* probes in flight now */
   double time_in_state; /* seconds since the current state began */
   double open_timeout;  /* the OPEN duration now in force */

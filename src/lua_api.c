@@ -8,14 +8,22 @@
 
 #include "runtime.h"
 
+#include <math.h>
+
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
 static double api_breaker_acquire(fb_breaker *b, double now) {
   return (double)fb_breaker_acquire(b, now);
 }
 
+/* A token is an integer 0..2^53 (the doubles that hold it exactly):
+ * anything else (0.5, -0, NaN, 1e300) is malformed, not truncated into
+ * some other token. */
 static int api_breaker_record(fb_breaker *b, double permit, int outcome,
                               double duration, double now) {
+  if (!(permit >= 0 && permit <= 9007199254740992.0) ||
+      permit != (double)(int64_t)permit || signbit(permit))
+    return FB_EINVAL;
   return fb_breaker_record(b, (int64_t)permit, (fb_outcome)outcome, duration,
                            now);
 }

@@ -28,12 +28,23 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* Checks that the number at idx is a duration 0..FB_MAX_SLEEP (NaN and
+ * infinities are not); raises "bad argument #idx to 'fname' (what must
+ * be ..., got v)" else. Named here: a function called through pcall has
+ * no name for luaL_argerror to find. */
+static double check_duration(lua_State *L, int idx, const char *fname,
+                             const char *what) {
+  double s = luaL_checknumber(L, idx);
+  if (!(s >= 0 && s <= FB_MAX_SLEEP))
+    luaL_error(L, "bad argument #%d to '%s' (%s must be a number in 0..%f, "
+                  "got %f)", idx, fname, what, FB_MAX_SLEEP, s);
+  return s;
+}
+
 /* fb.sleep(seconds): yields the calling coroutine until then */
 static int l_sleep(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
-  double s = luaL_optnumber(L, 1, 0);
-  if (!(s >= 0) || isinf(s))
-    return luaL_argerror(L, 1, "seconds must be a non-negative number");
+  double s = lua_isnoneornil(L, 1) ? 0 : check_duration(L, 1, "sleep", "seconds");
   fb_runtime_park(L, rt, s, "sleep");
   return lua_yield(L, 0);
 }
@@ -76,11 +87,8 @@ static int l_wait(lua_State *L) {
   if (has_what)
     luaL_checkstring(L, 1);
   double timeout = -1;
-  if (!lua_isnoneornil(L, 2)) {
-    timeout = luaL_checknumber(L, 2);
-    if (!(timeout >= 0))
-      return luaL_argerror(L, 2, "timeout must be a non-negative number");
-  }
+  if (!lua_isnoneornil(L, 2))
+    timeout = check_duration(L, 2, "wait", "timeout");
   fb_runtime_wait(L, rt, has_what ? 1 : 0, timeout, "wait");
   return lua_yield(L, 0);
 }
@@ -332,6 +340,8 @@ int luaopen_fusebox(lua_State *L) {
   lua_setfield(L, -2, "rt");
   lua_pushstring(L, fb_version());
   lua_setfield(L, -2, "version");
+  lua_pushnumber(L, FB_MAX_SLEEP);
+  lua_setfield(L, -2, "max_sleep");
   int core_idx = lua_gettop(L);
   lua_pushvalue(L, rt_idx);
   lua_newtable(L); /* the import cache */

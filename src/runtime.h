@@ -42,6 +42,11 @@ typedef struct fb_coro {
   uint8_t daemon; /* the run does not wait for it */
 } fb_coro;
 
+/* The longest fb.sleep or fb.wait, in seconds (about 31.7 years): every
+ * deadline stays finite and the clock keeps its resolution, and the
+ * policies cap their waits (retry backoff, timeouts) by it too. */
+#define FB_MAX_SLEEP 1e9
+
 struct fb_runtime {
   lua_State *L;         /* thread that called run: used for refs */
   uv_loop_t *loop;

@@ -30,6 +30,14 @@ function M.argerror(n, fname, msg)
   error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
 end
 
+-- seconds(s) -> s for a message: "0.250s" below a million, "1.5e+12s"
+-- above (never hundreds of digits), "an unbounded time" for math.huge.
+function M.seconds(s)
+  if s < 1e6 then return format("%.3fs", s) end
+  if s < math.huge then return format("%.4gs", s) end
+  return "an unbounded time"
+end
+
 function M.check_name(v, n, fname)
   if type(v) ~= "string" then
     M.argerror(n, fname, "service name must be a string, got " .. type(v))

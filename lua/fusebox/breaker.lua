@@ -57,7 +57,10 @@
 -- cb:permit() -> token (a number), or nil, retry_after;
 --   cb:record(token, outcome [, duration]) with outcome true (success),
 --   false (failure) or "ignore"; duration defaults to 0. Returns true, or
---   false when dropped. Record each token once.
+--   false when dropped: the token is from an earlier state, or was
+--   recorded already (a token counts once; a replay is dropped like a
+--   stale one and counted in metrics().stale). A token the breaker never
+--   issued (99, 0.5, -0, "1") is an error.
 -- cb:force_open() (rejects everything), cb:disable() (allows everything,
 --   still measures, never changes state), cb:reset() (a fresh CLOSED:
 --   window, counts and timeout growth cleared; earlier permits dropped).
@@ -102,7 +105,7 @@ M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
   return {
     ptr = ptr,
     seen = 0,       -- state changes already announced to listeners
-    gen = 0,        -- the core's generation when we last looked
+    next = 0,       -- the token the core issues next if nothing changed
     listeners = {}, -- event -> array of functions
     is_failure = getfenv(ud).is_failure,
   }
@@ -155,15 +158,14 @@ local function rejected(self, st, t)
 end
 
 -- Asks the core for a permit at t: the permit (>= 0), or nil, retry_after.
--- A permit is the core's generation, which every state change bumps: one
--- we have not seen means there may be something to announce.
+-- Tokens come in order and every state change skips one: a token other
+-- than the one after the last we saw means there may be something to
+-- announce (or someone else acquired: announce finds nothing).
 local function admit(self, st, t)
   local permit = api.breaker_acquire(st.ptr, t)
   if permit >= 0 then
-    if permit ~= st.gen then
-      st.gen = permit
-      announce(self, st)
-    end
+    if permit ~= st.next then announce(self, st) end
+    st.next = permit + 1
     return permit
   end
   announce(self, st)
@@ -217,7 +219,7 @@ local function open_message(st, wait)
   if s == HALF_OPEN then
     return "circuit open: call rejected (half-open, all probe slots taken)"
   end
-  return format("circuit open: call rejected (retry after %.3fs)", wait)
+  return "circuit open: call rejected (retry after " .. base.seconds(wait) .. ")"
 end
 
 local function check_fn(fn, fname)

@@ -58,7 +58,8 @@
 -- fb.timeout(s):call(fn, ...), fb.bulkhead{...}:call(fn, ...),
 -- fb.rate_limiter{...}:call(fn, ...) (or :acquire() -> true | false,
 -- seconds until the next token). Defaults: retry 3 attempts, exponential
--- from 0.1 s doubling, no cap, no jitter, retrying every failure;
+-- from 0.1 s doubling, capped at 1e9 s (fb's longest sleep), no jitter,
+-- retrying every failure;
 -- bulkhead 10 slots, no queue, no queue timeout; rate limiter 10/s,
 -- burst floor(rate). Backoff before retry n: constant base, linear
 -- base*n, exponential base*multiplier^(n-1), capped by max; jitter full
@@ -74,12 +75,13 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local schema = core.import "fusebox.schema"
-local now = base.now
+local now, seconds_text = base.now, base.seconds
+local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
 local running = coroutine.running
-local format, find, type, error, pcall, select, unpack =
-  string.format, string.find, type, error, pcall, select, unpack
-local setmetatable, getmetatable, min, huge = setmetatable, getmetatable, math.min, math.huge
+local format, find, type, error, pcall, select, unpack, next =
+  string.format, string.find, type, error, pcall, select, unpack, next
+local setmetatable, getmetatable, min = setmetatable, getmetatable, math.min
 
 local M = {}
 
@@ -205,7 +207,10 @@ Retry.__index = Retry
 local BACKOFF = {
   constant = function(r) return r.base end,
   linear = function(r, n) return r.base * n end,
-  exponential = function(r, n) return r.base * r.multiplier ^ (n - 1) end,
+  exponential = function(r, n)
+    if r.base == 0 then return 0 end -- not 0 * inf, NaN, once the power overflows
+    return r.base * r.multiplier ^ (n - 1)
+  end,
 }
 
 -- Delay before retry n (1 = after the first attempt); prev is the delay
@@ -260,14 +265,14 @@ local function new_retry(o)
     backoff_of = BACKOFF[o.backoff or "exponential"],
     base = o.base or 0.1,
     multiplier = o.multiplier or 2,
-    max = o.max or huge,
+    max = o.max or max_sleep, -- the backoff never outgrows the longest sleep
     jitter = o.jitter or "none",
     retry_on = o.retry_on,
   }, Retry)
 end
 
 -- fb.retry{attempts=3, backoff="exponential", base=0.1, multiplier=2,
---   max=(none), jitter="none", retry_on=(every failure)}
+--   max=1e9 (the longest sleep), jitter="none", retry_on=(every failure)}
 function M.retry(opts)
   return new_retry(check_options("retry", opts, schema.retry))
 end
@@ -321,7 +326,7 @@ local function new_timeout(seconds)
   }, Timeout)
 end
 
-local check_seconds = schema.positive
+local check_seconds = schema.seconds
 
 -- fb.timeout(seconds)
 function M.timeout(seconds)
@@ -334,6 +339,52 @@ end
 
 local Bulkhead = { kind = "bulkhead" }
 Bulkhead.__index = Bulkhead
+
+-- A call holding a slot keeps a mark, a small table, in a local; idle
+-- marks wait in spare and idle, and weak (weak on its values) knows
+-- every mark by its number. A coroutine dropped while suspended inside
+-- b:call (a plain coroutine that yielded there and was never resumed) is
+-- collected with its stack, and the mark with it: weak[i] goes nil. When
+-- the slots run out, reclaim frees those slots. Only a collection can
+-- drop a mark, so it looks once per collection cycle: a weak-keyed probe
+-- that comes back empty says one has run. Marks are reused (no
+-- allocation per call), and coroutine.running, which LuaJIT does not
+-- compile, is not needed.
+local function gc_probe() return setmetatable({ [{}] = true }, { __mode = "k" }) end
+
+local function new_mark(self)
+  local i = self.nmarks + 1
+  local mark = { i }
+  self.nmarks, self.weak[i] = i, mark
+  return mark
+end
+
+-- take_mark(self) -> a mark to hold while holding a slot. One idle mark
+-- waits in the field spare, the others on the stack idle: calls that do
+-- not overlap only move one mark in and out of one field (storing a
+-- table into an array slot after the guarded call costs LuaJIT ~6 ns).
+local function take_mark(self)
+  local mark = self.spare
+  if mark then
+    self.spare = false -- no strong reference while in use
+    return mark
+  end
+  local n = self.nidle
+  if n == 0 then return new_mark(self) end
+  local idle = self.idle
+  mark = idle[n]
+  idle[n], self.nidle = false, n - 1
+  return mark
+end
+
+local function give_mark(self, mark)
+  if not self.spare then
+    self.spare = mark
+  else
+    local n = self.nidle + 1
+    self.idle[n], self.nidle = mark, n
+  end
+end
 
 -- Frees a slot: hands it straight to the longest waiter (so a newcomer
 -- cannot overtake the queue), or returns it to the pool.
@@ -350,6 +401,22 @@ local function release(self)
     end
   end
   self.active = self.active - 1
+end
+
+-- Frees the slots whose marks the collector took (see take_mark).
+local function reclaim(self)
+  if next(self.probe) ~= nil then return end -- no collection since the last look
+  self.probe = gc_probe()
+  local weak = self.weak
+  for i = 1, self.nmarks do
+    if weak[i] == nil then
+      local mark = { i }
+      weak[i] = mark
+      give_mark(self, mark)
+      self.reclaimed = self.reclaimed + 1
+      release(self)
+    end
+  end
 end
 
 -- Queues the running coroutine for a slot; true once one was handed
@@ -380,13 +447,16 @@ end
 -- slots, waiting in FIFO order when none is free; the slot is freed
 -- however fn ends.
 function Bulkhead:call(fn, ...)
+  if self.active >= self.max_concurrent then reclaim(self) end
   if self.active < self.max_concurrent then
     self.active = self.active + 1
   else
-    local ok, err = enqueue(self)
+    local ok, err = enqueue(self) -- release handed us the slot
     if not ok then return nil, err end
   end
+  local mark = take_mark(self)
   local ok = hold(pcall(fn, ...))
+  give_mark(self, mark)
   release(self)
   local n, a, b, c = take()
   if not ok then error(a, 0) end
@@ -401,6 +471,10 @@ local function new_bulkhead(o)
     active = 0, waiting = 0,
     queue = {}, head = 1, tail = 0, -- waiting coroutines; false: gave up
     where = {},                     -- coroutine -> its place in queue
+    weak = setmetatable({}, { __mode = "v" }), nmarks = 0, -- i -> mark i, while it lives
+    spare = false, idle = {}, nidle = 0, -- the marks no call holds
+    probe = gc_probe(),             -- empty once a collection has run
+    reclaimed = 0,                  -- slots freed after their holder was collected
   }, Bulkhead)
 end
 
@@ -437,7 +511,7 @@ end
 function RateLimiter:call(fn, ...)
   local ok, after = self:acquire()
   if ok then return fn(...) end
-  return nil, format("rate limited: next token in %.3fs", after)
+  return nil, "rate limited: next token in " .. seconds_text(after)
 end
 
 local function new_rate_limiter(o)
@@ -523,10 +597,15 @@ function Policy:names()
   return out
 end
 
--- Is v a built layer (anything with a call method) rather than options?
+local breaker_mt = core.meta.breaker
+local function is_breaker(v) return getmetatable(v) == breaker_mt end
+
+-- Is v a built layer (a breaker, or a table with a call method) rather
+-- than options? Other userdata are neither: JSON's null
+-- (core.json_null, a light userdata) is a bad value like any other, so
+-- {"breaker": null} is an error naming breaker, not a layer.
 local function is_layer(v)
-  local t = type(v)
-  return t == "userdata" or (t == "table" and type(v.call) == "function")
+  return is_breaker(v) or (type(v) == "table" and type(v.call) == "function")
 end
 M.is_layer = is_layer
 
@@ -558,7 +637,7 @@ M.schema = { fields = {
 local BUILD = {
   { "retry", new_retry },
   { "breaker", function(o, path)
-      local cb = type(o) == "userdata" and o or M.new_breaker(o, path)
+      local cb = is_breaker(o) and o or M.new_breaker(o, path)
       return setmetatable({ breaker = cb }, BreakerLayer)
     end },
   { "rate_limit", new_rate_limiter },
@@ -575,7 +654,8 @@ function M.build_layers(opts, path, skip)
     local name, build = entry[1], entry[2]
     local v = opts[name]
     if v ~= nil and not (skip and skip[name]) then
-      if is_layer(v) and type(v) ~= "userdata" then layers[#layers + 1] = v
+      if is_layer(v) and not (name == "breaker" and is_breaker(v)) then
+        layers[#layers + 1] = v
       else layers[#layers + 1] = build(v, schema.join(path, name)) end
       names[#names + 1] = name
     end

@@ -56,6 +56,23 @@ M.fraction = rule("a number in 0..1", function(v) return finite(v) and v >= 0 an
 M.at_least_1 = rule("a number >= 1", function(v) return finite(v) and v >= 1 end)
 M.func = rule("a function", function(v) return type(v) == "function" end)
 
+-- within(r, lo, hi, unit): rule r, then lo <= v <= hi. The limits keep
+-- every sleep, deadline and message finite.
+local function within(r, lo, hi, unit)
+  return function(v, path)
+    local err = r(v, path)
+    if err then return err end
+    if v < lo or v > hi then
+      return format("%s: must be in %.14g..%.14g %s, got %s", path, lo, hi, unit, M.got(v))
+    end
+    return nil
+  end
+end
+
+-- Durations a policy sleeps or waits: at most core.max_sleep (1e9 s).
+M.seconds = within(M.positive, 0, core.max_sleep, "seconds")
+M.seconds0 = within(M.nonneg, 0, core.max_sleep, "seconds")
+
 function M.enum(...)
   local names, set = { ... }, {}
   for _, n in ipairs(names) do set[n] = true end
@@ -95,9 +112,9 @@ end
 M.retry = { fields = {
   attempts = M.count,
   backoff = M.enum("exponential", "constant", "linear"),
-  base = M.nonneg,
+  base = M.seconds0,
   multiplier = M.at_least_1,
-  max = M.positive,
+  max = M.seconds,
   jitter = M.enum("none", "full", "equal", "decorrelated"),
   retry_on = M.func,
 } }
@@ -105,11 +122,12 @@ M.retry = { fields = {
 M.bulkhead = { fields = {
   max_concurrent = M.count,
   max_queue = M.count0,
-  queue_timeout = M.nonneg,
+  queue_timeout = M.seconds0,
 } }
 
+-- rate: 1e-9 (one token in 31.7 years, the longest sleep) .. 1e9 a second
 M.rate_limit = { fields = {
-  rate = M.positive,
+  rate = within(M.positive, 1e-9, 1e9, "a second"),
   burst = M.count,
 } }
 

@@ -494,6 +494,76 @@ static void test_late_results_are_dropped(void **state) {
   fb_breaker_free(b);
 }
 
+/* A permit counts once (issue 13): replaying one cannot open a breaker,
+ * exactly for the newest permits and by count for older ones. */
+static void test_permits_count_once(void **state) {
+  (void)state;
+  fb_breaker_config cfg;
+  fb_breaker_config_init(&cfg);
+  cfg.failure_threshold = 3;
+  cfg.success_threshold = 2;
+  cfg.timeout = 1;
+  fb_breaker *b = make(&cfg);
+  int64_t p = fb_breaker_acquire(b, 0);
+  assert_int_equal(fb_breaker_record(b, p, FB_FAILURE, 0, 0), FB_RECORDED);
+  assert_int_equal(fb_breaker_record(b, p, FB_FAILURE, 0, 0), FB_ESTALE);
+  assert_int_equal(fb_breaker_record(b, p, FB_FAILURE, 0, 0), FB_ESTALE);
+  assert_int_equal(STATE(b), FB_CLOSED);
+  fb_breaker_metrics m;
+  fb_breaker_metrics_get(b, 0, &m);
+  assert_int_equal(m.calls, 1);
+  assert_int_equal(m.stale, 2);
+  /* a replay among other permits out takes none of theirs */
+  int64_t q[10];
+  for (int i = 0; i < 10; i++)
+    q[i] = fb_breaker_acquire(b, 0);
+  assert_int_equal(fb_breaker_record(b, q[5], FB_SUCCESS, 0, 0), FB_RECORDED);
+  assert_int_equal(fb_breaker_record(b, q[5], FB_SUCCESS, 0, 0), FB_ESTALE);
+  for (int i = 0; i < 10; i++)
+    if (i != 5)
+      assert_int_equal(fb_breaker_record(b, q[i], FB_SUCCESS, 0, 0),
+                       FB_RECORDED);
+  assert_int_equal(fb_breaker_record(b, q[9] + 1, FB_SUCCESS, 0, 0),
+                   FB_EINVAL); /* not issued yet */
+  /* a HALF_OPEN probe's success, replayed, does not close it */
+  for (int i = 0; i < 3; i++)
+    FAIL(b, 1);
+  assert_int_equal(STATE(b), FB_OPEN);
+  p = fb_breaker_acquire(b, 3);
+  assert_int_equal(STATE(b), FB_HALF_OPEN);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, 0, 3), FB_RECORDED);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, 0, 3), FB_ESTALE);
+  assert_int_equal(STATE(b), FB_HALF_OPEN);
+  fb_breaker_free(b);
+}
+
+/* With more permits out than are remembered one by one, replays of old
+ * ones are bounded by count: never more results than permits. */
+static void test_many_permits_out_count_once(void **state) {
+  (void)state;
+  fb_breaker_config cfg;
+  fb_breaker_config_init(&cfg);
+  cfg.failure_threshold = 1000000;
+  fb_breaker *b = make(&cfg);
+  enum { OUT = 1000 };
+  int64_t p[OUT];
+  for (int i = 0; i < OUT; i++)
+    p[i] = fb_breaker_acquire(b, 0);
+  int accepted = 0;
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < OUT; i++)
+      accepted += fb_breaker_record(b, p[i], FB_FAILURE, 0, 0) == FB_RECORDED;
+  assert_int_equal(accepted, OUT);
+  /* the newest ones were refused exactly: every late replay of them */
+  for (int i = OUT - 64; i < OUT; i++)
+    assert_int_equal(fb_breaker_record(b, p[i], FB_FAILURE, 0, 0), FB_ESTALE);
+  fb_breaker_metrics m;
+  fb_breaker_metrics_get(b, 0, &m);
+  assert_int_equal(m.calls, OUT);
+  assert_int_equal(m.failures, OUT);
+  fb_breaker_free(b);
+}
+
 static void test_metrics_snapshot(void **state) {
   (void)state;
   fb_breaker *b = count_breaker(10, 2, 0.9);
@@ -535,6 +605,8 @@ int main(void) {
       cmocka_unit_test(test_forced_states),
       cmocka_unit_test(test_late_results_are_dropped),
       cmocka_unit_test(test_metrics_snapshot),
+      cmocka_unit_test(test_permits_count_once),
+      cmocka_unit_test(test_many_permits_out_count_once),
   };
   return cmocka_run_group_tests_name("breaker", tests, NULL, NULL);
 }
