@@ -87,7 +87,7 @@ local events = core.import "fusebox.events"
 local api, now, argerror = base.api, base.now, base.argerror
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local tostring, setmetatable, getfenv = tostring, setmetatable, debug.getfenv
-local traceback, getmetatable = debug.traceback, getmetatable
+local traceback = debug.traceback
 
 local breaker_mt = core.meta.breaker
 local breaker = breaker_mt.methods
@@ -222,26 +222,30 @@ local function open_message(st, wait)
   return "circuit open: call rejected (retry after " .. base.seconds(wait) .. ")"
 end
 
-local function check_fn(fn, fname)
-  if type(fn) ~= "function" then
-    argerror(1, fname, "function expected, got " .. type(fn))
+local check_function = base.check_function
+
+-- caller(level) -> cb:call, its rejection raised at level: 2 for cb:call
+-- (the caller's line in front), 0 for a policy's breaker layer (whose
+-- caller is fusebox's own code: the message alone, the same text).
+local function caller(level)
+  return function(self, fn, ...)
+    local st = state_of(self, "call")
+    check_function(fn, 1, "call")
+    local t0 = now()
+    local permit, wait = admit(self, st, t0)
+    if not permit then error(open_message(st, wait), level) end
+    return finish(self, st, permit, t0, pcall(fn, ...))
   end
 end
 
 -- cb:call(fn, ...) -> fn's results (see the header)
-function breaker:call(fn, ...)
-  local st = state_of(self, "call")
-  check_fn(fn, "call")
-  local t0 = now()
-  local permit, wait = admit(self, st, t0)
-  if not permit then error(open_message(st, wait), 2) end
-  return finish(self, st, permit, t0, pcall(fn, ...))
-end
+breaker.call = caller(2)
+M.layer_call = caller(0)
 
 -- cb:try(fn, ...) -> fn's results, or nil, "circuit open", retry_after
 function breaker:try(fn, ...)
   local st = state_of(self, "try")
-  check_fn(fn, "try")
+  check_function(fn, 1, "try")
   local t0 = now()
   local permit, wait = admit(self, st, t0)
   if not permit then return nil, "circuit open", wait end
@@ -291,9 +295,7 @@ function breaker:acquire()
 end
 
 local function settle(p, outcome, duration, fname)
-  if getmetatable(p) ~= permit_mt then
-    error(format("calling '%s' on bad self (permit expected)", fname), 3)
-  end
+  base.check_self(p, permit_mt, "fusebox.permit", fname, 1)
   local token = p[3]
   if not token then error(format("%s: permit already used", fname), 3) end
   local t = now()
@@ -307,9 +309,19 @@ local function settle(p, outcome, duration, fname)
   return record(p[1], p[2], token, outcome, duration, t) == 0
 end
 
-function permit_methods:success(duration) return settle(self, SUCCESS, duration, "success") end
-function permit_methods:failure(duration) return settle(self, FAILURE, duration, "failure") end
-function permit_methods:ignore() return settle(self, IGNORED, 0, "ignore") end
+-- Not tail calls, so that settle's errors name the caller's line.
+function permit_methods:success(duration)
+  local kept = settle(self, SUCCESS, duration, "success")
+  return kept
+end
+function permit_methods:failure(duration)
+  local kept = settle(self, FAILURE, duration, "failure")
+  return kept
+end
+function permit_methods:ignore()
+  local kept = settle(self, IGNORED, 0, "ignore")
+  return kept
+end
 
 local function control(name, fn)
   breaker[name] = function(self)
@@ -334,6 +346,8 @@ breaker_mt.__index = function(self, key)
   if prop then return prop(state_of(self, key)) end
   return nil
 end
+breaker_mt.__newindex = base.read_only("fusebox.breaker",
+  "change the state with cb:force_open(), cb:disable() or cb:reset()")
 breaker_mt.__tostring = function(self)
   return format("fusebox.breaker %s (%p)", self.state, self)
 end

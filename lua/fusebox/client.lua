@@ -26,7 +26,8 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local policy = core.import "fusebox.policy"
 local schema = core.import "fusebox.schema"
-local now, argerror, check_name = base.now, base.argerror, base.check_name
+local now, check_name = base.now, base.check_name
+local check_self, check_function = base.check_self, base.check_function
 local format, type, error, pcall, setmetatable = string.format, type, error, pcall, setmetatable
 local failure, breaker_call, through = policy.failure, policy.breaker_call, policy.through
 
@@ -71,6 +72,7 @@ end
 -- c:breaker(host, port) -> that instance's breaker, or nil before its
 -- first call
 function Client:breaker(host, port)
+  check_self(self, Client, "fusebox.client", "breaker")
   return self.breakers[host .. ":" .. tostring(port)]
 end
 
@@ -116,8 +118,9 @@ local function pick_and_call(st) return attempt(st, 1) end
 
 -- c:call(service, fn) -> fn(instance)'s results, through the policy
 function Client:call(service, fn)
+  check_self(self, Client, "fusebox.client", "call")
   check_name(service, 1, "call")
-  if type(fn) ~= "function" then argerror(2, "call", "function expected, got " .. type(fn)) end
+  check_function(fn, 2, "call")
   local st = { client = self, service = service, fn = fn, tried = {}, admitted = false }
   return policy.with_fallback(self, pick_and_call, st)
 end
