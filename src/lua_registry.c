@@ -84,9 +84,7 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
     return;
   }
   o->weight = check_weight(L, idx);
-  lua_getfield(L, idx, "zone");
-  if (!lua_isnil(L, -1))
-    o->zone = fbl_check_name(L, lua_gettop(L), "zone");
+  o->zone = fbl_opt_name(L, idx, "zone");
   lua_getfield(L, idx, "meta");
   if (!lua_isnil(L, -1) && !lua_istable(L, -1))
     luaL_argerror(L, idx, lua_pushfstring(L, "meta must be a table, got %s",

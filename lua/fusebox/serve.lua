@@ -103,6 +103,9 @@ local function check_instance(body)
     if not REGISTER_FIELDS[k] then return nil, format("unknown field '%s'", k) end
   end
   if not valid_host(v.host) then return nil, "host must be a host name or IP address" end
+  if type(v.port) ~= "number" then -- "80" is a string, not a port: say so, as reg:register does
+    return nil, format("port must be a number, got %s", v.port == core.json_null and "null" or type(v.port))
+  end
   if not valid_port(v.port) then return nil, format("port must be an integer 1..65535, got %s", tostring(v.port)) end
   if v.weight ~= nil and (type(v.weight) ~= "number" or not (v.weight > 0)) then
     return nil, "weight must be a positive number"

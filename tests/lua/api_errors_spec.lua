@@ -186,3 +186,47 @@ describe("what reaches a fallback", function()
     end)
   end)
 end)
+
+describe("option errors name one argument and show the value", function()
+  it("register: weight, zone and meta are all argument #4 (the options)", function()
+    T.vrun(function()
+      local reg = fb.registry {}
+      raises("bad argument #4 to 'register' (weight must be an integer 1..1000000, got 0)",
+        function() reg:register("s", "h", 1, { weight = 0 }) end)
+      raises("bad argument #4 to 'register' (zone must be a string, got number)",
+        function() reg:register("s", "h", 1, { zone = 5 }) end)
+      raises("bad argument #4 to 'register' (zone must not be empty)",
+        function() reg:register("s", "h", 1, { zone = "" }) end)
+      raises("bad argument #4 to 'register' (meta must be a table, got number)",
+        function() reg:register("s", "h", 1, { meta = 5 }) end)
+      assert.is_true(reg:register("s", "h", 1, { zone = "eu" }))
+      assert.are.equal("eu", reg:discover("s")[1].zone)
+    end)
+  end)
+
+  it("balancer: a strategy's name is argument #3, panic_threshold shows its value", function()
+    T.vrun(function()
+      local reg = fb.registry {}
+      local function strategy(list) return list[1] end
+      raises("bad argument #3 to 'balancer' (name must be a string, got number)",
+        function() fb.balancer(reg, strategy, { name = 5 }) end)
+      raises("bad argument #3 to 'balancer' (panic_threshold must be a number 0..1, got 5)",
+        function() fb.balancer(reg, "round_robin", { panic_threshold = 5 }) end)
+      raises("bad argument #3 to 'balancer' (panic_threshold must be a number 0..1, got string)",
+        function() fb.balancer(reg, "round_robin", { panic_threshold = "half" }) end)
+      assert.are.equal("mine", fb.balancer(reg, strategy, { name = "mine" }):algorithm())
+    end)
+  end)
+
+  it("over HTTP a port given as a string is named a string", function()
+    fb.run(function()
+      local api = assert(fb.serve_registry { port = 0 })
+      local status, _, body = fb.http.request { method = "PUT", timeout = 5,
+        url = "http://127.0.0.1:" .. api:port() .. "/v1/services/a/instances",
+        body = '{"host":"h","port":"80"}' }
+      api:close()
+      assert.are.equal(400, status)
+      assert.truthy(body:find("port must be a number, got string", 1, true), body)
+    end)
+  end)
+end)
