@@ -29,6 +29,9 @@
 --                      rejected
 --   half_open_max_wait a HALF_OPEN state older than this reopens at the
 --                      next acquire (never), so a lost probe cannot hold it
+--   name               a label for events, the report and metrics (none:
+--                      "breaker <id>"); fb.client names the breaker of
+--                      each instance "host:port"
 --   is_failure         function(err) judging a raised error or the err of a
 --                      `nil, err` return: true -> failure; false or nil ->
 --                      success (the service worked, e.g. "not found");
@@ -79,7 +82,10 @@
 --   failures, ignored, slow_calls, rejected, stale (since creation),
 --   half_open_calls, time_in_state, open_timeout}; cb:metrics_json() -> the
 --   same as a JSON object.
--- cb.state -> the state's name; cb:transition(n) -> from, to, at.
+-- cb.state -> the state's name; cb.name -> the name option (nil without
+--   one): it labels the breaker in events ("name" next to the numeric
+--   "breaker" id), in the report (instead of "breaker <id>") and in
+--   metrics; cb:transition(n) -> from, to, at.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -108,6 +114,7 @@ M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
     next = 0,       -- the token the core issues next if nothing changed
     listeners = {}, -- event -> array of functions
     is_failure = getfenv(ud).is_failure,
+    name = getfenv(ud).name, -- nil: events and the report say "breaker <id>"
   }
 end)
 local state_of = M.state
@@ -144,14 +151,14 @@ local function announce(self, st)
   while st.seen < total do
     local from, to, at = transition(self, st.seen)
     st.seen = st.seen + 1
-    if events.on() then events.emit("state_change", { breaker = events.id(self), from = from, to = to }) end
+    if events.on() then events.emit("state_change", { breaker = events.id(self), name = st.name, from = from, to = to }) end
     if list and from then emit(list, "state_change", from, to, at) end
   end
 end
 
 local function rejected(self, st, t)
   local wait = api.breaker_retry_after(st.ptr, t)
-  if events.on() then events.emit("reject", { breaker = events.id(self) }) end
+  if events.on() then events.emit("reject", { breaker = events.id(self), name = st.name }) end
   local list = st.listeners.rejected
   if list then emit(list, "rejected", wait, t) end
   return wait
@@ -178,7 +185,8 @@ local function record(self, st, permit, outcome, duration, t)
   local rc = api.breaker_record(st.ptr, permit, outcome, duration, t)
   if rc == EINVAL then return rc end
   if events.on() then
-    events.emit("outcome", { breaker = events.id(self), outcome = OUTCOME_NAMES[outcome], duration = duration })
+    events.emit("outcome", { breaker = events.id(self), name = st.name, outcome = OUTCOME_NAMES[outcome],
+      duration = duration })
   end
   local list = st.listeners.outcome
   if list then emit(list, "outcome", OUTCOME_NAMES[outcome], duration, t, rc == ESTALE) end
@@ -337,6 +345,7 @@ control("reset", api.breaker_reset)
 
 local properties = {
   state = function(st) return STATE_NAMES[api.breaker_state(st.ptr)] end,
+  name = function(st) return st.name end,
 }
 
 breaker_mt.__index = function(self, key)
@@ -349,6 +358,8 @@ end
 breaker_mt.__newindex = base.read_only("fusebox.breaker",
   "change the state with cb:force_open(), cb:disable() or cb:reset()")
 breaker_mt.__tostring = function(self)
+  local name = self.name
+  if name then return format("fusebox.breaker '%s' %s (%p)", name, self.state, self) end
   return format("fusebox.breaker %s (%p)", self.state, self)
 end
 

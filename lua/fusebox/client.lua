@@ -7,10 +7,11 @@
 --
 -- Each attempt picks an instance and calls fn(instance) under that
 -- instance's own breaker (one per host:port, made from
--- per_instance_breaker; false for none): outlier ejection as Envoy does
--- it. An instance whose breaker rejects is skipped and another picked,
--- without using up an attempt; a retry prefers an instance this call has
--- not tried yet. The order, outermost first:
+-- per_instance_breaker, named "host:port"; false for none): outlier
+-- ejection as Envoy does it. An instance whose breaker rejects is
+-- skipped and another picked, without using up an attempt; a retry
+-- prefers an instance this call has not tried yet. The order, outermost
+-- first:
 --
 --   fallback -> retry -> breaker -> rate_limit -> bulkhead
 --     -> pick -> instance breaker -> timeout -> fn(instance)
@@ -28,7 +29,7 @@ local policy = core.import "fusebox.policy"
 local schema = core.import "fusebox.schema"
 local now, check_name = base.now, base.check_name
 local check_self, check_function = base.check_self, base.check_function
-local format, type, error, pcall, setmetatable = string.format, type, error, pcall, setmetatable
+local format, type, error, pcall, setmetatable, pairs = string.format, type, error, pcall, setmetatable, pairs
 local failure, breaker_call, through = policy.failure, policy.breaker_call, policy.through
 
 local M = {}
@@ -45,12 +46,23 @@ function Client:breaker_for(inst, service)
   local key = inst.host .. ":" .. inst.port
   cb = self.breakers[key]
   if cb == nil then
-    cb = core.breaker(self.instance_options)
+    cb = core.breaker(self:instance_breaker_options(key))
     self:eject_when_open(cb, service, inst.host, inst.port)
     self.breakers[key] = cb
   end
   self.by_view[inst] = cb
   return cb
+end
+
+-- The options of the breaker of instance key ("host:port"): the
+-- per_instance_breaker options, named after the instance (after a name
+-- given there: "name host:port"), so events, the report and metrics tell
+-- the instances' breakers apart.
+function Client:instance_breaker_options(key)
+  local o = {}
+  for k, v in pairs(self.instance_options) do o[k] = v end
+  o.name = o.name and o.name .. " " .. key or key
+  return o
 end
 
 -- Outlier ejection: while an instance's breaker is open the registry
