@@ -12,10 +12,16 @@
 --                         no slot came within queue_timeout
 --   "rate limited: ..."   fb.rate_limiter: no token; says when the next
 --                         one comes
---   "circuit open ..."    the breaker (raised by cb:call)
+--   "circuit open ..."    the breaker, raised: through a policy the text
+--                         of cb:call's error without a position in front
 --
 -- fb.rejection(err) names the kind ("timeout", "bulkhead full", "rate
 -- limited", "circuit open", "no instance") or returns nil, for retry_on.
+--
+-- Every method checks self and fn before it runs anything (base.check_self:
+-- "bad argument #1 to 'call' (fusebox.retry expected, got function)" for
+-- r.call(fn)), so a fallback sees fn's failures and the layers'
+-- rejections, never a misuse of p:call.
 --
 -- fb.policy{...} composes in one order, outermost first:
 --
@@ -196,7 +202,7 @@ function M.rejection(err)
   for i = 1, #KINDS do
     if find(err, KINDS[i][1], 1, true) == 1 then return KINDS[i][2] end
   end
-  -- the breaker raises with a position in front: "file:12: circuit open"
+  -- cb:call raises with a position in front: "file:12: circuit open"
   if find(err, "circuit open", 1, true) then return "circuit open" end
   return nil
 end
