@@ -39,9 +39,12 @@ end
 -- bad self (fusebox.retry expected, got table)" for x:call(fn) on a
 -- wrong x. v passes when getmetatable(v) == mt_or_pred, or when
 -- mt_or_pred is a function returning true for v. The test is one
--- metatable comparison, which LuaJIT hoists out of a loop; the error path
--- alone reads the debug info. depth as for argerror.
-local getinfo, getmetatable = debug.getinfo, getmetatable
+-- comparison: debug.getmetatable, unlike getmetatable, looks up no
+-- __metatable field, so in a trace it is the metatable the method lookup
+-- loaded already (LuaJIT hoists it when self is loop-invariant; a policy
+-- layer loaded each call costs one guard). The error path alone reads the
+-- debug info. depth as for argerror.
+local getinfo, getmetatable = debug.getinfo, debug.getmetatable
 
 local function bad_self(v, tname, fname, depth)
   local info = getinfo(3 + depth, "n") -- bad_self, check_self, (depth), the method
