@@ -5,6 +5,7 @@
  * state_change), so the log and the summary cannot disagree.
  */
 #include "events.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
     if (ev->breakers[i].id == id->valuedouble)
       return &ev->breakers[i];
   fb_breaker_track *v =
-      realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
+      fb__realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
   if (!v)
     return NULL;
   ev->breakers = v;
@@ -152,7 +153,7 @@ int fb_events_close(fb_events *ev) {
   if (ev->file && fclose(ev->file) != 0)
     rc = -1;
   ev->file = NULL;
-  free(ev->breakers);
+  fb__free(ev->breakers);
   ev->breakers = NULL;
   ev->nbreakers = 0;
   return rc;

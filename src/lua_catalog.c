@@ -52,6 +52,8 @@ static int registry_stats(lua_State *L) {
     fb_service *s = fb_registry_service_at(*p, i);
     for (uint32_t j = 0; j < s->nmembers; j++) {
       fb_instance *in = s->members[j];
+      if (!in)
+        continue; /* a removed member's hole */
       lua_createtable(L, 0, 9);
       lua_pushstring(L, s->name);
       lua_setfield(L, -2, "service");

@@ -16,7 +16,8 @@ enum { FB_DOWN_MARKED = 1, /* fb_registry_mark(): an operator's decision */
 /* About 112 bytes plus the host; the zone, rarely set, is one pointer. */
 struct fb_instance {
   fb_instance *hnext;          /* chain in the registry's instance table */
-  fb_instance *older, *newer;  /* heartbeat order; only live instances */
+  fb_instance *older, *newer;  /* heartbeat order, on the registry's live
+                                  list or (expired) on its expired list */
   fb_service *service;
   double last_heartbeat;
   uint64_t id;                 /* generation << 32 | slot */
@@ -38,9 +39,11 @@ struct fb_instance {
 struct fb_service {
   fb_service *hnext;           /* chain in the registry's service table */
   fb_registry *registry;
-  fb_instance **members;       /* registration order, live or expired */
+  fb_instance **members;       /* registration order, live or expired; a
+                                  removed one leaves NULL until compacted */
   fb_instance **live;          /* live members in order; rebuilt when dirty */
   uint32_t nmembers, members_cap;
+  uint32_t nholes;             /* NULL entries in members */
   fb_instance **healthy;       /* live and not down, in order; same rebuild */
   uint32_t nlive, live_cap;
   uint32_t nhealthy;

@@ -10,6 +10,7 @@
  * <script> element it sits in.
  */
 #include "report.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -765,12 +766,12 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   make_view(&v, r, f);
   const char *what;
   uint32_t (*h)[FB_REPORT_BINS] = latency_source(r, &what);
-  double *p50 = malloc((v.m + 1) * sizeof *p50);
-  double *p99 = malloc((v.m + 1) * sizeof *p99);
+  double *p50 = fb__malloc((v.m + 1) * sizeof *p50);
+  double *p99 = fb__malloc((v.m + 1) * sizeof *p99);
   uint32_t hist[FB_REPORT_BINS];
   if (!p50 || !p99) {
-    free(p50);
-    free(p99);
+    fb__free(p50);
+    fb__free(p99);
     return -1;
   }
   for (size_t i = 0; i < v.m; i++) {
@@ -796,8 +797,8 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
           v.m, v.m, fmt_time(bw, sizeof bw, v.w));
   script_data(&v, p50, p99);
   fprintf(f, "<script>%s</script>\n</body></html>\n", js);
-  free(p50);
-  free(p99);
+  fb__free(p50);
+  fb__free(p99);
   return ferror(f) ? -1 : 0;
 }
 
