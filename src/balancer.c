@@ -341,10 +341,10 @@ size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
   if (!lb || !s || s->registry != lb->registry || fb_service_refresh(s, now) < 0)
     return 0;
   if (s->nhealthy < lb->cfg.panic_threshold * s->nlive) {
-    *out = s->live;
+    *out = fb__list(s->live);
     return s->nlive;
   }
-  *out = s->healthy;
+  *out = fb__list(s->healthy);
   return s->nhealthy;
 }
 

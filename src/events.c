@@ -67,8 +67,14 @@ static void count_state_change(fb_events *ev, const cJSON *e, double t) {
   int from = state_index(field_string(e, "from"));
   int to = state_index(field_string(e, "to"));
   fb_breaker_track *b;
-  if (from < 0 || to < 0 || !(b = track(ev, e, from)))
+  if (from < 0 || to < 0)
     return;
+  if (!(b = track(ev, e, from))) {
+    /* out of memory, unless the event names no breaker: the summary
+     * would be short, so closing says so */
+    ev->write_failed |= cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "breaker"));
+    return;
+  }
   ev->state_time[b->state] += t - b->since;
   b->state = to;
   b->since = t;
@@ -92,8 +98,10 @@ static void count(fb_events *ev, const cJSON *e) {
 }
 
 void fb_events_write(fb_events *ev, cJSON *event) {
-  if (!event)
+  if (!event) { /* making it ran out of memory: the log is short */
+    ev->write_failed = 1;
     return;
+  }
   count(ev, event);
   if (ev->file) {
     char *line = cJSON_PrintUnformatted(event);
@@ -121,14 +129,18 @@ cJSON *fb_events_summary(const fb_events *ev, double t) {
     cJSON_Delete(st);
     return NULL;
   }
-  cJSON_AddNumberToObject(s, "duration", t - ev->t_start);
-  cJSON_AddNumberToObject(s, "calls", (double)ev->calls);
-  cJSON_AddNumberToObject(s, "successes", (double)ev->successes);
-  cJSON_AddNumberToObject(s, "failures", (double)ev->failures);
-  cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
-  for (int i = 0; i < 3; i++)
-    cJSON_AddNumberToObject(st, state_names[i], times[i]);
-  cJSON_AddItemToObject(s, "breaker_time", st);
+  int ok = cJSON_AddNumberToObject(s, "duration", t - ev->t_start) &&
+           cJSON_AddNumberToObject(s, "calls", (double)ev->calls) &&
+           cJSON_AddNumberToObject(s, "successes", (double)ev->successes) &&
+           cJSON_AddNumberToObject(s, "failures", (double)ev->failures) &&
+           cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
+  for (int i = 0; ok && i < 3; i++)
+    ok = cJSON_AddNumberToObject(st, state_names[i], times[i]) != NULL;
+  if (!ok || !cJSON_AddItemToObject(s, "breaker_time", st)) {
+    cJSON_Delete(s); /* a partial summary would be a wrong one */
+    cJSON_Delete(st);
+    return NULL;
+  }
   return s;
 }
 

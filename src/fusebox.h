@@ -72,7 +72,7 @@ typedef void (*fb_free_func)(void *ptr);
  * use (cJSON's hooks included), as libuv's uv_replace_allocator() does.
  * Call it before anything is created, from one thread: memory is freed by
  * the allocator that gave it. The functions must behave like their libc
- * namesakes (realloc(NULL, n) allocates; free is never given NULL).
+ * namesakes (realloc(NULL, n) allocates, free(NULL) does nothing).
  * Returns 0, or FB_EINVAL (nothing replaced) if any function is NULL. */
 int fb_replace_allocator(fb_malloc_func malloc_func,
                          fb_calloc_func calloc_func,
@@ -162,7 +162,9 @@ fb_service *fb_registry_service(fb_registry *r, const char *name);
 
 /* Returns the live instances of s at now (those whose last heartbeat is
  * less than the timeout ago), in registration order, and stores the array
- * in *out; the array is valid until the registry is next changed. */
+ * in *out; the array is valid until the registry is next changed. When
+ * memory runs out (or s is NULL) it returns 0 and stores NULL; *out is
+ * never NULL for a service that merely has no live instances. */
 size_t fb_service_live(fb_service *s, double now, fb_instance *const **out);
 
 /* Returns the service's name. */
@@ -401,7 +403,8 @@ fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
                                   const char *key, size_t len, double now);
 
 /* Returns the instances lb chooses among at now: the healthy live ones, or
- * every live one when fewer than panic_threshold of them are healthy. */
+ * every live one when fewer than panic_threshold of them are healthy;
+ * *out is NULL only on an error (as for fb_service_live). */
 size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
                               fb_instance *const **out);
 

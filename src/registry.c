@@ -754,7 +754,7 @@ size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
     *out = NULL;
     return 0;
   }
-  *out = s->live;
+  *out = fb__list(s->live);
   return s->nlive;
 }
 
@@ -764,7 +764,7 @@ size_t fb_service_healthy(fb_service *s, double now,
     *out = NULL;
     return 0;
   }
-  *out = s->healthy;
+  *out = fb__list(s->healthy);
   return s->nhealthy;
 }
 

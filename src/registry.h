@@ -55,6 +55,13 @@ struct fb_service {
   char name[];
 };
 
+/* v, or (v NULL: an empty service never had an array) an empty array, so
+ * that a query's *out is NULL only when it failed. */
+static inline fb_instance *const *fb__list(fb_instance **v) {
+  static fb_instance *const none[1] = {NULL};
+  return v ? v : none;
+}
+
 /* Expires every instance whose heartbeat is too old at now. O(expired). */
 void fb_registry_expire(fb_registry *r, double now);
 

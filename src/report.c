@@ -432,8 +432,9 @@ static int on_run_start(fb_report *r, const cJSON *e) {
     return -1;
   for (int i = 0; i < n; i++) {
     const char *a = cJSON_GetStringValue(cJSON_GetArrayItem(args, i));
-    if (a && !(r->args[r->nargs++] = fb__strdup(a)))
-      return -1;
+    if (a && !(r->args[r->nargs] = fb__strdup(a)))
+      return -1; /* nargs counts only what was copied */
+    r->nargs += a != NULL;
   }
   return 1;
 }
