@@ -518,6 +518,54 @@ static void report_survives_every_allocation_failure(void **state) {
   every_failure(report_op);
 }
 
+/* --------------------------------------------- reaping frees the memory */
+
+static void register_all(fb_registry *r, int n, const char *prefix,
+                         double now) {
+  char svc[16], host[32];
+  for (int i = 0; i < n; i++) {
+    snprintf(svc, sizeof svc, "svc%d", i % 100);
+    snprintf(host, sizeof host, "%s.%d.%d", prefix, i >> 8, i & 255);
+    assert_int_equal(fb_registry_register(r, svc, host, 8080, now), FB_ADDED);
+  }
+}
+
+/* 100,000 registrations expire and are reaped: the registry gives back
+ * what they took -- all but the id slots (16 bytes per instance that was
+ * ever live at once), which keep ids from being reused. */
+static void reaping_returns_memory(void **state) {
+  (void)state;
+  arm(0, 0);
+  fb_registry_config cfg;
+  fb_registry_config_init(&cfg);
+  cfg.heartbeat_timeout = 10;
+  cfg.reap_after = 20;
+  fb_registry *r = fb_registry_new(&cfg);
+  register_all(r, 100, "10.0", 0); /* the 100 services, which stay */
+  fb_registry_sweep(r, 30);
+  assert_int_equal(fb_registry_ninstances(r), 0);
+  size_t baseline = heap.bytes;
+  register_all(r, 100000, "10.1", 40);
+  size_t peak = heap.bytes;
+  fb_registry_sweep(r, 60);
+  assert_int_equal(fb_registry_ninstances(r), 100000); /* expired, kept */
+  fb_registry_sweep(r, 70);
+  assert_int_equal(fb_registry_ninstances(r), 0);
+  assert_int_equal(fb_registry_reaped(r), 100100);
+  size_t after = heap.bytes;
+  print_message("# registry bytes: %zu empty, %zu with 100,000 instances, "
+                "%zu once they were reaped\n", baseline, peak, after);
+  assert_true(after - baseline < 131072 * 16 + 16384);
+  assert_true(after - baseline < (peak - baseline) / 8);
+  /* and it is as good as new */
+  register_all(r, 1000, "10.2", 80);
+  fb_instance *const *v;
+  assert_int_equal(fb_service_live(fb_registry_service(r, "svc7"), 80, &v),
+                   10);
+  fb_registry_release(r);
+  assert_int_equal(heap.live, 0);
+}
+
 /* ----------------------------------------------------- the hook itself */
 
 static void replace_allocator_refuses_null(void **state) {
@@ -547,6 +595,7 @@ int main(void) {
       cmocka_unit_test_setup(breakers_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(events_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(report_survives_every_allocation_failure, reset),
+      cmocka_unit_test_setup(reaping_returns_memory, reset),
   };
   return cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);
 }

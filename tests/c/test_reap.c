@@ -1,0 +1,268 @@
+/*
+ * test_reap.c -- a registry stays bounded: expired instances are reaped
+ * once they stayed expired for reap_after (a late heartbeat within it
+ * still brings one back in its place), max_services and max_instances
+ * refuse with FB_EFULL and a message naming the limit, and removing
+ * members keeps the registration order at O(1) amortised.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+
+#include "fusebox.h"
+
+static fb_registry *registry(double timeout, double reap_after,
+                             uint32_t max_services, uint32_t max_instances) {
+  fb_registry_config cfg;
+  fb_registry_config_init(&cfg);
+  cfg.heartbeat_timeout = timeout;
+  cfg.reap_after = reap_after;
+  if (max_services)
+    cfg.max_services = max_services;
+  if (max_instances)
+    cfg.max_instances = max_instances;
+  fb_registry *r = fb_registry_new(&cfg);
+  assert_non_null(r);
+  return r;
+}
+
+/* The hosts of s's live instances at now, comma-separated. */
+static const char *live_hosts(fb_registry *r, const char *s, double now) {
+  static char buf[256];
+  fb_instance *const *v;
+  size_t n = fb_service_live(fb_registry_service(r, s), now, &v);
+  buf[0] = 0;
+  for (size_t i = 0; i < n; i++)
+    snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s",
+             i ? "," : "", fb_instance_host(v[i]));
+  return buf;
+}
+
+typedef struct heard {
+  fb_registry *r;
+  int reaped, expired;
+  char last[32];
+} heard;
+
+static void listen(void *ud, fb_registry_event ev, const fb_instance *i,
+                   double now) {
+  heard *h = ud;
+  (void)now;
+  if (ev == FB_REG_REAPED) {
+    h->reaped++;
+    snprintf(h->last, sizeof h->last, "%s", fb_instance_host(i));
+    /* gone from the registry by the time its listener hears */
+    assert_null(fb_registry_instance(h->r, fb_instance_id(i)));
+  }
+  if (ev == FB_REG_EXPIRED)
+    h->expired++;
+}
+
+static void late_heartbeat_within_grace_comes_back_in_place(void **state) {
+  (void)state;
+  fb_registry *r = registry(10, 20, 0, 0);
+  heard h = {r, 0, 0, ""};
+  fb_registry_set_listener(r, listen, &h);
+  assert_int_equal(fb_registry_reap_after(r), 20);
+  fb_registry_register(r, "s", "a", 80, 0);
+  fb_registry_register(r, "s", "b", 80, 0);
+  fb_registry_register(r, "s", "c", 80, 5);
+  assert_string_equal(live_hosts(r, "s", 12), "c"); /* a, b expired at 10 */
+  /* a at 29.9: expired for 19.9 s, within the grace: back in its place */
+  assert_int_equal(fb_registry_register(r, "s", "a", 80, 29.9), FB_REFRESHED);
+  assert_string_equal(live_hosts(r, "s", 29.9), "a");
+  assert_int_equal(h.reaped, 0);
+  /* b at 30: expired for 20 s (heartbeat 0 + timeout 10 + grace 20) */
+  uint64_t b_id = fb_instance_id(fb_registry_find(r, "s", "b", 80));
+  fb_registry_sweep(r, 30);
+  assert_int_equal(h.reaped, 1);
+  assert_string_equal(h.last, "b");
+  assert_null(fb_registry_find(r, "s", "b", 80));
+  assert_null(fb_registry_instance(r, b_id));
+  assert_int_equal(fb_registry_reaped(r), 1);
+  assert_int_equal(fb_registry_ninstances(r), 2);
+  /* b comes back as a new instance: new id, at the end */
+  assert_int_equal(fb_registry_register(r, "s", "b", 80, 31), FB_ADDED);
+  assert_true(fb_instance_id(fb_registry_find(r, "s", "b", 80)) != b_id);
+  assert_int_equal(fb_registry_register(r, "s", "c", 80, 31), FB_REFRESHED);
+  assert_string_equal(live_hosts(r, "s", 31), "a,c,b");
+  /* the boundary, as for expiry: at exactly timeout + grace it is gone */
+  fb_registry_sweep(r, 61 - 1e-9);
+  assert_int_equal(h.reaped, 2); /* a: last heartbeat 29.9 */
+  assert_non_null(fb_registry_find(r, "s", "c", 80));
+  fb_registry_sweep(r, 61);
+  assert_int_equal(h.reaped, 4); /* b and c: last heartbeat 31 */
+  assert_int_equal(h.expired, 6); /* a, b at 10, c at 15, then all at 41 or before */
+  assert_int_equal(fb_registry_ninstances(r), 0);
+  assert_string_equal(live_hosts(r, "s", 100), "");
+  fb_registry_release(r);
+}
+
+static void reap_after_defaults_to_three_timeouts(void **state) {
+  (void)state;
+  fb_registry *r = fb_registry_new(NULL);
+  assert_int_equal(fb_registry_heartbeat_timeout(r), 30);
+  assert_int_equal(fb_registry_reap_after(r), 90);
+  fb_registry_release(r);
+  r = registry(4, 0, 0, 0);
+  assert_int_equal(fb_registry_reap_after(r), 12);
+  fb_registry_register(r, "s", "a", 80, 0);
+  fb_registry_sweep(r, 15.9);
+  assert_non_null(fb_registry_find(r, "s", "a", 80));
+  fb_registry_sweep(r, 16);
+  assert_null(fb_registry_find(r, "s", "a", 80));
+  fb_registry_release(r);
+  /* an infinite grace: expired instances are kept, as before */
+  r = registry(1, INFINITY, 0, 0);
+  fb_registry_register(r, "s", "a", 80, 0);
+  fb_registry_sweep(r, 1e300);
+  assert_non_null(fb_registry_find(r, "s", "a", 80));
+  fb_registry_release(r);
+}
+
+static void bad_limits_are_refused(void **state) {
+  (void)state;
+  fb_registry_config cfg;
+  double bad_reap[] = {-1, NAN, -INFINITY};
+  for (size_t i = 0; i < 3; i++) {
+    fb_registry_config_init(&cfg);
+    cfg.reap_after = bad_reap[i];
+    assert_null(fb_registry_new(&cfg));
+  }
+  fb_registry_config_init(&cfg);
+  cfg.max_services = 0;
+  assert_null(fb_registry_new(&cfg));
+  fb_registry_config_init(&cfg);
+  cfg.max_instances = 0;
+  assert_null(fb_registry_new(&cfg));
+  fb_registry_config_init(&cfg);
+  assert_int_equal(cfg.max_services, 10000);
+  assert_int_equal(cfg.max_instances, 100000);
+  /* a NaN clock judges nothing: nothing registered, nothing expired */
+  fb_registry *r = registry(10, 0, 0, 0);
+  assert_int_equal(fb_registry_register(r, "s", "a", 80, 0), FB_ADDED);
+  assert_int_equal(fb_registry_register(r, "s", "b", 80, NAN), FB_EINVAL);
+  fb_registry_sweep(r, NAN);
+  assert_int_equal(fb_registry_expirations(r), 0);
+  assert_non_null(fb_registry_find(r, "s", "a", 80));
+  fb_registry_release(r);
+}
+
+static void limits_refuse_with_efull(void **state) {
+  (void)state;
+  char buf[96];
+  fb_registry *r = registry(10, 5, 2, 3);
+  assert_int_equal(fb_registry_register(r, "s", "a", 80, 0), FB_ADDED);
+  assert_int_equal(fb_registry_register(r, "s", "b", 80, 0), FB_ADDED);
+  assert_int_equal(fb_registry_register(r, "t", "a", 80, 0), FB_ADDED);
+  /* a fourth instance, in an old or a new service */
+  assert_int_equal(fb_registry_register(r, "s", "c", 80, 1), FB_EFULL);
+  assert_string_equal(fb_registry_strerror(r, FB_EFULL, buf, sizeof buf),
+                      "registry full: max_instances (3) reached");
+  assert_int_equal(fb_registry_register(r, "u", "a", 80, 1), FB_EFULL);
+  assert_null(fb_registry_service(r, "u")); /* no empty service left */
+  assert_null(fb_registry_find(r, "s", "c", 80));
+  /* refreshing what is there is no growth */
+  assert_int_equal(fb_registry_register(r, "s", "a", 80, 1), FB_REFRESHED);
+  assert_int_equal(fb_registry_heartbeat(r, "t", "a", 80, 1), FB_REFRESHED);
+  assert_int_equal(fb_registry_ninstances(r), 3);
+  /* deregistering makes room; a third service is over max_services */
+  assert_int_equal(fb_registry_deregister(r, "s", "b", 80), 1);
+  assert_int_equal(fb_registry_register(r, "u", "a", 80, 2), FB_EFULL);
+  assert_string_equal(fb_registry_strerror(r, FB_EFULL, buf, sizeof buf),
+                      "registry full: max_services (2) reached");
+  assert_int_equal(fb_registry_register(r, "s", "c", 80, 2), FB_ADDED);
+  /* reaping makes room too: at 16 s, s:a (last at 1) is gone */
+  assert_int_equal(fb_registry_register(r, "t", "b", 80, 15), FB_EFULL);
+  assert_int_equal(fb_registry_register(r, "t", "b", 80, 16), FB_ADDED);
+  assert_null(fb_registry_find(r, "s", "a", 80));
+  /* a small buffer is cut, still terminated; other errors read as usual */
+  assert_string_equal(fb_registry_strerror(r, FB_EFULL, buf, 14),
+                      "registry full");
+  assert_string_equal(fb_registry_strerror(r, FB_ENOMEM, buf, sizeof buf),
+                      "out of memory");
+  assert_string_equal(fb_registry_strerror(NULL, FB_EFULL, buf, sizeof buf),
+                      fb_strerror(FB_EFULL));
+  assert_true(strstr(fb_strerror(FB_EFULL), "max_instances") != NULL);
+  fb_registry_release(r);
+}
+
+static void removal_keeps_order_and_compacts(void **state) {
+  (void)state;
+  fb_registry *r = registry(10, 0, 0, 0);
+  char host[16];
+  for (int i = 0; i < 10; i++) {
+    snprintf(host, sizeof host, "h%d", i);
+    fb_registry_register(r, "s", host, 80, 0);
+  }
+  for (int i = 0; i < 10; i += 2) {
+    snprintf(host, sizeof host, "h%d", i);
+    assert_int_equal(fb_registry_deregister(r, "s", host, 80), 1);
+  }
+  assert_string_equal(live_hosts(r, "s", 1), "h1,h3,h5,h7,h9");
+  fb_registry_register(r, "s", "h0", 80, 1);
+  fb_registry_deregister(r, "s", "h9", 80);
+  fb_registry_deregister(r, "s", "h3", 80);
+  assert_string_equal(live_hosts(r, "s", 1), "h1,h5,h7,h0");
+  fb_registry_release(r);
+}
+
+static double seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* 100,000 instances of one service, expiring one by one as registrations
+ * go on: each walk reaps one, so reaping (and deregistering) must be O(1)
+ * amortised, not O(members). */
+static void reaping_one_at_a_time_is_linear(void **state) {
+  (void)state;
+  fb_registry *r = registry(10, 10, 0, 200000);
+  char host[32];
+  double t0 = seconds();
+  for (int i = 0; i < 100000; i++) {
+    snprintf(host, sizeof host, "10.%d.%d.%d", i >> 16, (i >> 8) & 255,
+             i & 255);
+    fb_registry_register(r, "s", host, 80, i * 0.001);
+  }
+  /* from 20 s on, each registration reaps one old instance */
+  for (int i = 0; i < 100000; i++) {
+    snprintf(host, sizeof host, "11.%d.%d.%d", i >> 16, (i >> 8) & 255,
+             i & 255);
+    fb_registry_register(r, "s", host, 80, 20 + i * 0.001);
+  }
+  double took = seconds() - t0;
+  assert_true(fb_registry_reaped(r) >= 99990); /* all but rounding's */
+  fb_instance *const *v;
+  size_t n = fb_service_live(fb_registry_service(r, "s"), 119.999, &v);
+  assert_true(n > 9990 && n < 10010); /* the last 10 s of registrations */
+  if (took > 5) /* quadratic: minutes on the test machine */
+    fail_msg("200,000 registrations reaping 100,000 took %.1f s", took);
+  fb_registry_sweep(r, 200);
+  assert_int_equal(fb_registry_reaped(r), 200000);
+  assert_int_equal(fb_registry_ninstances(r), 0);
+  assert_int_equal(fb_service_live(fb_registry_service(r, "s"), 200, &v), 0);
+  assert_non_null(v);
+  fb_registry_release(r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(late_heartbeat_within_grace_comes_back_in_place),
+      cmocka_unit_test(reap_after_defaults_to_three_timeouts),
+      cmocka_unit_test(bad_limits_are_refused),
+      cmocka_unit_test(limits_refuse_with_efull),
+      cmocka_unit_test(removal_keeps_order_and_compacts),
+      cmocka_unit_test(reaping_one_at_a_time_is_linear),
+  };
+  return cmocka_run_group_tests_name("reap", tests, NULL, NULL);
+}
