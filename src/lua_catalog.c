@@ -25,6 +25,7 @@ static int registry_index(lua_State *L) {
 static int registry_sweep(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
   fb_registry_sweep(*p, fb_runtime_now(fbl_runtime(L)));
+  fbl_registry_drop_reaped(L, 1);
   return 0;
 }
 
