@@ -62,7 +62,8 @@ static inline fb_instance *const *fb__list(fb_instance **v) {
   return v ? v : none;
 }
 
-/* Expires every instance whose heartbeat is too old at now. O(expired). */
+/* Expires every instance whose heartbeat is too old at now and reaps the
+ * expired ones past reap_after. O(expired + reaped). */
 void fb_registry_expire(fb_registry *r, double now);
 
 /* Brings s->live and s->healthy up to date at now; 0 or FB_ENOMEM. */

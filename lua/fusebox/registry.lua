@@ -104,7 +104,8 @@ end
 -- module adds itself (lua/fusebox/etcd.lua).
 M.backends = {}
 
--- fb.registry{heartbeat_timeout=30 [, backend="memory" | a name in
+-- fb.registry{heartbeat_timeout=30, reap_after=3*heartbeat_timeout,
+-- max_services=10000, max_instances=100000 [, backend="memory" | a name in
 -- M.backends, that backend's options]} -> a registry
 function M.new(opts)
   local backend = type(opts) == "table" and opts.backend or nil
