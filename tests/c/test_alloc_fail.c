@@ -23,6 +23,7 @@
 #include "events.h"
 #include "fusebox.h"
 #include "report.h"
+#include "timerq.h"
 
 /* ------------------------------------------------------ the allocator */
 
@@ -518,6 +519,36 @@ static void report_survives_every_allocation_failure(void **state) {
   every_failure(report_op);
 }
 
+/* --------------------------------------------------------- timer queue */
+
+static void timerq_op(void) {
+  fb_timerq q = {NULL, 0, 0, 0};
+  int pushed = 0;
+  for (int k = 0; k < 300; k++) {
+    uint64_t before = heap.failed;
+    int rc = fb_timerq_push(&q, (k * 37) % 101, k, 0);
+    if (rc < 0)
+      assert_true(FAILED_SINCE(before));
+    else
+      pushed++;
+  }
+  assert_int_equal(q.n, (size_t)pushed); /* a failed push added nothing */
+  fb_timer t;
+  double last = -1;
+  while (fb_timerq_pop(&q, &t) == 0) {
+    assert_true(t.deadline >= last);
+    last = t.deadline;
+    pushed--;
+  }
+  assert_int_equal(pushed, 0);
+  fb_timerq_free(&q);
+}
+
+static void timer_queue_survives_every_allocation_failure(void **state) {
+  (void)state;
+  every_failure(timerq_op);
+}
+
 /* --------------------------------------------- reaping frees the memory */
 
 static void register_all(fb_registry *r, int n, const char *prefix,
@@ -595,6 +626,8 @@ int main(void) {
       cmocka_unit_test_setup(breakers_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(events_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(report_survives_every_allocation_failure, reset),
+      cmocka_unit_test_setup(timer_queue_survives_every_allocation_failure,
+                             reset),
       cmocka_unit_test_setup(reaping_returns_memory, reset),
   };
   return cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);
