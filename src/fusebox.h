@@ -110,7 +110,9 @@ typedef struct fb_registry_config {
   double heartbeat_timeout; /* seconds without a heartbeat until expiry; 30 */
   double reap_after;        /* seconds an instance stays expired (and can
                                come back in its place) before it is removed;
-                               > 0, INFINITY: never; 0: 3 * heartbeat_timeout */
+                               > 0, INFINITY: never; 0: 3 * heartbeat_timeout
+                               (a registry with a backend never reaps: the
+                               store decides who is there) */
   uint32_t max_services;    /* services at most; 10000 */
   uint32_t max_instances;   /* instances at most, live or expired; 100000 */
   uint32_t magic;           /* private: set by fb_registry_config_init */
@@ -143,7 +145,8 @@ double fb_registry_reap_after(const fb_registry *r);
 /* Adds host:port to service, or refreshes its heartbeat if present (an
  * expired instance comes back in its old place, until it is reaped);
  * returns FB_ADDED, FB_REFRESHED or an error: FB_EFULL when a new service
- * or instance would pass max_services or max_instances. */
+ * or instance would pass max_services or max_instances (nothing is added
+ * then), FB_EINVAL for a bad argument or a NaN now. */
 int fb_registry_register(fb_registry *r, const char *service, const char *host,
                          int port, double now);
 
@@ -267,8 +270,8 @@ typedef enum fb_registry_event {
   FB_REG_RETURNED = 1, /* an expired instance heartbeated again */
   FB_REG_REMOVED = 2,  /* deregistered (now is NaN: deregister has none) */
   FB_REG_EXPIRED = 3,  /* its heartbeat timed out, noticed at now */
-  FB_REG_REAPED = 4    /* expired for reap_after: removed (after this call
-                          the instance and its id are gone) */
+  FB_REG_REAPED = 4    /* expired for reap_after and removed: its id finds
+                          nothing any more, and it is freed after the call */
 } fb_registry_event;
 
 /* Called after each membership change; it must not change the registry. */
