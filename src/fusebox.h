@@ -121,6 +121,10 @@ typedef struct fb_registry_config {
 #define FB_REGISTRY_MAX_SERVICES 10000u
 #define FB_REGISTRY_MAX_INSTANCES 100000u
 
+/* The longest service name, host or zone a registration may carry, in
+ * bytes (a DNS name is at most 253), so max_instances bounds memory. */
+#define FB_NAME_MAX 255u
+
 /* What fb_registry_register() did. */
 enum { FB_REFRESHED = 0, FB_ADDED = 1 };
 
@@ -146,7 +150,8 @@ double fb_registry_reap_after(const fb_registry *r);
  * expired instance comes back in its old place, until it is reaped);
  * returns FB_ADDED, FB_REFRESHED or an error: FB_EFULL when a new service
  * or instance would pass max_services or max_instances (nothing is added
- * then), FB_EINVAL for a bad argument or a NaN now. */
+ * then), FB_EINVAL for a bad argument (a name longer than FB_NAME_MAX
+ * too) or a NaN now. */
 int fb_registry_register(fb_registry *r, const char *service, const char *host,
                          int port, double now);
 

@@ -100,13 +100,25 @@ static int registry_error(lua_State *L, fb_registry *r, const char *fname,
                     fb_registry_strerror(r, rc, buf, sizeof buf));
 }
 
+/* fbl_check_name() for what a registration stores: also at most
+ * FB_NAME_MAX bytes. */
+static const char *check_stored_name(lua_State *L, int idx, const char *what) {
+  const char *s = fbl_check_name(L, idx, what);
+  size_t len = lua_objlen(L, idx);
+  if (len > FB_NAME_MAX)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be at most %d bytes, "
+                                             "got %d", what, (int)FB_NAME_MAX,
+                                          (int)len));
+  return s;
+}
+
 typedef int (*instance_op)(fb_registry *, const char *, const char *, int,
                            double);
 
 static int registry_touch(lua_State *L, instance_op op, const char *fname) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
-  const char *service = fbl_check_name(L, 2, "service name");
-  const char *host = fbl_check_name(L, 3, "host");
+  const char *service = check_stored_name(L, 2, "service name");
+  const char *host = check_stored_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
   int rc = op(*p, service, host, port, fb_runtime_now(fbl_runtime(L)));
   if (rc < 0)
@@ -148,7 +160,7 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
   o->weight = check_weight(L, idx);
   lua_getfield(L, idx, "zone");
   if (!lua_isnil(L, -1))
-    o->zone = fbl_check_name(L, lua_gettop(L), "zone");
+    o->zone = check_stored_name(L, lua_gettop(L), "zone");
   lua_getfield(L, idx, "meta");
   if (!lua_isnil(L, -1) && !lua_istable(L, -1))
     luaL_argerror(L, idx, lua_pushfstring(L, "meta must be a table, got %s",
@@ -159,8 +171,8 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
  * if added, false if refreshed; given options replace the old ones */
 static int registry_register(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
-  const char *service = fbl_check_name(L, 2, "service name");
-  const char *host = fbl_check_name(L, 3, "host");
+  const char *service = check_stored_name(L, 2, "service name");
+  const char *host = check_stored_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
   fb_instance_opts o;
   check_register_options(L, 5, &o);

@@ -457,7 +457,14 @@ void fb_instance_opts_init(fb_instance_opts *o) {
 }
 
 static int valid_opts(const fb_instance_opts *o) {
-  return !o || (o->weight <= FB_WEIGHT_MAX && (!o->zone || *o->zone));
+  return !o || (o->weight <= FB_WEIGHT_MAX &&
+                (!o->zone || (*o->zone && strlen(o->zone) <= FB_NAME_MAX)));
+}
+
+/* What a registration may add: names short enough that max_instances
+ * bounds the memory. */
+static int valid_names(const char *service, const char *host) {
+  return strlen(service) <= FB_NAME_MAX && strlen(host) <= FB_NAME_MAX;
 }
 
 /* Copies the zone o sets on i (i NULL: a new instance) into *zone, NULL
@@ -554,8 +561,8 @@ static int inst_add(fb_registry *r, fb_service *s, const char *service,
  * backend holds the truth), applying opts. */
 static int cache_put(fb_registry *r, const char *service, const char *host,
                      int port, const fb_instance_opts *opts, double now) {
-  if (!r || !valid_key(service, host, port) || !valid_opts(opts) ||
-      isnan(now))
+  if (!r || !valid_key(service, host, port) || !valid_names(service, host) ||
+      !valid_opts(opts) || isnan(now))
     return FB_EINVAL;
   /* First, so listeners hear of an expiry before a return, and what is
    * reaped makes room. */

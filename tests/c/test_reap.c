@@ -146,6 +146,23 @@ static void bad_limits_are_refused(void **state) {
   fb_registry_config_init(&cfg);
   assert_int_equal(cfg.max_services, 10000);
   assert_int_equal(cfg.max_instances, 100000);
+  /* names are bounded too, so max_instances bounds the memory */
+  fb_registry *n = registry(10, 0, 0, 0);
+  char name[FB_NAME_MAX + 2];
+  memset(name, 'h', sizeof name - 1);
+  name[sizeof name - 1] = 0; /* FB_NAME_MAX + 1 bytes */
+  assert_int_equal(fb_registry_register(n, "s", name, 80, 0), FB_EINVAL);
+  assert_int_equal(fb_registry_register(n, name, "h", 80, 0), FB_EINVAL);
+  fb_instance_opts o;
+  fb_instance_opts_init(&o);
+  o.zone = name;
+  assert_int_equal(fb_registry_register_with(n, "s", "h", 80, &o, 0),
+                   FB_EINVAL);
+  name[FB_NAME_MAX] = 0;
+  assert_int_equal(fb_registry_register_with(n, name, name, 80, &o, 0),
+                   FB_ADDED);
+  assert_int_equal(fb_registry_ninstances(n), 1);
+  fb_registry_release(n);
   /* a NaN clock judges nothing: nothing registered, nothing expired */
   fb_registry *r = registry(10, 0, 0, 0);
   assert_int_equal(fb_registry_register(r, "s", "a", 80, 0), FB_ADDED);
