@@ -7,6 +7,16 @@
  * model, frees it, and ends with no allocation left live: the allocator
  * counts them itself, so the test means the same plain, under ASan and
  * under valgrind.
+ *
+ * The operations: a registry's create, many registrations (with zones and
+ * weights), heartbeats, expiry, late returns, reaping, deregistration and
+ * queries, against a model; picks with every balancer algorithm while
+ * membership and weights change (so tables are built again); breakers of
+ * every mode across many windows; events written and summarised; a report
+ * aggregated from every kind of line and written as a page; the timer
+ * queue. An operation whose allocation failed must say so -- an error
+ * code, NULL, a failed close, a page that is an error, a report marked
+ * partial -- and what it built must go on working.
  */
 #include <setjmp.h>
 #include <stdarg.h>
