@@ -113,7 +113,9 @@ typedef struct fb_registry_config {
                                > 0, INFINITY: never; 0: 3 * heartbeat_timeout
                                (a registry with a backend never reaps: the
                                store decides who is there) */
-  uint32_t max_services;    /* services at most; 10000 */
+  uint32_t max_services;    /* services at most; 10000 (a service, once
+                               created, is never removed: this bounds the
+                               distinct names over the registry's life) */
   uint32_t max_instances;   /* instances at most, live or expired; 100000 */
   uint32_t magic;           /* private: set by fb_registry_config_init */
 } fb_registry_config;
