@@ -5,6 +5,7 @@
  * state_change), so the log and the summary cannot disagree.
  */
 #include "events.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
     if (ev->breakers[i].id == id->valuedouble)
       return &ev->breakers[i];
   fb_breaker_track *v =
-      realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
+      fb__realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
   if (!v)
     return NULL;
   ev->breakers = v;
@@ -66,8 +67,14 @@ static void count_state_change(fb_events *ev, const cJSON *e, double t) {
   int from = state_index(field_string(e, "from"));
   int to = state_index(field_string(e, "to"));
   fb_breaker_track *b;
-  if (from < 0 || to < 0 || !(b = track(ev, e, from)))
+  if (from < 0 || to < 0)
     return;
+  if (!(b = track(ev, e, from))) {
+    /* out of memory, unless the event names no breaker: the summary
+     * would be short, so closing says so */
+    ev->write_failed |= cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "breaker"));
+    return;
+  }
   ev->state_time[b->state] += t - b->since;
   b->state = to;
   b->since = t;
@@ -91,8 +98,10 @@ static void count(fb_events *ev, const cJSON *e) {
 }
 
 void fb_events_write(fb_events *ev, cJSON *event) {
-  if (!event)
+  if (!event) { /* making it ran out of memory: the log is short */
+    ev->write_failed = 1;
     return;
+  }
   count(ev, event);
   if (ev->file) {
     char *line = cJSON_PrintUnformatted(event);
@@ -120,14 +129,18 @@ cJSON *fb_events_summary(const fb_events *ev, double t) {
     cJSON_Delete(st);
     return NULL;
   }
-  cJSON_AddNumberToObject(s, "duration", t - ev->t_start);
-  cJSON_AddNumberToObject(s, "calls", (double)ev->calls);
-  cJSON_AddNumberToObject(s, "successes", (double)ev->successes);
-  cJSON_AddNumberToObject(s, "failures", (double)ev->failures);
-  cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
-  for (int i = 0; i < 3; i++)
-    cJSON_AddNumberToObject(st, state_names[i], times[i]);
-  cJSON_AddItemToObject(s, "breaker_time", st);
+  int ok = cJSON_AddNumberToObject(s, "duration", t - ev->t_start) &&
+           cJSON_AddNumberToObject(s, "calls", (double)ev->calls) &&
+           cJSON_AddNumberToObject(s, "successes", (double)ev->successes) &&
+           cJSON_AddNumberToObject(s, "failures", (double)ev->failures) &&
+           cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
+  for (int i = 0; ok && i < 3; i++)
+    ok = cJSON_AddNumberToObject(st, state_names[i], times[i]) != NULL;
+  if (!ok || !cJSON_AddItemToObject(s, "breaker_time", st)) {
+    cJSON_Delete(s); /* a partial summary would be a wrong one */
+    cJSON_Delete(st);
+    return NULL;
+  }
   return s;
 }
 
@@ -152,7 +165,7 @@ int fb_events_close(fb_events *ev) {
   if (ev->file && fclose(ev->file) != 0)
     rc = -1;
   ev->file = NULL;
-  free(ev->breakers);
+  fb__free(ev->breakers);
   ev->breakers = NULL;
   ev->nbreakers = 0;
   return rc;

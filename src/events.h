@@ -38,7 +38,8 @@ int fb_events_open(fb_events *ev, const char *path, double t);
  * fb_events_write(); NULL when out of memory. */
 cJSON *fb_events_new(double t, const char *kind);
 
-/* Counts the event for the summary, writes it as one line and frees it. */
+/* Counts the event for the summary, writes it as one line and frees it;
+ * event NULL (making it ran out of memory) counts as a failed write. */
 void fb_events_write(fb_events *ev, cJSON *event);
 
 /* Returns the summary at t as a new cJSON object (NULL: out of memory). */

@@ -68,6 +68,10 @@ void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
 void fbl_new_plain_class(lua_State *L, const char *tname, lua_CFunction gc,
                          const luaL_Reg *methods, int rt_idx);
 
+/* Drops the meta of the registry at idx's reaped instances, when enough
+ * were reaped since the last time (lua_registry.c explains). */
+void fbl_registry_drop_reaped(lua_State *L, int idx);
+
 /* Opening functions of each binding: add constructors to the module
  * table at -1; the runtime userdata is at rt_idx. */
 void fbl_open_registry(lua_State *L, int rt_idx);

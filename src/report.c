@@ -10,6 +10,7 @@
  * report_html.c.
  */
 #include "report.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -20,13 +21,13 @@
 #define B FB_REPORT_BUCKETS
 
 fb_report *fb_report_new(void) {
-  fb_report *r = calloc(1, sizeof *r);
+  fb_report *r = fb__calloc(1, sizeof *r);
   if (!r)
     return NULL;
   r->width = FB_REPORT_W0;
   r->virtual_time = -1;
-  r->latency = calloc(B, sizeof *r->latency);
-  r->durations = calloc(B, sizeof *r->durations);
+  r->latency = fb__calloc(B, sizeof *r->latency);
+  r->durations = fb__calloc(B, sizeof *r->durations);
   if (!r->latency || !r->durations) {
     fb_report_free(r);
     return NULL;
@@ -36,19 +37,19 @@ fb_report *fb_report_new(void) {
 
 static void free_series(fb_report_series *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    free(s[i].name);
-    free(s[i].counts);
+    fb__free(s[i].name);
+    fb__free(s[i].counts);
   }
-  free(s);
+  fb__free(s);
 }
 
 static void free_tracks(fb_report_track *t, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    free(t[i].name);
-    free(t[i].spans);
-    free(t[i].marks);
+    fb__free(t[i].name);
+    fb__free(t[i].spans);
+    fb__free(t[i].marks);
   }
-  free(t);
+  fb__free(t);
 }
 
 void fb_report_free(fb_report *r) {
@@ -56,17 +57,17 @@ void fb_report_free(fb_report *r) {
     return;
   free_series(r->series, r->nseries);
   free_series(r->pick_series, r->npick_series);
-  free(r->latency);
-  free(r->durations);
+  fb__free(r->latency);
+  fb__free(r->durations);
   free_tracks(r->breakers, r->nbreakers);
   free_tracks(r->members, r->nmembers);
   for (size_t i = 0; i < r->nargs; i++)
-    free(r->args[i]);
-  free(r->args);
-  free(r->script);
-  free(r->seed);
-  free(r->run_error);
-  free(r);
+    fb__free(r->args[i]);
+  fb__free(r->args);
+  fb__free(r->script);
+  fb__free(r->seed);
+  fb__free(r->run_error);
+  fb__free(r);
 }
 
 /* ------------------------------------------------------------ buckets */
@@ -160,25 +161,25 @@ static fb_report_series *series(fb_report_series **v, size_t *n,
   if (*n == FB_REPORT_SERIES) {
     fb_report_series *last = &(*v)[*n - 1];
     if (strcmp(last->name, "(others)") != 0) {
-      char *others = strdup("(others)");
+      char *others = fb__strdup("(others)");
       if (!others)
         return NULL;
-      free(last->name);
+      fb__free(last->name);
       last->name = others;
     }
     return last;
   }
-  fb_report_series *grown = realloc(*v, (*n + 1) * sizeof **v);
+  fb_report_series *grown = fb__realloc(*v, (*n + 1) * sizeof **v);
   if (!grown)
     return NULL;
   *v = grown;
   fb_report_series *s = &grown[*n];
   memset(s, 0, sizeof *s);
-  s->name = strdup(name);
-  s->counts = calloc(B, sizeof *s->counts);
+  s->name = fb__strdup(name);
+  s->counts = fb__calloc(B, sizeof *s->counts);
   if (!s->name || !s->counts) {
-    free(s->name);
-    free(s->counts);
+    fb__free(s->name);
+    fb__free(s->counts);
     return NULL;
   }
   (*n)++;
@@ -189,13 +190,13 @@ static fb_report_track *track(fb_report_track **v, size_t *n, const char *name) 
   for (size_t i = 0; i < *n; i++)
     if (strcmp((*v)[i].name, name) == 0)
       return &(*v)[i];
-  fb_report_track *grown = realloc(*v, (*n + 1) * sizeof **v);
+  fb_report_track *grown = fb__realloc(*v, (*n + 1) * sizeof **v);
   if (!grown)
     return NULL;
   *v = grown;
   fb_report_track *t = &grown[*n];
   memset(t, 0, sizeof *t);
-  if (!(t->name = strdup(name)))
+  if (!(t->name = fb__strdup(name)))
     return NULL;
   (*n)++;
   return t;
@@ -204,7 +205,7 @@ static fb_report_track *track(fb_report_track **v, size_t *n, const char *name) 
 static int add_span(fb_report_track *tr, double t, const char *state) {
   if (tr->nspans == tr->capspans) {
     size_t cap = tr->capspans ? tr->capspans * 2 : 8;
-    fb_report_span *v = realloc(tr->spans, cap * sizeof *v);
+    fb_report_span *v = fb__realloc(tr->spans, cap * sizeof *v);
     if (!v)
       return -1;
     tr->spans = v;
@@ -219,7 +220,7 @@ static int add_span(fb_report_track *tr, double t, const char *state) {
 static int add_mark(fb_report_track *tr, double t, const char *what) {
   if (tr->nmarks == tr->capmarks) {
     size_t cap = tr->capmarks ? tr->capmarks * 2 : 8;
-    fb_report_mark *v = realloc(tr->marks, cap * sizeof *v);
+    fb_report_mark *v = fb__realloc(tr->marks, cap * sizeof *v);
     if (!v)
       return -1;
     tr->marks = v;
@@ -406,8 +407,8 @@ static int on_instance(fb_report *r, const cJSON *e, double t) {
 }
 
 static int set_string(char **field, const char *value) {
-  free(*field);
-  *field = value ? strdup(value) : NULL;
+  fb__free(*field);
+  *field = value ? fb__strdup(value) : NULL;
   return value && !*field ? -1 : 1;
 }
 
@@ -427,12 +428,13 @@ static int on_run_start(fb_report *r, const cJSON *e) {
   if (cJSON_IsBool(vt))
     r->virtual_time = cJSON_IsTrue(vt);
   int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : 0;
-  if (n > 0 && !(r->args = calloc((size_t)n, sizeof *r->args)))
+  if (n > 0 && !(r->args = fb__calloc((size_t)n, sizeof *r->args)))
     return -1;
   for (int i = 0; i < n; i++) {
     const char *a = cJSON_GetStringValue(cJSON_GetArrayItem(args, i));
-    if (a && !(r->args[r->nargs++] = strdup(a)))
-      return -1;
+    if (a && !(r->args[r->nargs] = fb__strdup(a)))
+      return -1; /* nargs counts only what was copied */
+    r->nargs += a != NULL;
   }
   return 1;
 }
@@ -529,7 +531,7 @@ int fb_report_read(fb_report *r, FILE *f) {
       n--;
     fb_report_line(r, line, (size_t)n, lineno);
   }
-  free(line);
+  free(line); /* getline() allocates with libc malloc */
   return ferror(f) ? -1 : 0;
 }
 

@@ -10,6 +10,7 @@
  * <script> element it sits in.
  */
 #include "report.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -640,37 +641,52 @@ static double round4(double x) {
   return strtod(buf, NULL);
 }
 
+/* Adds item to array (deleting it if that fails); 0 when out of memory. */
+static int push(cJSON *array, cJSON *item) {
+  if (item && cJSON_AddItemToArray(array, item))
+    return 1;
+  cJSON_Delete(item);
+  return 0;
+}
+
+/* NULL when out of memory: a page with part of its data would mislead. */
 static cJSON *hover_data(const view *v, const double *p50, const double *p99) {
   cJSON *d = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(d, "series");
-  cJSON_AddNumberToObject(d, "t0", v->t0);
-  cJSON_AddNumberToObject(d, "span", v->span);
-  cJSON_AddNumberToObject(d, "w", v->w);
-  for (size_t s = 0; s < v->r->nseries; s++) {
+  int ok = list && cJSON_AddNumberToObject(d, "t0", v->t0) &&
+           cJSON_AddNumberToObject(d, "span", v->span) &&
+           cJSON_AddNumberToObject(d, "w", v->w);
+  for (size_t s = 0; ok && s < v->r->nseries; s++) {
     cJSON *one = cJSON_CreateObject(), *c = cJSON_AddArrayToObject(one, "c");
-    cJSON_AddStringToObject(one, "name", v->r->series[s].name);
-    for (size_t i = 0; i < v->m; i++) {
+    ok = push(list, one) && c &&
+         cJSON_AddStringToObject(one, "name", v->r->series[s].name);
+    for (size_t i = 0; ok && i < v->m; i++) {
       uint64_t n[FB_OUT_N];
       sum_counts(v, &v->r->series[s], i, n);
       double k[FB_OUT_N] = {(double)n[0], (double)n[1], (double)n[2], (double)n[3]};
-      cJSON_AddItemToArray(c, n[0] + n[1] + n[2] + n[3]
-                                  ? cJSON_CreateDoubleArray(k, FB_OUT_N)
-                                  : cJSON_CreateNumber(0));
+      ok = push(c, n[0] + n[1] + n[2] + n[3]
+                       ? cJSON_CreateDoubleArray(k, FB_OUT_N)
+                       : cJSON_CreateNumber(0));
     }
-    cJSON_AddItemToArray(list, one);
   }
-  cJSON *a = cJSON_AddArrayToObject(d, "p50"), *b = cJSON_AddArrayToObject(d, "p99");
-  for (size_t i = 0; i < v->m; i++) {
-    cJSON_AddItemToArray(a, isnan(p50[i]) ? cJSON_CreateNull()
-                                          : cJSON_CreateNumber(round4(p50[i])));
-    cJSON_AddItemToArray(b, isnan(p99[i]) ? cJSON_CreateNull()
-                                          : cJSON_CreateNumber(round4(p99[i])));
+  cJSON *a = ok ? cJSON_AddArrayToObject(d, "p50") : NULL;
+  cJSON *b = ok ? cJSON_AddArrayToObject(d, "p99") : NULL;
+  ok = ok && a && b;
+  for (size_t i = 0; ok && i < v->m; i++)
+    ok = push(a, isnan(p50[i]) ? cJSON_CreateNull()
+                               : cJSON_CreateNumber(round4(p50[i]))) &&
+         push(b, isnan(p99[i]) ? cJSON_CreateNull()
+                               : cJSON_CreateNumber(round4(p99[i])));
+  if (!ok) {
+    cJSON_Delete(d);
+    return NULL;
   }
   return d;
 }
 
 /* The data as JSON inside <script>: '<' as \u003c (it only occurs in
- * strings), so nothing in it can close the element. */
-static void script_data(const view *v, const double *p50, const double *p99) {
+ * strings), so nothing in it can close the element. Returns -1 when out
+ * of memory (the page then has no data, and says so by failing). */
+static int script_data(const view *v, const double *p50, const double *p99) {
   cJSON *d = hover_data(v, p50, p99);
   char *text = d ? cJSON_PrintUnformatted(d) : NULL;
   fputs("<script type=\"application/json\" id=\"fb-data\">", v->f);
@@ -680,8 +696,10 @@ static void script_data(const view *v, const double *p50, const double *p99) {
     else
       fputc(*p, v->f);
   fputs("</script>\n", v->f);
+  int rc = text ? 0 : -1;
   cJSON_free(text);
   cJSON_Delete(d);
+  return rc;
 }
 
 static const char css[] =
@@ -765,12 +783,12 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   make_view(&v, r, f);
   const char *what;
   uint32_t (*h)[FB_REPORT_BINS] = latency_source(r, &what);
-  double *p50 = malloc((v.m + 1) * sizeof *p50);
-  double *p99 = malloc((v.m + 1) * sizeof *p99);
+  double *p50 = fb__malloc((v.m + 1) * sizeof *p50);
+  double *p99 = fb__malloc((v.m + 1) * sizeof *p99);
   uint32_t hist[FB_REPORT_BINS];
   if (!p50 || !p99) {
-    free(p50);
-    free(p99);
+    fb__free(p50);
+    fb__free(p99);
     return -1;
   }
   for (size_t i = 0; i < v.m; i++) {
@@ -794,11 +812,11 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
              "buckets of %s; rates are counts per bucket divided by its "
              "length.</p>\n<div id=\"tip\"></div>\n",
           v.m, v.m, fmt_time(bw, sizeof bw, v.w));
-  script_data(&v, p50, p99);
+  int rc = script_data(&v, p50, p99);
   fprintf(f, "<script>%s</script>\n</body></html>\n", js);
-  free(p50);
-  free(p99);
-  return ferror(f) ? -1 : 0;
+  fb__free(p50);
+  fb__free(p99);
+  return rc < 0 || ferror(f) ? -1 : 0;
 }
 
 void fb_report_warn(const fb_report *r, const char *source, FILE *f) {

@@ -558,6 +558,8 @@ static const char *const registry_event_kinds[] = {"register", "register",
 void fb_runtime_on_registry(void *ud, fb_registry_event ev,
                             const fb_instance *i, double now) {
   fb_runtime *rt = ud;
+  if (ev == FB_REG_REAPED)
+    return; /* housekeeping: its expiry was the event */
   cJSON *e = fb_runtime_event(rt, registry_event_kinds[ev]);
   (void)now; /* the sink stamps events with the runtime's clock */
   if (!e)
