@@ -187,8 +187,10 @@ static void push_run_options(lua_State *L, const options *o) {
   lua_createtable(L, 0, 5);
   lua_pushboolean(L, o->virtual_time);
   lua_setfield(L, -2, "virtual_time");
-  if (o->has_seed) {
-    lua_pushnumber(L, (double)o->seed);
+  if (o->has_seed) { /* as digits: a double would round seeds above 2^53 */
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", o->seed);
+    lua_pushstring(L, seed);
     lua_setfield(L, -2, "seed");
   }
   if (o->events) {
