@@ -150,8 +150,9 @@ static int l_seed(lua_State *L) {
   return 1;
 }
 
-static const char *const run_options[] = {"virtual_time", "seed", "events",
-                                           "summary", "script", NULL};
+static const char *const run_options[] = {
+    "virtual_time", "seed", "events", "summary", "script", "max_virtual_time",
+    NULL};
 
 /* The run's string arguments (stack indices first..last) as a cJSON
  * array: the script's command-line arguments when the CLI runs it. */
@@ -207,8 +208,10 @@ static int l_run(lua_State *L) {
     if (!lua_isnil(L, -1))
       fb_runtime_seed(rt, check_seed(L, lua_gettop(L), 2, "run"));
     lua_pop(L, 2);
+    rt->vlimit = fbl_opt_positive(L, 2, "max_virtual_time", HUGE_VAL);
   } else {
     rt->virtual_time = 0;
+    rt->vlimit = HUGE_VAL;
   }
   rt->vnow = 0;
   rt->runs++;
@@ -242,6 +245,13 @@ static int l_export(lua_State *L) {
   return 0;
 }
 
+/* core.format_seconds(t) -> t as fusebox prints a time: "12.345", "7e+300" */
+static int l_format_seconds(lua_State *L) {
+  char buf[FB_SECONDS_BUF];
+  lua_pushstring(L, fb_format_seconds(buf, luaL_checknumber(L, 1)));
+  return 1;
+}
+
 /* fb.running() -> true inside a run */
 static int l_running(lua_State *L) {
   lua_pushboolean(L, fbl_runtime(L)->running);
@@ -260,7 +270,8 @@ static const luaL_Reg core_functions[] = {
     {"seed", l_seed},   {"run", l_run},
     {"running", l_running}, {"report", l_report}, {"wait", l_wait},
     {"wake", l_wake},       {"export", l_export}, {"daemon", l_daemon},
-    {"real_now", l_real_now}, {NULL, NULL},
+    {"real_now", l_real_now}, {"format_seconds", l_format_seconds},
+    {NULL, NULL},
 };
 
 static void push_metatables(lua_State *L) {
