@@ -420,7 +420,8 @@ static int collect(paths *p, const char *path) {
     free(full);
   }
   closedir(d);
-  qsort(p->v + first, p->n - first, sizeof *p->v, by_name);
+  if (p->n > first) /* p->v is NULL while empty */
+    qsort(p->v + first, p->n - first, sizeof *p->v, by_name);
   return rc;
 }
 
