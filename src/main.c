@@ -603,6 +603,9 @@ static void watch(int n, const char *path, unsigned long long seed,
   watchdog.nlast = len < 0 ? 0 : (size_t)len < sizeof watchdog.last_words
                                    ? (size_t)len : sizeof watchdog.last_words - 1;
   signal(SIGALRM, on_alarm);
+  /* The profiler restores this when it stops: a SIGPROF still in flight
+   * then must not end the process (valgrind delays signals enough). */
+  signal(SIGPROF, SIG_IGN);
   alarm(timeout + 5 < 1e6 ? (unsigned)ceil(timeout) + 5 : 1000000u);
   luaJIT_profile_start(L, "li100", on_sample, NULL);
 }
