@@ -134,19 +134,16 @@ static uint64_t check_seed(lua_State *L, int idx, int argn, const char *fname) {
   return 0;
 }
 
-/* fb.seed([n]) -> the seed: a number, or a string of digits above 2^53
- * (where a number would round); with n, reseeds every stream made after */
+/* fb.seed([n]) -> the seed as a string of digits: exact for every seed,
+ * where a number would round above 2^53 and print as 1.2345678901234e+14
+ * from 10^14; with n, reseeds every stream made after */
 static int l_seed(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
+  char buf[24];
   if (!lua_isnoneornil(L, 1))
     fb_runtime_seed(rt, check_seed(L, 1, 1, "seed"));
-  if (rt->seed <= (1ULL << 53)) {
-    lua_pushnumber(L, (double)rt->seed);
-  } else {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)rt->seed);
-    lua_pushstring(L, buf);
-  }
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)rt->seed);
+  lua_pushstring(L, buf);
   return 1;
 }
 

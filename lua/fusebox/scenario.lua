@@ -17,9 +17,8 @@ local M = {}
 local function failure(level, msg, ...)
   if select("#", ...) > 0 then msg = format(msg, ...) end
   if events.on() then events.emit("expect_failed", { message = msg }) end
-  local seed = core.seed() -- a string of digits above 2^53
   error(format("expectation failed at t=%s (seed %s): %s", core.format_seconds(now()),
-    type(seed) == "number" and format("%.0f", seed) or seed, tostring(msg or "(no message)")), level + 1)
+    core.seed(), tostring(msg or "(no message)")), level + 1)
 end
 
 -- fb.expect(cond, msg, ...) -> cond; raises (msg formatted with ...) when
