@@ -138,7 +138,8 @@ const char *fb_format_seconds(char buf[FB_SECONDS_BUF], double t) {
 }
 
 /* "1 call", "2 calls" */
-static void print_count(FILE *f, uint64_t n, const char *one, const char *many) {
+static void print_count(FILE *f, uint64_t n, const char *one,
+                        const char *many) {
   fprintf(f, "%llu %s", (unsigned long long)n, n == 1 ? one : many);
 }
 
@@ -146,7 +147,8 @@ void fb_events_print_summary(const fb_events *ev, double t, FILE *f) {
   double times[3];
   char b[3][FB_SECONDS_BUF];
   state_times(ev, t, times);
-  fprintf(f, "fusebox: summary after %ss: ", fb_format_seconds(b[0], t - ev->t_start));
+  fprintf(f, "fusebox: summary after %ss: ",
+          fb_format_seconds(b[0], t - ev->t_start));
   print_count(f, ev->calls, "call", "calls");
   fputs(", ", f);
   print_count(f, ev->successes, "success", "successes");
@@ -156,10 +158,12 @@ void fb_events_print_summary(const fb_events *ev, double t, FILE *f) {
   print_count(f, ev->rejections, "rejection", "rejections");
   fputc('\n', f);
   if (ev->nbreakers > 0)
-    fprintf(f, "fusebox: breaker time (summed over %zu breaker%s): CLOSED %ss, "
-               "OPEN %ss, HALF_OPEN %ss\n",
+    fprintf(f,
+            "fusebox: breaker time (summed over %zu breaker%s): CLOSED %ss, "
+            "OPEN %ss, HALF_OPEN %ss\n",
             ev->nbreakers, ev->nbreakers == 1 ? "" : "s",
-            fb_format_seconds(b[0], times[0]), fb_format_seconds(b[1], times[1]),
+            fb_format_seconds(b[0], times[0]),
+            fb_format_seconds(b[1], times[1]),
             fb_format_seconds(b[2], times[2]));
 }
 

@@ -118,17 +118,19 @@ static int to_seed(lua_State *L, int idx, uint64_t *out) {
   return 0;
 }
 
-#define SEED_WANT "seed must be an integer in 0..18446744073709551615 (a " \
-                  "string of digits above 2^53)"
+#define SEED_WANT                                                              \
+  "seed must be an integer in 0..18446744073709551615 (a "                     \
+  "string of digits above 2^53)"
 
 static uint64_t check_seed(lua_State *L, int idx, int argn, const char *fname) {
   uint64_t seed;
   if (to_seed(L, idx, &seed) == 0)
     return seed;
   int t = lua_type(L, idx);
-  const char *got = t == LUA_TNUMBER   ? lua_pushfstring(L, "%s", lua_tostring(L, idx))
-                    : t == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, idx))
-                                       : luaL_typename(L, idx);
+  const char *got =
+      t == LUA_TNUMBER   ? lua_pushfstring(L, "%s", lua_tostring(L, idx))
+      : t == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, idx))
+                         : luaL_typename(L, idx);
   luaL_error(L, "bad argument #%d to '%s' (" SEED_WANT ", got %s)", argn, fname,
              got);
   return 0;
@@ -148,8 +150,8 @@ static int l_seed(lua_State *L) {
 }
 
 static const char *const run_options[] = {
-    "virtual_time", "seed", "events", "summary", "script", "max_virtual_time",
-    NULL};
+    "virtual_time",     "seed", "events", "summary", "script",
+    "max_virtual_time", NULL};
 
 /* The run's string arguments (stack indices first..last) as a cJSON
  * array: the script's command-line arguments when the CLI runs it. */
@@ -263,11 +265,19 @@ static int l_report(lua_State *L) {
 }
 
 static const luaL_Reg core_functions[] = {
-    {"now", l_now},         {"sleep", l_sleep}, {"spawn", l_spawn},
-    {"seed", l_seed},   {"run", l_run},
-    {"running", l_running}, {"report", l_report}, {"wait", l_wait},
-    {"wake", l_wake},       {"export", l_export}, {"daemon", l_daemon},
-    {"real_now", l_real_now}, {"format_seconds", l_format_seconds},
+    {"now", l_now},
+    {"sleep", l_sleep},
+    {"spawn", l_spawn},
+    {"seed", l_seed},
+    {"run", l_run},
+    {"running", l_running},
+    {"report", l_report},
+    {"wait", l_wait},
+    {"wake", l_wake},
+    {"export", l_export},
+    {"daemon", l_daemon},
+    {"real_now", l_real_now},
+    {"format_seconds", l_format_seconds},
     {NULL, NULL},
 };
 

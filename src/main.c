@@ -6,10 +6,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
-#include <math.h>
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,8 @@
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
-    "                   [--summary] [--report FILE.html] [--metrics HOST:PORT]\n"
+    "                   [--summary] [--report FILE.html] [--metrics "
+    "HOST:PORT]\n"
     "                   script.lua [args...]\n"
     "       fusebox test [--seed N] [--max-virtual-time S] [--timeout S]\n"
     "                    [path...]\n"
@@ -122,8 +123,9 @@ static int parse_run(int argc, char **argv, options *o) {
       if (i + 1 >= argc)
         return usage_error("%s needs a value", "--seed");
       if (parse_seed(argv[++i], &o->seed) < 0)
-        return usage_error("bad seed '%s': want an integer in 0..18446744073709551615",
-                           argv[i]);
+        return usage_error(
+            "bad seed '%s': want an integer in 0..18446744073709551615",
+            argv[i]);
       o->has_seed = 1;
     } else if (strcmp(argv[i], "--events") == 0) {
       if (i + 1 >= argc)
@@ -260,15 +262,18 @@ static const char with_metrics[] =
  * stack (it must live as long as the run); returns 0 or the exit status. */
 static const char start_metrics[] =
     "local host, port = ...\n"
-    "local m, err = require('fusebox').serve_metrics { host = host, port = port }\n"
-    "if not m then return nil, string.format('cannot serve metrics on %s:%d: %s',"
+    "local m, err = require('fusebox').serve_metrics { host = host, port = "
+    "port }\n"
+    "if not m then return nil, string.format('cannot serve metrics on %s:%d: "
+    "%s',"
     " host, port, err) end\n"
-    "io.stdout:write(string.format('fusebox: metrics on http://%s:%d/metrics\\n',"
+    "io.stdout:write(string.format('fusebox: metrics on "
+    "http://%s:%d/metrics\\n',"
     " host, m:port()))\n"
     "io.stdout:flush()\n"
     "return m\n";
 
-static int serve_run_metrics(lua_State *L, const char *spec) {
+static int open_metrics(lua_State *L, const char *spec) {
   char host[256];
   int port;
   if (parse_listen(spec, host, sizeof host, &port) < 0)
@@ -293,7 +298,7 @@ static int run_script(int argc, char **argv, const options *o) {
   lua_State *L = new_state();
   if (!L)
     return 1;
-  int rc = o->metrics ? serve_run_metrics(L, o->metrics) : 0;
+  int rc = o->metrics ? open_metrics(L, o->metrics) : 0;
   if (rc)
     goto done;
   rc = 1;
@@ -560,8 +565,10 @@ static int over_time(lua_State *L) {
   if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) &&
       here.currentline > 0)
     snprintf(where, sizeof where, "%s:%d: ", here.short_src, here.currentline);
-  lua_pushfstring(L, "%swall-clock limit of %s s reached (a loop that never "
-                     "yields?)", where, fb_format_seconds(secs, watchdog.timeout));
+  lua_pushfstring(L,
+                  "%swall-clock limit of %s s reached (a loop that never "
+                  "yields?)",
+                  where, fb_format_seconds(secs, watchdog.timeout));
   return lua_error(L);
 }
 
@@ -598,10 +605,12 @@ static void watch(int n, const char *path, unsigned long long seed,
                      "never yields?); seed %llu\n#   replay: fusebox run "
                      "--virtual-time --seed %llu %s\nBail out! %s cannot be "
                      "stopped\n",
-                     n, path, fb_format_seconds(secs, timeout), seed, seed, path,
-                     path);
-  watchdog.nlast = len < 0 ? 0 : (size_t)len < sizeof watchdog.last_words
-                                   ? (size_t)len : sizeof watchdog.last_words - 1;
+                     n, path, fb_format_seconds(secs, timeout), seed, seed,
+                     path, path);
+  watchdog.nlast = len < 0 ? 0
+                   : (size_t)len < sizeof watchdog.last_words
+                       ? (size_t)len
+                       : sizeof watchdog.last_words - 1;
   signal(SIGALRM, on_alarm);
   /* The profiler restores this when it stops: a SIGPROF still in flight
    * then must not end the process (valgrind delays signals enough). */
@@ -622,7 +631,8 @@ static int run_scenario(int n, const char *path, unsigned long long seed,
                         limits lim) {
   options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path};
   char err[256] = "", secs[FB_SECONDS_BUF];
-  lua_State *L = file_limits(path, &lim, err, sizeof err) == 0 ? new_state() : NULL;
+  lua_State *L =
+      file_limits(path, &lim, err, sizeof err) == 0 ? new_state() : NULL;
   if (!L) {
     printf("not ok %d - %s\n", n, path);
     print_comment(*err ? err : "cannot create a Lua state");
@@ -687,8 +697,7 @@ static int test(int argc, char **argv) {
               strerror(errno));
       rc = 2;
     } else if (p.n == before) {
-      fprintf(stderr, "fusebox: no scenarios (.lua files) in '%s'\n",
-              roots[k]);
+      fprintf(stderr, "fusebox: no scenarios (.lua files) in '%s'\n", roots[k]);
       rc = 2;
     }
   }

@@ -422,9 +422,8 @@ static void add_coroutines(lua_State *L, fb_runtime *rt, luaL_Buffer *b,
       continue;
     if (c->state == FB_CO_WAITING) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, c->what_ref);
-      lua_pushfstring(L, "\n- waiting on %s", lua_isstring(L, -1)
-                                                   ? lua_tostring(L, -1)
-                                                   : "(unnamed)");
+      lua_pushfstring(L, "\n- waiting on %s",
+                      lua_isstring(L, -1) ? lua_tostring(L, -1) : "(unnamed)");
       lua_remove(L, -2);
     } else {
       lua_pushliteral(L, "\n- sleeping");
@@ -457,8 +456,9 @@ static void fail_limit(fb_runtime *rt) {
   luaL_Buffer b;
   rt->vnow = rt->vlimit;
   luaL_buffinit(L, &b);
-  lua_pushfstring(L, "fusebox: virtual time limit of %s s reached, the run "
-                     "still going; where its coroutines were:",
+  lua_pushfstring(L,
+                  "fusebox: virtual time limit of %s s reached, the run "
+                  "still going; where its coroutines were:",
                   fb_format_seconds(limit, rt->vlimit));
   luaL_addvalue(&b);
   add_coroutines(L, rt, &b, 0);
