@@ -542,9 +542,9 @@ static int file_limits(const char *path, limits *l, char *err, size_t cap) {
  * line. Raising there leaves the profiler off, so a count hook takes
  * over for a loop that catches the error, and an alarm ends the process
  * (after printing the TAP line) if even that cannot run: a pcall around
- * a compiled loop. No cost until the deadline: the sampler aside,
- * nothing runs per instruction. One profiler per process: one scenario
- * at a time. */
+ * a compiled loop. The cost: the sampler, and a flag test per source
+ * line in compiled code (not measurable on tests/bench/bench_sim.lua).
+ * One profiler per process: one scenario at a time. */
 static struct {
   double deadline; /* CLOCK_MONOTONIC seconds */
   double timeout;
