@@ -7,6 +7,7 @@
 #include "events.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,20 +145,39 @@ cJSON *fb_events_summary(const fb_events *ev, double t) {
   return s;
 }
 
+const char *fb_format_seconds(char buf[FB_SECONDS_BUF], double t) {
+  snprintf(buf, FB_SECONDS_BUF, fabs(t) < 1e6 ? "%.3f" : "%.6g", t);
+  return buf;
+}
+
+/* "1 call", "2 calls" */
+static void print_count(FILE *f, uint64_t n, const char *one,
+                        const char *many) {
+  fprintf(f, "%llu %s", (unsigned long long)n, n == 1 ? one : many);
+}
+
 void fb_events_print_summary(const fb_events *ev, double t, FILE *f) {
   double times[3];
+  char b[3][FB_SECONDS_BUF];
   state_times(ev, t, times);
-  fprintf(f,
-          "fusebox: summary after %.3fs: %llu calls, %llu successes, "
-          "%llu failures, %llu rejections\n",
-          t - ev->t_start, (unsigned long long)ev->calls,
-          (unsigned long long)ev->successes, (unsigned long long)ev->failures,
-          (unsigned long long)ev->rejections);
+  fprintf(f, "fusebox: summary after %ss: ",
+          fb_format_seconds(b[0], t - ev->t_start));
+  print_count(f, ev->calls, "call", "calls");
+  fputs(", ", f);
+  print_count(f, ev->successes, "success", "successes");
+  fputs(", ", f);
+  print_count(f, ev->failures, "failure", "failures");
+  fputs(", ", f);
+  print_count(f, ev->rejections, "rejection", "rejections");
+  fputc('\n', f);
   if (ev->nbreakers > 0)
     fprintf(f,
-            "fusebox: breaker time (summed over %zu breakers): CLOSED %.3fs, "
-            "OPEN %.3fs, HALF_OPEN %.3fs\n",
-            ev->nbreakers, times[0], times[1], times[2]);
+            "fusebox: breaker time (summed over %zu breaker%s): CLOSED %ss, "
+            "OPEN %ss, HALF_OPEN %ss\n",
+            ev->nbreakers, ev->nbreakers == 1 ? "" : "s",
+            fb_format_seconds(b[0], times[0]),
+            fb_format_seconds(b[1], times[1]),
+            fb_format_seconds(b[2], times[2]));
 }
 
 int fb_events_close(fb_events *ev) {
