@@ -6,9 +6,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
-#include <signal.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static const char usage[] =
     "       fusebox report [-o FILE.html] events.jsonl\n"
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
     "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
+    "                     [--heartbeat-timeout SECONDS]\n"
     "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
@@ -63,6 +65,8 @@ static const char usage[] =
     "  --auth-reads    GETs need the token too\n"
     "  --insecure      allow a non-loopback --listen without a token\n"
     "                  (anyone who can connect can change the registry)\n"
+    "  --heartbeat-timeout SECONDS  an instance not heard from for this\n"
+    "                  long is expired (default 30)\n"
     "\n"
     "fusebox test runs each scenario file (each .lua file of a directory,\n"
     "in name order) as its own virtual-time run with a fixed seed (1, or\n"
@@ -500,16 +504,17 @@ static int test(int argc, char **argv) {
 
 /* The main coroutine of `fusebox serve`: the API, then the script. */
 static const char serve_main[] =
-    "local host, port, token, auth_reads, insecure, script = ...\n"
+    "local host, port, token, auth_reads, insecure, timeout, script = ...\n"
     "local fb = require 'fusebox'\n"
+    "local reg = timeout and fb.registry { heartbeat_timeout = timeout }\n"
     "local api, err = fb.serve_registry { host = host, port = port, token = token,\n"
-    "  auth_reads = auth_reads, insecure = insecure }\n"
+    "  auth_reads = auth_reads, insecure = insecure, registry = reg }\n"
     "if not api then error(string.format('fusebox: cannot listen on %s:%d: %s',"
     " host, port, err), 0) end\n"
     "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
     "services\\n', host, api:port()))\n"
     "io.stdout:flush()\n"
-    "if script then assert(loadfile(script))(api.registry, api, select(7, ...)) end\n";
+    "if script then assert(loadfile(script))(api.registry, api, select(8, ...)) end\n";
 
 #define TOKEN_MAX 4096
 
@@ -560,6 +565,7 @@ static int serve(int argc, char **argv) {
   options o = {.listen = "127.0.0.1:8500"};
   const char *token_file = NULL;
   int auth_reads = 0, insecure = 0;
+  double timeout = 0;
   int i = 2;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
@@ -572,7 +578,13 @@ static int serve(int argc, char **argv) {
       auth_reads = 1;
     else if (strcmp(argv[i], "--insecure") == 0)
       insecure = 1;
-    else
+    else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
+      char *end;
+      timeout = strtod(argv[++i], &end);
+      if (*end || end == argv[i] || !isfinite(timeout) || !(timeout > 0))
+        return usage_error("bad --heartbeat-timeout '%s': want a positive "
+                           "number of seconds", argv[i]);
+    } else
       return usage_error("unknown option or missing value '%s'", argv[i]);
   }
   char host[256];
@@ -629,11 +641,15 @@ static int serve(int argc, char **argv) {
     lua_pushnil(L);
   lua_pushboolean(L, auth_reads);
   lua_pushboolean(L, insecure);
+  if (timeout > 0)
+    lua_pushnumber(L, timeout);
+  else
+    lua_pushnil(L);
   if (o.script)
     lua_pushstring(L, o.script);
   else
     lua_pushnil(L);
-  int nargs = 6;
+  int nargs = 7;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
   if (lua_pcall(L, n + nargs, 0, 0) != 0) {
