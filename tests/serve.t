@@ -24,7 +24,7 @@ for _ in $(seq 1 100); do
 done
 url=$(sed -n 's/.*registry API on \(http[^ ]*\)/\1/p' "$tmp/out")
 metrics=$(sed -n 's/.*metrics on \(http[^ ]*\)/\1/p' "$tmp/out")
-echo "1..20"
+echo "1..23"
 n=0
 check() { # description, expected substring, actual
   n=$((n + 1))
@@ -88,3 +88,18 @@ check "a missing token file is refused" "rc=2 lines=1: fusebox: cannot read toke
   "$(run2 --token-file "$tmp/nope")"
 check "--auth-reads needs a token file" "rc=2 lines=1: fusebox: --auth-reads needs --token-file" \
   "$(run2 --auth-reads)"
+check "a bad --heartbeat-timeout is refused" "rc=2 lines=1: fusebox: bad --heartbeat-timeout 'inf'" \
+  "$(run2 --heartbeat-timeout inf)"
+# --heartbeat-timeout: an instance not heard from for that long is gone
+"$B/fusebox" serve --listen 127.0.0.1:0 --heartbeat-timeout 0.3 > "$tmp/out4" 2>&1 &
+pid4=$!
+trap 'kill $pid $pid2 $pid4 2>/dev/null; wait $pid $pid2 $pid4 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 100); do
+  grep -q "registry API on" "$tmp/out4" 2>/dev/null && break
+  sleep 0.05
+done
+url4=$(sed -n 's/.*registry API on \(http[^ ]*\)/\1/p' "$tmp/out4")
+curl -s -X PUT -d "$reg" "$url4/short/instances" > /dev/null
+check "--heartbeat-timeout: live at first" '"host":"127.0.0.1"' "$(curl -s "$url4/short")"
+sleep 0.6
+check "--heartbeat-timeout: expired after it" '"instances":[]' "$(curl -s "$url4/short")"
