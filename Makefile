@@ -5,6 +5,7 @@
 #   make test     build and run every test, then again under ASan+UBSan
 #                 and the C tests and demos under valgrind
 #   make bench    benchmarks (ns/op, medians of several runs)
+#   make soak     fusebox serve under wrk churn for SOAK_SECONDS (300)
 #
 # Dependencies are found with pkg-config; when a Debian package is missing
 # and we are root (or have sudo), it is installed with apt-get.
@@ -245,6 +246,16 @@ test-valgrind: binaries $(C_TESTS)
 bench: all deps-bench $(C_BENCH) $(CMP_BENCH)
 	@FB_BUILD=$(BUILD) sh tests/bench/run.sh >&2
 	@FB_BUILD=$(BUILD) sh bench/run.sh
+
+# ------------------------------------------------------------------- soak
+
+# `fusebox serve` on loopback under wrk with registration churn and
+# expiry; fails on any error, RSS growth after warm-up or a connection
+# left open (tests/soak/serve.sh). Not part of make test: it takes minutes.
+SOAK_SECONDS ?= 300
+.PHONY: soak
+soak: binaries
+	@FB_BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) sh tests/soak/serve.sh
 
 # ---------------------------------------------------------------- install
 

@@ -30,6 +30,8 @@ static const char usage[] =
     "                    [path...]\n"
     "       fusebox report [-o FILE.html] events.jsonl\n"
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
+    "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
+    "                     [--heartbeat-timeout SECONDS]\n"
     "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
@@ -64,6 +66,14 @@ static const char usage[] =
     "README), on 127.0.0.1:8500 unless --listen says otherwise; prints the\n"
     "address it listens on. script.lua, if given, runs with the registry\n"
     "and the server as its arguments.\n"
+    "  --token-file FILE  writes (PUT, DELETE) need 'Authorization: Bearer\n"
+    "                  TOKEN', TOKEN being FILE's content (one line): 401\n"
+    "                  without it, 403 with another\n"
+    "  --auth-reads    GETs need the token too\n"
+    "  --insecure      allow a non-loopback --listen without a token\n"
+    "                  (anyone who can connect can change the registry)\n"
+    "  --heartbeat-timeout SECONDS  an instance not heard from for this\n"
+    "                  long is expired (default 30)\n"
     "\n"
     "fusebox test runs each scenario file (each .lua file of a directory,\n"
     "in name order; tests/scenarios by default) as its own virtual-time run\n"
@@ -718,31 +728,108 @@ static int test(int argc, char **argv) {
 
 /* The main coroutine of `fusebox serve`: the API, then the script. */
 static const char serve_main[] =
-    "local host, port, script = ...\n"
+    "local host, port, token, auth_reads, insecure, timeout, script = ...\n"
     "local fb = require 'fusebox'\n"
-    "local api, err = fb.serve_registry { host = host, port = port }\n"
+    "local reg = timeout and fb.registry { heartbeat_timeout = timeout }\n"
+    "local api, err = fb.serve_registry { host = host, port = port, token = token,\n"
+    "  auth_reads = auth_reads, insecure = insecure, registry = reg }\n"
     "if not api then error(string.format('fusebox: cannot listen on %s:%d: %s',"
     " host, port, err), 0) end\n"
     "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
     "services\\n', host, api:port()))\n"
     "io.stdout:flush()\n"
-    "if script then assert(loadfile(script))(api.registry, api, select(4, ...)) end\n";
+    "if script then assert(loadfile(script))(api.registry, api, select(8, ...)) end\n";
+
+#define TOKEN_MAX 4096
+
+/* Reads the one-line token of path into buf (TOKEN_MAX + 1 bytes); 0, or
+ * 2 after saying why. A trailing newline (and spaces) is not the token. */
+static int read_token(const char *path, char *buf) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "fusebox: cannot read token file '%s': %s\n", path,
+            strerror(errno));
+    return 2;
+  }
+  size_t n = fread(buf, 1, TOKEN_MAX + 1, f);
+  fclose(f);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+                   buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    n--;
+  if (n > TOKEN_MAX) {
+    fprintf(stderr, "fusebox: token file '%s' is longer than %d bytes\n",
+            path, TOKEN_MAX);
+    return 2;
+  }
+  buf[n] = 0;
+  for (size_t k = 0; k < n; k++)
+    if (buf[k] < 0x21 || buf[k] > 0x7e) {
+      fprintf(stderr, "fusebox: token file '%s' must hold one token of "
+                      "printable characters without spaces\n", path);
+      return 2;
+    }
+  if (n == 0) {
+    fprintf(stderr, "fusebox: token file '%s' is empty\n", path);
+    return 2;
+  }
+  return 0;
+}
+
+/* The addresses fb.serve_registry takes as loopback (serve.lua). */
+static int is_loopback(const char *host) {
+  if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+    return 1;
+  unsigned a, b, c, d;
+  char end;
+  return sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &end) == 4 &&
+         a == 127;
+}
 
 static int serve(int argc, char **argv) {
   options o = {.listen = "127.0.0.1:8500"};
+  const char *token_file = NULL;
+  int auth_reads = 0, insecure = 0;
+  double timeout = 0;
   int i = 2;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
       o.listen = argv[++i];
     else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
       o.metrics = argv[++i];
-    else
+    else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+      token_file = argv[++i];
+    else if (strcmp(argv[i], "--auth-reads") == 0)
+      auth_reads = 1;
+    else if (strcmp(argv[i], "--insecure") == 0)
+      insecure = 1;
+    else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
+      char *end;
+      timeout = strtod(argv[++i], &end);
+      if (*end || end == argv[i] || !isfinite(timeout) || !(timeout > 0))
+        return usage_error("bad --heartbeat-timeout '%s': want a positive "
+                           "number of seconds", argv[i]);
+    } else
       return usage_error("unknown option or missing value '%s'", argv[i]);
   }
   char host[256];
   int port;
   if (parse_listen(o.listen, host, sizeof host, &port) < 0)
     return usage_error("bad --listen '%s': want HOST:PORT", o.listen);
+  if (auth_reads && !token_file)
+    return usage_error("%s needs --token-file", "--auth-reads");
+  static char token[TOKEN_MAX + 1];
+  if (token_file && read_token(token_file, token))
+    return 2;
+  if (!token_file && !is_loopback(host)) {
+    if (!insecure) {
+      fprintf(stderr, "fusebox: refusing to serve the registry on %s without "
+                      "a token: give --token-file FILE, or --insecure\n", host);
+      return 2;
+    }
+    fprintf(stderr, "fusebox: warning: serving the registry on %s without a "
+                    "token (--insecure): anyone who can connect can change "
+                    "it\n", host);
+  }
   o.script = i < argc ? argv[i] : NULL;
   o.argi = i + 1;
   int rc = o.script ? check_script(o.script) : 0;
@@ -752,6 +839,7 @@ static int serve(int argc, char **argv) {
   int mport = 0;
   if (o.metrics && parse_listen(o.metrics, mhost, sizeof mhost, &mport) < 0)
     return usage_error("bad --metrics '%s': want HOST:PORT", o.metrics);
+  signal(SIGPIPE, SIG_IGN); /* a client that goes mid-answer is an error value */
   lua_State *L = new_state();
   if (!L)
     return 1;
@@ -771,11 +859,21 @@ static int serve(int argc, char **argv) {
     luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
+  if (token_file)
+    lua_pushstring(L, token);
+  else
+    lua_pushnil(L);
+  lua_pushboolean(L, auth_reads);
+  lua_pushboolean(L, insecure);
+  if (timeout > 0)
+    lua_pushnumber(L, timeout);
+  else
+    lua_pushnil(L);
   if (o.script)
     lua_pushstring(L, o.script);
   else
     lua_pushnil(L);
-  int nargs = 3;
+  int nargs = 7;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
   if (lua_pcall(L, n + nargs, 0, 0) != 0) {

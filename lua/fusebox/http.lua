@@ -173,8 +173,8 @@ local function refuse(sock, status, why, timeout)
 end
 
 -- Runs the handler; a handler that raises or returns no status is a 500.
-local function handle(srv, req)
-  local ok, status, headers, body = xpcall(srv.handler, traceback, req)
+local function handle(srv, req, sock)
+  local ok, status, headers, body = xpcall(srv.handler, traceback, req, sock)
   if not ok then
     core.report("http handler failed", tostring(status))
     return 500, JSON_TYPE, core.json_encode { error = "internal error" }
@@ -212,7 +212,7 @@ local function serve_connection(srv, sock)
     end
     leftover = err
     split_target(req)
-    local status, headers, body = handle(srv, req)
+    local status, headers, body = handle(srv, req, sock)
     local keep = req.keep_alive and not srv.closed
     if not sock:write(response(status, headers, body, keep), srv.read_timeout) or not keep then break end
   end
@@ -238,6 +238,9 @@ end
 -- background=false (true: the server does not keep a run going)}
 -- -> server | nil, err. handler(req) gets {method, url, path, query,
 -- headers (lower-case names), body} and returns status, headers, body.
+-- Its second argument is the connection, for a handler that parks (a
+-- long poll): sock:watch() tells it when the client leaves or sends more
+-- (fb.tcp); it must not read or write it.
 function M.serve(opts)
   tcp.check_real("http.serve")
   if type(opts) ~= "table" then argerror(1, "serve", "options table expected, got " .. type(opts)) end
