@@ -33,7 +33,6 @@
 
 #include <ctype.h>
 #include <http_parser.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,6 +352,10 @@ static int has_field(const hparser *h, const char *name) {
 
 /* Pushes nil, the reason and the status to answer a refused message with. */
 static int push_refusal(lua_State *L, hparser *h, enum http_errno err) {
+  /* A bad version wins over what follows it, however the bytes were cut
+   * into feeds (a callback may have checked it already, or not yet). */
+  if (!h->status && (h->p.http_major || h->p.http_minor))
+    check_version(h);
   if (!h->status) {
     switch (err) {
     case HPE_HEADER_OVERFLOW:

@@ -267,6 +267,33 @@ local function leaks(msg)
   return false
 end
 
+-- What a parser makes of bytes cut into the given pieces, as one string:
+-- every message, header, trailer and body, then the refusal or the end.
+local function outcome(kind, pieces, max_body)
+  local p = core.http_parser(kind, max_body)
+  local out = {}
+  local function add(msg)
+    local f = {}
+    for k, v in pairs(msg.headers) do f[#f + 1] = k .. "=" .. v end
+    for k, v in pairs(msg.trailers) do f[#f + 1] = "trailer " .. k .. "=" .. v end
+    table.sort(f)
+    out[#out + 1] = table.concat({ msg.method or msg.status, msg.url or "", msg.version,
+      tostring(msg.keep_alive), table.concat(f, "|"), "[" .. msg.body .. "]" }, " ")
+  end
+  for _, piece in ipairs(pieces) do
+    local at = 1
+    while at <= #piece do
+      local used, msg, status = p:feed(piece, at)
+      if not used then return table.concat(out, "\n") .. "\nrefused " .. status .. " " .. msg end
+      at = at + used
+      if msg then add(msg) elseif used == 0 then break end
+    end
+  end
+  local msg, err, status = p:finish()
+  if msg then add(msg) elseif err then out[#out + 1] = "refused " .. status .. " " .. err end
+  return table.concat(out, "\n")
+end
+
 describe("the HTTP parser under hostile input", function()
   it("keeps chunked trailers apart from headers, terminated, and never leaks the previous message", function()
     local msgs = assert(parse("request", PIPELINED))
@@ -380,6 +407,42 @@ describe("the HTTP parser under hostile input", function()
   it("accepts HTTP/1.0 and any HTTP/1.x minor version", function()
     local msgs = assert(parse("request", "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\nGET / HTTP/1.7\r\n\r\n"))
     assert.are.same({ "1.0", "1.1", "1.7" }, { msgs[1].version, msgs[2].version, msgs[3].version })
+  end)
+
+  it("gives the same outcome however mutated messages are cut into feeds", function()
+    local seeds = {
+      PIPELINED,
+      "POST /c HTTP/1.0\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+      "PUT /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-U: 2\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil the end",
+    }
+    local tokens = { "\r\n", "\r", "\n", ":", " ", "\t", "0", "chunked", "Content-Length: 3\r\n",
+      "Transfer-Encoding: ", "\0", "\255", "HTTP/9.9", ";", "," }
+    local seed = 20261201
+    math.randomseed(seed)
+    local rnd = math.random
+    for n = 1, 5000 do
+      local s = seeds[rnd(#seeds)] .. (rnd(2) == 1 and seeds[rnd(#seeds)] or "")
+      for _ = 1, rnd(4) do
+        local i, r = rnd(#s + 1), rnd(3)
+        if r == 1 then s = s:sub(1, i - 1) .. tokens[rnd(#tokens)] .. s:sub(i)
+        elseif r == 2 then s = s:sub(1, i - 1) .. s:sub(i + rnd(0, 8))
+        else s = s:sub(1, i - 1) .. string.char(rnd(0, 255)) .. s:sub(i + 1) end
+      end
+      local kind = s:sub(1, 5) == "HTTP/" and "response" or "request"
+      local pieces, i = {}, 1
+      while i <= #s do
+        local k = rnd(7)
+        pieces[#pieces + 1] = s:sub(i, i + k - 1)
+        i = i + k
+      end
+      local max_body = rnd(0, 20)
+      local whole, cut = outcome(kind, { s }, max_body), outcome(kind, pieces, max_body)
+      if whole ~= cut then
+        error(("seed %d, case %d: %q\nwhole:\n%s\ncut:\n%s"):format(seed, n, s, whole, cut))
+      end
+    end
   end)
 
   it("parses from an offset without copying, and checks it", function()
