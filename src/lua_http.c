@@ -19,7 +19,9 @@
  * transfer coding other than "chunked" alone (501), Content-Length with
  * Transfer-Encoding, a repeated Content-Length and Transfer-Encoding in
  * an HTTP/1.0 message (400: the framing is ambiguous, the smuggler's
- * tool). Every other malformation is a 400.
+ * tool). Every other malformation is a 400. Chunk extensions are skipped
+ * by http-parser, never stored: they cost the sender time, not us memory
+ * (the server's read and request timeouts bound that time).
  *
  * Fields are stored as (offset, length) pairs into one buffer, names
  * lower-cased, so nothing ever scans for a terminator, and the buffers
@@ -76,9 +78,9 @@ typedef struct hparser {
 } hparser;
 
 static int buf_add(buf *b, const char *s, size_t n) {
-  if (b->n + n + 1 > b->cap) {
+  if (b->n + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1)
+    while (cap < b->n + n)
       cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p)

@@ -142,6 +142,23 @@ describe("fb.http client", function()
     assert.are.equal("until the end", body)
   end)
 
+  it("names an IPv6 host in brackets in the Host header", function()
+    local host, status
+    run(function()
+      local srv = assert(fb.http.serve { host = "::1", port = 0, handler = function(req)
+        host = req.headers.host
+        return 200, nil, "ok"
+      end })
+      status = fb.http.request { instance = { host = "::1", port = srv:port() }, path = "/" }
+      host = host .. " " .. srv:port()
+      srv:close()
+    end)
+    assert.are.equal(200, status)
+    local name, port = host:match("^(.*):(%d+) (%d+)$")
+    assert.are.equal("[::1]", name)
+    assert.are.equal(port, host:match(" (%d+)$"))
+  end)
+
   it("rejects bad arguments at the caller's line", function()
     run(function()
       assert.has_error(function() fb.http.request { url = "ftp://x/" } end,
