@@ -411,8 +411,9 @@ static int parser_feed(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer init = luaL_optinteger(L, 3, 1);
   if (init < 1 || (size_t)init > len + 1)
-    return luaL_argerror(L, 3, lua_pushfstring(L, "init must be 1..%d, got %d",
-                                               (int)(len + 1), (int)init));
+    return luaL_argerror(L, 3, lua_pushfstring(L, "init must be 1..%f, got %f",
+                                               (lua_Number)(len + 1),
+                                               (lua_Number)init));
   return execute(L, h, data + init - 1, len - (size_t)(init - 1));
 }
 
