@@ -38,7 +38,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local b64, unb64 = core.base64_encode, core.base64_decode
 local format, sub, find, byte, char, rep = string.format, string.sub, string.find, string.byte, string.char, string.rep
 local match, type, tostring, pairs, ipairs, ceil = string.match, type, tostring, pairs, ipairs, math.ceil
-local min = math.min
+local min, concat = math.min, table.concat
 
 -- Background work must not keep a run going where the runtime has
 -- daemon coroutines; reg:close() ends it either way.
@@ -48,6 +48,7 @@ local M = {}
 
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
 local WATCH_IDLE = 30 -- a watch silent this long is opened again (a dead peer)
+local MAX_WATCH_LINE = 16 * 1024 * 1024 -- one watch response, in bytes
 
 -- registry userdata -> its state; a state never refers to the userdata
 local states = setmetatable({}, { __mode = "k" })
@@ -358,10 +359,12 @@ local function on_message(st, line)
 end
 
 -- Reads the watch stream (one JSON object per line) until it fails (nil,
--- err) or must start again (true).
+-- err) or must start again (true). A line is kept in pieces until it
+-- ends, and one longer than MAX_WATCH_LINE fails the stream: a peer that
+-- never sends a newline costs neither unbounded memory nor copying.
 local function read_stream(st, sock)
-  local parser = core.http_parser("response", 16 * 1024 * 1024)
-  local pending = ""
+  local parser = core.http_parser("response", MAX_WATCH_LINE)
+  local line, size = {}, 0 -- the current line's pieces and length
   while not st.closed do
     local data, err = sock:read(WATCH_IDLE)
     if not data then return err == "timeout" or nil, "etcd watch: " .. tostring(err) end
@@ -369,15 +372,21 @@ local function read_stream(st, sock)
     if not used then return nil, "etcd watch: " .. tostring(ended) end
     local status = parser:status()
     if status ~= 0 and status ~= 200 then return nil, "etcd watch: HTTP " .. status end
-    pending = pending .. parser:take_body()
-    local nl = find(pending, "\n", 1, true)
+    local body, from = parser:take_body(), 1
+    local nl = find(body, "\n", from, true)
     while nl do
-      local ok, werr = on_message(st, sub(pending, 1, nl - 1))
+      line[#line + 1] = sub(body, from, nl - 1)
+      local ok, werr = on_message(st, concat(line))
       if ok == false then return true end -- list again, at once
       if not ok then return nil, werr end
-      pending = sub(pending, nl + 1)
-      nl = find(pending, "\n", 1, true)
+      line, size, from = {}, 0, nl + 1
+      nl = find(body, "\n", from, true)
     end
+    size = size + #body - from + 1
+    if size > MAX_WATCH_LINE then
+      return nil, format("etcd watch: a message over %d bytes", MAX_WATCH_LINE)
+    end
+    if from <= #body then line[#line + 1] = sub(body, from) end
     if ended then return nil, "etcd watch: stream ended" end
   end
   return true

@@ -768,3 +768,52 @@ describe("core.http_parse_url", function()
     assert.are.same({ nil, "bad url 'http://x/a b'" }, { core.http_parse_url("http://x/a b") })
   end)
 end)
+
+describe("the etcd backend's watch under a hostile gateway", function()
+  -- An "etcd" that lists nothing, then streams a watch line that never ends.
+  local function endless_gateway()
+    return raw(function(c)
+      local p = core.http_parser("request", 1024 * 1024)
+      local input, req = "", nil
+      while not req do
+        local d = c:read(2)
+        if not d then c:close(); return end
+        input = input .. d
+        local used, msg = p:feed(input)
+        if not used then c:close(); return end
+        input, req = input:sub(used + 1), msg
+      end
+      if req.url == "/v3/kv/range" then
+        local body = '{"header":{"cluster_id":"1","revision":"5"},"kvs":[]}'
+        c:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body, 2)
+      elseif req.url == "/v3/watch" then
+        c:write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 2)
+        local chunk = ("x"):rep(1024 * 1024)
+        for _ = 1, 20 do
+          if not c:write(("%x\r\n%s\r\n"):format(#chunk, chunk), 2) then break end
+        end
+      end
+      c:close()
+    end)
+  end
+
+  it("fails the stream at a line over 16 MiB instead of buffering it", function()
+    local reasons = {}
+    run(function()
+      local srv = endless_gateway()
+      local reg = fb.registry { backend = "etcd", endpoints = { "http://127.0.0.1:" .. srv:port() }, timeout = 2 }
+      local deadline = fb.now() + 10
+      while fb.now() < deadline do
+        local _, why = reg:stale()
+        if why and why:find("etcd watch:", 1, true) then
+          reasons[#reasons + 1] = why
+          break
+        end
+        fb.sleep(0.05)
+      end
+      reg:close()
+      srv:close()
+    end)
+    assert.are.same({ "etcd watch: a message over 16777216 bytes" }, reasons)
+  end)
+end)
