@@ -314,11 +314,18 @@ local function apply_delete(st, key, rev)
   if o and o.lease and newer(rev, o.rev) then o.lease = nil end
 end
 
-local function list(st)
-  local doc, err = call(st, "kv/range", { key = b64(st.prefix), range_end = b64(prefix_end(st.prefix)) })
-  if not doc then return nil, err end
+-- v if it is a revision as etcd sends one (a decimal string); raises
+-- otherwise, for apply() below to catch.
+local function revision(v, what)
+  if type(v) ~= "string" or not find(v, "^%d+$") then
+    error(format("%s must be a decimal string, got %s", what, tostring(v)), 0)
+  end
+  return v
+end
+
+local function apply_listing(st, doc)
   check_store(st, doc.header)
-  local rev, seen = doc.header.revision, {}
+  local rev, seen = revision(doc.header.revision, "header.revision"), {}
   for _, kv in ipairs(doc.kvs or {}) do
     local key = unb64(kv.key)
     seen[key] = true
@@ -331,14 +338,23 @@ local function list(st)
   return true
 end
 
--- One message of the watch stream: true, or false when the cache must be
--- listed again (compaction, a new store), or nil, err when it failed.
-local function on_message(st, line)
-  local doc = json_decode(line)
-  local r = type(doc) == "table" and doc.result
-  if type(r) ~= "table" then
-    return nil, "etcd watch: " .. tostring(type(doc) == "table" and doc.message or "malformed JSON")
-  end
+-- A response the watcher cannot apply (a field missing or of another
+-- type: etcd never sends one, a hostile gateway may) fails the stream
+-- like a broken connection, never the watcher: it retries with backoff,
+-- and reg:stale() says why.
+local function apply(fn, st, doc, what)
+  local ok, r, err = pcall(fn, st, doc)
+  if not ok then return nil, format("etcd %s: cannot apply the response (%s)", what, tostring(r)) end
+  return r, err
+end
+
+local function list(st)
+  local doc, err = call(st, "kv/range", { key = b64(st.prefix), range_end = b64(prefix_end(st.prefix)) })
+  if not doc then return nil, err end
+  return apply(apply_listing, st, doc, "kv/range")
+end
+
+local function on_result(st, r)
   if r.created then
     check_store(st, r.header)
     if st.rev == nil then return false end
@@ -353,9 +369,20 @@ local function on_message(st, line)
   for _, ev in ipairs(r.events or {}) do
     local key = unb64(ev.kv.key)
     if ev.type == "DELETE" then apply_delete(st, key, ev.kv.mod_revision) else apply_put(st, key, ev.kv.value) end
-    st.rev = ev.kv.mod_revision -- events come in revision order
+    st.rev = revision(ev.kv.mod_revision, "mod_revision") -- events come in revision order
   end
   return true
+end
+
+-- One message of the watch stream: true, or false when the cache must be
+-- listed again (compaction, a new store), or nil, err when it failed.
+local function on_message(st, line)
+  local doc = json_decode(line)
+  local r = type(doc) == "table" and doc.result
+  if type(r) ~= "table" then
+    return nil, "etcd watch: " .. tostring(type(doc) == "table" and doc.message or "malformed JSON")
+  end
+  return apply(on_result, st, r, "watch")
 end
 
 -- Reads the watch stream (one JSON object per line) until it fails (nil,

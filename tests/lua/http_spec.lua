@@ -770,8 +770,9 @@ describe("core.http_parse_url", function()
 end)
 
 describe("the etcd backend's watch under a hostile gateway", function()
-  -- An "etcd" that lists nothing, then streams a watch line that never ends.
-  local function endless_gateway()
+  -- An "etcd" that lists with the given body, then streams what
+  -- watch(c) writes.
+  local function gateway(listing, watch)
     return raw(function(c)
       local p = core.http_parser("request", 1024 * 1024)
       local input, req = "", nil
@@ -784,36 +785,65 @@ describe("the etcd backend's watch under a hostile gateway", function()
         input, req = input:sub(used + 1), msg
       end
       if req.url == "/v3/kv/range" then
-        local body = '{"header":{"cluster_id":"1","revision":"5"},"kvs":[]}'
-        c:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body, 2)
+        c:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #listing .. "\r\nConnection: close\r\n\r\n" .. listing, 2)
       elseif req.url == "/v3/watch" then
         c:write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 2)
-        local chunk = ("x"):rep(1024 * 1024)
-        for _ = 1, 20 do
-          if not c:write(("%x\r\n%s\r\n"):format(#chunk, chunk), 2) then break end
-        end
+        watch(c)
+        fb.sleep(0.5)
       end
       c:close()
     end)
   end
 
-  it("fails the stream at a line over 16 MiB instead of buffering it", function()
-    local reasons = {}
+  local EMPTY = '{"header":{"cluster_id":"1","revision":"5"},"kvs":[]}'
+
+  local function chunk(c, s) return c:write(("%x\r\n%s\r\n"):format(#s, s), 2) end
+
+  -- The first reason reg:stale() gives that starts with prefix, within 10 s.
+  local function reason_of(listing, watch, prefix)
+    local got
     run(function()
-      local srv = endless_gateway()
+      local srv = gateway(listing, watch)
       local reg = fb.registry { backend = "etcd", endpoints = { "http://127.0.0.1:" .. srv:port() }, timeout = 2 }
       local deadline = fb.now() + 10
-      while fb.now() < deadline do
+      while fb.now() < deadline and not got do
         local _, why = reg:stale()
-        if why and why:find("etcd watch:", 1, true) then
-          reasons[#reasons + 1] = why
-          break
-        end
-        fb.sleep(0.05)
+        if why and why:sub(1, #prefix) == prefix then got = why end
+        fb.sleep(0.02)
       end
       reg:close()
       srv:close()
     end)
-    assert.are.same({ "etcd watch: a message over 16777216 bytes" }, reasons)
+    return got
+  end
+
+  it("fails the stream at a line over 16 MiB instead of buffering it", function()
+    local why = reason_of(EMPTY, function(c)
+      local mib = ("x"):rep(1024 * 1024)
+      for _ = 1, 20 do
+        if not chunk(c, mib) then break end
+      end
+    end, "etcd watch:")
+    assert.are.equal("etcd watch: a message over 16777216 bytes", why)
+  end)
+
+  it("fails the stream, not the watcher, on an event it cannot apply", function()
+    local why = reason_of(EMPTY, function(c)
+      chunk(c, '{"result":{"created":true,"header":{"cluster_id":"1","revision":"5"}}}\n')
+      chunk(c, '{"result":{"events":[{"type":"PUT"}]}}\n')
+    end, "etcd watch:")
+    assert.matches("^etcd watch: cannot apply the response %(.*attempt to index field 'kv' %(a nil value%)%)$", why)
+    why = reason_of(EMPTY, function(c)
+      chunk(c, '{"result":{"created":true,"header":{"cluster_id":"1","revision":"5"}}}\n')
+      chunk(c, '{"result":{"events":[{"type":"PUT","kv":{"key":"eA==","mod_revision":7}}]}}\n')
+    end, "etcd watch:")
+    assert.are.equal("etcd watch: cannot apply the response (mod_revision must be a decimal string, got 7)", why)
+  end)
+
+  it("fails the listing, not the watcher, on a response it cannot apply", function()
+    local why = reason_of('{"kvs":[]}', function() end, "etcd kv/range:")
+    assert.matches("^etcd kv/range: cannot apply the response %(.*attempt to index field 'header'", why)
+    why = reason_of('{"header":{"revision":5}}', function() end, "etcd kv/range:")
+    assert.are.equal("etcd kv/range: cannot apply the response (header.revision must be a decimal string, got 5)", why)
   end)
 end)
