@@ -78,6 +78,8 @@ typedef struct hparser {
 } hparser;
 
 static int buf_add(buf *b, const char *s, size_t n) {
+  if (n == 0) /* b->p may still be NULL */
+    return 0;
   if (b->n + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + n)
@@ -230,8 +232,10 @@ static int check_transfer_coding(hparser *h) {
       continue;
     v = value_of(h, f);
     n = trimmed(v, f->value_len);
-    if (count++ && len + 2 <= sizeof list)
-      memcpy(list + len, ", ", 2), len += 2;
+    if (count++ && len + 2 <= sizeof list) {
+      memcpy(list + len, ", ", 2);
+      len += 2;
+    }
     size_t k = n < sizeof list - len ? n : sizeof list - len;
     memcpy(list + len, v, k);
     len += k;
