@@ -23,6 +23,11 @@
  * by http-parser, never stored: they cost the sender time, not us memory
  * (the server's read and request timeouts bound that time).
  *
+ * Whether a stream is refused, and every message before, does not depend
+ * on how its bytes are cut into feeds (limits only grow with the bytes);
+ * which reason is given may, when a message breaks a limit and the syntax
+ * both (http-parser hands data over at a piece's end or a token's).
+ *
  * Fields are stored as (offset, length) pairs into one buffer, names
  * lower-cased, so nothing ever scans for a terminator, and the buffers
  * are emptied at every message's start and end: no byte of one message
@@ -70,7 +75,6 @@ typedef struct hparser {
   size_t first_trailer;   /* fields from here on came after the body */
   size_t max_body;
   int in_name;            /* the last field callback was a name */
-  int version_checked;
   int complete;
   int head;               /* a response to HEAD: it has no body */
   int status;             /* why the message was refused: the status */
@@ -130,16 +134,14 @@ static void reset_message(hparser *h) {
   h->nfields = 0;
   h->first_trailer = NO_TRAILERS;
   h->in_name = 0;
-  h->version_checked = 0;
 }
 
 /* HTTP/1.x only (a higher minor version reads as 1.1, RFC 9110 2.5);
- * http-parser reads a request line without a version as 0.9. */
+ * http-parser reads a request line without a version as 0.9. Checked
+ * once the header section is complete: a point the bytes decide, not
+ * where a feed ended. */
 static int check_version(hparser *h) {
   http_parser *p = &h->p;
-  if (h->version_checked)
-    return 0;
-  h->version_checked = 1;
   if (p->http_major == 1)
     return 0;
   if (p->type == HTTP_REQUEST && p->http_major == 0 && p->http_minor == 9)
@@ -163,8 +165,6 @@ static int on_url(http_parser *p, const char *at, size_t n) {
 /* Names and values arrive in pieces: a name starts after a value. */
 static int on_header_field(http_parser *p, const char *at, size_t n) {
   hparser *h = of(p);
-  if (check_version(h) < 0)
-    return -1;
   if (!h->in_name) {
     if (h->nfields == MAX_FIELDS)
       return refuse(h, 431, "too many header fields (limit %d)", MAX_FIELDS);
@@ -358,10 +358,6 @@ static int has_field(const hparser *h, const char *name) {
 
 /* Pushes nil, the reason and the status to answer a refused message with. */
 static int push_refusal(lua_State *L, hparser *h, enum http_errno err) {
-  /* A bad version wins over what follows it, however the bytes were cut
-   * into feeds (a callback may have checked it already, or not yet). */
-  if (!h->status && (h->p.http_major || h->p.http_minor))
-    check_version(h);
   if (!h->status) {
     switch (err) {
     case HPE_HEADER_OVERFLOW:

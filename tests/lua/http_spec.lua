@@ -285,7 +285,8 @@ local function leaks(msg)
 end
 
 -- What a parser makes of bytes cut into the given pieces, as one string:
--- every message, header, trailer and body, then the refusal or the end.
+-- every message, header, trailer and body, then "refused" or the end;
+-- and the reason for a refusal.
 local function outcome(kind, pieces, max_body)
   local p = core.http_parser(kind, max_body)
   local out = {}
@@ -301,13 +302,13 @@ local function outcome(kind, pieces, max_body)
     local at = 1
     while at <= #piece do
       local used, msg, status = p:feed(piece, at)
-      if not used then return table.concat(out, "\n") .. "\nrefused " .. status .. " " .. msg end
+      if not used then return table.concat(out, "\n") .. "\nrefused", status .. " " .. msg end
       at = at + used
       if msg then add(msg) elseif used == 0 then break end
     end
   end
   local msg, err, status = p:finish()
-  if msg then add(msg) elseif err then out[#out + 1] = "refused " .. status .. " " .. err end
+  if msg then add(msg) elseif err then return table.concat(out, "\n") .. "\nrefused", status .. " " .. err end
   return table.concat(out, "\n")
 end
 
@@ -426,7 +427,7 @@ describe("the HTTP parser under hostile input", function()
     assert.are.same({ "1.0", "1.1", "1.7" }, { msgs[1].version, msgs[2].version, msgs[3].version })
   end)
 
-  it("gives the same outcome however mutated messages are cut into feeds", function()
+  it("accepts and refuses the same however mutated messages are cut into feeds", function()
     local seeds = {
       PIPELINED,
       "POST /c HTTP/1.0\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
@@ -455,9 +456,11 @@ describe("the HTTP parser under hostile input", function()
         i = i + k
       end
       local max_body = rnd(0, 20)
-      local whole, cut = outcome(kind, { s }, max_body), outcome(kind, pieces, max_body)
+      local whole, why_whole = outcome(kind, { s }, max_body)
+      local cut, why_cut = outcome(kind, pieces, max_body)
       if whole ~= cut then
-        error(("seed %d, case %d: %q\nwhole:\n%s\ncut:\n%s"):format(seed, n, s, whole, cut))
+        error(("seed %d, case %d: %q\nwhole:\n%s %s\ncut:\n%s %s"):format(seed, n, s,
+          whole, tostring(why_whole), cut, tostring(why_cut)))
       end
     end
   end)
