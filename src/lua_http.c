@@ -504,13 +504,12 @@ static int parse_url(lua_State *L) {
     lua_pushinteger(L, u.port);
   else
     lua_pushnil(L);
-  if (u.field_set & (1 << UF_PATH)) {
+  if (u.field_set & (1 << UF_PATH)) { /* up to the query's end: no '#' */
     size_t off = u.field_data[UF_PATH].off;
-    size_t end = u.field_set & (1 << UF_FRAGMENT)
-                     ? (size_t)u.field_data[UF_FRAGMENT].off - 1
-                     : len;
+    int last = u.field_set & (1 << UF_QUERY) ? UF_QUERY : UF_PATH;
+    size_t end = (size_t)u.field_data[last].off + u.field_data[last].len;
     lua_pushlstring(L, url + off, end - off);
-  } else if (u.field_set & (1 << UF_QUERY)) { /* the fragment stays out */
+  } else if (u.field_set & (1 << UF_QUERY)) {
     lua_pushliteral(L, "/?");
     lua_pushlstring(L, url + u.field_data[UF_QUERY].off,
                     u.field_data[UF_QUERY].len);
