@@ -29,9 +29,10 @@
  * both (http-parser hands data over at a piece's end or a token's).
  *
  * Fields are stored as (offset, length) pairs into one buffer, names
- * lower-cased, so nothing ever scans for a terminator, and the buffers
- * are emptied at every message's start and end: no byte of one message
- * can show up in the next. Trailers (the fields after a chunked body)
+ * lower-cased, so nothing ever scans for a terminator, and every buffer
+ * is emptied when a message begins (the fields also once it is handed
+ * out; the body stays for take_body): no byte of one message can show up
+ * in the next. Trailers (the fields after a chunked body)
  * come out apart, as msg.trailers, never mixed into msg.headers: a field
  * that arrives after the body must not pose as one the peer sent first
  * (an Authorization, a Content-Length).
@@ -127,10 +128,11 @@ static int add(hparser *h, buf *b, const char *s, size_t n) {
   return buf_add(b, s, n) < 0 ? refuse(h, 500, "out of memory") : 0;
 }
 
-static void reset_message(hparser *h) {
+/* Forgets the fields of the message handed out; its body stays for
+ * take_body() until the next message begins. */
+static void reset_fields(hparser *h) {
   buf_reset(&h->url);
   buf_reset(&h->headers);
-  buf_reset(&h->body);
   h->nfields = 0;
   h->first_trailer = NO_TRAILERS;
   h->in_name = 0;
@@ -151,7 +153,8 @@ static int check_version(hparser *h) {
 }
 
 static int on_message_begin(http_parser *p) {
-  reset_message(of(p));
+  reset_fields(of(p));
+  buf_reset(&of(p)->body);
   return 0;
 }
 
@@ -395,7 +398,7 @@ static int execute(lua_State *L, hparser *h, const char *data, size_t len) {
   if (!h->complete)
     return 1;
   push_message(L, h);
-  reset_message(h);
+  reset_fields(h);
   return 2;
 }
 

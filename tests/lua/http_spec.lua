@@ -479,6 +479,17 @@ describe("the HTTP parser under hostile input", function()
       "bad argument #2 to 'feed' (init must be 1.." .. #bytes + 1 .. ", got " .. #bytes + 2 .. ")")
   end)
 
+  it("keeps a completed message's body for take_body until the next begins", function()
+    local p = core.http_parser("response", 100)
+    local used, msg = p:feed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 204 No Content\r\n\r\n")
+    assert.are.equal("abc", msg.body)
+    assert.are.equal("abc", p:take_body())
+    assert.are.equal("", p:take_body())
+    local _, next_msg = p:feed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 204 No Content\r\n\r\n", used + 1)
+    assert.are.equal(204, next_msg.status)
+    assert.are.equal("", next_msg.body)
+  end)
+
   it("checks its arguments", function()
     assert.has_error(function() core.http_parser("request", -1) end,
       "bad argument #2 to 'http_parser' (max_body must be a non-negative number, got -1)")
