@@ -13,7 +13,8 @@
  *   header section          80 KiB (http-parser's)  431
  *   header fields           100 (trailers included)  431
  *   body                    max_body (the caller's)  413, as soon as
- *                                                    Content-Length says so
+ *                                                    Content-Length or a
+ *                                                    chunk's size says so
  * and so is what HTTP/1.1 leaves to the recipient to refuse (RFC 9112):
  * a version other than 1.x (505; a request line without one, 400), a
  * transfer coding other than "chunked" alone (501), Content-Length with
@@ -277,6 +278,15 @@ static int on_headers_complete(http_parser *p) {
   return h->head ? 1 : 0; /* 1: skip the body */
 }
 
+/* A chunk announces its size: refused at once when over the limit, as a
+ * Content-Length is. */
+static int on_chunk_header(http_parser *p) {
+  hparser *h = of(p);
+  if (p->content_length > h->max_body - h->body.n)
+    return refuse(h, 413, "body too large (limit %zu bytes)", h->max_body);
+  return 0;
+}
+
 static int on_body(http_parser *p, const char *at, size_t n) {
   hparser *h = of(p);
   if (h->body.n + n > h->max_body)
@@ -298,6 +308,7 @@ static const http_parser_settings settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
 };
 
 /* Pushes fields [from, to) as a table; a repeated field's values are
