@@ -40,12 +40,6 @@ fb_report *fb_report_new(void) {
   /* where the allocator put r (ASLR): the table's order is never shown,
    * and a file cannot be built to make every name collide */
   r->seed_hash = mix((uint64_t)(uintptr_t)r);
-  r->latency = calloc(B, sizeof *r->latency);
-  r->durations = calloc(B, sizeof *r->durations);
-  if (!r->latency || !r->durations) {
-    fb_report_free(r);
-    return NULL;
-  }
   return r;
 }
 
@@ -71,8 +65,10 @@ void fb_report_free(fb_report *r) {
     return;
   free_series(r->series, r->nseries);
   free_series(r->pick_series, r->npick_series);
-  free(r->latency);
-  free(r->durations);
+  for (size_t i = 0; i < B; i++) {
+    free(r->latency[i]);
+    free(r->durations[i]);
+  }
   free_tracks(r->breakers, r->nbreakers);
   free_tracks(r->members, r->nmembers);
   free(r->breaker_index.slots);
@@ -109,6 +105,24 @@ static void merge_rows(void *rows, size_t row_size, size_t n, int k) {
   }
 }
 
+/* merge_rows for histograms, whose rows are NULL while empty: a row
+ * moves whole where its target is empty, and nothing is allocated. */
+static void merge_hists(uint32_t **rows, size_t n, int k) {
+  for (size_t i = 1; i < n; i++) {
+    size_t j = i >> k;
+    if (j == i || !rows[i])
+      continue;
+    if (!rows[j]) {
+      rows[j] = rows[i];
+    } else {
+      for (int b = 0; b < FB_REPORT_BINS; b++)
+        add_count(&rows[j][b], rows[i][b]);
+      free(rows[i]);
+    }
+    rows[i] = NULL;
+  }
+}
+
 /* Doubles the bucket width k times, merging buckets to match. */
 static void widen(fb_report *r, int k) {
   int shift = k > 30 ? 30 : k; /* past 2^9 everything is in bucket 0 */
@@ -118,8 +132,8 @@ static void widen(fb_report *r, int k) {
   for (size_t s = 0; s < r->npick_series; s++)
     merge_rows(r->pick_series[s].counts, sizeof *r->pick_series[s].counts, n,
                shift);
-  merge_rows(r->latency, sizeof *r->latency, n, shift);
-  merge_rows(r->durations, sizeof *r->durations, n, shift);
+  merge_hists(r->latency, n, shift);
+  merge_hists(r->durations, n, shift);
   r->nbuckets = n ? ((n - 1) >> shift) + 1 : 0;
   r->width = ldexp(r->width, k);
 }
@@ -142,6 +156,15 @@ static size_t bucket_of(fb_report *r, double t) {
   if (i >= r->nbuckets)
     r->nbuckets = i + 1;
   return i;
+}
+
+/* Counts seconds in bucket b's histogram of rows, allocating it first;
+ * -1 when out of memory. */
+static int add_latency(uint32_t **rows, size_t b, double seconds) {
+  if (!rows[b] && !(rows[b] = calloc(FB_REPORT_BINS, sizeof *rows[b])))
+    return -1;
+  add_count(&rows[b][fb_report_bin(seconds)], 1);
+  return 0;
 }
 
 int fb_report_bin(double seconds) {
@@ -372,8 +395,8 @@ static int on_call_end(fb_report *r, const cJSON *e, double t) {
   if (instance_name(e, name, sizeof name) < 0)
     snprintf(name, sizeof name, "%s", service ? service : "(unnamed)");
   size_t b = bucket_of(r, t);
-  if (num(e, "latency", &latency) == 0)
-    add_count(&r->latency[b][fb_report_bin(latency)], 1);
+  if (num(e, "latency", &latency) == 0 && add_latency(r->latency, b, latency) < 0)
+    return -1;
   r->calls++;
   return count(r, name, b, classify(outcome, str(e, "error")), r->call_totals)
              < 0 ? -1 : 1;
@@ -388,8 +411,8 @@ static int on_outcome(fb_report *r, const cJSON *e, double t) {
   if (strcmp(outcome, "ignored") == 0)
     return 1;
   size_t b = bucket_of(r, t);
-  if (num(e, "duration", &d) == 0)
-    add_count(&r->durations[b][fb_report_bin(d)], 1);
+  if (num(e, "duration", &d) == 0 && add_latency(r->durations, b, d) < 0)
+    return -1;
   r->outcomes++;
   return count(r, name, b, classify(outcome, str(e, "error")),
                r->breaker_totals) < 0 ? -1 : 1;

@@ -6,7 +6,8 @@
  * at a time and aggregates them into a fixed amount of memory, whatever
  * the run's length: time buckets that double in width (pairs merge) when
  * the run outgrows them, request counts per series and outcome in each
- * bucket, and a log-bucketed latency histogram per bucket. Breaker states
+ * bucket, and a log-bucketed latency histogram per bucket (allocated on
+ * its first latency). Breaker states
  * and registry membership are kept as exact intervals. fb_report_html()
  * writes the page: inline SVG and CSS, a few lines of JavaScript for hover
  * details, nothing fetched. No Lua, no clock, no I/O but the FILE given.
@@ -101,8 +102,10 @@ typedef struct fb_report {
   uint64_t breaker_totals[FB_OUT_N]; /* breaker outcomes and rejections */
   fb_report_series *series, *pick_series; /* in order of first appearance */
   size_t nseries, npick_series;
-  uint32_t (*latency)[FB_REPORT_BINS];   /* call_end latencies per bucket */
-  uint32_t (*durations)[FB_REPORT_BINS]; /* breaker outcome durations */
+  /* per bucket, FB_REPORT_BINS counts each, or NULL while all are 0 (a
+   * short log costs little: a fuzzer reads millions of them) */
+  uint32_t *latency[FB_REPORT_BUCKETS];   /* call_end latencies */
+  uint32_t *durations[FB_REPORT_BUCKETS]; /* breaker outcome durations */
   fb_report_track *breakers, *members; /* in order of first appearance */
   size_t nbreakers, nmembers;
   fb_report_index breaker_index, member_index;

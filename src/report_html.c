@@ -177,23 +177,29 @@ static void sum_counts(const view *v, const fb_report_series *s, size_t i,
       out[o] += s->counts[j][o];
 }
 
-static void sum_hist(const view *v, uint32_t (*h)[FB_REPORT_BINS], size_t i,
-                     uint32_t out[FB_REPORT_BINS]) {
+/* The histogram of render bucket i in out; 0 when it is empty. */
+static int sum_hist(const view *v, uint32_t *const *h, size_t i,
+                    uint32_t out[FB_REPORT_BINS]) {
+  int any = 0;
   memset(out, 0, FB_REPORT_BINS * sizeof *out);
-  for (size_t j = i * v->g; j < (i + 1) * v->g && j < v->r->nbuckets; j++)
+  for (size_t j = i * v->g; j < (i + 1) * v->g && j < v->r->nbuckets; j++) {
+    if (!h[j])
+      continue;
+    any = 1;
     for (int b = 0; b < FB_REPORT_BINS; b++)
       out[b] = out[b] > UINT32_MAX - h[j][b] ? UINT32_MAX : out[b] + h[j][b];
+  }
+  return any;
 }
 
 /* The latencies drawn: the calls' (call_end), or, in a log with none,
  * the durations breakers recorded. */
-static uint32_t (*latency_source(const fb_report *r, const char **what))[FB_REPORT_BINS] {
+static uint32_t *const *latency_source(const fb_report *r, const char **what) {
   for (size_t i = 0; i < r->nbuckets; i++)
-    for (int b = 0; b < FB_REPORT_BINS; b++)
-      if (r->latency[i][b]) {
-        *what = "call latency (call_end)";
-        return r->latency;
-      }
+    if (r->latency[i]) { /* a row exists once it counts one */
+      *what = "call latency (call_end)";
+      return r->latency;
+    }
   *what = "call duration recorded by breakers (outcome)";
   return r->durations;
 }
@@ -709,39 +715,54 @@ static double round4(double x) {
   return strtod(buf, NULL);
 }
 
+/* Adds item to array; 0, or -1 (item freed) when out of memory. */
+static int push(cJSON *array, cJSON *item) {
+  if (cJSON_AddItemToArray(array, item))
+    return 0;
+  cJSON_Delete(item);
+  return -1;
+}
+
+/* The hover data: NULL (nothing left allocated) when out of memory. */
 static cJSON *hover_data(const view *v, const double *p50, const double *p99) {
   cJSON *d = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(d, "series");
-  cJSON_AddNumberToObject(d, "t0", v->t0);
-  cJSON_AddNumberToObject(d, "span", v->span);
-  cJSON_AddNumberToObject(d, "w", v->w);
-  for (size_t s = 0; s < v->r->nseries; s++) {
-    cJSON *one = cJSON_CreateObject(), *c = cJSON_AddArrayToObject(one, "c");
-    cJSON_AddStringToObject(one, "name", v->r->series[s].name);
-    for (size_t i = 0; i < v->m; i++) {
+  int bad = !list || !cJSON_AddNumberToObject(d, "t0", v->t0) ||
+            !cJSON_AddNumberToObject(d, "span", v->span) ||
+            !cJSON_AddNumberToObject(d, "w", v->w);
+  for (size_t s = 0; s < v->r->nseries && !bad; s++) {
+    cJSON *one = cJSON_CreateObject(), *c;
+    bad = push(list, one) < 0 || !(c = cJSON_AddArrayToObject(one, "c")) ||
+          !cJSON_AddStringToObject(one, "name", v->r->series[s].name);
+    for (size_t i = 0; i < v->m && !bad; i++) {
       uint64_t n[FB_OUT_N];
       sum_counts(v, &v->r->series[s], i, n);
       double k[FB_OUT_N] = {(double)n[0], (double)n[1], (double)n[2], (double)n[3]};
-      cJSON_AddItemToArray(c, n[0] + n[1] + n[2] + n[3]
-                                  ? cJSON_CreateDoubleArray(k, FB_OUT_N)
-                                  : cJSON_CreateNumber(0));
+      bad = push(c, n[0] + n[1] + n[2] + n[3] ? cJSON_CreateDoubleArray(k, FB_OUT_N)
+                                              : cJSON_CreateNumber(0)) < 0;
     }
-    cJSON_AddItemToArray(list, one);
   }
-  cJSON *a = cJSON_AddArrayToObject(d, "p50"), *b = cJSON_AddArrayToObject(d, "p99");
-  for (size_t i = 0; i < v->m; i++) {
-    cJSON_AddItemToArray(a, isnan(p50[i]) ? cJSON_CreateNull()
-                                          : cJSON_CreateNumber(round4(p50[i])));
-    cJSON_AddItemToArray(b, isnan(p99[i]) ? cJSON_CreateNull()
-                                          : cJSON_CreateNumber(round4(p99[i])));
+  cJSON *a = bad ? NULL : cJSON_AddArrayToObject(d, "p50");
+  cJSON *b = a ? cJSON_AddArrayToObject(d, "p99") : NULL;
+  bad = bad || !b;
+  for (size_t i = 0; i < v->m && !bad; i++)
+    bad = push(a, isnan(p50[i]) ? cJSON_CreateNull()
+                                : cJSON_CreateNumber(round4(p50[i]))) < 0 ||
+          push(b, isnan(p99[i]) ? cJSON_CreateNull()
+                                : cJSON_CreateNumber(round4(p99[i]))) < 0;
+  if (bad) {
+    cJSON_Delete(d);
+    return NULL;
   }
   return d;
 }
 
 /* The data as JSON inside <script>: '<' as \u003c (it only occurs in
- * strings), so nothing in it can close the element. */
-static void script_data(const view *v, const double *p50, const double *p99) {
+ * strings), so nothing in it can close the element. Out of memory: an
+ * empty object (no hover details) and -1. */
+static int script_data(const view *v, const double *p50, const double *p99) {
   cJSON *d = hover_data(v, p50, p99);
   char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+  int rc = text ? 0 : -1;
   fputs("<script type=\"application/json\" id=\"fb-data\">", v->f);
   for (const char *p = text ? text : "{}"; *p; p++)
     if (*p == '<')
@@ -751,6 +772,7 @@ static void script_data(const view *v, const double *p50, const double *p99) {
   fputs("</script>\n", v->f);
   cJSON_free(text);
   cJSON_Delete(d);
+  return rc;
 }
 
 static const char css[] =
@@ -833,7 +855,7 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   view v;
   make_view(&v, r, f);
   const char *what;
-  uint32_t (*h)[FB_REPORT_BINS] = latency_source(r, &what);
+  uint32_t *const *h = latency_source(r, &what);
   double *p50 = malloc((v.m + 1) * sizeof *p50);
   double *p99 = malloc((v.m + 1) * sizeof *p99);
   uint32_t hist[FB_REPORT_BINS];
@@ -843,9 +865,9 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
     return -1;
   }
   for (size_t i = 0; i < v.m; i++) {
-    sum_hist(&v, h, i, hist);
-    p50[i] = fb_report_quantile(hist, 0.5);
-    p99[i] = fb_report_quantile(hist, 0.99);
+    int any = sum_hist(&v, h, i, hist);
+    p50[i] = any ? fb_report_quantile(hist, 0.5) : NAN;
+    p99[i] = any ? fb_report_quantile(hist, 0.99) : NAN;
   }
   fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>fusebox report: ", f);
@@ -863,11 +885,11 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
              "buckets of %s; rates are counts per bucket divided by its "
              "length.</p>\n<div id=\"tip\"></div>\n",
           v.m, v.m, fmt_time(bw, sizeof bw, v.w));
-  script_data(&v, p50, p99);
+  int rc = script_data(&v, p50, p99);
   fprintf(f, "<script>%s</script>\n</body></html>\n", js);
   free(p50);
   free(p99);
-  return ferror(f) ? -1 : 0;
+  return ferror(f) || rc < 0 ? -1 : 0;
 }
 
 void fb_report_warn(const fb_report *r, const char *source, FILE *f) {

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "report.h"
 
 /* Feeds the lines of text (newline-separated) to a new report. */
@@ -140,7 +142,7 @@ static void buckets_double_and_merge_as_the_run_grows(void **state) {
   assert_int_equal(r->series[0].counts[1][FB_OUT_SUCCESS], 2); /* .3, .4 */
   uint32_t all[FB_REPORT_BINS] = {0};
   for (size_t i = 0; i < r->nbuckets; i++)
-    for (int b = 0; b < FB_REPORT_BINS; b++)
+    for (int b = 0; b < FB_REPORT_BINS && r->latency[i]; b++)
       all[b] += r->latency[i][b];
   /* half at 1 ms, half at 100 ms: within the documented 2.5% */
   assert_true(fabs(fb_report_quantile(all, 0.5) - 0.001) / 0.001 < 0.025);
@@ -666,6 +668,52 @@ static void the_worst_page_is_under_the_bound(void **state) {
   fb_report_free(r);
 }
 
+/* cJSON allocations that fail from the n-th on, counted while live. */
+static long alloc_left, alloc_live;
+static void *failing_malloc(size_t size) {
+  if (alloc_left-- <= 0)
+    return NULL;
+  void *p = malloc(size);
+  alloc_live += p != NULL;
+  return p;
+}
+static void counted_free(void *p) {
+  alloc_live -= p != NULL;
+  free(p);
+}
+
+/* The hover data out of memory at each of its allocations in turn: the
+ * page says it failed (-1), is still whole, and nothing is left
+ * allocated (a partly built array leaked its item). */
+static void hover_data_out_of_memory_fails_cleanly(void **state) {
+  (void)state;
+  fb_report *r = feed(
+      "{\"t\":0,\"kind\":\"call_end\",\"service\":\"a\",\"outcome\":\"success\",\"latency\":0.01}\n"
+      "{\"t\":0.5,\"kind\":\"call_end\",\"service\":\"b\",\"outcome\":\"failure\",\"latency\":0.2}\n"
+      "{\"t\":1,\"kind\":\"call_end\",\"service\":\"a\",\"outcome\":\"timeout\"}\n");
+  int failed = 0;
+  for (long n = 0;; n++) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cJSON_Hooks hooks = {failing_malloc, counted_free};
+    alloc_left = n;
+    alloc_live = 0;
+    cJSON_InitHooks(&hooks);
+    int rc = fb_report_html(r, "oom.jsonl", f);
+    cJSON_InitHooks(NULL);
+    fclose(f);
+    assert_int_equal(alloc_live, 0);
+    assert_non_null(strstr(buf, "</html>"));
+    free(buf);
+    if (rc == 0)
+      break;
+    failed++;
+  }
+  assert_true(failed > 10);
+  fb_report_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(counts_calls_per_bucket_and_outcome),
@@ -687,6 +735,7 @@ int main(void) {
       cmocka_unit_test(deep_json_is_a_bad_line),
       cmocka_unit_test(many_instances_are_linear_and_drawn_bounded),
       cmocka_unit_test(the_worst_page_is_under_the_bound),
+      cmocka_unit_test(hover_data_out_of_memory_fails_cleanly),
   };
   return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }
