@@ -214,8 +214,9 @@ static void svg_open(const view *v, const char *id, int height) {
 }
 
 /* Grid lines and time labels (1, 2 or 5 times a power of ten apart), by
- * count: far from 0, t += step can stop advancing. Labels carry the
- * digits that tell ticks apart (1e11 + 0.2 is not "1e+11"). */
+ * count: far from 0, t += step can stop advancing. Where telling ticks
+ * apart takes more than 8 digits (1e11 + 0.2), the first label is whole
+ * and the others are offsets from it ("+0.2s"), which fit. */
 static void svg_axis(const view *v, int top, int bottom) {
   double raw = v->span / 10, mag = pow(10, floor(log10(raw))), step = mag;
   if (raw > 5 * mag)
@@ -233,10 +234,13 @@ static void svg_axis(const view *v, int top, int bottom) {
   fprintf(v->f, "<g class=\"axis\">");
   for (int i = 0; i < n; i++) {
     double t = (first + i) * step, x = x_of(v, t);
-    fprintf(v->f,
-            "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\"/>"
-            "<text x=\"%.1f\" y=\"%d\">%.*gs</text>",
-            x, x, top, bottom, x, bottom + 12, prec, t);
+    fprintf(v->f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\"/>"
+                  "<text x=\"%.1f\" y=\"%d\">", x, x, top, bottom, x,
+            bottom + 12);
+    if (i > 0 && prec > 8)
+      fprintf(v->f, "+%.6gs</text>", i * step);
+    else
+      fprintf(v->f, "%.*gs</text>", prec, t);
   }
   fprintf(v->f,
           "<line class=\"cursor\" x1=\"0\" x2=\"0\" y1=\"%d\" y2=\"%d\" "
