@@ -7,10 +7,10 @@
  * the run's length: time buckets that double in width (pairs merge) when
  * the run outgrows them, request counts per series and outcome in each
  * bucket, and a log-bucketed latency histogram per bucket (allocated on
- * its first latency). Breaker states
- * and registry membership are kept as exact intervals. fb_report_html()
- * writes the page: inline SVG and CSS, a few lines of JavaScript for hover
- * details, nothing fetched. No Lua, no clock, no I/O but the FILE given.
+ * its first latency). Breaker states and registry membership are kept as
+ * exact intervals. fb_report_html() writes the page: inline SVG and CSS,
+ * a few lines of JavaScript for hover details, nothing fetched. No Lua, no
+ * clock, no I/O but the FILE given.
  *
  * Hostile input: every line, string and count is bounded (the limits
  * below), a line that breaks one is counted as skipped, and the page is
