@@ -5,6 +5,7 @@
 #   make test     build and run every test, then again under ASan+UBSan
 #                 and the C tests and demos under valgrind
 #   make bench    benchmarks (ns/op, medians of several runs)
+#   make soak     fusebox serve under wrk churn for SOAK_SECONDS (300)
 #
 # Dependencies are found with pkg-config; when a Debian package is missing
 # and we are root (or have sudo), it is installed with apt-get.
@@ -13,9 +14,12 @@ CC      ?= cc
 BUILD   ?= build
 PKGS    := luajit libuv libcjson
 
-DEB_BUILD := pkg-config libluajit2-5.1-dev luajit2 libuv1-dev libcjson-dev libhttp-parser-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind wrk prometheus curl etcd-server etcd-client
-DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
+# What each target needs: building (and so the demos) only DEB_BUILD;
+# `make test` adds the test tools, `make bench` the load generator.
+DEB_BUILD := pkg-config gcc libc6-dev libluajit2-5.1-dev luajit2 libuv1-dev \
+             libcjson-dev libhttp-parser-dev
+DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl etcd-server etcd-client
+DEB_BENCH := wrk etcd-server etcd-client
 # The report's browser test; optional: where apt cannot install it, the
 # test skips and says why (deps-browser leaves the reason in $(BUILD)).
 DEB_BROWSER := chromium
@@ -53,7 +57,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 CMP_BENCH := $(patsubst bench/%.c,$(BUILD)/cmp/%,$(wildcard bench/*.c))
 
-.PHONY: all binaries deps deps-browser demo test test-plain test-san test-tsan test-valgrind bench \
+.PHONY: all binaries deps deps-test deps-bench deps-browser demo test test-plain test-san test-tsan test-valgrind bench \
         install uninstall clean
 
 all: deps
@@ -67,22 +71,32 @@ binaries: $(BUILD)/fusebox $(BUILD)/libfusebox.a $(BUILD)/fusebox.so \
 
 # ------------------------------------------------------------ dependencies
 
-MISSING := $(shell for p in $(DEB_ALL); do \
-             dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
-             grep -q '^install ok installed' || echo $$p; done)
+# $(call missing,PACKAGES): those not installed; $(call install,PACKAGES):
+# a recipe installing the missing ones with apt-get (as root or by sudo).
+missing = $(shell for p in $(1); do \
+            dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+            grep -q '^install ok installed' || echo $$p; done)
+define install
+@m="$(strip $(call missing,$(1)))"; [ -z "$$m" ] && exit 0; \
+echo "fusebox: installing missing Debian packages: $$m"; \
+if [ "$$(id -u)" = 0 ]; then \
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$m; \
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$m; \
+else \
+  echo "fusebox: cannot install packages (not root, no sudo). Please run:"; \
+  echo "  apt-get install $$m"; exit 1; \
+fi
+endef
 
 deps:
-ifneq ($(strip $(MISSING)),)
-	@echo "fusebox: installing missing Debian packages: $(MISSING)"
-	@if [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(MISSING); \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(MISSING); \
-	else \
-	  echo "fusebox: cannot install packages (not root, no sudo). Please run:"; \
-	  echo "  apt-get install $(MISSING)"; exit 1; \
-	fi
-endif
+	$(call install,$(DEB_BUILD))
+
+deps-test:
+	$(call install,$(DEB_TEST))
+
+deps-bench:
+	$(call install,$(DEB_BENCH))
 
 deps-browser:
 	@mkdir -p $(BUILD)
@@ -188,7 +202,7 @@ demo: all
 SAN_RT := $(shell $(CC) -print-file-name=libasan.so 2>/dev/null) \
           $(shell $(CC) -print-file-name=libubsan.so 2>/dev/null)
 
-test: all deps-browser
+test: all deps-test deps-browser
 	@$(MAKE) --no-print-directory test-plain
 	@$(MAKE) --no-print-directory test-san
 	@$(MAKE) --no-print-directory test-tsan
@@ -229,9 +243,19 @@ test-valgrind: binaries $(C_TESTS)
 
 # The microbenchmarks report on stderr, so stdout is the one comparison
 # table of bench/run.sh (BENCHMARKS.md).
-bench: all $(C_BENCH) $(CMP_BENCH)
+bench: all deps-bench $(C_BENCH) $(CMP_BENCH)
 	@FB_BUILD=$(BUILD) sh tests/bench/run.sh >&2
 	@FB_BUILD=$(BUILD) sh bench/run.sh
+
+# ------------------------------------------------------------------- soak
+
+# `fusebox serve` on loopback under wrk with registration churn and
+# expiry; fails on any error, RSS growth after warm-up or a connection
+# left open (tests/soak/serve.sh). Not part of make test: it takes minutes.
+SOAK_SECONDS ?= 300
+.PHONY: soak
+soak: binaries
+	@FB_BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) sh tests/soak/serve.sh
 
 # ---------------------------------------------------------------- install
 

@@ -18,7 +18,7 @@ cb:on("state_change", function(from, to, now)
   print(string.format("  [t=%.1fs] breaker %s -> %s", now, from, to))
 end)
 
-print(string.format("Testing the circuit breaker (replay: --seed %d):", fb.seed()))
+print(string.format("Testing the circuit breaker (replay: --seed %s):", fb.seed()))
 for i = 1, 10 do
   local ok, result = pcall(cb.call, cb, unreliable_service)
   print(string.format("Call %d: %s", i, result))

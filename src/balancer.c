@@ -18,6 +18,7 @@
  * all balancers over the registry.
  */
 #include "balancer.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -126,7 +127,7 @@ static int by_weight_then_index(const void *a, const void *b) {
 static int build_wrr(fb_balancer *lb, fb_lb_slot *slot,
                      fb_instance *const *cand, uint32_t n) {
   (void)lb;
-  uint64_t *key = malloc(n * sizeof *key);
+  uint64_t *key = fb__malloc(n * sizeof *key);
   if (!key)
     return FB_ENOMEM;
   for (uint32_t i = 0; i < n; i++)
@@ -135,9 +136,9 @@ static int build_wrr(fb_balancer *lb, fb_lb_slot *slot,
   uint32_t k = 0;
   for (uint32_t i = 0; i < n; i++)
     k += i == 0 || key[i] >> 32 != key[i - 1] >> 32;
-  wrr_table *t = malloc(sizeof *t + k * sizeof t->class[0] + n * sizeof(uint32_t));
+  wrr_table *t = fb__malloc(sizeof *t + k * sizeof t->class[0] + n * sizeof(uint32_t));
   if (!t) {
-    free(key);
+    fb__free(key);
     return FB_ENOMEM;
   }
   t->member = (uint32_t *)&t->class[k];
@@ -151,8 +152,8 @@ static int build_wrr(fb_balancer *lb, fb_lb_slot *slot,
     t->member[i] = (uint32_t)key[i];
     t->total += w;
   }
-  free(key);
-  free(slot->table);
+  fb__free(key);
+  fb__free(slot->table);
   slot->table = t;
   slot->counter = 0; /* a new weight set starts a new sequence, as nginx */
   return 0;
@@ -275,7 +276,7 @@ fb_balancer *fb_balancer_new_config(fb_registry *r,
                                     const fb_balancer_config *cfg) {
   if (!r || !cfg || config_error(cfg))
     return NULL;
-  fb_balancer *lb = calloc(1, sizeof *lb);
+  fb_balancer *lb = fb__calloc(1, sizeof *lb);
   if (!lb)
     return NULL;
   lb->registry = fb_registry_retain(r);
@@ -303,9 +304,9 @@ void fb_balancer_free(fb_balancer *lb) {
     return;
   fb_registry_release(lb->registry);
   for (uint32_t i = 0; i < lb->nslots; i++)
-    free(lb->slots[i].table);
-  free(lb->slots);
-  free(lb);
+    fb__free(lb->slots[i].table);
+  fb__free(lb->slots);
+  fb__free(lb);
 }
 
 const char *fb_balancer_algorithm(const fb_balancer *lb) {
@@ -324,7 +325,7 @@ double fb_balancer_random(fb_balancer *lb) { return fb_rng_double(&lb->rng); }
 static fb_lb_slot *slot_for(fb_balancer *lb, const fb_service *s) {
   if (s->id >= lb->nslots) {
     uint32_t n = fb_registry_nservices(lb->registry);
-    fb_lb_slot *v = realloc(lb->slots, n * sizeof *v);
+    fb_lb_slot *v = fb__realloc(lb->slots, n * sizeof *v);
     if (!v)
       return NULL;
     memset(v + lb->nslots, 0, (n - lb->nslots) * sizeof *v);
@@ -340,10 +341,10 @@ size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
   if (!lb || !s || s->registry != lb->registry || fb_service_refresh(s, now) < 0)
     return 0;
   if (s->nhealthy < lb->cfg.panic_threshold * s->nlive) {
-    *out = s->live;
+    *out = fb__list(s->live);
     return s->nlive;
   }
-  *out = s->healthy;
+  *out = fb__list(s->healthy);
   return s->nhealthy;
 }
 

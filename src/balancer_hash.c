@@ -9,6 +9,7 @@
  * applies). Weights are respected by both.
  */
 #include "balancer.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,7 @@ static int build_ring(fb_balancer *lb, fb_lb_slot *slot,
   for (uint32_t i = 0; i < n; i++)
     np += ring_points_of(cand[i], per_unit, total_w, n);
   uint32_t bits = ring_bits(np);
-  ring_table *t = malloc(sizeof *t + np * sizeof t->point[0] +
+  ring_table *t = fb__malloc(sizeof *t + np * sizeof t->point[0] +
                          ((1u << bits) + 1) * sizeof(uint32_t));
   if (!t)
     return FB_ENOMEM;
@@ -140,7 +141,7 @@ static int build_ring(fb_balancer *lb, fb_lb_slot *slot,
   }
   qsort(t->point, np, sizeof t->point[0], by_point);
   ring_index(t);
-  free(slot->table);
+  fb__free(slot->table);
   slot->table = t;
   return 0;
 }
@@ -216,11 +217,11 @@ static int build_maglev(fb_balancer *lb, fb_lb_slot *slot,
   uint32_t m = lb->cfg.table_size;
   if ((uint64_t)n * 20 > m)
     m = prime_at_least((uint64_t)n * 20);
-  maglev_table *t = malloc(sizeof *t + m * sizeof t->entry[0]);
-  maglev_walk *w = malloc(n * sizeof *w);
+  maglev_table *t = fb__malloc(sizeof *t + m * sizeof t->entry[0]);
+  maglev_walk *w = fb__malloc(n * sizeof *w);
   if (!t || !w) {
-    free(t);
-    free(w);
+    fb__free(t);
+    fb__free(w);
     return FB_ENOMEM;
   }
   uint32_t wmax;
@@ -233,8 +234,8 @@ static int build_maglev(fb_balancer *lb, fb_lb_slot *slot,
   }
   t->size = m;
   maglev_fill(t, w, n, wmax);
-  free(w);
-  free(slot->table);
+  fb__free(w);
+  fb__free(slot->table);
   slot->table = t;
   return 0;
 }

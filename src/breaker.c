@@ -42,6 +42,7 @@
  * tokens, and no allocation is needed for any number of calls in flight.
  */
 #include "breaker.h"
+#include "util.h"
 
 #include <math.h>
 #include <sched.h>
@@ -145,7 +146,7 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
     return NULL;
   uint32_t nslots = window_slots(cfg);
   size_t slot = cfg->mode == FB_MODE_TIME ? sizeof(fb_bucket) : 1;
-  fb_breaker *b = calloc(1, sizeof *b + nslots * slot);
+  fb_breaker *b = fb__calloc(1, sizeof *b + nslots * slot);
   if (!b)
     return NULL;
   atomic_flag_clear(&b->lock);
@@ -162,7 +163,7 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
   return b;
 }
 
-void fb_breaker_free(fb_breaker *b) { free(b); }
+void fb_breaker_free(fb_breaker *b) { fb__free(b); }
 
 /* ------------------------------------------------------------- window */
 

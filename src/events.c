@@ -5,7 +5,9 @@
  * outcome, state_change), so the log and the summary cannot disagree.
  */
 #include "events.h"
+#include "util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +56,7 @@ static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
     if (ev->breakers[i].id == id->valuedouble)
       return &ev->breakers[i];
   fb_breaker_track *v =
-      realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
+      fb__realloc(ev->breakers, (ev->nbreakers + 1) * sizeof *v);
   if (!v)
     return NULL;
   ev->breakers = v;
@@ -66,8 +68,14 @@ static void count_state_change(fb_events *ev, const cJSON *e, double t) {
   int from = state_index(field_string(e, "from"));
   int to = state_index(field_string(e, "to"));
   fb_breaker_track *b;
-  if (from < 0 || to < 0 || !(b = track(ev, e, from)))
+  if (from < 0 || to < 0)
     return;
+  if (!(b = track(ev, e, from))) {
+    /* out of memory, unless the event names no breaker: the summary
+     * would be short, so closing says so */
+    ev->write_failed |= cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "breaker"));
+    return;
+  }
   ev->state_time[b->state] += t - b->since;
   b->state = to;
   b->since = t;
@@ -94,8 +102,10 @@ static void count(fb_events *ev, const cJSON *e) {
 }
 
 void fb_events_write(fb_events *ev, cJSON *event) {
-  if (!event)
+  if (!event) { /* making it ran out of memory: the log is short */
+    ev->write_failed = 1;
     return;
+  }
   count(ev, event);
   if (ev->file) {
     char *line = cJSON_PrintUnformatted(event);
@@ -123,31 +133,54 @@ cJSON *fb_events_summary(const fb_events *ev, double t) {
     cJSON_Delete(st);
     return NULL;
   }
-  cJSON_AddNumberToObject(s, "duration", t - ev->t_start);
-  cJSON_AddNumberToObject(s, "calls", (double)ev->calls);
-  cJSON_AddNumberToObject(s, "successes", (double)ev->successes);
-  cJSON_AddNumberToObject(s, "failures", (double)ev->failures);
-  cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
-  for (int i = 0; i < 3; i++)
-    cJSON_AddNumberToObject(st, state_names[i], times[i]);
-  cJSON_AddItemToObject(s, "breaker_time", st);
+  int ok = cJSON_AddNumberToObject(s, "duration", t - ev->t_start) &&
+           cJSON_AddNumberToObject(s, "calls", (double)ev->calls) &&
+           cJSON_AddNumberToObject(s, "successes", (double)ev->successes) &&
+           cJSON_AddNumberToObject(s, "failures", (double)ev->failures) &&
+           cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
+  for (int i = 0; ok && i < 3; i++)
+    ok = cJSON_AddNumberToObject(st, state_names[i], times[i]) != NULL;
+  if (!ok || !cJSON_AddItemToObject(s, "breaker_time", st)) {
+    cJSON_Delete(s); /* a partial summary would be a wrong one */
+    cJSON_Delete(st);
+    return NULL;
+  }
   return s;
+}
+
+const char *fb_format_seconds(char buf[FB_SECONDS_BUF], double t) {
+  snprintf(buf, FB_SECONDS_BUF, fabs(t) < 1e6 ? "%.3f" : "%.6g", t);
+  return buf;
+}
+
+/* "1 call", "2 calls" */
+static void print_count(FILE *f, uint64_t n, const char *one,
+                        const char *many) {
+  fprintf(f, "%llu %s", (unsigned long long)n, n == 1 ? one : many);
 }
 
 void fb_events_print_summary(const fb_events *ev, double t, FILE *f) {
   double times[3];
+  char b[3][FB_SECONDS_BUF];
   state_times(ev, t, times);
-  fprintf(f,
-          "fusebox: summary after %.3fs: %llu calls, %llu successes, "
-          "%llu failures, %llu rejections\n",
-          t - ev->t_start, (unsigned long long)ev->calls,
-          (unsigned long long)ev->successes, (unsigned long long)ev->failures,
-          (unsigned long long)ev->rejections);
+  fprintf(f, "fusebox: summary after %ss: ",
+          fb_format_seconds(b[0], t - ev->t_start));
+  print_count(f, ev->calls, "call", "calls");
+  fputs(", ", f);
+  print_count(f, ev->successes, "success", "successes");
+  fputs(", ", f);
+  print_count(f, ev->failures, "failure", "failures");
+  fputs(", ", f);
+  print_count(f, ev->rejections, "rejection", "rejections");
+  fputc('\n', f);
   if (ev->nbreakers > 0)
     fprintf(f,
-            "fusebox: breaker time (summed over %zu breakers): CLOSED %.3fs, "
-            "OPEN %.3fs, HALF_OPEN %.3fs\n",
-            ev->nbreakers, times[0], times[1], times[2]);
+            "fusebox: breaker time (summed over %zu breaker%s): CLOSED %ss, "
+            "OPEN %ss, HALF_OPEN %ss\n",
+            ev->nbreakers, ev->nbreakers == 1 ? "" : "s",
+            fb_format_seconds(b[0], times[0]),
+            fb_format_seconds(b[1], times[1]),
+            fb_format_seconds(b[2], times[2]));
 }
 
 int fb_events_close(fb_events *ev) {
@@ -155,7 +188,7 @@ int fb_events_close(fb_events *ev) {
   if (ev->file && fclose(ev->file) != 0)
     rc = -1;
   ev->file = NULL;
-  free(ev->breakers);
+  fb__free(ev->breakers);
   ev->breakers = NULL;
   ev->nbreakers = 0;
   return rc;

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define FB_SECONDS_BUF 32
+
 typedef struct fb_breaker_track {
   double id;    /* as the events name it */
   int state;    /* 0 CLOSED, 1 OPEN, 2 HALF_OPEN, as in fb_breaker_state */
@@ -38,7 +40,8 @@ int fb_events_open(fb_events *ev, const char *path, double t);
  * fb_events_write(); NULL when out of memory. */
 cJSON *fb_events_new(double t, const char *kind);
 
-/* Counts the event for the summary, writes it as one line and frees it. */
+/* Counts the event for the summary, writes it as one line and frees it;
+ * event NULL (making it ran out of memory) counts as a failed write. */
 void fb_events_write(fb_events *ev, cJSON *event);
 
 /* Returns the summary at t as a new cJSON object (NULL: out of memory). */
@@ -46,6 +49,11 @@ cJSON *fb_events_summary(const fb_events *ev, double t);
 
 /* Prints the summary at t as a few human-readable lines on f. */
 void fb_events_print_summary(const fb_events *ev, double t, FILE *f);
+
+/* Writes t seconds as a person reads it into buf and returns buf: three
+ * decimals (12.345), or %g once that would be long (7e+300): a virtual
+ * clock can reach any double. The one format for a printed time. */
+const char *fb_format_seconds(char buf[FB_SECONDS_BUF], double t);
 
 /* Flushes and closes the file; returns 0, or -1 if any write failed. */
 int fb_events_close(fb_events *ev);

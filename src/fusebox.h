@@ -50,7 +50,9 @@ typedef enum fb_errno {
   FB_EREJECTED = -3, /* the breaker rejected the call (it is open) */
   FB_ENOENT = -4,    /* no such service or instance */
   FB_ESTALE = -5,    /* a permit from an earlier breaker state: dropped */
-  FB_ELUA = -6       /* a Lua error: fb_runtime_last_error() has it */
+  FB_ELUA = -6,      /* a Lua error: fb_runtime_last_error() has it */
+  FB_EFULL = -7      /* a registry limit (max_services, max_instances) is
+                        reached: fb_registry_strerror() says which */
 } fb_errno;
 
 /* Returns a static, human-readable description of an fb_errno code. */
@@ -58,6 +60,23 @@ const char *fb_strerror(int err);
 
 /* Returns the library version as "MAJOR.MINOR.PATCH". */
 const char *fb_version(void);
+
+/* ------------------------------------------------------------ allocator */
+
+typedef void *(*fb_malloc_func)(size_t size);
+typedef void *(*fb_calloc_func)(size_t count, size_t size);
+typedef void *(*fb_realloc_func)(void *ptr, size_t size);
+typedef void (*fb_free_func)(void *ptr);
+
+/* Replaces the allocator every fb_ object and the events and report code
+ * use (cJSON's hooks included), as libuv's uv_replace_allocator() does.
+ * Call it before anything is created, from one thread: memory is freed by
+ * the allocator that gave it. The functions must behave like their libc
+ * namesakes (realloc(NULL, n) allocates, free(NULL) does nothing).
+ * Returns 0, or FB_EINVAL (nothing replaced) if any function is NULL. */
+int fb_replace_allocator(fb_malloc_func malloc_func,
+                         fb_calloc_func calloc_func,
+                         fb_realloc_func realloc_func, fb_free_func free_func);
 
 /* ------------------------------------------------------------------ rng */
 
@@ -89,8 +108,24 @@ typedef struct fb_instance fb_instance;
 
 typedef struct fb_registry_config {
   double heartbeat_timeout; /* seconds without a heartbeat until expiry; 30 */
+  double reap_after;        /* seconds an instance stays expired (and can
+                               come back in its place) before it is removed;
+                               > 0, INFINITY: never; 0: 3 * heartbeat_timeout
+                               (a registry with a backend never reaps: the
+                               store decides who is there) */
+  uint32_t max_services;    /* services at most; 10000 (a service, once
+                               created, is never removed: this bounds the
+                               distinct names over the registry's life) */
+  uint32_t max_instances;   /* instances at most, live or expired; 100000 */
   uint32_t magic;           /* private: set by fb_registry_config_init */
 } fb_registry_config;
+
+#define FB_REGISTRY_MAX_SERVICES 10000u
+#define FB_REGISTRY_MAX_INSTANCES 100000u
+
+/* The longest service name, host or zone a registration may carry, in
+ * bytes (a DNS name is at most 253), so max_instances bounds memory. */
+#define FB_NAME_MAX 255u
 
 /* What fb_registry_register() did. */
 enum { FB_REFRESHED = 0, FB_ADDED = 1 };
@@ -110,9 +145,15 @@ void fb_registry_release(fb_registry *r);
 /* Returns the heartbeat timeout in seconds. */
 double fb_registry_heartbeat_timeout(const fb_registry *r);
 
+/* Returns the grace period after expiry in seconds (reap_after). */
+double fb_registry_reap_after(const fb_registry *r);
+
 /* Adds host:port to service, or refreshes its heartbeat if present (an
- * expired instance comes back in its old place); returns FB_ADDED,
- * FB_REFRESHED or an error. */
+ * expired instance comes back in its old place, until it is reaped);
+ * returns FB_ADDED, FB_REFRESHED or an error: FB_EFULL when a new service
+ * or instance would pass max_services or max_instances (nothing is added
+ * then), FB_EINVAL for a bad argument (a name longer than FB_NAME_MAX
+ * too) or a NaN now. */
 int fb_registry_register(fb_registry *r, const char *service, const char *host,
                          int port, double now);
 
@@ -131,7 +172,9 @@ fb_service *fb_registry_service(fb_registry *r, const char *name);
 
 /* Returns the live instances of s at now (those whose last heartbeat is
  * less than the timeout ago), in registration order, and stores the array
- * in *out; the array is valid until the registry is next changed. */
+ * in *out; the array is valid until the registry is next changed. When
+ * memory runs out (or s is NULL) it returns 0 and stores NULL; *out is
+ * never NULL for a service that merely has no live instances. */
 size_t fb_service_live(fb_service *s, double now, fb_instance *const **out);
 
 /* Returns the service's name. */
@@ -146,6 +189,19 @@ uint64_t fb_registry_index(const fb_registry *r);
 /* Returns how many instances have expired (missed their heartbeats). */
 uint64_t fb_registry_expirations(const fb_registry *r);
 
+/* Returns how many expired instances were reaped: removed once they had
+ * stayed expired for reap_after seconds. */
+uint64_t fb_registry_reaped(const fb_registry *r);
+
+/* Returns how many instances the registry holds, live or expired. */
+size_t fb_registry_ninstances(const fb_registry *r);
+
+/* fb_strerror() for an error r returned, naming for FB_EFULL the limit it
+ * hit and its value ("registry full: max_instances (100000) reached");
+ * writes at most len bytes (NUL included) to buf and returns buf. */
+char *fb_registry_strerror(const fb_registry *r, int err, char *buf,
+                           size_t len);
+
 /* Returns how many times balancers picked the instance. */
 uint64_t fb_instance_picks(const fb_instance *i);
 
@@ -153,7 +209,9 @@ uint64_t fb_instance_picks(const fb_instance *i);
 uint64_t fb_service_index(const fb_service *s);
 
 /* Expires every instance whose heartbeat is too old at now, so the
- * indexes reflect expiry without a query; O(expired). */
+ * indexes reflect expiry without a query, and reaps those expired for
+ * longer than reap_after; O(expired + reaped). Registering, heartbeats and
+ * queries (fb_service_live) do the same walk first. */
 void fb_registry_sweep(fb_registry *r, double now);
 
 /* Returns the instance's host. */
@@ -187,11 +245,13 @@ int fb_registry_register_with(fb_registry *r, const char *service,
                               const char *host, int port,
                               const fb_instance_opts *opts, double now);
 
-/* Returns the instance host:port of service, live or expired, or NULL. */
+/* Returns the instance host:port of service, live or expired (not yet
+ * reaped), or NULL. */
 fb_instance *fb_registry_find(fb_registry *r, const char *service,
                               const char *host, int port);
 
-/* Returns the instance with this id, or NULL once it is deregistered. O(1). */
+/* Returns the instance with this id, or NULL once it is deregistered or
+ * reaped. O(1). */
 fb_instance *fb_registry_instance(const fb_registry *r, uint64_t id);
 
 /* Marks host:port down (up == 0) or up again; balancers skip instances
@@ -216,7 +276,9 @@ typedef enum fb_registry_event {
   FB_REG_ADDED = 0,    /* registered for the first time */
   FB_REG_RETURNED = 1, /* an expired instance heartbeated again */
   FB_REG_REMOVED = 2,  /* deregistered (now is NaN: deregister has none) */
-  FB_REG_EXPIRED = 3   /* its heartbeat timed out, noticed at now */
+  FB_REG_EXPIRED = 3,  /* its heartbeat timed out, noticed at now */
+  FB_REG_REAPED = 4    /* expired for reap_after and removed: its id finds
+                          nothing any more, and it is freed after the call */
 } fb_registry_event;
 
 /* Called after each membership change; it must not change the registry. */
@@ -351,7 +413,8 @@ fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
                                   const char *key, size_t len, double now);
 
 /* Returns the instances lb chooses among at now: the healthy live ones, or
- * every live one when fewer than panic_threshold of them are healthy. */
+ * every live one when fewer than panic_threshold of them are healthy;
+ * *out is NULL only on an error (as for fb_service_live). */
 size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
                               fb_instance *const **out);
 

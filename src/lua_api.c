@@ -6,6 +6,7 @@
  */
 #include "lua_api.h"
 
+#include "balancer.h"
 #include "runtime.h"
 
 #include <math.h>
@@ -116,9 +117,11 @@ static int api_balancer_done(fb_balancer *lb, double id, int ok,
   return i ? fb_balancer_done(lb, i, ok, latency, now) : FB_ENOENT;
 }
 
-static double api_balancer_random(fb_balancer *lb) {
-  return fb_balancer_random(lb);
-}
+/* The generators behind a strategy's ctx.random and fb.random: Lua draws
+ * from them with rng_double and rng_below (fusebox.base's random). */
+static fb_rng *api_balancer_rng(fb_balancer *lb) { return &lb->rng; }
+
+static fb_rng *api_runtime_rng(fb_runtime *rt) { return &rt->rng; }
 
 static double api_service_version(const fb_service *s) {
   return (double)fb_service_version(s);

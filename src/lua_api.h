@@ -46,7 +46,8 @@
   X(int, balancer_take, (fb_balancer * lb, double id))                       \
   X(int, balancer_done,                                                      \
     (fb_balancer * lb, double id, int ok, double latency, double now))      \
-  X(double, balancer_random, (fb_balancer * lb))                             \
+  X(fb_rng *, balancer_rng, (fb_balancer * lb))                              \
+  X(fb_rng *, runtime_rng, (fb_runtime * rt))                                \
   X(double, service_version, (const fb_service *s))                          \
   X(fb_instance *, registry_instance, (fb_registry * r, double id))          \
   X(double, instance_weight, (const fb_instance *i))                         \

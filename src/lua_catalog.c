@@ -25,6 +25,7 @@ static int registry_index(lua_State *L) {
 static int registry_sweep(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
   fb_registry_sweep(*p, fb_runtime_now(fbl_runtime(L)));
+  fbl_registry_drop_reaped(L, 1);
   return 0;
 }
 
@@ -52,6 +53,8 @@ static int registry_stats(lua_State *L) {
     fb_service *s = fb_registry_service_at(*p, i);
     for (uint32_t j = 0; j < s->nmembers; j++) {
       fb_instance *in = s->members[j];
+      if (!in)
+        continue; /* a removed member's hole */
       lua_createtable(L, 0, 9);
       lua_pushstring(L, s->name);
       lua_setfield(L, -2, "service");

@@ -19,6 +19,7 @@ typedef struct fb_embedded {
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,52 +102,64 @@ static int l_wake(lua_State *L) {
   return 1;
 }
 
-/* fb.random([m [, n]]): math.random's contract on the seeded stream */
-static int l_random(lua_State *L) {
-  fb_runtime *rt = fbl_runtime(L);
-  double lo, hi;
-  switch (lua_gettop(L)) {
-  case 0:
-    lua_pushnumber(L, fb_rng_double(&rt->rng));
-    return 1;
-  case 1:
-    lo = 1;
-    hi = floor(luaL_checknumber(L, 1));
-    luaL_argcheck(L, lo <= hi, 1, "interval is empty");
-    break;
-  case 2:
-    lo = floor(luaL_checknumber(L, 1));
-    hi = floor(luaL_checknumber(L, 2));
-    luaL_argcheck(L, lo <= hi, 2, "interval is empty");
-    break;
-  default:
-    return luaL_error(L, "wrong number of arguments to 'random'");
+/* Seeds take the whole 64-bit range: an integral number, or a string of
+ * decimal digits for the values a double cannot hold (above 2^53). */
+static int to_seed(lua_State *L, int idx, uint64_t *out) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, idx);
+    if (!(s >= 0) || s != floor(s) || s >= 18446744073709551616.0)
+      return -1;
+    *out = (uint64_t)s;
+    return 0;
   }
-  luaL_argcheck(L, hi - lo < 9007199254740992.0, 2, "interval is too large");
-  uint64_t span = (uint64_t)(hi - lo) + 1;
-  lua_pushnumber(L, lo + (double)fb_rng_below(&rt->rng, span));
-  return 1;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return -1;
+  const char *s = lua_tostring(L, idx);
+  char *end;
+  if (*s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end)
+    return -1;
+  *out = v;
+  return 0;
 }
 
-static uint64_t check_seed(lua_State *L, int idx) {
-  double s = lua_tonumber(L, idx);
-  if (lua_type(L, idx) != LUA_TNUMBER || !(s >= 0) || s != floor(s) ||
-      s >= 18446744073709551616.0)
-    luaL_argerror(L, idx, "seed must be a non-negative integer");
-  return (uint64_t)s;
+#define SEED_WANT                                                              \
+  "seed must be an integer in 0..18446744073709551615 (a "                     \
+  "string of digits above 2^53)"
+
+static uint64_t check_seed(lua_State *L, int idx, int argn, const char *fname) {
+  uint64_t seed;
+  if (to_seed(L, idx, &seed) == 0)
+    return seed;
+  int t = lua_type(L, idx);
+  const char *got =
+      t == LUA_TNUMBER   ? lua_pushfstring(L, "%s", lua_tostring(L, idx))
+      : t == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, idx))
+                         : luaL_typename(L, idx);
+  luaL_error(L, "bad argument #%d to '%s' (" SEED_WANT ", got %s)", argn, fname,
+             got);
+  return 0;
 }
 
-/* fb.seed([n]) -> the seed; with n, reseeds every stream made after */
+/* fb.seed([n]) -> the seed as a string of digits: exact for every seed,
+ * where a number would round above 2^53 and print as 1.2345678901234e+14
+ * from 10^14; with n, reseeds every stream made after */
 static int l_seed(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
+  char buf[24];
   if (!lua_isnoneornil(L, 1))
-    fb_runtime_seed(rt, check_seed(L, 1));
-  lua_pushnumber(L, (double)rt->seed);
+    fb_runtime_seed(rt, check_seed(L, 1, 1, "seed"));
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)rt->seed);
+  lua_pushstring(L, buf);
   return 1;
 }
 
-static const char *const run_options[] = {"virtual_time", "seed", "events",
-                                           "summary", "script", NULL};
+static const char *const run_options[] = {
+    "virtual_time",     "seed", "events", "summary", "script",
+    "max_virtual_time", NULL};
 
 /* The run's string arguments (stack indices first..last) as a cJSON
  * array: the script's command-line arguments when the CLI runs it. */
@@ -200,10 +213,12 @@ static int l_run(lua_State *L) {
     rt->virtual_time = lua_toboolean(L, -1);
     lua_getfield(L, 2, "seed");
     if (!lua_isnil(L, -1))
-      fb_runtime_seed(rt, check_seed(L, lua_gettop(L)));
+      fb_runtime_seed(rt, check_seed(L, lua_gettop(L), 2, "run"));
     lua_pop(L, 2);
+    rt->vlimit = fbl_opt_positive(L, 2, "max_virtual_time", HUGE_VAL);
   } else {
     rt->virtual_time = 0;
+    rt->vlimit = HUGE_VAL;
   }
   rt->vnow = 0;
   rt->runs++;
@@ -237,6 +252,13 @@ static int l_export(lua_State *L) {
   return 0;
 }
 
+/* core.format_seconds(t) -> t as fusebox prints a time: "12.345", "7e+300" */
+static int l_format_seconds(lua_State *L) {
+  char buf[FB_SECONDS_BUF];
+  lua_pushstring(L, fb_format_seconds(buf, luaL_checknumber(L, 1)));
+  return 1;
+}
+
 /* fb.running() -> true inside a run */
 static int l_running(lua_State *L) {
   lua_pushboolean(L, fbl_runtime(L)->running);
@@ -251,11 +273,20 @@ static int l_report(lua_State *L) {
 }
 
 static const luaL_Reg core_functions[] = {
-    {"now", l_now},         {"sleep", l_sleep}, {"spawn", l_spawn},
-    {"random", l_random},   {"seed", l_seed},   {"run", l_run},
-    {"running", l_running}, {"report", l_report}, {"wait", l_wait},
-    {"wake", l_wake},       {"export", l_export}, {"daemon", l_daemon},
-    {"real_now", l_real_now}, {NULL, NULL},
+    {"now", l_now},
+    {"sleep", l_sleep},
+    {"spawn", l_spawn},
+    {"seed", l_seed},
+    {"run", l_run},
+    {"running", l_running},
+    {"report", l_report},
+    {"wait", l_wait},
+    {"wake", l_wake},
+    {"export", l_export},
+    {"daemon", l_daemon},
+    {"real_now", l_real_now},
+    {"format_seconds", l_format_seconds},
+    {NULL, NULL},
 };
 
 static void push_metatables(lua_State *L) {

@@ -5,12 +5,24 @@
  * in lua/fusebox/registry.lua, where instance views are cached. The core
  * knows nothing of Lua, so an instance's meta table lives here, in the
  * userdata's environment: env.meta[instance id] = table.
+ *
+ * A reaped instance's meta goes too, but not from the registry listener:
+ * reaping happens in any walk, including those inside FFI calls
+ * (discover, picks), where the Lua API must not be used. So the functions
+ * here that may reap compare the core's count of reaped instances with
+ * the one they last saw (env.reaped) and copy the meta of ids that still
+ * resolve into a new env.meta -- once reaped ones are at least half the
+ * instances, so the stale entries stay fewer than half the live ones and
+ * copying costs O(1) amortised per reaped instance. A new table, because
+ * a Lua table never shrinks in place: emptied, the old one would keep its
+ * largest size. (So env.meta is read through env each time, never kept.)
  */
 #include "lua_util.h"
 
 #include <math.h>
 
-static const char *const registry_options[] = {"heartbeat_timeout", NULL};
+static const char *const registry_options[] = {
+    "heartbeat_timeout", "reap_after", "max_services", "max_instances", NULL};
 
 static int registry_new(lua_State *L) {
   fbl_check_options(L, 1, registry_options);
@@ -18,13 +30,21 @@ static int registry_new(lua_State *L) {
   fb_registry_config_init(&cfg);
   cfg.heartbeat_timeout =
       fbl_opt_positive(L, 1, "heartbeat_timeout", cfg.heartbeat_timeout);
+  cfg.reap_after = fbl_opt_positive(L, 1, "reap_after",
+                                    3 * cfg.heartbeat_timeout);
+  cfg.max_services = (uint32_t)fbl_opt_count(L, 1, "max_services",
+                                             (int)cfg.max_services);
+  cfg.max_instances = (uint32_t)fbl_opt_count(L, 1, "max_instances",
+                                              (int)cfg.max_instances);
   fb_registry **p = lua_newuserdata(L, sizeof *p);
   *p = NULL;
   luaL_getmetatable(L, FBL_REGISTRY);
   lua_setmetatable(L, -2);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_newtable(L);
   lua_setfield(L, -2, "meta");
+  lua_pushnumber(L, 0);
+  lua_setfield(L, -2, "reaped"); /* see the top of this file */
   lua_setfenv(L, -2);
   if (!(*p = fb_registry_new(&cfg)))
     return luaL_error(L, "registry: out of memory");
@@ -39,17 +59,77 @@ static int registry_gc(lua_State *L) {
   return 0;
 }
 
+void fbl_registry_drop_reaped(lua_State *L, int idx) {
+  fb_registry *r = *(fb_registry **)lua_touserdata(L, idx);
+  double reaped = (double)fb_registry_reaped(r);
+  lua_getfenv(L, idx);
+  int env = lua_gettop(L);
+  lua_getfield(L, env, "reaped");
+  double pending = reaped - lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (pending == 0 || pending < (double)fb_registry_ninstances(r) / 2) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, env, "meta");
+  int meta = lua_gettop(L);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, meta)) {
+    if (lua_type(L, -2) != LUA_TNUMBER ||
+        fb_registry_instance(r, (uint64_t)lua_tonumber(L, -2))) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, meta + 1); /* still registered: kept */
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_setfield(L, env, "meta");
+  lua_pushnumber(L, reaped);
+  lua_setfield(L, env, "reaped");
+  lua_pop(L, 2);
+}
+
+/* Raises the error rc of an operation on r, naming the function (and for
+ * FB_EFULL the limit). */
+static int registry_error(lua_State *L, fb_registry *r, const char *fname,
+                          int rc) {
+  char buf[128];
+  return luaL_error(L, "%s: %s", fname,
+                    fb_registry_strerror(r, rc, buf, sizeof buf));
+}
+
+/* fbl_check_name() for what a registration stores: also at most
+ * FB_NAME_MAX bytes. The value at stack slot idx; errors name argument
+ * arg (idx itself, or the options table a value came from). */
+static const char *check_stored_at(lua_State *L, int idx, int arg,
+                                   const char *what) {
+  const char *s = fbl_check_name_at(L, idx, arg, what);
+  size_t len = lua_objlen(L, idx);
+  if (len > FB_NAME_MAX)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must be at most %d bytes, "
+                                             "got %d", what, (int)FB_NAME_MAX,
+                                          (int)len));
+  return s;
+}
+
+static const char *check_stored_name(lua_State *L, int idx, const char *what) {
+  return check_stored_at(L, idx, idx, what);
+}
+
 typedef int (*instance_op)(fb_registry *, const char *, const char *, int,
                            double);
 
-static int registry_touch(lua_State *L, instance_op op) {
+static int registry_touch(lua_State *L, instance_op op, const char *fname) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
-  const char *service = fbl_check_name(L, 2, "service name");
-  const char *host = fbl_check_name(L, 3, "host");
+  const char *service = check_stored_name(L, 2, "service name");
+  const char *host = check_stored_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
   int rc = op(*p, service, host, port, fb_runtime_now(fbl_runtime(L)));
   if (rc < 0)
-    return luaL_error(L, "%s", fb_strerror(rc));
+    return registry_error(L, *p, fname, rc);
+  fbl_registry_drop_reaped(L, 1);
   lua_pushboolean(L, rc == FB_ADDED);
   return 1;
 }
@@ -84,7 +164,9 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
     return;
   }
   o->weight = check_weight(L, idx);
-  o->zone = fbl_opt_name(L, idx, "zone");
+  lua_getfield(L, idx, "zone");
+  if (!lua_isnil(L, -1)) /* an option: the error names the options table */
+    o->zone = check_stored_at(L, lua_gettop(L), idx, "zone");
   lua_getfield(L, idx, "meta");
   if (!lua_isnil(L, -1) && !lua_istable(L, -1))
     luaL_argerror(L, idx, lua_pushfstring(L, "meta must be a table, got %s",
@@ -95,15 +177,16 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
  * if added, false if refreshed; given options replace the old ones */
 static int registry_register(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
-  const char *service = fbl_check_name(L, 2, "service name");
-  const char *host = fbl_check_name(L, 3, "host");
+  const char *service = check_stored_name(L, 2, "service name");
+  const char *host = check_stored_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
   fb_instance_opts o;
   check_register_options(L, 5, &o);
   int rc = fb_registry_register_with(*p, service, host, port, &o,
                                      fb_runtime_now(fbl_runtime(L)));
   if (rc < 0)
-    return luaL_error(L, "%s", fb_strerror(rc));
+    return registry_error(L, *p, "register", rc);
+  fbl_registry_drop_reaped(L, 1);
   if (!lua_isnil(L, -1)) {
     fb_instance *i = fb_registry_find(*p, service, host, port);
     int meta = lua_gettop(L);
@@ -119,7 +202,7 @@ static int registry_register(lua_State *L) {
 
 /* reg:heartbeat(service, host, port): refresh (or register) the instance */
 static int registry_heartbeat(lua_State *L) {
-  return registry_touch(L, fb_registry_heartbeat);
+  return registry_touch(L, fb_registry_heartbeat, "heartbeat");
 }
 
 /* reg:deregister(service, host, port) -> true if it was there */

@@ -42,6 +42,7 @@ struct tcp {
   fb_runtime *rt;          /* NULL once detached from a closing Lua state */
   tcp **slot;              /* the userdata's payload */
   int reader;              /* ref of the coroutine parked in read */
+  int watcher;             /* ref of the coroutine watching (sock:_watch) */
   int handler;             /* server: function run for each connection */
   int self;                /* server: pins the userdata while listening */
   int error;               /* sticky read error; UV_EOF at end of stream */
@@ -86,6 +87,19 @@ static void wake_error(lua_State *L, fb_runtime *rt, int *ref, int err) {
   }
 }
 
+/* Wakes the coroutine watching t (parked in core.wait elsewhere) with
+ * why; a watch ends with its first wake. */
+static void wake_watcher(lua_State *L, fb_runtime *rt, tcp *t, const char *why) {
+  if (t->watcher == LUA_NOREF)
+    return;
+  if (rt) {
+    lua_pushstring(L, why);
+    wake(L, rt, &t->watcher, 1);
+  } else {
+    unref(L, &t->watcher);
+  }
+}
+
 static void on_closed(uv_handle_t *h) {
   tcp *t = h->data;
   free(t->pending);
@@ -105,6 +119,7 @@ static void tcp_close(tcp *t, lua_State *L, int wake_waiters) {
   t->slot = NULL;
   fb_runtime *rt = wake_waiters ? t->rt : NULL;
   wake_error(L, rt, &t->reader, UV_EOF);
+  wake_watcher(L, rt, t, "closed");
   if (t->connecting)
     wake_error(L, rt, &t->connecting->waiter, UV_ECANCELED);
   if (t->writing)
@@ -141,7 +156,7 @@ static tcp *tcp_push_new(lua_State *L, fb_runtime *rt) {
   t->handle.data = t;
   t->rt = rt;
   t->slot = slot;
-  t->reader = t->handler = t->self = LUA_NOREF;
+  t->reader = t->watcher = t->handler = t->self = LUA_NOREF;
   t->io.close = io_close;
   fb_runtime_io_add(rt, &t->io);
   *slot = t;
@@ -259,8 +274,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   uv_read_stop(s); /* a reader takes one chunk; the rest waits in the kernel */
   if (nread < 0) {
     t->error = (int)nread;
-    if (t->rt)
+    if (t->rt) {
       wake_error(t->rt->L, t->rt, &t->reader, t->error);
+      wake_watcher(t->rt->L, t->rt, t, "closed");
+    }
     return;
   }
   if (t->rt && t->reader != LUA_NOREF) {
@@ -269,6 +286,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
   }
   keep_pending(t, buf->base, (size_t)nread);
+  if (t->rt)
+    wake_watcher(t->rt->L, t->rt, t, "data");
 }
 
 /* sock:_read([timeout]) -> true, data | true, nil, err | false */
@@ -287,7 +306,7 @@ static int tcp_read(lua_State *L) {
   }
   if (t->error)
     return 1 + push_error(L, t->error);
-  if (t->reader != LUA_NOREF)
+  if (t->reader != LUA_NOREF || t->watcher != LUA_NOREF)
     return luaL_error(L, "tcp read: another coroutine is reading this socket");
   check_coroutine(L, t, "tcp.read");
   int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
@@ -303,6 +322,47 @@ static int tcp_cancel_read(lua_State *L) {
   if (t && t->reader != LUA_NOREF) {
     uv_read_stop((uv_stream_t *)&t->handle);
     unref(L, &t->reader);
+  }
+  return 0;
+}
+
+/* sock:_watch() -> true when data or the end of the stream is already
+ * there; else false, and the calling coroutine, parked in a wait of its
+ * own (core.wait), is woken with "data" or "closed" as soon as either
+ * arrives. Whatever arrives stays for the next read: a server parked in
+ * a handler (a long poll) notices a client that left without reading for
+ * it. Ends at the first wake, or with sock:_unwatch(). */
+static int tcp_watch(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (!t || t->npending || t->error) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (t->reader != LUA_NOREF)
+    return luaL_error(L, "tcp watch: another coroutine is reading this socket");
+  check_coroutine(L, t, "tcp.watch");
+  if (t->watcher == LUA_NOREF) {
+    int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+    if (rc != 0) {
+      t->error = rc;
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  } else {
+    unref(L, &t->watcher);
+  }
+  lua_pushthread(L);
+  t->watcher = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* sock:_unwatch(): ends a watch (idempotent) */
+static int tcp_unwatch(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (t && t->watcher != LUA_NOREF) {
+    uv_read_stop((uv_stream_t *)&t->handle);
+    unref(L, &t->watcher);
   }
   return 0;
 }
@@ -466,7 +526,8 @@ static int virtual_time(lua_State *L) {
 
 static const luaL_Reg tcp_methods[] = {
     {"_connect", tcp_connect}, {"_read", tcp_read},
-    {"_cancel_read", tcp_cancel_read}, {"_write", tcp_write},
+    {"_cancel_read", tcp_cancel_read}, {"_watch", tcp_watch},
+    {"_unwatch", tcp_unwatch}, {"_write", tcp_write},
     {"_port", tcp_port}, {"_unref", tcp_unref}, {"close", tcp_close_method},
     {"closed", tcp_is_closed}, {NULL, NULL},
 };

@@ -127,9 +127,8 @@ int fbl_opt_given(lua_State *L, int idx, const char *key) {
   return t != LUA_TNIL;
 }
 
-/* Checks the name at stack slot idx; errors name argument arg. */
-static const char *check_name_at(lua_State *L, int idx, int arg,
-                                 const char *what) {
+const char *fbl_check_name_at(lua_State *L, int idx, int arg,
+                              const char *what) {
   if (lua_type(L, idx) != LUA_TSTRING)
     luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a string, got %s",
                                           what, luaL_typename(L, idx)));
@@ -143,13 +142,13 @@ static const char *check_name_at(lua_State *L, int idx, int arg,
 }
 
 const char *fbl_check_name(lua_State *L, int idx, const char *what) {
-  return check_name_at(L, idx, idx, what);
+  return fbl_check_name_at(L, idx, idx, what);
 }
 
 const char *fbl_opt_name(lua_State *L, int idx, const char *key) {
   const char *s = NULL;
   if (get_option(L, idx, key) != LUA_TNIL)
-    s = check_name_at(L, lua_gettop(L), idx, key);
+    s = fbl_check_name_at(L, lua_gettop(L), idx, key);
   lua_pop(L, 1); /* the options table keeps the string alive */
   return s;
 }

@@ -51,6 +51,11 @@ int fbl_opt_given(lua_State *L, int idx, const char *key);
 /* Checks a non-empty string argument. */
 const char *fbl_check_name(lua_State *L, int idx, const char *what);
 
+/* fbl_check_name() of the value at stack slot idx, its errors naming
+ * argument arg: for a value taken out of an options table at arg. */
+const char *fbl_check_name_at(lua_State *L, int idx, int arg,
+                              const char *what);
+
 /* Reads option key of the table at idx: a non-empty string without NUL
  * (kept alive by the table), or NULL if absent. Errors name argument idx,
  * like every other option's. */
@@ -77,6 +82,10 @@ void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
  * __index (types with Lua methods get theirs from lua/fusebox/). */
 void fbl_new_plain_class(lua_State *L, const char *tname, lua_CFunction gc,
                          const luaL_Reg *methods, int rt_idx);
+
+/* Drops the meta of the registry at idx's reaped instances, when enough
+ * were reaped since the last time (lua_registry.c explains). */
+void fbl_registry_drop_reaped(lua_State *L, int idx);
 
 /* Opening functions of each binding: add constructors to the module
  * table at -1; the runtime userdata is at rt_idx. */

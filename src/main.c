@@ -7,22 +7,31 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <luajit.h>
 #include <lualib.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "lua_fusebox.h"
 #include "report.h"
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
-    "                   [--summary] [--report FILE.html] [--metrics HOST:PORT]\n"
+    "                   [--summary] [--report FILE.html] [--metrics "
+    "HOST:PORT]\n"
     "                   script.lua [args...]\n"
-    "       fusebox test [--seed N] [path...]\n"
+    "       fusebox test [--seed N] [--max-virtual-time S] [--timeout S]\n"
+    "                    [path...]\n"
     "       fusebox report [-o FILE.html] events.jsonl\n"
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
+    "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
+    "                     [--heartbeat-timeout SECONDS]\n"
     "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
@@ -36,7 +45,8 @@ static const char usage[] =
     "                  scheduled), and fb.now() advances; a script that\n"
     "                  sleeps for minutes finishes at once, same output\n"
     "  --seed N        seed fb.random, the random balancer and every other\n"
-    "                  random stream (default: a fresh seed, see fb.seed())\n"
+    "                  random stream, N in 0..18446744073709551615 (default:\n"
+    "                  a fresh seed, see fb.seed())\n"
     "  --events FILE   write one JSON object per event (registrations,\n"
     "                  expiries, picks, calls, breaker state changes) to\n"
     "                  FILE, each with its time t; implies --summary\n"
@@ -46,7 +56,8 @@ static const char usage[] =
     "                  HTML page in FILE (as fusebox report does); implies\n"
     "                  --summary\n"
     "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
-    "                  objects published with fb.export at /metrics\n"
+    "                  objects published with fb.export at /metrics (real\n"
+    "                  time only)\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
@@ -55,12 +66,24 @@ static const char usage[] =
     "README), on 127.0.0.1:8500 unless --listen says otherwise; prints the\n"
     "address it listens on. script.lua, if given, runs with the registry\n"
     "and the server as its arguments.\n"
+    "  --token-file FILE  writes (PUT, DELETE) need 'Authorization: Bearer\n"
+    "                  TOKEN', TOKEN being FILE's content (one line): 401\n"
+    "                  without it, 403 with another\n"
+    "  --auth-reads    GETs need the token too\n"
+    "  --insecure      allow a non-loopback --listen without a token\n"
+    "                  (anyone who can connect can change the registry)\n"
+    "  --heartbeat-timeout SECONDS  an instance not heard from for this\n"
+    "                  long is expired (default 30)\n"
     "\n"
     "fusebox test runs each scenario file (each .lua file of a directory,\n"
-    "in name order) as its own virtual-time run with a fixed seed (1, or\n"
-    "--seed N), prints one TAP line per scenario and a final 'N passed,\n"
-    "N failed' line; a failure shows its virtual time, seed and the\n"
-    "command that replays it.\n"
+    "in name order; tests/scenarios by default) as its own virtual-time run\n"
+    "with a fixed seed (1, or --seed N), prints the TAP plan, one TAP line\n"
+    "per scenario and a final 'N passed, N failed' line; a failure shows\n"
+    "its virtual time, seed, where it was and the command that replays it.\n"
+    "A scenario fails past --max-virtual-time S (default 86400) or after\n"
+    "--timeout S wall-clock seconds (default 60; this also stops a loop\n"
+    "that never yields); a line '-- fusebox test: --timeout 120' among a\n"
+    "file's first comment lines sets its own.\n"
     "\n"
     "fusebox report draws an events file as one HTML page (to stdout, or\n"
     "-o FILE): requests per second by outcome, latency p50/p99, breaker\n"
@@ -110,8 +133,9 @@ static int parse_run(int argc, char **argv, options *o) {
       if (i + 1 >= argc)
         return usage_error("%s needs a value", "--seed");
       if (parse_seed(argv[++i], &o->seed) < 0)
-        return usage_error("bad seed '%s': want a non-negative integer",
-                           argv[i]);
+        return usage_error(
+            "bad seed '%s': want an integer in 0..18446744073709551615",
+            argv[i]);
       o->has_seed = 1;
     } else if (strcmp(argv[i], "--events") == 0) {
       if (i + 1 >= argc)
@@ -134,6 +158,9 @@ static int parse_run(int argc, char **argv, options *o) {
       return usage_error("unknown option '%s'", argv[i]);
     }
   }
+  if (o->metrics && o->virtual_time)
+    return usage_error("%s: metrics are served in real time only",
+                       "--metrics with --virtual-time");
   if (i >= argc)
     return usage_error("%s: no script given", "run");
   o->script = argv[i];
@@ -187,8 +214,10 @@ static void push_run_options(lua_State *L, const options *o) {
   lua_createtable(L, 0, 5);
   lua_pushboolean(L, o->virtual_time);
   lua_setfield(L, -2, "virtual_time");
-  if (o->has_seed) {
-    lua_pushnumber(L, (double)o->seed);
+  if (o->has_seed) { /* as digits: a double would round seeds above 2^53 */
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", o->seed);
+    lua_pushstring(L, seed);
     lua_setfield(L, -2, "seed");
   }
   if (o->events) {
@@ -238,37 +267,57 @@ static const char with_metrics[] =
     "io.stdout:flush()\n"
     "return main(select(4, ...))\n";
 
+/* Starts the metrics endpoint before the run, so that a port in use is
+ * one line and exit 2, not a run's traceback. Leaves the server on the
+ * stack (it must live as long as the run); returns 0 or the exit status. */
+static const char start_metrics[] =
+    "local host, port = ...\n"
+    "local m, err = require('fusebox').serve_metrics { host = host, port = "
+    "port }\n"
+    "if not m then return nil, string.format('cannot serve metrics on %s:%d: "
+    "%s',"
+    " host, port, err) end\n"
+    "io.stdout:write(string.format('fusebox: metrics on "
+    "http://%s:%d/metrics\\n',"
+    " host, m:port()))\n"
+    "io.stdout:flush()\n"
+    "return m\n";
+
+static int open_metrics(lua_State *L, const char *spec) {
+  char host[256];
+  int port;
+  if (parse_listen(spec, host, sizeof host, &port) < 0)
+    return usage_error("bad --metrics '%s': want HOST:PORT", spec);
+  luaL_loadbuffer(L, start_metrics, sizeof start_metrics - 1, "=metrics");
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  if (lua_pcall(L, 2, 2, 0) != 0) {
+    fprintf(stderr, "fusebox: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  if (lua_isnil(L, -2)) {
+    fprintf(stderr, "fusebox: %s\n", lua_tostring(L, -1));
+    return 2;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 /* Runs the script of o in a new Lua state; returns the exit status. */
 static int run_script(int argc, char **argv, const options *o) {
   lua_State *L = new_state();
   if (!L)
     return 1;
-  int rc = 1;
-  lua_getfield(L, -1, "run");
+  int rc = o->metrics ? open_metrics(L, o->metrics) : 0;
+  if (rc)
+    goto done;
+  rc = 1;
+  lua_getfield(L, 1, "run");
   if (luaL_loadfile(L, o->script) != 0)
     goto error;
-  int extra = 0;
-  if (o->metrics) { /* fb.run(with_metrics, opts, host, port, script, ...) */
-    char host[256];
-    int port;
-    if (parse_listen(o->metrics, host, sizeof host, &port) < 0) {
-      rc = usage_error("bad --metrics '%s': want HOST:PORT", o->metrics);
-      goto done;
-    }
-    luaL_loadbuffer(L, with_metrics, sizeof with_metrics - 1, "=metrics");
-    lua_insert(L, -2);
-    push_run_options(L, o);
-    lua_insert(L, -2);
-    lua_pushstring(L, host);
-    lua_insert(L, -2);
-    lua_pushinteger(L, port);
-    lua_insert(L, -2);
-    extra = 3;
-  } else {
-    push_run_options(L, o);
-  }
+  push_run_options(L, o);
   int nargs = push_args(L, argc, argv, o);
-  if (lua_pcall(L, 2 + extra + nargs, 0, 0) != 0)
+  if (lua_pcall(L, 2 + nargs, 0, 0) != 0)
     goto error;
   rc = 0;
   goto done;
@@ -386,7 +435,8 @@ static int collect(paths *p, const char *path) {
     free(full);
   }
   closedir(d);
-  qsort(p->v + first, p->n - first, sizeof *p->v, by_name);
+  if (p->n > first) /* p->v is NULL while empty */
+    qsort(p->v + first, p->n - first, sizeof *p->v, by_name);
   return rc;
 }
 
@@ -423,12 +473,181 @@ static void print_comment(const char *msg) {
   putchar('\n');
 }
 
-/* Runs one scenario in its own Lua state; returns 1 if it passed. */
-static int run_scenario(int n, const char *path, unsigned long long seed) {
+/* A scenario's limits: virtual seconds it may take, wall-clock seconds
+ * it may run. `fusebox test` flags set them for every scenario; a line
+ * "-- fusebox test: --timeout 120" in a file's leading comments sets them
+ * for that file. */
+typedef struct limits {
+  double max_virtual_time;
+  double timeout;
+} limits;
+
+#define DEFAULT_MAX_VIRTUAL_TIME 86400.0 /* one virtual day */
+#define DEFAULT_TIMEOUT 60.0
+
+static int parse_seconds(const char *s, double *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || *end || !(v > 0) || isinf(v))
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* Applies the limit option argv[*i] (with its value) to l; returns 0, 1
+ * when argv[*i] is not a limit option, or -1 (message in err). */
+static int parse_limit(int argc, char **argv, int *i, limits *l, char *err,
+                       size_t cap) {
+  double *v = strcmp(argv[*i], "--max-virtual-time") == 0 ? &l->max_virtual_time
+              : strcmp(argv[*i], "--timeout") == 0        ? &l->timeout
+                                                          : NULL;
+  if (!v)
+    return 1;
+  if (*i + 1 >= argc || parse_seconds(argv[*i + 1], v) < 0) {
+    snprintf(err, cap, "%s needs a positive number of seconds, got '%s'",
+             argv[*i], *i + 1 < argc ? argv[*i + 1] : "");
+    return -1;
+  }
+  (*i)++;
+  return 0;
+}
+
+#define HEADER_TAG "-- fusebox test:"
+
+/* Reads the per-file limits from the leading comment lines of path into
+ * l; returns 0, or -1 with the message in err. */
+static int file_limits(const char *path, limits *l, char *err, size_t cap) {
+  FILE *f = fopen(path, "r");
+  char line[512];
+  int rc = 0;
+  if (!f)
+    return 0; /* the run says why it cannot load the file */
+  while (rc == 0 && fgets(line, sizeof line, f) &&
+         (strncmp(line, "--", 2) == 0 || strncmp(line, "#!", 2) == 0)) {
+    if (strncmp(line, HEADER_TAG, sizeof HEADER_TAG - 1) != 0)
+      continue;
+    char *argv[16], *save;
+    int argc = 0;
+    for (char *t = strtok_r(line + sizeof HEADER_TAG - 1, " \t\r\n", &save);
+         t && argc < 16; t = strtok_r(NULL, " \t\r\n", &save))
+      argv[argc++] = t;
+    char why[200] = "";
+    for (int i = 0; rc == 0 && i < argc; i++)
+      if ((rc = parse_limit(argc, argv, &i, l, why, sizeof why)) == 1) {
+        snprintf(why, sizeof why, "unknown option '%s'", argv[i]);
+        rc = -1;
+      }
+    if (rc)
+      snprintf(err, cap, "its '" HEADER_TAG "' line: %s", why);
+  }
+  fclose(f);
+  return rc;
+}
+
+/* The wall-clock limit. A count hook (lua_sethook) is never called inside
+ * JIT-compiled code, so `while not ready do end` would not see one; the
+ * LuaJIT profiler in line mode does stop compiled loops at a safe point.
+ * Its sampler (every 100 ms of CPU time) compares the clock with the
+ * deadline and, once past it, raises in the running coroutine, at its
+ * line. Raising there leaves the profiler off, so a count hook takes
+ * over for a loop that catches the error, and an alarm ends the process
+ * (after printing the TAP line) if even that cannot run: a pcall around
+ * a compiled loop. The cost: the sampler, and a flag test per source
+ * line in compiled code (not measurable on tests/bench/bench_sim.lua).
+ * One profiler per process: one scenario at a time. */
+static struct {
+  double deadline; /* CLOCK_MONOTONIC seconds */
+  double timeout;
+  char last_words[1024]; /* the alarm's TAP lines */
+  size_t nlast;
+} watchdog;
+
+static double monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Raises the wall-clock error at the running function's line. */
+static int over_time(lua_State *L) {
+  char where[256] = "", secs[FB_SECONDS_BUF];
+  lua_Debug here;
+  if (lua_getstack(L, 0, &here) && lua_getinfo(L, "Sl", &here) &&
+      here.currentline > 0)
+    snprintf(where, sizeof where, "%s:%d: ", here.short_src, here.currentline);
+  lua_pushfstring(L,
+                  "%swall-clock limit of %s s reached (a loop that never "
+                  "yields?)",
+                  where, fb_format_seconds(secs, watchdog.timeout));
+  return lua_error(L);
+}
+
+static void over_time_again(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  over_time(L);
+}
+
+static void on_sample(void *data, lua_State *L, int samples, int vmstate) {
+  (void)data, (void)samples, (void)vmstate;
+  if (monotonic() < watchdog.deadline)
+    return;
+  lua_sethook(L, over_time_again, LUA_MASKCOUNT, 1);
+  over_time(L);
+}
+
+static void on_alarm(int sig) {
+  (void)sig;
+  if (write(STDOUT_FILENO, watchdog.last_words, watchdog.nlast) < 0)
+    _exit(1);
+  _exit(1);
+}
+
+/* Arms the limits for scenario n; the alarm fires 5 s after the sampler
+ * should have. */
+static void watch(int n, const char *path, unsigned long long seed,
+                  double timeout, lua_State *L) {
+  char secs[FB_SECONDS_BUF];
+  watchdog.timeout = timeout;
+  watchdog.deadline = monotonic() + timeout;
+  int len = snprintf(watchdog.last_words, sizeof watchdog.last_words,
+                     "not ok %d - %s\n#   wall-clock limit of %s s reached, "
+                     "in code it cannot interrupt (a pcall around a loop that "
+                     "never yields?); seed %llu\n#   replay: fusebox run "
+                     "--virtual-time --seed %llu %s\nBail out! %s cannot be "
+                     "stopped\n",
+                     n, path, fb_format_seconds(secs, timeout), seed, seed,
+                     path, path);
+  watchdog.nlast = len < 0 ? 0
+                   : (size_t)len < sizeof watchdog.last_words
+                       ? (size_t)len
+                       : sizeof watchdog.last_words - 1;
+  signal(SIGALRM, on_alarm);
+  /* The profiler restores this when it stops: a SIGPROF still in flight
+   * then must not end the process (valgrind delays signals enough). */
+  signal(SIGPROF, SIG_IGN);
+  alarm(timeout + 5 < 1e6 ? (unsigned)ceil(timeout) + 5 : 1000000u);
+  luaJIT_profile_start(L, "li100", on_sample, NULL);
+}
+
+static void unwatch(lua_State *L) {
+  alarm(0);
+  luaJIT_profile_stop(L);
+  lua_sethook(L, NULL, 0, 0);
+}
+
+/* Runs one scenario in its own Lua state under its limits; returns 1 if
+ * it passed. */
+static int run_scenario(int n, const char *path, unsigned long long seed,
+                        limits lim) {
   options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path};
-  lua_State *L = new_state();
-  if (!L)
+  char err[256] = "", secs[FB_SECONDS_BUF];
+  lua_State *L =
+      file_limits(path, &lim, err, sizeof err) == 0 ? new_state() : NULL;
+  if (!L) {
+    printf("not ok %d - %s\n", n, path);
+    print_comment(*err ? err : "cannot create a Lua state");
     return 0;
+  }
   lua_pushcfunction(L, tap_print);
   lua_setglobal(L, "print");
   int fb = lua_gettop(L);
@@ -436,51 +655,68 @@ static int run_scenario(int n, const char *path, unsigned long long seed) {
   int ok = luaL_loadfile(L, path) == 0;
   if (ok) {
     push_run_options(L, &o);
+    lua_pushnumber(L, lim.max_virtual_time);
+    lua_setfield(L, -2, "max_virtual_time");
+    watch(n, path, seed, lim.timeout, L);
     ok = lua_pcall(L, 2, 0, 0) == 0;
+    unwatch(L);
   }
   if (ok) {
     printf("ok %d - %s\n", n, path);
   } else {
-    const char *err = lua_tostring(L, -1);
+    const char *msg = lua_tostring(L, -1);
     lua_getfield(L, fb, "now");
     lua_call(L, 0, 1);
     printf("not ok %d - %s\n", n, path);
-    printf("#   failed at t=%.3f (virtual time), seed %llu:\n",
-           lua_tonumber(L, -1), seed);
-    print_comment(err ? err : "(error object is not a string)");
+    printf("#   failed at t=%s (virtual time), seed %llu:\n",
+           fb_format_seconds(secs, lua_tonumber(L, -1)), seed);
+    print_comment(msg ? msg : "(error object is not a string)");
     printf("#   replay: fusebox run --virtual-time --seed %llu %s\n", seed,
            path);
   }
-  fflush(stdout);
   lua_close(L);
   return ok;
 }
 
 static int test(int argc, char **argv) {
   unsigned long long seed = 1;
+  limits lim = {DEFAULT_MAX_VIRTUAL_TIME, DEFAULT_TIMEOUT};
+  char err[256];
   int i = 2;
   for (; i < argc && argv[i][0] == '-'; i++) {
+    int rc = parse_limit(argc, argv, &i, &lim, err, sizeof err);
+    if (rc < 0)
+      return usage_error("%s", err);
+    if (rc == 0)
+      continue;
     if (strcmp(argv[i], "--seed") != 0)
       return usage_error("unknown option '%s'", argv[i]);
     if (i + 1 >= argc || parse_seed(argv[++i], &seed) < 0)
-      return usage_error("%s needs a non-negative integer", "--seed");
+      return usage_error("--seed needs an integer in 0..%s",
+                         "18446744073709551615");
   }
   paths p = {0};
   const char *dflt[] = {"tests/scenarios"};
   char **roots = i < argc ? argv + i : (char **)dflt;
   int nroots = i < argc ? argc - i : 1;
   int rc = 0;
-  for (int k = 0; k < nroots && rc == 0; k++)
+  for (int k = 0; k < nroots && rc == 0; k++) {
+    size_t before = p.n;
     if (collect(&p, roots[k]) < 0) {
       fprintf(stderr, "fusebox: cannot read '%s': %s\n", roots[k],
               strerror(errno));
       rc = 2;
+    } else if (p.n == before) {
+      fprintf(stderr, "fusebox: no scenarios (.lua files) in '%s'\n", roots[k]);
+      rc = 2;
     }
+  }
   size_t passed = 0;
   if (rc == 0) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run leaves what it printed */
     printf("1..%zu\n", p.n);
     for (size_t k = 0; k < p.n; k++)
-      passed += (size_t)run_scenario((int)k + 1, p.v[k], seed);
+      passed += (size_t)run_scenario((int)k + 1, p.v[k], seed, lim);
     printf("%zu passed, %zu failed\n", passed, p.n - passed);
     rc = passed == p.n ? 0 : 1;
   }
@@ -492,31 +728,108 @@ static int test(int argc, char **argv) {
 
 /* The main coroutine of `fusebox serve`: the API, then the script. */
 static const char serve_main[] =
-    "local host, port, script = ...\n"
+    "local host, port, token, auth_reads, insecure, timeout, script = ...\n"
     "local fb = require 'fusebox'\n"
-    "local api, err = fb.serve_registry { host = host, port = port }\n"
+    "local reg = timeout and fb.registry { heartbeat_timeout = timeout }\n"
+    "local api, err = fb.serve_registry { host = host, port = port, token = token,\n"
+    "  auth_reads = auth_reads, insecure = insecure, registry = reg }\n"
     "if not api then error(string.format('fusebox: cannot listen on %s:%d: %s',"
     " host, port, err), 0) end\n"
     "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
     "services\\n', host, api:port()))\n"
     "io.stdout:flush()\n"
-    "if script then assert(loadfile(script))(api.registry, api, select(4, ...)) end\n";
+    "if script then assert(loadfile(script))(api.registry, api, select(8, ...)) end\n";
+
+#define TOKEN_MAX 4096
+
+/* Reads the one-line token of path into buf (TOKEN_MAX + 1 bytes); 0, or
+ * 2 after saying why. A trailing newline (and spaces) is not the token. */
+static int read_token(const char *path, char *buf) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "fusebox: cannot read token file '%s': %s\n", path,
+            strerror(errno));
+    return 2;
+  }
+  size_t n = fread(buf, 1, TOKEN_MAX + 1, f);
+  fclose(f);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+                   buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    n--;
+  if (n > TOKEN_MAX) {
+    fprintf(stderr, "fusebox: token file '%s' is longer than %d bytes\n",
+            path, TOKEN_MAX);
+    return 2;
+  }
+  buf[n] = 0;
+  for (size_t k = 0; k < n; k++)
+    if (buf[k] < 0x21 || buf[k] > 0x7e) {
+      fprintf(stderr, "fusebox: token file '%s' must hold one token of "
+                      "printable characters without spaces\n", path);
+      return 2;
+    }
+  if (n == 0) {
+    fprintf(stderr, "fusebox: token file '%s' is empty\n", path);
+    return 2;
+  }
+  return 0;
+}
+
+/* The addresses fb.serve_registry takes as loopback (serve.lua). */
+static int is_loopback(const char *host) {
+  if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+    return 1;
+  unsigned a, b, c, d;
+  char end;
+  return sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &end) == 4 &&
+         a == 127;
+}
 
 static int serve(int argc, char **argv) {
   options o = {.listen = "127.0.0.1:8500"};
+  const char *token_file = NULL;
+  int auth_reads = 0, insecure = 0;
+  double timeout = 0;
   int i = 2;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
       o.listen = argv[++i];
     else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc)
       o.metrics = argv[++i];
-    else
+    else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+      token_file = argv[++i];
+    else if (strcmp(argv[i], "--auth-reads") == 0)
+      auth_reads = 1;
+    else if (strcmp(argv[i], "--insecure") == 0)
+      insecure = 1;
+    else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
+      char *end;
+      timeout = strtod(argv[++i], &end);
+      if (*end || end == argv[i] || !isfinite(timeout) || !(timeout > 0))
+        return usage_error("bad --heartbeat-timeout '%s': want a positive "
+                           "number of seconds", argv[i]);
+    } else
       return usage_error("unknown option or missing value '%s'", argv[i]);
   }
   char host[256];
   int port;
   if (parse_listen(o.listen, host, sizeof host, &port) < 0)
     return usage_error("bad --listen '%s': want HOST:PORT", o.listen);
+  if (auth_reads && !token_file)
+    return usage_error("%s needs --token-file", "--auth-reads");
+  static char token[TOKEN_MAX + 1];
+  if (token_file && read_token(token_file, token))
+    return 2;
+  if (!token_file && !is_loopback(host)) {
+    if (!insecure) {
+      fprintf(stderr, "fusebox: refusing to serve the registry on %s without "
+                      "a token: give --token-file FILE, or --insecure\n", host);
+      return 2;
+    }
+    fprintf(stderr, "fusebox: warning: serving the registry on %s without a "
+                    "token (--insecure): anyone who can connect can change "
+                    "it\n", host);
+  }
   o.script = i < argc ? argv[i] : NULL;
   o.argi = i + 1;
   int rc = o.script ? check_script(o.script) : 0;
@@ -526,6 +839,7 @@ static int serve(int argc, char **argv) {
   int mport = 0;
   if (o.metrics && parse_listen(o.metrics, mhost, sizeof mhost, &mport) < 0)
     return usage_error("bad --metrics '%s': want HOST:PORT", o.metrics);
+  signal(SIGPIPE, SIG_IGN); /* a client that goes mid-answer is an error value */
   lua_State *L = new_state();
   if (!L)
     return 1;
@@ -545,11 +859,21 @@ static int serve(int argc, char **argv) {
     luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
+  if (token_file)
+    lua_pushstring(L, token);
+  else
+    lua_pushnil(L);
+  lua_pushboolean(L, auth_reads);
+  lua_pushboolean(L, insecure);
+  if (timeout > 0)
+    lua_pushnumber(L, timeout);
+  else
+    lua_pushnil(L);
   if (o.script)
     lua_pushstring(L, o.script);
   else
     lua_pushnil(L);
-  int nargs = 3;
+  int nargs = 7;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
   if (lua_pcall(L, n + nargs, 0, 0) != 0) {

@@ -5,11 +5,16 @@
  * refreshes its heartbeat; an instance is live while
  * now - last_heartbeat < heartbeat_timeout; discover lists live instances
  * in registration order. An expired instance keeps its place, so a late
- * heartbeat brings it back where it was.
+ * heartbeat brings it back where it was -- for reap_after seconds: then it
+ * is reaped (removed), so a registry whose instances come and go does not
+ * grow without bound. max_services and max_instances bound it outright.
  *
  * Costs: live instances sit on one list ordered by last heartbeat (a
  * heartbeat moves its instance to the newest end), so a heartbeat is O(1)
- * and expiry pops only what expires, whatever the registry's size. Each
+ * and expiry pops only what expires, whatever the registry's size; expired
+ * instances move to a second list in the same order, from which reaping
+ * pops only what is reaped. Removing a member leaves a hole in its
+ * service's array, compacted once holes are half of it. Each
  * service keeps a compact array of its live members, rebuilt only after
  * membership changed, which is what a balancer indexes into.
  *
@@ -19,21 +24,30 @@
  * Ids stay below 2^53, so Lua numbers hold them exactly.
  */
 #include "registry.h"
+#include "util.h"
 
 #include <math.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+/* Instances in heartbeat order, oldest first. */
+typedef struct inst_list {
+  fb_instance *oldest, *newest;
+} inst_list;
 
 struct fb_registry {
   int refs;
   double heartbeat_timeout;
+  double reap_after;
+  uint32_t max_services, max_instances;
   fb_service **svc_table;      /* chained hash by name */
   uint32_t svc_buckets;
   fb_service **services;       /* by id */
   uint32_t nservices, services_cap;
   fb_instance **inst_table;    /* chained hash by (service, host, port) */
   size_t inst_buckets, ninstances;
-  fb_instance *oldest, *newest;
+  inst_list live;              /* live instances */
+  inst_list expired;           /* expired ones, not yet reaped */
   fb_instance **slots;         /* by id's low 32 bits; NULL when free */
   uint32_t *slot_gen;          /* current generation of each slot */
   uint32_t *free_slots;        /* stack of reusable slots */
@@ -41,7 +55,9 @@ struct fb_registry {
   fb_registry_listener listener;
   void *listener_ud;
   uint64_t index;              /* bumped by every change a reader sees */
-  uint64_t expirations;
+  uint64_t expirations, reaped;
+  const char *full_limit;      /* the limit the last FB_EFULL hit */
+  uint32_t full_value;
   const fb_registry_backend *backend; /* NULL: the registry is the store */
   void *backend_data;
 };
@@ -73,6 +89,9 @@ static uint32_t hash_instance(const fb_service *s, const char *host, int port) {
 
 void fb_registry_config_init(fb_registry_config *cfg) {
   cfg->heartbeat_timeout = 30.0;
+  cfg->reap_after = 0; /* 3 * heartbeat_timeout */
+  cfg->max_services = FB_REGISTRY_MAX_SERVICES;
+  cfg->max_instances = FB_REGISTRY_MAX_INSTANCES;
   cfg->magic = FB_CONFIG_MAGIC;
 }
 
@@ -82,13 +101,20 @@ fb_registry *fb_registry_new(const fb_registry_config *cfg) {
     fb_registry_config_init(&def);
     cfg = &def;
   }
-  if (cfg->magic != FB_CONFIG_MAGIC || !(cfg->heartbeat_timeout > 0))
-    return NULL; /* uninitialised, or a bad timeout (NaN too) */
-  fb_registry *r = calloc(1, sizeof *r);
+  /* Written so that NaN fails every test. */
+  if (cfg->magic != FB_CONFIG_MAGIC || !(cfg->heartbeat_timeout > 0) ||
+      !(cfg->reap_after >= 0) ||
+      cfg->max_services < 1 || cfg->max_instances < 1)
+    return NULL;
+  fb_registry *r = fb__calloc(1, sizeof *r);
   if (!r)
     return NULL;
   r->refs = 1;
   r->heartbeat_timeout = cfg->heartbeat_timeout;
+  r->reap_after =
+      cfg->reap_after > 0 ? cfg->reap_after : 3 * cfg->heartbeat_timeout;
+  r->max_services = cfg->max_services;
+  r->max_instances = cfg->max_instances;
   return r;
 }
 
@@ -104,25 +130,54 @@ void fb_registry_release(fb_registry *r) {
   for (uint32_t i = 0; i < r->nservices; i++) {
     fb_service *s = r->services[i];
     for (uint32_t j = 0; j < s->nmembers; j++) {
-      free(s->members[j]->zone);
-      free(s->members[j]);
+      if (!s->members[j])
+        continue; /* a hole */
+      fb__free(s->members[j]->zone);
+      fb__free(s->members[j]);
     }
-    free(s->members);
-    free(s->live);
-    free(s->healthy);
-    free(s);
+    fb__free(s->members);
+    fb__free(s->live);
+    fb__free(s->healthy);
+    fb__free(s);
   }
-  free(r->services);
-  free(r->svc_table);
-  free(r->inst_table);
-  free(r->slots);
-  free(r->slot_gen);
-  free(r->free_slots);
-  free(r);
+  fb__free(r->services);
+  fb__free(r->svc_table);
+  fb__free(r->inst_table);
+  fb__free(r->slots);
+  fb__free(r->slot_gen);
+  fb__free(r->free_slots);
+  fb__free(r);
 }
 
 double fb_registry_heartbeat_timeout(const fb_registry *r) {
   return r ? r->heartbeat_timeout : 0;
+}
+
+double fb_registry_reap_after(const fb_registry *r) {
+  return r ? r->reap_after : 0;
+}
+
+size_t fb_registry_ninstances(const fb_registry *r) {
+  return r ? r->ninstances : 0;
+}
+
+/* Remembers which limit refused a change, for fb_registry_strerror(). */
+static int full(fb_registry *r, const char *limit, uint32_t value) {
+  r->full_limit = limit;
+  r->full_value = value;
+  return FB_EFULL;
+}
+
+char *fb_registry_strerror(const fb_registry *r, int err, char *buf,
+                           size_t len) {
+  if (len == 0)
+    return buf;
+  if (err == FB_EFULL && r && r->full_limit)
+    snprintf(buf, len, "registry full: %s (%u) reached", r->full_limit,
+             (unsigned)r->full_value);
+  else
+    snprintf(buf, len, "%s", fb_strerror(err));
+  return buf;
 }
 
 uint32_t fb_registry_nservices(const fb_registry *r) { return r->nservices; }
@@ -133,33 +188,33 @@ fb_service *fb_registry_service_at(const fb_registry *r, uint32_t id) {
 
 /* ---------------------------------------------------------------- lists */
 
-static void beat_unlink(fb_registry *r, fb_instance *i) {
+static void list_unlink(inst_list *l, fb_instance *i) {
   if (i->older)
     i->older->newer = i->newer;
   else
-    r->oldest = i->newer;
+    l->oldest = i->newer;
   if (i->newer)
     i->newer->older = i->older;
   else
-    r->newest = i->older;
+    l->newest = i->older;
   i->older = i->newer = NULL;
 }
 
-static void beat_append(fb_registry *r, fb_instance *i) {
-  i->older = r->newest;
+static void list_append(inst_list *l, fb_instance *i) {
+  i->older = l->newest;
   i->newer = NULL;
-  if (r->newest)
-    r->newest->newer = i;
+  if (l->newest)
+    l->newest->newer = i;
   else
-    r->oldest = i;
-  r->newest = i;
+    l->oldest = i;
+  l->newest = i;
 }
 
 /* ------------------------------------------------------------- services */
 
 static int svc_grow(fb_registry *r) {
   uint32_t n = r->svc_buckets ? r->svc_buckets * 2 : 16;
-  fb_service **t = calloc(n, sizeof *t);
+  fb_service **t = fb__calloc(n, sizeof *t);
   if (!t)
     return FB_ENOMEM;
   for (uint32_t i = 0; i < r->nservices; i++) {
@@ -167,7 +222,7 @@ static int svc_grow(fb_registry *r) {
     s->hnext = t[s->hash & (n - 1)];
     t[s->hash & (n - 1)] = s;
   }
-  free(r->svc_table);
+  fb__free(r->svc_table);
   r->svc_table = t;
   r->svc_buckets = n;
   return 0;
@@ -194,14 +249,14 @@ static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
     return NULL;
   if (r->nservices == r->services_cap) {
     uint32_t cap = r->services_cap ? r->services_cap * 2 : 16;
-    fb_service **v = realloc(r->services, cap * sizeof *v);
+    fb_service **v = fb__realloc(r->services, cap * sizeof *v);
     if (!v)
       return NULL;
     r->services = v;
     r->services_cap = cap;
   }
   size_t len = strlen(name);
-  fb_service *s = calloc(1, sizeof *s + len + 1);
+  fb_service *s = fb__calloc(1, sizeof *s + len + 1);
   if (!s)
     return NULL;
   memcpy(s->name, name, len + 1);
@@ -229,9 +284,11 @@ static void svc_changed(fb_service *s) {
 
 /* ------------------------------------------------------------ instances */
 
-static int inst_grow(fb_registry *r) {
-  size_t n = r->inst_buckets ? r->inst_buckets * 2 : 64;
-  fb_instance **t = calloc(n, sizeof *t);
+#define INST_BUCKETS_MIN 64
+
+/* Rehashes the instance table into n buckets (a power of two). */
+static int inst_rehash(fb_registry *r, size_t n) {
+  fb_instance **t = fb__calloc(n, sizeof *t);
   if (!t)
     return FB_ENOMEM;
   for (size_t b = 0; b < r->inst_buckets; b++) {
@@ -243,10 +300,25 @@ static int inst_grow(fb_registry *r) {
       i = next;
     }
   }
-  free(r->inst_table);
+  fb__free(r->inst_table);
   r->inst_table = t;
   r->inst_buckets = n;
   return 0;
+}
+
+static int inst_grow(fb_registry *r) {
+  return inst_rehash(r, r->inst_buckets ? r->inst_buckets * 2
+                                        : INST_BUCKETS_MIN);
+}
+
+/* After reaping: a table four times larger than needed halves until it
+ * is not (if memory for the smaller one is short, it stays as it is). */
+static void inst_shrink(fb_registry *r) {
+  size_t n = r->inst_buckets;
+  while (n > INST_BUCKETS_MIN && r->ninstances < n / 4)
+    n /= 2;
+  if (n != r->inst_buckets)
+    inst_rehash(r, n);
 }
 
 static fb_instance **inst_slot(fb_registry *r, const fb_service *s,
@@ -267,15 +339,15 @@ static int slots_reserve(fb_registry *r) {
   if (r->nfree > 0 || r->nslots < r->slots_cap)
     return 0;
   uint32_t cap = r->slots_cap ? r->slots_cap * 2 : 64;
-  fb_instance **v = realloc(r->slots, cap * sizeof *v);
+  fb_instance **v = fb__realloc(r->slots, cap * sizeof *v);
   if (!v)
     return FB_ENOMEM;
   r->slots = v;
-  uint32_t *g = realloc(r->slot_gen, cap * sizeof *g);
+  uint32_t *g = fb__realloc(r->slot_gen, cap * sizeof *g);
   if (!g)
     return FB_ENOMEM;
   r->slot_gen = g;
-  uint32_t *f = realloc(r->free_slots, cap * sizeof *f);
+  uint32_t *f = fb__realloc(r->free_slots, cap * sizeof *f);
   if (!f)
     return FB_ENOMEM;
   r->free_slots = f;
@@ -315,7 +387,7 @@ fb_instance *fb_registry_instance(const fb_registry *r, uint64_t id) {
 static int members_push(fb_service *s, fb_instance *i) {
   if (s->nmembers == s->members_cap) {
     uint32_t cap = s->members_cap ? s->members_cap * 2 : 4;
-    fb_instance **v = realloc(s->members, cap * sizeof *v);
+    fb_instance **v = fb__realloc(s->members, cap * sizeof *v);
     if (!v)
       return FB_ENOMEM;
     s->members = v;
@@ -326,29 +398,57 @@ static int members_push(fb_service *s, fb_instance *i) {
   return 0;
 }
 
+/* Closes the holes, keeping the order; O(members), done once holes are
+ * half of them, so a removal costs O(1) amortised. */
+static void members_compact(fb_service *s) {
+  uint32_t n = 0;
+  for (uint32_t j = 0; j < s->nmembers; j++) {
+    fb_instance *i = s->members[j];
+    if (!i)
+      continue;
+    i->pos = n;
+    s->members[n++] = i;
+  }
+  s->nmembers = n;
+  s->nholes = 0;
+  if (s->members_cap > 16 && n < s->members_cap / 4) {
+    uint32_t cap = n * 2 > 4 ? n * 2 : 4;
+    fb_instance **v = fb__realloc(s->members, cap * sizeof *v);
+    if (v) { /* else it keeps its larger array */
+      s->members = v;
+      s->members_cap = cap;
+    }
+  }
+}
+
 static void members_remove(fb_service *s, fb_instance *i) {
-  uint32_t pos = i->pos;
-  memmove(&s->members[pos], &s->members[pos + 1],
-          (s->nmembers - pos - 1) * sizeof *s->members);
-  s->nmembers--;
-  for (uint32_t j = pos; j < s->nmembers; j++)
-    s->members[j]->pos = j;
+  s->members[i->pos] = NULL;
+  s->nholes++;
+  while (s->nmembers > 0 && !s->members[s->nmembers - 1]) {
+    s->nmembers--; /* holes at the end are no holes */
+    s->nholes--;
+  }
+  if (s->nholes * 2 > s->nmembers)
+    members_compact(s);
 }
 
 static int valid_key(const char *service, const char *host, int port) {
   return service && *service && host && *host && port >= 1 && port <= 65535;
 }
 
-/* The live membership of s changed: a blocking query on it may return. */
-static void touch(fb_registry *r, fb_instance *i, double now) {
+/* A heartbeat at now: i moves to the newest end of the live list; a new
+ * or returning instance changes the live membership of its service. */
+static void touch(fb_registry *r, fb_instance *i, int added, double now) {
   i->last_heartbeat = now;
   if (i->live) {
-    beat_unlink(r, i);
+    list_unlink(&r->live, i);
   } else {
+    if (!added)
+      list_unlink(&r->expired, i);
     i->live = 1;
     svc_changed(i->service);
   }
-  beat_append(r, i);
+  list_append(&r->live, i);
 }
 
 void fb_instance_opts_init(fb_instance_opts *o) {
@@ -357,29 +457,42 @@ void fb_instance_opts_init(fb_instance_opts *o) {
 }
 
 static int valid_opts(const fb_instance_opts *o) {
-  return !o || (o->weight <= FB_WEIGHT_MAX && (!o->zone || *o->zone));
+  return !o || (o->weight <= FB_WEIGHT_MAX &&
+                (!o->zone || (*o->zone && strlen(o->zone) <= FB_NAME_MAX)));
 }
 
-/* Applies the options given (weight 0 and zone NULL keep what is there). */
-static int apply_opts(fb_instance *i, const fb_instance_opts *o) {
-  if (!o)
+/* What a registration may add: names short enough that max_instances
+ * bounds the memory. */
+static int valid_names(const char *service, const char *host) {
+  return strlen(service) <= FB_NAME_MAX && strlen(host) <= FB_NAME_MAX;
+}
+
+/* Copies the zone o sets on i (i NULL: a new instance) into *zone, NULL
+ * if it sets none or the same; done before anything changes, so running
+ * out of memory here leaves the registry as it was. */
+static int opts_zone(const fb_instance *i, const fb_instance_opts *o,
+                     char **zone) {
+  *zone = NULL;
+  if (!o || !o->zone || (i && i->zone && strcmp(i->zone, o->zone) == 0))
     return 0;
-  if (o->zone && !(i->zone && strcmp(i->zone, o->zone) == 0)) {
-    char *z = strdup(o->zone);
-    if (!z)
-      return FB_ENOMEM;
-    free(i->zone);
-    i->zone = z;
+  return (*zone = fb__strdup(o->zone)) ? 0 : FB_ENOMEM;
+}
+
+/* Applies the options (weight 0 and no new zone keep what is there);
+ * cannot fail. */
+static void apply_opts(fb_instance *i, const fb_instance_opts *o, char *zone) {
+  if (zone) {
+    fb__free(i->zone);
+    i->zone = zone;
   }
-  if (o->weight)
+  if (o && o->weight)
     fb_instance_set_weight(i, o->weight);
-  return 0;
 }
 
 static fb_instance *inst_create(fb_registry *r, fb_service *s,
                                 const char *host, int port, uint32_t h) {
   size_t len = strlen(host);
-  fb_instance *i = calloc(1, sizeof *i + len + 1);
+  fb_instance *i = fb__calloc(1, sizeof *i + len + 1);
   if (!i)
     return NULL;
   memcpy(i->host, host, len + 1);
@@ -388,7 +501,7 @@ static fb_instance *inst_create(fb_registry *r, fb_service *s,
   i->hash = h;
   i->weight = 1;
   if (slots_reserve(r) < 0 || members_push(s, i) < 0) {
-    free(i);
+    fb__free(i);
     return NULL;
   }
   i->id = slot_take(r, i);
@@ -418,38 +531,65 @@ static int tell(fb_registry *r, int what, int rc, const char *service,
   return err < 0 ? err : rc;
 }
 
+/* Adds host:port to service (creating the service if need be) within the
+ * limits; the new instance is in no list yet. On error nothing changed,
+ * except that a service created on the way stays (services live as long
+ * as the registry). */
+static int inst_add(fb_registry *r, fb_service *s, const char *service,
+                    uint32_t sh, const char *host, int port,
+                    fb_instance **out) {
+  if (r->ninstances >= r->max_instances)
+    return full(r, "max_instances", r->max_instances);
+  if (!s) {
+    if (r->nservices >= r->max_services)
+      return full(r, "max_services", r->max_services);
+    if (!(s = svc_create(r, service, sh)))
+      return FB_ENOMEM;
+  }
+  if (r->ninstances >= r->inst_buckets && inst_grow(r) < 0)
+    return FB_ENOMEM;
+  uint32_t h = hash_instance(s, host, port);
+  fb_instance **slot = inst_slot(r, s, host, port, h);
+  if (!(*slot = inst_create(r, s, host, port, h)))
+    return FB_ENOMEM;
+  r->ninstances++;
+  *out = *slot;
+  return 0;
+}
+
 /* Adds or refreshes host:port in the registry itself (the cache, when a
  * backend holds the truth), applying opts. */
 static int cache_put(fb_registry *r, const char *service, const char *host,
                      int port, const fb_instance_opts *opts, double now) {
-  if (!r || !valid_key(service, host, port) || !valid_opts(opts))
+  if (!r || !valid_key(service, host, port) || !valid_names(service, host) ||
+      !valid_opts(opts) || isnan(now))
     return FB_EINVAL;
+  /* First, so listeners hear of an expiry before a return, and what is
+   * reaped makes room. */
+  fb_registry_expire(r, now);
   uint32_t sh = hash_str(service);
   fb_service *s = svc_find(r, service, sh);
-  if (!s && !(s = svc_create(r, service, sh)))
-    return FB_ENOMEM;
-  if (r->ninstances >= r->inst_buckets && inst_grow(r) < 0)
-    return FB_ENOMEM;
-  fb_registry_expire(r, now); /* listeners hear of an expiry before a return */
-  uint32_t h = hash_instance(s, host, port);
-  fb_instance **slot = inst_slot(r, s, host, port, h);
-  int rc = FB_REFRESHED, returned = 0;
-  if (!*slot) {
-    if (!(*slot = inst_create(r, s, host, port, h)))
-      return FB_ENOMEM;
-    r->ninstances++;
-    rc = FB_ADDED;
-  } else {
-    returned = !(*slot)->live;
+  fb_instance *i = s && r->inst_buckets
+                       ? *inst_slot(r, s, host, port,
+                                    hash_instance(s, host, port))
+                       : NULL;
+  char *zone;
+  int rc = opts_zone(i, opts, &zone);
+  int added = !i;
+  if (rc == 0 && added)
+    rc = inst_add(r, s, service, sh, host, port, &i);
+  if (rc < 0) {
+    fb__free(zone);
+    return rc;
   }
-  if (apply_opts(*slot, opts) < 0)
-    return FB_ENOMEM;
-  touch(r, *slot, now);
-  if (rc == FB_ADDED)
-    NOTIFY(r, FB_REG_ADDED, *slot, now);
+  int returned = !added && !i->live;
+  apply_opts(i, opts, zone);
+  touch(r, i, added, now);
+  if (added)
+    NOTIFY(r, FB_REG_ADDED, i, now);
   else if (returned)
-    NOTIFY(r, FB_REG_RETURNED, *slot, now);
-  return rc;
+    NOTIFY(r, FB_REG_RETURNED, i, now);
+  return added ? FB_ADDED : FB_REFRESHED;
 }
 
 int fb_registry_register_with(fb_registry *r, const char *service,
@@ -497,6 +637,22 @@ int fb_registry_deregister(fb_registry *r, const char *service,
   return tell(r, TELL_DEREGISTER, rc, service, host, port);
 }
 
+/* Takes i out of the table, its list, its service and its slot; the
+ * caller notifies and then frees it. */
+static void inst_remove(fb_registry *r, fb_instance *i) {
+  fb_instance **slot = inst_slot(r, i->service, i->host, i->port, i->hash);
+  *slot = i->hnext;
+  list_unlink(i->live ? &r->live : &r->expired, i);
+  members_remove(i->service, i);
+  slot_release(r, i->id);
+  r->ninstances--;
+}
+
+static void inst_free(fb_instance *i) {
+  fb__free(i->zone);
+  fb__free(i);
+}
+
 int fb_registry_cache_delete(fb_registry *r, const char *service,
                              const char *host, int port) {
   if (!r || !valid_key(service, host, port))
@@ -504,18 +660,10 @@ int fb_registry_cache_delete(fb_registry *r, const char *service,
   fb_instance *i = fb_registry_find(r, service, host, port);
   if (!i)
     return 0;
-  fb_service *s = i->service;
-  fb_instance **slot = inst_slot(r, s, host, port, i->hash);
-  *slot = i->hnext;
-  if (i->live)
-    beat_unlink(r, i);
-  members_remove(s, i);
-  svc_changed(s);
-  slot_release(r, i->id);
-  r->ninstances--;
+  inst_remove(r, i);
+  svc_changed(i->service);
   NOTIFY(r, FB_REG_REMOVED, i, NAN);
-  free(i->zone);
-  free(i);
+  inst_free(i);
   return 1;
 }
 
@@ -536,35 +684,60 @@ int fb_registry_mark(fb_registry *r, const char *service, const char *host,
 
 void fb_registry_expire(fb_registry *r, double now) {
   fb_instance *i;
-  if (r->backend) /* the store expires instances (etcd: leases) */
+  if (r->backend || isnan(now)) /* the store expires instances (etcd:
+                                   leases); NaN is no time to judge by */
     return;
   /* Written as !(age < timeout) so the boundary matches the reference
    * exactly: at now - last == timeout the instance is expired. */
-  while ((i = r->oldest) && !(now - i->last_heartbeat < r->heartbeat_timeout)) {
-    beat_unlink(r, i);
+  while ((i = r->live.oldest) &&
+         !(now - i->last_heartbeat < r->heartbeat_timeout)) {
+    list_unlink(&r->live, i);
+    list_append(&r->expired, i); /* keeps heartbeat order */
     i->live = 0;
     r->expirations++;
     svc_changed(i->service);
     NOTIFY(r, FB_REG_EXPIRED, i, now);
   }
+  /* Reaped once expired for reap_after: its service's live members (and
+   * so the tables built from them) are unchanged, as is the index. */
+  double grace = r->heartbeat_timeout + r->reap_after;
+  uint64_t before = r->reaped;
+  while ((i = r->expired.oldest) && !(now - i->last_heartbeat < grace)) {
+    inst_remove(r, i);
+    r->reaped++;
+    NOTIFY(r, FB_REG_REAPED, i, now);
+    inst_free(i);
+  }
+  if (r->reaped != before)
+    inst_shrink(r);
+}
+
+/* Gives live and healthy room for n; live_cap is never more than either
+ * array holds, even when one of the two reallocations fails. */
+static int resize_live(fb_service *s, uint32_t n) {
+  fb_instance **v = fb__realloc(s->live, n * sizeof *v);
+  if (!v)
+    return FB_ENOMEM;
+  s->live = v;
+  if (n < s->live_cap)
+    s->live_cap = n;
+  fb_instance **h = fb__realloc(s->healthy, n * sizeof *h);
+  if (!h)
+    return FB_ENOMEM;
+  s->healthy = h;
+  s->live_cap = n;
+  return 0;
 }
 
 static int rebuild_live(fb_service *s) {
-  if (s->live_cap < s->nmembers) {
-    fb_instance **v = realloc(s->live, s->nmembers * sizeof *v);
-    if (!v)
-      return FB_ENOMEM;
-    s->live = v;
-    fb_instance **h = realloc(s->healthy, s->nmembers * sizeof *h);
-    if (!h)
-      return FB_ENOMEM;
-    s->healthy = h;
-    s->live_cap = s->nmembers;
-  }
+  if (s->live_cap < s->nmembers && resize_live(s, s->nmembers) < 0)
+    return FB_ENOMEM;
+  if (s->live_cap > 16 && s->nmembers < s->live_cap / 4)
+    resize_live(s, s->nmembers > 4 ? s->nmembers : 4); /* may stay larger */
   uint32_t n = 0, nh = 0;
   for (uint32_t j = 0; j < s->nmembers; j++) {
     fb_instance *i = s->members[j];
-    if (!i->live)
+    if (!i || !i->live)
       continue;
     s->live[n++] = i;
     if (!i->down)
@@ -588,7 +761,7 @@ size_t fb_service_live(fb_service *s, double now, fb_instance *const **out) {
     *out = NULL;
     return 0;
   }
-  *out = s->live;
+  *out = fb__list(s->live);
   return s->nlive;
 }
 
@@ -598,7 +771,7 @@ size_t fb_service_healthy(fb_service *s, double now,
     *out = NULL;
     return 0;
   }
-  *out = s->healthy;
+  *out = fb__list(s->healthy);
   return s->nhealthy;
 }
 
@@ -648,6 +821,7 @@ void fb_instance_set_healthy(fb_instance *i, int healthy) {
 uint64_t fb_registry_index(const fb_registry *r) { return r->index; }
 uint64_t fb_service_index(const fb_service *s) { return s->index; }
 uint64_t fb_registry_expirations(const fb_registry *r) { return r->expirations; }
+uint64_t fb_registry_reaped(const fb_registry *r) { return r->reaped; }
 uint64_t fb_instance_picks(const fb_instance *i) { return i->picks; }
 
 void fb_registry_sweep(fb_registry *r, double now) { fb_registry_expire(r, now); }

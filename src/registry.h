@@ -16,7 +16,8 @@ enum { FB_DOWN_MARKED = 1, /* fb_registry_mark(): an operator's decision */
 /* About 112 bytes plus the host; the zone, rarely set, is one pointer. */
 struct fb_instance {
   fb_instance *hnext;          /* chain in the registry's instance table */
-  fb_instance *older, *newer;  /* heartbeat order; only live instances */
+  fb_instance *older, *newer;  /* heartbeat order, on the registry's live
+                                  list or (expired) on its expired list */
   fb_service *service;
   double last_heartbeat;
   uint64_t id;                 /* generation << 32 | slot */
@@ -38,9 +39,11 @@ struct fb_instance {
 struct fb_service {
   fb_service *hnext;           /* chain in the registry's service table */
   fb_registry *registry;
-  fb_instance **members;       /* registration order, live or expired */
+  fb_instance **members;       /* registration order, live or expired; a
+                                  removed one leaves NULL until compacted */
   fb_instance **live;          /* live members in order; rebuilt when dirty */
   uint32_t nmembers, members_cap;
+  uint32_t nholes;             /* NULL entries in members */
   fb_instance **healthy;       /* live and not down, in order; same rebuild */
   uint32_t nlive, live_cap;
   uint32_t nhealthy;
@@ -52,7 +55,15 @@ struct fb_service {
   char name[];
 };
 
-/* Expires every instance whose heartbeat is too old at now. O(expired). */
+/* v, or (v NULL: an empty service never had an array) an empty array, so
+ * that a query's *out is NULL only when it failed. */
+static inline fb_instance *const *fb__list(fb_instance **v) {
+  static fb_instance *const none[1] = {NULL};
+  return v ? v : none;
+}
+
+/* Expires every instance whose heartbeat is too old at now and reaps the
+ * expired ones past reap_after. O(expired + reaped). */
 void fb_registry_expire(fb_registry *r, double now);
 
 /* Brings s->live and s->healthy up to date at now; 0 or FB_ENOMEM. */

@@ -87,6 +87,7 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   memset(rt, 0, sizeof *rt);
   rt->error_ref = LUA_NOREF;
   rt->current_ref = LUA_NOREF;
+  rt->vlimit = HUGE_VAL;
   if (uv_loop_init(&rt->own_loop) != 0)
     luaL_error(L, "fusebox: cannot create the libuv loop");
   rt->loop = &rt->own_loop;
@@ -360,10 +361,16 @@ static void dispatch(fb_runtime *rt, const fb_timer *t) {
   resume(rt, t->ref);
 }
 
+static void fail_limit(fb_runtime *rt);
+
 static void run_virtual(fb_runtime *rt) {
   fb_timer t;
   while (!rt->failed && rt->ncoroutines > rt->ndaemons &&
          fb_timerq_pop(&rt->queue, &t) == 0) {
+    if (t.deadline > rt->vlimit && !is_void(rt, &t)) {
+      fail_limit(rt);
+      return;
+    }
     if (t.deadline > rt->vnow)
       rt->vnow = t.deadline;
     dispatch(rt, &t);
@@ -404,6 +411,31 @@ static void arm(fb_runtime *rt) {
   uv_timer_start(rt->timer, on_timer, ms, 0);
 }
 
+/* Appends where each coroutine of the run (daemons aside) is, with its
+ * traceback: all of them, or only those waiting when waiting_only. */
+static void add_coroutines(lua_State *L, fb_runtime *rt, luaL_Buffer *b,
+                           int waiting_only) {
+  for (int ref = 0; ref < rt->coros_cap; ref++) {
+    fb_coro *c = &rt->coros[ref];
+    if (c->state == FB_CO_FREE || c->daemon ||
+        (waiting_only && c->state != FB_CO_WAITING))
+      continue;
+    if (c->state == FB_CO_WAITING) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, c->what_ref);
+      lua_pushfstring(L, "\n- waiting on %s",
+                      lua_isstring(L, -1) ? lua_tostring(L, -1) : "(unnamed)");
+      lua_remove(L, -2);
+    } else {
+      lua_pushliteral(L, "\n- sleeping");
+    }
+    luaL_addvalue(b);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_traceback(L, lua_tothread(L, -1), "", 0); /* "\nstack traceback:" */
+    lua_remove(L, -2);
+    luaL_addvalue(b);
+  }
+}
+
 /* Pushes a description of every coroutine left waiting, with where it
  * waits, for the error that ends a run nothing can wake. */
 static void push_blocked(lua_State *L, fb_runtime *rt) {
@@ -412,22 +444,27 @@ static void push_blocked(lua_State *L, fb_runtime *rt) {
   lua_pushfstring(L, "fusebox: %d coroutine(s) blocked forever, with nothing "
                      "left that could wake them:", rt->ncoroutines);
   luaL_addvalue(&b);
-  for (int ref = 0; ref < rt->coros_cap; ref++) {
-    fb_coro *c = &rt->coros[ref];
-    if (c->state != FB_CO_WAITING)
-      continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->what_ref);
-    lua_pushfstring(L, "\n- waiting on %s", lua_isstring(L, -1)
-                                                 ? lua_tostring(L, -1)
-                                                 : "(unnamed)");
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    luaL_traceback(L, lua_tothread(L, -1), NULL, 0);
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-  }
+  add_coroutines(L, rt, &b, 1);
   luaL_pushresult(&b);
+}
+
+/* Ends a virtual-time run that would need the clock past its limit, with
+ * where each coroutine was. */
+static void fail_limit(fb_runtime *rt) {
+  lua_State *L = rt->L;
+  char limit[FB_SECONDS_BUF];
+  luaL_Buffer b;
+  rt->vnow = rt->vlimit;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L,
+                  "fusebox: virtual time limit of %s s reached, the run "
+                  "still going; where its coroutines were:",
+                  fb_format_seconds(limit, rt->vlimit));
+  luaL_addvalue(&b);
+  add_coroutines(L, rt, &b, 0);
+  luaL_pushresult(&b);
+  rt->failed = 1;
+  rt->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 static void drop_all(fb_runtime *rt) {
@@ -558,6 +595,8 @@ static const char *const registry_event_kinds[] = {"register", "register",
 void fb_runtime_on_registry(void *ud, fb_registry_event ev,
                             const fb_instance *i, double now) {
   fb_runtime *rt = ud;
+  if (ev == FB_REG_REAPED)
+    return; /* housekeeping: its expiry was the event */
   cJSON *e = fb_runtime_event(rt, registry_event_kinds[ev]);
   (void)now; /* the sink stamps events with the runtime's clock */
   if (!e)

@@ -55,6 +55,7 @@ struct fb_runtime {
   fb_timerq queue;
   int virtual_time;
   double vnow;          /* the virtual clock */
+  double vlimit;        /* a run needing the virtual clock past this fails */
   uint64_t t0;          /* uv_hrtime() at creation: real clock origin */
   uint64_t seed;
   fb_rng rng;           /* fb.random's stream */

@@ -2,6 +2,7 @@
  * timerq.c -- binary min-heap ordered by (deadline, seq).
  */
 #include "timerq.h"
+#include "util.h"
 
 #include "fusebox.h"
 
@@ -15,7 +16,7 @@ static int before(const fb_timer *a, const fb_timer *b) {
 int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token) {
   if (q->n == q->cap) {
     size_t cap = q->cap ? q->cap * 2 : 64;
-    fb_timer *h = realloc(q->heap, cap * sizeof *h);
+    fb_timer *h = fb__realloc(q->heap, cap * sizeof *h);
     if (!h)
       return FB_ENOMEM;
     q->heap = h;
@@ -61,7 +62,7 @@ int fb_timerq_pop(fb_timerq *q, fb_timer *out) {
 }
 
 void fb_timerq_free(fb_timerq *q) {
-  free(q->heap);
+  fb__free(q->heap);
   q->heap = NULL;
   q->n = q->cap = 0;
 }

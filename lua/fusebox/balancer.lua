@@ -28,16 +28,6 @@ local EINVAL = -1
 
 local M = {}
 
--- A strategy's seeded random source, math.random's contract.
-local function random_source(ptr)
-  return function(m, n)
-    local r = api.balancer_random(ptr)
-    if m == nil then return r end
-    if n == nil then m, n = 1, m end
-    return m + floor(r * (n - m + 1))
-  end
-end
-
 M.state = base.object_state(balancer_mt, "balancer", function(ud, ptr, fname)
   local env = debug.getfenv(ud)
   return {
@@ -46,7 +36,7 @@ M.state = base.object_state(balancer_mt, "balancer", function(ud, ptr, fname)
     strategy = env.strategy, -- nil for the built-in algorithms
     name = env.name,
     lists = {},              -- service -> candidates seen by the strategy
-    random = env.strategy and random_source(ptr),
+    random = env.strategy and base.random(api.balancer_rng(ptr)), -- math.random's contract
   }
 end)
 

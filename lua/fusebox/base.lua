@@ -115,4 +115,77 @@ function M.object_state(mt, what, build)
   end
 end
 
+local pairs, tostring, getmetatable, floor = pairs, tostring, getmetatable, math.floor
+
+-- Raises "bad argument #n to 'fname' (what expected, got <type>)" at the
+-- caller's caller unless v has type `want` (a type name) or metatable
+-- `want` (a table), the way luaL_checkudata words it. For self, n is 1.
+function M.check_arg(v, n, fname, want, what)
+  if type(want) == "string" then
+    if type(v) == want then return v end
+  elseif getmetatable(v) == want and want ~= nil then
+    return v
+  end
+  error(format("bad argument #%d to '%s' (%s expected, got %s)", n, fname,
+    what or want, type(v)), 3)
+end
+
+-- Returns nil when v is a list of tables (keys exactly 1..n, each value a
+-- table), else the message naming the field and what was wrong with it:
+-- "outages must be a list of tables, got a table with key 'at'".
+function M.list_error(v, field)
+  if type(v) ~= "table" then
+    return format("%s must be a list of tables, got %s", field, type(v))
+  end
+  local n, bad = 0, nil
+  for _ in pairs(v) do n = n + 1 end
+  for k in pairs(v) do -- the least bad key by name: pairs() order varies
+    if (type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0)
+        and (bad == nil or tostring(k) < tostring(bad)) then
+      bad = k
+    end
+  end
+  if bad ~= nil then
+    return format(type(bad) == "string" and "%s must be a list of tables, got a table with key '%s'"
+      or "%s must be a list of tables, got a table with key %s", field, tostring(bad))
+  end
+  for i = 1, n do
+    if type(v[i]) ~= "table" then
+      return format("%s[%d] must be a table, got %s", field, i, type(v[i]))
+    end
+  end
+  return nil
+end
+
+-- Returns random([m [, n]]) over the generator r (an fb_rng *): math.random's
+-- contract, errors included. The one implementation behind fb.random, a
+-- strategy's ctx.random and fb.sim streams.
+function M.random(r)
+  local rng_double, rng_below = api.rng_double, api.rng_below
+  return function(m, n, ...)
+    if m == nil then return rng_double(r) end
+    if ... ~= nil then error("wrong number of arguments to 'random'", 2) end
+    if type(m) ~= "number" then
+      M.argerror(1, "random", "number expected, got " .. type(m))
+    end
+    local lo, hi
+    if n == nil then
+      lo, hi = 1, floor(m)
+      if not (lo <= hi) then M.argerror(1, "random", "interval is empty") end
+    else
+      if type(n) ~= "number" then
+        M.argerror(2, "random", "number expected, got " .. type(n))
+      end
+      lo, hi = floor(m), floor(n)
+      if not (lo <= hi) then M.argerror(2, "random", "interval is empty") end
+    end
+    if not (hi - lo < 9007199254740992) then M.argerror(2, "random", "interval is too large") end
+    return lo + rng_below(r, hi - lo + 1)
+  end
+end
+
+-- fb.random (core.random for the modules that draw from it): the run's
+-- seeded stream, reached through the FFI like every other draw.
+core.random = M.random(api.runtime_rng(ffi.cast("fb_runtime *", core.rt)))
+
 return M

@@ -31,7 +31,7 @@ local fields = {
     local z = api.instance_zone(p)
     if z ~= nil then return ffi.string(z) end
   end,
-  meta = function(_, id, st) return st.meta[id] end,
+  meta = function(_, id, st) return st.env.meta[id] end,
   healthy = function(p) return nonzero(api.instance_healthy(p)) end,
   inflight = function(p) return api.instance_inflight(p) end,
   successes = function(p) return api.instance_successes(p) end,
@@ -43,14 +43,15 @@ local function read_only()
   error("instance views are read-only", 2)
 end
 
--- M.state(reg, fname) -> { ptr, services, views, view_ids, meta, view_mt }
+-- M.state(reg, fname) -> { ptr, services, views, view_ids, env, view_mt }
 M.state = base.object_state(registry_mt, "registry", function(ud, ptr)
   local st = {
     ptr = ptr,
     services = {}, -- name -> fb_service*, filled on first sight
     views = {},    -- slot -> view of the instance last seen in it
     view_ids = {}, -- slot -> that instance's id
-    meta = debug.getfenv(ud).meta,              -- id -> meta (lua_registry.c)
+    env = debug.getfenv(ud), -- env.meta: id -> meta (lua_registry.c; replaced
+                             -- when reaped instances' meta is dropped)
   }
   st.view_mt = {
     __index = function(v, key)
@@ -103,7 +104,8 @@ end
 -- module adds itself (lua/fusebox/etcd.lua).
 M.backends = {}
 
--- fb.registry{heartbeat_timeout=30 [, backend="memory" | a name in
+-- fb.registry{heartbeat_timeout=30, reap_after=3*heartbeat_timeout,
+-- max_services=10000, max_instances=100000 [, backend="memory" | a name in
 -- M.backends, that backend's options]} -> a registry
 function M.new(opts)
   local backend = type(opts) == "table" and opts.backend or nil

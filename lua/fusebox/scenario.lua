@@ -17,8 +17,8 @@ local M = {}
 local function failure(level, msg, ...)
   if select("#", ...) > 0 then msg = format(msg, ...) end
   if events.on() then events.emit("expect_failed", { message = msg }) end
-  error(format("expectation failed at t=%.3f (seed %.0f): %s", now(), core.seed(),
-    tostring(msg or "(no message)")), level + 1)
+  error(format("expectation failed at t=%s (seed %s): %s", core.format_seconds(now()),
+    core.seed(), tostring(msg or "(no message)")), level + 1)
 end
 
 -- fb.expect(cond, msg, ...) -> cond; raises (msg formatted with ...) when

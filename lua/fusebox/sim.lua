@@ -21,12 +21,13 @@ local events = core.import "fusebox.events"
 local breaker = core.import "fusebox.breaker"
 local ffi = require "ffi"
 
-local api, now = base.api, base.now
+local api, now, check_arg = base.api, base.now, base.check_arg
 local rt = ffi.cast("fb_runtime *", core.rt)
+local breaker_mt = core.meta.breaker
 local sleep, wait, wake, daemon = core.sleep, core.wait, core.wake, core.daemon
 local events_on, emit = events.on, events.emit
 local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
-local pairs, ipairs, select, setmetatable = pairs, ipairs, select, setmetatable
+local pairs, ipairs, select, setmetatable, getmetatable = pairs, ipairs, select, setmetatable, getmetatable
 local log, exp, sqrt, cos, floor, pi = math.log, math.exp, math.sqrt, math.cos, math.floor, math.pi
 local sort = table.sort
 
@@ -36,22 +37,19 @@ local M = {}
 
 local stream = {}
 stream.__index = stream
+local stream_name = "fusebox.sim.stream"
 
 -- stream() -> an independent random stream with :random([m [, n]])
 function M.stream()
   local r = ffi.new("fb_rng")
   api.stream_init(rt, r)
-  return setmetatable({ rng = r }, stream)
+  return setmetatable({ rng = r, draw = base.random(r) }, stream)
 end
 
 -- s:random([m [, n]]): math.random's contract on this stream
-function stream:random(m, n)
-  local r = self.rng
-  if m == nil then return api.rng_double(r) end
-  if n == nil then m, n = 1, m end
-  m, n = floor(m), floor(n)
-  if m > n then error("bad argument to 'random' (interval is empty)", 2) end
-  return m + api.rng_below(r, n - m + 1)
+function stream:random(...)
+  check_arg(self, 1, "random", stream, stream_name)
+  return self.draw(...)
 end
 
 -- ---------------------------------------------------------- validation
@@ -176,7 +174,8 @@ end
 
 local function build_outages(spec)
   if spec == nil then return nil end
-  if type(spec) ~= "table" then bad("outages", "an array of {at=, duration=}", type(spec)) end
+  local shape = base.list_error(spec, "outages")
+  if shape then error(shape, 0) end
   local out = {}
   for i, o in ipairs(spec) do
     local field = format("outages[%d]", i)
@@ -347,6 +346,9 @@ end
 
 -- fb.sim.service(spec | fn [, name]) -> a callable service model
 function M.service(spec, name)
+  if name ~= nil and (type(name) ~= "string" or name == "") then
+    base.argerror(2, "service", "name must be a non-empty string, got " .. tostring(name))
+  end
   local m
   if type(spec) == "function" then
     nservices = nservices + 1
@@ -379,6 +381,10 @@ end
 -- nil, "circuit open" without calling fn. Uses the breaker's token API,
 -- so it allocates nothing.
 function M.call(cb, fn, ...)
+  check_arg(cb, 1, "call", breaker_mt, "fusebox.breaker")
+  if type(fn) ~= "function" and getmetatable(fn) ~= service_mt then
+    base.argerror(2, "call", "function expected, got " .. type(fn))
+  end
   local t0 = now()
   local token = cb:permit()
   if not token then return nil, "circuit open" end
@@ -389,6 +395,7 @@ end
 
 local instance = {}
 instance.__index = instance
+local INSTANCE = "fusebox.sim.instance"
 
 local function say(inst, action, fields)
   if events_on() then
@@ -431,12 +438,14 @@ end
 
 -- inst:crash(): stops heartbeating without deregistering
 function instance:crash()
+  check_arg(self, 1, "crash", instance, INSTANCE)
   halt(self, "crashed")
   say(self, "crash")
 end
 
 -- inst:stop(): deregisters and stops heartbeating
 function instance:stop()
+  check_arg(self, 1, "stop", instance, INSTANCE)
   halt(self, "stopped")
   self.registry:deregister(self.service, self.host, self.port)
   say(self, "stop")
@@ -444,6 +453,7 @@ end
 
 -- inst:restart(): starts heartbeating again (at once) if it was down
 function instance:restart()
+  check_arg(self, 1, "restart", instance, INSTANCE)
   if self.state == "up" then return end
   say(self, "restart")
   start(self)
@@ -451,6 +461,7 @@ end
 
 -- inst:partition(seconds): its heartbeats and calls are lost for that long
 function instance:partition(seconds)
+  check_arg(self, 1, "partition", instance, INSTANCE)
   if type(seconds) ~= "number" or not (seconds > 0) then
     base.argerror(1, "partition", "seconds must be a positive number, got " .. tostring(seconds))
   end
@@ -460,11 +471,13 @@ end
 
 -- inst:up() -> true if it is running and reachable now
 function instance:up()
+  check_arg(self, 1, "up", instance, INSTANCE)
   return self.state == "up" and now() >= self.partitioned_until
 end
 
 -- inst:call(...) -> its model's results, or nil, err when it is down
 function instance:call(...)
+  check_arg(self, 1, "call", instance, INSTANCE)
   self.calls = self.calls + 1
   if self.state ~= "up" then return nil, "connection refused" end
   if now() < self.partitioned_until then return nil, "unreachable" end

@@ -97,6 +97,14 @@ function sock:write(data, timeout)
   return nil, "timeout"
 end
 
+-- sock:watch() -> true when data or the end of the stream is already
+-- there; else false, and from now on the calling coroutine, parked in a
+-- wait of its own (fb.wait), wakes with "data" or "closed" as soon as
+-- either arrives; the data stays for the next read. One wake ends the
+-- watch; sock:unwatch() ends it earlier and must come before the
+-- coroutine parks on anything else.
+sock.watch, sock.unwatch = sock._watch, sock._unwatch
+
 -- sock:port() -> the local port
 sock.port = sock._port
 

@@ -267,8 +267,12 @@ static void test_peak_ewma_avoids_slow(void **state) {
   /* Many decay times later the slow estimate has decayed below the fresh
    * 10 ms ones, so it is probed again (and is fast now). */
   fb_instance *slow = fb_registry_find(r, "svc", host_of(2), 80);
-  for (int i = 0; i < 4; i++)
-    fb_registry_heartbeat(r, "svc", host_of(i), 80, 1000);
+  /* heartbeats all along: an instance silent for 1000 s would have been
+   * reaped, and its statistics with it */
+  for (double t = 25; t <= 1000; t += 25)
+    for (int i = 0; i < 4; i++)
+      fb_registry_heartbeat(r, "svc", host_of(i), 80, t);
+  assert_ptr_equal(fb_registry_find(r, "svc", host_of(2), 80), slow);
   int probed = 0;
   for (int k = 0; k < 400; k++) {
     fb_instance *i = fb_balancer_pick(lb, s, 1000);

@@ -143,9 +143,106 @@ describe("fusebox test", function()
   it("rejects bad usage", function()
     local _, err, code = T.cli("test --seed x tests/scenarios")
     assert.are.equal(2, code)
-    assert.truthy(err:find("--seed needs a non-negative integer", 1, true), err)
+    assert.truthy(err:find("--seed needs an integer in 0..18446744073709551615", 1, true), err)
     _, err, code = T.cli("test /nonexistent/scenarios")
     assert.are.equal(2, code)
     assert.truthy(err:find("cannot read '/nonexistent/scenarios'", 1, true), err)
+    for _, args in ipairs { "--timeout 0", "--timeout x", "--max-virtual-time -1", "--timeout" } do
+      local out
+      out, err, code = T.cli("test " .. args .. " tests/scenarios")
+      assert.are.equal(2, code, args)
+      assert.are.equal("", out, args)
+      assert.truthy(err:find("^fusebox: [^\n]*positive number of seconds[^\n]*\n$"), err)
+    end
+  end)
+
+  it("is an error on a directory without scenarios, in one line", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir) == 0 or true)
+    local out, err, code = T.cli("test " .. dir)
+    os.execute("rmdir " .. dir)
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.are.equal("fusebox: no scenarios (.lua files) in '" .. dir .. "'\n", err)
+  end)
+
+  it("stops a loop that never yields at its wall-clock limit, saying where", function()
+    local t0 = os.time()
+    local out, _, code = T.cli("test --timeout 1 tests/fixtures/limits/spin.lua tests/scenarios/breaker_opens.lua")
+    assert.is_true(os.time() - t0 < 20, "took " .. (os.time() - t0) .. " s")
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("not ok 1 - tests/fixtures/limits/spin.lua\n#   failed at t=3.000 (virtual time), seed 1:\n"
+      .. "#   tests/fixtures/limits/spin.lua:6: wall-clock limit of 1.000 s reached (a loop that never yields?)", 1, true), out)
+    assert.truthy(out:find("replay: fusebox run --virtual-time --seed 1 tests/fixtures/limits/spin.lua", 1, true), out)
+    assert.truthy(out:find("\nok 2 - tests/scenarios/breaker_opens.lua\n", 1, true), out) -- the next one still runs
+    assert.truthy(out:find("\n1 passed, 1 failed\n$"), out)
+  end)
+
+  it("stops a never-yielding loop even when the scenario catches the error", function()
+    local out, _, code = T.cli("test tests/fixtures/limits/caught_spin.lua")
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("failed at t=2.000 (virtual time), seed 1:\n"
+      .. "#   tests/fixtures/limits/caught_spin.lua:7: wall-clock limit of 1.000 s reached", 1, true), out)
+    assert.truthy(out:find("\n0 passed, 1 failed\n$"), out)
+  end)
+
+  it("stops a scenario at its virtual-time limit, with where its coroutines were", function()
+    local out, _, code = T.cli("test --seed 7 tests/fixtures/limits/sleeps_forever.lua")
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("failed at t=100.000 (virtual time), seed 7:\n"
+      .. "#   fusebox: virtual time limit of 100.000 s reached, the run still going", 1, true), out)
+    local _, n = out:gsub("sleeps_forever.lua:4: in function", "")
+    assert.are.equal(2, n, out) -- both coroutines, at their line
+    assert.truthy(out:find("replay: fusebox run --virtual-time --seed 7 tests/fixtures/limits/sleeps_forever.lua", 1, true), out)
+    -- the flag applies to files that do not set their own; the default is a virtual day
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write('local fb = require "fusebox"\nwhile true do fb.sleep(3600) end\n')
+    f:close()
+    out = T.cli("test " .. path)
+    assert.truthy(out:find("failed at t=86400.000 (virtual time)", 1, true), out)
+    out = T.cli("test --max-virtual-time 7200 " .. path)
+    assert.truthy(out:find("failed at t=7200.000 (virtual time)", 1, true), out)
+    out = T.cli("test --max-virtual-time 7200 tests/fixtures/limits/sleeps_forever.lua")
+    assert.truthy(out:find("failed at t=100.000 (virtual time)", 1, true), out)
+    os.remove(path)
+  end)
+
+  it("fails a scenario whose header line is wrong", function()
+    local out, _, code = T.cli("test tests/fixtures/limits/bad_header.lua")
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("not ok 1 - tests/fixtures/limits/bad_header.lua\n"
+      .. "#   its '-- fusebox test:' line: --timeout needs a positive number of seconds, got 'soon'\n", 1, true), out)
+  end)
+
+  it("prints the plan first, so a run killed from outside is still readable", function()
+    local out = os.tmpname()
+    os.execute(string.format("timeout -s KILL 2 %s test --timeout 60 tests/fixtures/limits/spin.lua >%s 2>/dev/null",
+      T.fusebox_bin, out))
+    local f = assert(io.open(out))
+    local s = f:read("*a")
+    f:close()
+    os.remove(out)
+    assert.are.equal("1..1\n", s)
+  end)
+
+  it("prints huge virtual times briefly, in the runner and in expectations", function()
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write('-- fusebox test: --max-virtual-time 1e10\nlocal fb = require "fusebox"\nfb.sleep(1e9)\nfb.expect(false, "late")\n')
+    f:close()
+    local out = T.cli("test " .. path)
+    os.remove(path)
+    assert.truthy(out:find("failed at t=1e+09 (virtual time), seed 1:", 1, true), out)
+    assert.truthy(out:find("expectation failed at t=1e+09 (seed 1): late", 1, true), out)
+    assert.is_true(#out < 2000, out)
+  end)
+
+  it("takes every 64-bit seed exactly, and shows it in the replay command", function()
+    local out, _, code = T.cli("test --seed 18446744073709551615 tests/fixtures/failing_scenario.lua")
+    assert.are.equal(1, code)
+    assert.truthy(out:find("(seed 18446744073709551615): ", 1, true), out)
+    assert.truthy(out:find("replay: fusebox run --virtual-time --seed 18446744073709551615 ", 1, true), out)
   end)
 end)

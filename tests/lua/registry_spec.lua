@@ -80,6 +80,71 @@ describe("registry", function()
     end)
   end)
 
+  it("reaps an instance expired for longer than reap_after; within it, it comes back", function()
+    T.vrun(function()
+      local reg = fb.registry { heartbeat_timeout = 10, reap_after = 20 }
+      reg:register("svc", "a", 1, { meta = { role = "a" } })
+      reg:register("svc", "b", 1)
+      reg:register("svc", "c", 1)
+      fb.sleep(29.5) -- all expired at 10; within the grace until 30
+      assert.is_false(reg:heartbeat("svc", "a", 1)) -- back, in its place
+      fb.sleep(0.5)
+      assert.is_true(reg:heartbeat("svc", "c", 1)) -- reaped at 30: new, last
+      local live = reg:discover("svc")
+      assert.are.same({ "a", "c" }, { live[1].host, live[2].host })
+      assert.are.same({ role = "a" }, live[1].meta)
+      assert.is_false(reg:deregister("svc", "b", 1)) -- b is gone
+      fb.sleep(30)
+      assert.is_true(reg:register("svc", "a", 1)) -- reaped: its meta too
+      assert.is_nil(reg:discover("svc")[1].meta)
+    end)
+  end)
+
+  it("reaps 100,000 expired registrations and gives their memory back", function()
+    T.vrun(function()
+      local reg = fb.registry { heartbeat_timeout = 10 } -- reap_after 30
+      collectgarbage("collect")
+      local baseline = collectgarbage("count")
+      for i = 1, 100000 do
+        reg:register("svc" .. i % 100, "10.1." .. i, 8080,
+          { meta = { version = "v" .. i, zone = "z" .. i % 3 } })
+      end
+      collectgarbage("collect")
+      local peak = collectgarbage("count")
+      assert.is_true(peak - baseline > 10000, "100,000 meta tables: " .. (peak - baseline) .. " KiB")
+      fb.sleep(40) -- expired at 10, reaped from 40 on
+      assert.are.same({}, reg:discover("svc1"))
+      reg:heartbeat("other", "h", 1) -- a walk that reaps, then drops their meta
+      collectgarbage("collect")
+      collectgarbage("collect")
+      local after = collectgarbage("count")
+      assert.is_true(after - baseline < 512,
+        string.format("KiB: %.0f before, %.0f with 100,000, %.0f after reaping", baseline, peak, after))
+      -- every instance is new again
+      assert.is_true(reg:register("svc1", "10.1.1", 8080))
+      assert.is_nil(reg:discover("svc1")[1].meta)
+    end)
+  end)
+
+  it("refuses a registration past max_instances or max_services with a clean error", function()
+    T.vrun(function()
+      local reg = fb.registry { max_instances = 2, max_services = 1 }
+      assert.is_true(reg:register("s", "a", 1))
+      assert.is_true(reg:register("s", "b", 1))
+      assert.is_false(reg:register("s", "a", 1)) -- a refresh still works
+      local ok, err = pcall(reg.register, reg, "s", "c", 1)
+      assert.is_false(ok)
+      assert.are.equal("register: registry full: max_instances (2) reached", err)
+      ok, err = pcall(reg.heartbeat, reg, "s", "c", 1)
+      assert.are.equal("heartbeat: registry full: max_instances (2) reached", err)
+      reg:deregister("s", "b", 1)
+      ok, err = pcall(reg.register, reg, "t", "a", 1)
+      assert.are.equal("register: registry full: max_services (1) reached", err)
+      assert.are.same({}, reg:discover("t"))
+      assert.are.equal(1, #reg:discover("s"))
+    end)
+  end)
+
   describe("bad input", function()
     local reg = fb.registry()
     local cases = {
@@ -103,6 +168,20 @@ describe("registry", function()
         "bad argument #1 to 'registry' (heartbeat_timeout must be a positive number, got 0" },
       { "timeout string", function() fb.registry { heartbeat_timeout = "30" } end,
         "heartbeat_timeout must be a positive number, got string" },
+      { "long host", function() reg:register("s", ("h"):rep(256), 1) end,
+        "bad argument #2 to 'register' (host must be at most 255 bytes, got 256)" },
+      { "long service", function() reg:heartbeat(("s"):rep(300), "h", 1) end,
+        "bad argument #1 to 'heartbeat' (service name must be at most 255 bytes, got 300)" },
+      { "long zone", function() reg:register("s", "h", 1, { zone = ("z"):rep(256) }) end,
+        "zone must be at most 255 bytes, got 256" },
+      { "reap_after 0", function() fb.registry { reap_after = 0 } end,
+        "bad argument #1 to 'registry' (reap_after must be a positive number, got 0" },
+      { "reap_after NaN", function() fb.registry { reap_after = 0 / 0 } end,
+        "reap_after must be a positive number" },
+      { "max_instances 0", function() fb.registry { max_instances = 0 } end,
+        "bad argument #1 to 'registry' (max_instances must be a positive integer, got 0" },
+      { "max_services fraction", function() fb.registry { max_services = 1.5 } end,
+        "max_services must be a positive integer, got 1.5" },
       { "unknown option", function() fb.registry { heartbeat = 30 } end,
         "bad argument #1 to 'registry' (unknown option 'heartbeat')" },
     }

@@ -38,6 +38,27 @@ describe("fb.sim.service", function()
     end)
   end)
 
+  it("refuses a list option of the wrong shape, naming the field", function()
+    T.vrun(function()
+      local cases = {
+        { { at = 1, duration = 5 }, "outages must be a list of tables, got a table with key 'at'" },
+        { 5, "outages must be a list of tables, got number" },
+        { { { at = 1, duration = 5 }, 3 }, "outages[2] must be a table, got number" },
+        { { [1] = { at = 1, duration = 1 }, [3] = { at = 5, duration = 1 } },
+          "outages must be a list of tables, got a table with key 3" },
+        { { { at = 1, duration = 5 }, { at = 2, duration = "x" } },
+          "outages[2].duration must be a positive number, got x" },
+      }
+      for _, c in ipairs(cases) do
+        local err = errmsg(function() fb.sim.service { outages = c[1] } end)
+        assert.truthy(err:find("bad argument #1 to 'service' (" .. c[2] .. ")", 1, true), err)
+        assert.truthy(err:find("^[^:]*sim_spec.lua:%d+:"), err)
+      end
+      local svc = fb.sim.service { outages = {} } -- an empty list is a list
+      assert.are.equal("ok", svc())
+    end)
+  end)
+
   it("fails at the configured rate, as values, after the drawn latency", function()
     T.vrun(function()
       local svc = fb.sim.service { failure_rate = 0.7, latency = 0.25, value = "fine" }
@@ -208,6 +229,40 @@ describe("fb.sim.service", function()
       assert.has_error(function() s1:random(3, 1) end)
     end)
   end)
+
+  it("keeps math.random's contract, errors included, like fb.random and ctx.random", function()
+    T.vrun(function()
+      local s = fb.sim.stream()
+      local reg = fb.registry()
+      reg:register("s", "h", 1)
+      local ctx_random
+      local lb = fb.balancer(reg, function(_, ctx)
+        ctx_random = ctx.random
+        return 1
+      end)
+      lb:pick("s")
+      local sources = {
+        ["fb.random"] = fb.random,
+        ["stream:random"] = function(...) return s:random(...) end,
+        ["ctx.random"] = ctx_random,
+      }
+      for name, random in pairs(sources) do
+        local ok, err = pcall(random, 0)
+        assert.is_false(ok, name)
+        assert.truthy(tostring(err):find("bad argument #1 to 'random' (interval is empty)", 1, true), name .. ": " .. tostring(err))
+        ok, err = pcall(random, 3, 1)
+        assert.is_false(ok, name)
+        assert.truthy(tostring(err):find("bad argument #2 to 'random' (interval is empty)", 1, true), name .. ": " .. tostring(err))
+        assert.are.equal(1, random(1, 1), name)
+      end
+      local err = errmsg(function() fb.random(1, 2, 3) end)
+      assert.truthy(err:find("wrong number of arguments to 'random'", 1, true), err)
+      err = errmsg(function() fb.random(2 ^ 60) end)
+      assert.truthy(err:find("interval is too large", 1, true), err)
+      err = errmsg(function() s:random(0) end)
+      assert.truthy(err:find("^[^:]*sim_spec.lua:%d+:"), err) -- at the caller's line
+    end)
+  end)
 end)
 
 describe("fb.sim.call", function()
@@ -224,6 +279,18 @@ describe("fb.sim.call", function()
       local ok = fb.sim.call(cb, function() return "up", 2 end)
       assert.are.equal("up", ok)
       assert.are.equal("HALF_OPEN", cb.state)
+    end)
+  end)
+
+  it("checks its breaker and function like the C-backed objects do", function()
+    T.vrun(function()
+      local err = errmsg(function() fb.sim.call(nil, function() end) end)
+      assert.truthy(err:find("bad argument #1 to 'call' (fusebox.breaker expected, got nil)", 1, true), err)
+      assert.truthy(err:find("^[^:]*sim_spec.lua:%d+:"), err)
+      err = errmsg(function() fb.sim.call(fb.breaker(), nil) end)
+      assert.truthy(err:find("bad argument #2 to 'call' (function expected, got nil)", 1, true), err)
+      err = errmsg(function() fb.sim.call({}, print) end)
+      assert.truthy(err:find("(fusebox.breaker expected, got table)", 1, true), err)
     end)
   end)
 end)
@@ -284,6 +351,24 @@ describe("fb.sim.instance", function()
     T.vrun(function() fb.daemon(function() while true do fb.sleep(1) end end) end)
   end)
 
+  it("checks self in every method: a '.' for a ':' is named", function()
+    T.vrun(function()
+      local _, inst = world()
+      for _, m in ipairs { "crash", "stop", "restart", "partition", "up", "call" } do
+        local err = errmsg(function() inst[m]() end)
+        assert.truthy(err:find("bad argument #1 to '" .. m .. "' (fusebox.sim.instance expected, got nil)", 1, true), err)
+        assert.truthy(err:find("^[^:]*sim_spec.lua:%d+:"), err)
+      end
+      local err = errmsg(function() inst.partition(5) end)
+      assert.truthy(err:find("(fusebox.sim.instance expected, got number)", 1, true), err)
+      local s = fb.sim.stream()
+      err = errmsg(function() s.random(3) end)
+      assert.truthy(err:find("bad argument #1 to 'random' (fusebox.sim.stream expected, got number)", 1, true), err)
+      err = errmsg(function() fb.sim.service(function() end, 5) end)
+      assert.truthy(err:find("bad argument #2 to 'service' (name must be a non-empty string, got 5)", 1, true), err)
+    end)
+  end)
+
   it("rejects bad options with the field named", function()
     T.vrun(function()
       local reg = fb.registry()
@@ -304,5 +389,22 @@ describe("virtual time and the real world", function()
       assert.truthy(err:find("real_now (the real clock) is not available under --virtual-time", 1, true), err)
     end)
     fb.run(function() assert.is_true(fb.real_now() >= 0) end)
+  end)
+
+  it("ends a run at its virtual-time limit, saying where each coroutine was", function()
+    local ok, err = pcall(fb.run, function()
+      fb.spawn(function() fb.wait("a reply that never comes") end)
+      while true do fb.sleep(1) end
+    end, { virtual_time = true, seed = 1, max_virtual_time = 10 })
+    assert.is_false(ok)
+    assert.truthy(err:find("virtual time limit of 10.000 s reached", 1, true), err)
+    assert.truthy(err:find("\n- waiting on a reply that never comes\nstack traceback:", 1, true), err)
+    assert.truthy(err:find("\n- sleeping\nstack traceback:\n\t%[C%]: in function 'sleep'\n\t[^\n]*sim_spec.lua:%d+:"), err)
+    assert.are.equal(10, fb.now())
+    -- the next run has no limit unless it sets one
+    T.vrun(function() fb.sleep(100) end)
+    ok, err = pcall(fb.run, function() end, { virtual_time = true, max_virtual_time = 0 })
+    assert.is_false(ok)
+    assert.truthy(err:find("max_virtual_time must be a positive number", 1, true), err)
   end)
 end)

@@ -125,6 +125,63 @@ describe("fb.tcp", function()
     assert.are.equal(8 * 1024 * 1024, total)
   end)
 
+  it("watches a socket for a coroutine parked elsewhere: data stays, the end wakes it", function()
+    run(function()
+      local accepted, holders = {}, {}
+      local srv = assert(fb.tcp.listen { port = 0, handler = function(sock)
+        accepted[#accepted + 1] = sock
+        holders[#holders + 1] = coroutine.running()
+        fb.wait("held open")
+      end })
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      fb.sleep(0.02)
+      local s = accepted[1]
+      local got = {}
+      fb.spawn(function()
+        assert.is_false(s:watch())
+        got[1] = { fb.wait("parked", 5) }
+        got[2] = s:watch() -- the data is there: no wait
+        s:unwatch()
+        got[3] = s:read(1)
+        assert.is_false(s:watch())
+        got[4] = { fb.wait("parked", 5) }
+        s:unwatch()
+        got[5] = { s:read(1) }
+      end)
+      fb.sleep(0.02)
+      assert.is_nil(got[1])
+      c:write("more")
+      fb.sleep(0.02)
+      assert.are.same({ true, "data" }, got[1])
+      assert.is_true(got[2])
+      assert.are.equal("more", got[3])
+      c:close()
+      fb.sleep(0.02)
+      assert.are.same({ true, "closed" }, got[4])
+      assert.are.same({ nil, "closed" }, got[5])
+      -- a watch ended by unwatch wakes nobody; a plain wake still works
+      local c2 = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      fb.sleep(0.02)
+      local s2, woke = accepted[2], nil
+      local co = fb.spawn(function()
+        assert.is_false(s2:watch())
+        s2:unwatch()
+        woke = { fb.wait("parked", 0.2) }
+      end)
+      fb.sleep(0.02)
+      c2:write("x")
+      fb.sleep(0.05)
+      assert.is_nil(woke)
+      fb.sleep(0.3)
+      assert.are.same({ false }, woke)
+      assert.is_truthy(co)
+      c2:close()
+      srv:close()
+      for _, a in ipairs(accepted) do a:close() end
+      for _, h in ipairs(holders) do fb.wake(h) end
+    end)
+  end)
+
   it("rejects bad arguments at the caller's line", function()
     run(function()
       assert.has_error(function() fb.tcp.connect("127.0.0.1", 70000) end,

@@ -19,6 +19,22 @@ local api = assert(fb.serve_registry { port = 0 })
 local base = "http://127.0.0.1:" .. api:port() .. "/v1/services"
 assert(fb.http.request { url = base .. "/s/instances", method = "PUT", body = '{"host":"h","port":1}' } == 201)
 assert(fb.http.request { url = base .. "/s/instances", method = "PUT", body = '{"host":' } == 400)
+-- blocking queries: one left by its client, one ended by pipelining, one
+-- still parked (a watched socket) when the server closes
+local _, h = fb.http.request { url = base .. "/s" }
+local poll = "GET /v1/services/s?index=" .. h["x-fusebox-index"] .. "&wait=10m HTTP/1.1\r\nHost: x\r\n\r\n"
+local left = assert(fb.tcp.connect("127.0.0.1", api:port()))
+left:write(poll)
+fb.sleep(0.02)
+left:close()
+local piped = assert(fb.tcp.connect("127.0.0.1", api:port()))
+piped:write(poll)
+fb.sleep(0.02)
+piped:write(poll)
+assert(piped:read(1))
+piped:close()
+local parked = assert(fb.tcp.connect("127.0.0.1", api:port()))
+parked:write(poll)
 fb.export("reg", api.registry)
 local m = assert(fb.serve_metrics { port = 0 })
 assert(fb.http.request { url = "http://127.0.0.1:" .. m:port() .. "/metrics" } == 200)
@@ -28,6 +44,7 @@ local hc = fb.health_check { registry = reg, service = "svc", type = "http", int
 fb.sleep(0.05)
 hc:stop()
 api:close()
+parked:close()
 fb.sleep(0.25)
 srv:close()
 -- a socket dropped unclosed is closed by its __gc, freed by libuv later
