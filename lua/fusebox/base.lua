@@ -62,13 +62,6 @@ function M.check_self(v, mt_or_pred, tname, fname, depth)
   end
 end
 
--- check_function(v, n, fname [, depth]): argument n must be a function.
-function M.check_function(v, n, fname, depth)
-  if type(v) ~= "function" then
-    M.argerror(n, fname, "function expected, got " .. type(v), (depth or 0) + 1)
-  end
-end
-
 -- read_only(tname [, hint]) -> a __newindex for a C-backed object's
 -- metatable: cb.state = "OPEN" says what it is instead of "attempt to
 -- index a userdata value".
@@ -119,7 +112,8 @@ local pairs, tostring, getmetatable, floor = pairs, tostring, getmetatable, math
 
 -- Raises "bad argument #n to 'fname' (what expected, got <type>)" at the
 -- caller's caller unless v has type `want` (a type name) or metatable
--- `want` (a table), the way luaL_checkudata words it. For self, n is 1.
+-- `want` (a table), the way luaL_checkudata words it: an argument's check
+-- (check_arg(fn, 1, "call", "function")); self's is check_self.
 function M.check_arg(v, n, fname, want, what)
   if type(want) == "string" then
     if type(v) == want then return v end

@@ -230,7 +230,7 @@ local function open_message(st, wait)
   return "circuit open: call rejected (retry after " .. base.seconds(wait) .. ")"
 end
 
-local check_function = base.check_function
+local check_arg = base.check_arg
 
 -- caller(level) -> cb:call, its rejection raised at level: 2 for cb:call
 -- (the caller's line in front), 0 for a policy's breaker layer (whose
@@ -238,7 +238,7 @@ local check_function = base.check_function
 local function caller(level)
   return function(self, fn, ...)
     local st = state_of(self, "call")
-    check_function(fn, 1, "call")
+    check_arg(fn, 1, "call", "function")
     local t0 = now()
     local permit, wait = admit(self, st, t0)
     if not permit then error(open_message(st, wait), level) end
@@ -253,7 +253,7 @@ M.layer_call = caller(0)
 -- cb:try(fn, ...) -> fn's results, or nil, "circuit open", retry_after
 function breaker:try(fn, ...)
   local st = state_of(self, "try")
-  check_function(fn, 1, "try")
+  check_arg(fn, 1, "try", "function")
   local t0 = now()
   local permit, wait = admit(self, st, t0)
   if not permit then return nil, "circuit open", wait end

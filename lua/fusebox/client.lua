@@ -28,7 +28,7 @@ local base = core.import "fusebox.base"
 local policy = core.import "fusebox.policy"
 local schema = core.import "fusebox.schema"
 local now, check_name = base.now, base.check_name
-local check_self, check_function = base.check_self, base.check_function
+local check_self, check_arg = base.check_self, base.check_arg
 local format, type, error, pcall, setmetatable, pairs = string.format, type, error, pcall, setmetatable, pairs
 local failure, breaker_call, through = policy.failure, policy.breaker_call, policy.through
 
@@ -132,7 +132,7 @@ local function pick_and_call(st) return attempt(st, 1) end
 function Client:call(service, fn)
   check_self(self, Client, "fusebox.client", "call")
   check_name(service, 1, "call")
-  check_function(fn, 2, "call")
+  check_arg(fn, 2, "call", "function")
   local st = { client = self, service = service, fn = fn, tried = {}, admitted = false }
   return policy.with_fallback(self, pick_and_call, st)
 end

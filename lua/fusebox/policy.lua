@@ -82,7 +82,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
-local check_self, check_function, argerror = base.check_self, base.check_function, base.argerror
+local check_self, check_arg, argerror = base.check_self, base.check_arg, base.argerror
 local layer_call = core.import("fusebox.breaker").layer_call
 local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
@@ -258,7 +258,7 @@ end
 -- nil, err handed back, a raised error raised again.
 function Retry:call(fn, ...)
   check_self(self, Retry, "fusebox.retry", "call")
-  check_function(fn, 1, "call")
+  check_arg(fn, 1, "call", "function")
   local attempts, prev = self.attempts, self.base
   for n = 1, attempts do
     local ok = hold(pcall(fn, ...))
@@ -317,7 +317,7 @@ end
 -- "timeout: ..." when the time passes first (the child is abandoned).
 function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
-  check_function(fn, 1, "call")
+  check_arg(fn, 1, "call", "function")
   local box = { caller = running(), owner = self, done = false, abandoned = false }
   spawn(guarded, box, fn, ...)
   local deadline = now() + self.seconds
@@ -467,7 +467,7 @@ end
 -- however fn ends.
 function Bulkhead:call(fn, ...)
   check_self(self, Bulkhead, "fusebox.bulkhead", "call")
-  check_function(fn, 1, "call")
+  check_arg(fn, 1, "call", "function")
   if self.active >= self.max_concurrent then reclaim(self) end
   if self.active < self.max_concurrent then
     self.active = self.active + 1
@@ -537,7 +537,7 @@ end
 -- "rate limited: ..." saying when the next one comes.
 function RateLimiter:call(fn, ...)
   check_self(self, RateLimiter, "fusebox.rate_limiter", "call")
-  check_function(fn, 1, "call")
+  check_arg(fn, 1, "call", "function")
   local ok, after = take_token(self)
   if ok then return fn(...) end
   return nil, "rate limited: next token in " .. seconds_text(after)
@@ -612,7 +612,7 @@ local function runner(checked)
   return function(owner, fn, ...)
     if checked then
       check_self(owner, Policy, "fusebox.policy", "call")
-      check_function(fn, 1, "call")
+      check_arg(fn, 1, "call", "function")
     end
     local fallback, layers = owner.fallback, owner.layers
     if fallback == nil then return through(layers, 1, fn, ...) end
