@@ -32,13 +32,13 @@ function M.argerror(n, fname, msg, depth)
   error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3 + (depth or 0))
 end
 
--- check_self(v, mt_or_pred, tname, fname [, depth]): a Lua method's
--- check of self, with the message luaL_checkudata gives for a C method:
--- "bad argument #1 to 'call' (fusebox.retry expected, got function)" for
--- r.call(fn) (a `.` for a `:`: self is argument 1), "calling 'call' on
--- bad self (fusebox.retry expected, got table)" for x:call(fn) on a
--- wrong x. v passes when getmetatable(v) == mt_or_pred, or when
--- mt_or_pred is a function returning true for v. The test is one
+-- check_self(v, mt, tname, fname [, depth]): a Lua method's check of
+-- self (every method written in Lua has one), with the message
+-- luaL_checkudata gives for a C method: "bad argument #1 to 'call'
+-- (fusebox.retry expected, got function)" for r.call(fn) (a `.` for a
+-- `:`: self is argument 1), "calling 'call' on bad self (fusebox.retry
+-- expected, got table)" for x:call(fn) on a wrong x. v passes when its
+-- metatable is mt. The test is one
 -- comparison: debug.getmetatable, unlike getmetatable, looks up no
 -- __metatable field, so in a trace it is the metatable the method lookup
 -- loaded already (LuaJIT hoists it when self is loop-invariant; a policy
@@ -55,11 +55,8 @@ local function bad_self(v, tname, fname, depth)
   error(format("bad argument #1 to '%s' (%s)", fname, want), 4 + depth)
 end
 
-function M.check_self(v, mt_or_pred, tname, fname, depth)
-  if getmetatable(v) ~= mt_or_pred
-    and not (type(mt_or_pred) == "function" and mt_or_pred(v)) then
-    bad_self(v, tname, fname, depth or 0)
-  end
+function M.check_self(v, mt, tname, fname, depth)
+  if getmetatable(v) ~= mt then bad_self(v, tname, fname, depth or 0) end
 end
 
 -- read_only(tname [, hint]) -> a __newindex for a C-backed object's
