@@ -38,12 +38,11 @@ end
 -- (fusebox.retry expected, got function)" for r.call(fn) (a `.` for a
 -- `:`: self is argument 1), "calling 'call' on bad self (fusebox.retry
 -- expected, got table)" for x:call(fn) on a wrong x. v passes when its
--- metatable is mt. The test is one
--- comparison: debug.getmetatable, unlike getmetatable, looks up no
--- __metatable field, so in a trace it is the metatable the method lookup
--- loaded already (LuaJIT hoists it when self is loop-invariant; a policy
--- layer loaded each call costs one guard). The error path alone reads the
--- debug info. depth as for argerror.
+-- metatable is mt: one comparison, as debug.getmetatable (unlike
+-- getmetatable) looks up no __metatable field; in a trace it is the
+-- metatable the method lookup loaded already, one guard (hoisted when
+-- self is loop-invariant). The error path alone reads the debug info.
+-- depth as for argerror.
 local getinfo, getmetatable = debug.getinfo, debug.getmetatable
 
 local function bad_self(v, tname, fname, depth)
