@@ -37,6 +37,13 @@ local function reporter(fn)
 end
 core.import "fusebox.etcd" -- registers the etcd registry backend
 
+-- The shipped strategies are fb.strategies; require "fusebox.strategies"
+-- (once fusebox is loaded, as the CLI always has it) gives the same table.
+local strategies = core.import "fusebox.strategies"
+if package.loaded["fusebox.strategies"] == nil then
+  package.loaded["fusebox.strategies"] = strategies
+end
+
 return {
   reporter = reporter,
   version = core.version,
@@ -53,7 +60,7 @@ return {
   registry = registry.new,
   balancer = core.balancer,
   strategy = balancer.strategy,
-  strategies = core.import "fusebox.strategies",
+  strategies = strategies,
   breaker = core.breaker,
   daemon = core.daemon,
   real_now = core.real_now,

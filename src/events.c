@@ -2,7 +2,7 @@
  * events.c -- the event log: JSON lines through cJSON, and the summary.
  *
  * The summary is derived from the events themselves (call_end, reject,
- * state_change), so the log and the summary cannot disagree.
+ * outcome, state_change), so the log and the summary cannot disagree.
  */
 #include "events.h"
 #include "util.h"
@@ -46,8 +46,8 @@ static int state_index(const char *name) {
 }
 
 /* Finds (or starts tracking, in state `from` since the run began) the
- * breaker an event names; NULL if it names none. A linear search: state
- * changes are rare and breakers few. */
+ * breaker an event names; NULL if it names none. A linear search: breakers
+ * are few, and each event already costs a JSON object and a write. */
 static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "breaker");
   if (!cJSON_IsNumber(id))
@@ -93,6 +93,9 @@ static void count(fb_events *ev, const cJSON *e) {
       ev->failures++;
   } else if (strcmp(kind, "reject") == 0) {
     ev->rejections++;
+    track(ev, e, 0); /* a breaker that never changed state is counted too */
+  } else if (strcmp(kind, "outcome") == 0) {
+    track(ev, e, 0); /* CLOSED since the run began, until a state change */
   } else if (strcmp(kind, "state_change") == 0) {
     count_state_change(ev, e, t);
   }

@@ -78,9 +78,7 @@ static double opt_fraction(lua_State *L, int idx, const char *key, double def) {
   if (!lua_isnil(L, -1)) {
     v = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 1))
-      luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a number 0..1, "
-                                               "got %s", key,
-                                            luaL_typename(L, -1)));
+      fbl_bad_option(L, idx, key, "a number 0..1");
   }
   lua_pop(L, 1);
   return v;
@@ -115,13 +113,11 @@ static int push_strategy(lua_State *L, int opts) {
     lua_pushvalue(L, 2);
     lua_pushstring(L, "anonymous");
     if (lua_istable(L, opts)) {
-      lua_getfield(L, opts, "name");
-      if (!lua_isnil(L, -1))
-        fbl_check_name(L, lua_gettop(L), "name");
-      if (lua_isnil(L, -1))
-        lua_pop(L, 1);
-      else
+      const char *name = fbl_opt_name(L, opts, "name");
+      if (name) {
+        lua_pushstring(L, name);
         lua_replace(L, -2);
+      }
     }
     return 1;
   }

@@ -18,7 +18,7 @@ static const char *const breaker_options[] = {
     "success_threshold", "window",          "minimum_calls",
     "failure_rate",   "slow_call_duration", "slow_call_rate",
     "timeout_multiplier", "timeout_max",    "half_open_max_calls",
-    "half_open_max_wait", "is_failure",     "shared", NULL};
+    "half_open_max_wait", "is_failure",     "shared", "name", NULL};
 
 static const char *const modes[] = {"consecutive", "count", "time", NULL};
 
@@ -92,10 +92,16 @@ static void check_config(lua_State *L, const fb_breaker_config *cfg) {
   luaL_argerror(L, 1, lua_pushfstring(L, "%s is out of range", field));
 }
 
-/* The environment table {is_failure = fn}, read by breaker.lua. */
+/* The environment table {is_failure = fn, name = s}, read by breaker.lua:
+ * the name labels the breaker in events, the report and metrics. */
 static void push_env(lua_State *L) {
   lua_newtable(L);
   if (lua_istable(L, 1)) {
+    const char *name = fbl_opt_name(L, 1, "name");
+    if (name) {
+      lua_pushstring(L, name);
+      lua_setfield(L, -2, "name");
+    }
     lua_getfield(L, 1, "is_failure");
     if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
       luaL_argerror(L, 1, lua_pushfstring(L, "is_failure must be a function, "

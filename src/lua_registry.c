@@ -101,15 +101,21 @@ static int registry_error(lua_State *L, fb_registry *r, const char *fname,
 }
 
 /* fbl_check_name() for what a registration stores: also at most
- * FB_NAME_MAX bytes. */
-static const char *check_stored_name(lua_State *L, int idx, const char *what) {
-  const char *s = fbl_check_name(L, idx, what);
+ * FB_NAME_MAX bytes. The value at stack slot idx; errors name argument
+ * arg (idx itself, or the options table a value came from). */
+static const char *check_stored_at(lua_State *L, int idx, int arg,
+                                   const char *what) {
+  const char *s = fbl_check_name_at(L, idx, arg, what);
   size_t len = lua_objlen(L, idx);
   if (len > FB_NAME_MAX)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be at most %d bytes, "
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must be at most %d bytes, "
                                              "got %d", what, (int)FB_NAME_MAX,
                                           (int)len));
   return s;
+}
+
+static const char *check_stored_name(lua_State *L, int idx, const char *what) {
+  return check_stored_at(L, idx, idx, what);
 }
 
 typedef int (*instance_op)(fb_registry *, const char *, const char *, int,
@@ -159,8 +165,8 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
   }
   o->weight = check_weight(L, idx);
   lua_getfield(L, idx, "zone");
-  if (!lua_isnil(L, -1))
-    o->zone = check_stored_name(L, lua_gettop(L), "zone");
+  if (!lua_isnil(L, -1)) /* an option: the error names the options table */
+    o->zone = check_stored_at(L, lua_gettop(L), idx, "zone");
   lua_getfield(L, idx, "meta");
   if (!lua_isnil(L, -1) && !lua_istable(L, -1))
     luaL_argerror(L, idx, lua_pushfstring(L, "meta must be a table, got %s",

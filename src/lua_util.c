@@ -36,8 +36,8 @@ static int get_option(lua_State *L, int idx, const char *key) {
   return lua_type(L, -1);
 }
 
-static void bad_option(lua_State *L, int idx, const char *key,
-                       const char *want) {
+void fbl_bad_option(lua_State *L, int idx, const char *key,
+                    const char *want) {
   const char *got = lua_type(L, -1) == LUA_TNUMBER
                         ? lua_pushfstring(L, "%f", lua_tonumber(L, -1))
                         : luaL_typename(L, -1);
@@ -51,7 +51,7 @@ double fbl_opt_positive(lua_State *L, int idx, const char *key, double def) {
   if (t != LUA_TNIL) {
     v = lua_tonumber(L, -1);
     if (t != LUA_TNUMBER || !(v > 0) || isinf(v))
-      bad_option(L, idx, key, "a positive number");
+      fbl_bad_option(L, idx, key, "a positive number");
   }
   lua_pop(L, 1);
   return v;
@@ -63,7 +63,7 @@ int fbl_opt_count(lua_State *L, int idx, const char *key, int def) {
   if (t != LUA_TNIL) {
     double d = lua_tonumber(L, -1);
     if (t != LUA_TNUMBER || !(d >= 1) || d != floor(d) || d > 1e9)
-      bad_option(L, idx, key, "a positive integer");
+      fbl_bad_option(L, idx, key, "a positive integer");
     v = (int)d;
   }
   lua_pop(L, 1);
@@ -76,7 +76,7 @@ double fbl_opt_fraction(lua_State *L, int idx, const char *key, double def) {
   if (t != LUA_TNIL) {
     v = lua_tonumber(L, -1);
     if (t != LUA_TNUMBER || !(v > 0 && v <= 1))
-      bad_option(L, idx, key, "a number in (0, 1]");
+      fbl_bad_option(L, idx, key, "a number in (0, 1]");
   }
   lua_pop(L, 1);
   return v;
@@ -91,7 +91,7 @@ double fbl_opt_at_least(lua_State *L, int idx, const char *key, double def,
     if (t != LUA_TNUMBER || !(v >= min) || isinf(v)) {
       char want[64];
       snprintf(want, sizeof want, "a finite number >= %g", min);
-      bad_option(L, idx, key, want);
+      fbl_bad_option(L, idx, key, want);
     }
   }
   lua_pop(L, 1);
@@ -114,7 +114,7 @@ int fbl_opt_choice(lua_State *L, int idx, const char *key,
       if (s)
         luaL_argerror(L, idx, lua_pushfstring(L, "%s must be %s, got '%s'",
                                               key, want, s));
-      bad_option(L, idx, key, want);
+      fbl_bad_option(L, idx, key, want);
     }
   }
   lua_pop(L, 1);
@@ -127,16 +127,29 @@ int fbl_opt_given(lua_State *L, int idx, const char *key) {
   return t != LUA_TNIL;
 }
 
-const char *fbl_check_name(lua_State *L, int idx, const char *what) {
+const char *fbl_check_name_at(lua_State *L, int idx, int arg,
+                              const char *what) {
   if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be a string, got %s",
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must be a string, got %s",
                                           what, luaL_typename(L, idx)));
   size_t len;
   const char *s = lua_tolstring(L, idx, &len);
   if (len == 0)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not be empty", what));
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must not be empty", what));
   if (strlen(s) != len)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not contain NUL", what));
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s must not contain NUL", what));
+  return s;
+}
+
+const char *fbl_check_name(lua_State *L, int idx, const char *what) {
+  return fbl_check_name_at(L, idx, idx, what);
+}
+
+const char *fbl_opt_name(lua_State *L, int idx, const char *key) {
+  const char *s = NULL;
+  if (get_option(L, idx, key) != LUA_TNIL)
+    s = fbl_check_name_at(L, lua_gettop(L), idx, key);
+  lua_pop(L, 1); /* the options table keeps the string alive */
   return s;
 }
 

@@ -51,6 +51,21 @@ int fbl_opt_given(lua_State *L, int idx, const char *key);
 /* Checks a non-empty string argument. */
 const char *fbl_check_name(lua_State *L, int idx, const char *what);
 
+/* fbl_check_name() of the value at stack slot idx, its errors naming
+ * argument arg: for a value taken out of an options table at arg. */
+const char *fbl_check_name_at(lua_State *L, int idx, int arg,
+                              const char *what);
+
+/* Reads option key of the table at idx: a non-empty string without NUL
+ * (kept alive by the table), or NULL if absent. Errors name argument idx,
+ * like every other option's. */
+const char *fbl_opt_name(lua_State *L, int idx, const char *key);
+
+/* Raises "bad argument #idx (key must be want, got v)" for the option
+ * value on the top of the stack: a number is shown, anything else named
+ * by its type. */
+void fbl_bad_option(lua_State *L, int idx, const char *key, const char *want);
+
 /* Checks a port argument: an integer in 1..65535. */
 int fbl_check_port(lua_State *L, int idx);
 

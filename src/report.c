@@ -354,10 +354,14 @@ static int instance_name(const cJSON *e, char *buf, size_t size) {
   return 0;
 }
 
-/* "breaker N" for an event naming a breaker; -1 without one. */
+/* "breaker <name>" for an event naming a breaker (its name option, else
+ * its number); -1 without one. */
 static int breaker_name(const cJSON *e, char *buf, size_t size) {
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "breaker");
-  if (cJSON_IsNumber(id) && isfinite(id->valuedouble))
+  const char *name = str(e, "name");
+  if (name && (cJSON_IsNumber(id) || cJSON_IsString(id)))
+    snprintf(buf, size, "breaker %s", name);
+  else if (cJSON_IsNumber(id) && isfinite(id->valuedouble))
     snprintf(buf, size, "breaker %.15g", id->valuedouble);
   else if (cJSON_IsString(id))
     snprintf(buf, size, "breaker %s", id->valuestring);
@@ -403,12 +407,27 @@ static int on_call_end(fb_report *r, const cJSON *e, double t) {
              < 0 ? -1 : 1;
 }
 
+/* The states track of breaker name, CLOSED since the run began when new:
+ * a breaker that never changed state still gets its band, and is counted
+ * in the header as in the panels. */
+static fb_report_track *breaker_track(fb_report *r, const char *name,
+                                      double t) {
+  fb_report_track *tr =
+      track(r, &r->breakers, &r->nbreakers, &r->breaker_index, name);
+  double since = t < r->t0 ? t : r->t0;
+  if (tr && tr->nspans == 0 && add_span(tr, since, "CLOSED") < 0)
+    return NULL;
+  return tr;
+}
+
 static int on_outcome(fb_report *r, const cJSON *e, double t) {
   const char *outcome = str(e, "outcome");
-  char name[64];
+  char name[256];
   double d;
   if (!outcome || breaker_name(e, name, sizeof name) < 0)
     return 0;
+  if (!breaker_track(r, name, t))
+    return -1;
   if (strcmp(outcome, "ignored") == 0)
     return 1;
   size_t b = bucket_of(r, t);
@@ -420,9 +439,11 @@ static int on_outcome(fb_report *r, const cJSON *e, double t) {
 }
 
 static int on_reject(fb_report *r, const cJSON *e, double t) {
-  char name[64];
+  char name[256];
   if (breaker_name(e, name, sizeof name) < 0)
     return 0;
+  if (!breaker_track(r, name, t))
+    return -1;
   return count(r, name, bucket_of(r, t), FB_OUT_REJECTED, r->breaker_totals)
              < 0 ? -1 : 1;
 }
@@ -443,7 +464,7 @@ static int on_pick(fb_report *r, const cJSON *e, double t) {
 
 static int on_state_change(fb_report *r, const cJSON *e, double t) {
   const char *from = str(e, "from"), *to = str(e, "to");
-  char name[64];
+  char name[256];
   if (!from || !to || breaker_name(e, name, sizeof name) < 0)
     return 0;
   bucket_of(r, t);

@@ -183,6 +183,7 @@ function M.strategy(name, fn)
 end
 
 balancer_mt.__index = balancer
+balancer_mt.__newindex = base.read_only("fusebox.balancer")
 balancer_mt.__tostring = function(self)
   return format("fusebox.balancer %s (%p)", self:algorithm(), self)
 end

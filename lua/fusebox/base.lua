@@ -14,7 +14,7 @@ local M = {}
 M.core = core
 M.api = ffi.cast("const struct fb_lua_api *", core.api)
 local api, rt = M.api, ffi.cast("const fb_runtime *", core.rt)
-local format, type, error = string.format, type, error
+local format, type, error, tostring = string.format, type, error, tostring
 
 -- The runtime's clock: virtual or real, in seconds. Not a tail call: a
 -- LuaJIT trace records at most 15 (fusebox.policy's header says why
@@ -25,9 +25,47 @@ function M.now()
 end
 
 -- Raises "bad argument #n to 'fname' (msg)" at the caller's caller, the
--- way luaL_argerror does for a method (self is not counted).
-function M.argerror(n, fname, msg)
-  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+-- way luaL_argerror does for a method (self is not counted). depth: the
+-- frames between that method and this call (0 when it calls argerror
+-- itself), so that a shared check still blames the user's line, not ours.
+function M.argerror(n, fname, msg, depth)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3 + (depth or 0))
+end
+
+-- check_self(v, mt, tname, fname [, depth]): a Lua method's check of
+-- self (every method written in Lua has one), with the message
+-- luaL_checkudata gives for a C method: "bad argument #1 to 'call'
+-- (fusebox.retry expected, got function)" for r.call(fn) (a `.` for a
+-- `:`: self is argument 1), "calling 'call' on bad self (fusebox.retry
+-- expected, got table)" for x:call(fn) on a wrong x. v passes when its
+-- metatable is mt: one comparison, as debug.getmetatable (unlike
+-- getmetatable) looks up no __metatable field; in a trace it is the
+-- metatable the method lookup loaded already, one guard (hoisted when
+-- self is loop-invariant). The error path alone reads the debug info.
+-- depth as for argerror.
+local getinfo, getmetatable = debug.getinfo, debug.getmetatable
+
+local function bad_self(v, tname, fname, depth)
+  local info = getinfo(3 + depth, "n") -- bad_self, check_self, (depth), the method
+  local want = format("%s expected, got %s", tname, type(v))
+  if info and info.namewhat == "method" then
+    error(format("calling '%s' on bad self (%s)", fname, want), 4 + depth)
+  end
+  error(format("bad argument #1 to '%s' (%s)", fname, want), 4 + depth)
+end
+
+function M.check_self(v, mt, tname, fname, depth)
+  if getmetatable(v) ~= mt then bad_self(v, tname, fname, depth or 0) end
+end
+
+-- read_only(tname [, hint]) -> a __newindex for a C-backed object's
+-- metatable: cb.state = "OPEN" says what it is instead of "attempt to
+-- index a userdata value".
+function M.read_only(tname, hint)
+  local tail = hint and "; " .. hint or ""
+  return function(_, key)
+    error(format("cannot set '%s': %s fields are read-only%s", tostring(key), tname, tail), 2)
+  end
 end
 
 -- seconds(s) -> s for a message: "0.250s" below a million, "1.5e+12s"
@@ -38,11 +76,12 @@ function M.seconds(s)
   return "an unbounded time"
 end
 
-function M.check_name(v, n, fname)
+function M.check_name(v, n, fname, depth)
+  depth = (depth or 0) + 1
   if type(v) ~= "string" then
-    M.argerror(n, fname, "service name must be a string, got " .. type(v))
+    M.argerror(n, fname, "service name must be a string, got " .. type(v), depth)
   elseif v == "" then
-    M.argerror(n, fname, "service name must not be empty")
+    M.argerror(n, fname, "service name must not be empty", depth)
   end
 end
 
@@ -54,9 +93,7 @@ function M.object_state(mt, what, build)
   return function(ud, fname)
     local st = states[ud]
     if st then return st end
-    if getmetatable(ud) ~= mt then
-      error(format("calling '%s' on bad self (%s expected)", fname, what), 3)
-    end
+    M.check_self(ud, mt, "fusebox." .. what, fname, 1)
     local p = ffi.cast("void **", ud)[0]
     if p == nil then
       error(format("calling '%s' on a closed %s", fname, what), 3)
@@ -71,7 +108,8 @@ local pairs, tostring, getmetatable, floor = pairs, tostring, getmetatable, math
 
 -- Raises "bad argument #n to 'fname' (what expected, got <type>)" at the
 -- caller's caller unless v has type `want` (a type name) or metatable
--- `want` (a table), the way luaL_checkudata words it. For self, n is 1.
+-- `want` (a table), the way luaL_checkudata words it: an argument's check
+-- (check_arg(fn, 1, "call", "function")); self's is check_self.
 function M.check_arg(v, n, fname, want, what)
   if type(want) == "string" then
     if type(v) == want then return v end

@@ -29,6 +29,9 @@
 --                      rejected
 --   half_open_max_wait a HALF_OPEN state older than this reopens at the
 --                      next acquire (never), so a lost probe cannot hold it
+--   name               a label for events, the report and metrics (none:
+--                      "breaker <id>"); fb.client names the breaker of
+--                      each instance "host:port"
 --   is_failure         function(err) judging a raised error or the err of a
 --                      `nil, err` return: true -> failure; false or nil ->
 --                      success (the service worked, e.g. "not found");
@@ -79,7 +82,10 @@
 --   failures, ignored, slow_calls, rejected, stale (since creation),
 --   half_open_calls, time_in_state, open_timeout}; cb:metrics_json() -> the
 --   same as a JSON object.
--- cb.state -> the state's name; cb:transition(n) -> from, to, at.
+-- cb.state -> the state's name; cb.name -> the name option (nil without
+--   one): it labels the breaker in events ("name" next to the numeric
+--   "breaker" id), in the report (instead of "breaker <id>") and in
+--   metrics; cb:transition(n) -> from, to, at.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -87,7 +93,7 @@ local events = core.import "fusebox.events"
 local api, now, argerror = base.api, base.now, base.argerror
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local tostring, setmetatable, getfenv = tostring, setmetatable, debug.getfenv
-local traceback, getmetatable = debug.traceback, getmetatable
+local traceback = debug.traceback
 
 local breaker_mt = core.meta.breaker
 local breaker = breaker_mt.methods
@@ -108,6 +114,7 @@ M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
     next = 0,       -- the token the core issues next if nothing changed
     listeners = {}, -- event -> array of functions
     is_failure = getfenv(ud).is_failure,
+    name = getfenv(ud).name, -- nil: events and the report say "breaker <id>"
   }
 end)
 local state_of = M.state
@@ -144,14 +151,14 @@ local function announce(self, st)
   while st.seen < total do
     local from, to, at = transition(self, st.seen)
     st.seen = st.seen + 1
-    if events.on() then events.emit("state_change", { breaker = events.id(self), from = from, to = to }) end
+    if events.on() then events.emit("state_change", { breaker = events.id(self), name = st.name, from = from, to = to }) end
     if list and from then emit(list, "state_change", from, to, at) end
   end
 end
 
 local function rejected(self, st, t)
   local wait = api.breaker_retry_after(st.ptr, t)
-  if events.on() then events.emit("reject", { breaker = events.id(self) }) end
+  if events.on() then events.emit("reject", { breaker = events.id(self), name = st.name }) end
   local list = st.listeners.rejected
   if list then emit(list, "rejected", wait, t) end
   return wait
@@ -178,7 +185,8 @@ local function record(self, st, permit, outcome, duration, t)
   local rc = api.breaker_record(st.ptr, permit, outcome, duration, t)
   if rc == EINVAL then return rc end
   if events.on() then
-    events.emit("outcome", { breaker = events.id(self), outcome = OUTCOME_NAMES[outcome], duration = duration })
+    events.emit("outcome", { breaker = events.id(self), name = st.name, outcome = OUTCOME_NAMES[outcome],
+      duration = duration })
   end
   local list = st.listeners.outcome
   if list then emit(list, "outcome", OUTCOME_NAMES[outcome], duration, t, rc == ESTALE) end
@@ -222,26 +230,30 @@ local function open_message(st, wait)
   return "circuit open: call rejected (retry after " .. base.seconds(wait) .. ")"
 end
 
-local function check_fn(fn, fname)
-  if type(fn) ~= "function" then
-    argerror(1, fname, "function expected, got " .. type(fn))
+local check_arg = base.check_arg
+
+-- caller(level) -> cb:call, its rejection raised at level: 2 for cb:call
+-- (the caller's line in front), 0 for a policy's breaker layer (whose
+-- caller is fusebox's own code: the message alone, the same text).
+local function caller(level)
+  return function(self, fn, ...)
+    local st = state_of(self, "call")
+    check_arg(fn, 1, "call", "function")
+    local t0 = now()
+    local permit, wait = admit(self, st, t0)
+    if not permit then error(open_message(st, wait), level) end
+    return finish(self, st, permit, t0, pcall(fn, ...))
   end
 end
 
 -- cb:call(fn, ...) -> fn's results (see the header)
-function breaker:call(fn, ...)
-  local st = state_of(self, "call")
-  check_fn(fn, "call")
-  local t0 = now()
-  local permit, wait = admit(self, st, t0)
-  if not permit then error(open_message(st, wait), 2) end
-  return finish(self, st, permit, t0, pcall(fn, ...))
-end
+breaker.call = caller(2)
+M.layer_call = caller(0)
 
 -- cb:try(fn, ...) -> fn's results, or nil, "circuit open", retry_after
 function breaker:try(fn, ...)
   local st = state_of(self, "try")
-  check_fn(fn, "try")
+  check_arg(fn, 1, "try", "function")
   local t0 = now()
   local permit, wait = admit(self, st, t0)
   if not permit then return nil, "circuit open", wait end
@@ -291,9 +303,7 @@ function breaker:acquire()
 end
 
 local function settle(p, outcome, duration, fname)
-  if getmetatable(p) ~= permit_mt then
-    error(format("calling '%s' on bad self (permit expected)", fname), 3)
-  end
+  base.check_self(p, permit_mt, "fusebox.permit", fname, 1)
   local token = p[3]
   if not token then error(format("%s: permit already used", fname), 3) end
   local t = now()
@@ -307,9 +317,19 @@ local function settle(p, outcome, duration, fname)
   return record(p[1], p[2], token, outcome, duration, t) == 0
 end
 
-function permit_methods:success(duration) return settle(self, SUCCESS, duration, "success") end
-function permit_methods:failure(duration) return settle(self, FAILURE, duration, "failure") end
-function permit_methods:ignore() return settle(self, IGNORED, 0, "ignore") end
+-- Not tail calls, so that settle's errors name the caller's line.
+function permit_methods:success(duration)
+  local kept = settle(self, SUCCESS, duration, "success")
+  return kept
+end
+function permit_methods:failure(duration)
+  local kept = settle(self, FAILURE, duration, "failure")
+  return kept
+end
+function permit_methods:ignore()
+  local kept = settle(self, IGNORED, 0, "ignore")
+  return kept
+end
 
 local function control(name, fn)
   breaker[name] = function(self)
@@ -325,6 +345,7 @@ control("reset", api.breaker_reset)
 
 local properties = {
   state = function(st) return STATE_NAMES[api.breaker_state(st.ptr)] end,
+  name = function(st) return st.name end,
 }
 
 breaker_mt.__index = function(self, key)
@@ -334,7 +355,11 @@ breaker_mt.__index = function(self, key)
   if prop then return prop(state_of(self, key)) end
   return nil
 end
+breaker_mt.__newindex = base.read_only("fusebox.breaker",
+  "change the state with cb:force_open(), cb:disable() or cb:reset()")
 breaker_mt.__tostring = function(self)
+  local name = self.name
+  if name then return format("fusebox.breaker '%s' %s (%p)", name, self.state, self) end
   return format("fusebox.breaker %s (%p)", self.state, self)
 end
 

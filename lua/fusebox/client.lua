@@ -7,10 +7,11 @@
 --
 -- Each attempt picks an instance and calls fn(instance) under that
 -- instance's own breaker (one per host:port, made from
--- per_instance_breaker; false for none): outlier ejection as Envoy does
--- it. An instance whose breaker rejects is skipped and another picked,
--- without using up an attempt; a retry prefers an instance this call has
--- not tried yet. The order, outermost first:
+-- per_instance_breaker, named "host:port"; false for none): outlier
+-- ejection as Envoy does it. An instance whose breaker rejects is
+-- skipped and another picked, without using up an attempt; a retry
+-- prefers an instance this call has not tried yet. The order, outermost
+-- first:
 --
 --   fallback -> retry -> breaker -> rate_limit -> bulkhead
 --     -> pick -> instance breaker -> timeout -> fn(instance)
@@ -26,8 +27,9 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local policy = core.import "fusebox.policy"
 local schema = core.import "fusebox.schema"
-local now, argerror, check_name = base.now, base.argerror, base.check_name
-local format, type, error, pcall, setmetatable = string.format, type, error, pcall, setmetatable
+local now, check_name = base.now, base.check_name
+local check_self, check_arg = base.check_self, base.check_arg
+local format, type, error, pcall, setmetatable, pairs = string.format, type, error, pcall, setmetatable, pairs
 local failure, breaker_call, through = policy.failure, policy.breaker_call, policy.through
 
 local M = {}
@@ -44,12 +46,23 @@ function Client:breaker_for(inst, service)
   local key = inst.host .. ":" .. inst.port
   cb = self.breakers[key]
   if cb == nil then
-    cb = core.breaker(self.instance_options)
+    cb = core.breaker(self:instance_breaker_options(key))
     self:eject_when_open(cb, service, inst.host, inst.port)
     self.breakers[key] = cb
   end
   self.by_view[inst] = cb
   return cb
+end
+
+-- The options of the breaker of instance key ("host:port"): the
+-- per_instance_breaker options, named after the instance (after a name
+-- given there: "name host:port"), so events, the report and metrics tell
+-- the instances' breakers apart.
+function Client:instance_breaker_options(key)
+  local o = {}
+  for k, v in pairs(self.instance_options) do o[k] = v end
+  o.name = o.name and o.name .. " " .. key or key
+  return o
 end
 
 -- Outlier ejection: while an instance's breaker is open the registry
@@ -71,6 +84,7 @@ end
 -- c:breaker(host, port) -> that instance's breaker, or nil before its
 -- first call
 function Client:breaker(host, port)
+  check_self(self, Client, "fusebox.client", "breaker")
   return self.breakers[host .. ":" .. tostring(port)]
 end
 
@@ -116,8 +130,9 @@ local function pick_and_call(st) return attempt(st, 1) end
 
 -- c:call(service, fn) -> fn(instance)'s results, through the policy
 function Client:call(service, fn)
+  check_self(self, Client, "fusebox.client", "call")
   check_name(service, 1, "call")
-  if type(fn) ~= "function" then argerror(2, "call", "function expected, got " .. type(fn)) end
+  check_arg(fn, 2, "call", "function")
   local st = { client = self, service = service, fn = fn, tried = {}, admitted = false }
   return policy.with_fallback(self, pick_and_call, st)
 end

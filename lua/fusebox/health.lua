@@ -120,6 +120,9 @@ end
 -- checker:is_healthy(host, port) -> false once marked down (unknown
 -- instances count as healthy until their checks say otherwise)
 function checker:is_healthy(host, port)
+  base.check_self(self, checker, "fusebox.health_check", "is_healthy")
+  if type(host) ~= "string" then argerror(1, "is_healthy", "host must be a string, got " .. type(host)) end
+  if type(port) ~= "number" then argerror(2, "is_healthy", "port must be a number, got " .. type(port)) end
   local st = self.states[key(host, port)]
   return st == nil or st.healthy
 end
@@ -127,11 +130,16 @@ end
 -- checker:pick(lb) -> lb:pick(service): the balancer already skips the
 -- instances this checker marked down
 function checker:pick(lb)
+  base.check_self(self, checker, "fusebox.health_check", "pick")
+  if getmetatable(lb) ~= core.meta.balancer then
+    argerror(1, "pick", "fusebox.balancer expected, got " .. type(lb))
+  end
   return lb:pick(self.service)
 end
 
 -- checker:stop(): no more rounds; the checker's coroutine ends
 function checker:stop()
+  base.check_self(self, checker, "fusebox.health_check", "stop")
   self.stopped = true
   core.wake(self.loop)
 end

@@ -30,20 +30,24 @@ local FAMILIES = {
   { "fusebox_registry_stale", "gauge", "1 while the registry's view may be behind its store (etcd unreachable)." },
 }
 
+-- A breaker's samples are labelled breaker="<the name it is exported
+-- under>", and name="<its name option>" when it has one (the name its
+-- events and the report use).
 local function breaker_samples(out, name, cb)
   local state, ok, failed, rejected, transitions = core.breaker_stats(cb)
-  local l = label(name)
+  local l = format('breaker="%s"', label(name))
+  if cb.name then l = format('%s,name="%s"', l, label(cb.name)) end
   for _, s in ipairs(STATES) do
     out.fusebox_breaker_state[#out.fusebox_breaker_state + 1] =
-      format('fusebox_breaker_state{breaker="%s",state="%s"} %d', l, s:lower(), s == state and 1 or 0)
+      format('fusebox_breaker_state{%s,state="%s"} %d', l, s:lower(), s == state and 1 or 0)
   end
   local calls = out.fusebox_breaker_calls_total
-  calls[#calls + 1] = format('fusebox_breaker_calls_total{breaker="%s",outcome="success"} %.0f', l, ok)
-  calls[#calls + 1] = format('fusebox_breaker_calls_total{breaker="%s",outcome="failure"} %.0f', l, failed)
+  calls[#calls + 1] = format('fusebox_breaker_calls_total{%s,outcome="success"} %.0f', l, ok)
+  calls[#calls + 1] = format('fusebox_breaker_calls_total{%s,outcome="failure"} %.0f', l, failed)
   local r = out.fusebox_breaker_rejected_calls_total
-  r[#r + 1] = format('fusebox_breaker_rejected_calls_total{breaker="%s"} %.0f', l, rejected)
+  r[#r + 1] = format('fusebox_breaker_rejected_calls_total{%s} %.0f', l, rejected)
   local t = out.fusebox_breaker_transitions_total
-  t[#t + 1] = format('fusebox_breaker_transitions_total{breaker="%s"} %.0f', l, transitions)
+  t[#t + 1] = format('fusebox_breaker_transitions_total{%s} %.0f', l, transitions)
 end
 
 local function registry_samples(out, name, reg)

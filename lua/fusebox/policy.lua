@@ -12,10 +12,16 @@
 --                         no slot came within queue_timeout
 --   "rate limited: ..."   fb.rate_limiter: no token; says when the next
 --                         one comes
---   "circuit open ..."    the breaker (raised by cb:call)
+--   "circuit open ..."    the breaker, raised: through a policy the text
+--                         of cb:call's error without a position in front
 --
 -- fb.rejection(err) names the kind ("timeout", "bulkhead full", "rate
 -- limited", "circuit open", "no instance") or returns nil, for retry_on.
+--
+-- Every method checks self and fn before it runs anything (base.check_self:
+-- "bad argument #1 to 'call' (fusebox.retry expected, got function)" for
+-- r.call(fn)), so a fallback sees fn's failures and the layers'
+-- rejections, never a misuse of p:call.
 --
 -- fb.policy{...} composes in one order, outermost first:
 --
@@ -76,6 +82,8 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
+local check_self, check_arg, argerror = base.check_self, base.check_arg, base.argerror
+local layer_call = core.import("fusebox.breaker").layer_call
 local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
 local running = coroutine.running
@@ -194,7 +202,7 @@ function M.rejection(err)
   for i = 1, #KINDS do
     if find(err, KINDS[i][1], 1, true) == 1 then return KINDS[i][2] end
   end
-  -- the breaker raises with a position in front: "file:12: circuit open"
+  -- cb:call raises with a position in front: "file:12: circuit open"
   if find(err, "circuit open", 1, true) then return "circuit open" end
   return nil
 end
@@ -228,8 +236,15 @@ function Retry:delay(n, prev)
   return d
 end
 
--- r:delays(n) -> the next n delays, drawn from fb.random as calls would.
+local MAX_DELAYS = 1e6
+
+-- r:delays(n) -> the next n delays (n 0..1e6), drawn from fb.random as
+-- calls would.
 function Retry:delays(n)
+  check_self(self, Retry, "fusebox.retry", "delays")
+  if type(n) ~= "number" or not (n >= 0 and n <= MAX_DELAYS) or n % 1 ~= 0 then
+    argerror(1, "delays", format("n must be an integer 0..%d, got %s", MAX_DELAYS, schema.got(n)))
+  end
   local out, prev = {}, self.base
   for i = 1, n do
     prev = self:delay(i, prev)
@@ -242,6 +257,8 @@ end
 -- last attempt, or a failure retry_on refuses, that attempt's failure:
 -- nil, err handed back, a raised error raised again.
 function Retry:call(fn, ...)
+  check_self(self, Retry, "fusebox.retry", "call")
+  check_arg(fn, 1, "call", "function")
   local attempts, prev = self.attempts, self.base
   for n = 1, attempts do
     local ok = hold(pcall(fn, ...))
@@ -299,6 +316,8 @@ end
 -- t:call(fn, ...) -> fn's results, run in a child coroutine; or nil,
 -- "timeout: ..." when the time passes first (the child is abandoned).
 function Timeout:call(fn, ...)
+  check_self(self, Timeout, "fusebox.timeout", "call")
+  check_arg(fn, 1, "call", "function")
   local box = { caller = running(), owner = self, done = false, abandoned = false }
   spawn(guarded, box, fn, ...)
   local deadline = now() + self.seconds
@@ -447,6 +466,8 @@ end
 -- slots, waiting in FIFO order when none is free; the slot is freed
 -- however fn ends.
 function Bulkhead:call(fn, ...)
+  check_self(self, Bulkhead, "fusebox.bulkhead", "call")
+  check_arg(fn, 1, "call", "function")
   if self.active >= self.max_concurrent then reclaim(self) end
   if self.active < self.max_concurrent then
     self.active = self.active + 1
@@ -491,7 +512,7 @@ RateLimiter.__index = RateLimiter
 -- rl:acquire() -> true, or false and the seconds until the next token.
 -- The bucket refills at rate tokens a second up to burst, on the
 -- runtime's clock; a clock that went back (a new run) refills nothing.
-function RateLimiter:acquire()
+local function take_token(self)
   local t, tokens = now(), self.tokens
   local last = self.stamp
   if last and t > last then
@@ -506,10 +527,18 @@ function RateLimiter:acquire()
   return false, (1 - tokens) / self.rate
 end
 
+function RateLimiter:acquire()
+  check_self(self, RateLimiter, "fusebox.rate_limiter", "acquire")
+  local ok, after = take_token(self)
+  return ok, after
+end
+
 -- rl:call(fn, ...) -> fn(...) if a token is free, else nil,
 -- "rate limited: ..." saying when the next one comes.
 function RateLimiter:call(fn, ...)
-  local ok, after = self:acquire()
+  check_self(self, RateLimiter, "fusebox.rate_limiter", "call")
+  check_arg(fn, 1, "call", "function")
+  local ok, after = take_token(self)
   if ok then return fn(...) end
   return nil, "rate limited: next token in " .. seconds_text(after)
 end
@@ -529,9 +558,10 @@ end
 
 -- The breaker counts a nil, err return as a failure and hands it back
 -- as is; it returns with `return ...`, so its results are caught here, in
--- a plain frame, and leave with a fixed count (see `held`).
+-- a plain frame, and leave with a fixed count (see `held`). A rejection
+-- is raised as cb:call's message alone: the line in front would be ours.
 local function breaker_call(cb, fn, ...)
-  keep(cb:call(fn, ...))
+  keep(layer_call(cb, fn, ...))
   return give(take())
 end
 M.breaker_call = breaker_call
@@ -541,7 +571,7 @@ local BreakerLayer = { kind = "breaker" }
 BreakerLayer.__index = BreakerLayer
 
 function BreakerLayer:call(fn, ...)
-  keep(self.breaker:call(fn, ...))
+  keep(layer_call(self.breaker, fn, ...))
   return give(take())
 end
 
@@ -571,26 +601,37 @@ local function through(layers, i, fn, ...)
 end
 M.through = through
 
--- with_fallback(owner, fn, ...): runs owner.layers under owner.fallback
--- (nil: none), whose results replace any failure, raised or returned.
--- It is p:call itself, not called by it: one tail call less.
-local function with_fallback(owner, fn, ...)
-  local fallback, layers = owner.fallback, owner.layers
-  if fallback == nil then return through(layers, 1, fn, ...) end
-  local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
-  if failed then
-    drop()
-    return fallback(err)
+-- runner(checked) -> with_fallback(owner, fn, ...): runs owner.layers
+-- under owner.fallback (nil: none), whose results replace any failure,
+-- raised or returned: fn's failures and the layers' rejections. Checked,
+-- it is p:call itself (not called by it: one tail call less), and checks
+-- self and fn before any layer runs: a misuse of p:call is the caller's
+-- error, raised to the caller, never a failure for the fallback to
+-- answer. The client checks its own arguments and runs it unchecked.
+local function runner(checked)
+  return function(owner, fn, ...)
+    if checked then
+      check_self(owner, Policy, "fusebox.policy", "call")
+      check_arg(fn, 1, "call", "function")
+    end
+    local fallback, layers = owner.fallback, owner.layers
+    if fallback == nil then return through(layers, 1, fn, ...) end
+    local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
+    if failed then
+      drop()
+      return fallback(err)
+    end
+    return give(take())
   end
-  return give(take())
 end
-M.with_fallback = with_fallback
+M.with_fallback = runner(false)
 
 -- p:call(fn, ...) -> fn's results through every layer
-Policy.call = with_fallback
+Policy.call = runner(true)
 
 -- p:names() -> the layer names, outermost first
 function Policy:names()
+  check_self(self, Policy, "fusebox.policy", "names")
   local out = {}
   if self.fallback then out[1] = "fallback" end
   for _, name in ipairs(self.order) do out[#out + 1] = name end

@@ -146,6 +146,7 @@ function registry:discover(service)
 end
 
 registry_mt.__index = registry
+registry_mt.__newindex = base.read_only("fusebox.registry")
 registry_mt.__tostring = function(self)
   return format("fusebox.registry (%p)", self)
 end

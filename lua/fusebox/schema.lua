@@ -55,6 +55,9 @@ M.nonneg = rule("a number >= 0", function(v) return finite(v) and v >= 0 end)
 M.fraction = rule("a number in 0..1", function(v) return finite(v) and v >= 0 and v <= 1 end)
 M.at_least_1 = rule("a number >= 1", function(v) return finite(v) and v >= 1 end)
 M.func = rule("a function", function(v) return type(v) == "function" end)
+M.name = rule("a non-empty string", function(v)
+  return type(v) == "string" and v ~= "" and not v:find("\0", 1, true)
+end)
 
 -- within(r, lo, hi, unit): rule r, then lo <= v <= hi. The limits keep
 -- every sleep, deadline and message finite.
@@ -148,6 +151,7 @@ M.breaker = { open = true, fields = {
   half_open_max_calls = M.count,
   half_open_max_wait = M.positive,
   is_failure = M.func,
+  name = M.name,
 } }
 
 return M

@@ -21,7 +21,7 @@ local events = core.import "fusebox.events"
 local breaker = core.import "fusebox.breaker"
 local ffi = require "ffi"
 
-local api, now, check_arg = base.api, base.now, base.check_arg
+local api, now, check_arg, check_self = base.api, base.now, base.check_arg, base.check_self
 local rt = ffi.cast("fb_runtime *", core.rt)
 local breaker_mt = core.meta.breaker
 local sleep, wait, wake, daemon = core.sleep, core.wait, core.wake, core.daemon
@@ -48,7 +48,7 @@ end
 
 -- s:random([m [, n]]): math.random's contract on this stream
 function stream:random(...)
-  check_arg(self, 1, "random", stream, stream_name)
+  check_self(self, stream, stream_name, "random")
   return self.draw(...)
 end
 
@@ -438,14 +438,14 @@ end
 
 -- inst:crash(): stops heartbeating without deregistering
 function instance:crash()
-  check_arg(self, 1, "crash", instance, INSTANCE)
+  check_self(self, instance, INSTANCE, "crash")
   halt(self, "crashed")
   say(self, "crash")
 end
 
 -- inst:stop(): deregisters and stops heartbeating
 function instance:stop()
-  check_arg(self, 1, "stop", instance, INSTANCE)
+  check_self(self, instance, INSTANCE, "stop")
   halt(self, "stopped")
   self.registry:deregister(self.service, self.host, self.port)
   say(self, "stop")
@@ -453,7 +453,7 @@ end
 
 -- inst:restart(): starts heartbeating again (at once) if it was down
 function instance:restart()
-  check_arg(self, 1, "restart", instance, INSTANCE)
+  check_self(self, instance, INSTANCE, "restart")
   if self.state == "up" then return end
   say(self, "restart")
   start(self)
@@ -461,7 +461,7 @@ end
 
 -- inst:partition(seconds): its heartbeats and calls are lost for that long
 function instance:partition(seconds)
-  check_arg(self, 1, "partition", instance, INSTANCE)
+  check_self(self, instance, INSTANCE, "partition")
   if type(seconds) ~= "number" or not (seconds > 0) then
     base.argerror(1, "partition", "seconds must be a positive number, got " .. tostring(seconds))
   end
@@ -471,13 +471,13 @@ end
 
 -- inst:up() -> true if it is running and reachable now
 function instance:up()
-  check_arg(self, 1, "up", instance, INSTANCE)
+  check_self(self, instance, INSTANCE, "up")
   return self.state == "up" and now() >= self.partitioned_until
 end
 
 -- inst:call(...) -> its model's results, or nil, err when it is down
 function instance:call(...)
-  check_arg(self, 1, "call", instance, INSTANCE)
+  check_self(self, instance, INSTANCE, "call")
   self.calls = self.calls + 1
   if self.state ~= "up" then return nil, "connection refused" end
   if now() < self.partitioned_until then return nil, "unreachable" end

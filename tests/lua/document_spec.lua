@@ -117,7 +117,7 @@ describe("breaker (reference semantics)", function()
       { function() fb.breaker():call(42) end, "bad argument #1 to 'call' (function expected, got number)" },
       { function() fb.breaker():on("nope", print) end, "unknown event 'nope'" },
       { function() fb.breaker():on("state_change", 1) end, "listener must be a function" },
-      { function() fb.breaker().call({}, works) end, "calling 'call' on bad self" },
+      { function() fb.breaker().call({}, works) end, "bad argument #1 to 'call' (fusebox.breaker expected, got table)" },
     }
     for i, c in ipairs(cases) do
       it("case " .. i .. ": " .. c[2], function()

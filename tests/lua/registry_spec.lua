@@ -163,7 +163,7 @@ describe("registry", function()
       { "discover number", function() reg:discover(42) end,
         "bad argument #1 to 'discover' (service name must be a string, got number)" },
       { "discover empty", function() reg:discover("") end, "service name must not be empty" },
-      { "bad self", function() reg.discover({}, "s") end, "calling 'discover' on bad self" },
+      { "bad self", function() reg.discover({}, "s") end, "bad argument #1 to 'discover' (fusebox.registry expected, got table)" },
       { "timeout 0", function() fb.registry { heartbeat_timeout = 0 } end,
         "bad argument #1 to 'registry' (heartbeat_timeout must be a positive number, got 0" },
       { "timeout string", function() fb.registry { heartbeat_timeout = "30" } end,
