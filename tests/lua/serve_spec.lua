@@ -68,13 +68,16 @@ describe("fusebox serve: registry API", function()
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":-1}', 400, "weight" },
         -- the registry's own checks, word for word (issue 13, finding 8)
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":1e400}', 400,
-          "weight must be an integer 1..1000000, got inf" },
+          "invalid JSON: a number beyond the doubles (+-1.8e308) at .weight" },
+        { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":1e300}', 400,
+          "weight must be an integer 1..1000000, got 1e+300" },
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":1.5}', 400,
           "weight must be an integer 1..1000000, got 1.5" },
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":0}', 400, "weight must be an integer" },
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":1000001}', 400, "weight must be an integer" },
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"weight":"2"}', 400, "weight must be an integer" },
-        { "PUT", "/v1/services/a/instances", '{"host":"h","port":1e400}', 400, "port must be 1..65535, got inf" },
+        { "PUT", "/v1/services/a/instances", '{"host":"h","port":1e400}', 400, "a number beyond the doubles" },
+        { "PUT", "/v1/services/a/instances", '{"host":"h","port":1e300}', 400, "port must be 1..65535, got 1e+300" },
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"zone":7}', 400, "zone must be a string" },
         { "PUT", "/v1/services/a/instances", '{"host":"h","port":80,"zone":""}', 400, "zone must not be empty" },
         { "PUT", "/v1/services/a/instances", '{"host":7,"port":80}', 400, "host must be a string" },
@@ -114,6 +117,46 @@ describe("fusebox serve: registry API", function()
       end
       assert.are.equal(201, (call("PUT", "/v1/services/a/instances", '{"host":"h","port":80}')))
     end)
+  end)
+
+  it("answers a registration past a registry limit with a 429 naming it, and keeps serving", function()
+    with_api(function(call, api)
+      for i = 1, 10000 do api.registry:register("s" .. i, "10.0.0.1", 80) end -- the default max_services
+      local st, body = call("PUT", "/v1/services/one-more/instances", '{"host":"10.0.0.1","port":80}')
+      assert.are.equal(429, st)
+      assert.is_true(has(body, '{"error":"registry full: max_services (10000) reached"}'), body)
+      assert.are.equal(201, (call("PUT", "/v1/services/s1/instances", '{"host":"10.0.0.2","port":80}')))
+      st, body = call("PUT", "/v1/services/one-more/instances/10.0.0.1:80/heartbeat")
+      assert.are.equal(429, st)
+      assert.is_true(has(body, "registry full: max_services (10000) reached"), body)
+      st, body = call("GET", "/v1/services/one-more")
+      assert.are.equal(200, st)
+      assert.is_true(has(body, '"instances":[]'), body)
+    end)
+    with_api(function(call)
+      assert.are.equal(201, (call("PUT", "/v1/services/a/instances", '{"host":"10.0.0.1","port":80}')))
+      assert.are.equal(201, (call("PUT", "/v1/services/a/instances", '{"host":"10.0.0.2","port":80}')))
+      local st, body = call("PUT", "/v1/services/a/instances", '{"host":"10.0.0.3","port":80}')
+      assert.are.equal(429, st)
+      assert.is_true(has(body, '{"error":"registry full: max_instances (2) reached"}'), body)
+      assert.are.equal(200, (call("PUT", "/v1/services/a/instances", '{"host":"10.0.0.1","port":80}')))
+      assert.are.equal(200, (call("DELETE", "/v1/services/a/instances/10.0.0.2:80")))
+      assert.are.equal(201, (call("PUT", "/v1/services/a/instances", '{"host":"10.0.0.3","port":80}')))
+    end, { registry = fb.registry { max_instances = 2 } })
+  end)
+
+  it("refuses a host with a NUL byte with a 400 naming it, and refreshes no other instance", function()
+    with_api(function(call, api)
+      assert.are.equal(201, (call("PUT", "/v1/services/n/instances", '{"host":"a","port":80}')))
+      fb.sleep(0.2)
+      local st, body = call("PUT", "/v1/services/n/instances", '{"host":"a\\u0000b","port":80}')
+      assert.are.equal(400, st)
+      assert.is_true(has(body, '{"error":"') and has(body, "NUL"), body)
+      fb.sleep(0.2) -- a's last heartbeat is 0.4 s old: expired unless the write refreshed it
+      _, body = call("GET", "/v1/services/n")
+      assert.is_true(has(body, '"instances":[]'), body)
+      assert.are.equal(0, #api.registry:discover("n"))
+    end, { registry = fb.registry { heartbeat_timeout = 0.3 } })
   end)
 
   it("blocks a discover with index= until the membership changes", function()
