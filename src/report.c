@@ -6,8 +6,12 @@
  * event falls past the last bucket, the width doubles (as often as
  * needed) and neighbouring buckets merge, so a run of any length ends in
  * between half and all of the buckets. Only state changes and membership
- * changes, which are rare, are kept one by one. The page is written by
- * report_html.c.
+ * changes, which are rare, are kept one by one (and found by name in a
+ * hash table). The page is written by report_html.c.
+ *
+ * Every loop here ends after a count fixed by its input: widening doubles
+ * at most 42 times (FB_REPORT_T_MAX), a hash probe visits at most the
+ * table, a line is read once.
  */
 #include "report.h"
 #include "util.h"
@@ -15,10 +19,18 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define B FB_REPORT_BUCKETS
+
+/* SplitMix64's finalizer: every input bit moves every output bit. */
+static uint64_t mix(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
 
 fb_report *fb_report_new(void) {
   fb_report *r = fb__calloc(1, sizeof *r);
@@ -26,12 +38,9 @@ fb_report *fb_report_new(void) {
     return NULL;
   r->width = FB_REPORT_W0;
   r->virtual_time = -1;
-  r->latency = fb__calloc(B, sizeof *r->latency);
-  r->durations = fb__calloc(B, sizeof *r->durations);
-  if (!r->latency || !r->durations) {
-    fb_report_free(r);
-    return NULL;
-  }
+  /* where the allocator put r (ASLR): the table's order is never shown,
+   * and a file cannot be built to make every name collide */
+  r->seed_hash = mix((uint64_t)(uintptr_t)r);
   return r;
 }
 
@@ -57,10 +66,14 @@ void fb_report_free(fb_report *r) {
     return;
   free_series(r->series, r->nseries);
   free_series(r->pick_series, r->npick_series);
-  fb__free(r->latency);
-  fb__free(r->durations);
+  for (size_t i = 0; i < B; i++) {
+    fb__free(r->latency[i]);
+    fb__free(r->durations[i]);
+  }
   free_tracks(r->breakers, r->nbreakers);
   free_tracks(r->members, r->nmembers);
+  fb__free(r->breaker_index.slots);
+  fb__free(r->member_index.slots);
   for (size_t i = 0; i < r->nargs; i++)
     fb__free(r->args[i]);
   fb__free(r->args);
@@ -71,6 +84,11 @@ void fb_report_free(fb_report *r) {
 }
 
 /* ------------------------------------------------------------ buckets */
+
+/* A count plus n, held at UINT32_MAX instead of wrapping to a small one. */
+static void add_count(uint32_t *to, uint32_t n) {
+  *to = *to > UINT32_MAX - n ? UINT32_MAX : *to + n;
+}
 
 /* Adds bucket i into bucket i >> k for every bucket in use; increasing
  * i, so each target is final before anything is added to it. */
@@ -83,8 +101,26 @@ static void merge_rows(void *rows, size_t row_size, size_t n, int k) {
     uint32_t *to = (uint32_t *)(base + j * row_size);
     uint32_t *from = (uint32_t *)(base + i * row_size);
     for (size_t c = 0; c < row_size / sizeof *to; c++)
-      to[c] += from[c];
+      add_count(&to[c], from[c]);
     memset(from, 0, row_size);
+  }
+}
+
+/* merge_rows for histograms, whose rows are NULL while empty: a row
+ * moves whole where its target is empty, and nothing is allocated. */
+static void merge_hists(uint32_t **rows, size_t n, int k) {
+  for (size_t i = 1; i < n; i++) {
+    size_t j = i >> k;
+    if (j == i || !rows[i])
+      continue;
+    if (!rows[j]) {
+      rows[j] = rows[i];
+    } else {
+      for (int b = 0; b < FB_REPORT_BINS; b++)
+        add_count(&rows[j][b], rows[i][b]);
+      fb__free(rows[i]);
+    }
+    rows[i] = NULL;
   }
 }
 
@@ -97,21 +133,22 @@ static void widen(fb_report *r, int k) {
   for (size_t s = 0; s < r->npick_series; s++)
     merge_rows(r->pick_series[s].counts, sizeof *r->pick_series[s].counts, n,
                shift);
-  merge_rows(r->latency, sizeof *r->latency, n, shift);
-  merge_rows(r->durations, sizeof *r->durations, n, shift);
+  merge_hists(r->latency, n, shift);
+  merge_hists(r->durations, n, shift);
   r->nbuckets = n ? ((n - 1) >> shift) + 1 : 0;
   r->width = ldexp(r->width, k);
 }
 
 /* The bucket of time t, widening the buckets first if t is past them;
- * times before t0 go to the first bucket. */
+ * times before t0 go to the first bucket. Both are within FB_REPORT_T_MAX
+ * of 0, so x < 2^51 and k < 43: the loop is bounded by its count too. */
 static size_t bucket_of(fb_report *r, double t) {
   double x = (t - r->t0) / r->width;
   if (!(x > 0))
     x = 0;
   if (x >= B) {
     int k = 0;
-    for (double y = x; y >= B; y /= 2)
+    while (k < 64 && ldexp(x, -k) >= B)
       k++;
     widen(r, k);
     x = (t - r->t0) / r->width;
@@ -120,6 +157,15 @@ static size_t bucket_of(fb_report *r, double t) {
   if (i >= r->nbuckets)
     r->nbuckets = i + 1;
   return i;
+}
+
+/* Counts seconds in bucket b's histogram of rows, allocating it first;
+ * -1 when out of memory. */
+static int add_latency(uint32_t **rows, size_t b, double seconds) {
+  if (!rows[b] && !(rows[b] = fb__calloc(FB_REPORT_BINS, sizeof *rows[b])))
+    return -1;
+  add_count(&rows[b][fb_report_bin(seconds)], 1);
+  return 0;
 }
 
 int fb_report_bin(double seconds) {
@@ -186,19 +232,63 @@ static fb_report_series *series(fb_report_series **v, size_t *n,
   return s;
 }
 
-static fb_report_track *track(fb_report_track **v, size_t *n, const char *name) {
-  for (size_t i = 0; i < *n; i++)
-    if (strcmp((*v)[i].name, name) == 0)
-      return &(*v)[i];
-  fb_report_track *grown = fb__realloc(*v, (*n + 1) * sizeof **v);
-  if (!grown)
+/* FNV-1a from the report's seed, mixed so every bit counts in the mask. */
+static uint64_t hash(const fb_report *r, const char *s) {
+  uint64_t h = r->seed_hash ^ 0xcbf29ce484222325u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+  return mix(h);
+}
+
+/* The slot of name: the one holding its track, or the empty one where it
+ * goes. The table is at most half full, so the probe ends within nslots. */
+static size_t *slot_of(const fb_report *r, const fb_report_index *idx,
+                       const fb_report_track *v, const char *name) {
+  size_t mask = idx->nslots - 1, i = hash(r, name) & mask;
+  for (size_t probe = 0; probe < idx->nslots; probe++, i = (i + 1) & mask)
+    if (idx->slots[i] == 0 || strcmp(v[idx->slots[i] - 1].name, name) == 0)
+      return &idx->slots[i];
+  return NULL; /* never: an empty slot is always left */
+}
+
+/* Doubles the table (64 slots at first) and enters the n tracks again. */
+static int grow_index(const fb_report *r, fb_report_index *idx,
+                      const fb_report_track *v, size_t n) {
+  size_t nslots = idx->nslots ? idx->nslots * 2 : 64;
+  size_t *slots = fb__calloc(nslots, sizeof *slots);
+  if (!slots)
+    return -1;
+  fb__free(idx->slots);
+  idx->slots = slots;
+  idx->nslots = nslots;
+  for (size_t i = 0; i < n; i++)
+    *slot_of(r, idx, v, v[i].name) = i + 1;
+  return 0;
+}
+
+/* The track named name, new (and empty) if the log had none yet; NULL
+ * when out of memory. The array doubles: growing it by one each time
+ * copied it whole each time under ASan (quadratic). */
+static fb_report_track *track(fb_report *r, fb_report_track **v, size_t *n,
+                              fb_report_index *idx, const char *name) {
+  if (2 * (*n + 1) > idx->nslots && grow_index(r, idx, *v, *n) < 0)
     return NULL;
-  *v = grown;
-  fb_report_track *t = &grown[*n];
+  size_t *slot = slot_of(r, idx, *v, name);
+  if (*slot)
+    return &(*v)[*slot - 1];
+  if (*n == idx->room) {
+    size_t room = idx->room ? idx->room * 2 : 8;
+    fb_report_track *grown = fb__realloc(*v, room * sizeof **v);
+    if (!grown)
+      return NULL;
+    *v = grown;
+    idx->room = room;
+  }
+  fb_report_track *t = &(*v)[*n];
   memset(t, 0, sizeof *t);
   if (!(t->name = fb__strdup(name)))
     return NULL;
-  (*n)++;
+  *slot = ++*n;
   return t;
 }
 
@@ -281,7 +371,7 @@ static int count(fb_report *r, const char *name, size_t b, int outcome,
   fb_report_series *s = series(&r->series, &r->nseries, name);
   if (!s)
     return -1;
-  s->counts[b][outcome]++;
+  add_count(&s->counts[b][outcome], 1);
   s->total[outcome]++;
   totals[outcome]++;
   return 0;
@@ -306,8 +396,8 @@ static int on_call_end(fb_report *r, const cJSON *e, double t) {
   if (instance_name(e, name, sizeof name) < 0)
     snprintf(name, sizeof name, "%s", service ? service : "(unnamed)");
   size_t b = bucket_of(r, t);
-  if (num(e, "latency", &latency) == 0)
-    r->latency[b][fb_report_bin(latency)]++;
+  if (num(e, "latency", &latency) == 0 && add_latency(r->latency, b, latency) < 0)
+    return -1;
   r->calls++;
   return count(r, name, b, classify(outcome, str(e, "error")), r->call_totals)
              < 0 ? -1 : 1;
@@ -322,8 +412,8 @@ static int on_outcome(fb_report *r, const cJSON *e, double t) {
   if (strcmp(outcome, "ignored") == 0)
     return 1;
   size_t b = bucket_of(r, t);
-  if (num(e, "duration", &d) == 0)
-    r->durations[b][fb_report_bin(d)]++;
+  if (num(e, "duration", &d) == 0 && add_latency(r->durations, b, d) < 0)
+    return -1;
   r->outcomes++;
   return count(r, name, b, classify(outcome, str(e, "error")),
                r->breaker_totals) < 0 ? -1 : 1;
@@ -345,7 +435,7 @@ static int on_pick(fb_report *r, const cJSON *e, double t) {
   fb_report_series *s = series(&r->pick_series, &r->npick_series, name);
   if (!s)
     return -1;
-  s->counts[b][0]++;
+  add_count(&s->counts[b][0], 1);
   s->total[0]++;
   r->picks++;
   return 1;
@@ -357,7 +447,8 @@ static int on_state_change(fb_report *r, const cJSON *e, double t) {
   if (!from || !to || breaker_name(e, name, sizeof name) < 0)
     return 0;
   bucket_of(r, t);
-  fb_report_track *tr = track(&r->breakers, &r->nbreakers, name);
+  fb_report_track *tr =
+      track(r, &r->breakers, &r->nbreakers, &r->breaker_index, name);
   if (!tr)
     return -1;
   /* the state before the first change held since the run began */
@@ -375,7 +466,8 @@ static int on_membership(fb_report *r, const cJSON *e, double t,
   if (instance_name(e, name, sizeof name) < 0)
     return 0;
   bucket_of(r, t);
-  fb_report_track *tr = track(&r->members, &r->nmembers, name);
+  fb_report_track *tr =
+      track(r, &r->members, &r->nmembers, &r->member_index, name);
   if (!tr)
     return -1;
   int rc = 0;
@@ -400,16 +492,33 @@ static int on_instance(fb_report *r, const cJSON *e, double t) {
   if (!action || instance_name(e, name, sizeof name) < 0)
     return 0;
   bucket_of(r, t);
-  fb_report_track *tr = track(&r->members, &r->nmembers, name);
+  fb_report_track *tr =
+      track(r, &r->members, &r->nmembers, &r->member_index, name);
   if (!tr)
     return -1;
   return add_mark(tr, t, action) < 0 ? -1 : 1;
 }
 
-static int set_string(char **field, const char *value) {
+/* Keeps a copy of value in *field, cut to FB_REPORT_STR_MAX bytes (at a
+ * UTF-8 character's start) and noted in r->cut; 1, or -1 when out of
+ * memory. */
+static int set_string(fb_report *r, char **field, const char *value) {
   fb__free(*field);
-  *field = value ? fb__strdup(value) : NULL;
-  return value && !*field ? -1 : 1;
+  *field = NULL;
+  if (!value)
+    return 1;
+  size_t len = strnlen(value, FB_REPORT_STR_MAX + 1);
+  if (len > FB_REPORT_STR_MAX) {
+    len = FB_REPORT_STR_MAX;
+    while (len > 0 && ((unsigned char)value[len] & 0xc0) == 0x80)
+      len--;
+    r->cut = 1;
+  }
+  if (!(*field = fb__malloc(len + 1)))
+    return -1;
+  memcpy(*field, value, len);
+  (*field)[len] = '\0';
+  return 1;
 }
 
 static int on_run_start(fb_report *r, const cJSON *e) {
@@ -421,20 +530,28 @@ static int on_run_start(fb_report *r, const cJSON *e) {
     return 1; /* the header describes the first run */
   if (cJSON_IsNumber(seed) && isfinite(seed->valuedouble))
     snprintf(buf, sizeof buf, "%.17g", seed->valuedouble);
-  if (set_string(&r->seed, cJSON_IsString(seed) ? seed->valuestring
-                           : cJSON_IsNumber(seed) ? buf : NULL) < 0 ||
-      set_string(&r->script, str(e, "script")) < 0)
+  if (set_string(r, &r->seed, cJSON_IsString(seed) ? seed->valuestring
+                              : cJSON_IsNumber(seed) ? buf : NULL) < 0 ||
+      set_string(r, &r->script, str(e, "script")) < 0)
     return -1;
   if (cJSON_IsBool(vt))
     r->virtual_time = cJSON_IsTrue(vt);
-  int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : 0;
-  if (n > 0 && !(r->args = fb__calloc((size_t)n, sizeof *r->args)))
-    return -1;
-  for (int i = 0; i < n; i++) {
-    const char *a = cJSON_GetStringValue(cJSON_GetArrayItem(args, i));
-    if (a && !(r->args[r->nargs] = fb__strdup(a)))
-      return -1; /* nargs counts only what was copied */
-    r->nargs += a != NULL;
+  if (!cJSON_IsArray(args))
+    return 1;
+  /* walked once (cJSON_GetArrayItem(i) would walk from the start each time) */
+  const cJSON *a;
+  cJSON_ArrayForEach(a, args) {
+    if (!cJSON_IsString(a))
+      continue;
+    if (r->nargs == FB_REPORT_ARGS) {
+      r->cut = 1;
+      break;
+    }
+    if (!r->args && !(r->args = fb__calloc(FB_REPORT_ARGS, sizeof *r->args)))
+      return -1;
+    if (set_string(r, &r->args[r->nargs], a->valuestring) < 0)
+      return -1;
+    r->nargs++;
   }
   return 1;
 }
@@ -444,9 +561,9 @@ static int on_run_end(fb_report *r, const cJSON *e) {
   double d;
   r->run_ends++;
   r->run_ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ok"));
-  if (num(summary, "duration", &d) == 0 && d >= 0)
+  if (num(summary, "duration", &d) == 0 && d >= 0 && d <= FB_REPORT_T_MAX)
     r->duration = d;
-  return set_string(&r->run_error, str(e, "error"));
+  return set_string(r, &r->run_error, str(e, "error"));
 }
 
 static void unknown_kind(fb_report *r, const char *kind, long lineno) {
@@ -487,6 +604,10 @@ static int dispatch(fb_report *r, const cJSON *e, const char *kind, double t) {
 
 void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
   r->lines++;
+  if (len > FB_REPORT_LINE_MAX) {
+    note(&r->too_long, lineno);
+    return;
+  }
   while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
     len--;
   if (len == 0)
@@ -497,9 +618,15 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
     return;
   }
   const char *kind = str(e, "kind");
-  double t;
-  if (!cJSON_IsObject(e) || !kind || num(e, "t", &t) < 0) {
+  const cJSON *tv = cJSON_GetObjectItemCaseSensitive(e, "t");
+  if (!cJSON_IsObject(e) || !kind || !cJSON_IsNumber(tv)) {
     note(&r->bad_event, lineno);
+    cJSON_Delete(e);
+    return;
+  }
+  double t = tv->valuedouble;
+  if (!(fabs(t) <= FB_REPORT_T_MAX)) { /* NaN too */
+    note(&r->bad_time, lineno);
     cJSON_Delete(e);
     return;
   }
@@ -521,18 +648,37 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
 }
 
 int fb_report_read(fb_report *r, FILE *f) {
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
+  /* a longer line keeps its first LINE_MAX + 1 bytes: enough to know */
+  char *line = fb__malloc(FB_REPORT_LINE_MAX + 1);
+  if (!line)
+    return -1;
+  size_t len = 0;
   long lineno = 0;
-  while ((n = getline(&line, &cap, f)) >= 0) {
-    lineno++;
-    if (n > 0 && line[n - 1] == '\n')
-      n--;
-    fb_report_line(r, line, (size_t)n, lineno);
+  int c;
+  while ((c = getc_unlocked(f)) != EOF) {
+    if (c != '\n') {
+      if (len <= FB_REPORT_LINE_MAX)
+        line[len++] = (char)c;
+      continue;
+    }
+    fb_report_line(r, line, len, ++lineno);
+    len = 0;
   }
-  free(line); /* getline() allocates with libc malloc */
+  if (len > 0)
+    fb_report_line(r, line, len, ++lineno);
+  fb__free(line);
   return ferror(f) ? -1 : 0;
+}
+
+void fb_report_buffer(fb_report *r, const char *data, size_t len) {
+  long lineno = 0;
+  while (len > 0) {
+    const char *nl = memchr(data, '\n', len);
+    size_t n = nl ? (size_t)(nl - data) : len;
+    fb_report_line(r, data, n, ++lineno);
+    data += n + (nl != NULL);
+    len -= n + (nl != NULL);
+  }
 }
 
 int fb_report_file(const char *in, const char *label, const char *out,
@@ -545,10 +691,12 @@ int fb_report_file(const char *in, const char *label, const char *out,
   }
   fb_report *r = fb_report_new();
   int rc = r ? fb_report_read(r, f) : -1;
+  int read_error = r && ferror(f);
   fclose(f);
   if (rc < 0) {
     fprintf(err, "fusebox: %s '%s'\n",
-            r ? "read error in events file" : "out of memory reading", in);
+            read_error ? "read error in events file" : "out of memory reading",
+            in);
     fb_report_free(r);
     return -1;
   }

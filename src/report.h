@@ -6,10 +6,17 @@
  * at a time and aggregates them into a fixed amount of memory, whatever
  * the run's length: time buckets that double in width (pairs merge) when
  * the run outgrows them, request counts per series and outcome in each
- * bucket, and a log-bucketed latency histogram per bucket. Breaker states
- * and registry membership are kept as exact intervals. fb_report_html()
- * writes the page: inline SVG and CSS, a few lines of JavaScript for hover
- * details, nothing fetched. No Lua, no clock, no I/O but the FILE given.
+ * bucket, and a log-bucketed latency histogram per bucket (allocated on
+ * its first latency). Breaker states and registry membership are kept as
+ * exact intervals. fb_report_html() writes the page: inline SVG and CSS,
+ * a few lines of JavaScript for hover details, nothing fetched. No Lua, no
+ * clock, no I/O but the FILE given.
+ *
+ * Hostile input: every line, string and count is bounded (the limits
+ * below), a line that breaks one is counted as skipped, and the page is
+ * under FB_REPORT_PAGE_MAX bytes whatever the file holds. Memory grows
+ * only with the distinct breakers and instances and their state changes,
+ * which the file itself has to spell out one by one.
  */
 #ifndef FB_REPORT_H
 #define FB_REPORT_H
@@ -23,6 +30,18 @@
 #define FB_REPORT_SERIES 24    /* request series drawn; the rest are pooled */
 #define FB_REPORT_FIRST 5      /* first bad line numbers remembered */
 #define FB_REPORT_W0 (1.0 / 1024) /* the first bucket width, seconds */
+#define FB_REPORT_LINE_MAX (1 << 20) /* longer lines are skipped, unparsed */
+/* |t| above this is skipped as out of range: 31,700 years, and a double
+ * still resolves 122 us there, finer than the finest bucket. With it
+ * (t - t0) / width < 2^51, so widening doubles at most 42 times. */
+#define FB_REPORT_T_MAX 1e12
+#define FB_REPORT_STR_MAX 1024 /* script, seed, error, each argument: cut */
+#define FB_REPORT_ARGS 64      /* script arguments kept for the replay */
+#define FB_REPORT_ROWS 100     /* breakers, instances drawn; the rest counted */
+#define FB_REPORT_SHAPES 8000  /* intervals and marks drawn per such panel */
+/* The page is never larger, whatever the events file holds (a test
+ * draws the worst file the limits allow and checks it). */
+#define FB_REPORT_PAGE_MAX (16u << 20)
 /* Latency bins: bin 0 holds [0, LAT_MIN], bin b >= 1 holds
  * [LAT_MIN * G^(b-1), LAT_MIN * G^b), the last bin everything above. A
  * percentile is reported as its bin's geometric middle: within
@@ -60,6 +79,14 @@ typedef struct fb_report_track {
   size_t nmarks, capmarks;
 } fb_report_track;
 
+/* Tracks by name: open addressing, slot i holds a track's index + 1 or
+ * 0 (empty); at most half full, so a probe always ends. */
+typedef struct fb_report_index {
+  size_t *slots;
+  size_t nslots; /* 0 or a power of two */
+  size_t room;   /* tracks the array has room for (it grows by doubling) */
+} fb_report_index;
+
 typedef struct fb_report_list {
   uint64_t count;
   long first[FB_REPORT_FIRST]; /* line numbers */
@@ -75,19 +102,26 @@ typedef struct fb_report {
   uint64_t breaker_totals[FB_OUT_N]; /* breaker outcomes and rejections */
   fb_report_series *series, *pick_series; /* in order of first appearance */
   size_t nseries, npick_series;
-  uint32_t (*latency)[FB_REPORT_BINS];   /* call_end latencies per bucket */
-  uint32_t (*durations)[FB_REPORT_BINS]; /* breaker outcome durations */
-  fb_report_track *breakers, *members;
+  /* per bucket, FB_REPORT_BINS counts each, or NULL while all are 0 (a
+   * short log costs little: a fuzzer reads millions of them) */
+  uint32_t *latency[FB_REPORT_BUCKETS];   /* call_end latencies */
+  uint32_t *durations[FB_REPORT_BUCKETS]; /* breaker outcome durations */
+  fb_report_track *breakers, *members; /* in order of first appearance */
   size_t nbreakers, nmembers;
+  fb_report_index breaker_index, member_index;
+  uint64_t seed_hash;   /* hash seed: a file cannot be made to collide */
   /* the header: from run_start and run_end */
   char *script, *seed, *run_error;
   char **args;
   size_t nargs;
+  int cut;              /* a header string or argument was cut or dropped */
   int virtual_time;     /* -1 unknown */
   int run_starts, run_ends, run_ok;
   double duration;      /* run_end's summary, or t_end - t0 */
   /* what could not be used */
   fb_report_list bad_json, bad_event, unknown;
+  fb_report_list too_long; /* over FB_REPORT_LINE_MAX bytes */
+  fb_report_list bad_time; /* t not finite, or |t| > FB_REPORT_T_MAX */
   char unknown_kinds[FB_REPORT_FIRST][24];
   size_t nunknown_kinds;
   int oom;              /* an allocation failed: the report is partial */
@@ -96,13 +130,18 @@ typedef struct fb_report {
 /* Returns a new, empty report, or NULL when out of memory. */
 fb_report *fb_report_new(void);
 
-/* Aggregates one line (without its newline; len bytes) of an events file;
- * lineno names it in the list of skipped lines. Never fails: a line that
- * cannot be used is counted as skipped. */
+/* Aggregates one line (without its newline; len bytes, any bytes) of an
+ * events file; lineno names it in the list of skipped lines. Never fails:
+ * a line that cannot be used is counted as skipped. */
 void fb_report_line(fb_report *r, const char *line, size_t len, long lineno);
 
-/* Reads every line of f into r; returns 0, or -1 on a read error. */
+/* Reads every line of f into r, at most FB_REPORT_LINE_MAX + 1 bytes of
+ * each held at once; returns 0, or -1 on a read error or out of memory. */
 int fb_report_read(fb_report *r, FILE *f);
+
+/* Feeds the lines of data (len bytes, split at '\n', the last one with
+ * or without) to r, numbered from 1: fb_report_read without a FILE. */
+void fb_report_buffer(fb_report *r, const char *data, size_t len);
 
 /* The p-quantile (0 < p <= 1) of histogram h, as its bin's geometric
  * middle (0 for the first bin); NAN when h is empty. */

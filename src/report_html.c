@@ -8,6 +8,14 @@
  * Every string that came from the log is HTML-escaped (esc); the hover
  * data is JSON from cJSON with '<' escaped, so no string can end the
  * <script> element it sits in.
+ *
+ * Bounded whatever the log holds: each loop runs a count fixed before it
+ * starts (buckets, series, at most 12 axis ticks, 100 rows per panel,
+ * FB_REPORT_SHAPES intervals and marks per panel), and every string drawn
+ * was cut to its field's size when read (names 255 bytes, states 23,
+ * header strings FB_REPORT_STR_MAX), so the page stays under
+ * FB_REPORT_PAGE_MAX. The axis is at least FB_REPORT_W0 long, so rates
+ * and positions are finite numbers.
  */
 #include "report.h"
 #include "util.h"
@@ -25,6 +33,8 @@
 #define BAND_H 20    /* one breaker or instance */
 #define LAT_H 180
 #define MAX_BANDS 600 /* more intervals than this: drawn sampled per column */
+#define MAX_TICKS 12  /* 1, 2 or 5 times a power of ten: at most 11, and one for rounding */
+#define TIME_BUF 48   /* fmt_time: "-2000000000000 s (-555555555.6 h)" fits */
 
 static const char *const out_names[FB_OUT_N] = {"success", "failure", "timeout",
                                                 "rejected"};
@@ -149,7 +159,8 @@ static void make_view(view *v, const fb_report *r, FILE *f) {
   double span = r->t_end - v->t0;
   if (r->duration > span)
     span = r->duration;
-  v->span = span > 0 ? span : 1;
+  /* no shorter than a bucket: a 1e-310 s axis made rates infinite */
+  v->span = span > 0 ? (span > FB_REPORT_W0 ? span : FB_REPORT_W0) : 1;
   v->g = group_size(r);
   v->w = r->width * (double)v->g;
   size_t m = r->nbuckets ? (r->nbuckets + v->g - 1) / v->g : 0;
@@ -167,23 +178,29 @@ static void sum_counts(const view *v, const fb_report_series *s, size_t i,
       out[o] += s->counts[j][o];
 }
 
-static void sum_hist(const view *v, uint32_t (*h)[FB_REPORT_BINS], size_t i,
-                     uint32_t out[FB_REPORT_BINS]) {
+/* The histogram of render bucket i in out; 0 when it is empty. */
+static int sum_hist(const view *v, uint32_t *const *h, size_t i,
+                    uint32_t out[FB_REPORT_BINS]) {
+  int any = 0;
   memset(out, 0, FB_REPORT_BINS * sizeof *out);
-  for (size_t j = i * v->g; j < (i + 1) * v->g && j < v->r->nbuckets; j++)
+  for (size_t j = i * v->g; j < (i + 1) * v->g && j < v->r->nbuckets; j++) {
+    if (!h[j])
+      continue;
+    any = 1;
     for (int b = 0; b < FB_REPORT_BINS; b++)
-      out[b] += h[j][b];
+      out[b] = out[b] > UINT32_MAX - h[j][b] ? UINT32_MAX : out[b] + h[j][b];
+  }
+  return any;
 }
 
 /* The latencies drawn: the calls' (call_end), or, in a log with none,
  * the durations breakers recorded. */
-static uint32_t (*latency_source(const fb_report *r, const char **what))[FB_REPORT_BINS] {
+static uint32_t *const *latency_source(const fb_report *r, const char **what) {
   for (size_t i = 0; i < r->nbuckets; i++)
-    for (int b = 0; b < FB_REPORT_BINS; b++)
-      if (r->latency[i][b]) {
-        *what = "call latency (call_end)";
-        return r->latency;
-      }
+    if (r->latency[i]) { /* a row exists once it counts one */
+      *what = "call latency (call_end)";
+      return r->latency;
+    }
   *what = "call duration recorded by breakers (outcome)";
   return r->durations;
 }
@@ -197,7 +214,10 @@ static void svg_open(const view *v, const char *id, int height) {
           id, WIDTH, height, WIDTH, height, LEFT, PLOTW);
 }
 
-/* Grid lines and time labels (1, 2 or 5 times a power of ten apart). */
+/* Grid lines and time labels (1, 2 or 5 times a power of ten apart), by
+ * count: far from 0, t += step can stop advancing. Where telling ticks
+ * apart takes more than 8 digits (1e11 + 0.2), the first label is whole
+ * and the others are offsets from it ("+0.2s"), which fit. */
 static void svg_axis(const view *v, int top, int bottom) {
   double raw = v->span / 10, mag = pow(10, floor(log10(raw))), step = mag;
   if (raw > 5 * mag)
@@ -206,14 +226,22 @@ static void svg_axis(const view *v, int top, int bottom) {
     step = 5 * mag;
   else if (raw > mag)
     step = 2 * mag;
+  double first = ceil(v->t0 / step);
+  double ticks = floor((v->t0 + v->span) / step + 1e-9) - first + 1;
+  int n = ticks > MAX_TICKS ? MAX_TICKS : ticks > 0 ? (int)ticks : 0;
+  double far = fmax(fabs(v->t0), fabs(v->t0 + v->span));
+  double digits = far > step ? ceil(log10(far / step)) + 1 : 1;
+  int prec = digits < 6 ? 6 : digits > 17 ? 17 : (int)digits;
   fprintf(v->f, "<g class=\"axis\">");
-  for (double t = ceil(v->t0 / step) * step; t <= v->t0 + v->span + step * 1e-9;
-       t += step) {
-    double x = x_of(v, t);
-    fprintf(v->f,
-            "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\"/>"
-            "<text x=\"%.1f\" y=\"%d\">%.6gs</text>",
-            x, x, top, bottom, x, bottom + 12, t);
+  for (int i = 0; i < n; i++) {
+    double t = (first + i) * step, x = x_of(v, t);
+    fprintf(v->f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\"/>"
+                  "<text x=\"%.1f\" y=\"%d\">", x, x, top, bottom, x,
+            bottom + 12);
+    if (i > 0 && prec > 8)
+      fprintf(v->f, "+%.6gs</text>", i * step);
+    else
+      fprintf(v->f, "%.*gs</text>", prec, t);
   }
   fprintf(v->f,
           "<line class=\"cursor\" x1=\"0\" x2=\"0\" y1=\"%d\" y2=\"%d\" "
@@ -353,12 +381,13 @@ static void panel_latency(const view *v, const double *p50, const double *p99,
   hi = ceil(hi) > floor(lo) ? ceil(hi) : floor(lo) + 1;
   svg_open(v, "latency-svg", LAT_H);
   svg_axis(v, 0, LAT_H - 30);
-  char buf[32];
-  for (double d = lo; d <= hi; d++)
+  char buf[TIME_BUF];
+  /* the bins span 1 us .. 17.7 h: lo >= -6, hi <= 5 */
+  for (int d = 0; d <= (int)(hi - lo); d++)
     fprintf(v->f, "<text class=\"small\" x=\"%d\" y=\"%.1f\" "
                   "text-anchor=\"end\">%s</text>",
-            LEFT - 6, lat_y(pow(10, d), lo, hi) + 4,
-            fmt_time(buf, sizeof buf, pow(10, d)));
+            LEFT - 6, lat_y(pow(10, lo + d), lo, hi) + 4,
+            fmt_time(buf, sizeof buf, pow(10, lo + d)));
   lat_path(v, p50, "lat-p50", lo, hi);
   lat_path(v, p99, "lat-p99", lo, hi);
   fprintf(v->f, "</svg>\n<p class=\"legend\"><span class=\"key lat-p50\">"
@@ -375,7 +404,7 @@ static void panel_latency(const view *v, const double *p50, const double *p99,
 static void band(const view *v, double a, double b, int y, const char *state,
                  const char *tip) {
   double x0 = x_of(v, a), x1 = x_of(v, b);
-  char t0[32], t1[32], len[32];
+  char t0[TIME_BUF], t1[TIME_BUF], len[TIME_BUF];
   fprintf(v->f, "<rect class=\"band %s\" data-state=\"", state_class(state));
   esc(v->f, state);
   fprintf(v->f, "\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\"><title>",
@@ -411,31 +440,35 @@ static int same_state(const char *a, const char *b) {
 }
 
 /* Too many intervals to draw one by one: the state at the middle of each
- * 2-pixel column, equal neighbours merged. */
-static void sampled_bands(const view *v, const fb_report_track *tr, int y) {
+ * 2-pixel column, equal neighbours merged. Returns the bands: drawn, or
+ * (draw 0) only counted. */
+static size_t sampled_bands(const view *v, const fb_report_track *tr, int y,
+                            int draw) {
   int cols = PLOTW / 2;
   double dt = v->span / cols;
+  size_t n = 0;
   for (int c = 0; c < cols;) {
     const char *state = state_at(tr, v->t0 + (c + 0.5) * dt);
     int e = c + 1;
     while (e < cols && same_state(state_at(tr, v->t0 + (e + 0.5) * dt), state))
       e++;
-    if (state)
+    if (state && draw)
       band(v, v->t0 + c * dt, v->t0 + e * dt, y, state, " (sampled)");
+    n += state != NULL;
     c = e;
   }
+  return n;
 }
 
 static void track_row(const view *v, const fb_report_track *tr, int y,
-                      const char *cls, const char *attr) {
-  int sampled = tr->nspans > MAX_BANDS;
+                      const char *cls, const char *attr, int sampled) {
   fprintf(v->f, "<g class=\"%s\" %s=\"", cls, attr);
   esc(v->f, tr->name);
-  fprintf(v->f, "\" data-intervals=\"%zu\" data-sampled=\"%d\">",
-          tr->nspans, sampled);
+  fprintf(v->f, "\" data-intervals=\"%zu\" data-sampled=\"%d\" "
+                "data-marks=\"%zu\">", tr->nspans, sampled, tr->nmarks);
   label(v->f, tr->name, y + BAND_H - 7);
   if (sampled) {
-    sampled_bands(v, tr, y);
+    sampled_bands(v, tr, y, 1);
   } else {
     for (size_t i = 0; i < tr->nspans; i++) {
       double end = i + 1 < tr->nspans ? tr->spans[i + 1].t : v->t0 + v->span;
@@ -461,23 +494,50 @@ static void track_row(const view *v, const fb_report_track *tr, int y,
   fputs("</g>\n", v->f);
 }
 
+/* How many of the n tracks the panel draws, and which of them sampled:
+ * in log order, while they fit in FB_REPORT_ROWS rows and FB_REPORT_SHAPES
+ * shapes (an interval drawn exactly costs a band and a transition line;
+ * a mark, one; a row that does not fit exactly is drawn sampled). */
+static size_t plan_rows(const view *v, const fb_report_track *t, size_t n,
+                        char sampled[FB_REPORT_ROWS]) {
+  size_t left = FB_REPORT_SHAPES, k = 0;
+  for (; k < n && k < FB_REPORT_ROWS; k++) {
+    size_t marks = t[k].nmarks < MAX_BANDS ? t[k].nmarks : MAX_BANDS;
+    size_t exact = 2 * t[k].nspans + marks;
+    sampled[k] = t[k].nspans > MAX_BANDS || exact > left;
+    size_t cost = sampled[k] ? sampled_bands(v, &t[k], 0, 0) + marks : exact;
+    if (cost > left)
+      break;
+    left -= cost;
+  }
+  return k;
+}
+
 static void panel_tracks(const view *v, const fb_report_track *tracks, size_t n,
                          const char *id, const char *title, const char *cls,
                          const char *attr, const char *legend) {
-  fprintf(v->f, "<section id=\"%s\" data-count=\"%zu\"><h2>%s</h2>\n", id, n,
-          title);
+  char sampled[FB_REPORT_ROWS];
+  size_t drawn = plan_rows(v, tracks, n, sampled);
+  fprintf(v->f, "<section id=\"%s\" data-count=\"%zu\" data-drawn=\"%zu\">"
+                "<h2>%s</h2>\n", id, n, drawn, title);
   if (n == 0) {
     fputs("<p class=\"empty\">None in this log.</p></section>\n", v->f);
     return;
   }
-  int h = (int)n * BAND_H + 28;
+  int h = (int)drawn * BAND_H + 28;
   char svg_id[48];
   snprintf(svg_id, sizeof svg_id, "%s-svg", id);
   svg_open(v, svg_id, h);
   svg_axis(v, 0, h - 20);
-  for (size_t i = 0; i < n; i++)
-    track_row(v, &tracks[i], 6 + (int)i * BAND_H, cls, attr);
-  fprintf(v->f, "</svg>\n<p class=\"legend\">%s</p></section>\n", legend);
+  for (size_t i = 0; i < drawn; i++)
+    track_row(v, &tracks[i], 6 + (int)i * BAND_H, cls, attr, sampled[i]);
+  fputs("</svg>\n", v->f);
+  if (drawn < n)
+    fprintf(v->f, "<p class=\"warn\" id=\"%s-left-out\" data-count=\"%zu\">"
+                  "%zu more not drawn: a panel draws at most %d rows and %d "
+                  "intervals and marks, the first in the log.</p>\n",
+            id, n - drawn, n - drawn, FB_REPORT_ROWS, FB_REPORT_SHAPES);
+  fprintf(v->f, "<p class=\"legend\">%s</p></section>\n", legend);
 }
 
 /* -------------------------------------------------------------- header */
@@ -523,6 +583,10 @@ static void replay_command(const fb_report *r, FILE *f) {
   for (size_t i = 0; i < r->nargs; i++)
     shell_word(f, r->args[i]);
   fputs("</code>", f);
+  if (r->cut)
+    fprintf(f, " <span class=\"warn\" id=\"replay-cut\">(cut: the log's "
+               "run_start has a string over %d bytes or over %d arguments)"
+               "</span>", FB_REPORT_STR_MAX, FB_REPORT_ARGS);
   if (r->virtual_time != 1)
     fputs(" <span class=\"small\">(real time: the same random draws, not the "
           "same timing)</span>", f);
@@ -535,7 +599,7 @@ static void row(FILE *f, const char *id, const char *label, unsigned long long n
 static void header(const view *v, const char *source) {
   const fb_report *r = v->r;
   FILE *f = v->f;
-  char buf[32];
+  char buf[TIME_BUF];
   fputs("<header id=\"header\" data-seed=\"", f);
   esc(f, r->seed ? r->seed : "");
   fputs("\" data-script=\"", f);
@@ -594,7 +658,8 @@ static void list_lines(FILE *f, const fb_report_list *l) {
 }
 
 static void skipped(const fb_report *r, FILE *f) {
-  uint64_t n = r->bad_json.count + r->bad_event.count;
+  uint64_t n = r->bad_json.count + r->bad_event.count + r->too_long.count +
+               r->bad_time.count;
   fprintf(f, "<section id=\"skipped\" data-count=\"%llu\" data-unknown="
              "\"%llu\">", (unsigned long long)n,
           (unsigned long long)r->unknown.count);
@@ -613,6 +678,20 @@ static void skipped(const fb_report *r, FILE *f) {
                "they need (t, kind, or their kind's own): lines ",
             (unsigned long long)r->bad_event.count);
     list_lines(f, &r->bad_event);
+    fputs(".</p>", f);
+  }
+  if (r->too_long.count) {
+    fprintf(f, "<p class=\"warn\">Skipped %llu lines longer than %d bytes, "
+               "unread: lines ", (unsigned long long)r->too_long.count,
+            FB_REPORT_LINE_MAX);
+    list_lines(f, &r->too_long);
+    fputs(".</p>", f);
+  }
+  if (r->bad_time.count) {
+    fprintf(f, "<p class=\"warn\">Skipped %llu events whose time t is out of "
+               "range (beyond &#177;%g s): lines ",
+            (unsigned long long)r->bad_time.count, FB_REPORT_T_MAX);
+    list_lines(f, &r->bad_time);
     fputs(".</p>", f);
   }
   if (r->unknown.count) {
@@ -641,42 +720,41 @@ static double round4(double x) {
   return strtod(buf, NULL);
 }
 
-/* Adds item to array (deleting it if that fails); 0 when out of memory. */
+/* Adds item to array; 0, or -1 (item freed) when out of memory. */
 static int push(cJSON *array, cJSON *item) {
-  if (item && cJSON_AddItemToArray(array, item))
-    return 1;
+  if (cJSON_AddItemToArray(array, item))
+    return 0;
   cJSON_Delete(item);
-  return 0;
+  return -1;
 }
 
-/* NULL when out of memory: a page with part of its data would mislead. */
+/* The hover data: NULL (nothing left allocated) when out of memory. */
 static cJSON *hover_data(const view *v, const double *p50, const double *p99) {
   cJSON *d = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(d, "series");
-  int ok = list && cJSON_AddNumberToObject(d, "t0", v->t0) &&
-           cJSON_AddNumberToObject(d, "span", v->span) &&
-           cJSON_AddNumberToObject(d, "w", v->w);
-  for (size_t s = 0; ok && s < v->r->nseries; s++) {
-    cJSON *one = cJSON_CreateObject(), *c = cJSON_AddArrayToObject(one, "c");
-    ok = push(list, one) && c &&
-         cJSON_AddStringToObject(one, "name", v->r->series[s].name);
-    for (size_t i = 0; ok && i < v->m; i++) {
+  int bad = !list || !cJSON_AddNumberToObject(d, "t0", v->t0) ||
+            !cJSON_AddNumberToObject(d, "span", v->span) ||
+            !cJSON_AddNumberToObject(d, "w", v->w);
+  for (size_t s = 0; s < v->r->nseries && !bad; s++) {
+    cJSON *one = cJSON_CreateObject(), *c;
+    bad = push(list, one) < 0 || !(c = cJSON_AddArrayToObject(one, "c")) ||
+          !cJSON_AddStringToObject(one, "name", v->r->series[s].name);
+    for (size_t i = 0; i < v->m && !bad; i++) {
       uint64_t n[FB_OUT_N];
       sum_counts(v, &v->r->series[s], i, n);
       double k[FB_OUT_N] = {(double)n[0], (double)n[1], (double)n[2], (double)n[3]};
-      ok = push(c, n[0] + n[1] + n[2] + n[3]
-                       ? cJSON_CreateDoubleArray(k, FB_OUT_N)
-                       : cJSON_CreateNumber(0));
+      bad = push(c, n[0] + n[1] + n[2] + n[3] ? cJSON_CreateDoubleArray(k, FB_OUT_N)
+                                              : cJSON_CreateNumber(0)) < 0;
     }
   }
-  cJSON *a = ok ? cJSON_AddArrayToObject(d, "p50") : NULL;
-  cJSON *b = ok ? cJSON_AddArrayToObject(d, "p99") : NULL;
-  ok = ok && a && b;
-  for (size_t i = 0; ok && i < v->m; i++)
-    ok = push(a, isnan(p50[i]) ? cJSON_CreateNull()
-                               : cJSON_CreateNumber(round4(p50[i]))) &&
-         push(b, isnan(p99[i]) ? cJSON_CreateNull()
-                               : cJSON_CreateNumber(round4(p99[i])));
-  if (!ok) {
+  cJSON *a = bad ? NULL : cJSON_AddArrayToObject(d, "p50");
+  cJSON *b = a ? cJSON_AddArrayToObject(d, "p99") : NULL;
+  bad = bad || !b;
+  for (size_t i = 0; i < v->m && !bad; i++)
+    bad = push(a, isnan(p50[i]) ? cJSON_CreateNull()
+                                : cJSON_CreateNumber(round4(p50[i]))) < 0 ||
+          push(b, isnan(p99[i]) ? cJSON_CreateNull()
+                                : cJSON_CreateNumber(round4(p99[i]))) < 0;
+  if (bad) {
     cJSON_Delete(d);
     return NULL;
   }
@@ -684,11 +762,12 @@ static cJSON *hover_data(const view *v, const double *p50, const double *p99) {
 }
 
 /* The data as JSON inside <script>: '<' as \u003c (it only occurs in
- * strings), so nothing in it can close the element. Returns -1 when out
- * of memory (the page then has no data, and says so by failing). */
+ * strings), so nothing in it can close the element. Out of memory: an
+ * empty object (no hover details) and -1. */
 static int script_data(const view *v, const double *p50, const double *p99) {
   cJSON *d = hover_data(v, p50, p99);
   char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+  int rc = text ? 0 : -1;
   fputs("<script type=\"application/json\" id=\"fb-data\">", v->f);
   for (const char *p = text ? text : "{}"; *p; p++)
     if (*p == '<')
@@ -696,7 +775,6 @@ static int script_data(const view *v, const double *p50, const double *p99) {
     else
       fputc(*p, v->f);
   fputs("</script>\n", v->f);
-  int rc = text ? 0 : -1;
   cJSON_free(text);
   cJSON_Delete(d);
   return rc;
@@ -782,7 +860,7 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   view v;
   make_view(&v, r, f);
   const char *what;
-  uint32_t (*h)[FB_REPORT_BINS] = latency_source(r, &what);
+  uint32_t *const *h = latency_source(r, &what);
   double *p50 = fb__malloc((v.m + 1) * sizeof *p50);
   double *p99 = fb__malloc((v.m + 1) * sizeof *p99);
   uint32_t hist[FB_REPORT_BINS];
@@ -792,9 +870,9 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
     return -1;
   }
   for (size_t i = 0; i < v.m; i++) {
-    sum_hist(&v, h, i, hist);
-    p50[i] = fb_report_quantile(hist, 0.5);
-    p99[i] = fb_report_quantile(hist, 0.99);
+    int any = sum_hist(&v, h, i, hist);
+    p50[i] = any ? fb_report_quantile(hist, 0.5) : NAN;
+    p99[i] = any ? fb_report_quantile(hist, 0.99) : NAN;
   }
   fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>fusebox report: ", f);
@@ -807,7 +885,7 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   header(&v, source);
   skipped(r, f);
   legends_and_panels(&v, p50, p99, what);
-  char bw[32];
+  char bw[TIME_BUF];
   fprintf(f, "<p class=\"note\" id=\"buckets\" data-buckets=\"%zu\">%zu time "
              "buckets of %s; rates are counts per bucket divided by its "
              "length.</p>\n<div id=\"tip\"></div>\n",
@@ -816,7 +894,7 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   fprintf(f, "<script>%s</script>\n</body></html>\n", js);
   fb__free(p50);
   fb__free(p99);
-  return rc < 0 || ferror(f) ? -1 : 0;
+  return ferror(f) || rc < 0 ? -1 : 0;
 }
 
 void fb_report_warn(const fb_report *r, const char *source, FILE *f) {
@@ -831,6 +909,16 @@ void fb_report_warn(const fb_report *r, const char *source, FILE *f) {
                "(first: line %ld)\n",
             (unsigned long long)r->bad_event.count, source,
             r->bad_event.first[0]);
+  if (r->too_long.count)
+    fprintf(f, "fusebox: report: skipped %llu lines of '%s' longer than %d "
+               "bytes (first: line %ld)\n",
+            (unsigned long long)r->too_long.count, source, FB_REPORT_LINE_MAX,
+            r->too_long.first[0]);
+  if (r->bad_time.count)
+    fprintf(f, "fusebox: report: skipped %llu events of '%s' with t out of "
+               "range (beyond +-%g s; first: line %ld)\n",
+            (unsigned long long)r->bad_time.count, source, FB_REPORT_T_MAX,
+            r->bad_time.first[0]);
   if (r->lines > 0 && r->run_ends == 0)
     fprintf(f, "fusebox: report: '%s' has no run_end (an unfinished run or a "
                "cut file)\n", source);

@@ -38,7 +38,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local b64, unb64 = core.base64_encode, core.base64_decode
 local format, sub, find, byte, char, rep = string.format, string.sub, string.find, string.byte, string.char, string.rep
 local match, type, tostring, pairs, ipairs, ceil = string.match, type, tostring, pairs, ipairs, math.ceil
-local min = math.min
+local min, concat = math.min, table.concat
 
 -- Background work must not keep a run going where the runtime has
 -- daemon coroutines; reg:close() ends it either way.
@@ -48,6 +48,7 @@ local M = {}
 
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
 local WATCH_IDLE = 30 -- a watch silent this long is opened again (a dead peer)
+local MAX_WATCH_LINE = 16 * 1024 * 1024 -- one watch response, in bytes
 
 -- registry userdata -> its state; a state never refers to the userdata
 local states = setmetatable({}, { __mode = "k" })
@@ -313,11 +314,18 @@ local function apply_delete(st, key, rev)
   if o and o.lease and newer(rev, o.rev) then o.lease = nil end
 end
 
-local function list(st)
-  local doc, err = call(st, "kv/range", { key = b64(st.prefix), range_end = b64(prefix_end(st.prefix)) })
-  if not doc then return nil, err end
+-- v if it is a revision as etcd sends one (a decimal string); raises
+-- otherwise, for apply() below to catch.
+local function revision(v, what)
+  if type(v) ~= "string" or not find(v, "^%d+$") then
+    error(format("%s must be a decimal string, got %s", what, tostring(v)), 0)
+  end
+  return v
+end
+
+local function apply_listing(st, doc)
   check_store(st, doc.header)
-  local rev, seen = doc.header.revision, {}
+  local rev, seen = revision(doc.header.revision, "header.revision"), {}
   for _, kv in ipairs(doc.kvs or {}) do
     local key = unb64(kv.key)
     seen[key] = true
@@ -330,14 +338,23 @@ local function list(st)
   return true
 end
 
--- One message of the watch stream: true, or false when the cache must be
--- listed again (compaction, a new store), or nil, err when it failed.
-local function on_message(st, line)
-  local doc = json_decode(line)
-  local r = type(doc) == "table" and doc.result
-  if type(r) ~= "table" then
-    return nil, "etcd watch: " .. tostring(type(doc) == "table" and doc.message or "malformed JSON")
-  end
+-- A response the watcher cannot apply (a field missing or of another
+-- type: etcd never sends one, a hostile gateway may) fails the stream
+-- like a broken connection, never the watcher: it retries with backoff,
+-- and reg:stale() says why.
+local function apply(fn, st, doc, what)
+  local ok, r, err = pcall(fn, st, doc)
+  if not ok then return nil, format("etcd %s: cannot apply the response (%s)", what, tostring(r)) end
+  return r, err
+end
+
+local function list(st)
+  local doc, err = call(st, "kv/range", { key = b64(st.prefix), range_end = b64(prefix_end(st.prefix)) })
+  if not doc then return nil, err end
+  return apply(apply_listing, st, doc, "kv/range")
+end
+
+local function on_result(st, r)
   if r.created then
     check_store(st, r.header)
     if st.rev == nil then return false end
@@ -352,16 +369,29 @@ local function on_message(st, line)
   for _, ev in ipairs(r.events or {}) do
     local key = unb64(ev.kv.key)
     if ev.type == "DELETE" then apply_delete(st, key, ev.kv.mod_revision) else apply_put(st, key, ev.kv.value) end
-    st.rev = ev.kv.mod_revision -- events come in revision order
+    st.rev = revision(ev.kv.mod_revision, "mod_revision") -- events come in revision order
   end
   return true
 end
 
+-- One message of the watch stream: true, or false when the cache must be
+-- listed again (compaction, a new store), or nil, err when it failed.
+local function on_message(st, line)
+  local doc = json_decode(line)
+  local r = type(doc) == "table" and doc.result
+  if type(r) ~= "table" then
+    return nil, "etcd watch: " .. tostring(type(doc) == "table" and doc.message or "malformed JSON")
+  end
+  return apply(on_result, st, r, "watch")
+end
+
 -- Reads the watch stream (one JSON object per line) until it fails (nil,
--- err) or must start again (true).
+-- err) or must start again (true). A line is kept in pieces until it
+-- ends, and one longer than MAX_WATCH_LINE fails the stream: a peer that
+-- never sends a newline costs neither unbounded memory nor copying.
 local function read_stream(st, sock)
-  local parser = core.http_parser("response", 16 * 1024 * 1024)
-  local pending = ""
+  local parser = core.http_parser("response", MAX_WATCH_LINE)
+  local line, size = {}, 0 -- the current line's pieces and length
   while not st.closed do
     local data, err = sock:read(WATCH_IDLE)
     if not data then return err == "timeout" or nil, "etcd watch: " .. tostring(err) end
@@ -369,15 +399,21 @@ local function read_stream(st, sock)
     if not used then return nil, "etcd watch: " .. tostring(ended) end
     local status = parser:status()
     if status ~= 0 and status ~= 200 then return nil, "etcd watch: HTTP " .. status end
-    pending = pending .. parser:take_body()
-    local nl = find(pending, "\n", 1, true)
+    local body, from = parser:take_body(), 1
+    local nl = find(body, "\n", from, true)
     while nl do
-      local ok, werr = on_message(st, sub(pending, 1, nl - 1))
+      line[#line + 1] = sub(body, from, nl - 1)
+      local ok, werr = on_message(st, concat(line))
       if ok == false then return true end -- list again, at once
       if not ok then return nil, werr end
-      pending = sub(pending, nl + 1)
-      nl = find(pending, "\n", 1, true)
+      line, size, from = {}, 0, nl + 1
+      nl = find(body, "\n", from, true)
     end
+    size = size + #body - from + 1
+    if size > MAX_WATCH_LINE then
+      return nil, format("etcd watch: a message over %d bytes", MAX_WATCH_LINE)
+    end
+    if from <= #body then line[#line + 1] = sub(body, from) end
     if ended then return nil, "etcd watch: stream ended" end
   end
   return true

@@ -7,7 +7,10 @@
 -- coroutine (it may fb.sleep), keeps connections alive, answers
 -- pipelined requests in order, and bounds what a client can hold: a read
 -- timeout per read, a deadline per request, a body limit, a connection
--- limit.
+-- limit, and the parser's bounds on the URL and header fields (see
+-- src/lua_http.c), each refused with its status (413, 414, 431, ...).
+-- Neither side ever writes a header that could split the message: names
+-- are tokens, values have no CR, LF or NUL.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -24,10 +27,34 @@ local REASONS = {
   [302] = "Found", [304] = "Not Modified", [400] = "Bad Request", [401] = "Unauthorized",
   [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
   [408] = "Request Timeout", [409] = "Conflict", [413] = "Content Too Large",
-  [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
-  [429] = "Too Many Requests", [500] = "Internal Server Error", [502] = "Bad Gateway",
-  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [414] = "URI Too Long", [415] = "Unsupported Media Type", [422] = "Unprocessable Content",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
 }
+
+-- Statuses whose response has no body (RFC 9110 15.3.5, 15.4.5).
+local NO_BODY = { [204] = true, [304] = true }
+
+-- The reason headers cannot be sent as they are, or nil: every name a
+-- token, every value a string or number free of CR, LF and NUL (which
+-- would end the field early and let the rest pose as another).
+local function bad_headers(headers)
+  if headers == nil then return nil end
+  if type(headers) ~= "table" then return "headers must be a table, got " .. type(headers) end
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or not find(k, "^[%w!#$%%&'*+%-.^_`|~]+$") then
+      return format("header name '%s' is not a token", tostring(k))
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      return format("header '%s' must be a string or number, got %s", k, type(v))
+    end
+    if find(tostring(v), "[\r\n%z]") then
+      return format("header '%s' has a CR, LF or NUL in its value", k)
+    end
+  end
+  return nil
+end
 
 -- Appends "Name: value\r\n" lines to out, except the framing headers
 -- this module writes itself.
@@ -42,27 +69,54 @@ local function add_headers(out, headers)
   end
 end
 
--- Reads from sock into parser until a message completes; leftover is
--- what was read but not yet parsed. Returns msg, leftover | nil, err.
-local function read_message(sock, parser, leftover, timeout_of)
-  local buf = leftover
+-- Reads from sock into parser until a message completes. input holds
+-- the bytes read but not parsed yet: input.buf from input.pos on (an
+-- index, so pipelined messages are not copied once each). Returns msg |
+-- nil, err [, status]: a status when the parser refused the message (the
+-- one to answer it with), none when the connection failed.
+local function read_message(sock, parser, input, timeout_of)
   while true do
-    if buf ~= "" then
-      local used, msg = parser:feed(buf)
-      if not used then return nil, msg end
-      buf = sub(buf, used + 1)
-      if msg then return msg, buf end
+    if input.pos <= #input.buf then
+      local used, msg, status = parser:feed(input.buf, input.pos)
+      if not used then return nil, msg, status end
+      input.pos = input.pos + used
+      if msg then return msg end
     end
     local t, why = timeout_of()
     if not t then return nil, why end
     local data, err = sock:read(t)
     if not data then
       if err ~= "closed" then return nil, err end
-      local msg, perr = parser:finish()
-      if msg then return msg, "" end
-      return nil, perr or "closed"
+      local msg, perr, status = parser:finish()
+      if msg then return msg end
+      return nil, perr or "closed", status
     end
-    buf = data
+    input.buf, input.pos = data, 1
+  end
+end
+
+-- Option checks of request and serve: raise "bad argument #1 to 'fname'
+-- (name must be ..., got v)" at their caller unless v is nil or fits.
+local function shown(v) return type(v) == "string" and format("%q", v) or tostring(v) end
+
+local function check_size(v, fname, name) -- bytes; math.huge: no limit
+  if v ~= nil and (type(v) ~= "number" or not (v >= 0) or v % 1 ~= 0 and v ~= math.huge) then
+    error(format("bad argument #1 to '%s' (%s must be a non-negative integer, got %s)",
+      fname, name, shown(v)), 3)
+  end
+end
+
+local function check_count(v, fname, name)
+  if v ~= nil and (type(v) ~= "number" or not (v >= 1) or v % 1 ~= 0) then
+    error(format("bad argument #1 to '%s' (%s must be a positive integer, got %s)",
+      fname, name, shown(v)), 3)
+  end
+end
+
+local function check_seconds(v, fname, name)
+  if v ~= nil and (type(v) ~= "number" or not (v > 0) or v == math.huge) then
+    error(format("bad argument #1 to '%s' (%s must be a positive number, got %s)",
+      fname, name, shown(v)), 3)
   end
 end
 
@@ -73,29 +127,36 @@ local REQUEST_OPTIONS = {
   body = true, timeout = true, max_body = true,
 }
 
+-- host, port, target of a request | nil, why (a bad argument).
 local function target_of(opts)
+  local host, port, target
   if opts.url ~= nil then
-    if type(opts.url) ~= "string" then
-      argerror(1, "request", "url must be a string, got " .. type(opts.url))
-    end
-    local scheme, host, port, target = core.http_parse_url(opts.url)
+    if type(opts.url) ~= "string" then return nil, "url must be a string, got " .. type(opts.url) end
+    local scheme
+    scheme, host, port, target = core.http_parse_url(opts.url)
     if not scheme or lower(scheme) ~= "http" then
-      argerror(1, "request", format("url must be http://host[:port]/path, got '%s'", opts.url))
+      return nil, format("url must be http://host[:port]/path, got '%s'", opts.url)
     end
-    return host, port or 80, target
+    port = port or 80
+  else
+    local inst = opts.instance
+    if type(inst) ~= "table" or type(inst.host) ~= "string" or type(inst.port) ~= "number" then
+      return nil, "url or instance ({host=, port=}) expected"
+    end
+    target = opts.path or "/"
+    if type(target) ~= "string" or sub(target, 1, 1) ~= "/" then
+      return nil, "path must be a string starting with '/', got " .. tostring(target)
+    end
+    host, port = inst.host, inst.port
   end
-  local inst = opts.instance
-  if type(inst) ~= "table" or type(inst.host) ~= "string" or type(inst.port) ~= "number" then
-    argerror(1, "request", "url or instance ({host=, port=}) expected")
+  if find(target, "[%c ]") then -- it would end the request line early
+    return nil, "path must not contain spaces or control characters"
   end
-  local path = opts.path or "/"
-  if type(path) ~= "string" or sub(path, 1, 1) ~= "/" then
-    argerror(1, "request", "path must be a string starting with '/', got " .. tostring(path))
-  end
-  return inst.host, inst.port, path
+  return host, port, target
 end
 
 local function build_request(method, host, port, target, headers, body)
+  if find(host, ":", 1, true) then host = "[" .. host .. "]" end -- an IPv6 literal
   local out = { method, " ", target, " HTTP/1.1\r\nHost: ", host, ":", tostring(port), "\r\n" }
   add_headers(out, headers)
   if body ~= "" or (method ~= "GET" and method ~= "HEAD") then
@@ -106,10 +167,24 @@ local function build_request(method, host, port, target, headers, body)
   return concat(out)
 end
 
+-- Reads the final response: interim 1xx ones (100 Continue, 103 Early
+-- Hints) are skipped; a protocol switch was never asked for.
+local function read_response(sock, parser, left)
+  local input, msg, err = { buf = "", pos = 1 }, nil, nil
+  repeat
+    msg, err = read_message(sock, parser, input, left)
+    if not msg then return nil, err end
+    if msg.status == 101 then return nil, "unexpected 101 Switching Protocols" end
+  until msg.status >= 200
+  return msg
+end
+
 -- fb.http.request{method="GET", url= | instance= + path=, headers=,
--- body=, timeout=10, max_body=} -> status, headers, body | nil, err.
--- Failures are values: "connection refused", "timeout", "closed", ...
--- timeout bounds the whole exchange.
+-- body=, timeout=10, max_body=64 MiB} -> status, headers, body | nil, err.
+-- Failures are values: "connection refused", "timeout", "closed", a
+-- response the parser refuses ("unsupported HTTP version 9.9", "body too
+-- large (limit N bytes)", ...). timeout bounds the whole exchange.
+-- Trailers of a chunked response are not returned.
 function M.request(opts)
   tcp.check_real("http.request")
   if type(opts) ~= "table" then
@@ -119,16 +194,18 @@ function M.request(opts)
     if not REQUEST_OPTIONS[k] then argerror(1, "request", format("unknown option '%s'", tostring(k))) end
   end
   local host, port, target = target_of(opts)
+  if not host then argerror(1, "request", port) end
   local method = opts.method or "GET"
   local body = opts.body or ""
   if type(method) ~= "string" or not find(method, "^%u+$") then
     argerror(1, "request", "method must be an upper-case token, got " .. tostring(method))
   end
   if type(body) ~= "string" then argerror(1, "request", "body must be a string, got " .. type(body)) end
+  local why = bad_headers(opts.headers)
+  if why then argerror(1, "request", why) end
+  check_seconds(opts.timeout, "request", "timeout")
+  check_size(opts.max_body, "request", "max_body")
   local timeout = opts.timeout or 10
-  if type(timeout) ~= "number" or not (timeout > 0) then
-    argerror(1, "request", "timeout must be a positive number, got " .. tostring(timeout))
-  end
   local deadline = now() + timeout
   local function left()
     local t = deadline - now()
@@ -142,7 +219,7 @@ function M.request(opts)
   if not ok then sock:close(); return nil, err end
   local parser = core.http_parser("response", opts.max_body or 64 * 1024 * 1024, method == "HEAD")
   local msg
-  msg, err = read_message(sock, parser, "", left)
+  msg, err = read_response(sock, parser, left)
   sock:close()
   if not msg then return nil, err end
   return msg.status, msg.headers, msg.body
@@ -155,13 +232,14 @@ local SERVE_OPTIONS = {
   request_timeout = true, max_connections = true, backlog = true, background = true,
 }
 
-local function response(status, headers, body, keep_alive)
+-- head: the request was HEAD, so the body is announced, not sent.
+local function response(status, headers, body, keep_alive, head)
   local out = { format("HTTP/1.1 %d %s\r\n", status, REASONS[status] or "Status") }
   add_headers(out, headers)
-  out[#out + 1] = "Content-Length: " .. #body .. "\r\n"
+  if not NO_BODY[status] then out[#out + 1] = "Content-Length: " .. #body .. "\r\n" end
   if not keep_alive then out[#out + 1] = "Connection: close\r\n" end
   out[#out + 1] = "\r\n"
-  out[#out + 1] = body
+  if not head then out[#out + 1] = body end
   return concat(out)
 end
 
@@ -172,18 +250,31 @@ local function refuse(sock, status, why, timeout)
   sock:write(response(status, JSON_TYPE, core.json_encode { error = why }, false), timeout)
 end
 
--- Runs the handler; a handler that raises or returns no status is a 500.
+-- Why a handler's answer cannot be sent, or nil.
+local function unsendable(status, headers, body)
+  if type(status) ~= "number" or status % 1 ~= 0 or status < 200 or status > 599 then
+    return "bad status " .. tostring(status)
+  end
+  if NO_BODY[status] and body ~= "" then return format("status %d with a body", status) end
+  return bad_headers(headers)
+end
+
+-- Runs the handler; one that raises or returns what cannot be sent
+-- (a bad status, a header that would split the response) is a 500.
 local function handle(srv, req, sock)
   local ok, status, headers, body = xpcall(srv.handler, traceback, req, sock)
+  local why
   if not ok then
-    core.report("http handler failed", tostring(status))
+    why = tostring(status)
+  else
+    body = body == nil and "" or tostring(body)
+    why = unsendable(status, headers, body)
+  end
+  if why then
+    core.report("http handler failed", why)
     return 500, JSON_TYPE, core.json_encode { error = "internal error" }
   end
-  if type(status) ~= "number" or not REASONS[status] and (status < 100 or status > 599) then
-    core.report("http handler failed", "bad status " .. tostring(status))
-    return 500, JSON_TYPE, core.json_encode { error = "internal error" }
-  end
-  return status, headers, body == nil and "" or tostring(body)
+  return status, headers, body
 end
 
 local function split_target(req)
@@ -192,9 +283,13 @@ local function split_target(req)
   req.query = q and sub(req.url, q + 1) or ""
 end
 
+-- Serves one connection until it ends. srv: {handler=, max_body=,
+-- read_timeout=, request_timeout=, closed=}; sock: anything with
+-- read(timeout) -> data | nil, err, write(data, timeout) -> true | nil,
+-- err, closed() and close(), so a harness can drive it in process.
 local function serve_connection(srv, sock)
   local parser = core.http_parser("request", srv.max_body)
-  local leftover = ""
+  local input = { buf = "", pos = 1 }
   while not sock:closed() do
     local deadline = now() + srv.request_timeout -- idle time counts too
     local function left()
@@ -202,22 +297,21 @@ local function serve_connection(srv, sock)
       if d <= 0 then return nil, "timeout" end
       return d < srv.read_timeout and d or srv.read_timeout
     end
-    local req, err = read_message(sock, parser, leftover, left)
+    local req, err, refused = read_message(sock, parser, input, left)
     if not req then
-      if err == "body too large" then refuse(sock, 413, err, srv.read_timeout)
-      elseif err ~= "closed" and err ~= "timeout" and err ~= "connection reset by peer" then
-        refuse(sock, 400, err, srv.read_timeout)
-      end
+      if refused then refuse(sock, refused, err, srv.read_timeout) end
       break
     end
-    leftover = err
     split_target(req)
     local status, headers, body = handle(srv, req, sock)
     local keep = req.keep_alive and not srv.closed
-    if not sock:write(response(status, headers, body, keep), srv.read_timeout) or not keep then break end
+    local head = req.method == "HEAD"
+    if not sock:write(response(status, headers, body, keep, head), srv.read_timeout) or not keep then break end
   end
   sock:close()
 end
+
+M.serve_connection = serve_connection
 
 local server = {}
 server.__index = server
@@ -237,7 +331,9 @@ end
 -- read_timeout=10, request_timeout=30, max_connections=1024,
 -- background=false (true: the server does not keep a run going)}
 -- -> server | nil, err. handler(req) gets {method, url, path, query,
--- headers (lower-case names), body} and returns status, headers, body.
+-- version, headers (lower-case names), trailers (the same, after a
+-- chunked body), body, keep_alive} and returns status (200..599),
+-- headers, body. A HEAD request's body is announced, never sent.
 -- Its second argument is the connection, for a handler that parks (a
 -- long poll): sock:watch() tells it when the client leaves or sends more
 -- (fb.tcp); it must not read or write it.
@@ -250,6 +346,10 @@ function M.serve(opts)
   if type(opts.handler) ~= "function" then
     argerror(1, "serve", "handler must be a function, got " .. type(opts.handler))
   end
+  check_size(opts.max_body, "serve", "max_body")
+  check_seconds(opts.read_timeout, "serve", "read_timeout")
+  check_seconds(opts.request_timeout, "serve", "request_timeout")
+  check_count(opts.max_connections, "serve", "max_connections")
   local srv = setmetatable({
     handler = opts.handler,
     max_body = opts.max_body or 1024 * 1024,

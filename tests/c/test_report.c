@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <cJSON.h>
 
 #include "report.h"
 
@@ -28,21 +32,66 @@ static fb_report *feed(const char *text) {
   return r;
 }
 
-/* The page for r as a string (free it). */
-static char *page(fb_report *r) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  assert_non_null(f);
-  assert_int_equal(fb_report_html(r, "test.jsonl", f), 0);
-  fclose(f);
-  return buf;
+/* A page in memory that refuses to grow past FB_REPORT_PAGE_MAX: a
+ * writer that never stops fails its writes instead of filling memory. */
+typedef struct sink {
+  char *buf;
+  size_t len;
+} sink;
+
+static ssize_t sink_write(void *cookie, const char *data, size_t n) {
+  sink *s = cookie;
+  if (n > FB_REPORT_PAGE_MAX - s->len)
+    return -1;
+  memcpy(s->buf + s->len, data, n);
+  s->len += n;
+  return (ssize_t)n;
 }
 
+/* The page for r as a string (free it); it must fit the bound. */
+static char *page(fb_report *r) {
+  sink s = {malloc(FB_REPORT_PAGE_MAX + 1), 0};
+  assert_non_null(s.buf);
+  FILE *f = fopencookie(&s, "w", (cookie_io_functions_t){NULL, sink_write,
+                                                          NULL, NULL});
+  assert_non_null(f);
+  assert_int_equal(fb_report_html(r, "test.jsonl", f), 0);
+  assert_int_equal(fclose(f), 0);
+  s.buf[s.len] = 0;
+  return s.buf;
+}
+
+/* Kills the test (SIGVTALRM) after s seconds of CPU, 0: never. CPU, not
+ * wall time: a loaded machine or valgrind slows it, a hang never ends. */
+static void cpu_limit(int s) {
+  struct itimerval t = {{0, 0}, {s, 0}};
+  setitimer(ITIMER_VIRTUAL, &t, NULL);
+}
+
+/* A page that the limits bound: the run ended (each test runs under
+ * cpu_limit), the page is whole, under FB_REPORT_PAGE_MAX, and every number
+ * drawn is finite. */
+static void assert_sane_page(const char *html) {
+  size_t len = strlen(html);
+  assert_true(len < FB_REPORT_PAGE_MAX);
+  assert_non_null(strstr(html, "</html>"));
+  assert_null(strstr(html, "nan"));
+  assert_null(strstr(html, "inf\""));
+  assert_null(strstr(html, "infH"));
+  assert_null(strstr(html, "infs<"));
+}
+
+/* By hand: ASan's strstr measures the whole rest of s on every call. */
 static int occurrences(const char *s, const char *what) {
   int n = 0;
-  for (const char *p = s; (p = strstr(p, what)); p += strlen(what))
-    n++;
+  size_t len = strlen(what);
+  for (const char *p = s; *p;)
+    if (strncmp(p, what, len) == 0) {
+      n++;
+      p += len;
+    } else {
+      p++;
+    }
   return n;
 }
 
@@ -118,7 +167,7 @@ static void buckets_double_and_merge_as_the_run_grows(void **state) {
   assert_int_equal(r->series[0].counts[1][FB_OUT_SUCCESS], 2); /* .3, .4 */
   uint32_t all[FB_REPORT_BINS] = {0};
   for (size_t i = 0; i < r->nbuckets; i++)
-    for (int b = 0; b < FB_REPORT_BINS; b++)
+    for (int b = 0; b < FB_REPORT_BINS && r->latency[i]; b++)
       all[b] += r->latency[i][b];
   /* half at 1 ms, half at 100 ms: within the documented 2.5% */
   assert_true(fabs(fb_report_quantile(all, 0.5) - 0.001) / 0.001 < 0.025);
@@ -310,6 +359,388 @@ static void many_intervals_are_drawn_sampled(void **state) {
   fb_report_free(r);
 }
 
+
+/* Times far apart, far from 0, tiny, or past the range: each either
+ * drawn on an axis of a few labels or skipped as out of range, never a
+ * hang (bucket_of and svg_axis looped forever on some) or a NaN. */
+static void hostile_times_end_and_stay_bounded(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    uint64_t bad_time;
+  } files[] = {
+      /* an axis at 1e11 one second long: t += step stopped advancing */
+      {"{\"t\":1e11,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+       "{\"t\":1e11,\"kind\":\"run_end\",\"ok\":true,\"summary\":{\"duration\":1}}\n", 0},
+      {"{\"t\":1e17,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+       "{\"t\":1e17,\"kind\":\"run_end\",\"ok\":true,\"summary\":{\"duration\":1}}\n", 2},
+      /* (t - t0) / width infinite: widening never ended */
+      {"{\"t\":-1e308,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+       "{\"t\":1e308,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n", 2},
+      /* the widest range allowed, and a duration past it */
+      {"{\"t\":-1e12,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+       "{\"t\":1e12,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+       "{\"t\":1e12,\"kind\":\"run_end\",\"ok\":true,\"summary\":{\"duration\":1e300}}\n", 0},
+      /* subnormal: a 1e-310 s axis drew rates of n / 1e-310 as NaN */
+      {"{\"t\":0,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\",\"latency\":0.1}\n"
+       "{\"t\":1e-310,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+       "{\"t\":5e-324,\"kind\":\"state_change\",\"breaker\":1,\"from\":\"CLOSED\",\"to\":\"OPEN\"}\n", 0},
+      {"{\"t\":1.0000001e12,\"kind\":\"register\",\"host\":\"h\",\"port\":1}\n"
+       "{\"t\":1e400,\"kind\":\"register\",\"host\":\"h\",\"port\":1}\n"
+       "{\"t\":-1e400,\"kind\":\"pick\",\"host\":\"h\",\"port\":1}\n", 3},
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    cpu_limit(30);
+    fb_report *r = feed(files[i].text);
+    assert_int_equal(r->bad_time.count, files[i].bad_time);
+    assert_true(r->nbuckets <= FB_REPORT_BUCKETS);
+    assert_true(isfinite(r->width));
+    char *html = page(r);
+    cpu_limit(0);
+    assert_sane_page(html);
+    /* 1, 2 or 5 times a power of ten apart: at most 12 grid lines */
+    const char *axis = strstr(html, "<g class=\"axis\">");
+    if (axis) {
+      const char *end = strstr(axis, "</g>");
+      int n = 0;
+      for (const char *p = axis; (p = strstr(p, "<text")) && p < end; p++)
+        n++;
+      assert_true(n >= 2 && n <= 12);
+    }
+    if (files[i].bad_time)
+      assert_non_null(strstr(html, "out of range"));
+    free(html);
+    fb_report_free(r);
+  }
+}
+
+/* The page at 1e11 labels its ticks so they can be told apart, not ten
+ * times "1e+11s": the first whole, the others as offsets from it. */
+static void far_times_keep_distinct_axis_labels(void **state) {
+  (void)state;
+  fb_report *r = feed(
+      "{\"t\":100000000000,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n"
+      "{\"t\":100000000002,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n");
+  char *html = page(r);
+  assert_non_null(strstr(html, ">100000000000s<"));
+  assert_non_null(strstr(html, ">+0.2s<"));
+  assert_non_null(strstr(html, ">+2s<"));
+  assert_null(strstr(html, "e+11s<"));
+  free(html);
+  fb_report_free(r);
+}
+
+/* Counts saturate instead of wrapping when buckets merge. */
+static void merged_counts_saturate(void **state) {
+  (void)state;
+  fb_report *r = feed(
+      "{\"t\":0,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\",\"latency\":0.01}\n"
+      "{\"t\":0.001,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\",\"latency\":0.01}\n");
+  assert_int_equal(r->nbuckets, 2);
+  r->series[0].counts[0][FB_OUT_SUCCESS] = UINT32_MAX - 1;
+  r->series[0].counts[1][FB_OUT_SUCCESS] = UINT32_MAX - 1;
+  int bin = fb_report_bin(0.01);
+  r->latency[0][bin] = UINT32_MAX - 1;
+  r->latency[1][bin] = UINT32_MAX - 1;
+  const char *far = "{\"t\":10,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}";
+  fb_report_line(r, far, strlen(far), 3);
+  assert_true(r->width > FB_REPORT_W0);
+  assert_true(r->series[0].counts[0][FB_OUT_SUCCESS] == UINT32_MAX);
+  assert_true(r->latency[0][bin] == UINT32_MAX);
+  char *html = page(r);
+  assert_sane_page(html);
+  free(html);
+  fb_report_free(r);
+}
+
+/* A line over FB_REPORT_LINE_MAX is skipped unparsed (and not held
+ * whole in memory); the lines around it still count. */
+static void overlong_lines_are_skipped(void **state) {
+  (void)state;
+  size_t pad = FB_REPORT_LINE_MAX;
+  const char *head = "{\"t\":1,\"kind\":\"call_end\",\"service\":\"";
+  const char *tail = "\",\"outcome\":\"success\"}\n";
+  const char *ok = "{\"t\":2,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\"}\n";
+  size_t len = strlen(ok) + strlen(head) + pad + strlen(tail) + strlen(ok);
+  char *text = malloc(len + 1), *p = text;
+  p += sprintf(p, "%s%s", ok, head);
+  memset(p, 'x', pad);
+  p += pad;
+  sprintf(p, "%s%s", tail, ok);
+  fb_report *r = feed(text);
+  assert_int_equal(r->too_long.count, 1);
+  assert_int_equal(r->too_long.first[0], 2);
+  assert_int_equal(r->calls, 2);
+  assert_int_equal(r->lines, 3);
+  char *html = page(r);
+  assert_sane_page(html);
+  assert_non_null(strstr(html, "Skipped 1 lines longer than"));
+  free(html);
+  fb_report_free(r);
+  /* the same through fb_report_buffer, without a FILE */
+  r = fb_report_new();
+  fb_report_buffer(r, text, strlen(text));
+  assert_int_equal(r->too_long.count, 1);
+  assert_int_equal(r->calls, 2);
+  assert_int_equal(r->lines, 3);
+  fb_report_free(r);
+  free(text);
+}
+
+/* fb_report_buffer numbers lines as fb_report_read does. */
+static void a_buffer_reads_like_a_file(void **state) {
+  (void)state;
+  const char *text = "{\"t\":0,\"kind\":\"run_start\",\"seed\":1}\n\nnot json\n"
+                     "{\"t\":1,\"kind\":\"pick\",\"host\":\"h\",\"port\":1}";
+  fb_report *a = feed(text), *b = fb_report_new();
+  fb_report_buffer(b, text, strlen(text));
+  assert_int_equal(a->lines, 4);
+  assert_int_equal(b->lines, 4);
+  assert_int_equal(b->bad_json.count, 1);
+  assert_int_equal(b->bad_json.first[0], a->bad_json.first[0]);
+  assert_int_equal(b->picks, 1);
+  fb_report_buffer(b, "", 0);
+  assert_int_equal(b->lines, 4);
+  fb_report_free(a);
+  fb_report_free(b);
+}
+
+/* A run_start with a huge script name and 100,000 arguments: cut to the
+ * limits, said so on the page, and read in linear time. */
+static void header_strings_and_arguments_are_cut(void **state) {
+  (void)state;
+  size_t nargs = 100000, len = 64 + 2 * FB_REPORT_STR_MAX + nargs * 4 + 16;
+  char *line = malloc(len), *p = line;
+  p += sprintf(p, "{\"t\":0,\"kind\":\"run_start\",\"script\":\"");
+  for (int i = 0; i < 2 * FB_REPORT_STR_MAX; i++)
+    *p++ = '\'';
+  p += sprintf(p, "\",\"args\":[");
+  for (size_t i = 0; i < nargs; i++)
+    p += sprintf(p, "%s\"'\"", i ? "," : "");
+  p += sprintf(p, "]}");
+  cpu_limit(30);
+  fb_report *r = fb_report_new();
+  fb_report_line(r, line, (size_t)(p - line), 1);
+  cpu_limit(0);
+  assert_int_equal(r->events, 1);
+  assert_int_equal(strlen(r->script), FB_REPORT_STR_MAX);
+  assert_int_equal(r->nargs, FB_REPORT_ARGS);
+  assert_true(r->cut);
+  char *html = page(r);
+  assert_sane_page(html);
+  assert_true(strlen(html) < 500000);
+  assert_non_null(strstr(html, "id=\"replay-cut\""));
+  free(html);
+  fb_report_free(r);
+  free(line);
+}
+
+/* Deep nesting is cJSON's to refuse (its limit: 1000), not a crash. */
+static void deep_json_is_a_bad_line(void **state) {
+  (void)state;
+  size_t depth = 200000;
+  char *line = malloc(2 * depth);
+  memset(line, '[', depth);
+  memset(line + depth, ']', depth);
+  fb_report *r = fb_report_new();
+  fb_report_line(r, line, 2 * depth, 1);
+  assert_int_equal(r->bad_json.count, 1);
+  fb_report_free(r);
+  free(line);
+}
+
+/* CPU seconds to read n register events for n distinct instances. */
+static double read_instances(int n, fb_report **out) {
+  fb_report *r = fb_report_new();
+  char line[160];
+  clock_t c0 = clock();
+  for (int i = 0; i < n; i++) {
+    int len = snprintf(line, sizeof line,
+                       "{\"t\":%d,\"kind\":\"register\",\"service\":\"api\","
+                       "\"host\":\"10.%d.%d.%d\",\"port\":80}",
+                       i, i >> 16, (i >> 8) & 255, i & 255);
+    fb_report_line(r, line, (size_t)len, i + 1);
+  }
+  double s = (double)(clock() - c0) / CLOCKS_PER_SEC;
+  if (out)
+    *out = r;
+  else
+    fb_report_free(r);
+  return s;
+}
+
+/* Tracks are found by hash: twice the instances take about twice the
+ * time (a linear search took four times: 3.3 s for 40,000). The page
+ * draws FB_REPORT_ROWS of them and says how many it left out. */
+static void many_instances_are_linear_and_drawn_bounded(void **state) {
+  (void)state;
+  fb_report *r;
+  cpu_limit(120);
+  double small = read_instances(20000, NULL);
+  double big = read_instances(40000, &r);
+  cpu_limit(0);
+  assert_int_equal(r->nmembers, 40000);
+  assert_true(big < 3 * small + 0.05);
+  /* every instance stays its own track */
+  assert_string_equal(r->members[39999].name, "api 10.0.156.63:80");
+  assert_int_equal(r->members[39999].nspans, 1);
+  char *html = page(r);
+  assert_sane_page(html);
+  assert_int_equal(occurrences(html, "<g class=\"member\""), FB_REPORT_ROWS);
+  assert_non_null(strstr(html, "id=\"members-left-out\" data-count=\"39900\""));
+  assert_true(strlen(html) < 2000000);
+  free(html);
+  fb_report_free(r);
+}
+
+/* The worst file the limits allow: every series, row and interval
+ * drawn, each name and state as long as kept and made of characters
+ * that escape to the longest entities. The page stays under
+ * FB_REPORT_PAGE_MAX and carries no markup from the file. */
+static void the_worst_page_is_under_the_bound(void **state) {
+  (void)state;
+  fb_report *r = fb_report_new();
+  /* qq: 260 quotes in JSON (the longest entity, &quot;), past a name's 255 */
+  char qq[521], st[2][47], line[2048];
+  for (int i = 0; i < 260; i++)
+    memcpy(qq + 2 * i, "\\\"", 2);
+  qq[520] = 0;
+  long n = 0;
+  cpu_limit(300);
+  /* header strings at their limit, all quotes (16 bytes each quoted) */
+  {
+    char *big = malloc(FB_REPORT_LINE_MAX), *p = big;
+    p += sprintf(p, "{\"t\":0,\"kind\":\"run_start\",\"seed\":\"");
+    for (int i = 0; i < FB_REPORT_STR_MAX; i++)
+      p += sprintf(p, "'");
+    p += sprintf(p, "\",\"script\":\"");
+    for (int i = 0; i < FB_REPORT_STR_MAX; i++)
+      p += sprintf(p, "'");
+    p += sprintf(p, "\",\"args\":[");
+    for (int a = 0; a < FB_REPORT_ARGS; a++) {
+      p += sprintf(p, "%s\"", a ? "," : "");
+      for (int i = 0; i < FB_REPORT_STR_MAX; i++)
+        p += sprintf(p, "'");
+      p += sprintf(p, "\"");
+    }
+    p += sprintf(p, "]}");
+    fb_report_line(r, big, (size_t)(p - big), ++n);
+    p = big;
+    p += sprintf(p, "{\"t\":0,\"kind\":\"run_end\",\"ok\":false,\"error\":\"");
+    for (int i = 0; i < FB_REPORT_STR_MAX; i++)
+      p += sprintf(p, "\\\"");
+    p += sprintf(p, "\"}");
+    fb_report_line(r, big, (size_t)(p - big), ++n);
+    free(big);
+  }
+  /* two states of 23 quotes, the second ending in '&' */
+  for (int i = 0; i < 2; i++) {
+    memcpy(st[i], qq, 44);
+    snprintf(st[i] + 44, 3, "%s", i ? "&" : "\\\"");
+  }
+  /* series: every bucket of 2 * FB_REPORT_SERIES series, all outcomes */
+  static const char *const outs[] = {"success", "failure", "timeout"};
+  for (int s = 0; s < FB_REPORT_SERIES; s++)
+    for (int b = 0; b < FB_REPORT_BUCKETS; b++) {
+      for (int o = 0; o < 3; o++) {
+        int len = snprintf(line, sizeof line,
+            "{\"t\":%d,\"kind\":\"call_end\",\"service\":\"%d%s\",\"outcome\":"
+            "\"%s\",\"latency\":%g}", b, s, qq, outs[o], 1e-6 * (b * 7 % 500 + 1) * (s + 1));
+        fb_report_line(r, line, (size_t)len, ++n);
+      }
+      int len = snprintf(line, sizeof line,
+          "{\"t\":%d,\"kind\":\"reject\",\"breaker\":\"%d%s\"}", b, s, qq);
+      fb_report_line(r, line, (size_t)len, ++n);
+      len = snprintf(line, sizeof line,
+          "{\"t\":%d,\"kind\":\"pick\",\"host\":\"%d%s\",\"port\":1}", b, s, qq);
+      fb_report_line(r, line, (size_t)len, ++n);
+    }
+  /* tracks: more than FB_REPORT_ROWS of each, each flapping */
+  for (int k = 0; k < FB_REPORT_ROWS + 20; k++)
+    for (int i = 0; i < 650; i++) {
+      double t = i * 0.7;
+      int len = snprintf(line, sizeof line,
+          "{\"t\":%g,\"kind\":\"state_change\",\"breaker\":\"%d%s\","
+          "\"from\":\"%s\",\"to\":\"%s\"}", t, k, qq, st[i % 2], st[1 - i % 2]);
+      fb_report_line(r, line, (size_t)len, ++n);
+      len = snprintf(line, sizeof line,
+          "{\"t\":%g,\"kind\":\"%s\",\"host\":\"%d%s\",\"port\":1}", t,
+          i % 2 ? "expire" : "register", k, qq);
+      fb_report_line(r, line, (size_t)len, ++n);
+      len = snprintf(line, sizeof line,
+          "{\"t\":%g,\"kind\":\"instance\",\"action\":\"%s\",\"host\":"
+          "\"%d%s\",\"port\":1}", t + 0.1, st[1], k, qq);
+      fb_report_line(r, line, (size_t)len, ++n);
+    }
+  for (int i = 0; i < 10; i++) {
+    int len = snprintf(line, sizeof line, "{\"t\":1,\"kind\":\"%d%s\"}", i, qq);
+    fb_report_line(r, line, (size_t)len, ++n);
+  }
+  char *html = page(r);
+  cpu_limit(0);
+  size_t len = strlen(html);
+  print_message("# worst page: %zu bytes (bound %u)\n", len, FB_REPORT_PAGE_MAX);
+  assert_sane_page(html);
+  assert_true(len > FB_REPORT_PAGE_MAX / 8); /* it is a worst case */
+  assert_null(strstr(html, "<<"));
+  assert_null(strstr(html, ">>"));
+  /* an attribute value cut short by a quote from the log would leave ""
+   * (the hover JSON after it has \" next to ", rightly) */
+  char *data = strstr(html, "<script type=\"application/json\"");
+  assert_non_null(data);
+  *data = 0;
+  assert_null(strstr(html, "\"\""));
+  assert_true(occurrences(html, "&quot;") > 100000);
+  free(html);
+  fb_report_free(r);
+}
+
+/* cJSON allocations that fail from the n-th on, counted while live. */
+static long alloc_left, alloc_live;
+static void *failing_malloc(size_t size) {
+  if (alloc_left-- <= 0)
+    return NULL;
+  void *p = malloc(size);
+  alloc_live += p != NULL;
+  return p;
+}
+static void counted_free(void *p) {
+  alloc_live -= p != NULL;
+  free(p);
+}
+
+/* The hover data out of memory at each of its allocations in turn: the
+ * page says it failed (-1), is still whole, and nothing is left
+ * allocated (a partly built array leaked its item). */
+static void hover_data_out_of_memory_fails_cleanly(void **state) {
+  (void)state;
+  fb_report *r = feed(
+      "{\"t\":0,\"kind\":\"call_end\",\"service\":\"a\",\"outcome\":\"success\",\"latency\":0.01}\n"
+      "{\"t\":0.5,\"kind\":\"call_end\",\"service\":\"b\",\"outcome\":\"failure\",\"latency\":0.2}\n"
+      "{\"t\":1,\"kind\":\"call_end\",\"service\":\"a\",\"outcome\":\"timeout\"}\n");
+  int failed = 0;
+  for (long n = 0;; n++) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cJSON_Hooks hooks = {failing_malloc, counted_free};
+    alloc_left = n;
+    alloc_live = 0;
+    cJSON_InitHooks(&hooks);
+    int rc = fb_report_html(r, "oom.jsonl", f);
+    cJSON_InitHooks(NULL);
+    fclose(f);
+    assert_int_equal(alloc_live, 0);
+    assert_non_null(strstr(buf, "</html>"));
+    free(buf);
+    if (rc == 0)
+      break;
+    failed++;
+  }
+  assert_true(failed > 10);
+  fb_report_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(counts_calls_per_bucket_and_outcome),
@@ -322,6 +753,16 @@ int main(void) {
       cmocka_unit_test(an_empty_log_still_gives_a_page),
       cmocka_unit_test(many_series_are_pooled),
       cmocka_unit_test(many_intervals_are_drawn_sampled),
+      cmocka_unit_test(hostile_times_end_and_stay_bounded),
+      cmocka_unit_test(far_times_keep_distinct_axis_labels),
+      cmocka_unit_test(merged_counts_saturate),
+      cmocka_unit_test(overlong_lines_are_skipped),
+      cmocka_unit_test(a_buffer_reads_like_a_file),
+      cmocka_unit_test(header_strings_and_arguments_are_cut),
+      cmocka_unit_test(deep_json_is_a_bad_line),
+      cmocka_unit_test(many_instances_are_linear_and_drawn_bounded),
+      cmocka_unit_test(the_worst_page_is_under_the_bound),
+      cmocka_unit_test(hover_data_out_of_memory_fails_cleanly),
   };
   return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }

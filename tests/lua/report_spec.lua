@@ -67,3 +67,106 @@ describe("fusebox report", function()
     assert.are.equal("r.html\n", listing)
   end)
 end)
+
+-- Hostile events files: each run ends (timeout kills a hang), writes a
+-- page under the bound (head cuts one byte past it), and lets nothing
+-- from the file out as markup.
+describe("fusebox report on hostile input", function()
+  local PAGE_MAX = 16 * 1024 * 1024 -- FB_REPORT_PAGE_MAX
+
+  -- Runs fusebox report on path with a time limit; the page (cut one byte
+  -- past the bound), the exit code and stderr.
+  local function report(path)
+    local out, err, rc = os.tmpname(), os.tmpname(), os.tmpname()
+    os.execute(string.format(
+      "{ timeout -s KILL 60 %s report %s 2>%s; echo $? >%s; } | head -c %d >%s",
+      T.fusebox_bin, path, err, rc, PAGE_MAX + 1, out))
+    local html, e, code = slurp(out), slurp(err), tonumber(slurp(rc))
+    os.remove(out)
+    os.remove(err)
+    os.remove(rc)
+    return html, code, e
+  end
+
+  local function write(lines)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    return path
+  end
+
+  local function assert_bounded(html, code, err)
+    assert.are.equal(0, code, err)
+    assert.is_true(#html <= PAGE_MAX, "page of " .. #html .. " bytes")
+    assert.truthy(html:find("</html>\n$"))
+    assert.falsy(html:find("nan", 1, true))
+  end
+
+  it("ends with a bounded page whatever the times", function()
+    local files = {
+      -- t += step stopped advancing at 1e17: 600 MB in 5 s
+      {'{"t":1e17,"kind":"call_end","service":"s","outcome":"success"}',
+       '{"t":1e17,"kind":"run_end","ok":true,"summary":{"duration":1}}'},
+      -- (t - t0) / width infinite: widening never ended
+      {'{"t":-1e308,"kind":"call_end","service":"s","outcome":"success"}',
+       '{"t":1e308,"kind":"call_end","service":"s","outcome":"success"}'},
+      {'{"t":0,"kind":"call_end","service":"s","outcome":"success","latency":0.1}',
+       '{"t":1e-310,"kind":"call_end","service":"s","outcome":"success"}'},
+      {'{"t":1e11,"kind":"call_end","service":"s","outcome":"success"}',
+       '{"t":1e11,"kind":"run_end","ok":true,"summary":{"duration":1e300}}'},
+    }
+    for i, lines in ipairs(files) do
+      local path = write(lines)
+      local html, code, err = report(path)
+      os.remove(path)
+      assert_bounded(html, code, err)
+      if i <= 2 then
+        assert.truthy(err:find("with t out of range (beyond +-1e+12 s; first: line 1)", 1, true), err)
+        assert.truthy(html:find("whose time t is out of range", 1, true))
+      end
+    end
+  end)
+
+  it("draws a hostile fixture without letting markup through", function()
+    local html, code, err = report("tests/fixtures/report_hostile.jsonl")
+    assert_bounded(html, code, err)
+    for n = 1, 7 do
+      assert.falsy(html:find("alert(" .. n .. ")</script>", 1, true), n)
+    end
+    assert.falsy(html:find("<img", 1, true))
+    assert.falsy(html:find("<svg onload", 1, true))
+    assert.falsy(html:find("<b>", 1, true))
+    assert.falsy(html:find('" onmouseover="', 1, true))
+    assert.truthy(html:find("skipped"))
+    assert.truthy(err:find("skipped 3 events", 1, true), err)
+  end)
+
+  it("reads 40,000 distinct instances in linear time and draws 100", function()
+    local lines = {}
+    for i = 1, 40000 do
+      lines[i] = string.format('{"t":%g,"kind":"register","service":"api","host":"10.%d.%d.%d","port":80}',
+        i * 0.001, math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256)
+    end
+    local path = write(lines)
+    local t0 = os.time()
+    local html, code, err = report(path)
+    os.remove(path)
+    assert_bounded(html, code, err)
+    assert.is_true(os.time() - t0 < 30) -- 3.3 s plain with a linear search
+    assert.truthy(html:find('<td id="total-instances">40000</td>', 1, true))
+    assert.truthy(html:find('id="members-left-out" data-count="39900"', 1, true))
+  end)
+
+  it("skips a line longer than the limit without reading it whole", function()
+    local path = write({
+      '{"t":0,"kind":"call_end","service":"s","outcome":"success"}',
+      '{"t":1,"kind":"call_end","service":"' .. string.rep("x", 2 * 1024 * 1024) .. '","outcome":"success"}',
+      '{"t":2,"kind":"call_end","service":"s","outcome":"success"}'})
+    local html, code, err = report(path)
+    os.remove(path)
+    assert_bounded(html, code, err)
+    assert.truthy(err:find("skipped 1 lines of '[^']+' longer than 1048576 bytes %(first: line 2%)"), err)
+    assert.truthy(html:find('<td id="total-calls">2</td>', 1, true))
+  end)
+end)
