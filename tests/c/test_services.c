@@ -62,7 +62,8 @@ static void churned_names_never_lock_out(void **state) {
     snprintf(name, sizeof name, "reaped%d", k);
     assert_int_equal(fb_registry_heartbeat(r, "kept", "h", 80, t - 12.5),
                      FB_REFRESHED);
-    assert_int_equal(fb_registry_heartbeat(r, "kept", "h", 80, t), FB_REFRESHED);
+    assert_int_equal(fb_registry_heartbeat(r, "kept", "h", 80, t),
+                     FB_REFRESHED);
     assert_int_equal(fb_registry_register(r, name, "h", 80, t), FB_ADDED);
   }
   assert_true(fb_registry_services_removed(r) >= 10999 - 2);
