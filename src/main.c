@@ -57,7 +57,7 @@ static const char usage[] =
     "                  --summary\n"
     "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
     "                  objects published with fb.export at /metrics (real\n"
-    "                  time only)\n"
+    "                  time only; serve publishes its registry as 'serve')\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
