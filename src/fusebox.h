@@ -114,9 +114,19 @@ typedef struct fb_registry_config {
                                (a registry with a backend never reaps: the
                                store decides who is there) */
   uint32_t max_services;    /* services at most; 10000 (a service, once
-                               created, is never removed: this bounds the
+                               created, is never removed unless
+                               remove_empty_services: this bounds the
                                distinct names over the registry's life) */
   uint32_t max_instances;   /* instances at most, live or expired; 100000 */
+  int remove_empty_services; /* 0 (default): a service lives as long as
+                               the registry, and so do fb_service pointers.
+                               1: when a new service would pass
+                               max_services, the services with no instance
+                               left (every one deregistered or reaped) are
+                               removed first, so the names no longer count
+                               (churned names never lock the registry);
+                               fb_service pointers are then valid only while
+                               fb_registry_services_removed() is unchanged */
   uint32_t magic;           /* private: set by fb_registry_config_init */
 } fb_registry_config;
 
@@ -167,8 +177,13 @@ int fb_registry_deregister(fb_registry *r, const char *service,
                            const char *host, int port);
 
 /* Returns the service called name, or NULL if nothing ever registered it.
- * A service, once created, lives as long as the registry. */
+ * A service, once created, lives as long as the registry (with
+ * remove_empty_services, until it is removed). */
 fb_service *fb_registry_service(fb_registry *r, const char *name);
+
+/* Returns how many services were removed (remove_empty_services): a
+ * caller that keeps fb_service pointers drops them when this changed. */
+uint64_t fb_registry_services_removed(const fb_registry *r);
 
 /* Returns the live instances of s at now (those whose last heartbeat is
  * less than the timeout ago), in registration order, and stores the array
@@ -265,7 +280,9 @@ size_t fb_service_healthy(fb_service *s, double now,
                           fb_instance *const **out);
 
 /* Returns a number that changes whenever the service's live or healthy
- * instances or their weights change (tables built from them are stale). */
+ * instances or their weights change (tables built from them are stale);
+ * no two services of a registry ever share one, so a table kept for a
+ * removed service never passes for its successor's. */
 uint64_t fb_service_version(const fb_service *s);
 
 /* Returns the instance's service. */

@@ -57,6 +57,11 @@ static fb_service *api_registry_service(fb_registry *r, const char *name) {
   return fb_registry_service(r, name);
 }
 
+/* Lua keeps fb_service pointers by name, and drops them when this changed. */
+static double api_registry_services_removed(const fb_registry *r) {
+  return (double)fb_registry_services_removed(r);
+}
+
 static int api_service_live(fb_service *s, double now,
                             fb_instance *const **out) {
   return (int)fb_service_live(s, now, out);

@@ -26,6 +26,7 @@
   X(void, breaker_disable, (fb_breaker * b, double now))                    \
   X(void, breaker_reset, (fb_breaker * b, double now))                      \
   X(fb_service *, registry_service, (fb_registry * r, const char *name))     \
+  X(double, registry_services_removed, (const fb_registry *r))               \
   X(int, service_live,                                                       \
     (fb_service * s, double now, fb_instance *const **out))                  \
   X(double, instance_id, (const fb_instance *i))                             \

@@ -29,7 +29,8 @@ static int registry_sweep(lua_State *L) {
   return 0;
 }
 
-/* core.registry_services(reg) -> array of service names, oldest first */
+/* core.registry_services(reg) -> array of service names, oldest first
+ * (once empty services were removed, the newest moved into their places) */
 static int registry_services(lua_State *L) {
   fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
   uint32_t n = fb_registry_nservices(*p);

@@ -57,7 +57,7 @@ static const char usage[] =
     "                  --summary\n"
     "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
     "                  objects published with fb.export at /metrics (real\n"
-    "                  time only)\n"
+    "                  time only; serve publishes its registry as 'serve')\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
@@ -254,18 +254,6 @@ static int parse_listen(const char *s, char *host, size_t cap, int *port) {
   *port = (int)p;
   return 0;
 }
-
-/* Runs main(...) after starting the metrics endpoint. */
-static const char with_metrics[] =
-    "local host, port, main = ...\n"
-    "local fb = require 'fusebox'\n"
-    "local m, err = fb.serve_metrics { host = host, port = port }\n"
-    "if not m then error(string.format('fusebox: cannot serve metrics on "
-    "%s:%d: %s', host, port, err), 0) end\n"
-    "io.stdout:write(string.format('fusebox: metrics on http://%s:%d/metrics\\n',"
-    " host, m:port()))\n"
-    "io.stdout:flush()\n"
-    "return main(select(4, ...))\n";
 
 /* Starts the metrics endpoint before the run, so that a port in use is
  * one line and exit 2, not a run's traceback. Leaves the server on the
@@ -726,19 +714,25 @@ static int test(int argc, char **argv) {
   return rc;
 }
 
-/* The main coroutine of `fusebox serve`: the API, then the script. */
+/* The main coroutine of `fusebox serve`: the API, then the script. The
+ * served registry is exported as "serve", so --metrics shows it. An
+ * address it cannot listen on goes in failed.error, for one line and
+ * exit 2 rather than a run's traceback. */
 static const char serve_main[] =
-    "local host, port, token, auth_reads, insecure, timeout, script = ...\n"
+    "local failed, host, port, token, auth_reads, insecure, timeout, script = ...\n"
     "local fb = require 'fusebox'\n"
     "local reg = timeout and fb.registry { heartbeat_timeout = timeout }\n"
     "local api, err = fb.serve_registry { host = host, port = port, token = token,\n"
     "  auth_reads = auth_reads, insecure = insecure, registry = reg }\n"
-    "if not api then error(string.format('fusebox: cannot listen on %s:%d: %s',"
-    " host, port, err), 0) end\n"
+    "if not api then\n"
+    "  failed.error = string.format('cannot listen on %s:%d: %s', host, port, err)\n"
+    "  return\n"
+    "end\n"
+    "fb.export('serve', api.registry)\n"
     "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
     "services\\n', host, api:port()))\n"
     "io.stdout:flush()\n"
-    "if script then assert(loadfile(script))(api.registry, api, select(8, ...)) end\n";
+    "if script then assert(loadfile(script))(api.registry, api, select(9, ...)) end\n";
 
 #define TOKEN_MAX 4096
 
@@ -835,28 +829,21 @@ static int serve(int argc, char **argv) {
   int rc = o.script ? check_script(o.script) : 0;
   if (rc)
     return rc;
-  char mhost[256];
-  int mport = 0;
-  if (o.metrics && parse_listen(o.metrics, mhost, sizeof mhost, &mport) < 0)
-    return usage_error("bad --metrics '%s': want HOST:PORT", o.metrics);
   signal(SIGPIPE, SIG_IGN); /* a client that goes mid-answer is an error value */
   lua_State *L = new_state();
   if (!L)
     return 1;
-  lua_getfield(L, -1, "run");
-  int n = 2;
-  if (o.metrics) { /* fb.run(with_metrics, opts, mhost, mport, serve_main, ...) */
-    luaL_loadbuffer(L, with_metrics, sizeof with_metrics - 1, "=metrics");
-    push_run_options(L, &o);
-    lua_pushstring(L, mhost);
-    lua_pushinteger(L, mport);
-    n += 3;
-  } else {
-    luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
-    push_run_options(L, &o);
+  rc = o.metrics ? open_metrics(L, o.metrics) : 0;
+  if (rc) {
+    lua_close(L);
+    return rc;
   }
-  if (o.metrics)
-    luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
+  lua_newtable(L); /* serve_main's failed */
+  int failed = lua_gettop(L);
+  lua_getfield(L, 1, "run");
+  luaL_loadbuffer(L, serve_main, sizeof serve_main - 1, "=serve");
+  push_run_options(L, &o);
+  lua_pushvalue(L, failed);
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
   if (token_file)
@@ -873,12 +860,18 @@ static int serve(int argc, char **argv) {
     lua_pushstring(L, o.script);
   else
     lua_pushnil(L);
-  int nargs = 7;
+  int nargs = 8;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
-  if (lua_pcall(L, n + nargs, 0, 0) != 0) {
+  if (lua_pcall(L, 2 + nargs, 0, 0) != 0) {
     fprintf(stderr, "%s\n", lua_tostring(L, -1));
     rc = 1;
+  } else {
+    lua_getfield(L, failed, "error");
+    if (lua_isstring(L, -1)) {
+      fprintf(stderr, "fusebox: %s\n", lua_tostring(L, -1));
+      rc = 2;
+    }
   }
   lua_close(L);
   return rc;

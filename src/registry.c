@@ -8,6 +8,10 @@
  * heartbeat brings it back where it was -- for reap_after seconds: then it
  * is reaped (removed), so a registry whose instances come and go does not
  * grow without bound. max_services and max_instances bound it outright.
+ * A service stays when its last instance goes (callers keep fb_service
+ * pointers), unless remove_empty_services: then the empty ones are
+ * removed when a new service needs the room -- only then, inside a
+ * registration, where no caller is in the middle of using one.
  *
  * Costs: live instances sit on one list ordered by last heartbeat (a
  * heartbeat moves its instance to the newest end), so a heartbeat is O(1)
@@ -40,10 +44,14 @@ struct fb_registry {
   double heartbeat_timeout;
   double reap_after;
   uint32_t max_services, max_instances;
+  int remove_empty;            /* remove_empty_services */
   fb_service **svc_table;      /* chained hash by name */
   uint32_t svc_buckets;
   fb_service **services;       /* by id */
   uint32_t nservices, services_cap;
+  uint32_t nempty;             /* services with no member */
+  uint64_t services_removed;
+  uint64_t versions;           /* the last service version handed out */
   fb_instance **inst_table;    /* chained hash by (service, host, port) */
   size_t inst_buckets, ninstances;
   inst_list live;              /* live instances */
@@ -92,6 +100,7 @@ void fb_registry_config_init(fb_registry_config *cfg) {
   cfg->reap_after = 0; /* 3 * heartbeat_timeout */
   cfg->max_services = FB_REGISTRY_MAX_SERVICES;
   cfg->max_instances = FB_REGISTRY_MAX_INSTANCES;
+  cfg->remove_empty_services = 0;
   cfg->magic = FB_CONFIG_MAGIC;
 }
 
@@ -115,6 +124,7 @@ fb_registry *fb_registry_new(const fb_registry_config *cfg) {
       cfg->reap_after > 0 ? cfg->reap_after : 3 * cfg->heartbeat_timeout;
   r->max_services = cfg->max_services;
   r->max_instances = cfg->max_instances;
+  r->remove_empty = cfg->remove_empty_services != 0;
   return r;
 }
 
@@ -262,12 +272,44 @@ static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
   memcpy(s->name, name, len + 1);
   s->registry = r;
   s->hash = h;
-  s->version = 1;
+  s->version = ++r->versions;
   s->id = r->nservices;
+  r->nempty++; /* until members_push() */
   r->services[r->nservices++] = s;
   s->hnext = r->svc_table[h & (r->svc_buckets - 1)];
   r->svc_table[h & (r->svc_buckets - 1)] = s;
   return s;
+}
+
+/* Takes s out of the table and the id array (the last service moves into
+ * its id: balancer slots are keyed on id, and versions are never shared,
+ * so the slot's table is rebuilt for it) and frees it. s has no member. */
+static void svc_remove(fb_registry *r, fb_service *s) {
+  fb_service **p = &r->svc_table[s->hash & (r->svc_buckets - 1)];
+  while (*p != s)
+    p = &(*p)->hnext;
+  *p = s->hnext;
+  fb_service *last = r->services[--r->nservices];
+  r->services[s->id] = last;
+  last->id = s->id;
+  r->nempty--;
+  r->services_removed++;
+  fb__free(s->members);
+  fb__free(s->live);
+  fb__free(s->healthy);
+  fb__free(s);
+}
+
+/* Removes every service with no member; O(services), done only when a
+ * new service would pass max_services and one at least is empty. */
+static void svc_remove_empty(fb_registry *r) {
+  for (uint32_t k = r->nservices; k-- > 0 && r->nempty > 0;)
+    if (r->services[k]->nmembers == 0)
+      svc_remove(r, r->services[k]); /* what moves to k was checked */
+}
+
+uint64_t fb_registry_services_removed(const fb_registry *r) {
+  return r ? r->services_removed : 0;
 }
 
 const char *fb_service_name(const fb_service *s) { return s ? s->name : ""; }
@@ -278,7 +320,7 @@ uint64_t fb_service_version(const fb_service *s) { return s->version; }
  * must see goes through here. */
 static void svc_changed(fb_service *s) {
   s->dirty = 1;
-  s->version++;
+  s->version = ++s->registry->versions;
   s->index = ++s->registry->index; /* blocking queries wait on this */
 }
 
@@ -393,6 +435,8 @@ static int members_push(fb_service *s, fb_instance *i) {
     s->members = v;
     s->members_cap = cap;
   }
+  if (s->nmembers == 0)
+    s->registry->nempty--;
   i->pos = s->nmembers;
   s->members[s->nmembers++] = i;
   return 0;
@@ -428,6 +472,8 @@ static void members_remove(fb_service *s, fb_instance *i) {
     s->nmembers--; /* holes at the end are no holes */
     s->nholes--;
   }
+  if (s->nmembers == 0)
+    s->registry->nempty++;
   if (s->nholes * 2 > s->nmembers)
     members_compact(s);
 }
@@ -533,14 +579,16 @@ static int tell(fb_registry *r, int what, int rc, const char *service,
 
 /* Adds host:port to service (creating the service if need be) within the
  * limits; the new instance is in no list yet. On error nothing changed,
- * except that a service created on the way stays (services live as long
- * as the registry). */
+ * except that a service created on the way stays (empty), and that empty
+ * services may have been removed to make room. */
 static int inst_add(fb_registry *r, fb_service *s, const char *service,
                     uint32_t sh, const char *host, int port,
                     fb_instance **out) {
   if (r->ninstances >= r->max_instances)
     return full(r, "max_instances", r->max_instances);
   if (!s) {
+    if (r->nservices >= r->max_services && r->remove_empty && r->nempty > 0)
+      svc_remove_empty(r);
     if (r->nservices >= r->max_services)
       return full(r, "max_services", r->max_services);
     if (!(s = svc_create(r, service, sh)))

@@ -24,7 +24,7 @@ for _ in $(seq 1 100); do
 done
 url=$(sed -n 's/.*registry API on \(http[^ ]*\)/\1/p' "$tmp/out")
 metrics=$(sed -n 's/.*metrics on \(http[^ ]*\)/\1/p' "$tmp/out")
-echo "1..23"
+echo "1..26"
 n=0
 check() { # description, expected substring, actual
   n=$((n + 1))
@@ -39,6 +39,8 @@ check "PUT registers" '"added":true' \
   "$(curl -s -X PUT -d '{"host":"127.0.0.1","port":7001}' "$url/users/instances")"
 check "heartbeat answers" '"added":false' \
   "$(curl -s -X PUT "$url/users/instances/127.0.0.1:7001/heartbeat")"
+check "metrics show the served registry as 'serve' (issue 14, item 5)" \
+  'fusebox_registry_instances{registry="serve",service="users"} 1' "$(curl -s "$metrics")"
 check "malformed JSON is a 400 with a JSON error" '400 {"error":"invalid JSON' \
   "$(curl -s -w '%{http_code} ' -o "$tmp/body" -X PUT -d '{"host"' "$url/users/instances"; cat "$tmp/body")"
 check "DELETE deregisters" '"removed":true' \
@@ -88,6 +90,13 @@ check "a missing token file is refused" "rc=2 lines=1: fusebox: cannot read toke
   "$(run2 --token-file "$tmp/nope")"
 check "--auth-reads needs a token file" "rc=2 lines=1: fusebox: --auth-reads needs --token-file" \
   "$(run2 --auth-reads)"
+hostport() { echo "$1" | sed 's|^http://\([^/]*\)/.*|\1|'; }
+check "--metrics on a port in use: one line, exit 2" \
+  "rc=2 lines=1: fusebox: cannot serve metrics on $(hostport "$metrics"): address already in use" \
+  "$(run2 --listen 127.0.0.1:0 --metrics "$(hostport "$metrics")")"
+check "--listen on a port in use: one line, exit 2" \
+  "rc=2 lines=1: fusebox: cannot listen on $(hostport "$url"): address already in use" \
+  "$(run2 --listen "$(hostport "$url")")"
 check "a bad --heartbeat-timeout is refused" "rc=2 lines=1: fusebox: bad --heartbeat-timeout 'inf'" \
   "$(run2 --heartbeat-timeout inf)"
 # --heartbeat-timeout: an instance not heard from for that long is gone

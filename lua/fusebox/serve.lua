@@ -105,6 +105,18 @@ local function valid_host(s)
   return type(s) == "string" and #s >= 1 and #s <= 253 and find(s, "^[%w%._%-:]+$") ~= nil
 end
 
+local HOST_RULE = "host must be 1-253 of A-Z a-z 0-9 . _ - : (it names the instance in paths)"
+
+-- Why the string s is no valid_host: its length, or its first byte
+-- outside the set, named (a NUL or control byte as such, not printed).
+local function bad_host(s)
+  if #s < 1 or #s > 253 then return format("%s, got %d bytes", HOST_RULE, #s) end
+  local at = find(s, "[^%w%._%-:]")
+  local b = byte(s, at)
+  local what = b == 0 and "NUL" or (b < 32 or b > 126) and format("byte 0x%02x", b) or format("'%s'", sub(s, at, at))
+  return format("%s, got %s at byte %d", HOST_RULE, what, at)
+end
+
 -- "10.0.0.1:8080", "[::1]:8080" -> host, port | nil
 local function host_port(s)
   local colon = nil
@@ -141,9 +153,7 @@ local function check_instance(body)
   for k in pairs(v) do
     if not REGISTER_FIELDS[k] then return nil, format("unknown field '%s'", k) end
   end
-  if type(v.host) == "string" and not valid_host(v.host) then
-    return nil, "host must be 1-253 of A-Z a-z 0-9 . _ - : (it names the instance in paths)"
-  end
+  if type(v.host) == "string" and not valid_host(v.host) then return nil, bad_host(v.host) end
   if v.meta ~= nil then
     if type(v.meta) ~= "table" or getmetatable(v.meta) == ARRAY then return nil, "meta must be an object" end
     for _, mv in pairs(v.meta) do
@@ -214,39 +224,41 @@ local function list_services(api, q, conn)
   return answer(api, 200, { index = core.registry_index(api.registry), services = out })
 end
 
--- Runs a registry method and wakes blocking queries if it changed
--- anything -> true, its result | false, status, why: the registry's
--- "bad argument" is a 400 with its reason, any other refusal (a full
--- registry) a 429 with its message.
+-- Runs the registry method called method and wakes blocking queries if
+-- it changed anything -> true, its result | false, status, why: the
+-- registry's "bad argument" is a 400 with its reason, any other refusal
+-- (a full registry) a 429 with its message, without the Lua method's
+-- name in front.
 local function change(api, method, ...)
   local before = core.registry_index(api.registry)
-  local ok, result = pcall(method, api.registry, ...)
+  local ok, result = pcall(api.registry[method], api.registry, ...)
   if core.registry_index(api.registry) ~= before then notify(api) end
   if ok then return true, result end
   local msg = tostring(result)
   local why = match(msg, "bad argument #%d+ to '[^']*' %((.*)%)$")
   if why then return false, 400, why end
   msg = match(msg, "^[^:]*:%d+: (.*)$") or msg
+  if sub(msg, 1, #method + 2) == method .. ": " then msg = sub(msg, #method + 3) end -- a Lua name, not the API's
   return false, msg == "out of memory" and 503 or 429, msg
 end
 
 local function register(api, name, req)
   local v, why = check_instance(req.body)
   if not v then return fail(400, "%s", why) end
-  local ok, added, why = change(api, api.registry.register, name, v.host, v.port,
+  local ok, added, why = change(api, "register", name, v.host, v.port,
     { weight = v.weight, zone = v.zone, meta = v.meta })
   if not ok then return fail(added, "%s", why) end -- added is the status here
   return answer(api, added and 201 or 200, { added = added }, name)
 end
 
 local function heartbeat(api, name, host, port)
-  local ok, added, why = change(api, api.registry.heartbeat, name, host, port)
+  local ok, added, why = change(api, "heartbeat", name, host, port)
   if not ok then return fail(added, "%s", why) end
   return answer(api, 200, { added = added }, name)
 end
 
 local function deregister(api, name, host, port)
-  local ok, removed, why = change(api, api.registry.deregister, name, host, port)
+  local ok, removed, why = change(api, "deregister", name, host, port)
   if not ok then return fail(removed, "%s", why) end
   if not removed then return fail(404, "no instance %s:%d in service '%s'", host, port, name) end
   return answer(api, 200, { removed = true }, name)

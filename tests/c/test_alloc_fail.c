@@ -11,7 +11,8 @@
  * The operations: a registry's create, many registrations (with zones and
  * weights), heartbeats, expiry, late returns, reaping, deregistration and
  * queries, against a model; picks with every balancer algorithm while
- * membership and weights change (so tables are built again); breakers of
+ * membership and weights change (so tables are built again); service
+ * names churning through a registry that removes empty services; breakers of
  * every mode across many windows; events written and summarised; a report
  * aggregated from every kind of line and written as a page; the timer
  * queue. An operation whose allocation failed must say so -- an error
@@ -377,6 +378,49 @@ static void balancers_survive_every_allocation_failure(void **state) {
   }
 }
 
+/* remove_empty_services: names churn through a registry of 2 services
+ * while a balancer picks from each; a registration that ran out of memory
+ * after empty services were removed to make room leaves a registry (and
+ * balancer) that still works. */
+static void service_removal_op(void) {
+  fb_registry_config rc;
+  fb_registry_config_init(&rc);
+  rc.max_services = 2;
+  rc.remove_empty_services = 1;
+  fb_registry *r = fb_registry_new(&rc);
+  if (!r)
+    return;
+  fb_balancer *lb = fb_balancer_new(r, "weighted_round_robin", 1);
+  if (!lb) {
+    fb_registry_release(r);
+    return;
+  }
+  fb_registry_register(r, "kept", "10.0.3.1", 80, 0);
+  for (int k = 0; k < 12; k++) {
+    char name[16], host[32];
+    snprintf(name, sizeof name, "churn%d", k);
+    snprintf(host, sizeof host, "10.0.4.%d", k);
+    uint64_t before = heap.failed;
+    int rc2 = fb_registry_register(r, name, host, 80, 1);
+    if (rc2 < 0) { /* no room taken by another name: only memory ran out */
+      assert_int_equal(rc2, FB_ENOMEM);
+      assert_true(FAILED_SINCE(before));
+      assert_null(fb_registry_find(r, name, host, 80));
+      continue;
+    }
+    check_pick(lb, fb_registry_service(r, name), NULL, 1);
+    check_pick(lb, fb_registry_service(r, "kept"), NULL, 1);
+    assert_int_equal(fb_registry_deregister(r, name, host, 80), 1);
+  }
+  fb_balancer_free(lb);
+  fb_registry_release(r);
+}
+
+static void service_removal_survives_every_allocation_failure(void **state) {
+  (void)state;
+  every_failure(service_removal_op);
+}
+
 /* ------------------------------------------------------------ breakers */
 
 static fb_breaker_mode mode;
@@ -633,6 +677,8 @@ int main(void) {
       cmocka_unit_test_setup(replace_allocator_refuses_null, reset),
       cmocka_unit_test_setup(registry_survives_every_allocation_failure, reset),
       cmocka_unit_test_setup(balancers_survive_every_allocation_failure, reset),
+      cmocka_unit_test_setup(service_removal_survives_every_allocation_failure,
+                             reset),
       cmocka_unit_test_setup(breakers_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(events_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(report_survives_every_allocation_failure, reset),
