@@ -30,6 +30,14 @@ function M.argerror(n, fname, msg)
   error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
 end
 
+-- timed_out(err) -> whether the error value err says the caller gave up
+-- waiting: fb.timeout's "timeout: ..." or a bare "timeout" (fb.sim's hung
+-- calls, fb.tcp). The one test of it: the breaker, fb.sim and the events
+-- all tell a timeout from a failure by it.
+function M.timed_out(err)
+  return type(err) == "string" and (err == "timeout" or err:find("timeout:", 1, true) == 1)
+end
+
 -- seconds(s) -> s for a message: "0.250s" below a million, "1.5e+12s"
 -- above (never hundreds of digits), "an unbounded time" for math.huge.
 function M.seconds(s)

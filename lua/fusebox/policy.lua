@@ -282,14 +282,37 @@ end
 local Timeout = { kind = "timeout" }
 Timeout.__index = Timeout
 
+-- child coroutine -> the box of the call it runs, while the child lives
+local boxes = setmetatable({}, { __mode = "k" })
+-- children still running after their caller gave up: while there are
+-- none, nothing needs to ask abandoned() (coroutine.running, which it
+-- calls, is not compiled)
+local orphans = { n = 0 }
+M.orphans = orphans
+
+-- abandoned([co]) -> the timeout message of the call co (default: the
+-- running coroutine) works for, if that call's caller, or any caller
+-- above it through nested timeouts, gave up waiting; else nil. A late
+-- result asks (fb.sim logs it as the timeout its caller saw).
+function M.abandoned(co)
+  local box = boxes[co or running()]
+  while box do -- up one timeout per step: as many as are nested
+    if box.abandoned then return box.owner.message end
+    box = boxes[box.caller]
+  end
+  return nil
+end
+
 -- The child: runs fn and hands its outcome to the waiting caller, unless
 -- the caller gave up; then the outcome, error included, is dropped here
 -- so it can neither crash the run nor wake a caller now waiting on
 -- something else.
 local function guarded(box, fn, ...)
+  boxes[running()] = box
   local r = pack(pcall(fn, ...))
   if box.abandoned then
     box.owner.late = box.owner.late + 1
+    orphans.n = orphans.n - 1
     return
   end
   box.results, box.done = r, true
@@ -307,6 +330,7 @@ function Timeout:call(fn, ...)
     if left <= 0 or not wait(self.what, left) then
       if box.done then break end
       box.abandoned = true
+      orphans.n = orphans.n + 1
       self.timeouts = self.timeouts + 1
       return nil, self.message
     end
