@@ -27,7 +27,10 @@
 -- attempt, not the whole retry sequence. Since a coroutine cannot be
 -- killed, a timed-out attempt's child keeps running to its end; its
 -- result is dropped, its error caught, and its bulkhead slot (the
--- bulkhead is outside the timeout) is already free again.
+-- bulkhead is outside the timeout) is already free again. A breaker
+-- records the attempt as a timeout (not a plain failure), and
+-- M.abandoned() lets the child's code know its caller gave up (fb.sim
+-- logs such a late answer as the timeout its caller saw).
 
 --
 -- Examples (fusebox run --virtual-time x.lua: the sleeps take no time)
@@ -308,7 +311,6 @@ end
 -- so it can neither crash the run nor wake a caller now waiting on
 -- something else.
 local function guarded(box, fn, ...)
-  boxes[running()] = box
   local r = pack(pcall(fn, ...))
   if box.abandoned then
     box.owner.late = box.owner.late + 1
@@ -323,7 +325,7 @@ end
 -- "timeout: ..." when the time passes first (the child is abandoned).
 function Timeout:call(fn, ...)
   local box = { caller = running(), owner = self, done = false, abandoned = false }
-  spawn(guarded, box, fn, ...)
+  boxes[spawn(guarded, box, fn, ...)] = box -- before the child first runs
   local deadline = now() + self.seconds
   while not box.done do
     local left = deadline - now()

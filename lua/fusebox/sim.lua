@@ -278,14 +278,18 @@ end
 -- or any result after a timeout layer above gave up on the call, is a
 -- timeout (a late result is logged late = true, with the timeout's
 -- message; the service's own outcome goes in result).
-local COUNTERS = { success = "successes", failure = "failures", timeout = "timeouts" }
-
 local function finish(m, id, t0, err, ...)
-  local outcome = err == nil and "success" or timed_out(err) and "timeout" or "failure"
   local gave_up = orphans.n > 0 and abandoned()
-  local counter = COUNTERS[gave_up and "timeout" or outcome]
-  m[counter] = m[counter] + 1
+  local timeout = err ~= nil and timed_out(err)
+  if gave_up or timeout then
+    m.timeouts = m.timeouts + 1
+  elseif err then
+    m.failures = m.failures + 1
+  else
+    m.successes = m.successes + 1
+  end
   if events_on() then
+    local outcome = err == nil and "success" or timeout and "timeout" or "failure"
     if gave_up then
       emit("call_end", { service = m.name, call = id, outcome = "timeout", error = gave_up,
         late = true, result = outcome, latency = now() - t0 })
