@@ -79,6 +79,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
+local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
 local running = coroutine.running
@@ -287,10 +288,11 @@ Timeout.__index = Timeout
 
 -- child coroutine -> the box of the call it runs, while the child lives
 local boxes = setmetatable({}, { __mode = "k" })
--- children still running after their caller gave up: while there are
--- none, nothing needs to ask abandoned() (coroutine.running, which it
--- calls, is not compiled)
-local orphans = { n = 0 }
+-- children of this run still running after their caller gave up: while
+-- there are none, nothing needs to ask abandoned() (coroutine.running,
+-- which it calls, is not compiled). A run that ends with some (it
+-- failed) leaves them to no later run.
+local orphans = { n = 0, run = -1 }
 M.orphans = orphans
 
 -- abandoned([co]) -> the timeout message of the call co (default: the
@@ -298,6 +300,10 @@ M.orphans = orphans
 -- above it through nested timeouts, gave up waiting; else nil. A late
 -- result asks (fb.sim logs it as the timeout its caller saw).
 function M.abandoned(co)
+  if orphans.run ~= run_id(rt) then
+    orphans.n = 0
+    return nil
+  end
   local box = boxes[co or running()]
   while box do -- up one timeout per step: as many as are nested
     if box.abandoned then return box.owner.message end
@@ -332,6 +338,8 @@ function Timeout:call(fn, ...)
     if left <= 0 or not wait(self.what, left) then
       if box.done then break end
       box.abandoned = true
+      local run = run_id(rt)
+      if orphans.run ~= run then orphans.n, orphans.run = 0, run end
       orphans.n = orphans.n + 1
       self.timeouts = self.timeouts + 1
       return nil, self.message
