@@ -31,7 +31,9 @@
  * state describes a state that no longer holds and is dropped
  * (FB_ESTALE), as gobreaker does. HALF_OPEN probe slots belong to a state
  * too, so a dropped result never leaks one: leaving the state frees them
- * all. An ignored outcome is counted nowhere but frees its slot.
+ * all. An ignored outcome is counted nowhere but frees its slot. A
+ * timeout is a failure to every judgement and counted apart, so what the
+ * caller saw (it gave up waiting) survives into the metrics.
  *
  * A token counts once. The newest FB_TOKEN_SLOTS tokens of the state are
  * remembered one by one in recent[], so a second record of one of them is
@@ -372,21 +374,23 @@ static int measure(fb_breaker *b, unsigned flags, double now) {
 
 static int record_unlocked(fb_breaker *b, int64_t permit,
                            fb_outcome outcome, double duration, double now) {
-  if ((unsigned)outcome > FB_IGNORED)
+  if ((unsigned)outcome > FB_TIMEOUT)
     return FB_EINVAL;
   /* OPEN and FORCED_OPEN issue no tokens: none is of their state */
   int rc = redeem(b, permit);
   if (rc < 0)
     return rc;
-  unsigned flags = (outcome == FB_FAILURE ? FB_CALL_FAILED : 0) |
+  int failed = outcome == FB_FAILURE || outcome == FB_TIMEOUT;
+  unsigned flags = (failed ? FB_CALL_FAILED : 0) |
                    (duration > b->cfg.slow_call_duration ? FB_CALL_SLOW : 0);
   b->calls++;
   if (outcome == FB_IGNORED) {
     b->ignored++;
     flags = 0;
   } else {
-    b->bad += flags & FB_CALL_FAILED;
-    b->ok += !(flags & FB_CALL_FAILED);
+    b->bad += outcome == FB_FAILURE;
+    b->timeouts += outcome == FB_TIMEOUT;
+    b->ok += outcome == FB_SUCCESS;
     b->slow_calls += flags >> 1;
   }
   if (b->state == FB_HALF_OPEN)
@@ -490,6 +494,7 @@ static void metrics_get_unlocked(fb_breaker *b, double now,
   m->calls = b->calls;
   m->successes = b->ok;
   m->failures = b->bad;
+  m->timeouts = b->timeouts;
   m->ignored = b->ignored;
   m->slow_calls = b->slow_calls;
   m->rejected = b->rejected;

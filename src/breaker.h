@@ -54,7 +54,7 @@ struct fb_breaker {
   uint8_t *ring;             /* count mode: FB_CALL_* per call */
   fb_bucket *buckets;        /* time mode: ring of buckets */
 
-  uint64_t calls, ok, bad, ignored, slow_calls, rejected, stale;
+  uint64_t calls, ok, bad, timeouts, ignored, slow_calls, rejected, stale;
   uint64_t ntransitions;
   fb_transition history[FB_BREAKER_HISTORY];
 };

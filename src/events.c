@@ -86,9 +86,12 @@ static void count(fb_events *ev, const cJSON *e) {
   double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "t"));
   ev->events++;
   if (strcmp(kind, "call_end") == 0) {
+    const char *outcome = field_string(e, "outcome");
     ev->calls++;
-    if (strcmp(field_string(e, "outcome"), "success") == 0)
+    if (strcmp(outcome, "success") == 0)
       ev->successes++;
+    else if (strcmp(outcome, "timeout") == 0)
+      ev->timeouts++;
     else
       ev->failures++;
   } else if (strcmp(kind, "reject") == 0) {
@@ -137,6 +140,7 @@ cJSON *fb_events_summary(const fb_events *ev, double t) {
            cJSON_AddNumberToObject(s, "calls", (double)ev->calls) &&
            cJSON_AddNumberToObject(s, "successes", (double)ev->successes) &&
            cJSON_AddNumberToObject(s, "failures", (double)ev->failures) &&
+           cJSON_AddNumberToObject(s, "timeouts", (double)ev->timeouts) &&
            cJSON_AddNumberToObject(s, "rejections", (double)ev->rejections);
   for (int i = 0; ok && i < 3; i++)
     ok = cJSON_AddNumberToObject(st, state_names[i], times[i]) != NULL;
@@ -170,6 +174,8 @@ void fb_events_print_summary(const fb_events *ev, double t, FILE *f) {
   print_count(f, ev->successes, "success", "successes");
   fputs(", ", f);
   print_count(f, ev->failures, "failure", "failures");
+  fputs(", ", f);
+  print_count(f, ev->timeouts, "timeout", "timeouts");
   fputs(", ", f);
   print_count(f, ev->rejections, "rejection", "rejections");
   fputc('\n', f);

@@ -4,7 +4,7 @@
  * Events are cJSON objects written one per line to a file (JSON Lines),
  * always starting with "t" (the runtime's clock) and "kind". As they pass
  * through, the sink counts what the end-of-run summary reports: calls and
- * their outcomes, breaker rejections, and the time each breaker spent in
+ * their outcomes (success, failure, timeout), breaker rejections, and the time each breaker spent in
  * each state. No Lua here, and nothing that reads a clock: callers pass t.
  */
 #ifndef FB_EVENTS_H
@@ -25,7 +25,7 @@ typedef struct fb_breaker_track {
 typedef struct fb_events {
   FILE *file;                /* NULL: counting for the summary only */
   double t_start;
-  uint64_t calls, successes, failures, rejections, events;
+  uint64_t calls, successes, failures, timeouts, rejections, events;
   double state_time[3];      /* seconds, summed over breakers */
   fb_breaker_track *breakers; /* by the breaker id events carry */
   size_t nbreakers;

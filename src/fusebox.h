@@ -464,8 +464,10 @@ typedef enum fb_breaker_state {
 typedef enum fb_outcome {
   FB_SUCCESS = 0,
   FB_FAILURE = 1,
-  FB_IGNORED = 2 /* neutral (a cancellation): counted nowhere, frees its
-                    HALF_OPEN slot */
+  FB_IGNORED = 2, /* neutral (a cancellation): counted nowhere, frees its
+                     HALF_OPEN slot */
+  FB_TIMEOUT = 3  /* the caller gave up waiting: judged as a failure, but
+                     counted as a timeout */
 } fb_outcome;
 
 /* How CLOSED judges the calls it lets through. */
@@ -578,7 +580,8 @@ typedef struct fb_breaker_metrics {
   uint64_t failed;      /* failures in the window (consecutive: in a row) */
   uint64_t slow;        /* slow calls in the window */
   uint64_t calls;       /* lifetime: outcomes recorded (not stale ones) */
-  uint64_t successes, failures, ignored, slow_calls; /* lifetime */
+  uint64_t successes, failures, timeouts, ignored, slow_calls; /* lifetime;
+                           failures and timeouts apart (both open it) */
   uint64_t rejected;    /* lifetime: acquires refused */
   uint64_t stale;       /* lifetime: results dropped (stale or replayed) */
   uint64_t half_open_calls; /* probes in flight now */

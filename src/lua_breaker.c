@@ -157,7 +157,7 @@ typedef struct metric {
   double value;
 } metric;
 
-enum { NMETRICS = 15 };
+enum { NMETRICS = 16 };
 
 static void collect(lua_State *L, metric *out, const char **state) {
   fb_breaker **p = fbl_check_object(L, 1, FBL_BREAKER);
@@ -173,6 +173,7 @@ static void collect(lua_State *L, metric *out, const char **state) {
       {"calls", (double)m.calls},
       {"successes", (double)m.successes},
       {"failures", (double)m.failures},
+      {"timeouts", (double)m.timeouts},
       {"ignored", (double)m.ignored},
       {"slow_calls", (double)m.slow_calls},
       {"rejected", (double)m.rejected},

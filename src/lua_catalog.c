@@ -82,7 +82,7 @@ static int registry_stats(lua_State *L) {
 }
 
 /* core.breaker_stats(cb) -> state, successes, failures, rejected,
- * transitions */
+ * transitions, timeouts */
 static int breaker_stats(lua_State *L) {
   fb_breaker **p = fbl_check_object(L, 1, FBL_BREAKER);
   fb_breaker_metrics m;
@@ -92,7 +92,8 @@ static int breaker_stats(lua_State *L) {
   lua_pushnumber(L, (double)m.failures);
   lua_pushnumber(L, (double)m.rejected);
   lua_pushnumber(L, (double)fb_breaker_transitions(*p));
-  return 5;
+  lua_pushnumber(L, (double)m.timeouts);
+  return 6;
 }
 
 /* core.exports() -> the name -> object table fb.export fills */

@@ -403,6 +403,7 @@ static int on_call_end(fb_report *r, const cJSON *e, double t) {
   if (num(e, "latency", &latency) == 0 && add_latency(r->latency, b, latency) < 0)
     return -1;
   r->calls++;
+  r->late += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "late"));
   return count(r, name, b, classify(outcome, str(e, "error")), r->call_totals)
              < 0 ? -1 : 1;
 }

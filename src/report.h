@@ -99,6 +99,7 @@ typedef struct fb_report {
   size_t nbuckets;      /* buckets in use */
   uint64_t lines, events, calls, picks, outcomes;
   uint64_t call_totals[FB_OUT_N];    /* call_end outcomes */
+  uint64_t late;                     /* call_end late: its caller gave up */
   uint64_t breaker_totals[FB_OUT_N]; /* breaker outcomes and rejections */
   fb_report_series *series, *pick_series; /* in order of first appearance */
   size_t nseries, npick_series;

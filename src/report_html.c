@@ -269,7 +269,11 @@ static void stacked_row(const view *v, const fb_report_series *s, int nout,
   int base = y0 + ROW_H - 6;
   fprintf(v->f, "<g class=\"%s\" %s=\"", cls, attr);
   esc(v->f, s->name);
-  fprintf(v->f, "\" data-total=\"%llu\">", (unsigned long long)all);
+  fprintf(v->f, "\" data-total=\"%llu\"", (unsigned long long)all);
+  for (int o = 0; nout == FB_OUT_N && o < nout; o++) /* picks have none */
+    fprintf(v->f, " data-%s=\"%llu\"", out_names[o],
+            (unsigned long long)s->total[o]);
+  fputc('>', v->f);
   label(v->f, s->name, y0 + 18);
   fprintf(v->f,
           "<text class=\"small\" x=\"4\" y=\"%d\">%llu, peak %.4g/s</text>",
@@ -312,9 +316,10 @@ static void panel_requests(const view *v) {
   for (int o = 0; o < FB_OUT_N; o++)
     fprintf(v->f, "<span class=\"key o-%s\"></span>%s ", out_names[o],
             out_names[o]);
-  fputs("&middot; a service's row counts its calls (call_end); a breaker's "
-        "row counts what it let through (outcome) and what it rejected."
-        "</p></section>\n", v->f);
+  fputs("&middot; a service's row counts its calls (call_end) as their "
+        "callers saw them (an answer after the caller's timeout is a "
+        "timeout, at the answer's time); a breaker's row counts what it let "
+        "through (outcome) and what it rejected.</p></section>\n", v->f);
 }
 
 static void panel_picks(const view *v) {
@@ -637,11 +642,14 @@ static void header(const view *v, const char *source) {
   row(f, "total-success", "&#8230; succeeded", r->call_totals[FB_OUT_SUCCESS]);
   row(f, "total-failure", "&#8230; failed", r->call_totals[FB_OUT_FAILURE]);
   row(f, "total-timeout", "&#8230; timed out", r->call_totals[FB_OUT_TIMEOUT]);
+  row(f, "total-late", "&#8230;&#8230; of them answered late", r->late);
   row(f, "total-outcomes", "breaker outcomes", r->outcomes);
   row(f, "total-breaker-success", "&#8230; succeeded",
       r->breaker_totals[FB_OUT_SUCCESS]);
   row(f, "total-breaker-failure", "&#8230; failed",
-      r->breaker_totals[FB_OUT_FAILURE] + r->breaker_totals[FB_OUT_TIMEOUT]);
+      r->breaker_totals[FB_OUT_FAILURE]);
+  row(f, "total-breaker-timeout", "&#8230; timed out",
+      r->breaker_totals[FB_OUT_TIMEOUT]);
   row(f, "total-rejected", "breaker rejections",
       r->breaker_totals[FB_OUT_REJECTED]);
   row(f, "total-picks", "balancer picks", r->picks);

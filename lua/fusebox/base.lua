@@ -68,6 +68,14 @@ function M.read_only(tname, hint)
   end
 end
 
+-- timed_out(err) -> whether the error value err says the caller gave up
+-- waiting: fb.timeout's "timeout: ..." or a bare "timeout" (fb.sim's hung
+-- calls, fb.tcp). The one test of it: the breaker, fb.sim and the events
+-- all tell a timeout from a failure by it.
+function M.timed_out(err)
+  return type(err) == "string" and (err == "timeout" or err:find("timeout:", 1, true) == 1)
+end
+
 -- seconds(s) -> s for a message: "0.250s" below a million, "1.5e+12s"
 -- above (never hundreds of digits), "an unbounded time" for math.huge.
 function M.seconds(s)
@@ -109,10 +117,16 @@ local pairs, tostring, getmetatable, floor = pairs, tostring, getmetatable, math
 -- Raises "bad argument #n to 'fname' (what expected, got <type>)" at the
 -- caller's caller unless v has type `want` (a type name) or metatable
 -- `want` (a table), the way luaL_checkudata words it: an argument's check
--- (check_arg(fn, 1, "call", "function")); self's is check_self.
+-- (check_arg(fn, 1, "call", "function")); self's is check_self. A
+-- "function" may be any callable: a table or userdata with __call (an
+-- fb.sim service is one).
 function M.check_arg(v, n, fname, want, what)
   if type(want) == "string" then
     if type(v) == want then return v end
+    if want == "function" then
+      local mt = debug.getmetatable(v)
+      if type(mt) == "table" and rawget(mt, "__call") ~= nil then return v end
+    end
   elseif getmetatable(v) == want and want ~= nil then
     return v
   end

@@ -41,7 +41,10 @@
 -- cb:call(fn, ...) -> fn's results. A raised error is recorded (as judged
 --   by is_failure, failure by default) and re-raised; a `nil, err` return
 --   is recorded the same way and handed back as `nil, err` without
---   raising. While the breaker rejects, raises "circuit open: call
+--   raising. A failure whose err says the caller gave up waiting
+--   (fb.timeout's "timeout: ...", or "timeout") is recorded as a timeout:
+--   a failure to the breaker's judgement, counted apart in its metrics,
+--   events and listeners. While the breaker rejects, raises "circuit open: call
 --   rejected (...)" without calling fn.
 -- cb:try(fn, ...) -> like call, but a rejection returns
 --   nil, "circuit open", retry_after instead of raising: raising and
@@ -51,6 +54,7 @@
 --   be let through; 0 when unknown (HALF_OPEN with every probe slot taken),
 --   math.huge when forced open). Then exactly one of
 --   permit:success([duration]), permit:failure([duration]),
+--   permit:timeout([duration]) (a failure, counted as a timeout),
 --   permit:ignore() (neutral, e.g. a cancellation: counted nowhere, frees
 --   its probe slot). duration defaults to the time since acquire. They
 --   return true, or false when the result was dropped because the breaker
@@ -59,7 +63,7 @@
 --   A permit is one table; for hot loops use the token form:
 -- cb:permit() -> token (a number), or nil, retry_after;
 --   cb:record(token, outcome [, duration]) with outcome true (success),
---   false (failure) or "ignore"; duration defaults to 0. Returns true, or
+--   false (failure), "timeout" or "ignore"; duration defaults to 0. Returns true, or
 --   false when dropped: the token is from an earlier state, or was
 --   recorded already (a token counts once; a replay is dropped like a
 --   stale one and counted in metrics().stale). A token the breaker never
@@ -74,12 +78,14 @@
 --                                       FORCED_OPEN, DISABLED
 --     "rejected"     fn(retry_after, now)
 --     "outcome"      fn(outcome, duration, now, dropped) outcome: "success",
---                    "failure" or "ignored"; dropped: true if stale
+--                    "failure", "timeout" or "ignored"; dropped: true if
+--                    stale
 --   An outcome's listeners run before those of the state change it caused.
 -- cb:metrics() -> {state, failure_rate, slow_rate (-1 until minimum_calls
 --   and in consecutive mode), buffered, failed, slow (in the window;
 --   consecutive mode: failed = failures in a row), calls, successes,
---   failures, ignored, slow_calls, rejected, stale (since creation),
+--   failures, timeouts, ignored, slow_calls, rejected, stale (since
+--   creation; failures and timeouts apart, both open it),
 --   half_open_calls, time_in_state, open_timeout}; cb:metrics_json() -> the
 --   same as a JSON object.
 -- cb.state -> the state's name; cb.name -> the name option (nil without
@@ -90,7 +96,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local events = core.import "fusebox.events"
-local api, now, argerror = base.api, base.now, base.argerror
+local api, now, argerror, timed_out = base.api, base.now, base.argerror, base.timed_out
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local tostring, setmetatable, getfenv = tostring, setmetatable, debug.getfenv
 local traceback = debug.traceback
@@ -100,8 +106,8 @@ local breaker = breaker_mt.methods
 local transition = breaker.transition
 local STATE_NAMES = { [0] = "CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED" }
 local HALF_OPEN, FORCED_OPEN = 2, 3
-local SUCCESS, FAILURE, IGNORED = 0, 1, 2
-local OUTCOME_NAMES = { [0] = "success", "failure", "ignored" }
+local SUCCESS, FAILURE, IGNORED, TIMEOUT = 0, 1, 2, 3
+local OUTCOME_NAMES = { [0] = "success", "failure", "ignored", "timeout" }
 local EINVAL, ESTALE = -1, -5
 local EVENTS = { state_change = true, rejected = true, outcome = true }
 
@@ -194,17 +200,21 @@ local function record(self, st, permit, outcome, duration, t)
   return rc < 0 and rc or 0
 end
 
--- The outcome of an error value: is_failure decides, failure by default.
+-- The outcome of an error value: is_failure decides, failure by default;
+-- a failure that says the caller gave up waiting is a timeout.
 local function judge(st, err)
   local pred = st.is_failure
-  if not pred then return FAILURE end
-  local ok, verdict = xpcall(pred, traceback, err)
-  if not ok then
-    core.report("is_failure predicate failed", tostring(verdict))
-    return FAILURE
+  if pred then
+    local ok, verdict = xpcall(pred, traceback, err)
+    if not ok then
+      core.report("is_failure predicate failed", tostring(verdict))
+    elseif verdict == "ignore" then
+      return IGNORED
+    elseif not verdict then
+      return SUCCESS
+    end
   end
-  if verdict == "ignore" then return IGNORED end
-  return verdict and FAILURE or SUCCESS
+  return timed_out(err) and TIMEOUT or FAILURE
 end
 
 local function finish(self, st, permit, t0, ok, ...)
@@ -266,14 +276,14 @@ function breaker:permit()
   return admit(self, st, now())
 end
 
-local TOKEN_OUTCOMES = { [true] = SUCCESS, [false] = FAILURE, ignore = IGNORED }
+local TOKEN_OUTCOMES = { [true] = SUCCESS, [false] = FAILURE, timeout = TIMEOUT, ignore = IGNORED }
 
 -- cb:record(token, outcome [, duration]) -> true, or false if dropped
 function breaker:record(token, ok, duration)
   local st = state_of(self, "record")
   local outcome = TOKEN_OUTCOMES[ok]
   if not outcome then
-    argerror(2, "record", "outcome must be true, false or 'ignore', got " .. tostring(ok))
+    argerror(2, "record", "outcome must be true, false, 'timeout' or 'ignore', got " .. tostring(ok))
   end
   if duration == nil then
     duration = 0
@@ -324,6 +334,10 @@ function permit_methods:success(duration)
 end
 function permit_methods:failure(duration)
   local kept = settle(self, FAILURE, duration, "failure")
+  return kept
+end
+function permit_methods:timeout(duration)
+  local kept = settle(self, TIMEOUT, duration, "timeout")
   return kept
 end
 function permit_methods:ignore()

@@ -18,7 +18,7 @@ end
 -- Families in output order: name, type, help.
 local FAMILIES = {
   { "fusebox_breaker_state", "gauge", "Breaker state: 1 for the current state, else 0." },
-  { "fusebox_breaker_calls_total", "counter", "Calls through the breaker by outcome." },
+  { "fusebox_breaker_calls_total", "counter", "Calls through the breaker by outcome (success, failure, timeout)." },
   { "fusebox_breaker_rejected_calls_total", "counter", "Calls rejected while the breaker was open." },
   { "fusebox_breaker_transitions_total", "counter", "Breaker state changes." },
   { "fusebox_balancer_picks_total", "counter", "Balancer picks per instance." },
@@ -34,7 +34,7 @@ local FAMILIES = {
 -- under>", and name="<its name option>" when it has one (the name its
 -- events and the report use).
 local function breaker_samples(out, name, cb)
-  local state, ok, failed, rejected, transitions = core.breaker_stats(cb)
+  local state, ok, failed, rejected, transitions, timeouts = core.breaker_stats(cb)
   local l = format('breaker="%s"', label(name))
   if cb.name then l = format('%s,name="%s"', l, label(cb.name)) end
   for _, s in ipairs(STATES) do
@@ -44,6 +44,7 @@ local function breaker_samples(out, name, cb)
   local calls = out.fusebox_breaker_calls_total
   calls[#calls + 1] = format('fusebox_breaker_calls_total{%s,outcome="success"} %.0f', l, ok)
   calls[#calls + 1] = format('fusebox_breaker_calls_total{%s,outcome="failure"} %.0f', l, failed)
+  calls[#calls + 1] = format('fusebox_breaker_calls_total{%s,outcome="timeout"} %.0f', l, timeouts)
   local r = out.fusebox_breaker_rejected_calls_total
   r[#r + 1] = format('fusebox_breaker_rejected_calls_total{%s} %.0f', l, rejected)
   local t = out.fusebox_breaker_transitions_total

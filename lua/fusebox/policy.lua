@@ -33,7 +33,10 @@
 -- attempt, not the whole retry sequence. Since a coroutine cannot be
 -- killed, a timed-out attempt's child keeps running to its end; its
 -- result is dropped, its error caught, and its bulkhead slot (the
--- bulkhead is outside the timeout) is already free again.
+-- bulkhead is outside the timeout) is already free again. A breaker
+-- records the attempt as a timeout (not a plain failure), and
+-- M.abandoned() lets the child's code know its caller gave up (fb.sim
+-- logs such a late answer as the timeout its caller saw).
 
 --
 -- Examples (fusebox run --virtual-time x.lua: the sleeps take no time)
@@ -84,6 +87,7 @@ local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
 local check_self, check_arg, argerror = base.check_self, base.check_arg, base.argerror
 local layer_call = core.import("fusebox.breaker").layer_call
+local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
 local running = coroutine.running
@@ -299,6 +303,32 @@ end
 local Timeout = { kind = "timeout" }
 Timeout.__index = Timeout
 
+-- child coroutine -> the box of the call it runs, while the child lives
+local boxes = setmetatable({}, { __mode = "k" })
+-- children of this run still running after their caller gave up: while
+-- there are none, nothing needs to ask abandoned() (coroutine.running,
+-- which it calls, is not compiled). A run that ends with some (it
+-- failed) leaves them to no later run.
+local orphans = { n = 0, run = -1 }
+M.orphans = orphans
+
+-- abandoned([co]) -> the timeout message of the call co (default: the
+-- running coroutine) works for, if that call's caller, or any caller
+-- above it through nested timeouts, gave up waiting; else nil. A late
+-- result asks (fb.sim logs it as the timeout its caller saw).
+function M.abandoned(co)
+  if orphans.run ~= run_id(rt) then
+    orphans.n = 0
+    return nil
+  end
+  local box = boxes[co or running()]
+  while box do -- up one timeout per step: as many as are nested
+    if box.abandoned then return box.owner.message end
+    box = boxes[box.caller]
+  end
+  return nil
+end
+
 -- The child: runs fn and hands its outcome to the waiting caller, unless
 -- the caller gave up; then the outcome, error included, is dropped here
 -- so it can neither crash the run nor wake a caller now waiting on
@@ -307,6 +337,7 @@ local function guarded(box, fn, ...)
   local r = pack(pcall(fn, ...))
   if box.abandoned then
     box.owner.late = box.owner.late + 1
+    orphans.n = orphans.n - 1
     return
   end
   box.results, box.done = r, true
@@ -319,13 +350,16 @@ function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
   local box = { caller = running(), owner = self, done = false, abandoned = false }
-  spawn(guarded, box, fn, ...)
+  boxes[spawn(guarded, box, fn, ...)] = box -- before the child first runs
   local deadline = now() + self.seconds
   while not box.done do
     local left = deadline - now()
     if left <= 0 or not wait(self.what, left) then
       if box.done then break end
       box.abandoned = true
+      local run = run_id(rt)
+      if orphans.run ~= run then orphans.n, orphans.run = 0, run end
+      orphans.n = orphans.n + 1
       self.timeouts = self.timeouts + 1
       return nil, self.message
     end

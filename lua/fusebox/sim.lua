@@ -19,9 +19,11 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local events = core.import "fusebox.events"
 local breaker = core.import "fusebox.breaker"
+local policy = core.import "fusebox.policy"
 local ffi = require "ffi"
 
-local api, now, check_arg, check_self = base.api, base.now, base.check_arg, base.check_self
+local api, now, check_arg, check_self, timed_out = base.api, base.now, base.check_arg, base.check_self, base.timed_out
+local abandoned, orphans = policy.abandoned, policy.orphans
 local rt = ffi.cast("fb_runtime *", core.rt)
 local breaker_mt = core.meta.breaker
 local sleep, wait, wake, daemon = core.sleep, core.wait, core.wake, core.daemon
@@ -219,7 +221,7 @@ local nservices = 0
 
 local function build(spec)
   check_fields(spec, "", SERVICE_FIELDS)
-  local m = { calls = 0, successes = 0, failures = 0 }
+  local m = { calls = 0, successes = 0, failures = 0, timeouts = 0 }
   nservices = nservices + 1
   m.name = spec.name or ("service#" .. nservices)
   if type(m.name) ~= "string" then bad("name", "a string", type(m.name)) end
@@ -272,11 +274,29 @@ local function pick_error(m, r)
   return m.kinds[#cum]
 end
 
+-- Counts and logs the end of a call as its caller saw it: a hung call,
+-- or any result after a timeout layer above gave up on the call, is a
+-- timeout (a late result is logged late = true, with the timeout's
+-- message; the service's own outcome goes in result).
 local function finish(m, id, t0, err, ...)
-  if err then m.failures = m.failures + 1 else m.successes = m.successes + 1 end
+  local gave_up = orphans.n > 0 and abandoned()
+  local timeout = err ~= nil and timed_out(err)
+  if gave_up or timeout then
+    m.timeouts = m.timeouts + 1
+  elseif err then
+    m.failures = m.failures + 1
+  else
+    m.successes = m.successes + 1
+  end
   if events_on() then
-    emit("call_end", { service = m.name, call = id, outcome = err and "failure" or "success",
-      error = err, latency = now() - t0 })
+    local outcome = err == nil and "success" or timeout and "timeout" or "failure"
+    if gave_up then
+      emit("call_end", { service = m.name, call = id, outcome = "timeout", error = gave_up,
+        late = true, result = outcome, latency = now() - t0 })
+    else
+      emit("call_end", { service = m.name, call = id, outcome = outcome, error = err,
+        latency = now() - t0 })
+    end
   end
   if err == nil then return ... end
   if m.raise then error(err, 0) end
@@ -352,7 +372,7 @@ function M.service(spec, name)
   local m
   if type(spec) == "function" then
     nservices = nservices + 1
-    m = { calls = 0, successes = 0, failures = 0, fn = spec, call = call_function,
+    m = { calls = 0, successes = 0, failures = 0, timeouts = 0, fn = spec, call = call_function,
       after = after_function, raise = false, name = name or ("service#" .. nservices) }
   else
     if type(spec) ~= "table" then
@@ -371,8 +391,10 @@ end
 -- -------------------------------------------------- guarded calls
 
 local function settle(cb, token, t0, v, ...)
-  -- the breaker's rule: nil plus an error is a failure
-  cb:record(token, not (v == nil and (...) ~= nil), now() - t0)
+  -- the breaker's rule: nil plus an error is a failure, or a timeout
+  local outcome = true
+  if v == nil and (...) ~= nil then outcome = timed_out((...)) and "timeout" or false end
+  cb:record(token, outcome, now() - t0)
   return v, ...
 end
 

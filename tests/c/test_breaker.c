@@ -419,6 +419,43 @@ static void test_ignored_outcomes_count_nowhere(void **state) {
   fb_breaker_free(b);
 }
 
+/* A timeout opens the breaker as a failure does, in every mode and in
+ * HALF_OPEN, and is counted apart from failures (issue 14). */
+static void test_timeouts_fail_and_count_apart(void **state) {
+  (void)state;
+  fb_breaker_config cfg;
+  fb_breaker_config_init(&cfg);
+  cfg.failure_threshold = 3;
+  cfg.timeout = 5;
+  fb_breaker *b = make(&cfg);
+  FAIL(b, 0);
+  call(b, 1, FB_TIMEOUT, 1);
+  assert_int_equal(STATE(b), FB_CLOSED);
+  call(b, 2, FB_TIMEOUT, 1); /* three in a row: one failure, two timeouts */
+  assert_int_equal(STATE(b), FB_OPEN);
+  int64_t probe = fb_breaker_acquire(b, 9);
+  assert_int_equal(STATE(b), FB_HALF_OPEN);
+  assert_int_equal(fb_breaker_record(b, probe, FB_TIMEOUT, 1, 10), FB_CHANGED);
+  assert_int_equal(STATE(b), FB_OPEN);
+  fb_breaker_metrics m;
+  fb_breaker_metrics_get(b, 10, &m);
+  assert_int_equal(m.calls, 4);
+  assert_int_equal(m.successes, 0);
+  assert_int_equal(m.failures, 1);
+  assert_int_equal(m.timeouts, 3);
+  fb_breaker_free(b);
+
+  b = count_breaker(4, 2, 0.5);
+  call(b, 0, FB_SUCCESS, 0);
+  call(b, 1, FB_TIMEOUT, 0); /* 1 of 2 failed: the rate is reached */
+  fb_breaker_metrics_get(b, 1, &m);
+  assert_int_equal(m.failed, 1);
+  assert_int_equal(m.timeouts, 1);
+  assert_int_equal(m.failures, 0);
+  assert_int_equal(STATE(b), FB_OPEN);
+  fb_breaker_free(b);
+}
+
 static void test_forced_states(void **state) {
   (void)state;
   fb_breaker_config cfg;
@@ -602,6 +639,7 @@ int main(void) {
       cmocka_unit_test(test_stale_probes_do_not_leak_slots),
       cmocka_unit_test(test_stuck_half_open_reopens),
       cmocka_unit_test(test_ignored_outcomes_count_nowhere),
+      cmocka_unit_test(test_timeouts_fail_and_count_apart),
       cmocka_unit_test(test_forced_states),
       cmocka_unit_test(test_late_results_are_dropped),
       cmocka_unit_test(test_metrics_snapshot),

@@ -82,6 +82,7 @@ static void summary_counts_calls_and_time_in_states(void **state) {
   fb_events_write(&ev, call_end(1, "success"));
   fb_events_write(&ev, call_end(2, "failure"));
   fb_events_write(&ev, call_end(3, "failure"));
+  fb_events_write(&ev, call_end(3, "timeout")); /* an outcome of its own */
   fb_events_write(&ev, fb_events_new(4, "reject"));
   fb_events_write(&ev, state_change(3, 7, "CLOSED", "OPEN"));
   fb_events_write(&ev, state_change(8, 7, "OPEN", "HALF_OPEN"));
@@ -91,11 +92,20 @@ static void summary_counts_calls_and_time_in_states(void **state) {
   char *text = cJSON_PrintUnformatted(s);
   /* breaker 7: CLOSED 3 + 1, OPEN 5, HALF_OPEN 1; breaker 2: CLOSED 5,
    * OPEN 5 (still open at t=10) */
-  assert_string_equal(text, "{\"duration\":10,\"calls\":3,\"successes\":1,"
-                            "\"failures\":2,\"rejections\":1,\"breaker_time\":"
+  assert_string_equal(text, "{\"duration\":10,\"calls\":4,\"successes\":1,"
+                            "\"failures\":2,\"timeouts\":1,\"rejections\":1,"
+                            "\"breaker_time\":"
                             "{\"CLOSED\":9,\"OPEN\":10,\"HALF_OPEN\":1}}");
   cJSON_free(text);
   cJSON_Delete(s);
+  char *line = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&line, &size);
+  fb_events_print_summary(&ev, 10, f);
+  fclose(f);
+  assert_non_null(strstr(line, ": 4 calls, 1 success, 2 failures, 1 timeout, "
+                               "1 rejection\n"));
+  free(line);
   assert_int_equal(fb_events_close(&ev), 0);
 }
 

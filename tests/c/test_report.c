@@ -142,6 +142,35 @@ static void counts_calls_per_bucket_and_outcome(void **state) {
   fb_report_free(r);
 }
 
+/* A timeout is an outcome of its own in the header and the rows: the
+ * breaker's apart from its failures, late answers counted (issue 14). */
+static void timeouts_are_counted_apart(void **state) {
+  (void)state;
+  fb_report *r = feed(
+      "{\"t\":0.2,\"kind\":\"outcome\",\"breaker\":1,\"outcome\":\"timeout\",\"duration\":0.2}\n"
+      "{\"t\":0.3,\"kind\":\"outcome\",\"breaker\":1,\"outcome\":\"failure\",\"duration\":0.1}\n"
+      "{\"t\":0.5,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"timeout\","
+      "\"late\":true,\"result\":\"success\",\"latency\":0.5}\n"
+      "{\"t\":0.6,\"kind\":\"call_end\",\"service\":\"s\",\"outcome\":\"success\",\"latency\":0.1}\n");
+  assert_int_equal(r->late, 1);
+  assert_int_equal(r->call_totals[FB_OUT_TIMEOUT], 1);
+  assert_int_equal(r->breaker_totals[FB_OUT_TIMEOUT], 1);
+  assert_int_equal(r->breaker_totals[FB_OUT_FAILURE], 1);
+  char *html = page(r);
+  assert_non_null(strstr(html, "<td id=\"total-timeout\">1</td>"));
+  assert_non_null(strstr(html, "<td id=\"total-late\">1</td>"));
+  assert_non_null(strstr(html, "<td id=\"total-breaker-failure\">1</td>"));
+  assert_non_null(strstr(html, "<td id=\"total-breaker-timeout\">1</td>"));
+  assert_non_null(strstr(html, "data-series=\"s\" data-total=\"2\" "
+                               "data-success=\"1\" data-failure=\"0\" "
+                               "data-timeout=\"1\" data-rejected=\"0\""));
+  assert_non_null(strstr(html, "data-series=\"breaker 1\" data-total=\"2\" "
+                               "data-success=\"0\" data-failure=\"1\" "
+                               "data-timeout=\"1\" data-rejected=\"0\""));
+  free(html);
+  fb_report_free(r);
+}
+
 static void buckets_double_and_merge_as_the_run_grows(void **state) {
   (void)state;
   fb_report *r = fb_report_new();
@@ -744,6 +773,7 @@ static void hover_data_out_of_memory_fails_cleanly(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(counts_calls_per_bucket_and_outcome),
+      cmocka_unit_test(timeouts_are_counted_apart),
       cmocka_unit_test(buckets_double_and_merge_as_the_run_grows),
       cmocka_unit_test(quantiles_are_within_the_error_bound),
       cmocka_unit_test(breaker_states_become_intervals),

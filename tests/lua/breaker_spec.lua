@@ -305,7 +305,7 @@ describe("breaker", function()
       assert.is_true(cb:record(cb:permit(), false))
       assert.are.equal("OPEN", cb.state)
       assert.has_error(function() cb:record(cb:permit(), "yes") end,
-        "bad argument #2 to 'record' (outcome must be true, false or 'ignore', got yes)")
+        "bad argument #2 to 'record' (outcome must be true, false, 'timeout' or 'ignore', got yes)")
       assert.has_error(function() cb:record(99, true) end,
         "bad argument #1 to 'record' (not a token of this breaker: 99)")
       assert.has_error(function() cb:record(0, true, -1) end,

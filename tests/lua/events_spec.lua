@@ -37,7 +37,7 @@ describe("the event log", function()
       '{"t":31,"kind":"expire","service":"api","host":"10.0.0.1","port":80,"last_heartbeat":0}',
       '{"t":31,"kind":"deregister","service":"api","host":"10.0.0.1","port":80}',
       '{"t":31,"kind":"run_end","ok":true,"summary":{"duration":31,"calls":0,"successes":0,'
-        .. '"failures":0,"rejections":0,"breaker_time":{"CLOSED":0,"OPEN":0,"HALF_OPEN":0}}}',
+        .. '"failures":0,"timeouts":0,"rejections":0,"breaker_time":{"CLOSED":0,"OPEN":0,"HALF_OPEN":0}}}',
     }, got)
   end)
 
@@ -57,7 +57,7 @@ describe("the event log", function()
     assert.truthy(log:find('{"t":2,"kind":"state_change","breaker":%d+,"from":"CLOSED","to":"OPEN"}'), log)
     assert.truthy(log:find('{"t":2,"kind":"reject","breaker":%d+}'), log)
     assert.truthy(log:find('{"t":8,"kind":"state_change","breaker":%d+,"from":"HALF_OPEN","to":"OPEN"}'), log)
-    assert.truthy(log:find('"summary":{"duration":9,"calls":2,"successes":0,"failures":2,"rejections":2,'
+    assert.truthy(log:find('"summary":{"duration":9,"calls":2,"successes":0,"failures":2,"timeouts":0,"rejections":2,'
       .. '"breaker_time":{"CLOSED":2,"OPEN":7,"HALF_OPEN":0}}', 1, true), log)
   end)
 
@@ -100,7 +100,7 @@ describe("the event log", function()
                             "reject", "state_change", "instance", "run_end" } do
       assert.truthy(a:find('"kind":"' .. kind .. '"', 1, true), kind)
     end
-    assert.truthy(summary:find("fusebox: summary after %d+%.%d+s: %d+ calls, %d+ successes, %d+ failures, %d+ rejections"), summary)
+    assert.truthy(summary:find("fusebox: summary after %d+%.%d+s: %d+ calls, %d+ successes, %d+ failures, %d+ timeouts, %d+ rejections"), summary)
     assert.truthy(summary:find("OPEN %d+%.%d+s"), summary)
   end)
 
