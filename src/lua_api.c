@@ -10,59 +10,99 @@
 
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
-static double api_breaker_acquire(fb_breaker *b, double now) {
-  return (double)fb_breaker_acquire(b, now);
+/* The open breaker in slot b, or NULL once its __gc ran. */
+#define OPEN(slot) (*(slot))
+
+static double api_breaker_acquire(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  return (double)fb_breaker_acquire(*b, now);
 }
 
-static int api_breaker_record(fb_breaker *b, double permit, int outcome,
-                              double duration, double now) {
-  return fb_breaker_record(b, (int64_t)permit, (fb_outcome)outcome, duration,
+static int api_breaker_record(fb_breaker *const *b, double permit,
+                              int outcome, double duration, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  return fb_breaker_record(*b, (int64_t)permit, (fb_outcome)outcome, duration,
                            now);
 }
 
-static double api_breaker_transitions(const fb_breaker *b) {
-  return (double)fb_breaker_transitions(b);
+static double api_breaker_transitions(fb_breaker *const *b) {
+  return OPEN(b) ? (double)fb_breaker_transitions(*b) : FBL_ECLOSED;
 }
 
-static double api_breaker_retry_after(const fb_breaker *b, double now) {
-  return fb_breaker_retry_after(b, now);
+static double api_breaker_retry_after(fb_breaker *const *b, double now) {
+  return OPEN(b) ? fb_breaker_retry_after(*b, now) : FBL_ECLOSED;
 }
 
-static int api_breaker_state(const fb_breaker *b) {
-  return (int)fb_breaker_state_of(b);
+static int api_breaker_state(fb_breaker *const *b) {
+  return OPEN(b) ? (int)fb_breaker_state_of(*b) : FBL_ECLOSED;
 }
 
-static void api_breaker_force_open(fb_breaker *b, double now) {
-  fb_breaker_force_open(b, now);
+static int api_breaker_force_open(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  fb_breaker_force_open(*b, now);
+  return 0;
 }
 
-static void api_breaker_disable(fb_breaker *b, double now) {
-  fb_breaker_disable(b, now);
+static int api_breaker_disable(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  fb_breaker_disable(*b, now);
+  return 0;
 }
 
-static void api_breaker_reset(fb_breaker *b, double now) {
-  fb_breaker_reset(b, now);
+static int api_breaker_reset(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  fb_breaker_reset(*b, now);
+  return 0;
 }
 
-static fb_service *api_registry_service(fb_registry *r, const char *name) {
-  return fb_registry_service(r, name);
+static fb_service *api_registry_service(fb_registry *const *r,
+                                        const char *name) {
+  return OPEN(r) ? fb_registry_service(*r, name) : NULL;
 }
 
-static int api_service_live(fb_service *s, double now,
-                            fb_instance *const **out) {
-  return (int)fb_service_live(s, now, out);
+static double api_service_version(fb_registry *const *r,
+                                  const fb_service *s) {
+  return OPEN(r) ? (double)fb_service_version(s) : FBL_ECLOSED;
 }
 
-static double api_instance_id(const fb_instance *i) {
-  return (double)fb_instance_id(i);
+/* The id of the i-th live instance of s, or -1 past the last. */
+static double api_service_live_id(fb_registry *const *r, fb_service *s,
+                                  double now, double i) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  fb_instance *const *live;
+  size_t n = fb_service_live(s, now, &live);
+  return i >= 0 && i < (double)n ? (double)fb_instance_id(live[(size_t)i])
+                                 : -1;
 }
 
-static const char *api_instance_host(const fb_instance *i) {
-  return fb_instance_host(i);
-}
-
-static int api_instance_port(const fb_instance *i) {
-  return fb_instance_port(i);
+static double api_instance_stat(fb_registry *const *r, double id, int what) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  const fb_instance *i = fb_registry_instance(*r, (uint64_t)id);
+  if (!i)
+    return -1;
+  switch (what) {
+  case FBL_WEIGHT:
+    return fb_instance_weight(i);
+  case FBL_HEALTHY:
+    return fb_instance_healthy(i);
+  case FBL_INFLIGHT:
+    return fb_instance_inflight(i);
+  case FBL_SUCCESSES:
+    return (double)fb_instance_successes(i);
+  case FBL_FAILURES:
+    return (double)fb_instance_failures(i);
+  case FBL_LATENCY:
+    return fb_instance_latency(i);
+  default:
+    return -1;
+  }
 }
 
 static int api_events_on(const fb_runtime *rt) { return rt->events_on; }
@@ -84,68 +124,56 @@ static double api_rng_below(fb_rng *r, double n) {
   return (double)fb_rng_below(r, (uint64_t)n);
 }
 
-static fb_instance *api_balancer_pick_key(fb_balancer *lb, fb_service *s,
-                                          const char *key, size_t len,
-                                          double now) {
-  return fb_balancer_pick_key(lb, s, key, len, now);
+/* The picked instance's id, or -1 when none is live. */
+static double api_balancer_pick_key(fb_balancer *const *lb, fb_service *s,
+                                    const char *key, size_t len, double now) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *i = fb_balancer_pick_key(*lb, s, key, len, now);
+  return i ? (double)fb_instance_id(i) : -1;
 }
 
-static int api_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
-                                   fb_instance *const **out) {
-  return (int)fb_balancer_candidates(lb, s, now, out);
+/* The number of candidates of s; *version: the service's version. */
+static int api_balancer_candidates(fb_balancer *const *lb, fb_service *s,
+                                   double now, double *version) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(*lb, s, now, &cand);
+  *version = (double)fb_service_version(s);
+  return (int)n;
 }
 
-/* Instances cross by id: a Lua view may outlive its instance, and an id
- * then finds nothing instead of freed memory. */
-static int api_balancer_take(fb_balancer *lb, double id) {
-  fb_instance *i = fb_registry_instance(fb_balancer_registry(lb), (uint64_t)id);
-  return i ? fb_balancer_take(lb, i) : FB_ENOENT;
+/* The id of the i-th candidate of s, or -1 past the last. */
+static double api_balancer_candidate_id(fb_balancer *const *lb,
+                                        fb_service *s, double now, double i) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(*lb, s, now, &cand);
+  return i >= 0 && i < (double)n ? (double)fb_instance_id(cand[(size_t)i])
+                                 : -1;
 }
 
-static int api_balancer_done(fb_balancer *lb, double id, int ok,
+static int api_balancer_take(fb_balancer *const *lb, double id) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *i = fb_registry_instance(fb_balancer_registry(*lb),
+                                        (uint64_t)id);
+  return i ? fb_balancer_take(*lb, i) : FB_ENOENT;
+}
+
+static int api_balancer_done(fb_balancer *const *lb, double id, int ok,
                              double latency, double now) {
-  fb_instance *i = fb_registry_instance(fb_balancer_registry(lb), (uint64_t)id);
-  return i ? fb_balancer_done(lb, i, ok, latency, now) : FB_ENOENT;
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *i = fb_registry_instance(fb_balancer_registry(*lb),
+                                        (uint64_t)id);
+  return i ? fb_balancer_done(*lb, i, ok, latency, now) : FB_ENOENT;
 }
 
-static double api_balancer_random(fb_balancer *lb) {
-  return fb_balancer_random(lb);
-}
-
-static double api_service_version(const fb_service *s) {
-  return (double)fb_service_version(s);
-}
-
-static fb_instance *api_registry_instance(fb_registry *r, double id) {
-  return fb_registry_instance(r, (uint64_t)id);
-}
-
-static double api_instance_weight(const fb_instance *i) {
-  return fb_instance_weight(i);
-}
-
-static const char *api_instance_zone(const fb_instance *i) {
-  return fb_instance_zone(i);
-}
-
-static int api_instance_healthy(const fb_instance *i) {
-  return fb_instance_healthy(i);
-}
-
-static double api_instance_inflight(const fb_instance *i) {
-  return fb_instance_inflight(i);
-}
-
-static double api_instance_successes(const fb_instance *i) {
-  return (double)fb_instance_successes(i);
-}
-
-static double api_instance_failures(const fb_instance *i) {
-  return (double)fb_instance_failures(i);
-}
-
-static double api_instance_latency(const fb_instance *i) {
-  return fb_instance_latency(i);
+static double api_balancer_random(fb_balancer *const *lb) {
+  return OPEN(lb) ? fb_balancer_random(*lb) : FBL_ECLOSED;
 }
 
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
@@ -154,6 +182,11 @@ static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
 
 const fb_lua_api *fb_lua_api_get(void) { return &api; }
 
+_Static_assert(FBL_WEIGHT == 0 && FBL_LATENCY == 5,
+               "the cdef below numbers the stats from 0, in this order");
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define FB_LUA_API_CDEF(ret, name, args) #ret " (*" #name ")" #args ";\n"
 
 static const char cdef[] =
@@ -164,6 +197,8 @@ static const char cdef[] =
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
-    "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n";
+    "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
+    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_WEIGHT = 0"
+    ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY };\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

@@ -31,6 +31,7 @@ typedef struct hparser {
   int complete;
   int too_large;
   int head;               /* a response to HEAD: it has no body */
+  int closed;             /* __gc ran: buffers freed, every method refuses */
 } hparser;
 
 static int buf_add(buf *b, const char *s, size_t n) {
@@ -163,7 +164,10 @@ static void push_message(lua_State *L, hparser *h) {
 }
 
 static hparser *check_parser(lua_State *L) {
-  return luaL_checkudata(L, 1, FBL_HTTP_PARSER);
+  hparser *h = luaL_checkudata(L, 1, FBL_HTTP_PARSER);
+  if (h->closed)
+    luaL_argerror(L, 1, FBL_HTTP_PARSER " is closed");
+  return h;
 }
 
 /* Runs the parser over data; pushes consumed and the message when one
@@ -225,11 +229,12 @@ static int parser_status(lua_State *L) {
 }
 
 static int parser_gc(lua_State *L) {
-  hparser *h = lua_touserdata(L, 1);
+  hparser *h = fbl_check_gc(L, FBL_HTTP_PARSER);
   free(h->url.p);
   free(h->headers.p);
   free(h->body.p);
   memset(h, 0, sizeof *h);
+  h->closed = 1;
   return 0;
 }
 

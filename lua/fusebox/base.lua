@@ -38,25 +38,57 @@ function M.check_name(v, n, fname)
   end
 end
 
--- Returns state(ud, fname): per-object Lua state, built on first use and
--- kept in a table weak on the userdata. A state never refers back to its
--- userdata: 5.1 weak tables are not ephemerons, so that would pin it.
+-- Raises "calling 'fname' on a closed what" at level (as error() counts
+-- from the caller: 2 is the caller's caller).
+local function closed(fname, what, level)
+  error(format("calling '%s' on a closed %s", fname, what), level + 1)
+end
+M.closed = closed
+
+-- Returns state(ud, fname) -> st, p: the per-object Lua state, built on
+-- first use, and the open C object, raising on a bad self or a closed
+-- object.
+--
+-- Lifetime: the state lives in the userdata's environment (env.state) and
+-- holds the userdata (st.ud), so whatever holds a state (an instance
+-- view, a permit) keeps its object alive; ud -> env -> st -> ud is an
+-- ordinary cycle the collector frees. The lookup table is weak on both
+-- sides, so it pins neither (5.1 weak tables are not ephemerons).
+--
+-- Liveness: st.slot is the userdata's payload (fb_<what> **), which __gc
+-- sets to NULL. Code holding st must read st.slot[0] again after anything
+-- that may run Lua (a listener, a strategy, a finalizer may close the
+-- object), never keep a pointer: use M.open(st, fname, what).
 function M.object_state(mt, what, build)
-  local states = setmetatable({}, { __mode = "k" })
+  local states = setmetatable({}, { __mode = "kv" })
+  local slot_type = ffi.typeof("fb_" .. what .. " **")
   return function(ud, fname)
     local st = states[ud]
-    if st then return st end
+    if st then
+      local p = st.slot[0]
+      if p == nil then closed(fname, what, 3) end
+      return st, p
+    end
     if getmetatable(ud) ~= mt then
       error(format("calling '%s' on bad self (%s expected)", fname, what), 3)
     end
-    local p = ffi.cast("void **", ud)[0]
-    if p == nil then
-      error(format("calling '%s' on a closed %s", fname, what), 3)
-    end
-    st = build(ud, ffi.cast("fb_" .. what .. " *", p), fname)
+    local slot = ffi.cast(slot_type, ud)
+    local p = slot[0]
+    if p == nil then closed(fname, what, 3) end
+    st = build(ud, slot, fname)
+    st.ud, st.slot = ud, slot
+    debug.getfenv(ud).state = st
     states[ud] = st
-    return st
+    return st, p
   end
+end
+
+-- The open C object of state st (built by object_state), or raises
+-- "calling 'fname' on a closed what" at level (default 1: the caller).
+function M.open(st, fname, what, level)
+  local p = st.slot[0]
+  if p == nil then closed(fname, what, (level or 1) + 1) end
+  return p
 end
 
 return M

@@ -94,13 +94,17 @@ local HALF_OPEN, FORCED_OPEN = 2, 3
 local SUCCESS, FAILURE, IGNORED = 0, 1, 2
 local OUTCOME_NAMES = { [0] = "success", "failure", "ignored" }
 local EINVAL, ESTALE = -1, -5
+local ffi = require "ffi"
+local ECLOSED = ffi.C.FBL_ECLOSED
 local EVENTS = { state_change = true, rejected = true, outcome = true }
 
 local M = {}
 
-M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
+-- M.state(cb, fname) -> st (and ud, slot: see fusebox.base). Methods
+-- pass st.slot to the core, which answers ECLOSED once __gc ran: a
+-- listener, a predicate or a finalizer may close the breaker mid-call.
+M.state = base.object_state(breaker_mt, "breaker", function(ud)
   return {
-    ptr = ptr,
     seen = 0,       -- state changes already announced to listeners
     gen = 0,        -- the core's generation when we last looked
     listeners = {}, -- event -> array of functions
@@ -108,6 +112,12 @@ M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
   }
 end)
 local state_of = M.state
+
+-- Raises "calling 'fname' on a closed breaker" from inside a method: the
+-- breaker was closed under us (its __gc called by a listener).
+local function closed_under(fname)
+  error(format("calling '%s' on a closed breaker", fname), 0)
+end
 
 -- Runs each listener in list; one that raises is reported, not fatal.
 local function emit(list, event, a, b, c, d)
@@ -136,9 +146,10 @@ end
 -- Announces the state changes the core made since the last announcement.
 -- The breaker is consistent by now, so a listener may call into it.
 local function announce(self, st)
-  local total = api.breaker_transitions(st.ptr)
+  local total = api.breaker_transitions(st.slot)
   local list = st.listeners.state_change
   while st.seen < total do
+    if st.slot[0] == nil then return end -- a listener closed it
     local from, to, at = transition(self, st.seen)
     st.seen = st.seen + 1
     if events.on() then events.emit("state_change", { breaker = events.id(self), from = from, to = to }) end
@@ -147,7 +158,8 @@ local function announce(self, st)
 end
 
 local function rejected(self, st, t)
-  local wait = api.breaker_retry_after(st.ptr, t)
+  local wait = api.breaker_retry_after(st.slot, t)
+  if wait < 0 then closed_under("acquire") end
   if events.on() then events.emit("reject", { breaker = events.id(self) }) end
   local list = st.listeners.rejected
   if list then emit(list, "rejected", wait, t) end
@@ -158,7 +170,7 @@ end
 -- A permit is the core's generation, which every state change bumps: one
 -- we have not seen means there may be something to announce.
 local function admit(self, st, t)
-  local permit = api.breaker_acquire(st.ptr, t)
+  local permit = api.breaker_acquire(st.slot, t)
   if permit >= 0 then
     if permit ~= st.gen then
       st.gen = permit
@@ -166,6 +178,7 @@ local function admit(self, st, t)
     end
     return permit
   end
+  if permit == ECLOSED then closed_under("acquire") end
   announce(self, st)
   return nil, rejected(self, st, t)
 end
@@ -173,8 +186,9 @@ end
 -- Records an outcome; returns 0, or ESTALE when dropped (or EINVAL). The
 -- core says 1 (FB_CHANGED) when the outcome changed the state.
 local function record(self, st, permit, outcome, duration, t)
-  local rc = api.breaker_record(st.ptr, permit, outcome, duration, t)
+  local rc = api.breaker_record(st.slot, permit, outcome, duration, t)
   if rc == EINVAL then return rc end
+  if rc == ECLOSED then closed_under("record") end
   if events.on() then
     events.emit("outcome", { breaker = events.id(self), outcome = OUTCOME_NAMES[outcome], duration = duration })
   end
@@ -212,7 +226,7 @@ local function finish(self, st, permit, t0, ok, ...)
 end
 
 local function open_message(st, wait)
-  local s = api.breaker_state(st.ptr)
+  local s = api.breaker_state(st.slot)
   if s == FORCED_OPEN then return "circuit open: call rejected (forced open)" end
   if s == HALF_OPEN then
     return "circuit open: call rejected (half-open, all probe slots taken)"
@@ -312,8 +326,8 @@ function permit_methods:ignore() return settle(self, IGNORED, 0, "ignore") end
 local function control(name, fn)
   breaker[name] = function(self)
     local st = state_of(self, name)
-    fn(st.ptr, now())
-    if api.breaker_transitions(st.ptr) ~= st.seen then announce(self, st) end
+    if fn(st.slot, now()) == ECLOSED then closed_under(name) end
+    if api.breaker_transitions(st.slot) ~= st.seen then announce(self, st) end
     return self
   end
 end
@@ -322,7 +336,7 @@ control("disable", api.breaker_disable)
 control("reset", api.breaker_reset)
 
 local properties = {
-  state = function(st) return STATE_NAMES[api.breaker_state(st.ptr)] end,
+  state = function(st) return STATE_NAMES[api.breaker_state(st.slot)] end,
 }
 
 breaker_mt.__index = function(self, key)
@@ -333,6 +347,10 @@ breaker_mt.__index = function(self, key)
   return nil
 end
 breaker_mt.__tostring = function(self)
+  if getmetatable(self) ~= breaker_mt then return "fusebox.breaker (bad self)" end
+  if ffi.cast("void **", self)[0] == nil then
+    return format("fusebox.breaker closed (%p)", self)
+  end
   return format("fusebox.breaker %s (%p)", self.state, self)
 end
 
