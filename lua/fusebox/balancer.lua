@@ -50,6 +50,9 @@ end
 -- name, lists, random (and ud, slot: see fusebox.base)
 M.state = base.object_state(balancer_mt, "balancer", function(ud, _, fname)
   local env = debug.getfenv(ud)
+  if ffi.cast("void **", env.registry)[0] == nil then -- its __gc called by hand
+    error(format("calling '%s' on a balancer whose registry is closed", fname), 4)
+  end
   local st = {
     registry = registry.state(env.registry, fname),
     strategy = env.strategy, -- nil for the built-in algorithms

@@ -25,16 +25,18 @@ function M.now()
 end
 
 -- Raises "bad argument #n to 'fname' (msg)" at the caller's caller, the
--- way luaL_argerror does for a method (self is not counted).
-function M.argerror(n, fname, msg)
-  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+-- way luaL_argerror does for a method (self is not counted); level
+-- (default 2) counts as error() does, from argerror's caller.
+function M.argerror(n, fname, msg, level)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
 end
 
+-- Checks argument n of method fname (called by the method itself).
 function M.check_name(v, n, fname)
   if type(v) ~= "string" then
-    M.argerror(n, fname, "service name must be a string, got " .. type(v))
+    M.argerror(n, fname, "service name must be a string, got " .. type(v), 3)
   elseif v == "" then
-    M.argerror(n, fname, "service name must not be empty")
+    M.argerror(n, fname, "service name must not be empty", 3)
   end
 end
 

@@ -236,7 +236,7 @@ end
 
 local function check_fn(fn, fname)
   if type(fn) ~= "function" then
-    argerror(1, fname, "function expected, got " .. type(fn))
+    argerror(1, fname, "function expected, got " .. type(fn), 3)
   end
 end
 
