@@ -4,14 +4,15 @@
 -- A view is one table per instance with the fields host, port, id, and
 -- fields read live from the core on access: weight, zone, meta, healthy,
 -- inflight, successes, failures, latency. Every field is read-only: the
--- view itself is an empty table, host, port and id sit behind its
--- metatable (one per view, protected: getmetatable(view) gives a tag
--- string), and a write raises. Views are cached by the slot of their
--- instance id (ids are generation << 32 | slot) in plain arrays: picks
--- allocate nothing and never wait for a weak table to be swept, and the
--- cache is bounded by the most instances ever registered at once. A view
--- outliving its instance (deregistered) keeps host, port and id, and its
--- live fields read nil.
+-- view itself is an empty table, so every write reaches __newindex, which
+-- raises; host, port and id sit in a table of the registry's, weak on the
+-- views, and the metatable is protected (getmetatable(view) gives
+-- "fusebox.instance"). One metatable serves all views of a registry, so a
+-- trace through a pick does not specialise on the view. Views are cached
+-- by the slot of their instance id (ids are generation << 32 | slot) in
+-- plain arrays: picks allocate nothing, and the cache is bounded by the
+-- most instances ever registered at once. A view outliving its instance
+-- (deregistered) keeps host, port and id, and its live fields read nil.
 --
 -- Lifetime: a view holds its registry's state, which holds the registry
 -- (fusebox.base's object_state), so a live view keeps its registry alive.
@@ -47,47 +48,57 @@ end
 
 local function registry_closed(d, key)
   error(format("cannot read '%s' of instance %s:%d: its registry is closed",
-    tostring(key), d.host, d.port), 3)
+    tostring(key), d.host, d.port), 4)
 end
 
 local function view_tostring(v)
   return format("fusebox.instance %s:%d", v.host, v.port)
 end
 
--- M.state(reg, fname) -> st { services, views, view_ids, meta, live_mt,
--- tag } (and ud, slot: see fusebox.base)
+-- M.state(reg, fname) -> st { services, views, view_ids, data, view_mt }
+-- (and ud, slot: see fusebox.base)
 M.state = base.object_state(registry_mt, "registry", function(ud)
   local st = {
     services = {}, -- name -> fb_service*, filled on first sight
     views = {},    -- slot -> view of the instance last seen in it
     view_ids = {}, -- slot -> that instance's id
-    meta = debug.getfenv(ud).meta,              -- id -> meta (lua_registry.c)
-    tag = format("fusebox.instance (registry %p)", ud), -- getmetatable(view)
+    data = setmetatable({}, { __mode = "k" }), -- view -> { host=, port=, id= }
+    meta = debug.getfenv(ud).meta,             -- id -> meta (lua_registry.c)
   }
-  -- The metatable of each view's hidden data {host=, port=, id=}.
-  st.live_mt = {
-    __index = function(d, key)
-      local what = stats[key]
-      local id = rawget(d, "id")
-      if what then
-        local x = api.instance_stat(st.slot, id, what)
-        if x >= 0 then
-          if what == HEALTHY then return x ~= 0 end
-          return x
-        end
-        if x == ECLOSED then registry_closed(d, key) end
-        return nil
-      elseif key == "zone" then
-        local z = instance_zone(st.ud, id)
-        if z == false then registry_closed(d, key) end
-        return z
-      elseif key == "meta" then
-        local x = api.instance_stat(st.slot, id, C.FBL_WEIGHT)
-        if x == ECLOSED then registry_closed(d, key) end
-        if x >= 0 then return st.meta[id] end
+  -- A live field of the view whose data is d.
+  local function live(d, key)
+    local what = stats[key]
+    local id = d.id
+    if what then
+      local x = api.instance_stat(st.slot, id, what)
+      if x >= 0 then
+        if what == HEALTHY then return x ~= 0 end
+        return x
       end
+      if x == ECLOSED then registry_closed(d, key) end
       return nil
+    elseif key == "zone" then
+      local z = instance_zone(st.ud, id)
+      if z == false then registry_closed(d, key) end
+      return z
+    elseif key == "meta" then
+      local x = api.instance_stat(st.slot, id, C.FBL_WEIGHT)
+      if x == ECLOSED then registry_closed(d, key) end
+      if x >= 0 then return st.meta[id] end
+    end
+    return nil
+  end
+  local data = st.data
+  st.view_mt = {
+    __index = function(v, key)
+      local d = data[v]
+      local x = d[key]
+      if x ~= nil then return x end
+      return live(d, key)
     end,
+    __newindex = read_only,
+    __tostring = view_tostring,
+    __metatable = "fusebox.instance",
   }
   return st
 end)
@@ -117,17 +128,16 @@ function M.view_of(st, id)
   if st.view_ids[slot] == id then return st.views[slot] end
   local host, port = instance_key(st.ud, id)
   if not host then return host end
-  local data = setmetatable({ host = host, port = port, id = id }, st.live_mt)
-  local v = setmetatable({}, { __index = data, __newindex = read_only,
-    __tostring = view_tostring, __metatable = st.tag })
+  local v = setmetatable({}, st.view_mt)
+  st.data[v] = { host = host, port = port, id = id }
   st.views[slot], st.view_ids[slot] = v, id
   return v
 end
 
 -- Returns the id of view v if it is one of this registry's views.
 function M.id_of(st, v)
-  if getmetatable(v) ~= st.tag then return nil end
-  return v.id
+  local d = st.data[v]
+  return d and d.id
 end
 
 -- Stores other than memory, by name -> constructor(opts); each backend
