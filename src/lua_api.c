@@ -8,6 +8,8 @@
 
 #include "runtime.h"
 
+#include <string.h>
+
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
 /* The open breaker in slot b, or NULL once its __gc ran. */
@@ -81,6 +83,23 @@ static double api_service_live_id(fb_registry *const *r, fb_service *s,
                                  : -1;
 }
 
+static double api_instance_string(fb_registry *const *r, double id,
+                                  int what, char *buf, double cap) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  const fb_instance *i = fb_registry_instance(*r, (uint64_t)id);
+  const char *s = !i ? NULL
+                  : what == FBL_HOST ? fb_instance_host(i)
+                  : what == FBL_ZONE ? fb_instance_zone(i)
+                                     : NULL;
+  if (!s)
+    return -1;
+  size_t n = strlen(s);
+  if ((double)n <= cap)
+    memcpy(buf, s, n);
+  return (double)n;
+}
+
 static double api_instance_stat(fb_registry *const *r, double id, int what) {
   if (!OPEN(r))
     return FBL_ECLOSED;
@@ -100,6 +119,8 @@ static double api_instance_stat(fb_registry *const *r, double id, int what) {
     return (double)fb_instance_failures(i);
   case FBL_LATENCY:
     return fb_instance_latency(i);
+  case FBL_PORT:
+    return fb_instance_port(i);
   default:
     return -1;
   }
@@ -182,8 +203,9 @@ static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
 
 const fb_lua_api *fb_lua_api_get(void) { return &api; }
 
-_Static_assert(FBL_WEIGHT == 0 && FBL_LATENCY == 5,
-               "the cdef below numbers the stats from 0, in this order");
+_Static_assert(FBL_WEIGHT == 0 && FBL_PORT == 6 && FBL_HOST == 0 &&
+                   FBL_ZONE == 1,
+               "the cdef below numbers the enums from 0, in this order");
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -199,6 +221,8 @@ static const char cdef[] =
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
     "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_WEIGHT = 0"
-    ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY };\n";
+    ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
+    " FBL_PORT };\n"
+    "enum { FBL_HOST = 0, FBL_ZONE };\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

@@ -42,6 +42,8 @@
   X(double, service_live_id,                                                 \
     (fb_registry *const *r, fb_service *s, double now, double i))            \
   X(double, instance_stat, (fb_registry *const *r, double id, int what))     \
+  X(double, instance_string,                                                 \
+    (fb_registry *const *r, double id, int what, char *buf, double cap))     \
   X(int, events_on, (const fb_runtime *rt))                                  \
   X(void, stream_init, (fb_runtime * rt, fb_rng *r))                         \
   X(void, stream_init_named,                                                 \
@@ -63,7 +65,13 @@
 
 /* What instance_stat reads: -1 when the instance is gone. */
 enum { FBL_WEIGHT, FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES,
-       FBL_LATENCY };
+       FBL_LATENCY, FBL_PORT };
+
+/* What instance_string copies into the caller's buffer: its length is
+ * returned (a length over cap means: grow the buffer and ask again), -1
+ * when the instance is gone or has no zone. A copy, not a pointer: the
+ * string may be freed by the first finalizer that runs. */
+enum { FBL_HOST, FBL_ZONE };
 
 #define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
 

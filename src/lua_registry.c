@@ -186,46 +186,6 @@ static int registry_heartbeat_timeout(lua_State *L) {
   return 1;
 }
 
-/* The instance id of registry 1 (arg 2), or NULL after pushing why not:
- * nil when it is gone, false when the registry is closed. For
- * lua/fusebox/registry.lua's views, which hold ids, not pointers: a
- * string is copied here before anything can run a finalizer. */
-static const fb_instance *instance_arg(lua_State *L) {
-  fb_registry **p = luaL_checkudata(L, 1, FBL_REGISTRY);
-  double id = luaL_checknumber(L, 2);
-  const fb_instance *i = *p && id >= 0 ? fb_registry_instance(*p, (uint64_t)id)
-                                       : NULL;
-  if (!*p)
-    lua_pushboolean(L, 0);
-  else if (!i)
-    lua_pushnil(L);
-  return i;
-}
-
-/* core.instance_key(reg, id) -> host, port | nil (gone) | false (closed) */
-static int instance_key(lua_State *L) {
-  const fb_instance *i = instance_arg(L);
-  if (!i)
-    return 1;
-  int port = fb_instance_port(i);
-  lua_pushstring(L, fb_instance_host(i));
-  lua_pushinteger(L, port);
-  return 2;
-}
-
-/* core.instance_zone(reg, id) -> zone | nil (none, or gone) | false */
-static int instance_zone(lua_State *L) {
-  const fb_instance *i = instance_arg(L);
-  if (!i)
-    return 1;
-  const char *zone = fb_instance_zone(i);
-  if (zone)
-    lua_pushstring(L, zone);
-  else
-    lua_pushnil(L);
-  return 1;
-}
-
 static const luaL_Reg registry_methods[] = {
     {"register", registry_register},
     {"heartbeat", registry_heartbeat},
@@ -242,8 +202,4 @@ void fbl_open_registry(lua_State *L, int rt_idx) {
   lua_pushvalue(L, rt_idx);
   lua_pushcclosure(L, registry_new, 1);
   lua_setfield(L, -2, "registry");
-  lua_pushcfunction(L, instance_key);
-  lua_setfield(L, -2, "instance_key");
-  lua_pushcfunction(L, instance_zone);
-  lua_setfield(L, -2, "instance_zone");
 }

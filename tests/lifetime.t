@@ -1,6 +1,6 @@
 #!/bin/sh
 # Lifetime stress of the Lua API (tests/lifetime/stress.lua): a seeded
-# random program of 200,000 operations; FB_SEED=n replays a failure.
+# random program of 500,000 operations; FB_SEED=n replays a failure.
 # Under the sanitizers the .so needs their runtimes preloaded into luajit.
 cd "$(dirname "$0")/.." || exit 1
 export FB_BUILD="${FB_BUILD:-build}"

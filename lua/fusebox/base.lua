@@ -47,9 +47,8 @@ local function closed(fname, what, level)
 end
 M.closed = closed
 
--- Returns state(ud, fname) -> st, p: the per-object Lua state, built on
--- first use, and the open C object, raising on a bad self or a closed
--- object.
+-- Returns state(ud, fname) -> st: the per-object Lua state, built on
+-- first use, raising on a bad self (or a closed object, on first use).
 --
 -- Lifetime: the state lives in the userdata's environment (env.state) and
 -- holds the userdata (st.ud), so whatever holds a state (an instance
@@ -58,39 +57,29 @@ M.closed = closed
 -- sides, so it pins neither (5.1 weak tables are not ephemerons).
 --
 -- Liveness: st.slot is the userdata's payload (fb_<what> **), which __gc
--- sets to NULL. Code holding st must read st.slot[0] again after anything
--- that may run Lua (a listener, a strategy, a finalizer may close the
--- object), never keep a pointer: use M.open(st, fname, what).
+-- sets to NULL; a listener, a strategy or any finalizer may close the
+-- object in the middle of a method. So no pointer to the object is kept:
+-- methods hand st.slot to the FFI entries, which read it on every call
+-- and answer FBL_ECLOSED once it is NULL (lua_api.h). The lookup here does
+-- not test it: that costs a pick+done ~2 ns, and the FFI call that
+-- follows tests it anyway; a method that calls none tests st.slot[0].
 function M.object_state(mt, what, build)
   local states = setmetatable({}, { __mode = "kv" })
   local slot_type = ffi.typeof("fb_" .. what .. " **")
   return function(ud, fname)
     local st = states[ud]
-    if st then
-      local p = st.slot[0]
-      if p == nil then closed(fname, what, 3) end
-      return st, p
-    end
+    if st then return st end
     if getmetatable(ud) ~= mt then
       error(format("calling '%s' on bad self (%s expected)", fname, what), 3)
     end
     local slot = ffi.cast(slot_type, ud)
-    local p = slot[0]
-    if p == nil then closed(fname, what, 3) end
+    if slot[0] == nil then closed(fname, what, 3) end
     st = build(ud, slot, fname)
     st.ud, st.slot = ud, slot
     debug.getfenv(ud).state = st
     states[ud] = st
-    return st, p
+    return st
   end
-end
-
--- The open C object of state st (built by object_state), or raises
--- "calling 'fname' on a closed what" at level (default 1: the caller).
-function M.open(st, fname, what, level)
-  local p = st.slot[0]
-  if p == nil then closed(fname, what, (level or 1) + 1) end
-  return p
 end
 
 return M

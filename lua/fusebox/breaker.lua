@@ -130,6 +130,7 @@ end
 -- cb:on(event, fn) -> cb
 function breaker:on(event, fn)
   local st = state_of(self, "on")
+  if st.slot[0] == nil then base.closed("on", "breaker", 2) end
   if not EVENTS[event] then
     argerror(1, "on", format("unknown event '%s' (known: state_change, "
       .. "rejected, outcome)", tostring(event)))
@@ -169,7 +170,7 @@ end
 -- Asks the core for a permit at t: the permit (>= 0), or nil, retry_after.
 -- A permit is the core's generation, which every state change bumps: one
 -- we have not seen means there may be something to announce.
-local function admit(self, st, t)
+local function admit(self, st, t, fname)
   local permit = api.breaker_acquire(st.slot, t)
   if permit >= 0 then
     if permit ~= st.gen then
@@ -178,7 +179,7 @@ local function admit(self, st, t)
     end
     return permit
   end
-  if permit == ECLOSED then closed_under("acquire") end
+  if permit == ECLOSED then closed_under(fname) end
   announce(self, st)
   return nil, rejected(self, st, t)
 end
@@ -245,7 +246,7 @@ function breaker:call(fn, ...)
   local st = state_of(self, "call")
   check_fn(fn, "call")
   local t0 = now()
-  local permit, wait = admit(self, st, t0)
+  local permit, wait = admit(self, st, t0, "call")
   if not permit then error(open_message(st, wait), 2) end
   return finish(self, st, permit, t0, pcall(fn, ...))
 end
@@ -255,7 +256,7 @@ function breaker:try(fn, ...)
   local st = state_of(self, "try")
   check_fn(fn, "try")
   local t0 = now()
-  local permit, wait = admit(self, st, t0)
+  local permit, wait = admit(self, st, t0, "try")
   if not permit then return nil, "circuit open", wait end
   return finish(self, st, permit, t0, pcall(fn, ...))
 end
@@ -263,7 +264,7 @@ end
 -- cb:permit() -> token, or nil, retry_after
 function breaker:permit()
   local st = state_of(self, "permit")
-  return admit(self, st, now())
+  return admit(self, st, now(), "permit")
 end
 
 local TOKEN_OUTCOMES = { [true] = SUCCESS, [false] = FAILURE, ignore = IGNORED }
@@ -297,7 +298,7 @@ local permit_mt = { __index = permit_methods }
 function breaker:acquire()
   local st = state_of(self, "acquire")
   local t0 = now()
-  local token, wait = admit(self, st, t0)
+  local token, wait = admit(self, st, t0, "acquire")
   if not token then return nil, wait end
   return setmetatable({ self, st, token, t0 }, permit_mt)
 end
@@ -336,7 +337,11 @@ control("disable", api.breaker_disable)
 control("reset", api.breaker_reset)
 
 local properties = {
-  state = function(st) return STATE_NAMES[api.breaker_state(st.slot)] end,
+  state = function(st)
+    local s = api.breaker_state(st.slot)
+    if s == ECLOSED then base.closed("state", "breaker", 3) end
+    return STATE_NAMES[s]
+  end,
 }
 
 breaker_mt.__index = function(self, key)

@@ -4,11 +4,16 @@
 -- A view is one table per instance with the fields host, port, id, and
 -- fields read live from the core on access: weight, zone, meta, healthy,
 -- inflight, successes, failures, latency. Every field is read-only: the
--- view itself is an empty table, so every write reaches __newindex, which
--- raises; host, port and id sit in a table of the registry's, weak on the
--- views, and the metatable is protected (getmetatable(view) gives
--- "fusebox.instance"). One metatable serves all views of a registry, so a
--- trace through a pick does not specialise on the view. Views are cached
+-- view holds its data under keys no field name can be ("\0host", ...),
+-- so every write to a field reaches __newindex, which raises; the
+-- metatable is
+-- protected (getmetatable(view) is "fusebox.instance"). One metatable
+-- serves every view, so a trace through picks of many instances (or
+-- registries) does not specialise on one; the data sits in the view
+-- itself, not in a side table or a second table, since each further
+-- table touched per pick costs a cache miss once views outgrow the cache;
+-- and its copy of host is made by FFI calls alone, so the trace of a loop
+-- that meets new instances does not stitch. Views are cached
 -- by the slot of their instance id (ids are generation << 32 | slot) in
 -- plain arrays: picks allocate nothing, and the cache is bounded by the
 -- most instances ever registered at once. A view outliving its instance
@@ -26,7 +31,6 @@ local ffi = require "ffi"
 local api, now, check_name = base.api, base.now, base.check_name
 local format, error, rawget, tostring = string.format, error, rawget, tostring
 local setmetatable, getmetatable = setmetatable, getmetatable
-local instance_key, instance_zone = core.instance_key, core.instance_zone
 local C = ffi.C
 local ECLOSED = C.FBL_ECLOSED
 
@@ -40,67 +44,91 @@ local stats = {
   weight = C.FBL_WEIGHT, healthy = C.FBL_HEALTHY, inflight = C.FBL_INFLIGHT,
   successes = C.FBL_SUCCESSES, failures = C.FBL_FAILURES, latency = C.FBL_LATENCY,
 }
-local HEALTHY = C.FBL_HEALTHY
+local HEALTHY, PORT, HOST, ZONE = C.FBL_HEALTHY, C.FBL_PORT, C.FBL_HOST, C.FBL_ZONE
+
+-- Instance strings are copied here by the core (see lua_api.h): a
+-- pointer into the core could be freed by a finalizer before it is read.
+local strbuf, strcap = ffi.new("char[?]", 256), 256
+
+-- The string what (HOST | ZONE) of instance id: nil when the instance is
+-- gone (or has no zone), false when the registry is closed. No Lua runs
+-- between the copy and ffi.string, so no finalizer can overwrite strbuf.
+local function instance_string(slot, id, what)
+  local n = api.instance_string(slot, id, what, strbuf, strcap)
+  while n > strcap do
+    strcap = n
+    strbuf = ffi.new("char[?]", n)
+    n = api.instance_string(slot, id, what, strbuf, strcap)
+  end
+  if n >= 0 then return ffi.string(strbuf, n) end
+  if n == ECLOSED then return false end
+  return nil
+end
+
+-- The keys of a view's own entries: strings no field name can be, so
+-- that only a deliberate write to such a key (pairs shows them) gets past
+-- __newindex.
+local REG, ID, HOST_K, PORT_K = "\0registry", "\0id", "\0host", "\0port"
 
 local function read_only(_, key)
   error(format("instance views are read-only (cannot set '%s')", tostring(key)), 2)
 end
 
-local function registry_closed(d, key)
+local function registry_closed(v, key)
   error(format("cannot read '%s' of instance %s:%d: its registry is closed",
-    tostring(key), d.host, d.port), 4)
+    tostring(key), rawget(v, HOST_K), rawget(v, PORT_K)), 4)
 end
 
 local function view_tostring(v)
   return format("fusebox.instance %s:%d", v.host, v.port)
 end
 
--- M.state(reg, fname) -> st { services, views, view_ids, data, view_mt }
--- (and ud, slot: see fusebox.base)
+-- A live field of view v.
+local function live(v, key)
+  local what, st, id = stats[key], rawget(v, REG), rawget(v, ID)
+  if what then
+    local x = api.instance_stat(st.slot, id, what)
+    if x >= 0 then
+      if what == HEALTHY then return x ~= 0 end
+      return x
+    end
+    if x == ECLOSED then registry_closed(v, key) end
+    return nil
+  elseif key == "zone" then
+    local z = instance_string(st.slot, id, ZONE)
+    if z == false then registry_closed(v, key) end
+    return z
+  elseif key == "meta" then
+    local x = api.instance_stat(st.slot, id, C.FBL_WEIGHT)
+    if x == ECLOSED then registry_closed(v, key) end
+    if x >= 0 then return st.meta[id] end
+  end
+  return nil
+end
+
+-- The metatable of every view, of every registry: a trace reading views
+-- of several registries does not specialise on one.
+local view_mt = {
+  __index = function(v, key)
+    if key == "host" then return rawget(v, HOST_K) end
+    if key == "port" then return rawget(v, PORT_K) end
+    if key == "id" then return rawget(v, ID) end
+    return live(v, key)
+  end,
+  __newindex = read_only,
+  __tostring = view_tostring,
+  __metatable = "fusebox.instance",
+}
+
+-- M.state(reg, fname) -> st { services, views, view_ids, meta } (and ud,
+-- slot: see fusebox.base)
 M.state = base.object_state(registry_mt, "registry", function(ud)
-  local st = {
+  return {
     services = {}, -- name -> fb_service*, filled on first sight
     views = {},    -- slot -> view of the instance last seen in it
     view_ids = {}, -- slot -> that instance's id
-    data = setmetatable({}, { __mode = "k" }), -- view -> { host=, port=, id= }
-    meta = debug.getfenv(ud).meta,             -- id -> meta (lua_registry.c)
+    meta = debug.getfenv(ud).meta, -- id -> meta (lua_registry.c)
   }
-  -- A live field of the view whose data is d.
-  local function live(d, key)
-    local what = stats[key]
-    local id = d.id
-    if what then
-      local x = api.instance_stat(st.slot, id, what)
-      if x >= 0 then
-        if what == HEALTHY then return x ~= 0 end
-        return x
-      end
-      if x == ECLOSED then registry_closed(d, key) end
-      return nil
-    elseif key == "zone" then
-      local z = instance_zone(st.ud, id)
-      if z == false then registry_closed(d, key) end
-      return z
-    elseif key == "meta" then
-      local x = api.instance_stat(st.slot, id, C.FBL_WEIGHT)
-      if x == ECLOSED then registry_closed(d, key) end
-      if x >= 0 then return st.meta[id] end
-    end
-    return nil
-  end
-  local data = st.data
-  st.view_mt = {
-    __index = function(v, key)
-      local d = data[v]
-      local x = d[key]
-      if x ~= nil then return x end
-      return live(d, key)
-    end,
-    __newindex = read_only,
-    __tostring = view_tostring,
-    __metatable = "fusebox.instance",
-  }
-  return st
 end)
 
 -- Returns the fb_service* called name, nil if never registered, or false
@@ -126,18 +154,18 @@ end
 function M.view_of(st, id)
   local slot = id % 4294967296
   if st.view_ids[slot] == id then return st.views[slot] end
-  local host, port = instance_key(st.ud, id)
+  local host = instance_string(st.slot, id, HOST)
   if not host then return host end
-  local v = setmetatable({}, st.view_mt)
-  st.data[v] = { host = host, port = port, id = id }
+  local port = api.instance_stat(st.slot, id, PORT)
+  local v = setmetatable({ [REG] = st, [ID] = id, [HOST_K] = host, [PORT_K] = port }, view_mt)
   st.views[slot], st.view_ids[slot] = v, id
   return v
 end
 
 -- Returns the id of view v if it is one of this registry's views.
 function M.id_of(st, v)
-  local d = st.data[v]
-  return d and d.id
+  if getmetatable(v) ~= "fusebox.instance" or rawget(v, REG) ~= st then return nil end
+  return rawget(v, ID)
 end
 
 -- Stores other than memory, by name -> constructor(opts); each backend

@@ -8,7 +8,7 @@
 -- file:line inside fusebox's Lua sources, "attempt to ...") or any other
 -- message fails the run, which prints its seed.
 --
---   FB_SEED=n (replay), FB_OPS=n (default 200000), FB_TRACE=1 (failures
+--   FB_SEED=n (replay), FB_OPS=n (default 500000), FB_TRACE=1 (failures
 --   with a traceback); run by tests/lifetime.t. A replay runs the same
 --   program; when the collector runs depends on addresses too (strings
 --   holding them, table layout), so a failure inside a finalizer may take
@@ -18,7 +18,7 @@ package.cpath = build .. "/?.so;" .. package.cpath
 local fb = require "fusebox"
 
 local SEED = tonumber(os.getenv("FB_SEED") or "") or (os.time() * 1000 + math.floor(os.clock() * 1e6)) % 2147483647
-local OPS = tonumber(os.getenv("FB_OPS") or "") or 200000
+local OPS = tonumber(os.getenv("FB_OPS") or "") or 500000
 local format = string.format
 
 -- xorshift32: the program depends on the seed alone.
