@@ -154,9 +154,13 @@ end
 function M.view_of(st, id)
   local slot = id % 4294967296
   if st.view_ids[slot] == id then return st.views[slot] end
+  local port = api.instance_stat(st.slot, id, PORT) -- first: no allocation
+  if port < 0 then
+    if port == ECLOSED then return false end
+    return nil
+  end
   local host = instance_string(st.slot, id, HOST)
   if not host then return host end
-  local port = api.instance_stat(st.slot, id, PORT)
   local v = setmetatable({ [REG] = st, [ID] = id, [HOST_K] = host, [PORT_K] = port }, view_mt)
   st.views[slot], st.view_ids[slot] = v, id
   return v
