@@ -12,8 +12,16 @@
 
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
-/* The open breaker in slot b, or NULL once its __gc ran. */
+/* The open object in slot, or NULL once its __gc ran. */
 #define OPEN(slot) (*(slot))
+
+/* The instance of r with id (a double from Lua: anything, even NaN), or
+ * NULL. */
+static fb_instance *instance_of(const fb_registry *r, double id) {
+  if (!(id >= 0 && id < 18446744073709551616.0))
+    return NULL;
+  return fb_registry_instance(r, (uint64_t)id);
+}
 
 static double api_breaker_acquire(fb_breaker *const *b, double now) {
   if (!OPEN(b))
@@ -87,7 +95,7 @@ static double api_instance_string(fb_registry *const *r, double id,
                                   int what, char *buf, double cap) {
   if (!OPEN(r))
     return FBL_ECLOSED;
-  const fb_instance *i = fb_registry_instance(*r, (uint64_t)id);
+  const fb_instance *i = instance_of(*r, id);
   const char *s = !i ? NULL
                   : what == FBL_HOST ? fb_instance_host(i)
                   : what == FBL_ZONE ? fb_instance_zone(i)
@@ -103,7 +111,7 @@ static double api_instance_string(fb_registry *const *r, double id,
 static double api_instance_stat(fb_registry *const *r, double id, int what) {
   if (!OPEN(r))
     return FBL_ECLOSED;
-  const fb_instance *i = fb_registry_instance(*r, (uint64_t)id);
+  const fb_instance *i = instance_of(*r, id);
   if (!i)
     return -1;
   switch (what) {
@@ -179,8 +187,7 @@ static double api_balancer_candidate_id(fb_balancer *const *lb,
 static int api_balancer_take(fb_balancer *const *lb, double id) {
   if (!OPEN(lb))
     return FBL_ECLOSED;
-  fb_instance *i = fb_registry_instance(fb_balancer_registry(*lb),
-                                        (uint64_t)id);
+  fb_instance *i = instance_of(fb_balancer_registry(*lb), id);
   return i ? fb_balancer_take(*lb, i) : FB_ENOENT;
 }
 
@@ -188,8 +195,7 @@ static int api_balancer_done(fb_balancer *const *lb, double id, int ok,
                              double latency, double now) {
   if (!OPEN(lb))
     return FBL_ECLOSED;
-  fb_instance *i = fb_registry_instance(fb_balancer_registry(*lb),
-                                        (uint64_t)id);
+  fb_instance *i = instance_of(fb_balancer_registry(*lb), id);
   return i ? fb_balancer_done(*lb, i, ok, latency, now) : FB_ENOENT;
 }
 
