@@ -337,3 +337,23 @@ describe("instance views", function()
     assert.is_true(lb2:done(v2, true, 0))
   end)
 end)
+
+-- Found by tests/lifetime.t: argument errors raised through a shared
+-- checker named fusebox's own source instead of the caller's line.
+describe("argument errors", function()
+  it("name the caller's line, not fusebox's", function()
+    local reg = fb.registry()
+    local lb = fb.balancer(reg, "round_robin")
+    local cb = fb.breaker()
+    for what, fn in pairs {
+      discover = function() reg:discover(5) end,
+      pick = function() lb:pick("") end,
+      call = function() cb:call("not a function") end,
+      try = function() cb:try(nil) end,
+    } do
+      local ok, err = pcall(fn)
+      assert.is_false(ok, what)
+      assert.matches("^tests/lua/gc_spec%.lua:%d+: bad argument #1 to '" .. what .. "'", err)
+    end
+  end)
+end)
