@@ -10,73 +10,141 @@
 #include "runtime.h"
 
 #include <math.h>
+#include <string.h>
 
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
-static double api_breaker_acquire(fb_breaker *b, double now) {
-  return (double)fb_breaker_acquire(b, now);
+/* The open object in slot, or NULL once its __gc ran. */
+#define OPEN(slot) (*(slot))
+
+/* The instance of r with id (a double from Lua: anything, even NaN), or
+ * NULL. */
+static fb_instance *instance_of(const fb_registry *r, double id) {
+  if (!(id >= 0 && id < 18446744073709551616.0))
+    return NULL;
+  return fb_registry_instance(r, (uint64_t)id);
+}
+
+static double api_breaker_acquire(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  return (double)fb_breaker_acquire(*b, now);
 }
 
 /* A token is an integer 0..2^53 (the doubles that hold it exactly):
  * anything else (0.5, -0, NaN, 1e300) is malformed, not truncated into
  * some other token. */
-static int api_breaker_record(fb_breaker *b, double permit, int outcome,
-                              double duration, double now) {
+static int api_breaker_record(fb_breaker *const *b, double permit,
+                              int outcome, double duration, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
   if (!(permit >= 0 && permit <= 9007199254740992.0) ||
       permit != (double)(int64_t)permit || signbit(permit))
     return FB_EINVAL;
-  return fb_breaker_record(b, (int64_t)permit, (fb_outcome)outcome, duration,
+  return fb_breaker_record(*b, (int64_t)permit, (fb_outcome)outcome, duration,
                            now);
 }
 
-static double api_breaker_transitions(const fb_breaker *b) {
-  return (double)fb_breaker_transitions(b);
+static double api_breaker_transitions(fb_breaker *const *b) {
+  return OPEN(b) ? (double)fb_breaker_transitions(*b) : FBL_ECLOSED;
 }
 
-static double api_breaker_retry_after(const fb_breaker *b, double now) {
-  return fb_breaker_retry_after(b, now);
+static double api_breaker_retry_after(fb_breaker *const *b, double now) {
+  return OPEN(b) ? fb_breaker_retry_after(*b, now) : FBL_ECLOSED;
 }
 
-static int api_breaker_state(const fb_breaker *b) {
-  return (int)fb_breaker_state_of(b);
+static int api_breaker_state(fb_breaker *const *b) {
+  return OPEN(b) ? (int)fb_breaker_state_of(*b) : FBL_ECLOSED;
 }
 
-static void api_breaker_force_open(fb_breaker *b, double now) {
-  fb_breaker_force_open(b, now);
+static int api_breaker_force_open(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  fb_breaker_force_open(*b, now);
+  return 0;
 }
 
-static void api_breaker_disable(fb_breaker *b, double now) {
-  fb_breaker_disable(b, now);
+static int api_breaker_disable(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  fb_breaker_disable(*b, now);
+  return 0;
 }
 
-static void api_breaker_reset(fb_breaker *b, double now) {
-  fb_breaker_reset(b, now);
+static int api_breaker_reset(fb_breaker *const *b, double now) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  fb_breaker_reset(*b, now);
+  return 0;
 }
 
-static fb_service *api_registry_service(fb_registry *r, const char *name) {
-  return fb_registry_service(r, name);
+static fb_service *api_registry_service(fb_registry *const *r,
+                                        const char *name) {
+  return OPEN(r) ? fb_registry_service(*r, name) : NULL;
 }
 
 /* Lua keeps fb_service pointers by name, and drops them when this changed. */
-static double api_registry_services_removed(const fb_registry *r) {
-  return (double)fb_registry_services_removed(r);
+static double api_registry_services_removed(fb_registry *const *r) {
+  return OPEN(r) ? (double)fb_registry_services_removed(*r) : FBL_ECLOSED;
 }
 
-static int api_service_live(fb_service *s, double now,
-                            fb_instance *const **out) {
-  return (int)fb_service_live(s, now, out);
+static double api_service_version(fb_registry *const *r,
+                                  const fb_service *s) {
+  return OPEN(r) ? (double)fb_service_version(s) : FBL_ECLOSED;
 }
 
-static double api_instance_id(const fb_instance *i) {
-  return (double)fb_instance_id(i);
+/* The id of the i-th live instance of s, or -1 past the last. */
+static double api_service_live_id(fb_registry *const *r, fb_service *s,
+                                  double now, double i) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  fb_instance *const *live;
+  size_t n = fb_service_live(s, now, &live);
+  return i >= 0 && i < (double)n ? (double)fb_instance_id(live[(size_t)i])
+                                 : -1;
 }
 
-static const char *api_instance_host(const fb_instance *i) {
-  return fb_instance_host(i);
+static double api_instance_string(fb_registry *const *r, double id,
+                                  int what, char *buf, double cap) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  const fb_instance *i = instance_of(*r, id);
+  const char *s = !i ? NULL
+                  : what == FBL_HOST ? fb_instance_host(i)
+                  : what == FBL_ZONE ? fb_instance_zone(i)
+                                     : NULL;
+  if (!s)
+    return -1;
+  size_t n = strlen(s);
+  if ((double)n <= cap)
+    memcpy(buf, s, n);
+  return (double)n;
 }
 
-static int api_instance_port(const fb_instance *i) {
-  return fb_instance_port(i);
+static double api_instance_stat(fb_registry *const *r, double id, int what) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  const fb_instance *i = instance_of(*r, id);
+  if (!i)
+    return -1;
+  switch (what) {
+  case FBL_WEIGHT:
+    return fb_instance_weight(i);
+  case FBL_HEALTHY:
+    return fb_instance_healthy(i);
+  case FBL_INFLIGHT:
+    return fb_instance_inflight(i);
+  case FBL_SUCCESSES:
+    return (double)fb_instance_successes(i);
+  case FBL_FAILURES:
+    return (double)fb_instance_failures(i);
+  case FBL_LATENCY:
+    return fb_instance_latency(i);
+  case FBL_PORT:
+    return fb_instance_port(i);
+  default:
+    return -1;
+  }
 }
 
 static int api_events_on(const fb_runtime *rt) { return rt->events_on; }
@@ -98,71 +166,60 @@ static double api_rng_below(fb_rng *r, double n) {
   return (double)fb_rng_below(r, (uint64_t)n);
 }
 
-static fb_instance *api_balancer_pick_key(fb_balancer *lb, fb_service *s,
-                                          const char *key, size_t len,
-                                          double now) {
-  return fb_balancer_pick_key(lb, s, key, len, now);
+/* The picked instance's id, or -1 when none is live. */
+static double api_balancer_pick_key(fb_balancer *const *lb, fb_service *s,
+                                    const char *key, size_t len, double now) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *i = fb_balancer_pick_key(*lb, s, key, len, now);
+  return i ? (double)fb_instance_id(i) : -1;
 }
 
-static int api_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
-                                   fb_instance *const **out) {
-  return (int)fb_balancer_candidates(lb, s, now, out);
+/* The number of candidates of s; *version: the service's version. */
+static int api_balancer_candidates(fb_balancer *const *lb, fb_service *s,
+                                   double now, double *version) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(*lb, s, now, &cand);
+  *version = (double)fb_service_version(s);
+  return (int)n;
 }
 
-/* Instances cross by id: a Lua view may outlive its instance, and an id
- * then finds nothing instead of freed memory. */
-static int api_balancer_take(fb_balancer *lb, double id) {
-  fb_instance *i = fb_registry_instance(fb_balancer_registry(lb), (uint64_t)id);
-  return i ? fb_balancer_take(lb, i) : FB_ENOENT;
+/* The id of the i-th candidate of s, or -1 past the last. */
+static double api_balancer_candidate_id(fb_balancer *const *lb,
+                                        fb_service *s, double now, double i) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(*lb, s, now, &cand);
+  return i >= 0 && i < (double)n ? (double)fb_instance_id(cand[(size_t)i])
+                                 : -1;
 }
 
-static int api_balancer_done(fb_balancer *lb, double id, int ok,
+static int api_balancer_take(fb_balancer *const *lb, double id) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *i = instance_of(fb_balancer_registry(*lb), id);
+  return i ? fb_balancer_take(*lb, i) : FB_ENOENT;
+}
+
+static int api_balancer_done(fb_balancer *const *lb, double id, int ok,
                              double latency, double now) {
-  fb_instance *i = fb_registry_instance(fb_balancer_registry(lb), (uint64_t)id);
-  return i ? fb_balancer_done(lb, i, ok, latency, now) : FB_ENOENT;
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  fb_instance *i = instance_of(fb_balancer_registry(*lb), id);
+  return i ? fb_balancer_done(*lb, i, ok, latency, now) : FB_ENOENT;
 }
 
 /* The generators behind a strategy's ctx.random and fb.random: Lua draws
- * from them with rng_double and rng_below (fusebox.base's random). */
-static fb_rng *api_balancer_rng(fb_balancer *lb) { return &lb->rng; }
+ * from them with rng_double and rng_below (fusebox.base's random); a
+ * closed balancer's is NULL. */
+static fb_rng *api_balancer_rng(fb_balancer *const *lb) {
+  return OPEN(lb) ? &(*lb)->rng : NULL;
+}
 
 static fb_rng *api_runtime_rng(fb_runtime *rt) { return &rt->rng; }
-
-static double api_service_version(const fb_service *s) {
-  return (double)fb_service_version(s);
-}
-
-static fb_instance *api_registry_instance(fb_registry *r, double id) {
-  return fb_registry_instance(r, (uint64_t)id);
-}
-
-static double api_instance_weight(const fb_instance *i) {
-  return fb_instance_weight(i);
-}
-
-static const char *api_instance_zone(const fb_instance *i) {
-  return fb_instance_zone(i);
-}
-
-static int api_instance_healthy(const fb_instance *i) {
-  return fb_instance_healthy(i);
-}
-
-static double api_instance_inflight(const fb_instance *i) {
-  return fb_instance_inflight(i);
-}
-
-static double api_instance_successes(const fb_instance *i) {
-  return (double)fb_instance_successes(i);
-}
-
-static double api_instance_failures(const fb_instance *i) {
-  return (double)fb_instance_failures(i);
-}
-
-static double api_instance_latency(const fb_instance *i) {
-  return fb_instance_latency(i);
-}
 
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
@@ -170,6 +227,12 @@ static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
 
 const fb_lua_api *fb_lua_api_get(void) { return &api; }
 
+_Static_assert(FBL_WEIGHT == 0 && FBL_PORT == 6 && FBL_HOST == 0 &&
+                   FBL_ZONE == 1,
+               "the cdef below numbers the enums from 0, in this order");
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define FB_LUA_API_CDEF(ret, name, args) #ret " (*" #name ")" #args ";\n"
 
 static const char cdef[] =
@@ -180,6 +243,10 @@ static const char cdef[] =
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
-    "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n";
+    "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
+    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_WEIGHT = 0"
+    ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
+    " FBL_PORT };\n"
+    "enum { FBL_HOST = 0, FBL_ZONE };\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

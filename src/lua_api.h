@@ -13,51 +13,67 @@
 
 #include "fusebox.h"
 
+/* Lifetime: objects cross as their userdata's payload slot (fb_breaker
+ * *const *, the pointer __gc sets to NULL), read here on every call, so a
+ * call on a closed object returns FBL_ECLOSED instead of touching freed
+ * memory, at the cost of one load. Instances cross by id (generation <<
+ * 32 | slot), never by pointer: Lua may run a finalizer at any allocation
+ * (boxing a returned pointer is one), and a finalizer may deregister the
+ * instance; an id then finds nothing. A service pointer is valid while
+ * the object passed with it (its registry, or a balancer over it) is open:
+ * services live as long as their registry. */
+#define FBL_ECLOSED (-100)
+
 #define FB_LUA_API(X)                                                        \
   X(double, now, (const fb_runtime * rt))                                    \
-  X(double, breaker_acquire, (fb_breaker * b, double now))                   \
+  X(double, breaker_acquire, (fb_breaker *const *b, double now))             \
   X(int, breaker_record,                                                     \
-    (fb_breaker * b, double permit, int outcome, double duration,           \
+    (fb_breaker *const *b, double permit, int outcome, double duration,     \
      double now))                                                            \
-  X(double, breaker_transitions, (const fb_breaker *b))                      \
-  X(double, breaker_retry_after, (const fb_breaker *b, double now))          \
-  X(int, breaker_state, (const fb_breaker *b))                               \
-  X(void, breaker_force_open, (fb_breaker * b, double now))                 \
-  X(void, breaker_disable, (fb_breaker * b, double now))                    \
-  X(void, breaker_reset, (fb_breaker * b, double now))                      \
-  X(fb_service *, registry_service, (fb_registry * r, const char *name))     \
-  X(double, registry_services_removed, (const fb_registry *r))               \
-  X(int, service_live,                                                       \
-    (fb_service * s, double now, fb_instance *const **out))                  \
-  X(double, instance_id, (const fb_instance *i))                             \
-  X(const char *, instance_host, (const fb_instance *i))                     \
-  X(int, instance_port, (const fb_instance *i))                             \
+  X(double, breaker_transitions, (fb_breaker *const *b))                     \
+  X(double, breaker_retry_after, (fb_breaker *const *b, double now))         \
+  X(int, breaker_state, (fb_breaker *const *b))                              \
+  X(int, breaker_force_open, (fb_breaker *const *b, double now))             \
+  X(int, breaker_disable, (fb_breaker *const *b, double now))                \
+  X(int, breaker_reset, (fb_breaker *const *b, double now))                  \
+  X(fb_service *, registry_service,                                          \
+    (fb_registry *const *r, const char *name))                               \
+  X(double, registry_services_removed, (fb_registry *const *r))            \
+  X(double, service_version, (fb_registry *const *r, const fb_service *s))   \
+  X(double, service_live_id,                                                 \
+    (fb_registry *const *r, fb_service *s, double now, double i))            \
+  X(double, instance_stat, (fb_registry *const *r, double id, int what))     \
+  X(double, instance_string,                                                 \
+    (fb_registry *const *r, double id, int what, char *buf, double cap))     \
   X(int, events_on, (const fb_runtime *rt))                                  \
   X(void, stream_init, (fb_runtime * rt, fb_rng *r))                         \
   X(void, stream_init_named,                                                 \
     (const fb_runtime *rt, fb_rng *r, const char *name, double n))           \
   X(double, run_id, (const fb_runtime *rt))                                  \
   X(double, rng_double, (fb_rng * r))                                        \
-  X(double, rng_below, (fb_rng * r, double n))  \
-  X(fb_instance *, balancer_pick_key,                                        \
-    (fb_balancer * lb, fb_service *s, const char *key, size_t len,          \
+  X(double, rng_below, (fb_rng * r, double n))                               \
+  X(double, balancer_pick_key,                                               \
+    (fb_balancer *const *lb, fb_service *s, const char *key, size_t len,    \
      double now))                                                            \
   X(int, balancer_candidates,                                                \
-    (fb_balancer * lb, fb_service *s, double now, fb_instance *const **out)) \
-  X(int, balancer_take, (fb_balancer * lb, double id))                       \
+    (fb_balancer *const *lb, fb_service *s, double now, double *version))   \
+  X(double, balancer_candidate_id,                                           \
+    (fb_balancer *const *lb, fb_service *s, double now, double i))           \
+  X(int, balancer_take, (fb_balancer *const *lb, double id))                 \
   X(int, balancer_done,                                                      \
-    (fb_balancer * lb, double id, int ok, double latency, double now))      \
-  X(fb_rng *, balancer_rng, (fb_balancer * lb))                              \
-  X(fb_rng *, runtime_rng, (fb_runtime * rt))                                \
-  X(double, service_version, (const fb_service *s))                          \
-  X(fb_instance *, registry_instance, (fb_registry * r, double id))          \
-  X(double, instance_weight, (const fb_instance *i))                         \
-  X(const char *, instance_zone, (const fb_instance *i))                     \
-  X(int, instance_healthy, (const fb_instance *i))                           \
-  X(double, instance_inflight, (const fb_instance *i))                       \
-  X(double, instance_successes, (const fb_instance *i))                      \
-  X(double, instance_failures, (const fb_instance *i))                       \
-  X(double, instance_latency, (const fb_instance *i))
+    (fb_balancer *const *lb, double id, int ok, double latency, double now)) \
+  X(fb_rng *, balancer_rng, (fb_balancer *const *lb))                       \
+  X(fb_rng *, runtime_rng, (fb_runtime * rt))
+
+/* What instance_stat reads: -1 when the instance is gone. */
+enum { FBL_WEIGHT, FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES,
+       FBL_LATENCY, FBL_PORT };
+
+/* What instance_string copies into the caller's buffer: its length is
+ * returned (a length over cap means: grow the buffer and ask again), -1
+ * when the instance is gone or has no zone. A copy, not a pointer: the
+ * string may be freed by the first finalizer that runs. */
+enum { FBL_HOST, FBL_ZONE };
 
 #define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
 

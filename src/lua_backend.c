@@ -109,8 +109,8 @@ static int backend_new(lua_State *L) {
 }
 
 static int backend_gc(lua_State *L) {
-  backend *b = lua_touserdata(L, 1);
-  if (!b->reg)
+  backend *b = fbl_check_gc(L, FBL_BACKEND);
+  if (!b->reg) /* closed */
     return 0;
   fb_registry_set_backend(b->reg, NULL, NULL);
   fb_registry_release(b->reg);

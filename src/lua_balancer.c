@@ -164,8 +164,8 @@ static int balancer_new(lua_State *L) {
 }
 
 static int balancer_gc(lua_State *L) {
-  fb_balancer **p = lua_touserdata(L, 1);
-  fb_balancer_free(*p);
+  fb_balancer **p = fbl_check_gc(L, FBL_BALANCER);
+  fb_balancer_free(*p); /* NULL once closed */
   *p = NULL;
   return 0;
 }

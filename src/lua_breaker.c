@@ -131,8 +131,8 @@ static int breaker_new(lua_State *L) {
 }
 
 static int breaker_gc(lua_State *L) {
-  fb_breaker **p = lua_touserdata(L, 1);
-  fb_breaker_free(*p);
+  fb_breaker **p = fbl_check_gc(L, FBL_BREAKER);
+  fb_breaker_free(*p); /* NULL once closed */
   *p = NULL;
   return 0;
 }

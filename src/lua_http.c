@@ -81,6 +81,7 @@ typedef struct hparser {
   int head;               /* a response to HEAD: it has no body */
   int status;             /* why the message was refused: the status */
   char why[128];          /* and the reason */
+  int closed;             /* __gc ran: buffers freed, every method refuses */
 } hparser;
 
 static int buf_add(buf *b, const char *s, size_t n) {
@@ -360,7 +361,10 @@ static void push_message(lua_State *L, hparser *h) {
 }
 
 static hparser *check_parser(lua_State *L) {
-  return luaL_checkudata(L, 1, FBL_HTTP_PARSER);
+  hparser *h = luaL_checkudata(L, 1, FBL_HTTP_PARSER);
+  if (h->closed)
+    luaL_argerror(L, 1, FBL_HTTP_PARSER " is closed");
+  return h;
 }
 
 static int has_field(const hparser *h, const char *name) {
@@ -460,11 +464,12 @@ static int parser_status(lua_State *L) {
 }
 
 static int parser_gc(lua_State *L) {
-  hparser *h = lua_touserdata(L, 1);
+  hparser *h = fbl_check_gc(L, FBL_HTTP_PARSER);
   free(h->url.p);
   free(h->headers.p);
   free(h->body.p);
   memset(h, 0, sizeof *h);
+  h->closed = 1;
   return 0;
 }
 

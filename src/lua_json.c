@@ -50,7 +50,7 @@
 /* A cJSON tree owned by a userdata while Lua code may raise (out of
  * memory): the tree is freed by __gc if we never get to free it. */
 static int box_gc(lua_State *L) {
-  cJSON **p = lua_touserdata(L, 1);
+  cJSON **p = fbl_check_gc(L, JSON_BOX);
   cJSON_Delete(*p);
   *p = NULL;
   return 0;
@@ -647,6 +647,8 @@ static int json_encode(lua_State *L) {
 void fbl_open_json(lua_State *L, int rt_idx) {
   (void)rt_idx;
   luaL_newmetatable(L, JSON_BOX);
+  lua_pushliteral(L, JSON_BOX);
+  lua_setfield(L, -2, "__name");
   lua_pushcfunction(L, box_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);

@@ -53,8 +53,8 @@ static int registry_new(lua_State *L) {
 }
 
 static int registry_gc(lua_State *L) {
-  fb_registry **p = lua_touserdata(L, 1);
-  fb_registry_release(*p); /* a balancer may still hold it */
+  fb_registry **p = fbl_check_gc(L, FBL_REGISTRY);
+  fb_registry_release(*p); /* a balancer may still hold it; NULL: closed */
   *p = NULL;
   return 0;
 }

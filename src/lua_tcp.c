@@ -134,8 +134,8 @@ static void tcp_close(tcp *t, lua_State *L, int wake_waiters) {
 static void io_close(fb_io *io, lua_State *L) { tcp_close((tcp *)io, L, 0); }
 
 static int tcp_gc(lua_State *L) {
-  tcp **slot = lua_touserdata(L, 1);
-  if (*slot)
+  tcp **slot = fbl_check_gc(L, FBL_TCP);
+  if (*slot) /* NULL once closed */
     tcp_close(*slot, L, 0);
   return 0;
 }

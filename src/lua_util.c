@@ -171,9 +171,36 @@ void *fbl_check_object(lua_State *L, int idx, const char *tname) {
   return p;
 }
 
+const char *fbl_typename(lua_State *L, int idx) {
+  const char *name = luaL_typename(L, idx);
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+    lua_getfield(L, -1, "__name");
+    if (lua_type(L, -1) == LUA_TSTRING)
+      name = lua_tostring(L, -1); /* anchored: the metatable holds it */
+    lua_pop(L, 2);
+  }
+  return name;
+}
+
+void *fbl_check_gc(lua_State *L, const char *tname) {
+  void *p = lua_touserdata(L, 1);
+  if (p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, tname);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same)
+      return p;
+  }
+  luaL_error(L, "bad argument #1 to '__gc' (%s expected, got %s)", tname,
+             fbl_typename(L, 1));
+  return NULL;
+}
+
 void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
                    const luaL_Reg *methods, int rt_idx) {
   luaL_newmetatable(L, tname);
+  lua_pushstring(L, tname);
+  lua_setfield(L, -2, "__name");
   lua_pushvalue(L, rt_idx);
   lua_pushcclosure(L, gc, 1);
   lua_setfield(L, -2, "__gc");

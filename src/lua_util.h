@@ -73,7 +73,20 @@ int fbl_check_port(lua_State *L, int idx);
  * another type or already closed (its first pointer NULL). */
 void *fbl_check_object(lua_State *L, int idx, const char *tname);
 
-/* Creates metatable tname with __gc and methods (upvalue: the runtime at
+/* The argument of tname's __gc, which Lua code can call by hand
+ * (getmetatable(x).__gc(y)): the payload of userdata 1 if it is of type
+ * tname, else raises "bad argument #1 to '__gc' (fusebox.breaker
+ * expected, got number)". Every __gc starts here, and is idempotent: it
+ * marks its object closed (the payload's NULL pointer that
+ * fbl_check_object and lua/fusebox/base.lua test), and does nothing on a
+ * closed one, so an object used after __gc is a clean "closed" error. */
+void *fbl_check_gc(lua_State *L, const char *tname);
+
+/* The type of value idx for an error message: a userdata's metatable
+ * __name (fusebox.breaker) when it has one, else luaL_typename. */
+const char *fbl_typename(lua_State *L, int idx);
+
+/* Creates metatable tname (its __name: tname) with __gc and methods (upvalue: the runtime at
  * stack index rt_idx), leaving it popped. */
 void fbl_new_class(lua_State *L, const char *tname, lua_CFunction gc,
                    const luaL_Reg *methods, int rt_idx);

@@ -24,38 +24,65 @@ local traceback = debug.traceback
 local core = base.core
 local balancer_mt = core.meta.balancer
 local balancer = balancer_mt.methods
-local EINVAL = -1
+local EINVAL, ECLOSED = -1, ffi.C.FBL_ECLOSED
 
 local M = {}
 
-M.state = base.object_state(balancer_mt, "balancer", function(ud, ptr, fname)
+-- Raises "calling 'fname' on a closed balancer" (or registry) from deep
+-- inside a method: the object was closed under us, by a strategy or a
+-- finalizer calling its __gc.
+local function closed_under(fname, what)
+  error(format("calling '%s' on a closed %s", fname, what or "balancer"), 0)
+end
+
+-- M.state(lb, fname) -> st: registry (its registry's state), strategy,
+-- name, lists, random (and ud, slot: see fusebox.base)
+M.state = base.object_state(balancer_mt, "balancer", function(ud, _, fname)
   local env = debug.getfenv(ud)
-  return {
-    ptr = ptr,
-    registry = registry.state(ud:registry(), fname),
+  if ffi.cast("void **", env.registry)[0] == nil then -- its __gc called by hand
+    error(format("calling '%s' on a balancer whose registry is closed", fname), 4)
+  end
+  local st = {
+    registry = registry.state(env.registry, fname),
     strategy = env.strategy, -- nil for the built-in algorithms
     name = env.name,
     lists = {},              -- service -> candidates seen by the strategy
-    random = env.strategy and base.random(api.balancer_rng(ptr)), -- math.random's contract
   }
+  -- a strategy's ctx.random: math.random's contract, over the balancer's
+  -- generator, read through the slot at each draw (closed: an error)
+  st.random = env.strategy and base.random(function() return api.balancer_rng(st.slot) end, "balancer")
+  return st
 end)
 
-local cand_out = ffi.new("fb_instance *const *[1]")
+local version_out = ffi.new("double[1]")
 
 -- The instances a strategy sees: rebuilt only when the service's version
 -- changes. `views` and `index` are ours; `list` is the strategy's, so a
 -- strategy that scribbles on its list cannot change what an index means.
+-- Making views allocates, and a finalizer run then may change the
+-- service: a list built across a change is not kept.
 local function candidates(st, svc, service, t)
-  local n = api.balancer_candidates(st.ptr, svc, t, cand_out)
+  local n = api.balancer_candidates(st.slot, svc, t, version_out)
+  if n == ECLOSED then closed_under("pick") end
   if n == 0 then return nil end
-  local version = api.service_version(svc)
+  local version = version_out[0]
   local c = st.lists[service]
   if c and c.version == version then return c end
   c = { version = version, views = {}, index = {}, list = {} }
-  local arr = cand_out[0]
-  for i = 1, n do
-    local v = view_of(st.registry, arr[i - 1])
-    c.views[i], c.index[v], c.list[i] = v, i, v
+  for i = 0, n - 1 do
+    local id = api.balancer_candidate_id(st.slot, svc, t, i)
+    if id < 0 then break end
+    local v = view_of(st.registry, id)
+    if v == false then closed_under("pick", "registry") end
+    if v then
+      local k = #c.views + 1
+      c.views[k], c.index[v], c.list[k] = v, k, v
+    end
+  end
+  if #c.views == 0 then return nil end
+  if api.balancer_candidates(st.slot, svc, t, version_out) ~= n
+    or version_out[0] ~= version then
+    c.version = -1 -- changed while we built it: rebuild next time
   end
   st.lists[service] = c
   return c
@@ -85,20 +112,30 @@ local function strategy_pick(st, svc, service, key)
       #c.views, traceback()), 0)
   end
   local v = c.views[i]
-  api.balancer_take(st.ptr, id_of(st.registry, v))
+  if api.balancer_take(st.slot, id_of(st.registry, v)) == ECLOSED then closed_under("pick") end
   return v
 end
 
 local function do_pick(st, service, key)
   local svc = service_of(st.registry, service)
-  if svc == nil then return nil end
+  if not svc then
+    if svc == false then closed_under("pick", "registry") end
+    return nil
+  end
   local v
   if st.strategy then
     v = strategy_pick(st, svc, service, key)
   else
-    local inst = api.balancer_pick_key(st.ptr, svc, key, key and #key or 0, now())
-    if inst == nil then return nil end
-    v = view_of(st.registry, inst)
+    local id = api.balancer_pick_key(st.slot, svc, key, key and #key or 0, now())
+    if id < 0 then
+      if id == ECLOSED then closed_under("pick") end
+      return nil
+    end
+    v = view_of(st.registry, id)
+    if not v then
+      if v == false then closed_under("pick", "registry") end
+      return nil
+    end
   end
   if v and events.on() then events.emit("pick", { service = service, host = v.host, port = v.port }) end
   return v
@@ -131,7 +168,8 @@ function balancer:done(inst, ok, latency)
     argerror(3, "done", "latency must be a non-negative number of seconds, got "
       .. describe(latency))
   end
-  local rc = api.balancer_done(st.ptr, id, ok and 1 or 0, latency, now())
+  local rc = api.balancer_done(st.slot, id, ok and 1 or 0, latency, now())
+  if rc == ECLOSED then base.closed("done", "balancer", 2) end
   if rc == EINVAL then
     error(format("done: no pick of %s:%d is in flight (done called twice for one pick?)",
       inst.host, inst.port), 2)
@@ -141,7 +179,8 @@ end
 
 local function finish(st, inst, t0, ok, ...)
   local t1 = now()
-  api.balancer_done(st.ptr, id_of(st.registry, inst), ok and 1 or 0, t1 - t0, t1)
+  local rc = api.balancer_done(st.slot, id_of(st.registry, inst), ok and 1 or 0, t1 - t0, t1)
+  if rc == ECLOSED and ok then closed_under("call") end
   if ok then return ... end
   error((...), 0)
 end
@@ -185,6 +224,10 @@ end
 balancer_mt.__index = balancer
 balancer_mt.__newindex = base.read_only("fusebox.balancer")
 balancer_mt.__tostring = function(self)
+  if getmetatable(self) ~= balancer_mt then return "fusebox.balancer (bad self)" end
+  if ffi.cast("void **", self)[0] == nil then
+    return format("fusebox.balancer closed (%p)", self)
+  end
   return format("fusebox.balancer %s (%p)", self:algorithm(), self)
 end
 

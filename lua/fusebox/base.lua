@@ -93,20 +93,41 @@ function M.check_name(v, n, fname, depth)
   end
 end
 
--- Returns state(ud, fname): per-object Lua state, built on first use and
--- kept in a table weak on the userdata. A state never refers back to its
--- userdata: 5.1 weak tables are not ephemerons, so that would pin it.
+-- Raises "calling 'fname' on a closed what" at level (as error() counts
+-- from the caller: 2 is the caller's caller).
+local function closed(fname, what, level)
+  error(format("calling '%s' on a closed %s", fname, what), level + 1)
+end
+M.closed = closed
+
+-- Returns state(ud, fname) -> st: the per-object Lua state, built on
+-- first use, raising on a bad self (or a closed object, on first use).
+--
+-- Lifetime: the state lives in the userdata's environment (env.state) and
+-- holds the userdata (st.ud), so whatever holds a state (an instance
+-- view, a permit) keeps its object alive; ud -> env -> st -> ud is an
+-- ordinary cycle the collector frees. The lookup table is weak on both
+-- sides, so it pins neither (5.1 weak tables are not ephemerons).
+--
+-- Liveness: st.slot is the userdata's payload (fb_<what> **), which __gc
+-- sets to NULL; a listener, a strategy or any finalizer may close the
+-- object in the middle of a method. So no pointer to the object is kept:
+-- methods hand st.slot to the FFI entries, which read it on every call
+-- and answer FBL_ECLOSED once it is NULL (lua_api.h). The lookup here does
+-- not test it: that costs a pick+done ~2 ns, and the FFI call that
+-- follows tests it anyway; a method that calls none tests st.slot[0].
 function M.object_state(mt, what, build)
-  local states = setmetatable({}, { __mode = "k" })
+  local states = setmetatable({}, { __mode = "kv" })
+  local slot_type = ffi.typeof("fb_" .. what .. " **")
   return function(ud, fname)
     local st = states[ud]
     if st then return st end
     M.check_self(ud, mt, "fusebox." .. what, fname, 1)
-    local p = ffi.cast("void **", ud)[0]
-    if p == nil then
-      error(format("calling '%s' on a closed %s", fname, what), 3)
-    end
-    st = build(ud, ffi.cast("fb_" .. what .. " *", p), fname)
+    local slot = ffi.cast(slot_type, ud)
+    if slot[0] == nil then closed(fname, what, 3) end
+    st = build(ud, slot, fname)
+    st.ud, st.slot = ud, slot
+    debug.getfenv(ud).state = st
     states[ud] = st
     return st
   end
@@ -161,13 +182,20 @@ function M.list_error(v, field)
   return nil
 end
 
--- Returns random([m [, n]]) over the generator r (an fb_rng *): math.random's
--- contract, errors included. The one implementation behind fb.random, a
--- strategy's ctx.random and fb.sim streams.
-function M.random(r)
+-- Returns random([m [, n]]) over a generator: math.random's contract,
+-- errors included. The one implementation behind fb.random, a strategy's
+-- ctx.random and fb.sim streams. r is an fb_rng * that lives as long as
+-- the function (the runtime's, a stream's), or a function returning the
+-- one to draw from, NULL once its owner (a what) is closed: read at every
+-- draw, so a ctx.random kept past its balancer is an error, never a read
+-- of freed memory.
+function M.random(r, what)
   local rng_double, rng_below = api.rng_double, api.rng_below
+  local get = type(r) == "function" and r or function() return r end
   return function(m, n, ...)
-    if m == nil then return rng_double(r) end
+    local p = get()
+    if p == nil then closed("random", what, 2) end
+    if m == nil then return rng_double(p) end
     if ... ~= nil then error("wrong number of arguments to 'random'", 2) end
     if type(m) ~= "number" then
       M.argerror(1, "random", "number expected, got " .. type(m))
@@ -184,7 +212,7 @@ function M.random(r)
       if not (lo <= hi) then M.argerror(2, "random", "interval is empty") end
     end
     if not (hi - lo < 9007199254740992) then M.argerror(2, "random", "interval is too large") end
-    return lo + rng_below(r, hi - lo + 1)
+    return lo + rng_below(p, hi - lo + 1)
   end
 end
 

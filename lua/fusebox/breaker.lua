@@ -109,13 +109,17 @@ local HALF_OPEN, FORCED_OPEN = 2, 3
 local SUCCESS, FAILURE, IGNORED, TIMEOUT = 0, 1, 2, 3
 local OUTCOME_NAMES = { [0] = "success", "failure", "ignored", "timeout" }
 local EINVAL, ESTALE = -1, -5
+local ffi = require "ffi"
+local ECLOSED = ffi.C.FBL_ECLOSED
 local EVENTS = { state_change = true, rejected = true, outcome = true }
 
 local M = {}
 
-M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
+-- M.state(cb, fname) -> st (and ud, slot: see fusebox.base). Methods
+-- pass st.slot to the core, which answers ECLOSED once __gc ran: a
+-- listener, a predicate or a finalizer may close the breaker mid-call.
+M.state = base.object_state(breaker_mt, "breaker", function(ud)
   return {
-    ptr = ptr,
     seen = 0,       -- state changes already announced to listeners
     next = 0,       -- the token the core issues next if nothing changed
     listeners = {}, -- event -> array of functions
@@ -124,6 +128,12 @@ M.state = base.object_state(breaker_mt, "breaker", function(ud, ptr)
   }
 end)
 local state_of = M.state
+
+-- Raises "calling 'fname' on a closed breaker" from inside a method: the
+-- breaker was closed under us (its __gc called by a listener).
+local function closed_under(fname)
+  error(format("calling '%s' on a closed breaker", fname), 0)
+end
 
 -- Runs each listener in list; one that raises is reported, not fatal.
 local function emit(list, event, a, b, c, d)
@@ -136,6 +146,7 @@ end
 -- cb:on(event, fn) -> cb
 function breaker:on(event, fn)
   local st = state_of(self, "on")
+  if st.slot[0] == nil then base.closed("on", "breaker", 2) end
   if not EVENTS[event] then
     argerror(1, "on", format("unknown event '%s' (known: state_change, "
       .. "rejected, outcome)", tostring(event)))
@@ -152,9 +163,10 @@ end
 -- Announces the state changes the core made since the last announcement.
 -- The breaker is consistent by now, so a listener may call into it.
 local function announce(self, st)
-  local total = api.breaker_transitions(st.ptr)
+  local total = api.breaker_transitions(st.slot)
   local list = st.listeners.state_change
   while st.seen < total do
+    if st.slot[0] == nil then return end -- a listener closed it
     local from, to, at = transition(self, st.seen)
     st.seen = st.seen + 1
     if events.on() then events.emit("state_change", { breaker = events.id(self), name = st.name, from = from, to = to }) end
@@ -163,7 +175,8 @@ local function announce(self, st)
 end
 
 local function rejected(self, st, t)
-  local wait = api.breaker_retry_after(st.ptr, t)
+  local wait = api.breaker_retry_after(st.slot, t)
+  if wait < 0 then closed_under("acquire") end
   if events.on() then events.emit("reject", { breaker = events.id(self), name = st.name }) end
   local list = st.listeners.rejected
   if list then emit(list, "rejected", wait, t) end
@@ -174,13 +187,14 @@ end
 -- Tokens come in order and every state change skips one: a token other
 -- than the one after the last we saw means there may be something to
 -- announce (or someone else acquired: announce finds nothing).
-local function admit(self, st, t)
-  local permit = api.breaker_acquire(st.ptr, t)
+local function admit(self, st, t, fname)
+  local permit = api.breaker_acquire(st.slot, t)
   if permit >= 0 then
     if permit ~= st.next then announce(self, st) end
     st.next = permit + 1
     return permit
   end
+  if permit == ECLOSED then closed_under(fname) end
   announce(self, st)
   return nil, rejected(self, st, t)
 end
@@ -188,8 +202,9 @@ end
 -- Records an outcome; returns 0, or ESTALE when dropped (or EINVAL). The
 -- core says 1 (FB_CHANGED) when the outcome changed the state.
 local function record(self, st, permit, outcome, duration, t)
-  local rc = api.breaker_record(st.ptr, permit, outcome, duration, t)
+  local rc = api.breaker_record(st.slot, permit, outcome, duration, t)
   if rc == EINVAL then return rc end
+  if rc == ECLOSED then closed_under("record") end
   if events.on() then
     events.emit("outcome", { breaker = events.id(self), name = st.name, outcome = OUTCOME_NAMES[outcome],
       duration = duration })
@@ -232,7 +247,7 @@ local function finish(self, st, permit, t0, ok, ...)
 end
 
 local function open_message(st, wait)
-  local s = api.breaker_state(st.ptr)
+  local s = api.breaker_state(st.slot)
   if s == FORCED_OPEN then return "circuit open: call rejected (forced open)" end
   if s == HALF_OPEN then
     return "circuit open: call rejected (half-open, all probe slots taken)"
@@ -250,7 +265,7 @@ local function caller(level)
     local st = state_of(self, "call")
     check_arg(fn, 1, "call", "function")
     local t0 = now()
-    local permit, wait = admit(self, st, t0)
+    local permit, wait = admit(self, st, t0, "call")
     if not permit then error(open_message(st, wait), level) end
     return finish(self, st, permit, t0, pcall(fn, ...))
   end
@@ -265,7 +280,7 @@ function breaker:try(fn, ...)
   local st = state_of(self, "try")
   check_arg(fn, 1, "try", "function")
   local t0 = now()
-  local permit, wait = admit(self, st, t0)
+  local permit, wait = admit(self, st, t0, "try")
   if not permit then return nil, "circuit open", wait end
   return finish(self, st, permit, t0, pcall(fn, ...))
 end
@@ -273,7 +288,7 @@ end
 -- cb:permit() -> token, or nil, retry_after
 function breaker:permit()
   local st = state_of(self, "permit")
-  return admit(self, st, now())
+  return admit(self, st, now(), "permit")
 end
 
 local TOKEN_OUTCOMES = { [true] = SUCCESS, [false] = FAILURE, timeout = TIMEOUT, ignore = IGNORED }
@@ -307,7 +322,7 @@ local permit_mt = { __index = permit_methods }
 function breaker:acquire()
   local st = state_of(self, "acquire")
   local t0 = now()
-  local token, wait = admit(self, st, t0)
+  local token, wait = admit(self, st, t0, "acquire")
   if not token then return nil, wait end
   return setmetatable({ self, st, token, t0 }, permit_mt)
 end
@@ -348,8 +363,8 @@ end
 local function control(name, fn)
   breaker[name] = function(self)
     local st = state_of(self, name)
-    fn(st.ptr, now())
-    if api.breaker_transitions(st.ptr) ~= st.seen then announce(self, st) end
+    if fn(st.slot, now()) == ECLOSED then closed_under(name) end
+    if api.breaker_transitions(st.slot) ~= st.seen then announce(self, st) end
     return self
   end
 end
@@ -358,7 +373,11 @@ control("disable", api.breaker_disable)
 control("reset", api.breaker_reset)
 
 local properties = {
-  state = function(st) return STATE_NAMES[api.breaker_state(st.ptr)] end,
+  state = function(st)
+    local s = api.breaker_state(st.slot)
+    if s == ECLOSED then base.closed("state", "breaker", 3) end
+    return STATE_NAMES[s]
+  end,
   name = function(st) return st.name end,
 }
 
@@ -372,6 +391,10 @@ end
 breaker_mt.__newindex = base.read_only("fusebox.breaker",
   "change the state with cb:force_open(), cb:disable() or cb:reset()")
 breaker_mt.__tostring = function(self)
+  if getmetatable(self) ~= breaker_mt then return "fusebox.breaker (bad self)" end
+  if ffi.cast("void **", self)[0] == nil then
+    return format("fusebox.breaker closed (%p)", self)
+  end
   local name = self.name
   if name then return format("fusebox.breaker '%s' %s (%p)", name, self.state, self) end
   return format("fusebox.breaker %s (%p)", self.state, self)

@@ -1,103 +1,176 @@
 -- fusebox/registry.lua -- registry methods written in Lua: discover(),
 -- and the instance views balancers hand out.
 --
--- A view is one table per instance, {host=, port=, id=} plus read-only
+-- A view is one table per instance with the fields host, port, id, and
 -- fields read live from the core on access: weight, zone, meta, healthy,
--- inflight, successes, failures, latency. Views are cached by the slot of
--- their instance id (ids are generation << 32 | slot) in plain arrays:
--- picks allocate nothing and never wait for a weak table to be swept, and
--- the cache is bounded by the most instances ever registered at once. A
--- view outliving its instance (deregistered) keeps host and port, and its
--- live fields read nil.
+-- inflight, successes, failures, latency. Every field is read-only: the
+-- view holds its data under keys no field name can be ("\0host", ...),
+-- so every write to a field reaches __newindex, which raises; the
+-- metatable is
+-- protected (getmetatable(view) is "fusebox.instance"). One metatable
+-- serves every view, so a trace through picks of many instances (or
+-- registries) does not specialise on one; the data sits in the view
+-- itself, not in a side table or a second table, since each further
+-- table touched per pick costs a cache miss once views outgrow the cache;
+-- and its copy of host is made by FFI calls alone, so the trace of a loop
+-- that meets new instances does not stitch. Views are cached
+-- by the slot of their instance id (ids are generation << 32 | slot) in
+-- plain arrays: picks allocate nothing, and the cache is bounded by the
+-- most instances ever registered at once. A view outliving its instance
+-- (deregistered) keeps host, port and id, and its live fields read nil.
+--
+-- Lifetime: a view holds its registry's state, which holds the registry
+-- (fusebox.base's object_state), so a live view keeps its registry alive.
+-- Views hold ids, never pointers. A registry closed by hand (its __gc
+-- called) or in the same collection as a finalizer reading a view makes
+-- live fields raise "its registry is closed".
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local ffi = require "ffi"
 local api, now, check_name = base.api, base.now, base.check_name
-local format, error, rawset, rawget = string.format, error, rawset, rawget
-local getmetatable = getmetatable
+local format, error, rawget, tostring = string.format, error, rawget, tostring
+local setmetatable, getmetatable = setmetatable, getmetatable
+local C = ffi.C
+local ECLOSED = C.FBL_ECLOSED
 
 local registry_mt = base.core.meta.registry
 local registry = registry_mt.methods
 
 local M = {}
 
-local function nonzero(x) return x ~= 0 end
-
--- field -> function(instance pointer, id, state) reading it live.
-local fields = {
-  weight = function(p) return api.instance_weight(p) end,
-  zone = function(p)
-    local z = api.instance_zone(p)
-    if z ~= nil then return ffi.string(z) end
-  end,
-  meta = function(_, id, st) return st.env.meta[id] end,
-  healthy = function(p) return nonzero(api.instance_healthy(p)) end,
-  inflight = function(p) return api.instance_inflight(p) end,
-  successes = function(p) return api.instance_successes(p) end,
-  failures = function(p) return api.instance_failures(p) end,
-  latency = function(p) return api.instance_latency(p) end,
+-- The live fields the core counts, by what api.instance_stat reads.
+local stats = {
+  weight = C.FBL_WEIGHT, healthy = C.FBL_HEALTHY, inflight = C.FBL_INFLIGHT,
+  successes = C.FBL_SUCCESSES, failures = C.FBL_FAILURES, latency = C.FBL_LATENCY,
 }
+local HEALTHY, PORT, HOST, ZONE = C.FBL_HEALTHY, C.FBL_PORT, C.FBL_HOST, C.FBL_ZONE
 
-local function read_only()
-  error("instance views are read-only", 2)
+-- Instance strings are copied here by the core (see lua_api.h): a
+-- pointer into the core could be freed by a finalizer before it is read.
+local strbuf, strcap = ffi.new("char[?]", 256), 256
+
+-- The string what (HOST | ZONE) of instance id: nil when the instance is
+-- gone (or has no zone), false when the registry is closed. No Lua runs
+-- between the copy and ffi.string, so no finalizer can overwrite strbuf.
+local function instance_string(slot, id, what)
+  local n = api.instance_string(slot, id, what, strbuf, strcap)
+  while n > strcap do
+    strcap = n
+    strbuf = ffi.new("char[?]", n)
+    n = api.instance_string(slot, id, what, strbuf, strcap)
+  end
+  if n >= 0 then return ffi.string(strbuf, n) end
+  if n == ECLOSED then return false end
+  return nil
 end
 
--- M.state(reg, fname) -> { ptr, services, views, view_ids, env, view_mt }
-M.state = base.object_state(registry_mt, "registry", function(ud, ptr)
-  local st = {
-    ptr = ptr,
+-- The keys of a view's own entries: strings no field name can be, so
+-- that only a deliberate write to such a key (pairs shows them) gets past
+-- __newindex.
+local REG, ID, HOST_K, PORT_K = "\0registry", "\0id", "\0host", "\0port"
+
+local function read_only(_, key)
+  error(format("instance views are read-only (cannot set '%s')", tostring(key)), 2)
+end
+
+local function registry_closed(v, key)
+  error(format("cannot read '%s' of instance %s:%d: its registry is closed",
+    tostring(key), rawget(v, HOST_K), rawget(v, PORT_K)), 4)
+end
+
+local function view_tostring(v)
+  return format("fusebox.instance %s:%d", v.host, v.port)
+end
+
+-- A live field of view v.
+local function live(v, key)
+  local what, st, id = stats[key], rawget(v, REG), rawget(v, ID)
+  if what then
+    local x = api.instance_stat(st.slot, id, what)
+    if x >= 0 then
+      if what == HEALTHY then return x ~= 0 end
+      return x
+    end
+    if x == ECLOSED then registry_closed(v, key) end
+    return nil
+  elseif key == "zone" then
+    local z = instance_string(st.slot, id, ZONE)
+    if z == false then registry_closed(v, key) end
+    return z
+  elseif key == "meta" then
+    local x = api.instance_stat(st.slot, id, C.FBL_WEIGHT)
+    if x == ECLOSED then registry_closed(v, key) end
+    if x >= 0 then return st.env.meta[id] end
+  end
+  return nil
+end
+
+-- The metatable of every view, of every registry: a trace reading views
+-- of several registries does not specialise on one.
+local view_mt = {
+  __index = function(v, key)
+    if key == "host" then return rawget(v, HOST_K) end
+    if key == "port" then return rawget(v, PORT_K) end
+    if key == "id" then return rawget(v, ID) end
+    return live(v, key)
+  end,
+  __newindex = read_only,
+  __tostring = view_tostring,
+  __metatable = "fusebox.instance",
+}
+
+-- M.state(reg, fname) -> st { services, views, view_ids, env } (and ud,
+-- slot: see fusebox.base)
+M.state = base.object_state(registry_mt, "registry", function(ud)
+  return {
     services = {}, -- name -> fb_service*, filled on first sight
     views = {},    -- slot -> view of the instance last seen in it
     view_ids = {}, -- slot -> that instance's id
     env = debug.getfenv(ud), -- env.meta: id -> meta (lua_registry.c; replaced
                              -- when reaped instances' meta is dropped)
   }
-  st.view_mt = {
-    __index = function(v, key)
-      local field = fields[key]
-      if field == nil then return nil end
-      local id = rawget(v, "id")
-      local p = api.registry_instance(st.ptr, id)
-      if p == nil then return nil end
-      return field(p, id, st)
-    end,
-    __newindex = read_only,
-    __tostring = function(v) return format("fusebox.instance %s:%d", v.host, v.port) end,
-  }
-  return st
 end)
 
--- Returns the fb_service* called name, or nil if never registered.
+-- Returns the fb_service* called name, nil if never registered, or false
+-- if the registry is closed. Services live as long as their registry, so
+-- the pointer is good while the registry, or a balancer over it, is open.
 function M.service_of(st, name)
   local svc = st.services[name]
   if svc == nil then
-    svc = api.registry_service(st.ptr, name)
-    if svc == nil then return nil end
-    st.services[name] = svc -- services live as long as their registry
+    svc = api.registry_service(st.slot, name)
+    if svc == nil then
+      if st.slot[0] == nil then return false end
+      return nil
+    end
+    st.services[name] = svc
   end
   return svc
 end
 
--- The Lua face of an instance: one table per instance, made on first
+-- The Lua face of instance id: one table per instance, made on first
 -- sight and kept while the instance is registered, so picks allocate
--- nothing.
-function M.view_of(st, inst)
-  local id = api.instance_id(inst)
+-- nothing. Returns nil if the instance is gone, false if the registry is
+-- closed.
+function M.view_of(st, id)
   local slot = id % 4294967296
   if st.view_ids[slot] == id then return st.views[slot] end
-  local v = setmetatable({}, st.view_mt)
-  rawset(v, "host", ffi.string(api.instance_host(inst)))
-  rawset(v, "port", api.instance_port(inst))
-  rawset(v, "id", id) -- a plain field, not a weak table the GC must sweep
+  local port = api.instance_stat(st.slot, id, PORT) -- first: no allocation
+  if port < 0 then
+    if port == ECLOSED then return false end
+    return nil
+  end
+  local host = instance_string(st.slot, id, HOST)
+  if not host then return host end
+  local v = setmetatable({ [REG] = st, [ID] = id, [HOST_K] = host, [PORT_K] = port }, view_mt)
   st.views[slot], st.view_ids[slot] = v, id
   return v
 end
 
 -- Returns the id of view v if it is one of this registry's views.
 function M.id_of(st, v)
-  if getmetatable(v) ~= st.view_mt then return nil end
-  return rawget(v, "id")
+  if getmetatable(v) ~= "fusebox.instance" or rawget(v, REG) ~= st then return nil end
+  return rawget(v, ID)
 end
 
 -- Stores other than memory, by name -> constructor(opts); each backend
@@ -127,20 +200,29 @@ function M.new(opts)
   return new(opts)
 end
 
-local live_out = ffi.new("fb_instance *const *[1]")
-
 -- reg:discover(service) -> array of instance views: the live instances,
--- in registration order
+-- in registration order. Making a view allocates, and a finalizer run
+-- then may change the service: the list is read again if it did.
 function registry:discover(service)
   local st = M.state(self, "discover")
   check_name(service, 1, "discover")
-  local out = {}
   local svc = M.service_of(st, service)
-  if svc == nil then return out end
-  local n = api.service_live(svc, now(), live_out)
-  local live = live_out[0]
-  for i = 0, n - 1 do
-    out[i + 1] = M.view_of(st, live[i])
+  if svc == false then base.closed("discover", "registry", 2) end
+  if svc == nil then return {} end
+  local t, out = now(), nil
+  for _ = 1, 3 do
+    local version = api.service_version(st.slot, svc)
+    if version == ECLOSED then base.closed("discover", "registry", 2) end
+    out = {}
+    local i = 0
+    while true do
+      local id = api.service_live_id(st.slot, svc, t, i)
+      if id < 0 then break end
+      local v = M.view_of(st, id)
+      if v then out[#out + 1] = v end
+      i = i + 1
+    end
+    if api.service_version(st.slot, svc) == version then break end
   end
   return out
 end
@@ -148,7 +230,9 @@ end
 registry_mt.__index = registry
 registry_mt.__newindex = base.read_only("fusebox.registry")
 registry_mt.__tostring = function(self)
-  return format("fusebox.registry (%p)", self)
+  if getmetatable(self) ~= registry_mt then return "fusebox.registry (bad self)" end
+  local closed = ffi.cast("void **", self)[0] == nil and " closed" or ""
+  return format("fusebox.registry%s (%p)", closed, self)
 end
 
 return M
