@@ -36,6 +36,10 @@ static int registry_new(lua_State *L) {
                                              (int)cfg.max_services);
   cfg.max_instances = (uint32_t)fbl_opt_count(L, 1, "max_instances",
                                               (int)cfg.max_instances);
+  /* registry.lua drops the fb_service pointers it keeps whenever
+   * fb_registry_services_removed() changed, so churned names need not
+   * lock the registry out */
+  cfg.remove_empty_services = 1;
   fb_registry **p = lua_newuserdata(L, sizeof *p);
   *p = NULL;
   luaL_getmetatable(L, FBL_REGISTRY);

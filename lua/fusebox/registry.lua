@@ -124,7 +124,9 @@ local view_mt = {
 -- slot: see fusebox.base)
 M.state = base.object_state(registry_mt, "registry", function(ud)
   return {
-    services = {}, -- name -> fb_service*, filled on first sight
+    services = {}, -- name -> fb_service*, filled on first sight, emptied
+                   -- when the registry removed services
+    removed = 0,   -- fb_registry_services_removed() when last emptied
     views = {},    -- slot -> view of the instance last seen in it
     view_ids = {}, -- slot -> that instance's id
     env = debug.getfenv(ud), -- env.meta: id -> meta (lua_registry.c; replaced
@@ -132,10 +134,17 @@ M.state = base.object_state(registry_mt, "registry", function(ud)
   }
 end)
 
--- Returns the fb_service* called name, nil if never registered, or false
--- if the registry is closed. Services live as long as their registry, so
--- the pointer is good while the registry, or a balancer over it, is open.
+-- Returns the fb_service* called name, nil if there is none, or false if
+-- the registry is closed. The registry removes services left without
+-- instances when a new name needs the room (lua_registry.c sets
+-- remove_empty_services): once it did, every pointer kept may dangle, so
+-- all are dropped (one FFI call per lookup). Otherwise a pointer is good
+-- while the registry, or a balancer over it, is open.
 function M.service_of(st, name)
+  -- (closed, the counter reads FBL_ECLOSED: nothing registers any more,
+  -- so nothing is removed, and a balancer's picks keep the pointers)
+  local removed = api.registry_services_removed(st.slot)
+  if removed ~= st.removed and removed >= 0 then st.services, st.removed = {}, removed end
   local svc = st.services[name]
   if svc == nil then
     svc = api.registry_service(st.slot, name)

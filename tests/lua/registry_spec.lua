@@ -145,6 +145,41 @@ describe("registry", function()
     end)
   end)
 
+  it("removes services left without instances when a new name needs the room", function()
+    T.vrun(function()
+      local reg = fb.registry { max_services = 2, heartbeat_timeout = 10, reap_after = 10 }
+      local lb = fb.balancer(reg, "round_robin")
+      reg:register("kept", "k", 1)
+      for i = 1, 1000 do -- churned names: each gone (deregistered) before the next
+        local name = "churn" .. i
+        assert.is_true(reg:register(name, "h" .. i, 1))
+        assert.are.equal("h" .. i, lb:pick(name).host) -- the balancer keeps its fb_service*
+        assert.is_true(reg:deregister(name, "h" .. i, 1))
+      end
+      assert.is_nil(lb:pick("churn1")) -- removed: no pointer left to a freed service
+      assert.are.same({}, reg:discover("churn1"))
+      assert.are.equal("k", lb:pick("kept").host)
+      -- a reaped one goes too, and a name can come back
+      reg:register("a", "a1", 1)
+      assert.are.equal("a1", lb:pick("a").host)
+      fb.sleep(5)
+      reg:heartbeat("kept", "k", 1)
+      fb.sleep(16) -- a expired at 10, reaped at 20
+      reg:heartbeat("kept", "k", 1)
+      assert.is_true(reg:register("b", "b1", 1))
+      assert.is_true(reg:register("b", "b2", 1))
+      assert.is_nil(lb:pick("a"))
+      local ok, err = pcall(reg.register, reg, "a", "a2", 1)
+      assert.is_false(ok)
+      assert.are.equal("register: registry full: max_services (2) reached", err)
+      reg:deregister("b", "b1", 1)
+      reg:deregister("b", "b2", 1)
+      assert.is_true(reg:register("a", "a2", 1))
+      assert.are.equal("a2", lb:pick("a").host)
+      assert.are.equal("a2", reg:discover("a")[1].host)
+    end)
+  end)
+
   describe("bad input", function()
     local reg = fb.registry()
     local cases = {

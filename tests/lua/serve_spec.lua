@@ -145,6 +145,23 @@ describe("fusebox serve: registry API", function()
     end, { registry = fb.registry { max_instances = 2 } })
   end)
 
+  it("never locks out churned service names: one left without instances makes room", function()
+    with_api(function(call)
+      for i = 1, 200 do
+        local path = "/v1/services/job-" .. i .. "/instances"
+        assert.are.equal(201, (call("PUT", path, '{"host":"10.0.0.1","port":80}')), path)
+        assert.are.equal(200, (call("DELETE", path .. "/10.0.0.1:80")), path)
+      end
+      assert.are.equal(201, (call("PUT", "/v1/services/a/instances", '{"host":"10.0.0.1","port":80}')))
+      assert.are.equal(201, (call("PUT", "/v1/services/b/instances", '{"host":"10.0.0.1","port":80}')))
+      local st, body = call("PUT", "/v1/services/c/instances", '{"host":"10.0.0.1","port":80}')
+      assert.are.equal(429, st) -- two services with instances: full
+      assert.is_true(has(body, "registry full: max_services (2) reached"), body)
+      _, body = call("GET", "/v1/services")
+      assert.is_true(has(body, '"name":"a"') and has(body, '"name":"b"') and not has(body, "job-"), body)
+    end, { registry = fb.registry { max_services = 2 } })
+  end)
+
   it("refuses a host with a NUL byte with a 400 naming it, and refreshes no other instance", function()
     with_api(function(call, api)
       assert.are.equal(201, (call("PUT", "/v1/services/n/instances", '{"host":"a","port":80}')))
