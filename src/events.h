@@ -28,7 +28,7 @@ typedef struct fb_events {
   uint64_t calls, successes, failures, timeouts, rejections, events;
   double state_time[3];      /* seconds, summed over breakers */
   fb_breaker_track *breakers; /* by the breaker id events carry */
-  size_t nbreakers;
+  size_t nbreakers, breakers_cap;
   int write_failed;
 } fb_events;
 
