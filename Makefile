@@ -273,7 +273,7 @@ $(FUZZ_C:%=$(BUILD)/fuzz/replay/%): $(BUILD)/fuzz/replay/%: \
 $(FUZZ_LUA:%=$(BUILD)/fuzz/bin/%): $(BUILD)/fuzz/bin/%: \
     tests/fuzz/lua_target.c $(FUZZ_GEN)/%/fuzz_script.h $(FUZZ_GEN)/fuzz_lib.h $(BUILD)/libfusebox.a
 	@mkdir -p $(@D)
-	$(FUZZ_LUA_CC) -fsanitize=fuzzer -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
+	$(FUZZ_LUA_CC) -DFUZZ_LUA_COVERAGE -fsanitize=fuzzer -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
 
 $(FUZZ_C:%=$(BUILD)/fuzz/bin/%): $(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(BUILD)/libfusebox.a
 	@mkdir -p $(@D)
@@ -292,7 +292,7 @@ FUZZ_TARGETS ?= $(FUZZ_ALL)
 # $(FUZZ_BUILD)/crashes/<target>; the committed seeds stay as they are
 # (make fuzz-merge adds what found new coverage). tests/fuzz/run.sh says
 # how each target's libFuzzer is called.
-fuzz:
+fuzz: deps
 	@$(MAKE) --no-print-directory deps MISSING="$(FUZZ_MISSING)"
 	@$(MAKE) --no-print-directory SAN=fuzz CC=clang BUILD=$(FUZZ_BUILD) \
 	  $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/bin/%)

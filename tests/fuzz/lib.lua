@@ -130,7 +130,6 @@ function M.internal(msg, prefix)
   if not at then return true end
   local rest = sub(msg, at + #prefix)
   return find(rest, "^[%w_/%.%-]+%.lua:%d+: ") ~= nil or find(rest, "^%[string ") ~= nil
-    or find(msg, "stack traceback", 1, true) ~= nil
 end
 
 return M
