@@ -2,11 +2,11 @@
 #
 #   make          build/fusebox (CLI), build/libfusebox.a, build/fusebox.so
 #   make demo     install missing Debian packages, build, run the demos
+#   make fuzz     coverage-guided fuzzing with libFuzzer (clang), FUZZ_SECONDS
+#                 per target (default 60), FUZZ_TARGETS to pick some
 #   make test     build and run every test, then again under ASan+UBSan
 #                 and the C tests and demos under valgrind
 #   make bench    benchmarks (ns/op, medians of several runs)
-#   make fuzz     coverage-guided fuzzing with libFuzzer (clang), FUZZ_SECONDS
-#                 per target (default 60), FUZZ_TARGETS to pick some
 #
 # Dependencies are found with pkg-config; when a Debian package is missing
 # and we are root (or have sudo), it is installed with apt-get.
