@@ -63,21 +63,6 @@ local function incr(s)
 end
 M.incr = incr
 
--- v if it is an int64 as the gateway sends one (a revision, a lease
--- ID): a decimal string without leading zeros; else nil, and the answer
--- that held it is malformed. A store that is broken or hostile must not
--- turn into a Lua error in the writer or the watcher.
-local function decimal(v)
-  if type(v) == "string" and #v <= 20 and (v == "0" or find(v, "^[1-9]%d*$")) then return v end
-  return nil
-end
-
--- The bytes of a base64 field, or nil when it is not base64 text.
-local function bytes_of(v)
-  if type(v) ~= "string" then return nil end
-  return (unb64(v))
-end
-
 -- a > b for decimal strings without leading zeros.
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
@@ -160,7 +145,7 @@ end
 -- register every own instance again.
 local function check_store(st, header)
   if type(header) ~= "table" then return end
-  local id, rev = header.cluster_id, decimal(header.revision)
+  local id, rev = header.cluster_id, header.revision
   if st.cluster ~= nil and (id ~= st.cluster or (st.rev and rev and newer(st.rev, rev))) then
     st.rev = nil
     for _, o in pairs(st.own) do o.lease = nil end
@@ -230,13 +215,13 @@ end
 local function put_own(st, key, o)
   local doc, err = call(st, "lease/grant", { TTL = st.ttl })
   if not doc then return nil, err end
-  local lease = decimal(doc.ID)
-  if not lease then return nil, "etcd lease/grant: malformed answer (no lease ID)" end
+  local lease = doc.ID
   local value, verr = json_encode(instance_value(st, o))
   if not value then return nil, "etcd: instance " .. key .. ": " .. tostring(verr) end
   doc, err = call(st, "kv/put", { key = b64(key), value = b64(value), lease = lease })
   if not doc then return nil, err end
-  o.lease, o.rev = lease, type(doc.header) == "table" and decimal(doc.header.revision) or "0"
+  local rev = type(doc.header) == "table" and doc.header.revision
+  o.lease, o.rev = lease, type(rev) == "string" and rev or "0"
   return true
 end
 
@@ -258,7 +243,7 @@ local function sync_key(st, key)
   if o.lease then
     local doc, err = call(st, "lease/keepalive", { ID = o.lease })
     if not doc then return nil, err end
-    local ttl = type(doc.result) == "table" and doc.result.TTL
+    local ttl = type(doc.result) == "table" and doc.result.TTL or nil
     if ttl ~= nil and ttl ~= "0" then return true end
     o.lease = nil -- expired: a late heartbeat registers it again
   end
@@ -293,10 +278,9 @@ end
 -- ---------------------------------------------------------- watcher
 
 -- key -> service, host, port, for keys under the prefix named
--- service/host:port; nil for any other key (and for a NUL byte, which
--- no registry name holds).
+-- service/host:port; nil for any other key.
 local function parse_key(st, key)
-  if sub(key, 1, #st.prefix) ~= st.prefix or find(key, "\0", 1, true) then return nil end
+  if sub(key, 1, #st.prefix) ~= st.prefix then return nil end
   local service, host, port = match(sub(key, #st.prefix + 1), "^(.+)/([^/]+):(%d+)$")
   port = tonumber(port)
   if not service or port < 1 or port > 65535 then return nil end
@@ -310,7 +294,7 @@ local function apply_put(st, key, value)
   local service, host, port = parse_key(st, key)
   if not service then return end
   st.known[key] = true
-  local doc = json_decode(bytes_of(value) or "")
+  local doc = value and json_decode(unb64(value))
   if type(doc) ~= "table" then doc = {} end
   local weight = type(doc.weight) == "number" and doc.weight or nil
   local zone = type(doc.zone) == "string" and doc.zone or nil
@@ -333,16 +317,10 @@ end
 local function list(st)
   local doc, err = call(st, "kv/range", { key = b64(st.prefix), range_end = b64(prefix_end(st.prefix)) })
   if not doc then return nil, err end
-  local header, kvs = doc.header, doc.kvs or {}
-  local rev = type(header) == "table" and decimal(header.revision)
-  if not rev or type(kvs) ~= "table" then return nil, "etcd kv/range: malformed answer" end
-  for _, kv in ipairs(kvs) do
-    if type(kv) ~= "table" or not bytes_of(kv.key) then return nil, "etcd kv/range: malformed key" end
-  end
-  check_store(st, header)
-  local seen = {}
-  for _, kv in ipairs(kvs) do
-    local key = bytes_of(kv.key)
+  check_store(st, doc.header)
+  local rev, seen = doc.header.revision, {}
+  for _, kv in ipairs(doc.kvs or {}) do
+    local key = unb64(kv.key)
     seen[key] = true
     apply_put(st, key, kv.value)
   end
@@ -372,15 +350,10 @@ local function on_message(st, line)
     st.rev = nil
     return false
   end
-  local events = r.events or {}
-  if type(events) ~= "table" then return nil, "etcd watch: malformed events" end
-  for _, ev in ipairs(events) do
-    local kv = type(ev) == "table" and ev.kv
-    local key = type(kv) == "table" and bytes_of(kv.key)
-    local rev = key and decimal(kv.mod_revision)
-    if not rev then return nil, "etcd watch: malformed event" end
-    if ev.type == "DELETE" then apply_delete(st, key, rev) else apply_put(st, key, kv.value) end
-    st.rev = rev -- events come in revision order
+  for _, ev in ipairs(r.events or {}) do
+    local key = unb64(ev.kv.key)
+    if ev.type == "DELETE" then apply_delete(st, key, ev.kv.mod_revision) else apply_put(st, key, ev.kv.value) end
+    st.rev = ev.kv.mod_revision -- events come in revision order
   end
   return true
 end
