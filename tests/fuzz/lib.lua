@@ -9,7 +9,7 @@
 
 local fb = ...
 local bit = require "bit"
-local byte, sub, format, find = string.byte, string.sub, string.format, string.find
+local byte, sub, format, find, match = string.byte, string.sub, string.format, string.find, string.match
 local type, pairs, getmetatable, tostring, error = type, pairs, getmetatable, tostring, error
 
 local M = {}
@@ -120,16 +120,19 @@ function M.fail(fmt, ...)
 end
 
 -- Whether msg, an error fusebox raised, comes from a Lua runtime error
--- inside it ("lua/fusebox/policy.lua:470: attempt to index ...") rather
--- than being one of its own clear messages, which point at the caller
--- (or at nothing). prefix: what a clear message starts with, after any
--- position; the text from the input it may quote comes after that.
-function M.internal(msg, prefix)
+-- inside it (at a position in fusebox's Lua: "lua/fusebox/policy.lua:470:
+-- attempt to index ...") rather than being one of its own clear messages,
+-- which point at the caller (or at nothing). prefix: what a clear message
+-- starts with; input: the text the message may quote, where libFuzzer
+-- plants whatever the check looks for (a JSON key "lua/fusebox/x.lua:1: "),
+-- so a position found in the input is not one.
+function M.internal(msg, prefix, input)
   msg = tostring(msg)
   local at = find(msg, prefix, 1, true)
   if not at then return true end
   local rest = sub(msg, at + #prefix)
-  return find(rest, "^[%w_/%.%-]+%.lua:%d+: ") ~= nil or find(rest, "^%[string ") ~= nil
+  local pos = match(rest, "^lua/fusebox[%w_/]*%.lua:%d+: ") or match(rest, "^%[string [^%]]*%]:%d+: ")
+  return pos ~= nil and not find(input, pos, 1, true)
 end
 
 return M

@@ -24,7 +24,7 @@ return function(input)
   if not find(input, "^%s*{") then return end
   local ok, p = pcall(fb.policy_from_json, input)
   if not ok then
-    if lib.internal(p, "policy_from_json: JSON text: ") then
+    if lib.internal(p, "policy_from_json: JSON text: ", input) then
       lib.fail("loading %q raised %s", input, tostring(p))
     end
     return
