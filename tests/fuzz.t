@@ -15,7 +15,7 @@ for dir in "$@"; do
   crashes=""
   [ -d "tests/fuzz/crashes/$t" ] && crashes="tests/fuzz/crashes/$t"
   # shellcheck disable=SC2086 # crashes: zero or one directory
-  if out=$(timeout 600 "$B/$t" "tests/fuzz/corpus/$t" $crashes 2>&1); then
+  if out=$(timeout 300 "$B/$t" "tests/fuzz/corpus/$t" $crashes 2>&1); then
     echo "ok $n - $t: $(echo "$out" | tail -1)"
   else
     echo "not ok $n - $t"
