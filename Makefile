@@ -2,6 +2,8 @@
 #
 #   make          build/fusebox (CLI), build/libfusebox.a, build/fusebox.so
 #   make demo     install missing Debian packages, build, run the demos
+#   make fuzz     coverage-guided fuzzing with libFuzzer (clang), FUZZ_SECONDS
+#                 per target (default 60), FUZZ_TARGETS to pick some
 #   make test     build and run every test, then again under ASan+UBSan
 #                 and the C tests and demos under valgrind
 #   make bench    benchmarks (ns/op, medians of several runs)
@@ -41,6 +43,12 @@ endif
 ifeq ($(SAN),thread)
 SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 endif
+# The libFuzzer build (make fuzz, with CC=clang): every object carries
+# coverage counters; only the fuzz targets link libFuzzer itself.
+ifeq ($(SAN),fuzz)
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+endif
 
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/breaker.c \
             src/base64.c src/timerq.c src/util.c
@@ -56,9 +64,14 @@ LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%.t,$(wildcard tests/c/test_*.c))
 C_BENCH  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 CMP_BENCH := $(patsubst bench/%.c,$(BUILD)/cmp/%,$(wildcard bench/*.c))
+# The fuzz targets (tests/fuzz/, see "fuzz" below): Lua scripts and C files.
+FUZZ_LUA := $(filter-out lib,$(basename $(notdir $(wildcard tests/fuzz/*.lua))))
+FUZZ_C   := $(filter-out lua_target replay_main,$(basename $(notdir $(wildcard tests/fuzz/*.c))))
+FUZZ_ALL := $(FUZZ_LUA) $(FUZZ_C)
+FUZZ_REPLAY := $(FUZZ_ALL:%=$(BUILD)/fuzz/replay/%)
 
-.PHONY: all binaries deps deps-test deps-bench deps-browser demo test test-plain test-san test-tsan test-valgrind bench \
-        install uninstall clean
+.PHONY: all binaries deps deps-test deps-bench deps-fuzz deps-browser demo test test-plain test-san test-tsan test-valgrind bench \
+        install uninstall clean fuzz fuzz-merge
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -97,6 +110,9 @@ deps-test:
 
 deps-bench:
 	$(call install,$(DEB_BENCH))
+
+deps-fuzz:
+	$(call install,$(DEB_FUZZ))
 
 deps-browser:
 	@mkdir -p $(BUILD)
@@ -209,7 +225,7 @@ test: all deps-test deps-browser
 	@$(MAKE) --no-print-directory test-valgrind
 
 # Every test file prints TAP; prove runs them all and closes with a summary.
-test-plain: binaries $(C_TESTS)
+test-plain: binaries $(C_TESTS) $(FUZZ_REPLAY)
 	@echo "== tests ($(BUILD))"
 	FB_BUILD=$(BUILD) CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(C_TESTS) tests/*.t
 
@@ -218,7 +234,8 @@ SAN_TESTS := $(patsubst $(BUILD)/%,$(SAN_BUILD)/%,$(C_TESTS))
 
 test-san:
 	@echo "== tests under AddressSanitizer + UBSan"
-	@$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) binaries $(SAN_TESTS)
+	@$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) binaries $(SAN_TESTS) \
+	  $(patsubst $(BUILD)/%,$(SAN_BUILD)/%,$(FUZZ_REPLAY))
 	FB_BUILD=$(SAN_BUILD) FB_PRELOAD="$(strip $(SAN_RT))" \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -238,6 +255,72 @@ test-tsan:
 test-valgrind: binaries $(C_TESTS)
 	@echo "== C tests and demos under valgrind"
 	FB_BUILD=$(BUILD) prove --exec '' tests/valgrind/*.t
+
+# ------------------------------------------------------------------- fuzz
+
+# The fuzz targets (tests/fuzz/): the ones written in Lua run on one
+# LuaJIT state through tests/fuzz/lua_target.c; the others are C. Each is
+# built twice: against libFuzzer with clang (make fuzz), and with a
+# plain main that replays files (tests/fuzz/replay_main.c), for this
+# build, so make test replays every corpus and crash input, plain and
+# under ASan+UBSan (tests/fuzz.t), without clang.
+FUZZ_GEN := $(BUILD)/fuzz/gen
+
+$(FUZZ_GEN)/fuzz_lib.h: tests/fuzz/lib.lua
+	@mkdir -p $(@D)
+	luajit -b -g -t h -n fuzz_lib $< $@
+
+$(FUZZ_GEN)/%/fuzz_script.h: tests/fuzz/%.lua
+	@mkdir -p $(@D)
+	luajit -b -g -t h -n fuzz_script $< $@
+
+FUZZ_LUA_CC = $(CC) $(ALL_CFLAGS) -I$(FUZZ_GEN)/$* -I$(FUZZ_GEN) tests/fuzz/lua_target.c
+
+$(FUZZ_LUA:%=$(BUILD)/fuzz/replay/%): $(BUILD)/fuzz/replay/%: \
+    tests/fuzz/lua_target.c $(FUZZ_GEN)/%/fuzz_script.h $(FUZZ_GEN)/fuzz_lib.h \
+    tests/fuzz/replay_main.c $(BUILD)/libfusebox.a
+	@mkdir -p $(@D)
+	$(FUZZ_LUA_CC) tests/fuzz/replay_main.c -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
+
+$(FUZZ_C:%=$(BUILD)/fuzz/replay/%): $(BUILD)/fuzz/replay/%: \
+    tests/fuzz/%.c tests/fuzz/replay_main.c $(BUILD)/libfusebox.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< tests/fuzz/replay_main.c -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
+
+$(FUZZ_LUA:%=$(BUILD)/fuzz/bin/%): $(BUILD)/fuzz/bin/%: \
+    tests/fuzz/lua_target.c $(FUZZ_GEN)/%/fuzz_script.h $(FUZZ_GEN)/fuzz_lib.h $(BUILD)/libfusebox.a
+	@mkdir -p $(@D)
+	$(FUZZ_LUA_CC) -DFUZZ_LUA_COVERAGE -fsanitize=fuzzer -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
+
+$(FUZZ_C:%=$(BUILD)/fuzz/bin/%): $(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(BUILD)/libfusebox.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< -fsanitize=fuzzer -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
+
+DEB_FUZZ     := clang libclang-rt-14-dev
+FUZZ_BUILD   := $(BUILD)/libfuzzer
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+
+# make fuzz: each target for FUZZ_SECONDS, one after the other. New
+# inputs go to $(FUZZ_BUILD)/corpus/<target>, crashes to
+# $(FUZZ_BUILD)/crashes/<target>; the committed seeds stay as they are
+# (make fuzz-merge adds what found new coverage). tests/fuzz/run.sh says
+# how each target's libFuzzer is called.
+fuzz: deps deps-fuzz
+	@$(MAKE) --no-print-directory SAN=fuzz CC=clang BUILD=$(FUZZ_BUILD) \
+	  $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/bin/%)
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+# make fuzz-merge: adds to tests/fuzz/corpus/<target> the inputs of the
+# last make fuzz that reach coverage the committed corpus does not
+# (libFuzzer -merge=1), and nothing else, so the corpus stays small.
+fuzz-merge:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  test -d $(FUZZ_BUILD)/corpus/$$t || continue; \
+	  echo "== $$t"; \
+	  $(FUZZ_BUILD)/fuzz/bin/$$t -merge=1 tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus/$$t 2>&1 | \
+	    grep -E '^MERGE-OUTER: [0-9]+ new files' || true; \
+	done
 
 # ------------------------------------------------------------------ bench
 

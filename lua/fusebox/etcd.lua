@@ -221,7 +221,8 @@ local function put_own(st, key, o)
   if not value then return nil, "etcd: instance " .. key .. ": " .. tostring(verr) end
   doc, err = call(st, "kv/put", { key = b64(key), value = b64(value), lease = lease })
   if not doc then return nil, err end
-  o.lease, o.rev = lease, doc.header and doc.header.revision or "0"
+  local rev = type(doc.header) == "table" and doc.header.revision
+  o.lease, o.rev = lease, type(rev) == "string" and rev or "0"
   return true
 end
 
@@ -243,7 +244,7 @@ local function sync_key(st, key)
   if o.lease then
     local doc, err = call(st, "lease/keepalive", { ID = o.lease })
     if not doc then return nil, err end
-    local ttl = doc.result and doc.result.TTL
+    local ttl = type(doc.result) == "table" and doc.result.TTL or nil
     if ttl ~= nil and ttl ~= "0" then return true end
     o.lease = nil -- expired: a late heartbeat registers it again
   end
