@@ -88,7 +88,7 @@ local function read_message(sock, parser, input, timeout_of)
     if not data then
       if err ~= "closed" then return nil, err end
       local msg, perr, status = parser:finish()
-      if msg then return msg end
+      if msg then return msg, true end
       return nil, perr or "closed", status
     end
     input.buf, input.pos = data, 1
@@ -168,13 +168,19 @@ local function build_request(method, host, port, target, headers, body)
 end
 
 -- Reads the final response: interim 1xx ones (100 Continue, 103 Early
--- Hints) are skipped; a protocol switch was never asked for.
+-- Hints) are skipped; a protocol switch was never asked for. A status
+-- outside 100..599 is refused, and so is an interim one the end of the
+-- stream completed (nothing can follow it: reading on would loop).
 local function read_response(sock, parser, left)
-  local input, msg, err = { buf = "", pos = 1 }, nil, nil
+  local input, msg, ended = { buf = "", pos = 1 }, nil, nil
   repeat
-    msg, err = read_message(sock, parser, input, left)
-    if not msg then return nil, err end
+    msg, ended = read_message(sock, parser, input, left)
+    if not msg then return nil, ended end
+    if msg.status < 100 or msg.status > 599 then
+      return nil, format("bad status %d", msg.status)
+    end
     if msg.status == 101 then return nil, "unexpected 101 Switching Protocols" end
+    if ended and msg.status < 200 then return nil, "closed after an interim response" end
   until msg.status >= 200
   return msg
 end

@@ -112,8 +112,10 @@ function M.check(opts, schema, path)
 end
 
 -- The layers' schemas.
+-- attempts: at most 1000, so one p:call ends (a timeout of 1e-300 s
+-- times every attempt out at once)
 M.retry = { fields = {
-  attempts = M.count,
+  attempts = within(M.count, 1, 1000, "attempts"),
   backoff = M.enum("exponential", "constant", "linear"),
   base = M.seconds0,
   multiplier = M.at_least_1,

@@ -662,6 +662,26 @@ describe("fb.http under hostile peers", function()
     assert.are.same({ nil, "unexpected 101 Switching Protocols" }, r[2])
   end)
 
+  it("refuses a status below 100 and an interim answer the end of the stream completed", function()
+    -- make fuzz found the first spinning fb.http.request forever: status 2,
+    -- completed again by every finish() at the end of the stream
+    local r = {}
+    run(function()
+      for _, answer in ipairs {
+        "HTTP/1.0 2\r et:\0\n\r}",
+        "HTTP/1.0 42 Odd\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\n",
+      } do
+        local srv = raw(function(c) c:read(2); c:write(answer); c:close() end)
+        r[#r + 1] = { fb.http.request { url = url(srv), timeout = 5 } }
+        srv:close()
+      end
+    end)
+    assert.are.same({ nil, "bad status 2" }, r[1])
+    assert.are.same({ nil, "bad status 42" }, r[2])
+    assert.are.same({ nil, "closed" }, r[3])
+  end)
+
   it("refuses header names and values that would split the message", function()
     local r = {}
     run(function()
