@@ -4,12 +4,7 @@
 -- bands every breaker that logged anything, state changes or not.
 local fb = require "fusebox"
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = T.slurp
 
 local function count(text, s)
   local n, at = 0, 1

@@ -1,12 +1,7 @@
 -- The event log (--events, fb.run{events=}), the summary, and fusebox test.
 local fb = require "fusebox"
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = T.slurp
 
 local function lines(s)
   local out = {}

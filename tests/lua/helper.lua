@@ -13,16 +13,24 @@ function T.vrun(fn, seed)
   fb.run(fn, { virtual_time = true, seed = seed or 1 })
 end
 
+-- The whole file at path, as bytes.
+function T.slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 -- Runs the CLI; returns stdout, stderr, exit code.
 function T.cli(args)
   local out, err = os.tmpname(), os.tmpname()
   local ok, _, code = os.execute(string.format("%s %s >%s 2>%s",
     T.fusebox_bin, args, out, err))
   if type(ok) == "number" then code = ok / 256 end -- Lua 5.1 os.execute
-  local function slurp(p)
-    local f = assert(io.open(p)); local s = f:read("*a"); f:close(); os.remove(p); return s
-  end
-  return slurp(out), slurp(err), code
+  local o, e = T.slurp(out), T.slurp(err)
+  os.remove(out)
+  os.remove(err)
+  return o, e, code
 end
 
 _G.T = T

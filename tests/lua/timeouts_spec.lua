@@ -1,11 +1,6 @@
 -- Timeouts are their own outcome: in the event log, the breaker's record,
 -- the service's call_end, the summary, the report and the metrics.
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = T.slurp
 
 local function count(s, pattern)
   local n = 0
