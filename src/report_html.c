@@ -658,6 +658,11 @@ static void header(const view *v, const char *source) {
   fputs("</table></header>\n", f);
 }
 
+/* "1 event", "2 events": the word for a count of n. */
+static const char *noun(uint64_t n, const char *one, const char *many) {
+  return n == 1 ? one : many;
+}
+
 static void list_lines(FILE *f, const fb_report_list *l) {
   for (uint64_t i = 0; i < l->count && i < FB_REPORT_FIRST; i++)
     fprintf(f, "%s%ld", i ? ", " : "", l->first[i]);
@@ -675,36 +680,41 @@ static void skipped(const fb_report *r, FILE *f) {
     fputs("<p class=\"warn\" id=\"empty-log\">The events file is empty: "
           "there is nothing to draw.</p>", f);
   if (r->bad_json.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu lines that are not JSON "
+    fprintf(f, "<p class=\"warn\">Skipped %llu %s that are not JSON "
                "(a cut or corrupted file): lines ",
-            (unsigned long long)r->bad_json.count);
+            (unsigned long long)r->bad_json.count,
+            noun(r->bad_json.count, "line", "lines"));
     list_lines(f, &r->bad_json);
     fputs(".</p>", f);
   }
   if (r->bad_event.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu events without the fields "
+    fprintf(f, "<p class=\"warn\">Skipped %llu %s without the fields "
                "they need (t, kind, or their kind's own): lines ",
-            (unsigned long long)r->bad_event.count);
+            (unsigned long long)r->bad_event.count,
+            noun(r->bad_event.count, "event", "events"));
     list_lines(f, &r->bad_event);
     fputs(".</p>", f);
   }
   if (r->too_long.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu lines longer than %d bytes, "
+    fprintf(f, "<p class=\"warn\">Skipped %llu %s longer than %d bytes, "
                "unread: lines ", (unsigned long long)r->too_long.count,
+            noun(r->too_long.count, "line", "lines"),
             FB_REPORT_LINE_MAX);
     list_lines(f, &r->too_long);
     fputs(".</p>", f);
   }
   if (r->bad_time.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu events whose time t is out of "
+    fprintf(f, "<p class=\"warn\">Skipped %llu %s whose time t is out of "
                "range (beyond &#177;%g s): lines ",
-            (unsigned long long)r->bad_time.count, FB_REPORT_T_MAX);
+            (unsigned long long)r->bad_time.count,
+            noun(r->bad_time.count, "event", "events"), FB_REPORT_T_MAX);
     list_lines(f, &r->bad_time);
     fputs(".</p>", f);
   }
   if (r->unknown.count) {
-    fprintf(f, "<p class=\"note\">Not drawn: %llu events of other kinds (",
-            (unsigned long long)r->unknown.count);
+    fprintf(f, "<p class=\"note\">Not drawn: %llu %s of other kinds (",
+            (unsigned long long)r->unknown.count,
+            noun(r->unknown.count, "event", "events"));
     for (size_t i = 0; i < r->nunknown_kinds; i++) {
       fputs(i ? ", " : "", f);
       esc(f, r->unknown_kinds[i]);
@@ -909,23 +919,27 @@ void fb_report_warn(const fb_report *r, const char *source, FILE *f) {
   if (r->lines == 0)
     fprintf(f, "fusebox: report: '%s' is empty\n", source);
   if (r->bad_json.count)
-    fprintf(f, "fusebox: report: skipped %llu lines of '%s' that are not "
+    fprintf(f, "fusebox: report: skipped %llu %s of '%s' that are not "
                "JSON (first: line %ld)\n",
-            (unsigned long long)r->bad_json.count, source, r->bad_json.first[0]);
+            (unsigned long long)r->bad_json.count,
+            noun(r->bad_json.count, "line", "lines"), source, r->bad_json.first[0]);
   if (r->bad_event.count)
-    fprintf(f, "fusebox: report: skipped %llu events of '%s' missing fields "
+    fprintf(f, "fusebox: report: skipped %llu %s of '%s' missing fields "
                "(first: line %ld)\n",
-            (unsigned long long)r->bad_event.count, source,
+            (unsigned long long)r->bad_event.count,
+            noun(r->bad_event.count, "event", "events"), source,
             r->bad_event.first[0]);
   if (r->too_long.count)
-    fprintf(f, "fusebox: report: skipped %llu lines of '%s' longer than %d "
+    fprintf(f, "fusebox: report: skipped %llu %s of '%s' longer than %d "
                "bytes (first: line %ld)\n",
-            (unsigned long long)r->too_long.count, source, FB_REPORT_LINE_MAX,
+            (unsigned long long)r->too_long.count,
+            noun(r->too_long.count, "line", "lines"), source, FB_REPORT_LINE_MAX,
             r->too_long.first[0]);
   if (r->bad_time.count)
-    fprintf(f, "fusebox: report: skipped %llu events of '%s' with t out of "
+    fprintf(f, "fusebox: report: skipped %llu %s of '%s' with t out of "
                "range (beyond +-%g s; first: line %ld)\n",
-            (unsigned long long)r->bad_time.count, source, FB_REPORT_T_MAX,
+            (unsigned long long)r->bad_time.count,
+            noun(r->bad_time.count, "event", "events"), source, FB_REPORT_T_MAX,
             r->bad_time.first[0]);
   if (r->lines > 0 && r->run_ends == 0)
     fprintf(f, "fusebox: report: '%s' has no run_end (an unfinished run or a "

@@ -503,7 +503,7 @@ static void overlong_lines_are_skipped(void **state) {
   assert_int_equal(r->lines, 3);
   char *html = page(r);
   assert_sane_page(html);
-  assert_non_null(strstr(html, "Skipped 1 lines longer than"));
+  assert_non_null(strstr(html, "Skipped 1 line longer than"));
   free(html);
   fb_report_free(r);
   /* the same through fb_report_buffer, without a FILE */
