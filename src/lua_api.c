@@ -14,6 +14,10 @@
 
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
+static const fb_clock_cache *api_clock_cache(const fb_runtime *rt) {
+  return &rt->clock;
+}
+
 /* The open object in slot, or NULL once its __gc ran. */
 #define OPEN(slot) (*(slot))
 
@@ -243,6 +247,7 @@ static const char cdef[] =
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
+    "typedef struct fb_clock_cache { " STR(FBL_CLOCK_CACHE_FIELDS) " } fb_clock_cache;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
     "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_WEIGHT = 0"
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"

@@ -24,8 +24,17 @@
  * services live as long as their registry. */
 #define FBL_ECLOSED (-100)
 
+/* The loop-cached clock (runtime.h): `now` is the runtime's time when the
+ * running coroutine was last resumed, valid while fresh is non-zero (a
+ * coroutine of the runtime runs); Lua reads it as a field, no call. */
+#define FBL_CLOCK_CACHE_FIELDS double now; int fresh;
+typedef struct fb_clock_cache {
+  FBL_CLOCK_CACHE_FIELDS
+} fb_clock_cache;
+
 #define FB_LUA_API(X)                                                        \
   X(double, now, (const fb_runtime * rt))                                    \
+  X(const fb_clock_cache *, clock_cache, (const fb_runtime *rt))             \
   X(double, breaker_acquire, (fb_breaker *const *b, double now))             \
   X(int, breaker_record,                                                     \
     (fb_breaker *const *b, double permit, int outcome, double duration,     \
