@@ -83,6 +83,7 @@ run "fusebox C, registry at scale" "$BUILD/cmp/registry_scale"
 run "fusebox Lua, registry at scale" $lua bench/lua/registry_scale.lua
 py_run "document's Python, registry at scale" python3 bench/peers/doc_bench.py registry_scale
 run "fusebox Lua, simulation" $lua bench/lua/simulation.lua
+py_run "document's Python, simulation" python3 bench/peers/doc_bench.py simulation
 
 if have python3; then
   python3 bench/table.py "$work/results" "$work/failures" || status=1

@@ -54,7 +54,7 @@ typedef struct fb_clock_cache {
   X(double, instance_stat, (fb_registry *const *r, double id, int what))     \
   X(double, instance_string,                                                 \
     (fb_registry *const *r, double id, int what, char *buf, double cap))     \
-  X(int, events_on, (const fb_runtime *rt))                                  \
+  X(const int *, events_flag, (const fb_runtime *rt))                        \
   X(void, stream_init, (fb_runtime * rt, fb_rng *r))                         \
   X(void, stream_init_named,                                                 \
     (const fb_runtime *rt, fb_rng *r, const char *name, double n))           \
