@@ -31,6 +31,7 @@ local ffi = require "ffi"
 local api, now, check_name = base.api, base.now, base.check_name
 local format, error, rawget, tostring = string.format, error, rawget, tostring
 local setmetatable, getmetatable = setmetatable, getmetatable
+local debug_getmetatable = debug.getmetatable
 local C = ffi.C
 local ECLOSED = C.FBL_ECLOSED
 
@@ -204,7 +205,9 @@ function M.picked_view(st, svc, name, id, t)
 end
 
 function M.id_of(st, v)
-  if getmetatable(v) ~= "fusebox.instance" or rawget(v, REG) ~= st then return nil end
+  -- debug.getmetatable: one comparison in a trace, where getmetatable
+  -- also looks up __metatable (every done() and lb:call pay it)
+  if debug_getmetatable(v) ~= view_mt or rawget(v, REG) ~= st then return nil end
   return rawget(v, ID)
 end
 
