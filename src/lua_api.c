@@ -176,9 +176,13 @@ static double api_rng_below(fb_rng *r, double n) {
 
 /* The picked instance's id, or -1 when none is live. */
 static double api_balancer_pick_key(fb_balancer *const *lb, fb_service *s,
-                                    const char *key, size_t len, double now) {
+                                    const char *key, size_t len, double now,
+                                    double removed) {
   if (!OPEN(lb))
     return FBL_ECLOSED;
+  /* the balancer holds its registry: valid even once the Lua one closed */
+  if ((double)fb_registry_services_removed((*lb)->registry) != removed)
+    return FBL_ESERVICES; /* s may be freed: not touched */
   fb_instance *i = fb_balancer_pick_key(*lb, s, key, len, now);
   return i ? (double)fb_instance_id(i) : -1;
 }
@@ -253,7 +257,7 @@ static const char cdef[] =
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "typedef struct fb_clock_cache { " STR(FBL_CLOCK_CACHE_FIELDS) " } fb_clock_cache;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
-    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_WEIGHT = 0"
+    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_ESERVICES = " STR(FBL_ESERVICES) ", FBL_WEIGHT = 0"
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
     " FBL_PORT };\n"
     "enum { FBL_HOST = 0, FBL_ZONE };\n";

@@ -24,6 +24,13 @@
  * services live as long as their registry. */
 #define FBL_ECLOSED (-100)
 
+/* balancer_pick_key's answer when services were removed from the registry
+ * since the caller looked its service pointer up (`removed`, the
+ * registry's fb_registry_services_removed() then): the pointer may be
+ * stale, so the caller looks it up again. One check inside the pick
+ * instead of an FFI call of its own before every pick. */
+#define FBL_ESERVICES (-101)
+
 /* The loop-cached clock (runtime.h): `now` is the runtime's time when the
  * running coroutine was last resumed, valid while fresh is non-zero (a
  * coroutine of the runtime runs); Lua reads it as a field, no call. */
@@ -63,7 +70,7 @@ typedef struct fb_clock_cache {
   X(double, rng_below, (fb_rng * r, double n))                               \
   X(double, balancer_pick_key,                                               \
     (fb_balancer *const *lb, fb_service *s, const char *key, size_t len,    \
-     double now))                                                            \
+     double now, double removed))                                            \
   X(int, balancer_candidates,                                                \
     (fb_balancer *const *lb, fb_service *s, double now, double *version))   \
   X(double, balancer_candidate_id,                                           \

@@ -26,7 +26,7 @@ local traceback = debug.traceback
 local core = base.core
 local balancer_mt = core.meta.balancer
 local balancer = balancer_mt.methods
-local EINVAL, ECLOSED = -1, ffi.C.FBL_ECLOSED
+local EINVAL, ECLOSED, ESERVICES = -1, ffi.C.FBL_ECLOSED, ffi.C.FBL_ESERVICES
 
 local M = {}
 
@@ -118,18 +118,37 @@ local function strategy_pick(st, svc, service, key)
   return v
 end
 
-local function do_pick(st, service, key)
-  local svc = service_of(st.registry, service)
-  if not svc then
-    if svc == false then closed_under("pick", "registry") end
-    return nil
+-- The service pointer for a built-in pick: the cached one, which the pick
+-- entry checks against the registry's services-removed count (answering
+-- ESERVICES when it may be stale), so a pick makes one FFI call, not two.
+local function pick_id(st, service, key, t)
+  local reg = st.registry
+  local svc = reg.services[service]
+  if svc ~= nil then
+    local id = api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t, reg.removed)
+    if id ~= ESERVICES then return id, svc end
   end
+  svc = service_of(reg, service)
+  if not svc then return svc end
+  return api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t, reg.removed), svc
+end
+
+local function do_pick(st, service, key)
   local v
   if st.strategy then
+    local svc = service_of(st.registry, service)
+    if not svc then
+      if svc == false then closed_under("pick", "registry") end
+      return nil
+    end
     v = strategy_pick(st, svc, service, key)
   else
     local t = loop_now() -- for expiry and the algorithm's decision
-    local id = api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t)
+    local id, svc = pick_id(st, service, key, t)
+    if not id then
+      if id == false then closed_under("pick", "registry") end
+      return nil
+    end
     if id < 0 then
       if id == ECLOSED then closed_under("pick") end
       return nil
