@@ -195,6 +195,12 @@ $(BUILD)/cmp/%: bench/%.c bench/bench_util.h $(BUILD)/libfusebox.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(BUILD)/libfusebox.a $(PKG_LIBS) -lm
 
+# The naive classic C-API binding the Lua hot-path rows are measured
+# against, loaded into the same process (bench/lua/naive.c).
+$(BUILD)/cmp/naive.so: bench/lua/naive.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -shared $< -o $@
+
 # ------------------------------------------------------------------- demo
 
 demo: all
@@ -326,7 +332,7 @@ fuzz-merge:
 
 # The microbenchmarks report on stderr, so stdout is the one comparison
 # table of bench/run.sh (BENCHMARKS.md).
-bench: all deps-bench $(C_BENCH) $(CMP_BENCH)
+bench: all deps-bench $(C_BENCH) $(CMP_BENCH) $(BUILD)/cmp/naive.so
 	@FB_BUILD=$(BUILD) sh tests/bench/run.sh >&2
 	@FB_BUILD=$(BUILD) sh bench/run.sh
 

@@ -62,7 +62,10 @@ static double each(fb_registry *r, const scenario *sc, int skip, double now) {
 static result run(const scenario *sc) {
   result res = {0};
   double rss0 = bench_rss_bytes();
-  fb_registry *r = fb_registry_new(NULL);
+  fb_registry_config cfg; /* the default limit is 100,000 instances */
+  fb_registry_config_init(&cfg);
+  cfg.max_instances = (uint32_t)sc->instances;
+  fb_registry *r = fb_registry_new(&cfg);
   double t0 = bench_ns();
   for (int i = 0; i < sc->instances; i++) {
     check(fb_registry_register(r, names[i % sc->services], hosts[i], 8080, 0),

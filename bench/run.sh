@@ -61,22 +61,29 @@ py_run() {
   if have python3; then run "$@"; else missing "$1" "python3 is not installed"; fi
 }
 lua="$BUILD/fusebox run --virtual-time --seed 1" # split into words below
+# The hot paths run on the real clock too, the way users run; the naive
+# C-API baseline (build/cmp/naive.so) is found through FB_BUILD.
+export FB_BUILD="$BUILD"
+real="env FB_BENCH_CLOCK=real $BUILD/fusebox run --seed 1"
 
 # One line per contender and benchmark.
 run "fusebox C, guarded call" "$BUILD/cmp/guarded_call"
 run "fusebox Lua, guarded call" $lua bench/lua/guarded_call.lua
+run "fusebox Lua, guarded call, real clock" $real bench/lua/guarded_call.lua
 py_run "document's Python, guarded call" python3 bench/peers/doc_bench.py guarded_call
 run "LuaJIT port, guarded call" luajit bench/peers/lua_port.lua guarded_call
 node_run "opossum, guarded call" node bench/peers/opossum.js
 node_run "cockatiel, guarded call" node bench/peers/cockatiel.js
 run "fusebox C, balanced pick" "$BUILD/cmp/balanced_pick"
 run "fusebox Lua, balanced pick" $lua bench/lua/balanced_pick.lua
+run "fusebox Lua, balanced pick, real clock" $real bench/lua/balanced_pick.lua
 py_run "document's Python, balanced pick" python3 bench/peers/doc_bench.py balanced_pick
 run "LuaJIT port, balanced pick" luajit bench/peers/lua_port.lua balanced_pick
 run "fusebox C, registry at scale" "$BUILD/cmp/registry_scale"
 run "fusebox Lua, registry at scale" $lua bench/lua/registry_scale.lua
 py_run "document's Python, registry at scale" python3 bench/peers/doc_bench.py registry_scale
 run "fusebox Lua, simulation" $lua bench/lua/simulation.lua
+py_run "document's Python, simulation" python3 bench/peers/doc_bench.py simulation
 
 if have python3; then
   python3 bench/table.py "$work/results" "$work/failures" || status=1

@@ -325,11 +325,15 @@ static int64_t acquire_unlocked(fb_breaker *b, double now) {
   case FB_DISABLED:
     return grant(b);
   case FB_OPEN:
+    if (isnan(now)) /* "not read": the timeout needs it */
+      return FB_ENOW;
     if (!(now - b->since > b->open_timeout))
       return reject(b);
     enter(b, FB_HALF_OPEN, now);
     return acquire_probe(b, now);
   case FB_HALF_OPEN:
+    if (isnan(now))
+      return FB_ENOW;
     return acquire_probe(b, now);
   case FB_FORCED_OPEN:
     break;
@@ -372,10 +376,26 @@ static int measure(fb_breaker *b, unsigned flags, double now) {
   return 0;
 }
 
+/* Whether recording outcome in b's present state reads neither now nor
+ * the duration: consecutive mode without a slow-call rule, CLOSED (an
+ * outcome that cannot open it) or DISABLED (never changes state). */
+static int timeless_record(const fb_breaker *b, fb_outcome outcome) {
+  if (b->cfg.mode != FB_MODE_CONSECUTIVE || !isinf(b->cfg.slow_call_duration))
+    return 0;
+  if (b->state == FB_DISABLED)
+    return 1;
+  if (b->state != FB_CLOSED)
+    return 0;
+  return outcome == FB_SUCCESS || outcome == FB_IGNORED ||
+         b->failures + 1 < b->cfg.failure_threshold;
+}
+
 static int record_unlocked(fb_breaker *b, int64_t permit,
                            fb_outcome outcome, double duration, double now) {
   if ((unsigned)outcome > FB_TIMEOUT)
     return FB_EINVAL;
+  if (isnan(now) && !timeless_record(b, outcome))
+    return FB_ENOW; /* before anything changed */
   /* OPEN and FORCED_OPEN issue no tokens: none is of their state */
   int rc = redeem(b, permit);
   if (rc < 0)

@@ -51,8 +51,11 @@ typedef enum fb_errno {
   FB_ENOENT = -4,    /* no such service or instance */
   FB_ESTALE = -5,    /* a permit from an earlier breaker state: dropped */
   FB_ELUA = -6,      /* a Lua error: fb_runtime_last_error() has it */
-  FB_EFULL = -7      /* a registry limit (max_services, max_instances) is
+  FB_EFULL = -7,     /* a registry limit (max_services, max_instances) is
                         reached: fb_registry_strerror() says which */
+  FB_ENOW = -8       /* called with now = NaN ("not read") where the
+                        decision needs the time: nothing changed, call
+                        again with the time */
 } fb_errno;
 
 /* Returns a static, human-readable description of an fb_errno code. */
@@ -514,7 +517,13 @@ void fb_breaker_free(fb_breaker *b);
  * FB_EREJECTED while the breaker is open (or
  * HALF_OPEN with all probe slots taken). An OPEN breaker whose timeout has
  * strictly passed moves to HALF_OPEN here; a HALF_OPEN one older than
- * half_open_max_wait moves back to OPEN here. */
+ * half_open_max_wait moves back to OPEN here.
+ *
+ * now may be NaN, meaning "not read": a caller whose clock costs more than
+ * the breaker (a clock_gettime is ~25 ns, an acquire ~2) asks first
+ * without it. Where the answer needs no time (CLOSED or DISABLED, not
+ * shared) it is given; anywhere else FB_ENOW is returned and nothing
+ * changed, so the caller reads its clock and asks again. */
 int64_t fb_breaker_acquire(fb_breaker *b, double now);
 
 /* What fb_breaker_record() did with a result it accepted. */
@@ -529,7 +538,12 @@ enum { FB_RECORDED = 0, FB_CHANGED = 1 };
  * with that state), or the permit was recorded already. A permit counts
  * once: a second record of any of the newest 64 of the state is dropped;
  * for older ones the state takes no more results than it issued permits.
- * Allocation-free for any number of permits out. */
+ * Allocation-free for any number of permits out.
+ *
+ * now may be NaN ("not read"), and then duration too: where the record
+ * needs neither (consecutive mode without slow_call_duration, CLOSED and
+ * the outcome cannot open it, or DISABLED) it is made; anywhere else
+ * FB_ENOW is returned and nothing changed (see fb_breaker_acquire). */
 int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now);
 

@@ -14,6 +14,10 @@
 
 static double api_now(const fb_runtime *rt) { return fb_runtime_now(rt); }
 
+static const fb_clock_cache *api_clock_cache(const fb_runtime *rt) {
+  return &rt->clock;
+}
+
 /* The open object in slot, or NULL once its __gc ran. */
 #define OPEN(slot) (*(slot))
 
@@ -147,7 +151,11 @@ static double api_instance_stat(fb_registry *const *r, double id, int what) {
   }
 }
 
-static int api_events_on(const fb_runtime *rt) { return rt->events_on; }
+/* Where the runtime keeps whether a sink is open: read as a field before
+ * every emit, so a guarded call with no sink pays a load, not a call. */
+static const int *api_events_flag(const fb_runtime *rt) {
+  return &rt->events_on;
+}
 
 static void api_stream_init(fb_runtime *rt, fb_rng *r) {
   fb_rng_seed(r, fb_runtime_stream_seed(rt));
@@ -168,9 +176,13 @@ static double api_rng_below(fb_rng *r, double n) {
 
 /* The picked instance's id, or -1 when none is live. */
 static double api_balancer_pick_key(fb_balancer *const *lb, fb_service *s,
-                                    const char *key, size_t len, double now) {
+                                    const char *key, size_t len, double now,
+                                    double removed) {
   if (!OPEN(lb))
     return FBL_ECLOSED;
+  /* the balancer holds its registry: valid even once the Lua one closed */
+  if ((double)fb_registry_services_removed((*lb)->registry) != removed)
+    return FBL_ESERVICES; /* s may be freed: not touched */
   fb_instance *i = fb_balancer_pick_key(*lb, s, key, len, now);
   return i ? (double)fb_instance_id(i) : -1;
 }
@@ -243,8 +255,9 @@ static const char cdef[] =
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
+    "typedef struct fb_clock_cache { " STR(FBL_CLOCK_CACHE_FIELDS) " } fb_clock_cache;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
-    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_WEIGHT = 0"
+    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_ESERVICES = " STR(FBL_ESERVICES) ", FBL_WEIGHT = 0"
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
     " FBL_PORT };\n"
     "enum { FBL_HOST = 0, FBL_ZONE };\n";

@@ -24,8 +24,24 @@
  * services live as long as their registry. */
 #define FBL_ECLOSED (-100)
 
+/* balancer_pick_key's answer when services were removed from the registry
+ * since the caller looked its service pointer up (`removed`, the
+ * registry's fb_registry_services_removed() then): the pointer may be
+ * stale, so the caller looks it up again. One check inside the pick
+ * instead of an FFI call of its own before every pick. */
+#define FBL_ESERVICES (-101)
+
+/* The loop-cached clock (runtime.h): `now` is the runtime's time when the
+ * running coroutine was last resumed, valid while fresh is non-zero (a
+ * coroutine of the runtime runs); Lua reads it as a field, no call. */
+#define FBL_CLOCK_CACHE_FIELDS double now; int fresh;
+typedef struct fb_clock_cache {
+  FBL_CLOCK_CACHE_FIELDS
+} fb_clock_cache;
+
 #define FB_LUA_API(X)                                                        \
   X(double, now, (const fb_runtime * rt))                                    \
+  X(const fb_clock_cache *, clock_cache, (const fb_runtime *rt))             \
   X(double, breaker_acquire, (fb_breaker *const *b, double now))             \
   X(int, breaker_record,                                                     \
     (fb_breaker *const *b, double permit, int outcome, double duration,     \
@@ -45,7 +61,7 @@
   X(double, instance_stat, (fb_registry *const *r, double id, int what))     \
   X(double, instance_string,                                                 \
     (fb_registry *const *r, double id, int what, char *buf, double cap))     \
-  X(int, events_on, (const fb_runtime *rt))                                  \
+  X(const int *, events_flag, (const fb_runtime *rt))                        \
   X(void, stream_init, (fb_runtime * rt, fb_rng *r))                         \
   X(void, stream_init_named,                                                 \
     (const fb_runtime *rt, fb_rng *r, const char *name, double n))           \
@@ -54,7 +70,7 @@
   X(double, rng_below, (fb_rng * r, double n))                               \
   X(double, balancer_pick_key,                                               \
     (fb_balancer *const *lb, fb_service *s, const char *key, size_t len,    \
-     double now))                                                            \
+     double now, double removed))                                            \
   X(int, balancer_candidates,                                                \
     (fb_balancer *const *lb, fb_service *s, double now, double *version))   \
   X(double, balancer_candidate_id,                                           \

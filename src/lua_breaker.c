@@ -11,6 +11,7 @@
 #include "lua_util.h"
 
 #include <cJSON.h>
+#include <math.h>
 #include <string.h>
 
 static const char *const breaker_options[] = {
@@ -92,10 +93,14 @@ static void check_config(lua_State *L, const fb_breaker_config *cfg) {
   luaL_argerror(L, 1, lua_pushfstring(L, "%s is out of range", field));
 }
 
-/* The environment table {is_failure = fn, name = s}, read by breaker.lua:
- * the name labels the breaker in events, the report and metrics. */
-static void push_env(lua_State *L) {
+/* The environment table {is_failure = fn, name = s, timed = b}, read by
+ * breaker.lua: the name labels the breaker in events, the report and
+ * metrics; timed says that every call's duration is needed (a slow-call
+ * rule), so the clock is read at acquire even when nothing else needs it. */
+static void push_env(lua_State *L, const fb_breaker_config *cfg) {
   lua_newtable(L);
+  lua_pushboolean(L, !isinf(cfg->slow_call_duration));
+  lua_setfield(L, -2, "timed");
   if (lua_istable(L, 1)) {
     const char *name = fbl_opt_name(L, 1, "name");
     if (name) {
@@ -120,7 +125,7 @@ static int breaker_new(lua_State *L) {
   *p = NULL;
   luaL_getmetatable(L, FBL_BREAKER);
   lua_setmetatable(L, -2);
-  push_env(L);
+  push_env(L, &cfg);
   lua_setfenv(L, -2);
   if (!(*p = fb_breaker_new(&cfg)))
     return luaL_error(L, "breaker: out of memory");

@@ -319,7 +319,10 @@ static void resume(fb_runtime *rt, int ref) {
   c->state = FB_CO_RUNNING;
   rt->current = co;
   rt->current_ref = ref;
+  rt->clock.now = fb_runtime_now(rt);
+  rt->clock.fresh = 1;
   int status = lua_resume(co, c->nargs);
+  rt->clock.fresh = 0; /* a nested resume ended: the outer one reads anew */
   rt->current = NULL;
   rt->current_ref = LUA_NOREF;
   c = &rt->coros[ref]; /* the array may have grown meanwhile */

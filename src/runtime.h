@@ -12,6 +12,7 @@
 
 #include "events.h"
 #include "fusebox.h"
+#include "lua_api.h"
 #include "timerq.h"
 
 #include <lua.h>
@@ -55,6 +56,16 @@ struct fb_runtime {
   fb_timerq queue;
   int virtual_time;
   double vnow;          /* the virtual clock */
+  /* The loop-cached clock, as nginx's ngx.now and libuv's uv_now: the
+   * time read when the running coroutine was resumed (virtual: vnow,
+   * exact, as vnow moves only between resumes). Fresh only while a
+   * coroutine of the runtime runs; anywhere else (a host calling in, a
+   * plain luajit) readers take the clock itself. Error on the real clock:
+   * the running coroutine's time since its resume (until it yields), so
+   * it serves decisions measured in seconds (instance expiry, the picks
+   * of a balancer) and never a duration (call latency, slow calls, the
+   * breaker: durations and timeouts read the clock). */
+  fb_clock_cache clock;
   double vlimit;        /* a run needing the virtual clock past this fails */
   uint64_t t0;          /* uv_hrtime() at creation: real clock origin */
   uint64_t seed;

@@ -73,6 +73,8 @@ const char *fb_strerror(int err) {
     return "Lua error";
   case FB_EFULL:
     return "registry full: max_services or max_instances reached";
+  case FB_ENOW:
+    return "the time is needed: call again with now";
   }
   return "unknown error";
 }

@@ -46,6 +46,17 @@ local function measure(n, algo, label)
     end) }
 end
 
+-- The baseline: a no-op method of a naive classic C-API binding
+-- (bench/lua/naive.c), u:noop("svc"), in the same process.
+local function naive_noop()
+  local u = bench.naive()
+  local t0 = bench.ns()
+  for _ = 1, PICKS do u:noop("svc") end
+  return (bench.ns() - t0) / PICKS
+end
+bench.emit { bench = "balanced pick", case = "no-op method", impl = "naive C-API binding",
+  n = PICKS, runs = bench.repeat_runs(naive_noop), note = "u:noop(name)" }
+
 for _, n in ipairs { 10, 1000, 100000 } do
   for _, a in ipairs(ALGORITHMS) do measure(n, a[1], a[2]) end
 end

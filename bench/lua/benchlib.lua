@@ -14,6 +14,22 @@ local CLOCK_MONOTONIC = 1
 
 local M = { RUNS = 5 }
 
+-- The clock the run is on: bench/run.sh runs the hot-path scripts twice,
+-- under --virtual-time and on the real clock (FB_BENCH_CLOCK=real), the
+-- way users run. Every row says which.
+M.CLOCK = os.getenv("FB_BENCH_CLOCK") or "virtual"
+
+-- naive() -> a new userdata of the naive classic C-API binding
+-- (bench/lua/naive.c, built as $FB_BUILD/cmp/naive.so): the baseline the
+-- hot paths are measured against in the same process.
+function M.naive()
+  local dir = os.getenv("FB_BUILD") or "build"
+  if not package.cpath:find(dir .. "/cmp/?.so", 1, true) then
+    package.cpath = dir .. "/cmp/?.so;" .. package.cpath
+  end
+  return require("naive")()
+end
+
 function M.ns()
   C.clock_gettime(CLOCK_MONOTONIC, ts)
   return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
@@ -35,7 +51,7 @@ function M.emit(r)
   for i, v in ipairs(r.runs) do runs[i] = number(v) end
   local note = r.note and (',"note":' .. quote(r.note)) or ""
   io.write('{"bench":', quote(r.bench), ',"case":', quote(r.case),
-    ',"impl":', quote(r.impl), ',"n":', number(r.n),
+    ',"impl":', quote(r.impl), ',"clock":', quote(r.clock or M.CLOCK), ',"n":', number(r.n),
     ',"runs":[', table.concat(runs, ","), '],"unit":', quote(r.unit or "ns/op"),
     note, "}\n")
   io.flush()

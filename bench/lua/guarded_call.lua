@@ -75,9 +75,37 @@ local run_failing_values = failing(function(cb)
   for _ = 1, CALLS_PER_TICK do cb:try(unreliable_value) end
 end)
 
+-- The baseline: a naive classic C-API binding's u:call(fn, i), which
+-- pcalls fn and counts it (bench/lua/naive.c), interleaved with fusebox's
+-- runs so both see the same machine.
+local function run_naive()
+  local u = bench.naive()
+  local t0 = bench.ns()
+  for i = 1, CALLS do u:call(trivial, i) end
+  return (bench.ns() - t0) / CALLS
+end
+
+local function run_try()
+  local cb = breaker()
+  local t0 = bench.ns()
+  for i = 1, CALLS do cb:try(trivial, i) end
+  return (bench.ns() - t0) / CALLS
+end
+
 local NAME = "guarded call"
-bench.emit { bench = NAME, case = "success", impl = "fusebox Lua", n = CALLS,
-  runs = bench.repeat_runs(run_success) }
+local fusebox_runs, try_runs, naive_runs = {}, {}, {}
+run_success(); run_try(); run_naive()
+for i = 1, bench.RUNS do
+  fusebox_runs[i], try_runs[i], naive_runs[i] = run_success(), run_try(), run_naive()
+end
+bench.emit { bench = NAME, case = "success", impl = "fusebox Lua", n = CALLS, runs = fusebox_runs,
+  note = "cb:call(fn)" }
+bench.emit { bench = NAME, case = "success", impl = "fusebox Lua, cb:try", n = CALLS, runs = try_runs,
+  note = "cb:try(fn)" }
+bench.emit { bench = NAME, case = "success", impl = "naive C-API binding", n = CALLS, runs = naive_runs,
+  note = "u:call(fn): lua_CFunction that pcalls fn" }
+-- The failing cases move the clock with fb.sleep: virtual time only.
+if bench.CLOCK ~= "virtual" then return end
 local runs = bench.repeat_runs(run_failing)
 bench.emit { bench = NAME, case = "70% failure", impl = "fusebox Lua (raising, as the document)",
   n = FAILING_CALLS, runs = runs, note = string.format("%.1f%% rejected while open", rejected * 100) }

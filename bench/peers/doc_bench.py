@@ -1,7 +1,7 @@
 """The document's own Python code, measured the way bench/*.c measure
 fusebox (same scenarios, smaller counts: CPython is slower).
 
-    python3 doc_bench.py guarded_call | balanced_pick | registry_scale
+    python3 doc_bench.py guarded_call | balanced_pick | registry_scale | simulation
 
 The classes in doc_breaker.py and doc_discovery.py are the document's,
 unchanged. From outside, each module's `time` is replaced by a virtual
@@ -191,8 +191,68 @@ def registry_scale():
          unit="bytes", note="VmRSS growth, first run; host strings made before")
 
 
+# ------------------------------------------------------------- row 4
+
+SIM_CLIENTS, SIM_REQUESTS, SIM_INSTANCES, SIM_PACE = 1000, 100, 100, 0.5
+
+
+def simulate(seed):
+    """bench/lua/simulation.lua's workload with the document's classes:
+    clients send SIM_REQUESTS requests SIM_PACE s apart, each picked
+    round robin (get_instance) from SIM_INSTANCES heartbeating instances,
+    each instance behind its own CircuitBreaker(3, 5), the document's
+    unreliable_service behind it. The document has no scheduler: this
+    one is a heap of (virtual time, order, client), the least code that
+    runs the clients in time order, as fusebox's does."""
+    import heapq
+    random.seed(seed)
+    CLOCK.now = 0.0
+    registry = doc_discovery.ServiceRegistry()
+    lb = doc_discovery.LoadBalancer(registry)
+    for i in range(1, SIM_INSTANCES + 1):
+        registry.register("user-service", f"10.0.0.{i}", 8080)
+    breakers = {}
+    ok = 0
+    queue = [(0.0, c, c) for c in range(SIM_CLIENTS)]
+    sent = [0] * SIM_CLIENTS
+    order = SIM_CLIENTS
+    next_beat = 10.0
+    t0 = real_time.perf_counter_ns()
+    while queue:
+        at, _, client = heapq.heappop(queue)
+        while next_beat <= at:  # the heartbeat "coroutine": every 10 s
+            CLOCK.now = next_beat
+            for i in range(1, SIM_INSTANCES + 1):
+                registry.heartbeat("user-service", f"10.0.0.{i}", 8080)
+            next_beat += 10.0
+        CLOCK.now = at
+        inst = lb.get_instance("user-service")
+        cb = breakers.get(inst)
+        if cb is None:
+            cb = breakers[inst] = doc_breaker.CircuitBreaker(failure_threshold=3, timeout=5)
+        try:
+            cb.call(doc_breaker.unreliable_service)
+            ok += 1
+        except Exception:
+            pass
+        sent[client] += 1
+        if sent[client] < SIM_REQUESTS:
+            order += 1
+            heapq.heappush(queue, (at + SIM_PACE, order, client))
+    n = SIM_CLIENTS * SIM_REQUESTS
+    return (real_time.perf_counter_ns() - t0) / n, ok / n
+
+
+def simulation():
+    results = [simulate(seed) for seed in range(1, RUNS + 1)]
+    emit("simulation", "document breaker scenario x1,000,000 requests",
+         SIM_CLIENTS * SIM_REQUESTS, [r[0] for r in results],
+         note=f"1/10 scale: all {SIM_CLIENTS} clients, {SIM_REQUESTS} requests each; "
+         f"{results[0][1] * 100:.1f}% of requests succeeded")
+
+
 BENCHES = {"guarded_call": guarded_call, "balanced_pick": balanced_pick,
-           "registry_scale": registry_scale}
+           "registry_scale": registry_scale, "simulation": simulation}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in BENCHES:

@@ -16,7 +16,9 @@ local registry = core.import "fusebox.registry"
 local events = core.import "fusebox.events"
 local ffi = require "ffi"
 local api, now, check_name, argerror = base.api, base.now, base.check_name, base.argerror
+local loop_now = base.loop_now
 local service_of, view_of, id_of = registry.service_of, registry.view_of, registry.id_of
+local picked_view = registry.picked_view
 local format, type, error, pcall, xpcall, tostring = string.format, type, error, pcall, xpcall, tostring
 local floor, huge = math.floor, math.huge
 local traceback = debug.traceback
@@ -24,7 +26,7 @@ local traceback = debug.traceback
 local core = base.core
 local balancer_mt = core.meta.balancer
 local balancer = balancer_mt.methods
-local EINVAL, ECLOSED = -1, ffi.C.FBL_ECLOSED
+local EINVAL, ECLOSED, ESERVICES = -1, ffi.C.FBL_ECLOSED, ffi.C.FBL_ESERVICES
 
 local M = {}
 
@@ -116,22 +118,42 @@ local function strategy_pick(st, svc, service, key)
   return v
 end
 
-local function do_pick(st, service, key)
-  local svc = service_of(st.registry, service)
-  if not svc then
-    if svc == false then closed_under("pick", "registry") end
-    return nil
+-- The service pointer for a built-in pick: the cached one, which the pick
+-- entry checks against the registry's services-removed count (answering
+-- ESERVICES when it may be stale), so a pick makes one FFI call, not two.
+local function pick_id(st, service, key, t)
+  local reg = st.registry
+  local svc = reg.services[service]
+  if svc ~= nil then
+    local id = api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t, reg.removed)
+    if id ~= ESERVICES then return id, svc end
   end
+  svc = service_of(reg, service)
+  if not svc then return svc end
+  return api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t, reg.removed), svc
+end
+
+local function do_pick(st, service, key)
   local v
   if st.strategy then
+    local svc = service_of(st.registry, service)
+    if not svc then
+      if svc == false then closed_under("pick", "registry") end
+      return nil
+    end
     v = strategy_pick(st, svc, service, key)
   else
-    local id = api.balancer_pick_key(st.slot, svc, key, key and #key or 0, now())
+    local t = loop_now() -- for expiry and the algorithm's decision
+    local id, svc = pick_id(st, service, key, t)
+    if not id then
+      if id == false then closed_under("pick", "registry") end
+      return nil
+    end
     if id < 0 then
       if id == ECLOSED then closed_under("pick") end
       return nil
     end
-    v = view_of(st.registry, id)
+    v = picked_view(st.registry, svc, service, id, t)
     if not v then
       if v == false then closed_under("pick", "registry") end
       return nil
@@ -168,7 +190,7 @@ function balancer:done(inst, ok, latency)
     argerror(3, "done", "latency must be a non-negative number of seconds, got "
       .. describe(latency))
   end
-  local rc = api.balancer_done(st.slot, id, ok and 1 or 0, latency, now())
+  local rc = api.balancer_done(st.slot, id, ok and 1 or 0, latency, loop_now())
   if rc == ECLOSED then base.closed("done", "balancer", 2) end
   if rc == EINVAL then
     error(format("done: no pick of %s:%d is in flight (done called twice for one pick?)",

@@ -108,7 +108,8 @@ local STATE_NAMES = { [0] = "CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISAB
 local HALF_OPEN, FORCED_OPEN = 2, 3
 local SUCCESS, FAILURE, IGNORED, TIMEOUT = 0, 1, 2, 3
 local OUTCOME_NAMES = { [0] = "success", "failure", "ignored", "timeout" }
-local EINVAL, ESTALE = -1, -5
+local EINVAL, ESTALE, ENOW = -1, -5, -8
+local NAN = 0 / 0 -- "the clock was not read" (fusebox.h, fb_breaker_acquire)
 local ffi = require "ffi"
 local ECLOSED = ffi.C.FBL_ECLOSED
 local EVENTS = { state_change = true, rejected = true, outcome = true }
@@ -124,6 +125,7 @@ M.state = base.object_state(breaker_mt, "breaker", function(ud)
     next = 0,       -- the token the core issues next if nothing changed
     listeners = {}, -- event -> array of functions
     is_failure = getfenv(ud).is_failure,
+    timed = getfenv(ud).timed, -- a slow-call rule: every duration counts
     name = getfenv(ud).name, -- nil: events and the report say "breaker <id>"
   }
 end)
@@ -183,34 +185,64 @@ local function rejected(self, st, t)
   return wait
 end
 
--- Asks the core for a permit at t: the permit (>= 0), or nil, retry_after.
--- Tokens come in order and every state change skips one: a token other
--- than the one after the last we saw means there may be something to
--- announce (or someone else acquired: announce finds nothing).
+-- The clock is read only when a decision needs it (a clock_gettime costs
+-- ten times the breaker): the core takes NaN for "not read" and answers
+-- ENOW where it needs the time (OPEN tests its timeout, HALF_OPEN its
+-- wait, a record that may open it stamps the change). The time is read
+-- up front only when a duration will count: a slow-call rule, an outcome
+-- listener or an event sink. Under virtual time nothing changes: the
+-- clock is read wherever the time is used, and it is the same value.
+local function start_time(st)
+  if st.timed or st.listeners.outcome or events.on() then return now() end
+  return NAN
+end
+
+-- Asks the core for a permit at t (NaN: not read): the permit (>= 0) and
+-- the time it was given at (still NaN if it needed none), or nil,
+-- retry_after. Tokens come in order and every state change skips one: a
+-- token other than the one after the last we saw means there may be
+-- something to announce (or someone else acquired: announce finds nothing).
 local function admit(self, st, t, fname)
   local permit = api.breaker_acquire(st.slot, t)
+  if permit == ENOW then
+    t = now()
+    permit = api.breaker_acquire(st.slot, t)
+  end
   if permit >= 0 then
     if permit ~= st.next then announce(self, st) end
     st.next = permit + 1
-    return permit
+    return permit, t
   end
   if permit == ECLOSED then closed_under(fname) end
   announce(self, st)
+  if t ~= t then t = now() end
   return nil, rejected(self, st, t)
 end
 
--- Records an outcome; returns 0, or ESTALE when dropped (or EINVAL). The
--- core says 1 (FB_CHANGED) when the outcome changed the state.
+-- Records an outcome at t (NaN: not read, and then duration may be NaN
+-- too); returns 0, or ESTALE when dropped (or EINVAL). The core says 1
+-- (FB_CHANGED) when the outcome changed the state.
 local function record(self, st, permit, outcome, duration, t)
   local rc = api.breaker_record(st.slot, permit, outcome, duration, t)
+  if rc == ENOW then
+    t = now()
+    if duration ~= duration then duration = 0 end -- no slow-call rule: unused
+    rc = api.breaker_record(st.slot, permit, outcome, duration, t)
+  end
   if rc == EINVAL then return rc end
   if rc == ECLOSED then closed_under("record") end
-  if events.on() then
-    events.emit("outcome", { breaker = events.id(self), name = st.name, outcome = OUTCOME_NAMES[outcome],
-      duration = duration })
+  local list, on = st.listeners.outcome, events.on()
+  if list or on then
+    -- a listener or a sink that appeared during an untimed call sees the
+    -- time of its record and a duration of 0
+    if t ~= t then t = now() end
+    if duration ~= duration then duration = 0 end
+    if on then
+      events.emit("outcome", { breaker = events.id(self), name = st.name, outcome = OUTCOME_NAMES[outcome],
+        duration = duration })
+    end
+    if list then emit(list, "outcome", OUTCOME_NAMES[outcome], duration, t, rc == ESTALE) end
   end
-  local list = st.listeners.outcome
-  if list then emit(list, "outcome", OUTCOME_NAMES[outcome], duration, t, rc == ESTALE) end
   if rc > 0 then announce(self, st) end -- the record changed the state
   return rc < 0 and rc or 0
 end
@@ -240,7 +272,8 @@ local function finish(self, st, permit, t0, ok, ...)
   elseif r1 == nil and r2 ~= nil then
     outcome = judge(st, r2)
   end
-  local t1 = now()
+  local t1 = t0 -- NaN: the clock was not read at acquire, nor is it here
+  if t0 == t0 then t1 = now() end
   record(self, st, permit, outcome, t1 - t0, t1)
   if ok then return ... end
   error(r1, 0)
@@ -264,9 +297,8 @@ local function caller(level)
   return function(self, fn, ...)
     local st = state_of(self, "call")
     check_arg(fn, 1, "call", "function")
-    local t0 = now()
-    local permit, wait = admit(self, st, t0, "call")
-    if not permit then error(open_message(st, wait), level) end
+    local permit, t0 = admit(self, st, start_time(st), "call")
+    if not permit then error(open_message(st, t0), level) end
     return finish(self, st, permit, t0, pcall(fn, ...))
   end
 end
@@ -279,16 +311,17 @@ M.layer_call = caller(0)
 function breaker:try(fn, ...)
   local st = state_of(self, "try")
   check_arg(fn, 1, "try", "function")
-  local t0 = now()
-  local permit, wait = admit(self, st, t0, "try")
-  if not permit then return nil, "circuit open", wait end
+  local permit, t0 = admit(self, st, start_time(st), "try")
+  if not permit then return nil, "circuit open", t0 end
   return finish(self, st, permit, t0, pcall(fn, ...))
 end
 
 -- cb:permit() -> token, or nil, retry_after
 function breaker:permit()
   local st = state_of(self, "permit")
-  return admit(self, st, now(), "permit")
+  local token, wait = admit(self, st, NAN, "permit")
+  if token then return token end
+  return nil, wait
 end
 
 local TOKEN_OUTCOMES = { [true] = SUCCESS, [false] = FAILURE, timeout = TIMEOUT, ignore = IGNORED }
@@ -308,7 +341,7 @@ function breaker:record(token, ok, duration)
   if type(token) ~= "number" then
     argerror(1, "record", "token must be a number, got " .. type(token))
   end
-  local rc = record(self, st, token, outcome, duration, now())
+  local rc = record(self, st, token, outcome, duration, NAN)
   if rc == EINVAL then argerror(1, "record", "not a token of this breaker: " .. token) end
   return rc == 0
 end
@@ -321,7 +354,7 @@ local permit_mt = { __index = permit_methods }
 -- cb:acquire() -> permit, or nil, retry_after
 function breaker:acquire()
   local st = state_of(self, "acquire")
-  local t0 = now()
+  local t0 = now() -- a permit's duration defaults to the time since
   local token, wait = admit(self, st, t0, "acquire")
   if not token then return nil, wait end
   return setmetatable({ self, st, token, t0 }, permit_mt)

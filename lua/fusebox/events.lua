@@ -1,7 +1,7 @@
 -- fusebox/events.lua -- the Lua side of the event log.
 --
 -- Emitting costs a table and a C call, so callers check on() first: one
--- FFI call reading a flag, a few nanoseconds when no sink is open.
+-- load of the runtime's flag through the FFI, no call.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -12,8 +12,9 @@ local rt = ffi.cast("const fb_runtime *", core.rt)
 local M = {}
 
 -- on() -> true while a run writes events or keeps a summary
+local flag = api.events_flag(rt)
 function M.on()
-  return api.events_on(rt) ~= 0
+  return flag[0] ~= 0
 end
 
 -- emit(kind, fields): one event {t, kind, fields...}; a no-op with no sink

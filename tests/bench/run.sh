@@ -40,9 +40,17 @@ lua_median() {
   done
 }
 
+# The hot paths on the real clock too, the way users run.
+lua_real() {
+  echo "## $1 (real clock)"
+  "$B/fusebox" run --seed 1 "$@" || status=1
+}
+
 lua_once tests/bench/bench_core.lua
 lua_once tests/bench/bench_breaker.lua
+lua_real tests/bench/bench_breaker.lua
 lua_once tests/bench/bench_balancer.lua
+lua_real tests/bench/bench_balancer.lua
 lua_median tests/bench/bench_sim.lua
 lua_once tests/bench/bench_policy.lua
 for s in tests/bench/*.sh; do

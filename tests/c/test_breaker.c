@@ -622,9 +622,62 @@ static void test_metrics_snapshot(void **state) {
   fb_breaker_free(b);
 }
 
+/* now = NaN ("not read"): answered where no time is needed, FB_ENOW and
+ * nothing changed anywhere else (issue 15). */
+static void test_unread_clock(void **state) {
+  (void)state;
+  fb_breaker_config cfg;
+  fb_breaker_config_init(&cfg);
+  cfg.failure_threshold = 2;
+  cfg.timeout = 5;
+  cfg.success_threshold = 1;
+  fb_breaker *b = make(&cfg);
+  int64_t p = fb_breaker_acquire(b, NAN);
+  assert_true(p >= 0);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, NAN, NAN), FB_RECORDED);
+  p = fb_breaker_acquire(b, NAN); /* a failure that cannot open it */
+  assert_int_equal(fb_breaker_record(b, p, FB_FAILURE, NAN, NAN), FB_RECORDED);
+  p = fb_breaker_acquire(b, NAN); /* one that opens it: stamped, so asked */
+  assert_int_equal(fb_breaker_record(b, p, FB_FAILURE, NAN, NAN), FB_ENOW);
+  assert_int_equal(STATE(b), FB_CLOSED);
+  assert_int_equal(fb_breaker_record(b, p, FB_FAILURE, 0, 1), FB_CHANGED);
+  assert_int_equal(STATE(b), FB_OPEN);
+  fb_breaker_metrics m;
+  fb_breaker_metrics_get(b, 1, &m);
+  uint64_t rejected = m.rejected;
+  /* OPEN tests its timeout: no answer, no rejection counted */
+  assert_int_equal(fb_breaker_acquire(b, NAN), FB_ENOW);
+  fb_breaker_metrics_get(b, 1, &m);
+  assert_int_equal(m.rejected, rejected);
+  assert_int_equal(STATE(b), FB_OPEN);
+  p = fb_breaker_acquire(b, 7);
+  assert_int_equal(STATE(b), FB_HALF_OPEN);
+  assert_int_equal(fb_breaker_acquire(b, NAN), FB_ENOW);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, NAN, NAN), FB_ENOW);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, 0, 7), FB_CHANGED);
+  assert_int_equal(STATE(b), FB_CLOSED);
+  fb_breaker_free(b);
+  /* a slow-call rule needs every duration; other modes the time */
+  fb_breaker_config_init(&cfg);
+  cfg.slow_call_duration = 1;
+  b = make(&cfg);
+  p = fb_breaker_acquire(b, NAN);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, NAN, NAN), FB_ENOW);
+  fb_breaker_free(b);
+  fb_breaker_config_init(&cfg);
+  cfg.mode = FB_MODE_TIME;
+  b = make(&cfg);
+  p = fb_breaker_acquire(b, NAN);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, NAN, NAN), FB_ENOW);
+  assert_int_equal(fb_breaker_record(b, p, FB_SUCCESS, 0, 1), FB_RECORDED);
+  fb_breaker_free(b);
+  assert_string_equal(fb_strerror(FB_ENOW), "the time is needed: call again with now");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_check_names_the_field),
+      cmocka_unit_test(test_unread_clock),
       cmocka_unit_test(test_consecutive_document_semantics),
       cmocka_unit_test(test_half_open_failure_reopens),
       cmocka_unit_test(test_count_waits_for_minimum_calls),

@@ -366,3 +366,28 @@ describe("balancer", function()
     end)
   end)
 end)
+
+describe("the loop-cached clock of picks (issue 15)", function()
+  local function expired_after(wait)
+    local reg = fb.registry { heartbeat_timeout = 0.05 }
+    reg:register("svc", "10.0.0.1", 80)
+    local lb = fb.balancer(reg, "round_robin")
+    assert.is_not_nil(lb:pick("svc"))
+    wait(0.08)
+    return lb:pick("svc")
+  end
+
+  it("is refreshed when a coroutine resumes: an instance expires on time", function()
+    local picked = "not run"
+    fb.run(function() picked = expired_after(fb.sleep) end)
+    assert.is_nil(picked)
+  end)
+
+  it("is the clock itself outside a run, as in a host", function()
+    local function spin(s) -- no yield: wall time passes, no coroutine resumes
+      local t0 = fb.now()
+      while fb.now() - t0 <= s do end
+    end
+    assert.is_nil(expired_after(spin))
+  end)
+end)

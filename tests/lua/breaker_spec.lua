@@ -88,6 +88,46 @@ describe("breaker", function()
     end)
   end)
 
+  it("reads the clock where a decision needs it: a failure that opens it is stamped", function()
+    T.vrun(function()
+      -- no listener, no slow-call rule: the successes and the first
+      -- failure need no time; the opening failure, the rejection and the
+      -- probe do (issue 15)
+      local cb = fb.breaker { failure_threshold = 2, timeout = 5, success_threshold = 1 }
+      fb.sleep(3)
+      local t0 = fb.now()
+      assert.equal("fine", (cb:call(ok)))
+      assert.is_nil(cb:try(nil_err))
+      assert.is_nil(cb:try(nil_err))
+      assert.equal("OPEN", cb.state)
+      local _, to, at = cb:transition(0)
+      assert.equal("OPEN", to)
+      assert.equal(t0, at)
+      local r, msg, wait = cb:try(ok)
+      assert.is_nil(r)
+      assert.equal("circuit open", msg)
+      assert.equal(5, wait)
+      fb.sleep(5.5)
+      assert.equal("fine", (cb:call(ok)))
+      assert.equal("CLOSED", cb.state)
+      assert.equal(t0 + 5.5, select(3, cb:transition(2)))
+    end)
+  end)
+
+  it("gives an outcome listener added during an untimed call numbers", function()
+    T.vrun(function()
+      local cb = fb.breaker {}
+      local got
+      cb:call(function()
+        cb:on("outcome", function(o, d, t, dropped) got = { o, d, t, dropped } end)
+      end)
+      assert.same({ "success", 0, fb.now(), false }, got)
+      local token = cb:permit()
+      assert.is_true(cb:record(token, true, 0.25))
+      assert.same({ "success", 0.25, fb.now(), false }, got)
+    end)
+  end)
+
   it("try returns nil, 'circuit open', retry_after instead of raising", function()
     T.vrun(function()
       local cb = fb.breaker { failure_threshold = 1, timeout = 4 }
