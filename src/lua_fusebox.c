@@ -150,6 +150,7 @@ static uint64_t check_seed(lua_State *L, int idx, int argn, const char *fname) {
 static int l_seed(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   char buf[24];
+  fb_runtime_check_fork(rt);
   if (!lua_isnoneornil(L, 1))
     fb_runtime_seed(rt, check_seed(L, 1, 1, "seed"));
   snprintf(buf, sizeof buf, "%llu", (unsigned long long)rt->seed);
