@@ -146,7 +146,7 @@ $(BUILD)/libfusebox.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 # The Lua module leaves lua_* symbols to the luajit process loading it,
-# and exports only luaopen_fusebox.
+# and exports only its openers: luaopen_fusebox, luaopen_fusebox_ngx.
 $(BUILD)/fusebox.so: $(LIB_OBJ) $(BUILD)/gen/module.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=$(BUILD)/gen/module.map \
 	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lhttp_parser -lm
@@ -156,9 +156,9 @@ $(BUILD)/libfusebox.so: $(LIB_OBJ) $(BUILD)/gen/library.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) \
 	  -Wl,--version-script=$(BUILD)/gen/library.map -o $@ $(LIB_OBJ) $(PKG_LIBS) -lm
 
-$(BUILD)/gen/module.map:
+$(BUILD)/gen/module.map: Makefile
 	@mkdir -p $(@D)
-	@echo '{ global: luaopen_fusebox; local: *; };' > $@
+	@echo '{ global: luaopen_fusebox; luaopen_fusebox_ngx; local: *; };' > $@
 
 $(BUILD)/gen/library.map:
 	@mkdir -p $(@D)

@@ -385,3 +385,15 @@ int luaopen_fusebox(lua_State *L) {
   lua_call(L, 1, 1);
   return 1;
 }
+
+int luaopen_fusebox_ngx(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "fusebox"); /* sets package.preload["fusebox.ngx"] */
+  lua_call(L, 1, 0);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_getfield(L, -1, "fusebox.ngx");
+  lua_pushliteral(L, "fusebox.ngx");
+  lua_call(L, 1, 1);
+  return 1;
+}

@@ -26,14 +26,14 @@ fi
 T=$(mktemp -d)
 chmod 755 "$T"
 cleanup() {
-  for p in "$T"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  for p in "$T"/*.pid "$T"/example/logs/nginx.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
   sleep 0.3
   rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..9"
+echo "1..10"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
@@ -174,3 +174,19 @@ i=0
 while [ -f "$T/nginx.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 ! grep -E '\[(alert|emerg)\]|lua entry thread aborted|runtime error|Sanitizer' "$T/error.log" >"$T/bad"
 check $? "nginx stops cleanly, no Lua or sanitizer error in its log ($(head -c 300 "$T/bad" | tr '\n' ' '))"
+
+# examples/nginx as shipped, on this test's ports: fusebox.ngx required
+# first, from fusebox.so on the cpath alone.
+mkdir -p "$T/example/logs"
+EX=$((P + 5)) E1=$((P + 6)) E2=$((P + 7)) E3=$((P + 8))
+sed -e "s/8080/$EX/; s/18081/$E1/g; s/18082/$E2/g; s/18083/$E3/g" \
+  -e "s|\$prefix/../../build|$ROOT/$B|" examples/nginx/nginx.conf >"$T/example/nginx.conf"
+sed -e "s/18081/$E1/; s/18082/$E2/; s/18083/$E3/" examples/nginx/upstream.lua >"$T/example/upstream.lua"
+LD_PRELOAD="$FB_PRELOAD" nginx -p "$T/example" -e logs/error.log -c nginx.conf 2>"$T/example.log"
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$EX/" && break; sleep 0.1; done
+requests 30 $EX >"$T/r5"
+e1=$(count "200 $E1" "$T/r5") e2=$(count "200 $E2" "$T/r5") e3=$(count "200 $E3" "$T/r5")
+[ "$e1" -ge 1 ] && [ "$e2" -ge 1 ] && [ "$e3" -ge 1 ] && [ $((e1 + e2 + e3)) = 30 ] &&
+  ! grep -E '\[(alert|emerg|error)\]|Sanitizer' "$T/example/logs/error.log" >/dev/null
+check $? "examples/nginx serves through all three peers ($e1, $e2, $e3; $(head -c 300 "$T/example.log" "$T/example/logs/error.log" | tr '\n' ' '))"
+kill "$(cat "$T/example/logs/nginx.pid")"

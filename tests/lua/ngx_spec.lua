@@ -50,4 +50,13 @@ describe("fusebox.ngx", function()
     p:close()
     assert.equal("function function", out)
   end)
+
+  it("is found in fusebox.so by require before fusebox itself", function()
+    local p = io.popen(string.format("cd /tmp && LUA_PATH=';;' LUA_CPATH='%s/%s/?.so' luajit -e "
+      .. "'local n = require \"fusebox.ngx\"; io.write(type(n.upstream), \" \", "
+      .. "tostring(require(\"fusebox.ngx\") == n))' 2>&1", os.getenv("PWD"), T.build))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("function true", out)
+  end)
 end)
