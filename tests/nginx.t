@@ -37,9 +37,10 @@ echo "1..10"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-# Ports: a base from the pid, so parallel runs do not collide.
-P=$((20000 + ($$ % 2000) * 10))
-FRONT=$P FRONT3=$((P + 1)) B1=$((P + 2)) B2=$((P + 3)) B3=$((P + 4))
+# Free ports, from the kernel (the etcd tests' helper).
+set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 9)
+[ $# = 9 ] || { echo "Bail out! no free ports"; exit 1; }
+FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9
 PEERS="\"127.0.0.1:$B1\", \"127.0.0.1:$B2\", \"127.0.0.1:$B3\""
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root root;" # workers must read the build tree
@@ -178,7 +179,6 @@ check $? "nginx stops cleanly, no Lua or sanitizer error in its log ($(head -c 3
 # examples/nginx as shipped, on this test's ports: fusebox.ngx required
 # first, from fusebox.so on the cpath alone.
 mkdir -p "$T/example/logs"
-EX=$((P + 5)) E1=$((P + 6)) E2=$((P + 7)) E3=$((P + 8))
 sed -e "s/8080/$EX/; s/18081/$E1/g; s/18082/$E2/g; s/18083/$E3/g" \
   -e "s|\$prefix/../../build|$ROOT/$B|" examples/nginx/nginx.conf >"$T/example/nginx.conf"
 sed -e "s/18081/$E1/; s/18082/$E2/; s/18083/$E3/" examples/nginx/upstream.lua >"$T/example/upstream.lua"
