@@ -183,10 +183,11 @@ sed -e "s/8080/$EX/; s/18081/$E1/g; s/18082/$E2/g; s/18083/$E3/g" \
   -e "s|\$prefix/../../build|$ROOT/$B|" examples/nginx/nginx.conf >"$T/example/nginx.conf"
 sed -e "s/18081/$E1/; s/18082/$E2/; s/18083/$E3/" examples/nginx/upstream.lua >"$T/example/upstream.lua"
 LD_PRELOAD="$FB_PRELOAD" nginx -p "$T/example" -e logs/error.log -c nginx.conf 2>"$T/example.log"
+echo "# example nginx started: $? ($(cat "$T/example.log"))"
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$EX/" && break; sleep 0.1; done
 requests 30 $EX >"$T/r5"
 e1=$(count "200 $E1" "$T/r5") e2=$(count "200 $E2" "$T/r5") e3=$(count "200 $E3" "$T/r5")
 [ "$e1" -ge 1 ] && [ "$e2" -ge 1 ] && [ "$e3" -ge 1 ] && [ $((e1 + e2 + e3)) = 30 ] &&
   ! grep -E '\[(alert|emerg|error)\]|Sanitizer' "$T/example/logs/error.log" >/dev/null
 check $? "examples/nginx serves through all three peers ($e1, $e2, $e3; $(head -c 300 "$T/example.log" "$T/example/logs/error.log" | tr '\n' ' '))"
-kill "$(cat "$T/example/logs/nginx.pid")"
+[ -f "$T/example/logs/nginx.pid" ] && kill "$(cat "$T/example/logs/nginx.pid")"

@@ -42,6 +42,8 @@ local M = {}
 local upstream = {}
 upstream.__index = upstream
 
+local MAX_PEERS = 256 -- FB_EXCLUDE_MAX: the most one pick may exclude
+
 local OPTIONS = {
   name = true, algorithm = true, peers = true, breaker = true, tries = true,
   balancer = true, is_failure = true,
@@ -83,6 +85,9 @@ function M.upstream(opts)
   local peers = opts.peers
   if type(peers) ~= "table" or #peers == 0 then
     argerror(1, "upstream", "peers must be a non-empty array of \"host:port\" strings")
+  end
+  if #peers > MAX_PEERS then -- a request may exclude every one of them
+    argerror(1, "upstream", format("peers has %d entries, at most %d", #peers, MAX_PEERS))
   end
   local tries = opts.tries or #peers
   if type(tries) ~= "number" or tries ~= tries - tries % 1 or tries < 1 or tries > #peers then
@@ -172,7 +177,9 @@ function upstream:balance()
       if first and self.tries > 1 then ngx_balancer.set_more_tries(self.tries - 1) end
       return
     end
-    if wait > 0 then self.registry:eject(v, base.now() + wait) end
+    -- at most 1 s: a breaker forced open (retry_after math.huge) may be
+    -- reset, and the peer is then back within a second
+    if wait > 0 then self.registry:eject(v, base.now() + (wait < 1 and wait or 1)) end
     lb:done(v, false, 0)
   end
 end
@@ -187,7 +194,9 @@ local function entries(s)
 end
 
 -- u:log(): in log_by_lua. Reports every try of the request: its status
--- judged by is_failure (no status: a failure), its response time.
+-- judged by is_failure, its response time. A try with no status (the
+-- client went away first) is ignored by the breaker (its permit freed)
+-- and reported done, not failed, to the balancer.
 function upstream:log()
   check_self(self, "log")
   local t = ngx.ctx[self.key]
@@ -199,12 +208,11 @@ function upstream:log()
   if base_i < 0 then base_i = 0 end
   for k, id in ipairs(t.sent) do
     local code = tonumber(status[base_i + k])
-    local ok = code ~= nil and not self.is_failure(code)
+    local ok = code == nil or not self.is_failure(code)
     local rt = tonumber(times[base_i + k]) or 0
-    local v = self.views[id]
-    self.lb:done(v, ok, rt)
+    self.lb:done(self.views[id], ok, rt)
     local cb = self.breakers[id]
-    if cb then cb:record(t.tokens[k], ok, rt) end
+    if cb then cb:record(t.tokens[k], code == nil and "ignore" or ok, rt) end
   end
 end
 

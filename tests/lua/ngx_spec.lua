@@ -34,6 +34,9 @@ describe("fusebox.ngx", function()
     assert.truthy(errmsg(up { name = "x", peers = { "a:1" }, retries = 1 })
       :find("unknown option 'retries'", 1, true))
     assert.truthy(errmsg(up { peers = { "a:1" } }):find("name must be a non-empty string", 1, true))
+    local many = {}
+    for k = 1, 257 do many[k] = "10.0.0.1:" .. k end
+    assert.truthy(errmsg(up { name = "x", peers = many }):find("peers has 257 entries, at most 256", 1, true))
     assert.truthy(errmsg(up { name = "x", peers = { "a:1" }, breaker = 3 })
       :find("breaker must be a table of breaker options or false, got number", 1, true))
     assert.truthy(errmsg(function() ngx_fb.upstream { name = "y", peers = { "a:1" } }.balance({}) end)
