@@ -158,7 +158,8 @@ function upstream:balance()
   end
   local lb, name, tried = self.lb, self.name, t.tried
   while true do
-    local v = lb:pick(name, { exclude = tried })
+    local v
+    if tried[1] == nil then v = lb:pick(name) else v = lb:pick(name, { exclude = tried }) end
     if v == nil then
       ngx.log(ngx.ERR, "fusebox.ngx: no peer of upstream '", name, "' left to try")
       return ngx.exit(502)
@@ -202,8 +203,18 @@ function upstream:log()
   local t = ngx.ctx[self.key]
   if t == nil then return end
   ngx.ctx[self.key] = nil
-  local status = entries(ngx.var.upstream_status)
-  local times = entries(ngx.var.upstream_response_time)
+  local var = ngx.var
+  local s, rt = var.upstream_status, var.upstream_response_time
+  if t.sent[2] == nil and tonumber(s) then -- one try: no list to split
+    local code, id = tonumber(s), t.sent[1]
+    local ok = not self.is_failure(code)
+    rt = tonumber(rt) or 0
+    self.lb:done(self.views[id], ok, rt)
+    local cb = self.breakers[id]
+    if cb then cb:record(t.tokens[1], ok, rt) end
+    return
+  end
+  local status, times = entries(s), entries(rt)
   local base_i = #status - #t.sent -- earlier entries: other upstreams
   if base_i < 0 then base_i = 0 end
   for k, id in ipairs(t.sent) do
