@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..10"
+echo "1..11"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
@@ -169,6 +169,12 @@ m=$(curl -s "http://127.0.0.1:$FRONT/metrics")
 echo "$m" | grep -q "fusebox_breaker_state{breaker=\"once/127.0.0.1:$B2\",name=\"127.0.0.1:$B2\",state=\"closed\"} 1" &&
   echo "$m" | grep -q "fusebox_balancer_picks_total{registry=\"once\",service=\"once\",instance=\"127.0.0.1:$B1\"}"
 check $? "/metrics serves this worker's breakers and balancer in the Prometheus text"
+
+stop_backend $B2 # all three dead now
+requests 40 $FRONT >"$T/r6"
+fast=$(tail -n 10 "$T/r6" | grep -c '^500')
+[ "$fast" = 10 ] && grep -q "no peer of upstream 'once' left to try" "$T/error.log"
+check $? "with every peer's breaker open a request ends at once, with 500, connecting to none (last 10: $fast)"
 
 kill "$(cat "$T/nginx.pid")"
 i=0

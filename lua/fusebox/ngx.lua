@@ -142,7 +142,8 @@ local ngx_balancer -- require "ngx.balancer", once inside nginx
 
 -- u:balance(): in balancer_by_lua. Picks a peer this request has not
 -- tried, whose breaker lets the call through, and makes it nginx's
--- current peer; with none left, ends the request with 502. A peer whose
+-- current peer; with none left, ends the request at once (lua-nginx-module
+-- answers a balancer that sets no peer with 500). A peer whose
 -- breaker rejects is ejected until the breaker may let a probe through,
 -- so the picks after skip it for free (its one pick counts as a failed
 -- call to the balancer).
@@ -162,7 +163,7 @@ function upstream:balance()
     if tried[1] == nil then v = lb:pick(name) else v = lb:pick(name, { exclude = tried }) end
     if v == nil then
       ngx.log(ngx.ERR, "fusebox.ngx: no peer of upstream '", name, "' left to try")
-      return ngx.exit(502)
+      return ngx.exit(ngx.ERROR)
     end
     tried[#tried + 1] = v.id
     local cb, token, wait = self.breakers[v.id], true, nil
@@ -205,6 +206,7 @@ function upstream:log()
   ngx.ctx[self.key] = nil
   local var = ngx.var
   local s, rt = var.upstream_status, var.upstream_response_time
+  if t.sent[1] == nil then return end -- no peer was left to try
   if t.sent[2] == nil and tonumber(s) then -- one try: no list to split
     local code, id = tonumber(s), t.sent[1]
     local ok = not self.is_failure(code)
@@ -220,10 +222,10 @@ function upstream:log()
   for k, id in ipairs(t.sent) do
     local code = tonumber(status[base_i + k])
     local ok = code == nil or not self.is_failure(code)
-    local rt = tonumber(times[base_i + k]) or 0
-    self.lb:done(self.views[id], ok, rt)
+    local took = tonumber(times[base_i + k]) or 0
+    self.lb:done(self.views[id], ok, took)
     local cb = self.breakers[id]
-    if cb then cb:record(t.tokens[k], code == nil and "ignore" or ok, rt) end
+    if cb then cb:record(t.tokens[k], code == nil and "ignore" or ok, took) end
   end
 end
 
