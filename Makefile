@@ -20,8 +20,9 @@ PKGS    := luajit libuv libcjson
 # `make test` adds the test tools, `make bench` the load generator.
 DEB_BUILD := pkg-config gcc libc6-dev libluajit2-5.1-dev luajit2 libuv1-dev \
              libcjson-dev libhttp-parser-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl etcd-server etcd-client
-DEB_BENCH := wrk etcd-server etcd-client
+DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl etcd-server etcd-client \
+             nginx-light libnginx-mod-http-lua
+DEB_BENCH := wrk etcd-server etcd-client nginx-light libnginx-mod-http-lua
 # The report's browser test; optional: where apt cannot install it, the
 # test skips and says why (deps-browser leaves the reason in $(BUILD)).
 DEB_BROWSER := chromium
@@ -161,7 +162,7 @@ $(BUILD)/libfusebox.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 # The Lua module leaves lua_* symbols to the luajit process loading it,
-# and exports only luaopen_fusebox.
+# and exports only its openers: luaopen_fusebox, luaopen_fusebox_ngx.
 $(BUILD)/fusebox.so: $(LIB_OBJ) $(BUILD)/gen/module.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=$(BUILD)/gen/module.map \
 	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lhttp_parser -lm
@@ -171,9 +172,9 @@ $(BUILD)/libfusebox.so: $(LIB_OBJ) $(BUILD)/gen/library.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,$(SONAME) \
 	  -Wl,--version-script=$(BUILD)/gen/library.map -o $@ $(LIB_OBJ) $(PKG_LIBS) -lm
 
-$(BUILD)/gen/module.map:
+$(BUILD)/gen/module.map: Makefile
 	@mkdir -p $(@D)
-	@echo '{ global: luaopen_fusebox; local: *; };' > $@
+	@echo '{ global: luaopen_fusebox; luaopen_fusebox_ngx; local: *; };' > $@
 
 $(BUILD)/gen/library.map:
 	@mkdir -p $(@D)

@@ -7,6 +7,17 @@
 -- table.
 
 local core = select(2, ...)
+if type(core) ~= "table" then
+  -- Found as a plain file on package.path (lua/?.lua put there, as nginx
+  -- configs often do) before fusebox.so on package.cpath: this file is
+  -- the library's source, embedded in fusebox.so; load the C module.
+  local path = package.searchpath("fusebox", package.cpath)
+  if path == nil then
+    error("fusebox: " .. debug.getinfo(1, "S").short_src .. " is the library's Lua source; "
+      .. "the module is fusebox.so, not found on package.cpath (" .. package.cpath .. ")", 2)
+  end
+  return assert(package.loadlib(path, "luaopen_fusebox"))("fusebox")
+end
 
 local registry = core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
@@ -43,6 +54,9 @@ local strategies = core.import "fusebox.strategies"
 if package.loaded["fusebox.strategies"] == nil then
   package.loaded["fusebox.strategies"] = strategies
 end
+-- require "fusebox.ngx" (in nginx) loads the embedded copy, never one
+-- on package.path; it is imported only then, as it needs nginx.
+package.preload["fusebox.ngx"] = function() return core.import "fusebox.ngx" end
 
 return {
   reporter = reporter,

@@ -306,6 +306,7 @@ void fb_balancer_free(fb_balancer *lb) {
   for (uint32_t i = 0; i < lb->nslots; i++)
     fb__free(lb->slots[i].table);
   fb__free(lb->slots);
+  fb__free(lb->rest);
   fb__free(lb);
 }
 
@@ -348,12 +349,9 @@ size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
   return s->nhealthy;
 }
 
-fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
-                                  const char *key, size_t len, double now) {
-  fb_instance *const *cand;
-  size_t n = fb_balancer_candidates(lb, s, now, &cand);
-  if (n == 0 || !lb->algo)
-    return NULL;
+/* s's slot with its table built for the n candidates; NULL: no memory. */
+static fb_lb_slot *ready_slot(fb_balancer *lb, fb_service *s,
+                              fb_instance *const *cand, size_t n) {
   fb_lb_slot *slot = slot_for(lb, s);
   if (!slot)
     return NULL;
@@ -362,15 +360,114 @@ fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
       return NULL;
     slot->version = s->version;
   }
-  fb_instance *i = lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now);
+  return slot;
+}
+
+static fb_instance *counted(fb_instance *i) {
   if (i->inflight < UINT32_MAX)
     i->inflight++;
   i->picks++;
   return i;
 }
 
+fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
+                                  const char *key, size_t len, double now) {
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(lb, s, now, &cand);
+  if (n == 0 || !lb->algo)
+    return NULL;
+  fb_lb_slot *slot = ready_slot(lb, s, cand, n);
+  if (!slot)
+    return NULL;
+  return counted(lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now));
+}
+
 fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now) {
   return fb_balancer_pick_key(lb, s, NULL, 0, now);
+}
+
+/* Sets (on = 1) or clears the excluded flag of the instances of s with
+ * the given ids; returns how many it changed. */
+static size_t mark_excluded(fb_balancer *lb, fb_service *s,
+                            const uint64_t *ids, size_t n, uint8_t on) {
+  size_t k = 0;
+  for (size_t j = 0; j < n; j++) {
+    fb_instance *i = fb_registry_instance(lb->registry, ids[j]);
+    if (i && i->service == s && i->excluded != on) {
+      i->excluded = on;
+      k++;
+    }
+  }
+  return k;
+}
+
+/* A weighted choice among the candidates not excluded: by the key's hash
+ * (the same key, the same instance) or at random; NULL if none is left. */
+static fb_instance *by_weight(fb_balancer *lb, fb_instance *const *cand,
+                              size_t n, const char *key, size_t len) {
+  uint64_t total = 0;
+  for (size_t j = 0; j < n; j++)
+    total += cand[j]->excluded ? 0 : cand[j]->weight;
+  if (total == 0)
+    return NULL;
+  uint64_t r = key ? fb_lb_hash(key, len) % total : fb_rng_below(&lb->rng, total);
+  for (size_t j = 0;; j++) {
+    if (cand[j]->excluded)
+      continue;
+    if (r < cand[j]->weight)
+      return cand[j];
+    r -= cand[j]->weight;
+  }
+}
+
+/* The candidates not excluded, in order, in lb->rest; their count, or -1
+ * when memory runs out. */
+static long rest_of(fb_balancer *lb, fb_instance *const *cand, size_t n) {
+  if (lb->rest_cap < n) {
+    fb_instance **v = fb__realloc(lb->rest, n * sizeof *v);
+    if (!v)
+      return -1;
+    lb->rest = v;
+    lb->rest_cap = (uint32_t)n;
+  }
+  long m = 0;
+  for (size_t j = 0; j < n; j++)
+    if (!cand[j]->excluded)
+      lb->rest[m++] = cand[j];
+  return m;
+}
+
+static fb_instance *pick_rest(fb_balancer *lb, fb_service *s,
+                              fb_instance *const *cand, size_t n,
+                              const char *key, size_t len, double now) {
+  fb_lb_slot *slot = ready_slot(lb, s, cand, n);
+  if (!slot)
+    return NULL;
+  if (lb->algo->build) { /* its table holds every candidate */
+    fb_instance *i = lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now);
+    return i->excluded ? by_weight(lb, cand, n, key, len) : i;
+  }
+  long m = rest_of(lb, cand, n);
+  if (m <= 0)
+    return NULL;
+  return lb->algo->pick(lb, slot, lb->rest, (uint32_t)m, key, len, now);
+}
+
+fb_instance *fb_balancer_pick_excluding(fb_balancer *lb, fb_service *s,
+                                        const char *key, size_t len,
+                                        const uint64_t *exclude,
+                                        size_t nexclude, double now) {
+  if (nexclude > FB_EXCLUDE_MAX || (nexclude && !exclude))
+    return NULL;
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(lb, s, now, &cand);
+  if (n == 0 || !lb->algo)
+    return NULL;
+  if (mark_excluded(lb, s, exclude, nexclude, 1) == 0)
+    return fb_balancer_pick_key(lb, s, key, len, now);
+  fb_instance *i = pick_rest(lb, s, cand, n, key, len, now);
+  mark_excluded(lb, s, exclude, nexclude, 0);
+  return i ? counted(i) : NULL;
 }
 
 /* ------------------------------------------------------------- feedback */

@@ -37,6 +37,8 @@ struct fb_balancer {
   fb_rng rng;
   fb_balancer_config cfg;      /* algorithm points into algorithm_names */
   double inv_decay;            /* 1 / cfg.decay */
+  fb_instance **rest;          /* pick_excluding's candidates left */
+  uint32_t rest_cap;
 };
 
 /* The keyed algorithms, in balancer_hash.c. */

@@ -110,7 +110,9 @@ typedef struct fb_service fb_service;
 typedef struct fb_instance fb_instance;
 
 typedef struct fb_registry_config {
-  double heartbeat_timeout; /* seconds without a heartbeat until expiry; 30 */
+  double heartbeat_timeout; /* seconds without a heartbeat until expiry; 30;
+                               INFINITY: a static registry, whose instances
+                               never expire (and so are never reaped) */
   double reap_after;        /* seconds an instance stays expired (and can
                                come back in its place) before it is removed;
                                > 0, INFINITY: never; 0: 3 * heartbeat_timeout
@@ -325,6 +327,17 @@ int fb_instance_healthy(const fb_instance *i);
  * independent of fb_registry_mark(): either one takes the instance out. */
 void fb_instance_set_healthy(fb_instance *i, int healthy);
 
+/* Ejects i until the time until (the clock the caller passes as now):
+ * balancers skip it (panic mode aside) while now < until, and the
+ * ejection ends on time with no call or timer (the first pick at or after
+ * until sees it back). until <= now, or -INFINITY, readmits at once.
+ * Independent of marks and health. 0, or FB_EINVAL if i is NULL or until
+ * is NaN. */
+int fb_instance_eject(fb_instance *i, double until);
+
+/* Returns the end of the instance's last ejection (-INFINITY: never). */
+double fb_instance_ejected_until(const fb_instance *i);
+
 /* Returns how many picks of the instance have not been reported done. */
 uint32_t fb_instance_inflight(const fb_instance *i);
 
@@ -431,6 +444,22 @@ fb_balancer *fb_balancer_new_config(fb_registry *r,
  * algorithms map equal keys to the same instance, the others ignore it. */
 fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
                                   const char *key, size_t len, double now);
+
+/* The most instances one pick may exclude. */
+#define FB_EXCLUDE_MAX 256
+
+/* fb_balancer_pick_key() skipping the instances whose ids are in
+ * exclude[0..nexclude) (a retry's peers already tried; ids of other
+ * services or of instances gone are ignored): NULL when every candidate
+ * is excluded, or nexclude > FB_EXCLUDE_MAX. The table-based algorithms
+ * (weighted_round_robin, consistent_hash, maglev) make their usual pick;
+ * when it is excluded they choose by weight among the rest, by the key's
+ * hash when there is a key (so a key's retries agree across processes),
+ * else at random. The others pick among the rest directly. */
+fb_instance *fb_balancer_pick_excluding(fb_balancer *lb, fb_service *s,
+                                        const char *key, size_t len,
+                                        const uint64_t *exclude,
+                                        size_t nexclude, double now);
 
 /* Returns the instances lb chooses among at now: the healthy live ones, or
  * every live one when fewer than panic_threshold of them are healthy;

@@ -146,6 +146,8 @@ static double api_instance_stat(fb_registry *const *r, double id, int what) {
     return fb_instance_latency(i);
   case FBL_PORT:
     return fb_instance_port(i);
+  case FBL_EJECTED:
+    return fb_instance_ejected_until(i) > 0 ? fb_instance_ejected_until(i) : 0;
   default:
     return -1;
   }
@@ -185,6 +187,33 @@ static double api_balancer_pick_key(fb_balancer *const *lb, fb_service *s,
     return FBL_ESERVICES; /* s may be freed: not touched */
   fb_instance *i = fb_balancer_pick_key(*lb, s, key, len, now);
   return i ? (double)fb_instance_id(i) : -1;
+}
+
+/* A pick skipping the n instances with ids[] (Lua numbers: those that
+ * are no id match nothing); n > FB_EXCLUDE_MAX is -1, as no pick. */
+static double api_balancer_pick_excluding(fb_balancer *const *lb,
+                                          fb_service *s, const char *key,
+                                          size_t len, const double *ids,
+                                          int n, double now) {
+  if (!OPEN(lb))
+    return FBL_ECLOSED;
+  if (n < 0 || n > FB_EXCLUDE_MAX)
+    return -1;
+  uint64_t ex[FB_EXCLUDE_MAX];
+  int m = 0;
+  for (int j = 0; j < n; j++)
+    if (ids[j] >= 0 && ids[j] < 18446744073709551616.0)
+      ex[m++] = (uint64_t)ids[j];
+  fb_instance *i = fb_balancer_pick_excluding(*lb, s, key, len, ex, (size_t)m, now);
+  return i ? (double)fb_instance_id(i) : -1;
+}
+
+/* 0, FB_ENOENT when the instance is gone, FB_EINVAL for a NaN until. */
+static int api_instance_eject(fb_registry *const *r, double id, double until) {
+  if (!OPEN(r))
+    return FBL_ECLOSED;
+  fb_instance *i = instance_of(*r, id);
+  return i ? fb_instance_eject(i, until) : FB_ENOENT;
 }
 
 /* The number of candidates of s; *version: the service's version. */
@@ -239,7 +268,7 @@ static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
 
 const fb_lua_api *fb_lua_api_get(void) { return &api; }
 
-_Static_assert(FBL_WEIGHT == 0 && FBL_PORT == 6 && FBL_HOST == 0 &&
+_Static_assert(FBL_WEIGHT == 0 && FBL_PORT == 6 && FBL_EJECTED == 7 && FBL_HOST == 0 &&
                    FBL_ZONE == 1,
                "the cdef below numbers the enums from 0, in this order");
 
@@ -259,7 +288,7 @@ static const char cdef[] =
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
     "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_ESERVICES = " STR(FBL_ESERVICES) ", FBL_WEIGHT = 0"
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
-    " FBL_PORT };\n"
+    " FBL_PORT, FBL_EJECTED };\n"
     "enum { FBL_HOST = 0, FBL_ZONE };\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

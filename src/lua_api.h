@@ -71,6 +71,10 @@ typedef struct fb_clock_cache {
   X(double, balancer_pick_key,                                               \
     (fb_balancer *const *lb, fb_service *s, const char *key, size_t len,    \
      double now, double removed))                                            \
+  X(double, balancer_pick_excluding,                                         \
+    (fb_balancer *const *lb, fb_service *s, const char *key, size_t len,    \
+     const double *ids, int n, double now))                                  \
+  X(int, instance_eject, (fb_registry *const *r, double id, double until))   \
   X(int, balancer_candidates,                                                \
     (fb_balancer *const *lb, fb_service *s, double now, double *version))   \
   X(double, balancer_candidate_id,                                           \
@@ -81,9 +85,10 @@ typedef struct fb_clock_cache {
   X(fb_rng *, balancer_rng, (fb_balancer *const *lb))                       \
   X(fb_rng *, runtime_rng, (fb_runtime * rt))
 
-/* What instance_stat reads: -1 when the instance is gone. */
+/* What instance_stat reads: -1 when the instance is gone (FBL_EJECTED:
+ * the end of its ejection, 0 if none ends after 0). */
 enum { FBL_WEIGHT, FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES,
-       FBL_LATENCY, FBL_PORT };
+       FBL_LATENCY, FBL_PORT, FBL_EJECTED };
 
 /* What instance_string copies into the caller's buffer: its length is
  * returned (a length over cap means: grow the buffer and ask again), -1

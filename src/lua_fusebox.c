@@ -150,6 +150,7 @@ static uint64_t check_seed(lua_State *L, int idx, int argn, const char *fname) {
 static int l_seed(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   char buf[24];
+  fb_runtime_check_fork(rt);
   if (!lua_isnoneornil(L, 1))
     fb_runtime_seed(rt, check_seed(L, 1, 1, "seed"));
   snprintf(buf, sizeof buf, "%llu", (unsigned long long)rt->seed);
@@ -381,6 +382,18 @@ int luaopen_fusebox(lua_State *L) {
   lua_setfield(L, core_idx, "import");
   lua_getfield(L, core_idx, "import");
   lua_pushstring(L, "fusebox"); /* lua/fusebox.lua */
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int luaopen_fusebox_ngx(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "fusebox"); /* sets package.preload["fusebox.ngx"] */
+  lua_call(L, 1, 0);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_getfield(L, -1, "fusebox.ngx");
+  lua_pushliteral(L, "fusebox.ngx");
   lua_call(L, 1, 1);
   return 1;
 }

@@ -28,8 +28,15 @@ static int registry_new(lua_State *L) {
   fbl_check_options(L, 1, registry_options);
   fb_registry_config cfg;
   fb_registry_config_init(&cfg);
-  cfg.heartbeat_timeout =
-      fbl_opt_positive(L, 1, "heartbeat_timeout", cfg.heartbeat_timeout);
+  /* math.huge: a static registry, whose instances never expire */
+  int never = 0;
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "heartbeat_timeout");
+    never = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == HUGE_VAL;
+    lua_pop(L, 1);
+  }
+  cfg.heartbeat_timeout = never ? HUGE_VAL
+      : fbl_opt_positive(L, 1, "heartbeat_timeout", cfg.heartbeat_timeout);
   cfg.reap_after = fbl_opt_positive(L, 1, "reap_after",
                                     3 * cfg.heartbeat_timeout);
   cfg.max_services = (uint32_t)fbl_opt_count(L, 1, "max_services",

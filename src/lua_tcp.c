@@ -146,6 +146,8 @@ static tcp *tcp_push_new(lua_State *L, fb_runtime *rt) {
   *slot = NULL;
   luaL_getmetatable(L, FBL_TCP);
   lua_setmetatable(L, -2);
+  if (fb_runtime_need_loop(rt) < 0)
+    luaL_error(L, "tcp: cannot create the libuv loop");
   tcp *t = calloc(1, sizeof *t);
   if (!t)
     luaL_error(L, "tcp: out of memory");

@@ -273,6 +273,7 @@ static fb_service *svc_create(fb_registry *r, const char *name, uint32_t h) {
   s->registry = r;
   s->hash = h;
   s->version = ++r->versions;
+  s->eject_ends = INFINITY;
   s->id = r->nservices;
   r->nempty++; /* until members_push() */
   r->services[r->nservices++] = s;
@@ -546,6 +547,7 @@ static fb_instance *inst_create(fb_registry *r, fb_service *s,
   i->port = (uint16_t)port;
   i->hash = h;
   i->weight = 1;
+  i->ejected_until = -INFINITY;
   if (slots_reserve(r) < 0 || members_push(s, i) < 0) {
     fb__free(i);
     return NULL;
@@ -777,30 +779,40 @@ static int resize_live(fb_service *s, uint32_t n) {
   return 0;
 }
 
-static int rebuild_live(fb_service *s) {
+static int rebuild_live(fb_service *s, double now) {
   if (s->live_cap < s->nmembers && resize_live(s, s->nmembers) < 0)
     return FB_ENOMEM;
   if (s->live_cap > 16 && s->nmembers < s->live_cap / 4)
     resize_live(s, s->nmembers > 4 ? s->nmembers : 4); /* may stay larger */
   uint32_t n = 0, nh = 0;
+  double ends = INFINITY;
   for (uint32_t j = 0; j < s->nmembers; j++) {
     fb_instance *i = s->members[j];
     if (!i || !i->live)
       continue;
     s->live[n++] = i;
-    if (!i->down)
+    if (now < i->ejected_until) {
+      if (i->ejected_until < ends)
+        ends = i->ejected_until;
+    } else if (!i->down) {
       s->healthy[nh++] = i;
+    }
   }
   s->nlive = n;
   s->nhealthy = nh;
+  s->eject_ends = ends;
   s->dirty = 0;
   return 0;
 }
 
+/* An ejection ends by the clock alone: the first refresh at or after its
+ * end rebuilds healthy[] (and bumps the version, so tables follow). */
 int fb_service_refresh(fb_service *s, double now) {
   fb_registry_expire(s->registry, now);
+  if (now >= s->eject_ends)
+    svc_changed(s);
   if (s->dirty)
-    return rebuild_live(s);
+    return rebuild_live(s, now);
   return 0;
 }
 
@@ -864,6 +876,20 @@ void fb_instance_set_healthy(fb_instance *i, int healthy) {
     i->down = down;
     svc_changed(i->service);
   }
+}
+
+int fb_instance_eject(fb_instance *i, double until) {
+  if (!i || isnan(until))
+    return FB_EINVAL;
+  if (until != i->ejected_until) {
+    i->ejected_until = until;
+    svc_changed(i->service);
+  }
+  return 0;
+}
+
+double fb_instance_ejected_until(const fb_instance *i) {
+  return i ? i->ejected_until : 0;
 }
 
 uint64_t fb_registry_index(const fb_registry *r) { return r->index; }

@@ -32,6 +32,10 @@ struct fb_instance {
   uint16_t port;
   uint8_t live;
   uint8_t down;                /* FB_DOWN_* bits; 0: healthy */
+  uint8_t excluded;            /* scratch of fb_balancer_pick_excluding();
+                                  0 outside it */
+  double ejected_until;        /* fb_instance_eject(); not healthy while
+                                  now < ejected_until */
   uint64_t picks;              /* balancer picks (metrics) */
   char host[];
 };
@@ -50,6 +54,9 @@ struct fb_service {
   uint32_t id;                 /* dense: index in registry->services */
   uint32_t hash;
   int dirty;                   /* live[] is out of date */
+  double eject_ends;           /* the earliest ejection of a live member
+                                  still running at the last rebuild;
+                                  INFINITY: none (healthy[] changes then) */
   uint64_t version;            /* bumped when live, healthy or weights change */
   uint64_t index;              /* registry index of its last change */
   char name[];

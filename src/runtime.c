@@ -62,6 +62,7 @@ static int runtime_gc(lua_State *L) {
   fb_runtime *rt = lua_touserdata(L, 1);
   while (rt->io) /* each close() unlinks itself */
     rt->io->close(rt->io, L);
+  fb_runtime_check_fork(rt);
   if (rt->timer)
     close_timer(rt);
   if (rt->loop == &rt->own_loop) {
@@ -77,6 +78,38 @@ static int runtime_gc(lua_State *L) {
   return 0;
 }
 
+/* 32 bits: a default seed must be easy to print, type and replay. */
+static void default_seed(fb_runtime *rt) {
+  fb_runtime_seed(rt, (uv_hrtime() ^ ((uint64_t)getpid() << 16)) & 0xffffffffu);
+  rt->seed_set = 0;
+}
+
+void fb_runtime_check_fork(fb_runtime *rt) {
+  int pid = getpid();
+  if (pid == rt->pid)
+    return;
+  rt->pid = pid;
+  if (!rt->seed_set)
+    default_seed(rt);
+  if (rt->loop == &rt->own_loop)
+    uv_loop_fork(rt->loop);
+}
+
+int fb_runtime_need_loop(fb_runtime *rt) {
+  fb_runtime_check_fork(rt);
+  if (rt->loop)
+    return 0;
+  if (uv_loop_init(&rt->own_loop) != 0)
+    return FB_ENOMEM;
+  rt->loop = &rt->own_loop;
+  if (new_timer(rt) < 0) {
+    uv_loop_close(rt->loop);
+    rt->loop = NULL;
+    return FB_ENOMEM;
+  }
+  return 0;
+}
+
 fb_runtime *fb_runtime_open(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
   fb_runtime *rt = lua_touserdata(L, -1);
@@ -88,14 +121,9 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   rt->error_ref = LUA_NOREF;
   rt->current_ref = LUA_NOREF;
   rt->vlimit = HUGE_VAL;
-  if (uv_loop_init(&rt->own_loop) != 0)
-    luaL_error(L, "fusebox: cannot create the libuv loop");
-  rt->loop = &rt->own_loop;
-  if (new_timer(rt) < 0)
-    luaL_error(L, "fusebox: out of memory");
   rt->t0 = uv_hrtime();
-  /* 32 bits: a default seed must be easy to print, type and replay. */
-  fb_runtime_seed(rt, (rt->t0 ^ ((uint64_t)getpid() << 16)) & 0xffffffffu);
+  rt->pid = getpid();
+  default_seed(rt);
   lua_newtable(L);
   lua_pushcfunction(L, runtime_gc);
   lua_setfield(L, -2, "__gc");
@@ -114,11 +142,13 @@ double fb_runtime_now(const fb_runtime *rt) {
 
 void fb_runtime_seed(fb_runtime *rt, uint64_t seed) {
   rt->seed = seed;
+  rt->seed_set = 1;
   rt->nstreams = 0;
   fb_rng_seed(&rt->rng, seed);
 }
 
 uint64_t fb_runtime_stream_seed(fb_runtime *rt) {
+  fb_runtime_check_fork(rt); /* balancers made in a worker differ */
   fb_rng r;
   /* Stream k depends only on (seed, k): a new consumer shifts no one. */
   fb_rng_seed(&r, rt->seed ^ (++rt->nstreams * 0x9e3779b97f4a7c15ULL));
@@ -306,7 +336,7 @@ static void fail(fb_runtime *rt, lua_State *co) {
   } else {
     lua_pop(L, 1);
   }
-  if (!rt->virtual_time)
+  if (!rt->virtual_time && rt->loop)
     uv_stop(rt->loop);
 }
 
@@ -336,7 +366,7 @@ static void resume(fb_runtime *rt, int ref) {
   if (status != 0)
     fail(rt, co);
   coro_free(rt, ref);
-  if (rt->ncoroutines == rt->ndaemons && !rt->virtual_time)
+  if (rt->ncoroutines == rt->ndaemons && !rt->virtual_time && rt->loop)
     uv_stop(rt->loop); /* only daemons left: the run is over */
 }
 
@@ -405,6 +435,8 @@ static void arm(fb_runtime *rt) {
   fb_timer t;
   while ((top = fb_timerq_peek(&rt->queue)) && is_void(rt, top))
     fb_timerq_pop(&rt->queue, &t);
+  if (!rt->timer) /* no loop yet: the run that makes it arms */
+    return;
   if (rt->failed || !top) {
     uv_timer_stop(rt->timer);
     return;
@@ -482,9 +514,11 @@ static void drop_all(fb_runtime *rt) {
 int fb_runtime_use_loop(fb_runtime *rt, uv_loop_t *loop) {
   if (rt->running || rt->queue.n)
     return FB_EINVAL;
-  close_timer(rt);
-  uv_run(rt->loop, UV_RUN_DEFAULT);
-  uv_loop_close(rt->loop);
+  if (rt->loop) {
+    close_timer(rt);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(rt->loop);
+  }
   rt->loop = loop;
   return new_timer(rt);
 }
@@ -502,6 +536,11 @@ int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
   rt->failed = 0;
   if (rt->virtual_time) {
     run_virtual(rt);
+  } else if (fb_runtime_need_loop(rt) < 0) {
+    drop_all(rt);
+    rt->running = 0;
+    lua_pushstring(L, "fusebox: cannot create the libuv loop");
+    return -1;
   } else {
     uv_update_time(rt->loop);
     arm(rt);

@@ -50,8 +50,13 @@ typedef struct fb_coro {
 
 struct fb_runtime {
   lua_State *L;         /* thread that called run: used for refs */
-  uv_loop_t *loop;
+  uv_loop_t *loop;      /* NULL until something needs it */
   uv_loop_t own_loop;
+  int pid;              /* the process that made loop and seed: a host
+                           that forks (nginx's master) gives each child
+                           its own (fb_runtime_check_fork) */
+  int seed_set;         /* the seed was chosen (fb.seed, run, embed):
+                           kept across a fork */
   uv_timer_t *timer;    /* own allocation: freed by its close callback */
   fb_timerq queue;
   int virtual_time;
@@ -98,6 +103,17 @@ struct fb_runtime {
 /* Creates the runtime inside a userdata stored in L's registry. */
 fb_runtime *fb_runtime_open(lua_State *L);
 
+
+/* Makes the runtime's own loop if it has none yet (after
+ * fb_runtime_check_fork): loading fusebox opens no file descriptor, so a
+ * process that loads it and then forks leaks none into its children.
+ * 0 or FB_ENOMEM. */
+int fb_runtime_need_loop(fb_runtime *rt);
+
+/* In a child forked since the runtime's last check: re-seeds (unless the
+ * seed was chosen) and gives its own loop fresh kernel state
+ * (uv_loop_fork: the parent's epoll fd and eventfd are closed here). */
+void fb_runtime_check_fork(fb_runtime *rt);
 
 /* Sets the seed: fb.random restarts, and so does stream numbering. */
 void fb_runtime_seed(fb_runtime *rt, uint64_t seed);

@@ -95,9 +95,52 @@ local function describe(v)
   return tostring(v)
 end
 
-local function strategy_pick(st, svc, service, key)
+-- The most instances one pick may exclude (FB_EXCLUDE_MAX in fusebox.h).
+local EXCLUDE_MAX = 256
+local exclude_buf = ffi.new("double[?]", EXCLUDE_MAX)
+
+-- Copies the ids of exclude (views of st's registry, or ids) into
+-- exclude_buf; returns their count.
+local function exclusions(st, exclude, fname)
+  if type(exclude) ~= "table" then
+    argerror(2, fname, "exclude must be an array of instances or ids, got " .. type(exclude), 1)
+  end
+  local n = #exclude
+  if n > EXCLUDE_MAX then
+    argerror(2, fname, format("exclude has %d entries, at most %d", n, EXCLUDE_MAX), 1)
+  end
+  for k = 1, n do
+    local x = exclude[k]
+    local id = type(x) == "number" and x or id_of(st.registry, x)
+    if id == nil then
+      argerror(2, fname, format("exclude[%d] is not an instance of this balancer's "
+        .. "registry nor an id (got %s)", k, describe(x)), 1)
+    end
+    exclude_buf[k - 1] = id
+  end
+  return n
+end
+
+-- The candidates c without the nex ids in exclude_buf, as a fresh list
+-- (c itself is cached); nil when none is left.
+local function without(st, c, nex)
+  local skip = {}
+  for k = 0, nex - 1 do skip[exclude_buf[k]] = true end
+  local r = { views = {}, index = {}, list = {} }
+  for _, v in ipairs(c.views) do
+    if not skip[id_of(st.registry, v)] then
+      local k = #r.views + 1
+      r.views[k], r.index[v], r.list[k] = v, k, v
+    end
+  end
+  if #r.views == 0 then return nil end
+  return r
+end
+
+local function strategy_pick(st, svc, service, key, nex)
   local t = now()
   local c = candidates(st, svc, service, t)
+  if c ~= nil and nex > 0 then c = without(st, c, nex) end
   if c == nil then return nil end
   local ctx = { key = key, service = service, now = t, random = st.random }
   local ok, r = xpcall(st.strategy, traceback, c.list, ctx)
@@ -133,7 +176,7 @@ local function pick_id(st, service, key, t)
   return api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t, reg.removed), svc
 end
 
-local function do_pick(st, service, key)
+local function do_pick(st, service, key, nex)
   local v
   if st.strategy then
     local svc = service_of(st.registry, service)
@@ -141,10 +184,17 @@ local function do_pick(st, service, key)
       if svc == false then closed_under("pick", "registry") end
       return nil
     end
-    v = strategy_pick(st, svc, service, key)
+    v = strategy_pick(st, svc, service, key, nex)
   else
     local t = loop_now() -- for expiry and the algorithm's decision
-    local id, svc = pick_id(st, service, key, t)
+    local id, svc
+    if nex > 0 then -- a retry skipping what it tried: a lookup of its own
+      svc = service_of(st.registry, service)
+      id = svc and api.balancer_pick_excluding(st.slot, svc, key, key and #key or 0,
+        exclude_buf, nex, t) or svc
+    else
+      id, svc = pick_id(st, service, key, t)
+    end
     if not id then
       if id == false then closed_under("pick", "registry") end
       return nil
@@ -163,15 +213,28 @@ local function do_pick(st, service, key)
   return v
 end
 
--- lb:pick(service [, key]) -> an instance view, or nil when none is live.
--- The pick is in flight until lb:done(inst, ok, latency).
+-- lb:pick(service [, key | {key = , exclude = {inst or id, ...}}]) -> an
+-- instance view, or nil when none is live (or every one is excluded: a
+-- retry skipping the peers it already tried). The pick is in flight
+-- until lb:done(inst, ok, latency).
 function balancer:pick(service, key)
   local st = M.state(self, "pick")
   check_name(service, 1, "pick")
+  local nex = 0
+  if type(key) == "table" then
+    local opts = key
+    for k in pairs(opts) do
+      if k ~= "key" and k ~= "exclude" then
+        argerror(2, "pick", format("unknown option '%s' (known: exclude, key)", tostring(k)))
+      end
+    end
+    key = opts.key
+    if opts.exclude ~= nil then nex = exclusions(st, opts.exclude, "pick") end
+  end
   if key ~= nil and type(key) ~= "string" then
     argerror(2, "pick", "key must be a string, got " .. type(key))
   end
-  return do_pick(st, service, key)
+  return do_pick(st, service, key, nex)
 end
 
 -- lb:done(inst, ok, latency) -> true, or false if inst was deregistered
@@ -219,7 +282,7 @@ function balancer:call(service, fn, key)
   if key ~= nil and type(key) ~= "string" then
     argerror(3, "call", "key must be a string, got " .. type(key))
   end
-  local inst = do_pick(st, service, key)
+  local inst = do_pick(st, service, key, 0)
   if inst == nil then
     error(format("no live instance of service '%s'", service), 2)
   end

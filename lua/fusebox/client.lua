@@ -44,10 +44,11 @@ function Client:breaker_for(inst, service)
   local cb = self.by_view[inst]
   if cb then return cb end
   local key = inst.host .. ":" .. inst.port
+  self.views[key] = inst -- the latest view of host:port (re-registered: a new one)
   cb = self.breakers[key]
   if cb == nil then
     cb = core.breaker(self:instance_breaker_options(key))
-    self:eject_when_open(cb, service, inst.host, inst.port)
+    self:eject_when_open(cb, key)
     self.breakers[key] = cb
   end
   self.by_view[inst] = cb
@@ -65,19 +66,17 @@ function Client:instance_breaker_options(key)
   return o
 end
 
--- Outlier ejection: while an instance's breaker is open the registry
--- marks it unhealthy, so every balancer over it skips it (down to the
--- panic threshold); when the open time is up it is readmitted, and the
--- next pick of it is the breaker's half-open probe.
-function Client:eject_when_open(cb, service, host, port)
+-- Outlier ejection: when an instance's breaker opens the registry ejects
+-- it for the open time (reg:eject), so every balancer over it skips it
+-- (down to the panic threshold); the ejection ends by the clock alone,
+-- with no timer (so also outside fb.run), and the next pick of it is the
+-- breaker's half-open probe.
+function Client:eject_when_open(cb, key)
   local reg = self.lb:registry()
-  cb:on("state_change", function(_, to)
+  cb:on("state_change", function(_, to, at)
     if to ~= "OPEN" then return end
-    reg:set_healthy(service, host, port, false)
-    core.daemon(function()
-      core.sleep(cb:metrics().open_timeout)
-      reg:set_healthy(service, host, port, true)
-    end)
+    local v = self.views[key]
+    if v then reg:eject(v, at + cb:metrics().open_timeout) end
   end)
 end
 
@@ -174,7 +173,7 @@ local function new_client(o)
   local p = o.policy or {}
   if not policy.is_policy(p) then p = policy.new_policy(p, "policy") end
   local self = setmetatable({ layers = {}, fallback = p.fallback, by_view = setmetatable({}, { __mode = "k" }),
-    breakers = {}, max_picks = o.max_picks or 8 }, Client)
+    breakers = {}, views = {}, max_picks = o.max_picks or 8 }, Client)
   for i, name in ipairs(p.order) do
     if name == "timeout" then self.timeout = p.layers[i]
     else self.layers[#self.layers + 1] = p.layers[i] end

@@ -3,7 +3,8 @@
 --
 -- A view is one table per instance with the fields host, port, id, and
 -- fields read live from the core on access: weight, zone, meta, healthy,
--- inflight, successes, failures, latency. Every field is read-only: the
+-- inflight, successes, failures, latency, ejected_until (0: never
+-- ejected; see reg:eject). Every field is read-only: the
 -- view holds its data under keys no field name can be ("\0host", ...),
 -- so every write to a field reaches __newindex, which raises; the
 -- metatable is
@@ -34,6 +35,7 @@ local setmetatable, getmetatable = setmetatable, getmetatable
 local debug_getmetatable = debug.getmetatable
 local C = ffi.C
 local ECLOSED = C.FBL_ECLOSED
+local huge = math.huge
 
 local registry_mt = base.core.meta.registry
 local registry = registry_mt.methods
@@ -44,6 +46,7 @@ local M = {}
 local stats = {
   weight = C.FBL_WEIGHT, healthy = C.FBL_HEALTHY, inflight = C.FBL_INFLIGHT,
   successes = C.FBL_SUCCESSES, failures = C.FBL_FAILURES, latency = C.FBL_LATENCY,
+  ejected_until = C.FBL_EJECTED,
 }
 local HEALTHY, PORT, HOST, ZONE = C.FBL_HEALTHY, C.FBL_PORT, C.FBL_HOST, C.FBL_ZONE
 
@@ -217,8 +220,23 @@ M.backends = {}
 
 -- fb.registry{heartbeat_timeout=30, reap_after=3*heartbeat_timeout,
 -- max_services=10000, max_instances=100000 [, backend="memory" | a name in
--- M.backends, that backend's options]} -> a registry
+-- M.backends, that backend's options]} -> a registry. static = true: its
+-- instances never expire (heartbeat_timeout = math.huge): a fixed list
+-- of peers, as an nginx upstream block, needs no heartbeat timer.
 function M.new(opts)
+  if type(opts) == "table" and opts.static ~= nil then
+    if opts.static ~= true and opts.static ~= false then
+      base.argerror(1, "registry", "static must be a boolean, got " .. tostring(opts.static))
+    end
+    if opts.static and (opts.heartbeat_timeout ~= nil or opts.reap_after ~= nil) then
+      base.argerror(1, "registry", "static registries have no heartbeat_timeout nor reap_after")
+    end
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.static = nil
+    copy.heartbeat_timeout = opts.static and huge or nil
+    opts = copy
+  end
   local backend = type(opts) == "table" and opts.backend or nil
   if backend == nil then return core.registry(opts) end
   if backend == "memory" then
@@ -263,6 +281,29 @@ function registry:discover(service)
     if api.service_version(st.slot, svc) == version then break end
   end
   return out
+end
+
+-- reg:eject(inst, until) -> true, or false if inst is gone: balancers
+-- skip inst (panic mode aside) until fb.now() reaches until, when it is
+-- back with no timer or call; an until in the past readmits it at once.
+-- inst is a view of this registry or its id.
+function registry:eject(inst, until_t)
+  local st = M.state(self, "eject")
+  local id = inst
+  if type(inst) ~= "number" then
+    id = M.id_of(st, inst)
+    if id == nil then
+      base.argerror(1, "eject", "not an instance of this registry nor an id (got "
+        .. tostring(inst) .. ")")
+    end
+  end
+  if type(until_t) ~= "number" or until_t ~= until_t then
+    base.argerror(2, "eject", "until must be a time (a number, as fb.now()), got "
+      .. tostring(until_t))
+  end
+  local rc = api.instance_eject(st.slot, id, until_t)
+  if rc == ECLOSED then base.closed("eject", "registry", 2) end
+  return rc == 0
 end
 
 registry_mt.__index = registry

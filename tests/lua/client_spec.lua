@@ -118,18 +118,57 @@ describe("client", function()
       for _ = 1, 6 do call() end -- b fails twice: its breaker opens
       assert.are.equal("OPEN", c:breaker("b", 1).state)
       local b_view = reg:discover("svc")[2]
-      assert.is_false(b_view.healthy)
+      assert.is_true(b_view.ejected_until > fb.now())
       for _ = 1, 30 do
         local inst = lb:pick("svc")
         assert.are_not.equal("b", inst.host) -- skipped by every balancer
         lb:done(inst, true, 0)
       end
       fb.sleep(10.5) -- the ejection is over: b is a candidate again
-      assert.is_true(b_view.healthy)
+      assert.is_true(b_view.ejected_until <= fb.now())
       local saw_b = false
       for _ = 1, 3 do saw_b = saw_b or lb:pick("svc").host == "b" end
       assert.is_true(saw_b)
     end)
+  end)
+
+  it("ends an ejection on time outside fb.run, with no timer", function()
+    -- a fresh luajit: after a virtual-time run this one's clock stands still
+    local script = [[
+      local fb = require "fusebox"
+      local reg = fb.registry()
+      for _, h in ipairs { "a", "b", "c" } do reg:register("svc", h, 1) end
+      local lb = fb.balancer(reg, "round_robin")
+      local c = fb.client { balancer = lb, per_instance_breaker = { failure_threshold = 2, timeout = 0.05 } }
+      local function call() return c:call("svc", function(inst)
+        if inst.host == "b" then return nil, "b is down" end
+        return inst.host
+      end) end
+      for _ = 1, 6 do call() end
+      local out = { c:breaker("b", 1).state }
+      local during = 0
+      for _ = 1, 9 do if call() == "b" then during = during + 1 end end
+      out[2] = during
+      local t, c0 = fb.now(), os.clock()
+      while fb.now() < t + 0.06 and os.clock() < c0 + 5 do end
+      local after = 0
+      for _ = 1, 3 do
+        local inst = lb:pick("svc")
+        if inst.host == "b" then after = after + 1 end
+        lb:done(inst, true, 0)
+      end
+      out[3] = after
+      io.write(table.concat(out, " "))
+    ]]
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(script)
+    f:close()
+    local p = io.popen(string.format("LUA_CPATH='%s/?.so' luajit %s 2>&1", T.build, path))
+    local out = p:read("*a")
+    p:close()
+    os.remove(path)
+    assert.equal("OPEN 0 1", out)
   end)
 
   it("rejects bad options", function()

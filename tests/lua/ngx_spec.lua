@@ -1,0 +1,65 @@
+-- fusebox.ngx outside nginx: what upstream{} refuses and builds, and
+-- lua/?.lua on package.path not hiding the C module (tests/nginx.t runs
+-- it inside a real nginx).
+local fb = require "fusebox"
+local ngx_fb = require "fusebox.ngx"
+
+local function errmsg(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  return tostring(err)
+end
+
+describe("fusebox.ngx", function()
+  it("builds an upstream over a static registry with a breaker per peer", function()
+    local u = ngx_fb.upstream { name = "spec_api", peers = { "127.0.0.1:1", "127.0.0.1:2" },
+      breaker = { failure_threshold = 2 } }
+    local p = u:peers()
+    assert.equal("CLOSED", p["127.0.0.1:1"].state)
+    assert.equal("CLOSED", p["127.0.0.1:2"].state)
+    assert.truthy(fb.metrics():find('fusebox_breaker_state{breaker="spec_api/127.0.0.1:2"', 1, true))
+    assert.equal(math.huge, u.registry:heartbeat_timeout())
+  end)
+
+  it("says what is wrong with its options", function()
+    local function up(o) return function() ngx_fb.upstream(o) end end
+    assert.truthy(errmsg(up { name = "x", peers = { "127.0.0.1" } })
+      :find("bad argument #1 to 'upstream' (peers[1] must be \"host:port\" with a port 1..65535, got \"127.0.0.1\")", 1, true))
+    assert.truthy(errmsg(up { name = "x", peers = {} })
+      :find("peers must be a non-empty array", 1, true))
+    assert.truthy(errmsg(up { name = "x", peers = { "a:1" }, tries = 2 })
+      :find("tries must be an integer 1..1 (the peers), got 2", 1, true))
+    assert.truthy(errmsg(up { name = "x", peers = { "a:1", "a:1" } })
+      :find("peers[2] (a:1) is listed twice", 1, true))
+    assert.truthy(errmsg(up { name = "x", peers = { "a:1" }, retries = 1 })
+      :find("unknown option 'retries'", 1, true))
+    assert.truthy(errmsg(up { peers = { "a:1" } }):find("name must be a non-empty string", 1, true))
+    local many = {}
+    for k = 1, 257 do many[k] = "10.0.0.1:" .. k end
+    assert.truthy(errmsg(up { name = "x", peers = many }):find("peers has 257 entries, at most 256", 1, true))
+    assert.truthy(errmsg(up { name = "x", peers = { "a:1" }, breaker = 3 })
+      :find("breaker must be a table of breaker options or false, got number", 1, true))
+    assert.truthy(errmsg(function() ngx_fb.upstream { name = "y", peers = { "a:1" } }.balance({}) end)
+      :find("calling 'balance' on bad self", 1, true))
+  end)
+
+  it("loads the C module even with lua/?.lua first on package.path", function()
+    local cmd = string.format("cd /tmp && LUA_PATH='%s/lua/?.lua;;' LUA_CPATH='%s/%s/?.so' luajit -e "
+      .. "'local n = require \"fusebox.ngx\"; local fb = require \"fusebox\"; "
+      .. "io.write(type(n.upstream), \" \", type(fb.registry))' 2>&1",
+      os.getenv("PWD"), os.getenv("PWD"), T.build)
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    assert.equal("function function", out)
+  end)
+
+  it("is found in fusebox.so by require before fusebox itself", function()
+    local p = io.popen(string.format("cd /tmp && LUA_PATH=';;' LUA_CPATH='%s/%s/?.so' luajit -e "
+      .. "'local n = require \"fusebox.ngx\"; io.write(type(n.upstream), \" \", "
+      .. "tostring(require(\"fusebox.ngx\") == n))' 2>&1", os.getenv("PWD"), T.build))
+    local out = p:read("*a")
+    p:close()
+    assert.equal("function true", out)
+  end)
+end)

@@ -1,0 +1,199 @@
+#!/bin/sh
+# fusebox.ngx in a real nginx (Debian's, with libnginx-mod-http-lua): two
+# workers in front of three local backends (one small nginx each, so one
+# can be killed and restarted), everything on loopback in a temp dir.
+# Checks: traffic balanced over the three; a killed backend costs at most
+# failure_threshold failed requests per worker with nginx's retries off
+# (state is per worker in this slice), then none once the breakers are
+# open; traffic returns through half-open probes after a restart; a
+# request's retries never repeat a peer; /metrics serves the breakers.
+cd "$(dirname "$0")/.." || exit 1
+B="${FB_BUILD:-build}"
+ROOT=$(pwd)
+MODS=/usr/lib/nginx/modules
+
+if ! command -v nginx >/dev/null 2>&1 || [ ! -f "$MODS/ngx_http_lua_module.so" ]; then
+  echo "1..0 # SKIP nginx or libnginx-mod-http-lua is not installed (make deps-test installs them)"
+  exit 0
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  echo "1..0 # SKIP curl is not installed (make deps-test installs it)"
+  exit 0
+fi
+# Under the sanitizer pass (FB_PRELOAD: the ASan and UBSan runtimes) the
+# front nginx, which loads fusebox.so from $FB_BUILD, runs with them
+# preloaded: a report aborts a worker, which the last check catches.
+T=$(mktemp -d)
+chmod 755 "$T"
+cleanup() {
+  for p in "$T"/*.pid "$T"/example/logs/nginx.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  sleep 0.3
+  rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE
+
+echo "1..11"
+n=0
+check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+
+# Free ports, from the kernel (the etcd tests' helper).
+set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 9)
+[ $# = 9 ] || { echo "Bail out! no free ports"; exit 1; }
+FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9
+PEERS="\"127.0.0.1:$B1\", \"127.0.0.1:$B2\", \"127.0.0.1:$B3\""
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root root;" # workers must read the build tree
+
+temp_paths() {
+  echo "client_body_temp_path $T/tmp; proxy_temp_path $T/tmp; fastcgi_temp_path $T/tmp;"
+  echo "uwsgi_temp_path $T/tmp; scgi_temp_path $T/tmp;"
+}
+mkdir -p "$T/tmp"
+
+backend() { # backend PORT: start one
+  cat >"$T/b$1.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+pid $T/b$1.pid;
+events { worker_connections 256; }
+http {
+  access_log off;
+  $(temp_paths)
+  server { listen 127.0.0.1:$1; location / { return 200 "$1\n"; } }
+}
+EOF
+  nginx -p "$T" -e "$T/b$1.err" -c "$T/b$1.conf"
+}
+stop_backend() { # stop_backend PORT: kill it and wait until it is gone
+  pid=$(cat "$T/b$1.pid")
+  kill "$pid"
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  rm -f "$T/b$1.pid"
+}
+
+cat >"$T/nginx.conf" <<EOF
+$USER_LINE
+load_module $MODS/ndk_http_module.so;
+load_module $MODS/ngx_http_lua_module.so;
+worker_processes 2;
+pid $T/nginx.pid;
+error_log $T/error.log warn;
+events { worker_connections 256; }
+http {
+  $(temp_paths)
+  log_format tries '\$server_port \$status "\$upstream_addr" "\$upstream_status"';
+  access_log $T/access.log tries;
+  # lua/?.lua first on the path, as configs often have it: it must not
+  # hide the C module (fusebox.so on the cpath)
+  lua_package_path "$ROOT/lua/?.lua;;";
+  lua_package_cpath "$ROOT/$B/?.so;;";
+  init_worker_by_lua_block {
+    local ngx_fb = require "fusebox.ngx"
+    once = ngx_fb.upstream{ name = "once", peers = { $PEERS }, tries = 1,
+      breaker = { failure_threshold = 3, timeout = 4, success_threshold = 1 } }
+    thrice = ngx_fb.upstream{ name = "thrice", algorithm = "random", peers = { $PEERS }, tries = 3,
+      breaker = { failure_threshold = 50, timeout = 30, success_threshold = 1 } }
+  }
+  upstream once { server 0.0.0.1; balancer_by_lua_block { once:balance() } }
+  upstream thrice { server 0.0.0.1; balancer_by_lua_block { thrice:balance() } }
+  server {
+    listen 127.0.0.1:$FRONT;
+    location / { proxy_pass http://once; proxy_next_upstream off; log_by_lua_block { once:log() } }
+    location = /metrics { content_by_lua_block { once:metrics() } }
+  }
+  server {
+    listen 127.0.0.1:$FRONT3;
+    location / { proxy_pass http://thrice; proxy_next_upstream error timeout http_502;
+                 log_by_lua_block { thrice:log() } }
+  }
+}
+EOF
+
+for b in $B1 $B2 $B3; do backend $b; done
+LD_PRELOAD="$FB_PRELOAD" nginx -p "$T" -e "$T/error.log" -c "$T/nginx.conf" 2>"$T/start.log"
+up=1
+for _ in $(seq 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$FRONT/" && { up=0; break; }
+  sleep 0.1
+done
+check $up "nginx starts with fusebox.ngx in 2 workers ($(head -c 300 "$T/start.log" "$T/error.log" 2>/dev/null | tr '\n' ' '))"
+
+# requests N PORT: N sequential requests; prints one line per response:
+# the status and the body (the backend's port)
+requests() {
+  for _ in $(seq "$1"); do
+    curl -s -m 5 -o "$T/body" -w '%{http_code} ' "http://127.0.0.1:$2/"
+    head -c 16 "$T/body" | tr -d '\n'
+    echo
+  done
+}
+count() { grep -c "^$1" "$2"; }
+
+requests 60 $FRONT >"$T/r1"
+c1=$(count "200 $B1" "$T/r1") c2=$(count "200 $B2" "$T/r1") c3=$(count "200 $B3" "$T/r1")
+[ "$c1" -ge 10 ] && [ "$c2" -ge 10 ] && [ "$c3" -ge 10 ] && [ $((c1 + c2 + c3)) = 60 ]
+check $? "60 requests are balanced over the three backends ($c1, $c2, $c3)"
+
+stop_backend $B2
+requests 90 $FRONT >"$T/r2"
+fails=$(grep -vc '^200' "$T/r2")
+late=$(tail -n 30 "$T/r2" | grep -vc '^200')
+[ "$fails" -ge 1 ] && [ "$fails" -le 6 ]
+check $? "a killed backend with retries off fails $fails of 90 requests: at most failure_threshold (3) x workers (2)"
+[ "$late" = 0 ]
+check $? "no request fails once its breakers are open (last 30: $late failed)"
+
+backend $B2
+sleep 4.5 # past the breakers' timeout: the next try is a half-open probe
+requests 60 $FRONT >"$T/r3"
+back=$(count "200 $B2" "$T/r3") fails3=$(grep -vc '^200' "$T/r3")
+[ "$back" -ge 5 ] && [ "$fails3" = 0 ]
+check $? "traffic returns through half-open probes after the restart ($back of 60 to it, $fails3 failed)"
+
+stop_backend $B1
+stop_backend $B3
+requests 40 $FRONT3 >"$T/r4"
+ok4=$(count "200 $B2" "$T/r4")
+[ "$ok4" = 40 ]
+check $? "with two of three dead and tries = 3, every request reaches the live one ($ok4 of 40)"
+
+grep "^$FRONT3 " "$T/access.log" >"$T/tries"
+repeats=$(awk -F'"' '{ n = split($2, a, /, /); delete seen; for (i = 1; i <= n; i++) { if (a[i] in seen) { print; break } seen[a[i]] = 1 } }' "$T/tries" | wc -l)
+multi=$(awk -F'"' '$2 ~ /, /' "$T/tries" | wc -l)
+[ "$repeats" = 0 ] && [ "$multi" -ge 1 ]
+check $? "a request's retries never repeat a peer ($multi requests retried, $repeats repeated one)"
+
+m=$(curl -s "http://127.0.0.1:$FRONT/metrics")
+echo "$m" | grep -q "fusebox_breaker_state{breaker=\"once/127.0.0.1:$B2\",name=\"127.0.0.1:$B2\",state=\"closed\"} 1" &&
+  echo "$m" | grep -q "fusebox_balancer_picks_total{registry=\"once\",service=\"once\",instance=\"127.0.0.1:$B1\"}"
+check $? "/metrics serves this worker's breakers and balancer in the Prometheus text"
+
+stop_backend $B2 # all three dead now
+requests 40 $FRONT >"$T/r6"
+fast=$(tail -n 10 "$T/r6" | grep -c '^500')
+[ "$fast" = 10 ] && grep -q "no peer of upstream 'once' left to try" "$T/error.log"
+check $? "with every peer's breaker open a request ends at once, with 500, connecting to none (last 10: $fast)"
+
+kill "$(cat "$T/nginx.pid")"
+i=0
+while [ -f "$T/nginx.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+! grep -E '\[(alert|emerg)\]|lua entry thread aborted|runtime error|Sanitizer' "$T/error.log" >"$T/bad"
+check $? "nginx stops cleanly, no Lua or sanitizer error in its log ($(head -c 300 "$T/bad" | tr '\n' ' '))"
+
+# examples/nginx as shipped, on this test's ports: fusebox.ngx required
+# first, from fusebox.so on the cpath alone.
+mkdir -p "$T/example/logs"
+sed -e "s/8080/$EX/; s/18081/$E1/g; s/18082/$E2/g; s/18083/$E3/g" \
+  -e "s|\$prefix/../../build|$ROOT/$B|" examples/nginx/nginx.conf >"$T/example/nginx.conf"
+sed -e "s/18081/$E1/; s/18082/$E2/; s/18083/$E3/" examples/nginx/upstream.lua >"$T/example/upstream.lua"
+LD_PRELOAD="$FB_PRELOAD" nginx -p "$T/example" -e logs/error.log -c nginx.conf 2>"$T/example.log"
+echo "# example nginx started: $? ($(cat "$T/example.log"))"
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$EX/" && break; sleep 0.1; done
+requests 30 $EX >"$T/r5"
+e1=$(count "200 $E1" "$T/r5") e2=$(count "200 $E2" "$T/r5") e3=$(count "200 $E3" "$T/r5")
+[ "$e1" -ge 1 ] && [ "$e2" -ge 1 ] && [ "$e3" -ge 1 ] && [ $((e1 + e2 + e3)) = 30 ] &&
+  ! grep -E '\[(alert|emerg|error)\]|Sanitizer' "$T/example/logs/error.log" >/dev/null
+check $? "examples/nginx serves through all three peers ($e1, $e2, $e3; $(head -c 300 "$T/example.log" "$T/example/logs/error.log" | tr '\n' ' '))"
+[ -f "$T/example/logs/nginx.pid" ] && kill "$(cat "$T/example/logs/nginx.pid")"
