@@ -541,7 +541,7 @@ int fb_breaker_config_check(const fb_breaker_config *cfg, const char **field);
 /* Creates a CLOSED breaker (cfg NULL: defaults); NULL on bad config. */
 fb_breaker *fb_breaker_new(const fb_breaker_config *cfg);
 
-/* Frees the breaker. */
+/* Frees the breaker; one in shared memory is left alone (unmap it). */
 void fb_breaker_free(fb_breaker *b);
 
 /* Asks to make a call at now: returns a permit (>= 0, a token of its own,
@@ -580,7 +580,8 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now);
 
 /* Makes the breaker safe to use from several threads at once (on = 1), at
- * the cost of a spinlock per call; set it before the breaker is shared. */
+ * the cost of a spinlock per call; set it before the breaker is shared.
+ * A breaker in shared memory is always locked (by its mutex): no effect. */
 void fb_breaker_set_shared(fb_breaker *b, int on);
 
 /* Returns the bytes a breaker with cfg needs in shared memory (its lock,
