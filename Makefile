@@ -251,7 +251,10 @@ test-san:
 
 # The threading contract: the multi-threaded tests under ThreadSanitizer.
 TSAN_BUILD := $(BUILD)/tsan
-TSAN_TESTS := $(TSAN_BUILD)/tests/test_threads.t
+# test_shared_breaker's processes are out of ThreadSanitizer's sight (it
+# follows one address space); test_threads has the robust mutex's threads.
+TSAN_TESTS := $(TSAN_BUILD)/tests/test_threads.t \
+              $(TSAN_BUILD)/tests/test_shared_breaker.t
 
 test-tsan:
 	@echo "== threaded tests under ThreadSanitizer"

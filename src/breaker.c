@@ -46,6 +46,7 @@
 #include "breaker.h"
 #include "util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -138,6 +139,23 @@ static uint32_t window_slots(const fb_breaker_config *cfg) {
   }
 }
 
+/* Bytes of the breaker and its window slots. */
+static size_t breaker_size(const fb_breaker_config *cfg) {
+  size_t slot = cfg->mode == FB_MODE_TIME ? sizeof(fb_bucket) : 1;
+  return sizeof(fb_breaker) + window_slots(cfg) * slot;
+}
+
+/* Builds a CLOSED breaker in zeroed memory of breaker_size(cfg) bytes. */
+static void build(fb_breaker *b, const fb_breaker_config *cfg) {
+  atomic_flag_clear(&b->lock);
+  b->cfg = *cfg;
+  b->state = FB_CLOSED;
+  b->open_timeout = cfg->timeout;
+  b->nslots = window_slots(cfg);
+  if (cfg->mode == FB_MODE_TIME)
+    b->bucket_width = cfg->window / b->nslots;
+}
+
 fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
   fb_breaker_config def;
   if (!cfg) {
@@ -146,43 +164,33 @@ fb_breaker *fb_breaker_new(const fb_breaker_config *cfg) {
   }
   if (fb_breaker_config_check(cfg, NULL) < 0)
     return NULL;
-  uint32_t nslots = window_slots(cfg);
-  size_t slot = cfg->mode == FB_MODE_TIME ? sizeof(fb_bucket) : 1;
-  fb_breaker *b = fb__calloc(1, sizeof *b + nslots * slot);
-  if (!b)
-    return NULL;
-  atomic_flag_clear(&b->lock);
-  b->cfg = *cfg;
-  b->state = FB_CLOSED;
-  b->open_timeout = cfg->timeout;
-  b->nslots = nslots;
-  if (cfg->mode == FB_MODE_COUNT)
-    b->ring = (uint8_t *)(b + 1);
-  if (cfg->mode == FB_MODE_TIME) {
-    b->buckets = (fb_bucket *)(b + 1); /* b + 1 is aligned for any type */
-    b->bucket_width = cfg->window / nslots;
-  }
+  fb_breaker *b = fb__calloc(1, breaker_size(cfg));
+  if (b)
+    build(b, cfg);
   return b;
 }
 
-void fb_breaker_free(fb_breaker *b) { fb__free(b); }
+void fb_breaker_free(fb_breaker *b) {
+  if (b && b->shared != FB_PROCESSES) /* its memory is the caller's */
+    fb__free(b);
+}
 
 /* ------------------------------------------------------------- window */
 
 static void clear_window(fb_breaker *b) {
   b->buffered = b->failed = b->slow = 0;
   b->pos = 0; /* head and head_slot stay: empty buckets are harmless */
-  if (b->ring)
-    memset(b->ring, 0, b->nslots);
-  if (b->buckets)
-    memset(b->buckets, 0, b->nslots * sizeof *b->buckets);
+  if (b->cfg.mode == FB_MODE_COUNT)
+    memset(FB_RING(b), 0, b->nslots);
+  if (b->cfg.mode == FB_MODE_TIME)
+    memset(FB_BUCKETS(b), 0, b->nslots * sizeof(fb_bucket));
 }
 
 /* Count mode: the call replaces the oldest once the ring is full. The
  * totals are updated once each from locals: separate read-modify-writes
  * defeat store forwarding and cost more than the rest of the call. */
 static void ring_add(fb_breaker *b, unsigned flags) {
-  uint8_t *slot = &b->ring[b->pos];
+  uint8_t *slot = &FB_RING(b)[b->pos];
   unsigned full = b->buffered == b->nslots;
   unsigned old = full ? *slot : 0;
   b->buffered += !full;
@@ -203,7 +211,7 @@ static void slide(fb_breaker *b, double now) {
     clear_window(b);
   } else {
     for (int64_t i = b->head + 1; i <= idx; i++) {
-      fb_bucket *k = &b->buckets[(uint64_t)i % b->nslots];
+      fb_bucket *k = &FB_BUCKETS(b)[(uint64_t)i % b->nslots];
       b->buffered -= k->calls;
       b->failed -= k->failed;
       b->slow -= k->slow;
@@ -216,7 +224,7 @@ static void slide(fb_breaker *b, double now) {
 
 static void bucket_add(fb_breaker *b, unsigned flags, double now) {
   slide(b, now);
-  fb_bucket *k = &b->buckets[b->head_slot];
+  fb_bucket *k = &FB_BUCKETS(b)[b->head_slot];
   k->calls++;
   k->failed += flags & FB_CALL_FAILED;
   k->slow += flags >> 1;
@@ -530,7 +538,7 @@ static void metrics_get_unlocked(fb_breaker *b, double now,
  * instructions, so waiting threads spin briefly instead of sleeping. Kept
  * out of line, so an unshared breaker's entry points stay leaf functions
  * with no lock code on their path. */
-__attribute__((noinline)) static void lock(fb_breaker *b) {
+static void spin_lock(fb_breaker *b) {
   for (unsigned spins = 0;
        atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire);
        spins++) {
@@ -542,13 +550,151 @@ __attribute__((noinline)) static void lock(fb_breaker *b) {
   }
 }
 
+static fb_shared *head_of(fb_breaker *b) {
+  return (fb_shared *)((char *)b - FB_SHARED_HEAD);
+}
+
+/* Across processes a spinlock will not do: a holder that dies (a worker
+ * killed, a crash) leaves it taken for good, as nobody knows who held it.
+ * A robust process-shared mutex has an owner the kernel knows (the robust
+ * futex list), so the next locker gets it with EOWNERDEAD and repairs
+ * whatever step the dead one left half done. Not a lock-free state word:
+ * a result updates a dozen fields (window, tokens, counts, history) that a
+ * CAS cannot cover at once, and uncontended the mutex makes no system
+ * call: a compare-and-swap and the robust list's bookkeeping each way. */
+static void repair(fb_breaker *b);
+
+static void process_lock(fb_breaker *b) {
+  fb_shared *h = head_of(b);
+  int rc = pthread_mutex_lock(&h->mutex);
+  if (rc == EOWNERDEAD) {
+    repair(b);
+    rc = pthread_mutex_consistent(&h->mutex);
+  }
+  if (rc != 0) /* cannot happen: every owner-dead lock is made consistent */
+    abort();
+}
+
+__attribute__((noinline)) static void lock(fb_breaker *b) {
+  if (b->shared == FB_PROCESSES)
+    process_lock(b);
+  else
+    spin_lock(b);
+}
+
 static void unlock(fb_breaker *b) {
-  atomic_flag_clear_explicit(&b->lock, memory_order_release);
+  if (b->shared == FB_PROCESSES)
+    pthread_mutex_unlock(&head_of(b)->mutex);
+  else
+    atomic_flag_clear_explicit(&b->lock, memory_order_release);
+}
+
+void fb__breaker_hold_lock(fb_breaker *b) { lock(b); }
+
+/* Makes a breaker whole after its lock's holder died inside a critical
+ * section, which may have stopped between any two stores. What a step can
+ * leave half done is put right the conservative way: the window's totals
+ * are summed again from its slots, the counts clamped to what the window
+ * holds, and every permit out is made stale (new tokens), so no probe slot
+ * stays taken by the dead and a half-granted token is never redeemed. The
+ * dead caller's own call may be lost or half counted in the lifetime
+ * totals; the state machine stays valid. */
+static void repair(fb_breaker *b) {
+  if ((unsigned)b->state > FB_DISABLED)
+    b->state = FB_OPEN; /* a torn store: not possible on aligned ints */
+  uint32_t failed = 0, slow = 0, buffered = 0;
+  if (b->cfg.mode == FB_MODE_COUNT) {
+    uint8_t *ring = FB_RING(b);
+    for (uint32_t i = 0; i < b->nslots; i++) {
+      ring[i] &= FB_CALL_FAILED | FB_CALL_SLOW;
+      failed += ring[i] & FB_CALL_FAILED;
+      slow += ring[i] >> 1;
+    }
+    buffered = b->buffered > b->nslots ? b->nslots : b->buffered;
+    if (b->pos >= b->nslots)
+      b->pos = 0;
+  } else if (b->cfg.mode == FB_MODE_TIME) {
+    const fb_bucket *k = FB_BUCKETS(b);
+    for (uint32_t i = 0; i < b->nslots; i++) {
+      buffered += k[i].calls;
+      failed += k[i].failed;
+      slow += k[i].slow;
+    }
+    b->head_slot = (uint32_t)((uint64_t)b->head % b->nslots);
+  }
+  b->buffered = buffered < failed ? failed : buffered;
+  b->buffered = b->buffered < slow ? slow : b->buffered;
+  b->failed = failed;
+  b->slow = slow;
+  if (b->failures < 0)
+    b->failures = 0;
+  b->successes = 0;
+  b->in_flight = 0;
+  new_tokens(b);
 }
 
 void fb_breaker_set_shared(fb_breaker *b, int on) {
-  if (b)
-    b->shared = on != 0;
+  if (b && b->shared != FB_PROCESSES) /* always locked, by its mutex */
+    b->shared = on ? FB_THREADS : FB_UNSHARED;
+}
+
+/* ------------------------------------------------------- shared memory */
+
+size_t fb_breaker_shared_size(const fb_breaker_config *cfg) {
+  if (fb_breaker_config_check(cfg, NULL) < 0)
+    return 0;
+  return FB_SHARED_HEAD + breaker_size(cfg);
+}
+
+fb_breaker *fb_breaker_init_shared(void *mem, size_t size,
+                                   const fb_breaker_config *cfg, double now) {
+  size_t need = fb_breaker_shared_size(cfg);
+  if (!mem || !need || size < need || (uintptr_t)mem % _Alignof(fb_shared))
+    return NULL;
+  fb_shared *h = mem;
+  memset(mem, 0, need);
+  pthread_mutexattr_t attr;
+  if (pthread_mutexattr_init(&attr))
+    return NULL;
+  int rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) ||
+           pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) ||
+           pthread_mutex_init(&h->mutex, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc)
+    return NULL;
+  fb_breaker *b = (fb_breaker *)((char *)mem + FB_SHARED_HEAD);
+  build(b, cfg);
+  b->since = now;
+  b->shared = FB_PROCESSES;
+  h->version = FB_SHARED_VERSION;
+  h->layout = (uint32_t)sizeof *b;
+  h->size = need;
+  /* last: whoever attaches on seeing the magic sees all of the above */
+  atomic_store_explicit(&h->magic, FB_SHARED_MAGIC, memory_order_release);
+  return b;
+}
+
+fb_breaker *fb_breaker_attach_shared(void *mem, size_t size) {
+  if (!mem || size < FB_SHARED_HEAD + sizeof(fb_breaker) ||
+      (uintptr_t)mem % _Alignof(fb_shared))
+    return NULL;
+  fb_shared *h = mem;
+  if (atomic_load_explicit(&h->magic, memory_order_acquire) !=
+          FB_SHARED_MAGIC ||
+      h->version != FB_SHARED_VERSION || h->layout != sizeof(fb_breaker) ||
+      h->size > size)
+    return NULL;
+  fb_breaker *b = (fb_breaker *)((char *)mem + FB_SHARED_HEAD);
+  /* the fields an index or a loop bound comes from must fit the memory */
+  if (b->shared != FB_PROCESSES || bad_field(&b->cfg) ||
+      h->size != fb_breaker_shared_size(&b->cfg) ||
+      b->nslots != window_slots(&b->cfg) ||
+      (b->nslots && (b->pos >= b->nslots || b->head_slot >= b->nslots)) ||
+      (b->cfg.mode == FB_MODE_TIME &&
+       b->bucket_width != b->cfg.window / b->nslots) ||
+      (unsigned)b->state > FB_DISABLED)
+    return NULL;
+  return b;
 }
 
 __attribute__((noinline)) static int64_t acquire_shared(fb_breaker *b,

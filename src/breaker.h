@@ -6,6 +6,7 @@
 
 #include "fusebox.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 typedef struct fb_transition {
@@ -25,9 +26,15 @@ typedef struct fb_bucket {
   uint32_t calls, failed, slow;
 } fb_bucket;
 
+/* Who may use a breaker at once (fb_breaker.shared). */
+enum { FB_UNSHARED = 0, FB_THREADS = 1, FB_PROCESSES = 2 };
+
+/* A breaker holds no pointer: its window slots follow it in memory
+ * (slots_of), so its bytes mean the same at any address, in any process
+ * that maps them. */
 struct fb_breaker {
-  atomic_flag lock;          /* taken by every entry point when shared */
-  int shared;
+  atomic_flag lock;          /* FB_THREADS: taken by every entry point */
+  int shared;                /* FB_UNSHARED, FB_THREADS or FB_PROCESSES */
   fb_breaker_config cfg;
   fb_breaker_state state;
   /* Tokens (permits): every granted acquire issues the next number, so
@@ -51,12 +58,33 @@ struct fb_breaker {
   int64_t head;              /* time: index of the newest bucket... */
   uint32_t head_slot;        /* ...and its place in the ring */
   double bucket_width;       /* time: seconds per bucket */
-  uint8_t *ring;             /* count mode: FB_CALL_* per call */
-  fb_bucket *buckets;        /* time mode: ring of buckets */
 
   uint64_t calls, ok, bad, timeouts, ignored, slow_calls, rejected, stale;
   uint64_t ntransitions;
   fb_transition history[FB_BREAKER_HISTORY];
 };
+
+/* The window's slots, right after the breaker: count mode, FB_CALL_* per
+ * call; time mode, a ring of buckets (b + 1 is aligned for any type). */
+#define FB_RING(b) ((uint8_t *)((b) + 1))
+#define FB_BUCKETS(b) ((fb_bucket *)((b) + 1))
+
+/* The head of a breaker in shared memory (fb_breaker_init_shared); the
+ * breaker follows it at FB_SHARED_HEAD. */
+typedef struct fb_shared {
+  _Atomic uint64_t magic;    /* FB_SHARED_MAGIC once built: written last */
+  uint32_t version;          /* FB_SHARED_VERSION */
+  uint32_t layout;           /* sizeof(fb_breaker) of the build that made it */
+  uint64_t size;             /* bytes it was built in (header included) */
+  pthread_mutex_t mutex;     /* robust, process-shared */
+} fb_shared;
+
+#define FB_SHARED_MAGIC 0x66627368617265ULL /* "fbshare" */
+#define FB_SHARED_VERSION 1u
+#define FB_SHARED_HEAD ((sizeof(fb_shared) + 63) & ~(size_t)63)
+
+/* Test hook: takes a shared breaker's lock and returns holding it, so a
+ * test can kill the holder. */
+void fb__breaker_hold_lock(fb_breaker *b);
 
 #endif

@@ -17,6 +17,9 @@
  *   - A breaker made shared with fb_breaker_set_shared(b, 1) may be used
  *     from any number of threads at once: acquire, record, retry_after,
  *     metrics, force_open, disable and reset take its spinlock.
+ *   - A breaker in shared memory (fb_breaker_init_shared) may be used
+ *     from any number of threads in any number of processes at once, each
+ *     at its own address: the same entry points take its robust mutex.
  *   - Every other object (registry, balancer, an unshared breaker) belongs
  *     to one thread at a time: the caller serialises access.
  *   - A runtime (fb_runtime_*) and the objects Lua made in it belong to the
@@ -538,7 +541,7 @@ int fb_breaker_config_check(const fb_breaker_config *cfg, const char **field);
 /* Creates a CLOSED breaker (cfg NULL: defaults); NULL on bad config. */
 fb_breaker *fb_breaker_new(const fb_breaker_config *cfg);
 
-/* Frees the breaker. */
+/* Frees the breaker; one in shared memory is left alone (unmap it). */
 void fb_breaker_free(fb_breaker *b);
 
 /* Asks to make a call at now: returns a permit (>= 0, a token of its own,
@@ -577,8 +580,26 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
                       double duration, double now);
 
 /* Makes the breaker safe to use from several threads at once (on = 1), at
- * the cost of a spinlock per call; set it before the breaker is shared. */
+ * the cost of a spinlock per call; set it before the breaker is shared.
+ * A breaker in shared memory is always locked (by its mutex): no effect. */
 void fb_breaker_set_shared(fb_breaker *b, int on);
+
+/* Returns the bytes a breaker with cfg needs in shared memory (its lock,
+ * the breaker and its window), or 0 when cfg is invalid. */
+size_t fb_breaker_shared_size(const fb_breaker_config *cfg);
+
+/* Builds a CLOSED breaker (state since now) in mem, size bytes aligned to
+ * 8, overwriting them: offsets, no pointers, so any process mapping the
+ * memory (MAP_SHARED before fork, a named zone) can use it at any address
+ * with every fb_breaker_* call; NULL on a bad config, size or alignment.
+ * fb_breaker_free() leaves it alone: unmap the memory when done. */
+fb_breaker *fb_breaker_init_shared(void *mem, size_t size,
+                                   const fb_breaker_config *cfg, double now);
+
+/* Returns the breaker fb_breaker_init_shared() built in mem (mapped here
+ * at any address), or NULL if mem holds none, of another version or
+ * layout, or size is less than it was built in. */
+fb_breaker *fb_breaker_attach_shared(void *mem, size_t size);
 
 /* Returns the current state; it changes only in acquire, record and the
  * manual controls below. */

@@ -2,7 +2,10 @@
  * test_threads.c -- one shared breaker hammered by several threads at
  * once. Run under ThreadSanitizer by make test (any data race fails the
  * run) and checked for lost updates here: every acquire and record must
- * show up exactly once in the breaker's lifetime counters.
+ * show up exactly once in the breaker's lifetime counters. Both locks are
+ * covered: the spinlock (fb_breaker_set_shared) and the robust mutex of a
+ * breaker in shared memory (fb_breaker_init_shared), whose processes
+ * ThreadSanitizer cannot follow but whose threads it can.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +15,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "fusebox.h"
 
@@ -47,10 +51,19 @@ static void *hammer(void *arg) {
   return NULL;
 }
 
-static void run_shared(fb_breaker_config *cfg) {
-  fb_breaker *b = fb_breaker_new(cfg);
+static void run_shared(fb_breaker_config *cfg, int in_shared_memory) {
+  void *mem = NULL;
+  fb_breaker *b;
+  if (in_shared_memory) {
+    size_t size = fb_breaker_shared_size(cfg);
+    mem = aligned_alloc(64, (size + 63) / 64 * 64);
+    assert_non_null(mem);
+    b = fb_breaker_init_shared(mem, size, cfg, 0);
+  } else {
+    b = fb_breaker_new(cfg);
+    fb_breaker_set_shared(b, 1);
+  }
   assert_non_null(b);
-  fb_breaker_set_shared(b, 1);
   atomic_ulong clock = 0;
   worker w[THREADS];
   pthread_t t[THREADS];
@@ -75,7 +88,8 @@ static void run_shared(fb_breaker_config *cfg) {
   assert_int_equal(m.successes + m.failures + m.ignored, m.calls);
   assert_int_equal(recorded + stale, permits);
   assert_true(fb_breaker_transitions(b) > 0); /* 30% failures: it cycled */
-  fb_breaker_free(b);
+  fb_breaker_free(b); /* in shared memory: left alone */
+  free(mem);
 }
 
 static void shared_consecutive(void **state) {
@@ -85,7 +99,7 @@ static void shared_consecutive(void **state) {
   cfg.failure_threshold = 3;
   cfg.timeout = 0.0005;
   cfg.success_threshold = 2;
-  run_shared(&cfg);
+  run_shared(&cfg, 0);
 }
 
 static void shared_count_window(void **state) {
@@ -98,13 +112,27 @@ static void shared_count_window(void **state) {
   cfg.failure_rate = 0.35;
   cfg.timeout = 0.0005;
   cfg.half_open_max_calls = 2;
-  run_shared(&cfg);
+  run_shared(&cfg, 0);
+}
+
+static void shared_memory_mutex(void **state) {
+  (void)state;
+  fb_breaker_config cfg;
+  fb_breaker_config_init(&cfg);
+  cfg.mode = FB_MODE_COUNT;
+  cfg.window = 50;
+  cfg.minimum_calls = 10;
+  cfg.failure_rate = 0.35;
+  cfg.timeout = 0.0005;
+  cfg.half_open_max_calls = 2;
+  run_shared(&cfg, 1);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(shared_consecutive),
       cmocka_unit_test(shared_count_window),
+      cmocka_unit_test(shared_memory_mutex),
   };
   return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
 }
