@@ -670,6 +670,17 @@ static void list_lines(FILE *f, const fb_report_list *l) {
     fputs(", ...", f);
 }
 
+/* <p class="warn">Skipped 2 lines <why>: lines 3, 5.</p>, if any were. */
+static void warn_skipped(FILE *f, const fb_report_list *l, const char *one,
+                         const char *many, const char *why) {
+  if (!l->count)
+    return;
+  fprintf(f, "<p class=\"warn\">Skipped %llu %s %s: lines ",
+          (unsigned long long)l->count, noun(l->count, one, many), why);
+  list_lines(f, l);
+  fputs(".</p>", f);
+}
+
 static void skipped(const fb_report *r, FILE *f) {
   uint64_t n = r->bad_json.count + r->bad_event.count + r->too_long.count +
                r->bad_time.count;
@@ -679,38 +690,16 @@ static void skipped(const fb_report *r, FILE *f) {
   if (r->lines == 0)
     fputs("<p class=\"warn\" id=\"empty-log\">The events file is empty: "
           "there is nothing to draw.</p>", f);
-  if (r->bad_json.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu %s that are not JSON "
-               "(a cut or corrupted file): lines ",
-            (unsigned long long)r->bad_json.count,
-            noun(r->bad_json.count, "line", "lines"));
-    list_lines(f, &r->bad_json);
-    fputs(".</p>", f);
-  }
-  if (r->bad_event.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu %s without the fields "
-               "they need (t, kind, or their kind's own): lines ",
-            (unsigned long long)r->bad_event.count,
-            noun(r->bad_event.count, "event", "events"));
-    list_lines(f, &r->bad_event);
-    fputs(".</p>", f);
-  }
-  if (r->too_long.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu %s longer than %d bytes, "
-               "unread: lines ", (unsigned long long)r->too_long.count,
-            noun(r->too_long.count, "line", "lines"),
-            FB_REPORT_LINE_MAX);
-    list_lines(f, &r->too_long);
-    fputs(".</p>", f);
-  }
-  if (r->bad_time.count) {
-    fprintf(f, "<p class=\"warn\">Skipped %llu %s whose time t is out of "
-               "range (beyond &#177;%g s): lines ",
-            (unsigned long long)r->bad_time.count,
-            noun(r->bad_time.count, "event", "events"), FB_REPORT_T_MAX);
-    list_lines(f, &r->bad_time);
-    fputs(".</p>", f);
-  }
+  char why[80];
+  warn_skipped(f, &r->bad_json, "line", "lines",
+               "that are not JSON (a cut or corrupted file)");
+  warn_skipped(f, &r->bad_event, "event", "events",
+               "without the fields they need (t, kind, or their kind's own)");
+  snprintf(why, sizeof why, "longer than %d bytes, unread", FB_REPORT_LINE_MAX);
+  warn_skipped(f, &r->too_long, "line", "lines", why);
+  snprintf(why, sizeof why, "whose time t is out of range (beyond &#177;%g s)",
+           FB_REPORT_T_MAX);
+  warn_skipped(f, &r->bad_time, "event", "events", why);
   if (r->unknown.count) {
     fprintf(f, "<p class=\"note\">Not drawn: %llu %s of other kinds (",
             (unsigned long long)r->unknown.count,
