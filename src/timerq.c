@@ -35,6 +35,35 @@ int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token) {
   return 0;
 }
 
+/* Moves heap[i] down to its place among its children. */
+static void sift_down(fb_timerq *q, size_t i) {
+  fb_timer t = q->heap[i];
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= q->n)
+      break;
+    if (child + 1 < q->n && before(&q->heap[child + 1], &q->heap[child]))
+      child++;
+    if (!before(&q->heap[child], &t))
+      break;
+    q->heap[i] = q->heap[child];
+    i = child;
+  }
+  q->heap[i] = t;
+}
+
+size_t fb_timerq_drop(fb_timerq *q, int (*drop)(void *ctx, const fb_timer *t),
+                      void *ctx) {
+  size_t kept = 0, n = q->n;
+  for (size_t i = 0; i < n; i++)
+    if (!drop(ctx, &q->heap[i]))
+      q->heap[kept++] = q->heap[i];
+  q->n = kept;
+  for (size_t i = kept / 2; i-- > 0;) /* Floyd: O(n) */
+    sift_down(q, i);
+  return n - kept;
+}
+
 const fb_timer *fb_timerq_peek(const fb_timerq *q) {
   return q->n ? &q->heap[0] : NULL;
 }

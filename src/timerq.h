@@ -33,6 +33,12 @@ const fb_timer *fb_timerq_peek(const fb_timerq *q);
 /* Removes the earliest entry into *out; returns 0, or -1 when empty. */
 int fb_timerq_pop(fb_timerq *q, fb_timer *out);
 
+/* Removes every entry drop(ctx, entry) says to, keeping the order of the
+ * rest (it is (deadline, seq), whatever the heap's layout); returns how
+ * many went. O(n). */
+size_t fb_timerq_drop(fb_timerq *q, int (*drop)(void *ctx, const fb_timer *t),
+                      void *ctx);
+
 /* Frees the heap's storage. */
 void fb_timerq_free(fb_timerq *q);
 

@@ -327,6 +327,29 @@ static void timerq_orders_by_deadline_then_seq(void **state) {
   fb_timerq_free(&q);
 }
 
+static int drop_odd(void *ctx, const fb_timer *t) {
+  (void)ctx;
+  return t->ref % 2;
+}
+
+/* Dropping entries keeps the others in (deadline, seq) order. */
+static void timerq_drop_keeps_the_order_of_the_rest(void **state) {
+  (void)state;
+  fb_timerq q = {0};
+  double deadlines[] = {5, 1, 3, 1, 5, 0, 3, 2, 4, 0};
+  for (int i = 0; i < 10; i++)
+    assert_int_equal(fb_timerq_push(&q, deadlines[i], i, 0), 0);
+  assert_int_equal(fb_timerq_drop(&q, drop_odd, NULL), 5);
+  int expect[] = {2, 6, 8, 0, 4}; /* deadlines 3, 3, 4, 5, 5 (ties by seq) */
+  fb_timer t;
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(fb_timerq_pop(&q, &t), 0);
+    assert_int_equal(t.ref, expect[i]);
+  }
+  assert_int_equal(fb_timerq_pop(&q, &t), -1);
+  fb_timerq_free(&q);
+}
+
 static void rng_is_reproducible_and_bounded(void **state) {
   (void)state;
   fb_rng a, b, c;
@@ -365,6 +388,7 @@ int main(void) {
       cmocka_unit_test(random_is_seeded_and_uniform),
       cmocka_unit_test(balancer_outlives_registry),
       cmocka_unit_test(timerq_orders_by_deadline_then_seq),
+      cmocka_unit_test(timerq_drop_keeps_the_order_of_the_rest),
       cmocka_unit_test(rng_is_reproducible_and_bounded),
   };
   return cmocka_run_group_tests_name("core", tests, NULL, NULL);
