@@ -72,21 +72,10 @@ int fb_timerq_pop(fb_timerq *q, fb_timer *out) {
   if (!q->n)
     return -1;
   *out = q->heap[0];
-  fb_timer last = q->heap[--q->n];
-  size_t i = 0;
-  for (;;) {
-    size_t child = 2 * i + 1;
-    if (child >= q->n)
-      break;
-    if (child + 1 < q->n && before(&q->heap[child + 1], &q->heap[child]))
-      child++;
-    if (!before(&q->heap[child], &last))
-      break;
-    q->heap[i] = q->heap[child];
-    i = child;
+  if (--q->n) {
+    q->heap[0] = q->heap[q->n];
+    sift_down(q, 0);
   }
-  if (q->n)
-    q->heap[i] = last;
   return 0;
 }
 
