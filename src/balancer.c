@@ -18,6 +18,7 @@
  * all balancers over the registry.
  */
 #include "balancer.h"
+#include "rng.h"
 #include "util.h"
 
 #include <math.h>
@@ -31,19 +32,29 @@
 /* ------------------------------------------------------ simple pickers */
 
 /* The reference design: cand[counter % n], counter += 1 per pick. The
- * counter survives membership changes, exactly as in the document. */
+ * counter survives membership changes, exactly as in the document; a
+ * pick over the slot's own candidates keeps counter % n in slot->next
+ * (ready_slot sets it when n changes), a 64-bit division saved. */
 static fb_instance *pick_round_robin(fb_balancer *lb, fb_lb_slot *slot,
                                      fb_instance *const *cand, uint32_t n,
                                      const char *key, size_t len, double now) {
   (void)lb, (void)key, (void)len, (void)now;
-  return cand[slot->counter++ % n];
+  if (cand != slot->cand || n != slot->n) { /* a retry's rest of them */
+    fb_instance *i = cand[slot->counter++ % n];
+    slot->next = slot->n ? (uint32_t)(slot->counter % slot->n) : 0;
+    return i;
+  }
+  uint32_t i = slot->next;
+  slot->next = i + 1 == n ? 0 : i + 1;
+  slot->counter++;
+  return cand[i];
 }
 
 static fb_instance *pick_random(fb_balancer *lb, fb_lb_slot *slot,
                                 fb_instance *const *cand, uint32_t n,
                                 const char *key, size_t len, double now) {
   (void)slot, (void)key, (void)len, (void)now;
-  return cand[fb_rng_below(&lb->rng, n)];
+  return cand[fb__rng_below(&lb->rng, n)];
 }
 
 /* Envoy's least_request: sample `choices` candidates (with replacement,
@@ -54,9 +65,9 @@ static fb_instance *pick_least_request(fb_balancer *lb, fb_lb_slot *slot,
                                        const char *key, size_t len,
                                        double now) {
   (void)slot, (void)key, (void)len, (void)now;
-  fb_instance *best = cand[fb_rng_below(&lb->rng, n)];
+  fb_instance *best = cand[fb__rng_below(&lb->rng, n)];
   for (int c = 1; c < lb->cfg.choices; c++) {
-    fb_instance *x = cand[fb_rng_below(&lb->rng, n)];
+    fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
     if (x->inflight < best->inflight)
       best = x;
   }
@@ -79,10 +90,10 @@ static fb_instance *pick_peak_ewma(fb_balancer *lb, fb_lb_slot *slot,
                                    fb_instance *const *cand, uint32_t n,
                                    const char *key, size_t len, double now) {
   (void)slot, (void)key, (void)len;
-  fb_instance *best = cand[fb_rng_below(&lb->rng, n)];
+  fb_instance *best = cand[fb__rng_below(&lb->rng, n)];
   double best_load = ewma_load(lb, best, now);
   for (int c = 1; c < lb->cfg.choices; c++) {
-    fb_instance *x = cand[fb_rng_below(&lb->rng, n)];
+    fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
     double load = ewma_load(lb, x, now);
     if (load < best_load) {
       best = x;
@@ -349,18 +360,39 @@ size_t fb_balancer_candidates(fb_balancer *lb, fb_service *s, double now,
   return s->nhealthy;
 }
 
-/* s's slot with its table built for the n candidates; NULL: no memory. */
-static fb_lb_slot *ready_slot(fb_balancer *lb, fb_service *s,
-                              fb_instance *const *cand, size_t n) {
-  fb_lb_slot *slot = slot_for(lb, s);
-  if (!slot)
+/* The slow path of ready_slot(): refresh s, make its slot, and build the
+ * slot for the service's current version. */
+static fb_lb_slot *prepare_slot(fb_balancer *lb, fb_service *s, double now) {
+  fb_lb_slot *slot;
+  if (fb_service_refresh(s, now) < 0 || !(slot = slot_for(lb, s)))
     return NULL;
-  if (slot->version != s->version) {
-    if (lb->algo->build && lb->algo->build(lb, slot, cand, (uint32_t)n) < 0)
-      return NULL;
-    slot->version = s->version;
-  }
+  if (slot->version == s->version)
+    return slot;
+  fb_instance *const *cand;
+  size_t n = fb_balancer_candidates(lb, s, now, &cand);
+  if (n && lb->algo && lb->algo->build &&
+      lb->algo->build(lb, slot, cand, (uint32_t)n) < 0)
+    return NULL;
+  slot->cand = cand;
+  slot->n = (uint32_t)n;
+  slot->next = n ? (uint32_t)(slot->counter % n) : 0;
+  slot->version = s->version;
   return slot;
+}
+
+/* s's slot, ready for a pick at now: its candidates and its table those
+ * of the service's current version; NULL: no memory. The version changes
+ * with every change to the candidates (membership, health, weights, an
+ * ejection's end, all found by the refresh), so a pick at an unchanged
+ * version and a fresh service reuses them without a call. */
+static inline fb_lb_slot *ready_slot(fb_balancer *lb, fb_service *s,
+                                     double now) {
+  if (s->id < lb->nslots) {
+    fb_lb_slot *slot = &lb->slots[s->id];
+    if (slot->version == s->version && fb__service_fresh(s, now))
+      return slot;
+  }
+  return prepare_slot(lb, s, now);
 }
 
 static fb_instance *counted(fb_instance *i) {
@@ -372,14 +404,12 @@ static fb_instance *counted(fb_instance *i) {
 
 fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
                                   const char *key, size_t len, double now) {
-  fb_instance *const *cand;
-  size_t n = fb_balancer_candidates(lb, s, now, &cand);
-  if (n == 0 || !lb->algo)
+  if (!lb || !s || s->registry != lb->registry || !lb->algo)
     return NULL;
-  fb_lb_slot *slot = ready_slot(lb, s, cand, n);
-  if (!slot)
+  fb_lb_slot *slot = ready_slot(lb, s, now);
+  if (!slot || slot->n == 0)
     return NULL;
-  return counted(lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now));
+  return counted(lb->algo->pick(lb, slot, slot->cand, slot->n, key, len, now));
 }
 
 fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now) {
@@ -410,7 +440,7 @@ static fb_instance *by_weight(fb_balancer *lb, fb_instance *const *cand,
     total += cand[j]->excluded ? 0 : cand[j]->weight;
   if (total == 0)
     return NULL;
-  uint64_t r = key ? fb_lb_hash(key, len) % total : fb_rng_below(&lb->rng, total);
+  uint64_t r = key ? fb_lb_hash(key, len) % total : fb__rng_below(&lb->rng, total);
   for (size_t j = 0;; j++) {
     if (cand[j]->excluded)
       continue;
@@ -440,7 +470,7 @@ static long rest_of(fb_balancer *lb, fb_instance *const *cand, size_t n) {
 static fb_instance *pick_rest(fb_balancer *lb, fb_service *s,
                               fb_instance *const *cand, size_t n,
                               const char *key, size_t len, double now) {
-  fb_lb_slot *slot = ready_slot(lb, s, cand, n);
+  fb_lb_slot *slot = ready_slot(lb, s, now);
   if (!slot)
     return NULL;
   if (lb->algo->build) { /* its table holds every candidate */

@@ -16,6 +16,9 @@ typedef struct fb_lb_slot {
   uint64_t version; /* service version the table was built for; 0: none */
   uint64_t counter; /* round robin: picks so far; smooth WRR: step */
   void *table;      /* one allocation (free() releases it), or NULL */
+  fb_instance *const *cand; /* the candidates at that version (a version */
+  uint32_t n;               /* changes with every change to them) */
+  uint32_t next;    /* round robin: counter % n, kept without a division */
 } fb_lb_slot;
 
 typedef struct fb_lb_algorithm {

@@ -26,7 +26,7 @@ static const fb_clock_cache *api_clock_cache(const fb_runtime *rt) {
 static fb_instance *instance_of(const fb_registry *r, double id) {
   if (!(id >= 0 && id < 18446744073709551616.0))
     return NULL;
-  return fb_registry_instance(r, (uint64_t)id);
+  return fb__registry_instance(r, (uint64_t)id);
 }
 
 static double api_breaker_acquire(fb_breaker *const *b, double now) {
@@ -183,10 +183,10 @@ static double api_balancer_pick_key(fb_balancer *const *lb, fb_service *s,
   if (!OPEN(lb))
     return FBL_ECLOSED;
   /* the balancer holds its registry: valid even once the Lua one closed */
-  if ((double)fb_registry_services_removed((*lb)->registry) != removed)
+  if ((double)fb__registry_head((*lb)->registry)->services_removed != removed)
     return FBL_ESERVICES; /* s may be freed: not touched */
   fb_instance *i = fb_balancer_pick_key(*lb, s, key, len, now);
-  return i ? (double)fb_instance_id(i) : -1;
+  return i ? (double)i->id : -1;
 }
 
 /* A pick skipping the n instances with ids[] (Lua numbers: those that
@@ -249,7 +249,7 @@ static int api_balancer_done(fb_balancer *const *lb, double id, int ok,
                              double latency, double now) {
   if (!OPEN(lb))
     return FBL_ECLOSED;
-  fb_instance *i = instance_of(fb_balancer_registry(*lb), id);
+  fb_instance *i = instance_of((*lb)->registry, id);
   return i ? fb_balancer_done(*lb, i, ok, latency, now) : FB_ENOENT;
 }
 

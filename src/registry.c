@@ -40,6 +40,7 @@ typedef struct inst_list {
 } inst_list;
 
 struct fb_registry {
+  fb_registry_head head;       /* first: registry.h reads it */
   int refs;
   double heartbeat_timeout;
   double reap_after;
@@ -50,16 +51,13 @@ struct fb_registry {
   fb_service **services;       /* by id */
   uint32_t nservices, services_cap;
   uint32_t nempty;             /* services with no member */
-  uint64_t services_removed;
   uint64_t versions;           /* the last service version handed out */
   fb_instance **inst_table;    /* chained hash by (service, host, port) */
   size_t inst_buckets, ninstances;
   inst_list live;              /* live instances */
   inst_list expired;           /* expired ones, not yet reaped */
-  fb_instance **slots;         /* by id's low 32 bits; NULL when free */
-  uint32_t *slot_gen;          /* current generation of each slot */
-  uint32_t *free_slots;        /* stack of reusable slots */
-  uint32_t nslots, slots_cap, nfree;
+  uint32_t *free_slots;        /* stack of reusable slots (head.slots) */
+  uint32_t slots_cap, nfree;
   fb_registry_listener listener;
   void *listener_ud;
   uint64_t index;              /* bumped by every change a reader sees */
@@ -120,6 +118,7 @@ fb_registry *fb_registry_new(const fb_registry_config *cfg) {
     return NULL;
   r->refs = 1;
   r->heartbeat_timeout = cfg->heartbeat_timeout;
+  r->head.expired_at = NAN;
   r->reap_after =
       cfg->reap_after > 0 ? cfg->reap_after : 3 * cfg->heartbeat_timeout;
   r->max_services = cfg->max_services;
@@ -153,8 +152,8 @@ void fb_registry_release(fb_registry *r) {
   fb__free(r->services);
   fb__free(r->svc_table);
   fb__free(r->inst_table);
-  fb__free(r->slots);
-  fb__free(r->slot_gen);
+  fb__free(r->head.slots);
+  fb__free(r->head.slot_gen);
   fb__free(r->free_slots);
   fb__free(r);
 }
@@ -294,7 +293,7 @@ static void svc_remove(fb_registry *r, fb_service *s) {
   r->services[s->id] = last;
   last->id = s->id;
   r->nempty--;
-  r->services_removed++;
+  r->head.services_removed++;
   fb__free(s->members);
   fb__free(s->live);
   fb__free(s->healthy);
@@ -310,7 +309,7 @@ static void svc_remove_empty(fb_registry *r) {
 }
 
 uint64_t fb_registry_services_removed(const fb_registry *r) {
-  return r ? r->services_removed : 0;
+  return r ? r->head.services_removed : 0;
 }
 
 const char *fb_service_name(const fb_service *s) { return s ? s->name : ""; }
@@ -379,17 +378,17 @@ static fb_instance **inst_slot(fb_registry *r, const fb_service *s,
 /* ------------------------------------------------------------------ ids */
 
 static int slots_reserve(fb_registry *r) {
-  if (r->nfree > 0 || r->nslots < r->slots_cap)
+  if (r->nfree > 0 || r->head.nslots < r->slots_cap)
     return 0;
   uint32_t cap = r->slots_cap ? r->slots_cap * 2 : 64;
-  fb_instance **v = fb__realloc(r->slots, cap * sizeof *v);
+  fb_instance **v = fb__realloc(r->head.slots, cap * sizeof *v);
   if (!v)
     return FB_ENOMEM;
-  r->slots = v;
-  uint32_t *g = fb__realloc(r->slot_gen, cap * sizeof *g);
+  r->head.slots = v;
+  uint32_t *g = fb__realloc(r->head.slot_gen, cap * sizeof *g);
   if (!g)
     return FB_ENOMEM;
-  r->slot_gen = g;
+  r->head.slot_gen = g;
   uint32_t *f = fb__realloc(r->free_slots, cap * sizeof *f);
   if (!f)
     return FB_ENOMEM;
@@ -404,25 +403,22 @@ static uint64_t slot_take(fb_registry *r, fb_instance *i) {
   if (r->nfree > 0) {
     slot = r->free_slots[--r->nfree];
   } else {
-    slot = r->nslots++;
-    r->slot_gen[slot] = 1;
+    slot = r->head.nslots++;
+    r->head.slot_gen[slot] = 1;
   }
-  r->slots[slot] = i;
-  return (uint64_t)r->slot_gen[slot] << 32 | slot;
+  r->head.slots[slot] = i;
+  return (uint64_t)r->head.slot_gen[slot] << 32 | slot;
 }
 
 static void slot_release(fb_registry *r, uint64_t id) {
   uint32_t slot = (uint32_t)id;
-  r->slots[slot] = NULL;
-  if (++r->slot_gen[slot] <= GEN_MAX)
+  r->head.slots[slot] = NULL;
+  if (++r->head.slot_gen[slot] <= GEN_MAX)
     r->free_slots[r->nfree++] = slot;
 }
 
 fb_instance *fb_registry_instance(const fb_registry *r, uint64_t id) {
-  uint32_t slot = (uint32_t)id;
-  if (!r || slot >= r->nslots || r->slot_gen[slot] != (id >> 32))
-    return NULL;
-  return r->slots[slot];
+  return r ? fb__registry_instance(r, id) : NULL;
 }
 
 /* -------------------------------------------------------------- members */
@@ -487,6 +483,7 @@ static int valid_key(const char *service, const char *host, int port) {
  * or returning instance changes the live membership of its service. */
 static void touch(fb_registry *r, fb_instance *i, int added, double now) {
   i->last_heartbeat = now;
+  r->head.expired_at = NAN;
   if (i->live) {
     list_unlink(&r->live, i);
   } else {
@@ -560,6 +557,7 @@ void fb_registry_set_backend(fb_registry *r, const fb_registry_backend *ops,
                              void *data) {
   r->backend = ops;
   r->backend_data = ops ? data : NULL;
+  r->head.expired_at = NAN;
 }
 
 enum { TELL_REGISTER, TELL_HEARTBEAT, TELL_DEREGISTER };
@@ -737,6 +735,7 @@ void fb_registry_expire(fb_registry *r, double now) {
   if (r->backend || isnan(now)) /* the store expires instances (etcd:
                                    leases); NaN is no time to judge by */
     return;
+  r->head.expired_at = now; /* before the listeners run: one may heartbeat */
   /* Written as !(age < timeout) so the boundary matches the reference
    * exactly: at now - last == timeout the instance is expired. */
   while ((i = r->live.oldest) &&
@@ -808,7 +807,8 @@ static int rebuild_live(fb_service *s, double now) {
 /* An ejection ends by the clock alone: the first refresh at or after its
  * end rebuilds healthy[] (and bumps the version, so tables follow). */
 int fb_service_refresh(fb_service *s, double now) {
-  fb_registry_expire(s->registry, now);
+  if (now != s->registry->head.expired_at)
+    fb_registry_expire(s->registry, now);
   if (now >= s->eject_ends)
     svc_changed(s);
   if (s->dirty)

@@ -13,30 +13,32 @@
 enum { FB_DOWN_MARKED = 1, /* fb_registry_mark(): an operator's decision */
        FB_DOWN_FAILING = 2 /* fb_instance_set_healthy(): a health check */ };
 
-/* About 112 bytes plus the host; the zone, rarely set, is one pointer. */
+/* About 112 bytes plus the host; the zone, rarely set, is one pointer.
+ * What a pick and its done() read and write comes first, together: with a
+ * random pick over thousands of instances each line touched is a miss. */
 struct fb_instance {
-  fb_instance *hnext;          /* chain in the registry's instance table */
-  fb_instance *older, *newer;  /* heartbeat order, on the registry's live
-                                  list or (expired) on its expired list */
   fb_service *service;
-  double last_heartbeat;
   uint64_t id;                 /* generation << 32 | slot */
+  uint32_t inflight;           /* picks not yet reported done */
+  uint32_t weight;             /* 1..FB_WEIGHT_MAX */
   double latency;              /* peak EWMA of reported latencies; 0: none */
   double latency_at;           /* when latency was last updated */
   uint64_t successes, failures;
-  char *zone;                  /* NULL: none */
-  uint32_t hash;
-  uint32_t pos;                /* index in service->members */
-  uint32_t weight;             /* 1..FB_WEIGHT_MAX */
-  uint32_t inflight;           /* picks not yet reported done */
-  uint16_t port;
+  uint64_t picks;              /* balancer picks (metrics) */
   uint8_t live;
   uint8_t down;                /* FB_DOWN_* bits; 0: healthy */
   uint8_t excluded;            /* scratch of fb_balancer_pick_excluding();
                                   0 outside it */
+  uint16_t port;
+  uint32_t hash;
+  uint32_t pos;                /* index in service->members */
   double ejected_until;        /* fb_instance_eject(); not healthy while
                                   now < ejected_until */
-  uint64_t picks;              /* balancer picks (metrics) */
+  double last_heartbeat;
+  fb_instance *hnext;          /* chain in the registry's instance table */
+  fb_instance *older, *newer;  /* heartbeat order, on the registry's live
+                                  list or (expired) on its expired list */
+  char *zone;                  /* NULL: none */
   char host[];
 };
 
@@ -67,6 +69,41 @@ struct fb_service {
 static inline fb_instance *const *fb__list(fb_instance **v) {
   static fb_instance *const none[1] = {NULL};
   return v ? v : none;
+}
+
+/* The start of struct fb_registry, which a pick and the Lua binding read
+ * without a call. */
+typedef struct fb_registry_head {
+  double expired_at;          /* the now of the last expiry pass: another at
+                                 the same now has nothing to do; NaN when a
+                                 heartbeat (of any time) or a backend may
+                                 have changed that */
+  fb_instance **slots;        /* by id's low 32 bits; NULL when free */
+  uint32_t *slot_gen;         /* current generation of each slot */
+  uint32_t nslots;
+  uint64_t services_removed;  /* fb_registry_services_removed() */
+} fb_registry_head;
+
+static inline const fb_registry_head *fb__registry_head(const fb_registry *r) {
+  return (const fb_registry_head *)(const void *)r;
+}
+
+/* fb_registry_instance() without a call. */
+static inline fb_instance *fb__registry_instance(const fb_registry *r,
+                                                 uint64_t id) {
+  const fb_registry_head *h = fb__registry_head(r);
+  uint32_t slot = (uint32_t)id;
+  if (slot >= h->nslots || h->slot_gen[slot] != (id >> 32))
+    return NULL;
+  return h->slots[slot];
+}
+
+/* 1 when fb_service_refresh(s, now) has nothing to do: no expiry pass due
+ * (a loop-cached clock gives a run of picks one now), no ejection ended,
+ * nothing changed since the last rebuild. */
+static inline int fb__service_fresh(const fb_service *s, double now) {
+  return now == fb__registry_head(s->registry)->expired_at &&
+         now < s->eject_ends && !s->dirty;
 }
 
 /* Expires every instance whose heartbeat is too old at now and reaps the

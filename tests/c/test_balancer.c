@@ -102,6 +102,41 @@ static void test_round_robin_exact(void **state) {
   fb_registry_release(r);
 }
 
+/* Picks keep counter % n without dividing, and skip the expiry pass at
+ * the now of the last one: a retry's pick over the rest (which divides)
+ * must leave the sequence exactly the reference's, and a new now must
+ * still expire. */
+static void test_round_robin_after_exclude_and_expiry(void **state) {
+  (void)state;
+  fb_registry_config cfg;
+  fb_registry_config_init(&cfg);
+  cfg.heartbeat_timeout = 10;
+  fb_registry *r = fb_registry_new(&cfg);
+  for (int i = 0; i < 4; i++)
+    fb_registry_register(r, "svc", host_of(i), 80, 0);
+  fb_balancer *lb = lb_new(r, "round_robin");
+  fb_service *s = svc(r);
+  assert_int_equal(pick_done(lb, s, 1), 0); /* counter 0 */
+  assert_int_equal(pick_done(lb, s, 1), 1); /* counter 1 */
+  uint64_t ex = fb_instance_id(fb_registry_find(r, "svc", host_of(2), 80));
+  /* counter 2 over the rest [0, 1, 3]: index 2, the instance 3 */
+  fb_instance *i = fb_balancer_pick_excluding(lb, s, NULL, 0, &ex, 1, 1);
+  assert_int_equal(idx(i), 3);
+  fb_balancer_done(lb, i, 1, 0, 1);
+  int want[] = {3, 0, 1, 2}; /* counter 3, 4, 5, 6 over all four */
+  for (int k = 0; k < 4; k++)
+    assert_int_equal(pick_done(lb, s, 1), want[k]);
+  /* picks at one now skip the expiry pass after the first; at the next
+   * now it runs: 0, 1, 2, 3 expire at t = 10 but 1 beat at t = 1 */
+  fb_registry_heartbeat(r, "svc", host_of(1), 80, 1);
+  assert_int_equal(pick_done(lb, s, 9), 3); /* counter 7 */
+  assert_int_equal(pick_done(lb, s, 9), 0); /* counter 8 */
+  assert_int_equal(pick_done(lb, s, 10), 1); /* counter 9 over [1] */
+  assert_int_equal(pick_done(lb, s, 10), 1);
+  fb_balancer_free(lb);
+  fb_registry_release(r);
+}
+
 /* ------------------------------------------------------- smooth WRR */
 
 /* nginx's loop, verbatim in spirit: the oracle for the O(k) version. */
@@ -552,6 +587,7 @@ static void test_config_check_names_the_field(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_robin_exact),
+      cmocka_unit_test(test_round_robin_after_exclude_and_expiry),
       cmocka_unit_test(test_wrr_5_1_1),
       cmocka_unit_test(test_wrr_matches_nginx),
       cmocka_unit_test(test_wrr_after_weight_change_and_leave),
