@@ -250,6 +250,7 @@ static int spawn(lua_State *L, fb_runtime *rt, int nargs) {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   fb_coro *c = coro_new(L, rt, ref);
+  c->co = co;
   c->nargs = nargs;
   rt->ncoroutines++;
   enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
@@ -354,9 +355,7 @@ static void fail(fb_runtime *rt, lua_State *co) {
 static void resume(fb_runtime *rt, int ref) {
   lua_State *L = rt->L;
   fb_coro *c = &rt->coros[ref];
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_State *co = lua_tothread(L, -1);
-  lua_pop(L, 1);
+  lua_State *co = c->co;
   c->state = FB_CO_RUNNING;
   rt->current = co;
   rt->current_ref = ref;
@@ -368,7 +367,8 @@ static void resume(fb_runtime *rt, int ref) {
   rt->current_ref = LUA_NOREF;
   c = &rt->coros[ref]; /* the array may have grown meanwhile */
   if (status == LUA_YIELD) {
-    lua_settop(co, 0);
+    if (lua_gettop(co)) /* what a bare coroutine.yield(...) passed */
+      lua_settop(co, 0);
     c->nargs = 0;
     if (c->state == FB_CO_RUNNING) /* a bare coroutine.yield() */
       enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);

@@ -36,6 +36,7 @@ struct fb_io {
 };
 
 typedef struct fb_coro {
+  lua_State *co;  /* the thread, anchored by its registry ref meanwhile */
   uint32_t token; /* bumped at each queueing: older queue entries are void */
   uint8_t state;
   int nargs;      /* values on its stack for the next resume */

@@ -1,5 +1,6 @@
 /*
- * timerq.c -- binary min-heap ordered by (deadline, seq).
+ * timerq.c -- a min-heap ordered by (deadline, seq), and lanes of equal
+ * deadlines beside it (timerq.h).
  */
 #include "timerq.h"
 #include "util.h"
@@ -7,14 +8,17 @@
 #include "fusebox.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static int before(const fb_timer *a, const fb_timer *b) {
   return a->deadline < b->deadline ||
          (a->deadline == b->deadline && a->seq < b->seq);
 }
 
-int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token) {
-  if (q->n == q->cap) {
+/* ---------------------------------------------------------------- heap */
+
+static int heap_push(fb_timerq *q, const fb_timer *t) {
+  if (q->nheap == q->cap) {
     size_t cap = q->cap ? q->cap * 2 : 64;
     fb_timer *h = fb__realloc(q->heap, cap * sizeof *h);
     if (!h)
@@ -22,16 +26,15 @@ int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token) {
     q->heap = h;
     q->cap = cap;
   }
-  fb_timer t = {deadline, q->next_seq++, ref, token};
-  size_t i = q->n++;
+  size_t i = q->nheap++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!before(&t, &q->heap[parent]))
+    if (!before(t, &q->heap[parent]))
       break;
     q->heap[i] = q->heap[parent];
     i = parent;
   }
-  q->heap[i] = t;
+  q->heap[i] = *t;
   return 0;
 }
 
@@ -40,9 +43,9 @@ static void sift_down(fb_timerq *q, size_t i) {
   fb_timer t = q->heap[i];
   for (;;) {
     size_t child = 2 * i + 1;
-    if (child >= q->n)
+    if (child >= q->nheap)
       break;
-    if (child + 1 < q->n && before(&q->heap[child + 1], &q->heap[child]))
+    if (child + 1 < q->nheap && before(&q->heap[child + 1], &q->heap[child]))
       child++;
     if (!before(&q->heap[child], &t))
       break;
@@ -52,35 +55,127 @@ static void sift_down(fb_timerq *q, size_t i) {
   q->heap[i] = t;
 }
 
-size_t fb_timerq_drop(fb_timerq *q, int (*drop)(void *ctx, const fb_timer *t),
-                      void *ctx) {
-  size_t kept = 0, n = q->n;
-  for (size_t i = 0; i < n; i++)
-    if (!drop(ctx, &q->heap[i]))
-      q->heap[kept++] = q->heap[i];
-  q->n = kept;
-  for (size_t i = kept / 2; i-- > 0;) /* Floyd: O(n) */
-    sift_down(q, i);
-  return n - kept;
+/* --------------------------------------------------------------- lanes */
+
+/* Appends t to lane l (its deadline is l's, or l is empty). */
+static int lane_push(fb_timer_lane *l, const fb_timer *t) {
+  if (l->tail == l->cap) {
+    if (l->head > 0) { /* slide the live part down: O(1) amortized */
+      memmove(l->v, l->v + l->head, (l->tail - l->head) * sizeof *l->v);
+      l->tail -= l->head;
+      l->head = 0;
+    } else {
+      size_t cap = l->cap ? l->cap * 2 : 64;
+      fb_timer *v = fb__realloc(l->v, cap * sizeof *v);
+      if (!v)
+        return FB_ENOMEM;
+      l->v = v;
+      l->cap = cap;
+    }
+  }
+  l->v[l->tail++] = *t;
+  return 0;
+}
+
+/* The lane that takes an entry at deadline: one whose newest entry has
+ * it, else an empty one; NULL: the heap takes it. */
+static fb_timer_lane *lane_for(fb_timerq *q, double deadline) {
+  fb_timer_lane *empty = NULL;
+  for (int k = 0; k < FB_TIMER_LANES; k++) {
+    fb_timer_lane *l = &q->lane[k];
+    if (l->head == l->tail) {
+      if (!empty)
+        empty = l;
+    } else if (l->v[l->tail - 1].deadline == deadline) {
+      return l;
+    }
+  }
+  return empty;
+}
+
+/* Where the earliest entry is: lane k (0..FB_TIMER_LANES-1), the heap
+ * (FB_TIMER_LANES), or -1 when the queue is empty. */
+static int earliest(const fb_timerq *q) {
+  const fb_timer *best = q->nheap ? &q->heap[0] : NULL;
+  int where = best ? FB_TIMER_LANES : -1;
+  for (int k = 0; k < FB_TIMER_LANES; k++) {
+    const fb_timer_lane *l = &q->lane[k];
+    if (l->head < l->tail && (!best || before(&l->v[l->head], best))) {
+      best = &l->v[l->head];
+      where = k;
+    }
+  }
+  return where;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+int fb_timerq_push(fb_timerq *q, double deadline, int ref, uint32_t token) {
+  fb_timer t = {deadline, q->next_seq, ref, token};
+  fb_timer_lane *l = lane_for(q, deadline);
+  int rc = l ? lane_push(l, &t) : heap_push(q, &t);
+  if (rc < 0)
+    return rc;
+  q->next_seq++;
+  q->n++;
+  return 0;
 }
 
 const fb_timer *fb_timerq_peek(const fb_timerq *q) {
-  return q->n ? &q->heap[0] : NULL;
+  int k = earliest(q);
+  if (k < 0)
+    return NULL;
+  return k == FB_TIMER_LANES ? &q->heap[0] : &q->lane[k].v[q->lane[k].head];
 }
 
 int fb_timerq_pop(fb_timerq *q, fb_timer *out) {
-  if (!q->n)
+  int k = earliest(q);
+  if (k < 0)
     return -1;
+  q->n--;
+  if (k < FB_TIMER_LANES) {
+    fb_timer_lane *l = &q->lane[k];
+    *out = l->v[l->head++];
+    if (l->head == l->tail)
+      l->head = l->tail = 0;
+    return 0;
+  }
   *out = q->heap[0];
-  if (--q->n) {
-    q->heap[0] = q->heap[q->n];
+  if (--q->nheap) {
+    q->heap[0] = q->heap[q->nheap];
     sift_down(q, 0);
   }
   return 0;
 }
 
+size_t fb_timerq_drop(fb_timerq *q, int (*drop)(void *ctx, const fb_timer *t),
+                      void *ctx) {
+  size_t kept = 0, n = q->n;
+  for (size_t i = 0; i < q->nheap; i++)
+    if (!drop(ctx, &q->heap[i]))
+      q->heap[kept++] = q->heap[i];
+  q->nheap = kept;
+  for (size_t i = kept / 2; i-- > 0;) /* Floyd: O(n) */
+    sift_down(q, i);
+  for (int k = 0; k < FB_TIMER_LANES; k++) { /* in place, order kept */
+    fb_timer_lane *l = &q->lane[k];
+    size_t to = 0;
+    for (size_t i = l->head; i < l->tail; i++)
+      if (!drop(ctx, &l->v[i]))
+        l->v[to++] = l->v[i];
+    kept += to;
+    l->head = 0;
+    l->tail = to;
+  }
+  q->n = kept;
+  return n - kept;
+}
+
 void fb_timerq_free(fb_timerq *q) {
   fb__free(q->heap);
-  q->heap = NULL;
-  q->n = q->cap = 0;
+  for (int k = 0; k < FB_TIMER_LANES; k++)
+    fb__free(q->lane[k].v);
+  uint64_t seq = q->next_seq; /* entries pushed later still come later */
+  memset(q, 0, sizeof *q);
+  q->next_seq = seq;
 }

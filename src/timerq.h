@@ -1,9 +1,18 @@
 /*
- * timerq.h -- a binary min-heap of (deadline, sequence) keyed entries.
+ * timerq.h -- a queue of (deadline, sequence) keyed entries: a binary
+ * min-heap, and lanes for runs of one deadline.
  *
  * The scheduler's one clock-ordered queue: earliest deadline first, and
  * among equal deadlines the one scheduled first, which is what makes runs
  * with the same seed replay exactly. Pure C: no Lua, no I/O.
+ *
+ * Lanes: a thousand clients that each sleep the same pace wake in waves
+ * of one deadline. Entries pushed with the deadline of a lane's newest go
+ * to its end (a lane is a FIFO of equal deadlines, in sequence order,
+ * hence sorted), a new deadline starts an empty lane, and only the rest
+ * go to the heap: a push and a pop in a wave cost O(1), not two sifts
+ * through a heap of every sleeper. A pop takes the least of the heap's
+ * top and the lanes' heads, so the order is exactly the heap's alone.
  */
 #ifndef FB_TIMERQ_H
 #define FB_TIMERQ_H
@@ -18,10 +27,19 @@ typedef struct fb_timer {
   uint32_t token; /* lets the owner recognise entries it has cancelled */
 } fb_timer;
 
+#define FB_TIMER_LANES 4
+
+typedef struct fb_timer_lane {
+  fb_timer *v;             /* v[head .. tail): one deadline, seq rising */
+  size_t head, tail, cap;
+} fb_timer_lane;
+
 typedef struct fb_timerq {
   fb_timer *heap;
-  size_t n, cap;
+  size_t nheap, cap;
+  size_t n;                /* entries in all: the heap's and the lanes' */
   uint64_t next_seq;
+  fb_timer_lane lane[FB_TIMER_LANES];
 } fb_timerq;
 
 /* Pushes an entry; returns 0 or FB_ENOMEM. */

@@ -97,6 +97,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local events = core.import "fusebox.events"
 local api, now, argerror, timed_out = base.api, base.now, base.argerror, base.timed_out
+local loop_now = base.loop_now
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local tostring, setmetatable, getfenv = tostring, setmetatable, debug.getfenv
 local traceback = debug.traceback
@@ -204,8 +205,8 @@ end
 -- something to announce (or someone else acquired: announce finds nothing).
 local function admit(self, st, t, fname)
   local permit = api.breaker_acquire(st.slot, t)
-  if permit == ENOW then
-    t = now()
+  if permit == ENOW then -- OPEN or HALF_OPEN: the loop-cached clock will do
+    t = loop_now()
     permit = api.breaker_acquire(st.slot, t)
   end
   if permit >= 0 then

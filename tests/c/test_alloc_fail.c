@@ -576,7 +576,7 @@ static void report_survives_every_allocation_failure(void **state) {
 /* --------------------------------------------------------- timer queue */
 
 static void timerq_op(void) {
-  fb_timerq q = {NULL, 0, 0, 0};
+  fb_timerq q = {0};
   int pushed = 0;
   for (int k = 0; k < 300; k++) {
     uint64_t before = heap.failed;

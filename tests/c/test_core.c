@@ -350,6 +350,61 @@ static void timerq_drop_keeps_the_order_of_the_rest(void **state) {
   fb_timerq_free(&q);
 }
 
+/* The lanes (runs of one deadline) and the heap together pop exactly in
+ * (deadline, seq) order: waves of equal deadlines as sleepers make them,
+ * mixed with scattered ones, pops and drops in between, checked against
+ * a plain list kept in that order. */
+typedef struct { double deadline; int ref; } ref_entry;
+
+static int ref_before(const ref_entry *a, const ref_entry *b) {
+  return a->deadline < b->deadline || (a->deadline == b->deadline && a->ref < b->ref);
+}
+
+static int drop_every_seventh(void *ctx, const fb_timer *t) {
+  (void)ctx;
+  return t->ref % 7 == 3;
+}
+
+static void timerq_lanes_keep_the_heap_order(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  static ref_entry live[N];
+  int nlive = 0, next_ref = 0;
+  fb_timerq q = {0};
+  fb_rng r;
+  fb_rng_seed(&r, 7);
+  double now = 0;
+  fb_timer t;
+  for (int step = 0; step < 60000; step++) {
+    uint64_t dice = fb_rng_below(&r, 100);
+    if (dice < 55 && nlive < N) { /* mostly waves: few distinct paces */
+      double d = dice < 45 ? now + 0.5 * (double)(1 + fb_rng_below(&r, 3))
+                           : now + (double)fb_rng_below(&r, 1000) / 7.0;
+      assert_int_equal(fb_timerq_push(&q, d, next_ref, 0), 0);
+      live[nlive++] = (ref_entry){d, next_ref++}; /* refs rise as seqs do */
+    } else if (dice < 99 && nlive > 0) {
+      int best = 0;
+      for (int i = 1; i < nlive; i++)
+        if (ref_before(&live[i], &live[best]))
+          best = i;
+      assert_int_equal(fb_timerq_pop(&q, &t), 0);
+      assert_int_equal(t.ref, live[best].ref);
+      now = t.deadline;
+      live[best] = live[--nlive];
+    } else {
+      size_t went = fb_timerq_drop(&q, drop_every_seventh, NULL);
+      int kept = 0;
+      for (int i = 0; i < nlive; i++)
+        if (live[i].ref % 7 != 3)
+          live[kept++] = live[i];
+      assert_int_equal(went, (size_t)(nlive - kept));
+      nlive = kept;
+    }
+    assert_int_equal(q.n, (size_t)nlive);
+  }
+  fb_timerq_free(&q);
+}
+
 static void rng_is_reproducible_and_bounded(void **state) {
   (void)state;
   fb_rng a, b, c;
@@ -389,6 +444,7 @@ int main(void) {
       cmocka_unit_test(balancer_outlives_registry),
       cmocka_unit_test(timerq_orders_by_deadline_then_seq),
       cmocka_unit_test(timerq_drop_keeps_the_order_of_the_rest),
+      cmocka_unit_test(timerq_lanes_keep_the_heap_order),
       cmocka_unit_test(rng_is_reproducible_and_bounded),
   };
   return cmocka_run_group_tests_name("core", tests, NULL, NULL);
