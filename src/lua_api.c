@@ -35,6 +35,32 @@ static double api_breaker_acquire(fb_breaker *const *b, double now) {
   return (double)fb_breaker_acquire(*b, now);
 }
 
+/* A permit at now -- or, where now is NaN and the breaker needs the time
+ * (OPEN, HALF_OPEN), at the loop-cached clock while it is fresh -- in one
+ * call where a rejection took four. out[0]: the time used (NaN: none);
+ * out[1]: after a rejection at a known time, the seconds until a call may
+ * pass (NaN otherwise). Returns the permit, FB_EREJECTED, FBL_ECHANGED (a
+ * rejection with state changes beyond the `seen` the caller announced),
+ * FB_ENOW (the cache is not fresh:
+ * read the clock and call again) or FBL_ECLOSED. */
+static double api_breaker_admit(fb_breaker *const *b, double now,
+                                double seen, const fb_clock_cache *clock,
+                                double *out) {
+  if (!OPEN(b))
+    return FBL_ECLOSED;
+  int64_t p = fb_breaker_acquire(*b, now);
+  if (p == FB_ENOW && clock->fresh)
+    p = fb_breaker_acquire(*b, now = clock->now);
+  out[0] = now;
+  out[1] = NAN;
+  if (p != FB_EREJECTED)
+    return (double)p;
+  if (!isnan(now))
+    out[1] = fb_breaker_retry_after(*b, now);
+  return (double)fb_breaker_transitions(*b) != seen ? FBL_ECHANGED
+                                                   : FB_EREJECTED;
+}
+
 /* A token is an integer 0..2^53 (the doubles that hold it exactly):
  * anything else (0.5, -0, NaN, 1e300) is malformed, not truncated into
  * some other token. */
@@ -286,7 +312,8 @@ static const char cdef[] =
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "typedef struct fb_clock_cache { " STR(FBL_CLOCK_CACHE_FIELDS) " } fb_clock_cache;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
-    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_ESERVICES = " STR(FBL_ESERVICES) ", FBL_WEIGHT = 0"
+    "enum { FBL_ECLOSED = " STR(FBL_ECLOSED) ", FBL_ESERVICES = " STR(FBL_ESERVICES)
+    ", FBL_ECHANGED = " STR(FBL_ECHANGED) ", FBL_WEIGHT = 0"
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
     " FBL_PORT, FBL_EJECTED };\n"
     "enum { FBL_HOST = 0, FBL_ZONE };\n";

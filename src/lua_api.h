@@ -31,6 +31,13 @@
  * instead of an FFI call of its own before every pick. */
 #define FBL_ESERVICES (-101)
 
+/* breaker_admit's answer for a rejection when the breaker made state
+ * changes the caller has not announced (it says how many it saw): this
+ * call's own (OPEN gave way to HALF_OPEN, whose probes were taken) or
+ * another thread's or process's; a plain rejection (FB_EREJECTED) has
+ * none to announce. */
+#define FBL_ECHANGED (-102)
+
 /* The loop-cached clock (runtime.h): `now` is the runtime's time when the
  * running coroutine was last resumed, valid while fresh is non-zero (a
  * coroutine of the runtime runs); Lua reads it as a field, no call. */
@@ -43,6 +50,8 @@ typedef struct fb_clock_cache {
   X(double, now, (const fb_runtime * rt))                                    \
   X(const fb_clock_cache *, clock_cache, (const fb_runtime *rt))             \
   X(double, breaker_acquire, (fb_breaker *const *b, double now))             \
+  X(double, breaker_admit, (fb_breaker *const *b, double now, double seen,   \
+                            const fb_clock_cache *clock, double *out))       \
   X(int, breaker_record,                                                     \
     (fb_breaker *const *b, double permit, int outcome, double duration,     \
      double now))                                                            \

@@ -30,6 +30,7 @@ end
 -- lags by the coroutine's time since its resume: for decisions measured
 -- in seconds (expiry, picks), never for a duration. Virtual: exact.
 local clock = api.clock_cache(rt)
+M.clock = clock -- for entries that read the cache themselves (breaker_admit)
 function M.loop_now()
   if clock.fresh ~= 0 then return clock.now end
   local t = api.now(rt)

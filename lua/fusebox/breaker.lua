@@ -97,7 +97,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local events = core.import "fusebox.events"
 local api, now, argerror, timed_out = base.api, base.now, base.argerror, base.timed_out
-local loop_now = base.loop_now
+local clock = base.clock
 local format, type, error, pcall, xpcall = string.format, type, error, pcall, xpcall
 local tostring, setmetatable, getfenv = tostring, setmetatable, debug.getfenv
 local traceback = debug.traceback
@@ -112,7 +112,7 @@ local OUTCOME_NAMES = { [0] = "success", "failure", "ignored", "timeout" }
 local EINVAL, ESTALE, ENOW = -1, -5, -8
 local NAN = 0 / 0 -- "the clock was not read" (fusebox.h, fb_breaker_acquire)
 local ffi = require "ffi"
-local ECLOSED = ffi.C.FBL_ECLOSED
+local ECLOSED, ECHANGED = ffi.C.FBL_ECLOSED, ffi.C.FBL_ECHANGED
 local EVENTS = { state_change = true, rejected = true, outcome = true }
 
 local M = {}
@@ -177,8 +177,7 @@ local function announce(self, st)
   end
 end
 
-local function rejected(self, st, t)
-  local wait = api.breaker_retry_after(st.slot, t)
+local function rejected(self, st, t, wait)
   if wait < 0 then closed_under("acquire") end
   if events.on() then events.emit("reject", { breaker = events.id(self), name = st.name }) end
   local list = st.listeners.rejected
@@ -200,24 +199,32 @@ end
 
 -- Asks the core for a permit at t (NaN: not read): the permit (>= 0) and
 -- the time it was given at (still NaN if it needed none), or nil,
--- retry_after. Tokens come in order and every state change skips one: a
--- token other than the one after the last we saw means there may be
--- something to announce (or someone else acquired: announce finds nothing).
+-- retry_after. Where the breaker needs the time (OPEN, HALF_OPEN) the
+-- entry takes the loop-cached clock itself, and a rejection comes back
+-- with its retry_after, in one call. Tokens come in order and every state
+-- change skips one: a token other than the one after the last we saw
+-- means there may be something to announce (or someone else acquired:
+-- announce finds nothing); a rejection says whether there is.
+local admit_out = ffi.new("double[2]") -- time used, retry_after
 local function admit(self, st, t, fname)
-  local permit = api.breaker_acquire(st.slot, t)
-  if permit == ENOW then -- OPEN or HALF_OPEN: the loop-cached clock will do
-    t = loop_now()
-    permit = api.breaker_acquire(st.slot, t)
+  local permit = api.breaker_admit(st.slot, t, st.seen, clock, admit_out)
+  if permit == ENOW then -- outside a coroutine of the runtime: the clock
+    permit = api.breaker_admit(st.slot, now(), st.seen, clock, admit_out)
   end
+  t = admit_out[0]
   if permit >= 0 then
     if permit ~= st.next then announce(self, st) end
     st.next = permit + 1
     return permit, t
   end
   if permit == ECLOSED then closed_under(fname) end
-  announce(self, st)
-  if t ~= t then t = now() end
-  return nil, rejected(self, st, t)
+  local wait = admit_out[1]
+  if permit == ECHANGED then announce(self, st) end
+  if wait ~= wait then -- rejected with no time read (FORCED_OPEN)
+    t = now()
+    wait = api.breaker_retry_after(st.slot, t)
+  end
+  return nil, rejected(self, st, t, wait)
 end
 
 -- Records an outcome at t (NaN: not read, and then duration may be NaN
