@@ -701,6 +701,10 @@ int fb_runtime_run(fb_runtime *rt);
 /* Returns the runtime's clock in seconds: what to pass as "now". */
 double fb_runtime_now(const fb_runtime *rt);
 
+/* The three below return the object Lua exported as name, or NULL (see
+ * last error). The pointer stays valid until fb_runtime_free(), whatever
+ * Lua does with the object afterwards. */
+
 /* Returns the breaker Lua exported as name, or NULL (see last error). */
 fb_breaker *fb_runtime_breaker(fb_runtime *rt, const char *name);
 

@@ -135,6 +135,8 @@ static void io_close(fb_io *io, lua_State *L) { tcp_close((tcp *)io, L, 0); }
 
 static int tcp_gc(lua_State *L) {
   tcp **slot = fbl_check_gc(L, FBL_TCP);
+  if (!slot) /* a host holds it */
+    return 0;
   if (*slot) /* NULL once closed */
     tcp_close(*slot, L, 0);
   return 0;
