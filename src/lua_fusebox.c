@@ -243,9 +243,11 @@ static int l_export(lua_State *L) {
   fbl_check_name(L, 1, "name");
   if (!lua_isnil(L, 2) && !luaL_testudata(L, 2, FBL_REGISTRY) &&
       !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER))
-    return luaL_argerror(L, 2, lua_pushfstring(L, "registry, balancer or "
-                                                  "breaker expected, got %s",
-                                               luaL_typename(L, 2)));
+    return luaL_error(L, "bad argument #2 to 'export' (registry, balancer "
+                         "or breaker expected, got %s)", luaL_typename(L, 2));
+  if (!lua_isnil(L, 2) && !*(void **)lua_touserdata(L, 2)) /* its __gc ran */
+    return luaL_error(L, "bad argument #2 to 'export' (%s is closed)",
+                      fbl_typename(L, 2));
   lua_settop(L, 2);
   lua_getfield(L, LUA_REGISTRYINDEX, FBL_EXPORTS);
   lua_insert(L, 1);
