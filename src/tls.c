@@ -19,8 +19,9 @@
 #include <openssl/x509v3.h>
 
 struct fb_tls {
-  SSL *ssl; /* reads the peer's ciphertext from its rbio, writes its
-               own to its wbio: two memory BIOs */
+  SSL *ssl;  /* reads the peer's ciphertext from its rbio, writes its
+                own to its wbio: two memory BIOs */
+  int ready; /* the handshake succeeded (OpenSSL forgets it on an alert) */
   char error[256];
 };
 
@@ -71,12 +72,15 @@ static int load_files(SSL_CTX *ctx, const fb_tls_options *o, char *err,
                ssl_reason("no certificate in it"));
       return 0;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1) {
+    int loaded = SSL_CTX_use_PrivateKey_file(ctx, o->key_file,
+                                             SSL_FILETYPE_PEM) == 1;
+    if (!loaded &&
+        ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
       snprintf(err, errlen, "cannot load key_file '%s': %s", o->key_file,
                ssl_reason("no key in it"));
       return 0;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
       snprintf(err, errlen, "key_file '%s' does not match cert_file '%s'",
                o->key_file, o->cert_file);
       return 0;
@@ -174,7 +178,7 @@ void fb_tls_free(fb_tls *t) {
 /* Records why the operation that returned ret failed, and returns
  * FB_TLS_FAILED. */
 static int failed(fb_tls *t, int ret) {
-  int ready = SSL_is_init_finished(t->ssl);
+  int ready = t->ready;
   long v = SSL_get_verify_result(t->ssl);
   int e = SSL_get_error(t->ssl, ret);
   if (!ready && v != X509_V_OK)
@@ -201,18 +205,20 @@ int fb_tls_feed(fb_tls *t, const char *data, size_t n) {
 }
 
 int fb_tls_handshake(fb_tls *t) {
-  if (SSL_is_init_finished(t->ssl))
+  if (t->ready)
     return FB_TLS_OK;
   ERR_clear_error();
   int r = SSL_do_handshake(t->ssl);
-  if (r == 1)
+  if (r == 1) {
+    t->ready = 1;
     return FB_TLS_OK;
+  }
   if (SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_READ)
     return FB_TLS_AGAIN;
   return failed(t, r);
 }
 
-int fb_tls_ready(const fb_tls *t) { return SSL_is_init_finished(t->ssl); }
+int fb_tls_ready(const fb_tls *t) { return t->ready; }
 
 int fb_tls_read(fb_tls *t, char *buf, size_t cap) {
   ERR_clear_error();
@@ -243,7 +249,7 @@ int fb_tls_write(fb_tls *t, const char *data, size_t n) {
 
 void fb_tls_shutdown(fb_tls *t) {
   ERR_clear_error();
-  if (SSL_is_init_finished(t->ssl))
+  if (t->ready && SSL_is_init_finished(t->ssl))
     SSL_shutdown(t->ssl);
   ERR_clear_error();
 }

@@ -2,7 +2,8 @@
 # Makes the test PKI in DIR (tests/tls/mkcerts.sh DIR), with the openssl
 # command only, all on fresh keys (EC P-256: quick to make):
 #   ca.pem ca.key          the test CA
-#   server.pem server.key  signed by it for localhost and 127.0.0.1 (good chain)
+#   server.pem server.key  signed by it for localhost and 127.0.0.1 (good chain;
+#                          a client certificate too, as etcd's gateway uses it so)
 #   wrong.pem wrong.key    signed by it for wrong.example only
 #   expired.pem expired.key signed by it for localhost, valid in 2020 only
 #   self.pem self.key      self-signed for localhost
@@ -30,7 +31,7 @@ leaf() {
 }
 ca ca "/CN=fusebox test CA"
 ca other-ca "/CN=fusebox other CA"
-leaf server ca "/CN=localhost" "DNS:localhost,IP:127.0.0.1" serverAuth
+leaf server ca "/CN=localhost" "DNS:localhost,IP:127.0.0.1" serverAuth,clientAuth
 leaf wrong ca "/CN=wrong.example" "DNS:wrong.example" serverAuth
 leaf client ca "/CN=fusebox-client" "DNS:fusebox-client" clientAuth
 leaf rogue other-ca "/CN=rogue-client" "DNS:rogue-client" clientAuth
