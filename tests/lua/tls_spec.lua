@@ -197,6 +197,52 @@ describe("TLS", function()
     assert.is_true(took >= 0.2 and took < 0.8, "took " .. took)
   end)
 
+  it("fails a read when a record is forged after the handshake, and reads a close_notify as closed", function()
+    local forged, closed
+    run(function()
+      local real = assert(fb.tcp.listen { port = 0,
+        tls = { cert_file = pem "server.pem", key_file = pem "server.key" },
+        handler = function(s)
+          local cmd = s:read(2)
+          if cmd == "close" then s:close() else fb.sleep(0.5); s:close() end
+        end })
+      local inject = false
+      -- forwards both ways; once told, forges an application-data record
+      local proxy = raw_server(function(s)
+        local up = assert(fb.tcp.connect("127.0.0.1", real:port()))
+        fb.spawn(function()
+          while true do
+            local data = s:read(2)
+            if not data or not up:write(data) then break end
+          end
+          up:close()
+        end)
+        while true do
+          local data = up:read(0.05)
+          if inject then s:write("\23\3\3\0\32" .. string.rep("\1", 32)); break end
+          if data and not s:write(data) then break end
+          if not data and up:closed() then break end
+        end
+        fb.sleep(0.1)
+        s:close()
+      end)
+      local c = assert(fb.tcp.connect("127.0.0.1", proxy:port(), { tls = CA }))
+      assert(c:write("wait"))
+      inject = true
+      forged = { c:read(2) }
+      c:close()
+      c = assert(fb.tcp.connect("127.0.0.1", real:port(), { tls = CA }))
+      assert(c:write("close"))
+      closed = { c:read(2) }
+      c:close()
+      proxy:close()
+      real:close()
+    end)
+    assert.is_nil(forged[1])
+    assert.are.equal("tls: decryption failed or bad record mac", forged[2])
+    assert.are.same({ nil, "closed" }, closed)
+  end)
+
   it("refuses an oversized record at once, however much follows", function()
     local r, sent
     run(function()
