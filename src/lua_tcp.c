@@ -43,8 +43,14 @@ typedef struct connect_req {
 typedef struct write_req {
   uv_write_t req; /* first: the callback casts back */
   int waiter;
+  size_t unasked; /* bytes of TLS output nobody asked to write */
   char data[];
 } write_req;
+
+/* The most TLS output a socket queues on its own (key update answers,
+ * alerts) while its peer reads nothing: a peer that keeps asking for
+ * answers it never takes fails the connection instead of filling memory. */
+#define TLS_UNASKED_MAX (1024 * 1024)
 
 struct tcp {
   fb_io io;                /* first: the runtime's list of open I/O */
@@ -61,6 +67,7 @@ struct tcp {
   char *pending;           /* data that arrived for a reader who had gone */
   size_t npending;
   fb_tls *tls;             /* NULL: plain text */
+  size_t unasked;          /* TLS output queued on its own, not yet sent */
   int handshaking;         /* the reader waits for the TLS handshake */
   int closed;
 };
@@ -299,18 +306,21 @@ static void on_write(uv_write_t *req, int status);
 
 /* Sends what t's TLS session has for the peer: what the kernel takes at
  * once, the rest by uv_write, in order behind the writes in flight.
- * *in_flight (if not NULL) is that write, or NULL when all went at once.
- * Returns 0 or a libuv error. */
+ * *in_flight (NULL: output the session made on its own) is that write,
+ * or NULL when all went at once. Returns 0 or a libuv error. */
 static int tls_send(tcp *t, write_req **in_flight) {
   if (in_flight)
     *in_flight = NULL;
   size_t n = fb_tls_output_size(t->tls);
   if (n == 0)
     return 0;
+  if (!in_flight && t->unasked + n > TLS_UNASKED_MAX)
+    return UV_ENOBUFS;
   write_req *w = malloc(sizeof *w + n);
   if (!w)
     return UV_ENOMEM;
   w->waiter = LUA_NOREF;
+  w->unasked = 0;
   n = fb_tls_take_output(t->tls, w->data, n);
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
   int sent = uv_try_write((uv_stream_t *)&t->handle, &b, 1);
@@ -325,8 +335,12 @@ static int tls_send(tcp *t, write_req **in_flight) {
     free(w);
     return rc;
   }
-  if (in_flight)
+  if (in_flight) {
     *in_flight = w;
+  } else {
+    w->unasked = n - done;
+    t->unasked += w->unasked;
+  }
   return 0;
 }
 
@@ -553,6 +567,7 @@ static int tcp_unwatch(lua_State *L) {
 static void on_write(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   tcp *t = req->handle->data;
+  t->unasked -= w->unasked;
   if (t->writing == w)
     t->writing = NULL;
   if (w->waiter != LUA_NOREF && t->rt) {
@@ -620,6 +635,7 @@ static int tcp_write(lua_State *L) {
   write_req *w = malloc(sizeof *w + len - done);
   if (!w)
     return luaL_error(L, "tcp write: out of memory");
+  w->unasked = 0;
   memcpy(w->data, data + done, len - done);
   b = uv_buf_init(w->data, (unsigned)(len - done));
   int rc = uv_write(&w->req, (uv_stream_t *)&t->handle, &b, 1, on_write);
