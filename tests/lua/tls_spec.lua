@@ -309,6 +309,25 @@ describe("TLS", function()
     assert.are.equal("late", data)
   end)
 
+  it("health-checks instances over HTTPS: an expired certificate is a failed probe", function()
+    local good, expired
+    run(function()
+      local a, b = https_server("server"), https_server("expired")
+      local reg = fb.registry {}
+      reg:register("web", "127.0.0.1", a:port())
+      reg:register("web", "127.0.0.1", b:port())
+      local hc = fb.health_check { registry = reg, service = "web", type = "http", interval = 0.05,
+        timeout = 1, healthy_threshold = 1, unhealthy_threshold = 1, tls = CA }
+      fb.sleep(0.3)
+      good, expired = hc:is_healthy("127.0.0.1", a:port()), hc:is_healthy("127.0.0.1", b:port())
+      hc:stop()
+      a:close()
+      b:close()
+    end)
+    assert.is_true(good)
+    assert.is_false(expired)
+  end)
+
   it("raises on options it cannot use, naming the argument", function()
     local function err(fn)
       local ok, e
