@@ -490,7 +490,7 @@ local function check_endpoints(eps, opts)
       bad(format("endpoints[%d] must be an http[s]://host:port URL, got '%s'", i, tostring(ep)))
     end
     out[i] = (match(ep, "^(https?://[^/]+)")) -- the gateway lives at /v3/
-    if scheme == "https" then secure[out[i]] = opts.tls == nil or opts.tls end
+    if scheme == "https" then secure[out[i]] = opts.tls or true end
   end
   if opts.tls and next(secure) == nil then bad("tls is for https:// endpoints, and none is") end
   return out, secure

@@ -141,7 +141,8 @@ local function target_of(opts)
       return nil, format("url must be http[s]://host[:port]/path, got '%s'", opts.url)
     end
     https = scheme == "https"
-    if opts.tls ~= nil and not https then return nil, "tls is for https:// urls" end
+    if opts.tls and not https then return nil, "tls is for https:// urls" end
+    if opts.tls == false and https then return nil, "an https:// url needs tls (true or a table), got false" end
     port = port or (https and 443 or 80)
   else
     local inst = opts.instance
@@ -210,7 +211,7 @@ function M.request(opts)
   end
   local host, port, target, https = target_of(opts)
   if not host then argerror(1, "request", port) end
-  local secure = https and tls.client(opts.tls == nil or opts.tls, 1, "request")
+  local secure = https and tls.client(opts.tls == nil or opts.tls, 1, "request") -- never false here
   local method = opts.method or "GET"
   local body = opts.body or ""
   if type(method) ~= "string" or not find(method, "^%u+$") then

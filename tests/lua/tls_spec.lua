@@ -352,6 +352,8 @@ describe("TLS", function()
       err(connect { handshake_timeout = 0 }))
     assert.matches("bad argument #1 to 'request' %(tls is for https:// urls%)",
       err(function() fb.http.request { url = "http://127.0.0.1:1/", tls = CA } end))
+    assert.matches("bad argument #1 to 'request' %(an https:// url needs tls %(true or a table%), got false%)",
+      err(function() fb.http.request { url = "https://127.0.0.1:1/", tls = false } end))
     assert.matches("bad argument #1 to 'serve' %(tls.cert_file and tls.key_file are required%)",
       err(function() fb.http.serve { port = 0, tls = { ca_file = CA.ca_file }, handler = print } end))
     assert.matches("bad argument #1 to 'listen' %(tls must be a table with cert_file and key_file, got true%)",
