@@ -243,6 +243,54 @@ describe("TLS", function()
     assert.are.same({ nil, "closed" }, closed)
   end)
 
+  it("times out a write to a peer that reads nothing, and a server drops a client forging records", function()
+    local wrote, served, forged
+    run(function()
+      local stuck = assert(fb.tcp.listen { port = 0,
+        tls = { cert_file = pem "server.pem", key_file = pem "server.key" },
+        handler = function(s) fb.sleep(1); s:close() end })
+      local c = assert(fb.tcp.connect("127.0.0.1", stuck:port(), { tls = CA }))
+      wrote = { c:write(string.rep("x", 32 * 1024 * 1024), 0.2) }
+      assert.is_true(c:closed())
+      stuck:close()
+      local srv = assert(fb.http.serve { port = 0,
+        tls = { cert_file = pem "server.pem", key_file = pem "server.key" },
+        handler = function() served = true; return 200, {}, "" end })
+      -- forwards both ways until told, then forges a record to the server
+      local inject, upstream_said = false, nil
+      local proxy = raw_server(function(s)
+        local up = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+        fb.spawn(function()
+          while true do
+            local data = up:read(2)
+            if not data then upstream_said = "closed"; break end
+            if not s:write(data) then break end
+          end
+          s:close()
+        end)
+        while true do
+          local data = s:read(0.05)
+          if inject then up:write("\23\3\3\0\32" .. string.rep("\1", 32)); break end
+          if data and not up:write(data) then break end
+          if not data and s:closed() then break end
+        end
+        fb.sleep(0.2)
+        up:close()
+      end)
+      local c = assert(fb.tcp.connect("127.0.0.1", proxy:port(), { tls = CA }))
+      inject = true
+      forged = { c:read(2) }
+      c:close()
+      proxy:close()
+      srv:close()
+      forged[3] = upstream_said
+    end)
+    assert.are.same({ nil, "timeout" }, wrote)
+    -- the server refused it with an alert, and hung up
+    assert.are.same({ nil, "tls: sslv3 alert bad record mac", "closed" }, forged)
+    assert.is_nil(served)
+  end)
+
   it("refuses an oversized record at once, however much follows", function()
     local r, sent
     run(function()
