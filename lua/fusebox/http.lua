@@ -357,7 +357,8 @@ end
 -- -> server | nil, err. With tls = {cert_file=, key_file= [, ca_file=]}
 -- (fusebox/tls.lua) it speaks HTTPS: each connection's handshake, within
 -- its slot and bounded by tls.handshake_timeout (else read_timeout),
--- comes before its first request; one that fails is closed. handler(req) gets {method, url, path, query,
+-- comes before its first request; one that fails is closed.
+-- handler(req) gets {method, url, path, query,
 -- version, headers (lower-case names), trailers (the same, after a
 -- chunked body), body, keep_alive} and returns status (200..599),
 -- headers, body. A HEAD request's body is announced, never sent.
