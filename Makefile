@@ -20,9 +20,9 @@ PKGS    := luajit libuv libcjson openssl
 # `make test` adds the test tools, `make bench` the load generator.
 DEB_BUILD := pkg-config gcc libc6-dev libluajit2-5.1-dev luajit2 libuv1-dev \
              libcjson-dev libhttp-parser-dev libssl-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl etcd-server etcd-client \
+DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl openssl etcd-server etcd-client \
              nginx-light libnginx-mod-http-lua
-DEB_BENCH := wrk etcd-server etcd-client nginx-light libnginx-mod-http-lua
+DEB_BENCH := wrk openssl etcd-server etcd-client nginx-light libnginx-mod-http-lua
 # The report's browser test; optional: where apt cannot install it, the
 # test skips and says why (deps-browser leaves the reason in $(BUILD)).
 DEB_BROWSER := chromium
