@@ -108,6 +108,23 @@ describe("TLS", function()
     assert.matches("unknown ca", rogue[2])
   end)
 
+  it("serves 100 concurrent HTTPS clients, each its own handshake, all answered", function()
+    local ok, done = 0, 0
+    run(function()
+      local srv = https_server("server")
+      for i = 1, 100 do
+        fb.spawn(function()
+          local status, _, body = get(srv, CA, "localhost", "/" .. i)
+          if status == 200 and body == "hi /" .. i then ok = ok + 1 end
+          done = done + 1
+        end)
+      end
+      while done < 100 do fb.sleep(0.01) end
+      srv:close()
+    end)
+    assert.are.equal(100, ok)
+  end)
+
   it("carries plaintext both ways over fb.tcp, in any size, with tls = true defaults", function()
     local echoed, info, defaults
     local big = string.rep("0123456789abcdef", 256 * 1024) -- 4 MiB: many records, partial writes
