@@ -5,10 +5,14 @@
  * A context is the costly part (reading the CA store, the certificate
  * and key), so tls.lua makes each one once and every connection's
  * session takes a reference of its own: a context collected by Lua
- * lives on in the sessions still open (OpenSSL counts them).
+ * lives on in the sessions still open (OpenSSL counts them). tls.lua
+ * makes a context again when tls_stamp says its files changed.
  */
 #include "lua_util.h"
 #include "tls.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
 
 #define FBL_TLS_CONTEXT "fusebox.tls_context"
 
@@ -54,9 +58,33 @@ static int tls_context(lua_State *L) {
   return 1;
 }
 
+/* core.tls_stamp(path...) -> a string that changes when any of the
+ * files does (inode, size, modification time; "-" for one that is
+ * missing); nil arguments are skipped. */
+static int tls_stamp(lua_State *L) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= lua_gettop(L); i++) {
+    struct stat st;
+    char one[96];
+    if (lua_isnil(L, i))
+      continue;
+    if (stat(luaL_checkstring(L, i), &st) != 0)
+      snprintf(one, sizeof one, "-|");
+    else
+      snprintf(one, sizeof one, "%llu:%lld:%lld.%09ld|",
+               (unsigned long long)st.st_ino, (long long)st.st_size,
+               (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+    luaL_addstring(&b, one);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static const luaL_Reg context_methods[] = {{NULL, NULL}};
 
 static const luaL_Reg tls_functions[] = {{"tls_context", tls_context},
+                                         {"tls_stamp", tls_stamp},
                                          {NULL, NULL}};
 
 void fbl_open_tls(lua_State *L, int rt_idx) {

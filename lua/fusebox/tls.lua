@@ -13,8 +13,8 @@
 -- Server: tls = { cert_file=, key_file=, ca_file=, handshake_timeout=10 }:
 --   with ca_file, every client must present a certificate that chains
 --   to it.
--- Files are read when a context is first made; a process that must see
--- a renewed certificate makes a new one by giving another path.
+-- Files are read when a context is first made, and again once they
+-- change (current() below): certificates renew without a restart.
 
 local core = select(2, ...)
 local format, find, type, tostring, error, pairs, concat =
@@ -44,20 +44,48 @@ local function bad_file(v, key)
   end
 end
 
-local contexts = {} -- server, ca, cert, key, verify -> context, made once each
+-- Seconds between looks at a context's files, for renewed certificates.
+M.RELOAD_CHECK = 1
+
+-- server, ca, cert, key, verify -> {context=, the settings, stamp= of
+-- the files it was made from, checked= when they were last looked at}
+local contexts = {}
 
 local function context(server, ca, cert, key, verify)
   local id = concat({ server and "s" or "c", ca or "", cert or "", key or "", verify and "1" or "0" }, "\0")
-  local ctx = contexts[id]
-  if ctx then return ctx end
-  local err
-  ctx, err = core.tls_context(server, ca, cert, key, verify)
+  local e = contexts[id]
+  if e then return e end
+  local stamp = core.tls_stamp(ca, cert, key)
+  local ctx, err = core.tls_context(server, ca, cert, key, verify)
   if not ctx then return nil, "tls: " .. err end
-  contexts[id] = ctx
-  return ctx
+  e = { context = ctx, server = server, ca = ca, cert = cert, key = key, verify = verify,
+    stamp = stamp, checked = core.now() }
+  contexts[id] = e
+  return e
 end
 
--- The checked settings of tls for M.handshake: {context=, server_name=,
+-- The context of entry e, made again from its files once they changed
+-- (looked at no more often than every RELOAD_CHECK seconds): a renewed
+-- certificate, key or CA file is used from the next handshake on. New
+-- files that cannot be used (a rotation half done: a new certificate,
+-- the old key) leave the old context in use, reported once each.
+local function current(e)
+  local t = core.now()
+  if t - e.checked < M.RELOAD_CHECK then return e.context end
+  e.checked = t
+  local stamp = core.tls_stamp(e.ca, e.cert, e.key)
+  if stamp == e.stamp or stamp == e.failed then return e.context end
+  local ctx, err = core.tls_context(e.server, e.ca, e.cert, e.key, e.verify)
+  if ctx then
+    e.context, e.stamp, e.failed = ctx, stamp, nil
+  else
+    e.failed = stamp
+    core.report("tls", "cannot use the changed files, keeping the ones before: " .. err)
+  end
+  return e.context
+end
+
+-- The checked settings of tls for M.handshake: {entry=, server_name=,
 -- handshake_timeout=} | nil when tls is nil or false | false, why it
 -- cannot be used ("tls.ca_file must be a file name, got 42", "tls:
 -- cannot read ca_file 'x': No such file or directory").
@@ -92,9 +120,9 @@ function M.check(tls, server)
   if ht ~= nil and (type(ht) ~= "number" or not (ht > 0) or ht == math.huge) then
     return false, "tls.handshake_timeout must be a positive number of seconds, got " .. shown(ht)
   end
-  local ctx, err = context(server, tls.ca_file, tls.cert_file, tls.key_file, verify)
-  if not ctx then return false, err end
-  return { context = ctx, server_name = sn, handshake_timeout = ht }
+  local e, err = context(server, tls.ca_file, tls.cert_file, tls.key_file, verify)
+  if not e then return false, err end
+  return { entry = e, server_name = sn, handshake_timeout = ht }
 end
 
 -- M.check for argument n of the API function fname, whose caller the
@@ -119,7 +147,7 @@ end
 -- err; a failure closes sock: "certificate verify failed: ...", "tls
 -- handshake failed: ...", "tls handshake timeout".
 function M.handshake(s, cfg, host, timeout)
-  s:_tls_start(cfg.context, host and (cfg.server_name or host) or nil)
+  s:_tls_start(current(cfg.entry), host and (cfg.server_name or host) or nil)
   local woke, ok, err = s:_handshake(timeout or cfg.handshake_timeout or M.HANDSHAKE_TIMEOUT)
   if woke and ok then return s end
   if not woke then s:_cancel_read() end

@@ -125,6 +125,28 @@ describe("TLS", function()
     assert.are.equal(100, ok)
   end)
 
+  it("uses renewed certificate files from the next handshake on, keeping the old while the new cannot be used", function()
+    local function copy(from, to) assert(os.execute(string.format("cp %s %s", pem(from), pem(to))) == 0) end
+    copy("server.pem", "live.pem")
+    copy("server.key", "live.key")
+    local before, renewed, half
+    run(function()
+      local srv = https_server("live")
+      before = { get(srv, CA) }
+      copy("wrong.pem", "live.pem") -- renewed: now for wrong.example
+      copy("wrong.key", "live.key")
+      fb.sleep(1.1) -- tls.lua looks at the files at most once a second
+      renewed = { get(srv, CA) }
+      copy("server.pem", "live.pem") -- half a rotation: the new certificate, the old key
+      fb.sleep(1.1)
+      half = { get(srv, { ca_file = CA.ca_file, server_name = "wrong.example" }) }
+      srv:close()
+    end)
+    assert.are.equal(200, before[1])
+    assert.are.same({ nil, "certificate verify failed: hostname mismatch" }, renewed)
+    assert.are.equal(200, half[1]) -- still the wrong.example certificate
+  end)
+
   it("carries plaintext both ways over fb.tcp, in any size, with tls = true defaults", function()
     local echoed, info, defaults
     local big = string.rep("0123456789abcdef", 256 * 1024) -- 4 MiB: many records, partial writes
