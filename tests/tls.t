@@ -60,6 +60,30 @@ timeout 10 "$B/fusebox" serve --listen 127.0.0.1:0 --tls-cert "$P/server.pem" --
 check "a TLS file it cannot use: one line, exit 2" \
   "rc=2 lines=1: fusebox: tls: cannot read key_file '/nonexistent': No such file or directory" \
   "rc=$? lines=$(wc -l < "$tmp/err2"): $(cat "$tmp/err2")"
+check "openssl s_client speaks TLS 1.2 to it too" "Protocol  : TLSv1.2" \
+  "$(echo Q | timeout 10 openssl s_client -tls1_2 -connect "127.0.0.1:$port" -CAfile "$P/ca.pem" \
+       -cert "$P/client.pem" -key "$P/client.key" 2>/dev/null | grep 'Protocol  :')"
+kill $pid 2>/dev/null
+wait $pid 2>/dev/null
+pid=
+
+# ------------------------------------- fusebox against another TLS server
+set -- $(sh tests/etcd/ctl.sh ports 1)
+openssl s_server -quiet -tls1_2 -accept "127.0.0.1:$1" -cert "$P/server.pem" -key "$P/server.key" -www \
+  > /dev/null 2>&1 &
+pid=$!
+cat > "$tmp/s_server.lua" <<LUA
+local fb = require "fusebox"
+local status
+for _ = 1, 50 do -- until s_server listens
+  local err
+  status, err = fb.http.request { url = "https://localhost:$1/", tls = { ca_file = "$P/ca.pem" } }
+  if status or err ~= "connection refused" then print(status, err) break end
+  fb.sleep(0.1)
+end
+LUA
+check "fb.http.request to openssl s_server -tls1_2 -www" "200" \
+  "$(timeout 20 "$B/fusebox" run "$tmp/s_server.lua" 2>&1)"
 kill $pid 2>/dev/null
 wait $pid 2>/dev/null
 pid=
