@@ -121,5 +121,12 @@ void fbl_open_tcp(lua_State *L, int rt_idx);
 void fbl_open_http(lua_State *L, int rt_idx);
 void fbl_open_catalog(lua_State *L, int rt_idx);
 void fbl_open_backend(lua_State *L, int rt_idx);
+/* TLS contexts (src/lua_tls.c), opened by fbl_open_tcp with the sockets
+ * that use them. */
+void fbl_open_tls(lua_State *L, int rt_idx);
+
+/* The OpenSSL context of the fusebox.tls_context at idx (raises
+ * otherwise). */
+struct ssl_ctx_st *fbl_check_tls_context(lua_State *L, int idx);
 
 #endif

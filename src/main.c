@@ -36,6 +36,8 @@ static const char usage[] =
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
     "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
     "                     [--heartbeat-timeout SECONDS]\n"
+    "                     [--tls-cert FILE --tls-key FILE "
+    "[--tls-client-ca FILE]]\n"
     "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
@@ -80,6 +82,10 @@ static const char usage[] =
     "                  (anyone who can connect can change the registry)\n"
     "  --heartbeat-timeout SECONDS  an instance not heard from for this\n"
     "                  long is expired (default 30)\n"
+    "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate\n"
+    "                  chain and key (PEM)\n"
+    "  --tls-client-ca FILE  clients must present a certificate signed by\n"
+    "                  a CA in FILE (mutual TLS)\n"
     "\n"
     "fusebox test runs each scenario file (each .lua file of a directory,\n"
     "in name order; tests/scenarios by default) as its own virtual-time run\n"
@@ -757,20 +763,24 @@ static int test(int argc, char **argv) {
  * address it cannot listen on goes in failed.error, for one line and
  * exit 2 rather than a run's traceback. */
 static const char serve_main[] =
-    "local failed, host, port, token, auth_reads, insecure, timeout, script = ...\n"
+    "local failed, host, port, token, auth_reads, insecure, timeout, tls, script = ...\n"
     "local fb = require 'fusebox'\n"
     "local reg = timeout and fb.registry { heartbeat_timeout = timeout }\n"
-    "local api, err = fb.serve_registry { host = host, port = port, token = token,\n"
-    "  auth_reads = auth_reads, insecure = insecure, registry = reg }\n"
-    "if not api then\n"
+    "local made, api, err = pcall(fb.serve_registry, { host = host, port = port,\n"
+    "  token = token, auth_reads = auth_reads, insecure = insecure, registry = reg,\n"
+    "  tls = tls })\n"
+    "if not made then\n" /* a TLS file it cannot use */
+    "  failed.error = tostring(api):match('%((tls.*)%)$') or tostring(api)\n"
+    "  return\n"
+    "elseif not api then\n"
     "  failed.error = string.format('cannot listen on %s:%d: %s', host, port, err)\n"
     "  return\n"
     "end\n"
     "fb.export('serve', api.registry)\n"
-    "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
-    "services\\n', host, api:port()))\n"
+    "io.stdout:write(string.format('fusebox: registry API on %s://%s:%d/v1/"
+    "services\\n', tls and 'https' or 'http', host, api:port()))\n"
     "io.stdout:flush()\n"
-    "if script then assert(loadfile(script))(api.registry, api, select(9, ...)) end\n";
+    "if script then assert(loadfile(script))(api.registry, api, select(10, ...)) end\n";
 
 #define TOKEN_MAX 4096
 
@@ -820,6 +830,7 @@ static int is_loopback(const char *host) {
 static int serve(int argc, char **argv) {
   options o = {.listen = "127.0.0.1:8500"};
   const char *token_file = NULL;
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
   int auth_reads = 0, insecure = 0;
   double timeout = 0;
   int i = 2;
@@ -834,6 +845,12 @@ static int serve(int argc, char **argv) {
       auth_reads = 1;
     else if (strcmp(argv[i], "--insecure") == 0)
       insecure = 1;
+    else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc)
+      tls_cert = argv[++i];
+    else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc)
+      tls_key = argv[++i];
+    else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc)
+      tls_ca = argv[++i];
     else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
       char *end;
       timeout = strtod(argv[++i], &end);
@@ -849,6 +866,9 @@ static int serve(int argc, char **argv) {
     return fb_cli_usage_error("bad --listen '%s': want HOST:PORT", o.listen);
   if (auth_reads && !token_file)
     return fb_cli_usage_error("%s needs --token-file", "--auth-reads");
+  if (!tls_cert != !tls_key || (tls_ca && !tls_cert))
+    return fb_cli_usage_error("%s", "--tls-cert and --tls-key go together (and "
+                                    "--tls-client-ca needs them)");
   static char token[TOKEN_MAX + 1];
   if (token_file && read_token(token_file, token))
     return 2;
@@ -894,11 +914,24 @@ static int serve(int argc, char **argv) {
     lua_pushnumber(L, timeout);
   else
     lua_pushnil(L);
+  if (tls_cert) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, tls_cert);
+    lua_setfield(L, -2, "cert_file");
+    lua_pushstring(L, tls_key);
+    lua_setfield(L, -2, "key_file");
+    if (tls_ca) {
+      lua_pushstring(L, tls_ca);
+      lua_setfield(L, -2, "ca_file");
+    }
+  } else {
+    lua_pushnil(L);
+  }
   if (o.script)
     lua_pushstring(L, o.script);
   else
     lua_pushnil(L);
-  int nargs = 8;
+  int nargs = 9;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
   if (lua_pcall(L, 2 + nargs, 0, 0) != 0) {

@@ -13,6 +13,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
+local tls = core.import "fusebox.tls"
 local argerror = base.argerror
 local format, type, tostring, pairs, xpcall, traceback = string.format, type, tostring, pairs, xpcall, debug.traceback
 
@@ -20,7 +21,7 @@ local M = {}
 
 local OPTIONS = {
   registry = true, service = true, type = true, path = true, interval = true, timeout = true,
-  healthy_threshold = true, unhealthy_threshold = true, on_change = true,
+  healthy_threshold = true, unhealthy_threshold = true, on_change = true, tls = true,
 }
 
 local checker = {}
@@ -31,12 +32,12 @@ local function key(host, port) return host .. ":" .. port end
 -- One probe: true if the instance answered in time.
 local function probe(c, inst)
   if c.kind == "tcp" then
-    local s = tcp.connect(inst.host, inst.port, { timeout = c.timeout })
+    local s = tcp.connect(inst.host, inst.port, { timeout = c.timeout, tls = c.tls })
     if not s then return false end
     s:close()
     return true
   end
-  local status = http.request { instance = inst, path = c.path, timeout = c.timeout }
+  local status = http.request { instance = inst, path = c.path, timeout = c.timeout, tls = c.tls }
   return status ~= nil and status >= 200 and status < 400
 end
 
@@ -87,7 +88,9 @@ end
 
 -- fb.health_check{registry=, service=, type="tcp"|"http", path="/",
 -- interval=5, timeout=1, healthy_threshold=2, unhealthy_threshold=2,
--- on_change=fn(instance, healthy)} -> checker
+-- on_change=fn(instance, healthy), tls=nil} -> checker; with tls (as
+-- fb.tcp.connect's) a probe is an HTTPS request, or for "tcp" a TLS
+-- handshake, and fails when it fails (a certificate that expired).
 function M.new(opts)
   tcp.check_real("health_check")
   if type(opts) ~= "table" then argerror(1, "health_check", "options table expected, got " .. type(opts)) end
@@ -100,8 +103,10 @@ function M.new(opts)
   if kind ~= "tcp" and kind ~= "http" then
     argerror(1, "health_check", "type must be 'tcp' or 'http', got " .. tostring(kind))
   end
+  tls.client(opts.tls, 1, "health_check")
   local c = setmetatable({
     registry = opts.registry, service = opts.service, kind = kind, path = opts.path or "/",
+    tls = opts.tls,
     interval = check_number(opts.interval, 5, "interval"),
     timeout = check_number(opts.timeout, 1, "timeout"),
     healthy_threshold = check_number(opts.healthy_threshold, 2, "healthy_threshold", true),
