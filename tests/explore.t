@@ -63,7 +63,7 @@ if tonumber(fb.seed()) % 3 == 0 then os.exit(7) end
 LUA
 "$B/fusebox" explore --seeds 1-9 --jobs 2 "$tmp/dies.lua" > "$tmp/dies" 2>&1
 ok "a seed whose process exits is a failure that says so" \
-  sh -c "grep -q ': 3 failed' '$tmp/dies' && grep -q 'ended with exit status 7 without a result' '$tmp/dies'"
+  sh -c "grep -q ': 3 failed' '$tmp/dies' && grep -q 'ended .* without a result' '$tmp/dies'"
 
 bad=0
 for args in "--seeds 0 $S" "--seeds 5-2 $S" "--jobs 0 $S" "--seeds" "" "$S $S" "--nope $S" \
