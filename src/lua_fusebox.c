@@ -72,12 +72,13 @@ static int l_daemon(lua_State *L) {
   return 1;
 }
 
-/* fb.real_now() -> seconds on the real monotonic clock; an error under
- * virtual time, where reading it would make runs irreproducible */
+/* fb.real_now() -> seconds on the real clock (CLOCK_MONOTONIC, or the
+ * host's); an error under virtual time, where reading it would make runs
+ * irreproducible */
 static int l_real_now(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   fb_runtime_require_real(L, rt, "real_now (the real clock)");
-  lua_pushnumber(L, (double)(uv_hrtime() - rt->t0) * 1e-9);
+  lua_pushnumber(L, fb_runtime_real_now(rt));
   return 1;
 }
 

@@ -7,6 +7,7 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local host = core.import "fusebox.host"
 local argerror = base.argerror
 local format, type, tostring, error = string.format, type, tostring, error
 
@@ -30,6 +31,17 @@ function M.check_real(fname)
   if core.virtual_time() then
     error(fname .. " is not available under --virtual-time", 3)
   end
+end
+
+-- check_real, and raises at the caller's caller unless fusebox's own
+-- sockets work under the installed scheduler (inside nginx they do not:
+-- nginx does the I/O).
+function M.check_io(fname)
+  if core.virtual_time() then
+    error(fname .. " is not available under --virtual-time", 3)
+  end
+  local why = host.io(fname)
+  if why then error(why, 3) end
 end
 
 -- Raises unless opts (argument n) is nil or a table of allowed keys.
@@ -69,7 +81,7 @@ local CONNECT_OPTIONS = { timeout = true }
 
 -- fb.tcp.connect(host, port [, {timeout=}]) -> sock | nil, err
 function M.connect(host, port, opts)
-  M.check_real("tcp.connect")
+  M.check_io("tcp.connect")
   M.check_host_port(host, port, 1, 2, "connect")
   opts = M.check_options(opts, 3, "connect", CONNECT_OPTIONS)
   local timeout = M.check_timeout(opts.timeout, 3, "connect")
@@ -114,7 +126,7 @@ local LISTEN_OPTIONS = { host = true, port = true, backlog = true, handler = tru
 -- -> server | nil, err: fn(sock) runs as a new coroutine per connection;
 -- server:port(), server:close(). Loopback unless told otherwise.
 function M.listen(opts)
-  M.check_real("tcp.listen")
+  M.check_io("tcp.listen")
   opts = M.check_options(opts, 1, "listen", LISTEN_OPTIONS)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   M.check_host_port(host, port, 1, 1, "listen")
