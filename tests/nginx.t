@@ -38,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..18"
+echo "1..19"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
@@ -274,8 +274,10 @@ down1=$(grep -c "fusebox-test health $DEAD false worker 1" "$T/host.log")
 [ "$down0" = 1 ] && [ "$down1" = 0 ]
 check $? "fb.health_check in init_worker probes from worker 0 only (marked down by worker 0: $down0, by worker 1: $down1)"
 
-kill "$(cat "$T/host.pid")"
+kill -QUIT "$(cat "$T/host.pid")" # graceful: nginx waits for its timers
 i=0
 while [ -f "$T/host.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ ! -f "$T/host.pid" ] && [ $i -le 20 ]
+check $? "a graceful stop ends the health checks' timers at once, not at their next round 60 s away (stopped after $i x 0.1 s)"
 ! grep -E '\[(alert|emerg|error)\]|lua entry thread aborted|runtime error|Sanitizer' "$T/host.log" >"$T/bad"
 check $? "the scheduler's nginx stops cleanly, no error in its log ($(head -c 400 "$T/host_start.log" "$T/bad" | tr '\n' ' '))"

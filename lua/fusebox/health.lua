@@ -20,7 +20,7 @@ local M = {}
 
 local OPTIONS = {
   registry = true, service = true, type = true, path = true, interval = true, timeout = true,
-  healthy_threshold = true, unhealthy_threshold = true, on_change = true,
+  healthy_threshold = true, unhealthy_threshold = true, on_change = true, workers = true,
 }
 
 local checker = {}
@@ -79,7 +79,9 @@ end
 
 -- fb.health_check{registry=, service=, type="tcp"|"http", path="/",
 -- interval=5, timeout=1, healthy_threshold=2, unhealthy_threshold=2,
--- on_change=fn(instance, healthy)} -> checker
+-- on_change=fn(instance, healthy), workers="one"|"all"} -> checker;
+-- checker.probing: whether this process probes (workers = "one": only
+-- the scheduler's primary process, nginx's worker 0)
 function M.new(opts)
   tcp.check_real("health_check")
   if type(opts) ~= "table" then argerror(1, "health_check", "options table expected, got " .. type(opts)) end
@@ -88,6 +90,10 @@ function M.new(opts)
   end
   if getmetatable(opts.registry) ~= core.meta.registry then argerror(1, "health_check", "registry expected") end
   base.check_name(opts.service, 1, "health_check")
+  local workers = opts.workers or "one"
+  if workers ~= "one" and workers ~= "all" then
+    argerror(1, "health_check", "workers must be 'one' or 'all', got " .. tostring(workers))
+  end
   local kind = opts.type or "tcp"
   if kind ~= "tcp" and kind ~= "http" then
     argerror(1, "health_check", "type must be 'tcp' or 'http', got " .. tostring(kind))
@@ -103,8 +109,9 @@ function M.new(opts)
   -- One process probes (nginx: worker 0, not every worker: Kong#6788);
   -- in the others the checker stays idle and reports every instance
   -- healthy: what worker 0 marks down reaches them through health the
-  -- registry shares across processes, or through on_change.
-  c.probing = host.primary()
+  -- registry shares across processes, or through on_change. workers =
+  -- "all" probes from every process, for registries that share nothing.
+  c.probing = workers == "all" or host.primary()
   if not c.probing then return c end
   c.loop = host.spawn(function()
     while not c.stopped and not host.exiting() do

@@ -12,7 +12,8 @@
 --   daemon       ngx.timer.at(0, ...): outlives the request (a timer's
 --                fake request), the only way in init_worker
 --   wait, wake   one ngx.semaphore per waiting coroutine, the waker's
---                values beside it
+--                values beside it; a wait ends (timed out) within a second
+--                of the worker starting to exit
 --   abandon      ngx.thread.kill: a timed-out call's light thread is
 --                killed, or the request would not end before it does
 --   exiting      ngx.worker.exiting()
@@ -37,9 +38,12 @@ local now = base.now
 local M = {}
 
 local max_sleep = core.max_sleep
--- ngx.semaphore's wait takes an int of milliseconds: longer waits are
--- made of waits of at most this long.
-local WAIT_CHUNK = 1e6
+-- A wait is made of semaphore waits of at most a second (ngx.semaphore
+-- takes an int of milliseconds anyway): between them a wait sees the
+-- worker shutting down and ends as timed out, so a background loop (a
+-- health check waiting out its interval) lets the worker exit within a
+-- second of `nginx -s reload` or `quit`, not at its next round.
+local WAIT_CHUNK = 1
 
 local function check_seconds(s, fname, what)
   if type(s) ~= "number" or not (s >= 0 and s <= max_sleep) then
@@ -123,7 +127,7 @@ function M.wait(what, timeout)
       w.waiting = false
       error(format("wait: %s (waiting on %s)", tostring(err), what or "(unnamed)"), 2)
     end
-    if deadline and now() >= deadline then
+    if (deadline and now() >= deadline) or ngx.worker.exiting() then
       w.waiting = false
       return false
     end

@@ -277,7 +277,23 @@ describe("the scheduler interface", function()
     -- another worker: no probe at all, every instance healthy
     local other = fake_host { primary = false, down = { [7002] = true } }
     c = checker(other)
+    assert.is_false(c.probing)
     assert.is_true(c:is_healthy("127.0.0.1", 7002))
     for _, l in ipairs(other.log) do assert.is_nil(l:find("^probe")) end
+    -- workers = "all": every process probes (registries that share nothing)
+    local reg = fb.registry()
+    reg:register("api", "127.0.0.1", 7002)
+    with_host(other, function()
+      other.go(function()
+        c = fb.health_check { registry = reg, service = "api", workers = "all", interval = 1 }
+        fb.sleep(1.5)
+        c:stop()
+      end)
+    end)
+    assert.is_true(c.probing)
+    assert.is_false(c:is_healthy("127.0.0.1", 7002))
+    local ok, err = pcall(fb.health_check, { registry = reg, service = "api", workers = 2 })
+    assert.is_false(ok)
+    assert.truthy(err:find("bad argument #1 to 'health_check' (workers must be 'one' or 'all', got 2)", 1, true))
   end)
 end)

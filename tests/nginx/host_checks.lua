@@ -17,6 +17,9 @@ function M.init_worker(dead_port)
       ngx.log(ngx.WARN, "fusebox-test health ", inst.port, " ", tostring(healthy),
         " worker ", ngx.worker.id())
     end }
+  -- and one whose next round is far off: a graceful stop must not wait
+  -- for it
+  M.slow = fb.health_check { registry = reg, service = "hc", interval = 60, timeout = 0.2 }
 end
 
 -- A retry with backoff around a timeout, in the handler: two attempts
