@@ -38,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..19"
+echo "1..20"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
@@ -228,6 +228,7 @@ http {
     location = /refusals { content_by_lua_block { require("host_checks").refusals() } }
     location = /client { content_by_lua_block { require("host_checks").client() } }
     location = /clock { content_by_lua_block { require("host_checks").clock() } }
+    location = /logged { return 200; log_by_lua_block { require("host_checks").log_phase() } }
   }
 }
 EOF
@@ -251,8 +252,14 @@ check $? "two concurrent 1 s fb.sleep in content_by_lua do not delay an unrelate
 
 curl -s -m 5 "$H/refusals" >"$T/refusals"
 grep -q "run: fusebox.ngx runs fusebox on nginx's scheduler, and fb.run would block the nginx worker: call the policy in the handler itself" "$T/refusals" &&
-  grep -q "http.request is not available inside nginx: nginx does the I/O" "$T/refusals"
-check $? "fb.run and fb.http in content_by_lua refuse with an error naming the alternative ($(head -c 400 "$T/refusals" | tr '\n' ' '))"
+  grep -q "http.request is not available inside nginx: nginx does the I/O" "$T/refusals" &&
+  grep -q "^wake a killed waiter: false" "$T/refusals"
+check $? "fb.run and fb.http in content_by_lua refuse with an error naming the alternative, and a killed waiter is not woken ($(head -c 400 "$T/refusals" | tr '\n' ' '))"
+
+curl -s -m 5 -o /dev/null "$H/logged"
+sleep 0.1
+grep -q "fusebox-test phase: .*sleep: nginx cannot suspend Lua in its log phase; wait in a request handler" "$T/host.log"
+check $? "fb.sleep in log_by_lua refuses, naming the phase ($(grep -o 'fusebox-test phase: [^,]*' "$T/host.log" | head -c 300))"
 
 r=$(curl -s -m 10 "$H/client")
 during=$(echo "$r" | sed -n 's/^during=\([0-9]*\).*/\1/p') after=$(echo "$r" | sed -n 's/.*after=\([0-9]*\)$/\1/p')

@@ -7,8 +7,8 @@
 --
 --   sleep        ngx.sleep
 --   spawn        ngx.thread.spawn where light threads run (rewrite,
---                access, content, timers); elsewhere (init_worker, log,
---                balancer) a timer, as daemon
+--                access, content, timers); in init_worker a timer, as
+--                daemon; refused where nothing can wait (log, balancer)
 --   daemon       ngx.timer.at(0, ...): outlives the request (a timer's
 --                fake request), the only way in init_worker
 --   wait, wake   one ngx.semaphore per waiting coroutine, the waker's
@@ -52,13 +52,23 @@ local function check_seconds(s, fname, what)
   end
 end
 
--- The phases where ngx.thread.spawn (and ngx.sleep) work.
+-- The phases where ngx.thread.spawn, ngx.sleep and semaphore waits work.
 local THREADS = { rewrite = true, server_rewrite = true, access = true, content = true,
   timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true }
+
+-- Raises at the caller's caller unless the running code may be suspended.
+local function check_yieldable(fname)
+  local phase = ngx.get_phase()
+  if not THREADS[phase] then
+    error(format("%s: nginx cannot suspend Lua in its %s phase; wait in a request handler "
+      .. "(rewrite, access, content) or a timer (fb.daemon)", fname, phase), 3)
+  end
+end
 
 function M.sleep(s)
   if s == nil then s = 0 end
   check_seconds(s, "sleep", "seconds")
+  check_yieldable("sleep")
   ngx.sleep(s)
 end
 
@@ -82,9 +92,17 @@ function M.daemon(fn, ...)
   return h
 end
 
+-- In init_worker (a health check's loop) a coroutine can only be a timer;
+-- in the other phases that cannot suspend (log, balancer, filters) a
+-- child would outlive what spawned it unseen: fb.daemon says so.
 function M.spawn(fn, ...)
   base.check_arg(fn, 1, "spawn", "function")
-  if not THREADS[ngx.get_phase()] then return M.daemon(fn, ...) end
+  local phase = ngx.get_phase()
+  if phase == "init_worker" then return M.daemon(fn, ...) end
+  if not THREADS[phase] then
+    error(format("spawn: nginx runs no light thread in its %s phase; use fb.daemon for "
+      .. "background work", phase), 2)
+  end
   local co, err = ngx.thread.spawn(fn, ...)
   if not co then error("spawn: " .. tostring(err), 2) end
   return co
@@ -101,6 +119,7 @@ function M.wait(what, timeout)
     error("bad argument #1 to 'wait' (string expected, got " .. type(what) .. ")", 2)
   end
   if timeout ~= nil then check_seconds(timeout, "wait", "timeout") end
+  check_yieldable("wait")
   semaphore = semaphore or require "ngx.semaphore"
   local co = running()
   local w = waits[co]
@@ -138,6 +157,11 @@ function M.wake(h, ...)
   local co = type(h) == "table" and h.co or h
   local w = co and waits[co]
   if not w or not w.waiting or w.woken then return false end
+  local status = coroutine.status(co) -- killed: "dead"; ended, unwaited: "zombie"
+  if status == "dead" or status == "zombie" then
+    waits[co] = nil
+    return false
+  end
   w.woken = true
   if select("#", ...) > 0 then w.values = pack(...) end
   w.sema:post(1)

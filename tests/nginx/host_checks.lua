@@ -49,6 +49,16 @@ function M.refusals()
   local _, http_err = pcall(fb.http.request, { url = "http://127.0.0.1:1/" })
   ngx.say(run_err)
   ngx.say(http_err)
+  -- a waiter nginx killed is not woken (a bulkhead would hand it a slot)
+  local co = ngx.thread.spawn(function() fb.wait("forever") end)
+  ngx.thread.kill(co)
+  ngx.say("wake a killed waiter: ", tostring(fb.wake(co)))
+end
+
+-- log_by_lua: nothing may wait here
+function M.log_phase()
+  local _, err = pcall(fb.sleep, 0.1)
+  ngx.log(ngx.WARN, "fusebox-test phase: ", err)
 end
 
 -- fb.client's outlier ejection: port 1 fails once, its breaker opens for
