@@ -11,7 +11,8 @@
 # with backoff and fb.timeout in content_by_lua, fb.sleep not blocking
 # the worker, fb.run and fb.http refused with a clear error, fb.client's
 # ejection ending on time, one clock in both workers, health checks from
-# worker 0 alone.
+# worker 0 alone (TCP and HTTP probes over cosockets), a graceful stop not
+# held by a health check's interval.
 cd "$(dirname "$0")/.." || exit 1
 B="${FB_BUILD:-build}"
 ROOT=$(pwd)
@@ -38,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..20"
+echo "1..21"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
@@ -219,12 +220,13 @@ http {
   lua_socket_log_errors off;
   lua_package_path "$ROOT/tests/nginx/?.lua;;";
   lua_package_cpath "$ROOT/$B/?.so;;";
-  init_worker_by_lua_block { require("host_checks").init_worker($DEAD) }
+  init_worker_by_lua_block { require("host_checks").init_worker($DEAD, $HOSTF) }
   server {
     listen 127.0.0.1:$HOSTF;
     location = /policy { content_by_lua_block { require("host_checks").policy() } }
     location = /sleep { content_by_lua_block { require("host_checks").sleep() } }
     location = /fast { content_by_lua_block { ngx.say("fast") } }
+    location = /sick { return 503; }
     location = /refusals { content_by_lua_block { require("host_checks").refusals() } }
     location = /client { content_by_lua_block { require("host_checks").client() } }
     location = /clock { content_by_lua_block { require("host_checks").clock() } }
@@ -287,6 +289,10 @@ down0=$(grep -c "fusebox-test health $DEAD false worker 0" "$T/host.log")
 down1=$(grep -c "fusebox-test health $DEAD false worker 1" "$T/host.log")
 [ "$down0" = 1 ] && [ "$down1" = 0 ]
 check $? "fb.health_check in init_worker probes from worker 0 only (marked down by worker 0: $down0, by worker 1: $down1)"
+sick=$(grep -c "fusebox-test http health /sick false" "$T/host.log")
+fine=$(grep -c "fusebox-test http health /fast" "$T/host.log")
+[ "$sick" = 1 ] && [ "$fine" = 0 ]
+check $? "an HTTP health check over a cosocket marks a 503 down and leaves a 200 up (/sick down: $sick, /fast changed: $fine)"
 
 kill -QUIT "$(cat "$T/host.pid")" # graceful: nginx waits for its timers
 i=0

@@ -7,8 +7,9 @@ local M = {}
 local format = string.format
 
 -- init_worker: a health check on a port nobody listens on; worker 0
--- probes it, the other worker must not.
-function M.init_worker(dead_port)
+-- probes it, the other worker must not. And HTTP checks of this nginx's
+-- own /sick (503) and /fast (200).
+function M.init_worker(dead_port, self_port)
   M.dead = dead_port
   local reg = fb.registry { static = true }
   reg:register("hc", "127.0.0.1", dead_port)
@@ -20,6 +21,14 @@ function M.init_worker(dead_port)
   -- and one whose next round is far off: a graceful stop must not wait
   -- for it
   M.slow = fb.health_check { registry = reg, service = "hc", interval = 60, timeout = 0.2 }
+  for _, path in ipairs { "/sick", "/fast" } do
+    local r = fb.registry { static = true }
+    r:register("self", "127.0.0.1", self_port)
+    fb.health_check { registry = r, service = "self", type = "http", path = path,
+      interval = 0.2, timeout = 0.5, unhealthy_threshold = 2, on_change = function(_, healthy)
+        ngx.log(ngx.WARN, "fusebox-test http health ", path, " ", tostring(healthy))
+      end }
+  end
 end
 
 -- A retry with backoff around a timeout, in the handler: two attempts
