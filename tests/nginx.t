@@ -260,7 +260,9 @@ check $? "two concurrent 1 s fb.sleep in content_by_lua do not delay an unrelate
 curl -s -m 5 "$H/refusals" >"$T/refusals"
 grep -q "run: fusebox.ngx runs fusebox on nginx's scheduler, and fb.run would block the nginx worker: call the policy in the handler itself" "$T/refusals" &&
   grep -q "http.request is not available inside nginx: nginx does the I/O" "$T/refusals" &&
-  grep -q "^wake a killed waiter: false" "$T/refusals"
+  grep -q "^wake a killed waiter: false" "$T/refusals" &&
+  grep -q "bad argument #1 to 'sleep' (seconds must be a number in 0..1000000000, got -1)" "$T/refusals" &&
+  grep -q "bad argument #2 to 'wait' (timeout must be a number in 0..1000000000, got nan)" "$T/refusals"
 check $? "fb.run and fb.http in content_by_lua refuse with an error naming the alternative, and a killed waiter is not woken ($(head -c 400 "$T/refusals" | tr '\n' ' '))"
 
 curl -s -m 5 -o /dev/null "$H/logged"

@@ -1,10 +1,13 @@
 -- fusebox/host.lua -- the scheduler fusebox's waits run on: fusebox's own
 -- runtime (libuv, fb.run), or a host's (nginx: fusebox.ngx installs it).
 --
--- Every module that sleeps, spawns or waits (retry backoff, fb.timeout,
--- bulkheads, fb.health_check, fb.sim, the etcd backend) calls these
--- functions, never the runtime's directly, so one choice, made once with
--- fb.host(scheduler), moves all of them. A scheduler is a table:
+-- Every module that sleeps, spawns or waits (fb.sleep and friends, retry
+-- backoff, fb.timeout, bulkheads, fb.health_check, fb.sim, fb.at) calls
+-- these functions, never the runtime's directly, so one choice, made once
+-- with fb.host(scheduler), moves all of them. The modules built on
+-- fusebox's own sockets (fb.tcp, fb.http, fusebox serve, the etcd
+-- backend) run on fusebox's runtime alone, and refuse elsewhere (io).
+-- A scheduler is a table:
 --
 --   name                  what errors call it ("fusebox", "nginx")
 --   sleep(s)              suspends the running coroutine s seconds

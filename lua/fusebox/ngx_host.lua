@@ -45,10 +45,10 @@ local max_sleep = core.max_sleep
 -- second of `nginx -s reload` or `quit`, not at its next round.
 local WAIT_CHUNK = 1
 
-local function check_seconds(s, fname, what)
+local function check_seconds(s, n, fname, what)
   if type(s) ~= "number" or not (s >= 0 and s <= max_sleep) then
-    error(format("bad argument #1 to '%s' (%s must be a number in 0..%d, got %s)", fname, what,
-      max_sleep, tostring(s)), 3)
+    error(format("bad argument #%d to '%s' (%s must be a number in 0..%d, got %s)", n, fname,
+      what, max_sleep, tostring(s)), 3)
   end
 end
 
@@ -67,7 +67,7 @@ end
 
 function M.sleep(s)
   if s == nil then s = 0 end
-  check_seconds(s, "sleep", "seconds")
+  check_seconds(s, 1, "sleep", "seconds")
   check_yieldable("sleep")
   ngx.sleep(s)
 end
@@ -118,7 +118,7 @@ function M.wait(what, timeout)
   if what ~= nil and type(what) ~= "string" then
     error("bad argument #1 to 'wait' (string expected, got " .. type(what) .. ")", 2)
   end
-  if timeout ~= nil then check_seconds(timeout, "wait", "timeout") end
+  if timeout ~= nil then check_seconds(timeout, 2, "wait", "timeout") end
   check_yieldable("wait")
   semaphore = semaphore or require "ngx.semaphore"
   local co = running()

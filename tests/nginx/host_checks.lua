@@ -62,6 +62,8 @@ function M.refusals()
   local co = ngx.thread.spawn(function() fb.wait("forever") end)
   ngx.thread.kill(co)
   ngx.say("wake a killed waiter: ", tostring(fb.wake(co)))
+  ngx.say(select(2, pcall(fb.sleep, -1)))
+  ngx.say(select(2, pcall(fb.wait, "x", 0 / 0)))
 end
 
 -- log_by_lua: nothing may wait here
