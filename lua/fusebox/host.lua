@@ -54,9 +54,25 @@ local runtime = {
   abandon = function() return false end, -- a coroutine cannot be killed
   exiting = function() return false end,
   primary = function() return true end,
-  run = core.run,
   io = function() end,
 }
+
+-- fb.run: core.run hands a failed run's error back for Lua to raise (its
+-- comment in src/lua_fusebox.c says why). Its argument errors, raised in
+-- C, name this file's line: they are raised again at the caller's (level
+-- 2: fb.run tail-calls this).
+local here = "^" .. debug.getinfo(1, "S").short_src:gsub("%p", "%%%0") .. ":%d+: "
+
+local function call_run(...)
+  local ok, err = core.run(...) -- not a tail call: C names it 'run'
+  return ok, err
+end
+
+function runtime.run(fn, ...)
+  local called, ok, err = pcall(call_run, fn, ...)
+  if not called then error((tostring(ok):gsub(here, "")), 2) end
+  if not ok then error(err, 0) end
+end
 
 function runtime.probe(kind, inst, path, timeout)
   if kind == "tcp" then
