@@ -39,14 +39,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..21"
+echo "1..22"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
 # Free ports, from the kernel (the etcd tests' helper).
-set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 11)
-[ $# = 11 ] || { echo "Bail out! no free ports"; exit 1; }
-FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9 HOSTF=${10} DEAD=${11}
+set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 12)
+[ $# = 12 ] || { echo "Bail out! no free ports"; exit 1; }
+FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9 HOSTF=${10} DEAD=${11} HOST1=${12}
 PEERS="\"127.0.0.1:$B1\", \"127.0.0.1:$B2\", \"127.0.0.1:$B3\""
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root root;" # workers must read the build tree
@@ -295,6 +295,25 @@ sick=$(grep -c "fusebox-test http health /sick false" "$T/host.log")
 fine=$(grep -c "fusebox-test http health /fast" "$T/host.log")
 [ "$sick" = 1 ] && [ "$fine" = 0 ]
 check $? "an HTTP health check over a cosocket marks a 503 down and leaves a 200 up (/sick down: $sick, /fast changed: $fine)"
+
+# One worker, and requests that end when their client goes away: the
+# slot of a bulkhead in which a request waited goes on to the next one.
+sed -e "s/worker_processes 2;/worker_processes 1;/; s|$T/host.pid|$T/host1.pid|; s|$T/host.log|$T/host1.log|" \
+  -e "s/listen 127.0.0.1:$HOSTF;/listen 127.0.0.1:$HOST1; lua_check_client_abort on;/" \
+  -e "s|location = /fast |location = /bulk { content_by_lua_block { require(\"host_checks\").bulkhead() } }\n    location = /fast |" \
+  "$T/host.conf" >"$T/host1.conf"
+LD_PRELOAD="$FB_PRELOAD" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+  nginx -p "$T" -e "$T/host1.log" -c "$T/host1.conf" 2>"$T/host1_start.log"
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$HOST1/fast" && break; sleep 0.1; done
+curl -s -m 5 -o "$T/bulk_a" "http://127.0.0.1:$HOST1/bulk?hold=1" & pa=$!
+sleep 0.1
+curl -s -m 0.3 -o /dev/null "http://127.0.0.1:$HOST1/bulk?hold=1" # gives up while queued; would hold 1 s
+curl -s -m 5 -o "$T/bulk_c" "http://127.0.0.1:$HOST1/bulk?hold=0.1" & pc=$!
+wait $pa $pc
+c=$(cat "$T/bulk_c")
+echo "$c" | grep -q "^ok nil " && [ "$(cat "$T/bulk_a" | cut -c1-6)" = "ok nil" ]
+check $? "a bulkhead's slot passes over a queued request whose client went away to the next (the next got: ${c:-nothing}; the holder: $(cat "$T/bulk_a"))"
+kill "$(cat "$T/host1.pid")"
 
 kill -QUIT "$(cat "$T/host.pid")" # graceful: nginx waits for its timers
 i=0

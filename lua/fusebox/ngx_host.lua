@@ -157,8 +157,11 @@ function M.wake(h, ...)
   local co = type(h) == "table" and h.co or h
   local w = co and waits[co]
   if not w or not w.waiting or w.woken then return false end
-  local status = coroutine.status(co) -- killed: "dead"; ended, unwaited: "zombie"
-  if status == "dead" or status == "zombie" then
+  -- Gone without a word (ngx.thread.kill, ngx.exit in another light
+  -- thread): nginx took it off its semaphore, whose count is then no
+  -- longer negative, and a bulkhead must not hand a slot to it.
+  -- coroutine.status cannot tell from another request ("running").
+  if w.sema:count() >= 0 then
     waits[co] = nil
     return false
   end

@@ -105,6 +105,17 @@ function M.client()
   ngx.say(format("during=%d after=%d", during, count(mark)))
 end
 
+-- A bulkhead of one slot, queue_timeout 3 s: /bulk?hold=S holds the slot
+-- S seconds.
+local bulk
+function M.bulkhead()
+  bulk = bulk or fb.bulkhead { max_concurrent = 1, max_queue = 10, queue_timeout = 3 }
+  local hold = tonumber(ngx.var.arg_hold) or 0
+  local t0 = fb.now()
+  local r, err = bulk:call(function() fb.sleep(hold); return "ok" end)
+  ngx.say(format("%s %s %.3f", tostring(r), tostring(err), fb.now() - t0))
+end
+
 function M.clock()
   ngx.say(format("%d %.6f", ngx.worker.id(), fb.now()))
 end
