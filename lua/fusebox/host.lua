@@ -110,9 +110,6 @@ function M.run(fn, ...) return current.run(fn, ...) end
 function M.io(fname) return current.io(fname) end
 function M.probe(kind, inst, path, timeout) return current.probe(kind, inst, path, timeout) end
 
--- The installed scheduler.
-function M.current() return current end
-
 -- fb.host([scheduler]) -> the scheduler in use (before the change): with
 -- a table, installs it (every function of the interface above, and a
 -- name); with "fusebox", goes back to fusebox's runtime. Refused while
