@@ -74,6 +74,15 @@ fb_runtime *fb_runtime_new(const fb_runtime_config *cfg) {
   return rt;
 }
 
+int fb_runtime_set_clock(fb_runtime *rt, double (*now)(void *data),
+                         void *data) {
+  if (!rt || rt->virtual_time)
+    return FB_EINVAL;
+  rt->host_now = now;
+  rt->host_now_data = now ? data : NULL;
+  return 0;
+}
+
 void fb_runtime_free(fb_runtime *rt) {
   if (rt && rt->main) {
     fbl_host_closing(rt->main); /* what the host held is freed too */

@@ -21,6 +21,7 @@
 #include "lua_fusebox.h"
 #include "cli.h"
 #include "report.h"
+#include "runtime.h"
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
@@ -587,14 +588,26 @@ static int over_time(lua_State *L) {
   return lua_error(L);
 }
 
+/* Whether the scenario's run is still going: once it ended (it failed,
+ * and fb.run's Lua frame is raising its error on to run_scenario's
+ * pcall) there is nothing left to stop, and raising again would replace
+ * that error. */
+static int scenario_running(lua_State *L) {
+  if (fb_runtime_open(L)->running)
+    return 1;
+  lua_sethook(L, NULL, 0, 0);
+  return 0;
+}
+
 static void over_time_again(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  over_time(L);
+  if (scenario_running(L))
+    over_time(L);
 }
 
 static void on_sample(void *data, lua_State *L, int samples, int vmstate) {
   (void)data, (void)samples, (void)vmstate;
-  if (monotonic() < watchdog.deadline)
+  if (monotonic() < watchdog.deadline || !scenario_running(L))
     return;
   lua_sethook(L, over_time_again, LUA_MASKCOUNT, 1);
   over_time(L);

@@ -202,7 +202,7 @@ end
 -- true (the system's CAs, the url's host verified).
 -- Trailers of a chunked response are not returned.
 function M.request(opts)
-  tcp.check_real("http.request")
+  tcp.check_io("http.request")
   if type(opts) ~= "table" then
     argerror(1, "request", "options table expected, got " .. type(opts))
   end
@@ -366,7 +366,7 @@ end
 -- long poll): sock:watch() tells it when the client leaves or sends more
 -- (fb.tcp); it must not read or write it.
 function M.serve(opts)
-  tcp.check_real("http.serve")
+  tcp.check_io("http.serve")
   if type(opts) ~= "table" then argerror(1, "serve", "options table expected, got " .. type(opts)) end
   for k in pairs(opts) do
     if not SERVE_OPTIONS[k] then argerror(1, "serve", format("unknown option '%s'", tostring(k))) end

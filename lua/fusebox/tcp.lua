@@ -8,6 +8,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tls = core.import "fusebox.tls"
+local host = core.import "fusebox.host"
 local argerror = base.argerror
 local format, type, tostring, error = string.format, type, tostring, error
 
@@ -31,6 +32,17 @@ function M.check_real(fname)
   if core.virtual_time() then
     error(fname .. " is not available under --virtual-time", 3)
   end
+end
+
+-- check_real, and raises at the caller's caller unless fusebox's own
+-- sockets work under the installed scheduler (inside nginx they do not:
+-- nginx does the I/O).
+function M.check_io(fname)
+  if core.virtual_time() then
+    error(fname .. " is not available under --virtual-time", 3)
+  end
+  local why = host.io(fname)
+  if why then error(why, 3) end
 end
 
 -- Raises unless opts (argument n) is nil or a table of allowed keys.
@@ -73,7 +85,7 @@ local CONNECT_OPTIONS = { timeout = true, tls = true }
 -- (bounded by tls.handshake_timeout, else timeout, else 10 s) and
 -- reads and writes carry plaintext.
 function M.connect(host, port, opts)
-  M.check_real("tcp.connect")
+  M.check_io("tcp.connect")
   M.check_host_port(host, port, 1, 2, "connect")
   opts = M.check_options(opts, 3, "connect", CONNECT_OPTIONS)
   local timeout = M.check_timeout(opts.timeout, 3, "connect")
@@ -124,7 +136,7 @@ local LISTEN_OPTIONS = { host = true, port = true, backlog = true, handler = tru
 -- tls (fusebox/tls.lua) fn gets the connection after its handshake; one
 -- that fails or times out is closed without fn.
 function M.listen(opts)
-  M.check_real("tcp.listen")
+  M.check_io("tcp.listen")
   opts = M.check_options(opts, 1, "listen", LISTEN_OPTIONS)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   M.check_host_port(host, port, 1, 1, "listen")
