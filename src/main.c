@@ -568,11 +568,6 @@ static struct {
   size_t nlast;
 } watchdog;
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Raises the wall-clock error at the running function's line. */
 static int over_time(lua_State *L) {
@@ -607,7 +602,7 @@ static void over_time_again(lua_State *L, lua_Debug *ar) {
 
 static void on_sample(void *data, lua_State *L, int samples, int vmstate) {
   (void)data, (void)samples, (void)vmstate;
-  if (monotonic() < watchdog.deadline || !scenario_running(L))
+  if (fb_monotonic_now() < watchdog.deadline || !scenario_running(L))
     return;
   lua_sethook(L, over_time_again, LUA_MASKCOUNT, 1);
   over_time(L);
@@ -626,7 +621,7 @@ static void watch(int n, const char *path, unsigned long long seed,
                   double timeout, lua_State *L) {
   char secs[FB_SECONDS_BUF];
   watchdog.timeout = timeout;
-  watchdog.deadline = monotonic() + timeout;
+  watchdog.deadline = fb_monotonic_now() + timeout;
   int len = snprintf(watchdog.last_words, sizeof watchdog.last_words,
                      "not ok %d - %s\n#   wall-clock limit of %s s reached, "
                      "in code it cannot interrupt (a pcall around a loop that "
