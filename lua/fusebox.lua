@@ -76,6 +76,7 @@ return {
   strategy = balancer.strategy,
   strategies = strategies,
   breaker = core.breaker,
+  zone = core.zone,
   daemon = core.daemon,
   real_now = core.real_now,
   emit = events.emit,

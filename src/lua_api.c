@@ -7,7 +7,9 @@
 #include "lua_api.h"
 
 #include "balancer.h"
+#include "breaker.h" /* FB_PROCESSES: see breaker_now */
 #include "runtime.h"
+#include "zone.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,10 +31,19 @@ static fb_instance *instance_of(const fb_registry *r, double id) {
   return fb_registry_instance(r, (uint64_t)id);
 }
 
+/* The time a breaker is handed for the caller's now: a breaker in shared
+ * memory (a zone's) runs on the zone's clock, CLOCK_MONOTONIC, which every
+ * process reads alike; the runtime's starts at 0 in each process, so two
+ * workers' "now" would disagree on when an OPEN state began. NaN ("not
+ * read") stays NaN: the hot path reads no clock and pays one compare. */
+static double breaker_now(const fb_breaker *b, double now) {
+  return now == now && b->shared == FB_PROCESSES ? fb_zone_now() : now;
+}
+
 static double api_breaker_acquire(fb_breaker *const *b, double now) {
   if (!OPEN(b))
     return FBL_ECLOSED;
-  return (double)fb_breaker_acquire(*b, now);
+  return (double)fb_breaker_acquire(*b, breaker_now(*b, now));
 }
 
 /* A token is an integer 0..2^53 (the doubles that hold it exactly):
@@ -46,7 +57,7 @@ static int api_breaker_record(fb_breaker *const *b, double permit,
       permit != (double)(int64_t)permit || signbit(permit))
     return FB_EINVAL;
   return fb_breaker_record(*b, (int64_t)permit, (fb_outcome)outcome, duration,
-                           now);
+                           breaker_now(*b, now));
 }
 
 static double api_breaker_transitions(fb_breaker *const *b) {
@@ -54,7 +65,8 @@ static double api_breaker_transitions(fb_breaker *const *b) {
 }
 
 static double api_breaker_retry_after(fb_breaker *const *b, double now) {
-  return OPEN(b) ? fb_breaker_retry_after(*b, now) : FBL_ECLOSED;
+  return OPEN(b) ? fb_breaker_retry_after(*b, breaker_now(*b, now))
+                 : FBL_ECLOSED;
 }
 
 static int api_breaker_state(fb_breaker *const *b) {
@@ -64,21 +76,21 @@ static int api_breaker_state(fb_breaker *const *b) {
 static int api_breaker_force_open(fb_breaker *const *b, double now) {
   if (!OPEN(b))
     return FBL_ECLOSED;
-  fb_breaker_force_open(*b, now);
+  fb_breaker_force_open(*b, breaker_now(*b, now));
   return 0;
 }
 
 static int api_breaker_disable(fb_breaker *const *b, double now) {
   if (!OPEN(b))
     return FBL_ECLOSED;
-  fb_breaker_disable(*b, now);
+  fb_breaker_disable(*b, breaker_now(*b, now));
   return 0;
 }
 
 static int api_breaker_reset(fb_breaker *const *b, double now) {
   if (!OPEN(b))
     return FBL_ECLOSED;
-  fb_breaker_reset(*b, now);
+  fb_breaker_reset(*b, breaker_now(*b, now));
   return 0;
 }
 

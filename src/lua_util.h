@@ -16,6 +16,7 @@
 #define FBL_REGISTRY "fusebox.registry"
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
+#define FBL_ZONE "fusebox.zone"
 
 /* The registry table fb.export() publishes objects in. */
 #define FBL_EXPORTS "fusebox.exports"
@@ -111,5 +112,6 @@ void fbl_open_tcp(lua_State *L, int rt_idx);
 void fbl_open_http(lua_State *L, int rt_idx);
 void fbl_open_catalog(lua_State *L, int rt_idx);
 void fbl_open_backend(lua_State *L, int rt_idx);
+void fbl_open_zone(lua_State *L, int rt_idx);
 
 #endif
