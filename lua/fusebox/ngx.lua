@@ -18,10 +18,19 @@
 -- from $upstream_status and $upstream_response_time (one entry per try,
 -- in order) and reports each to the balancer and its peer's breaker.
 --
--- State is per worker in this slice: every worker has its own registry,
+-- Without `zone`, state is per worker: every worker has its own registry,
 -- balancer and breakers (make them in init_worker_by_lua), so a dead peer
 -- costs failure_threshold failed tries in each worker before all of them
 -- stop sending to it, and nothing survives `nginx -s reload`.
+--
+-- With `zone = "name"` (and zone_size, bytes, 1 MiB by default), each
+-- peer's breaker lives in that fusebox zone (fb.zone: shared memory under
+-- /dev/shm named after the nginx master's pid), keyed "<upstream>/<host:port>":
+-- every worker uses the same breaker, so a dead peer costs about
+-- failure_threshold failed tries in all (one more per request in flight
+-- when it opens), and the workers of a reload find it as the old ones
+-- left it. A restart (a new master) starts clean. The registry and the
+-- balancer stay per worker, as Kong's and ingress-nginx's do.
 
 local core = select(2, ...)
 if type(core) ~= "table" then
@@ -46,7 +55,7 @@ local MAX_PEERS = 256 -- FB_EXCLUDE_MAX: the most one pick may exclude
 
 local OPTIONS = {
   name = true, algorithm = true, peers = true, breaker = true, tries = true,
-  balancer = true, is_failure = true,
+  balancer = true, is_failure = true, zone = true, zone_size = true,
 }
 
 -- The default verdict on one try: a 5xx (nginx reports a connect failure
@@ -65,9 +74,40 @@ local function parse_peer(s, k)
   return host, port
 end
 
+local zones = {} -- this worker's fb.zone handles, by name
+
+-- The owner a zone's file is named after: the nginx master, which a
+-- reload keeps and a restart replaces; outside nginx (or with no master,
+-- `master_process off`) this process.
+local function zone_owner()
+  if ngx == nil then return nil end
+  local ok, process = pcall(require, "ngx.process")
+  local pid = ok and process.get_master_pid and process.get_master_pid()
+  if type(pid) == "number" and pid > 0 then return pid end
+  return ngx.worker and ngx.worker.pid and ngx.worker.pid() or nil
+end
+
+local function open_zone(fb, name, size)
+  if type(name) ~= "string" or name == "" then
+    argerror(1, "upstream", "zone must be a non-empty string (a zone name), got " .. tostring(name), 1)
+  end
+  local z = zones[name]
+  if z == nil then
+    local ok, zz = pcall(fb.zone, { name = name, size = size, owner = zone_owner() })
+    if not ok then -- fb.zone's message, as this function's argument error
+      local why = find(zz, "bad argument", 1, true) == 1 and sub(zz, find(zz, "(", 1, true) + 1, -2) or zz
+      argerror(1, "upstream", "zone: " .. why, 1)
+    end
+    z = zz
+    zones[name] = z
+  end
+  return z
+end
+
 -- upstream{name=, peers=, algorithm="round_robin", balancer={...},
--- breaker={...} or false, tries=#peers, is_failure=function(status)}
--- -> an upstream for this worker (call it in init_worker_by_lua).
+-- breaker={...} or false, tries=#peers, is_failure=function(status),
+-- zone=name, zone_size=bytes} -> an upstream for this worker (call it in
+-- init_worker_by_lua).
 function M.upstream(opts)
   if type(opts) ~= "table" then
     argerror(1, "upstream", "table expected, got " .. type(opts))
@@ -75,7 +115,7 @@ function M.upstream(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then
       argerror(1, "upstream", format("unknown option '%s' (known: algorithm, balancer, "
-        .. "breaker, is_failure, name, peers, tries)", tostring(k)))
+        .. "breaker, is_failure, name, peers, tries, zone, zone_size)", tostring(k)))
     end
   end
   local name = opts.name
@@ -103,10 +143,14 @@ function M.upstream(opts)
       .. type(opts.breaker))
   end
   local fb = require "fusebox"
+  if opts.zone_size ~= nil and opts.zone == nil then
+    argerror(1, "upstream", "zone_size needs zone")
+  end
+  local zone = opts.zone ~= nil and open_zone(fb, opts.zone, opts.zone_size) or nil
   local reg = fb.registry { static = true }
   local lb = fb.balancer(reg, opts.algorithm or "round_robin", opts.balancer)
   local u = setmetatable({
-    name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure,
+    name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure, zone = zone,
     key = "fusebox.ngx " .. name, -- its tries in ngx.ctx
     views = {}, breakers = {},    -- by instance id
   }, upstream)
@@ -122,10 +166,12 @@ function M.upstream(opts)
     if opts.breaker then
       local o = {}
       for k, x in pairs(opts.breaker) do o[k] = x end
-      o.name = format("%s:%d", v.host, v.port)
+      local peer = format("%s:%d", v.host, v.port)
+      -- in a zone the name is the breaker's key there: the upstream's too
+      o.name, o.zone = zone and name .. "/" .. peer or peer, zone
       local cb = fb.breaker(o)
       u.breakers[v.id] = cb
-      fb.export(name .. "/" .. o.name, cb)
+      fb.export(name .. "/" .. peer, cb)
     end
   end
   return u
