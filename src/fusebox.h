@@ -344,6 +344,14 @@ double fb_instance_ejected_until(const fb_instance *i);
 /* Returns how many picks of the instance have not been reported done. */
 uint32_t fb_instance_inflight(const fb_instance *i);
 
+/* Makes the load the balancers weigh for i (least_request, peak_ewma: the
+ * calls in flight) a counter shared with other processes, e.g. in a zone
+ * (src/zone.h) that nginx workers map: every pick and take adds 1 to it,
+ * every done takes 1 off, besides i's own count (which fb_instance_inflight
+ * still returns); it is read and written atomically. NULL stops sharing.
+ * The counter must stay valid as long as i is used. */
+void fb_instance_share_load(fb_instance *i, int64_t *counter);
+
 /* Returns how many calls to the instance were reported successful. */
 uint64_t fb_instance_successes(const fb_instance *i);
 

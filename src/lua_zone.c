@@ -4,7 +4,12 @@
  *   z = fb.zone{ name = "api", size = 1048576, owner = master_pid,
  *                dir = "/dev/shm" }
  *   cb = fb.breaker{ name = "api/10.0.0.1:80", zone = z, ... }
- *   z:info() -> {name=, path=, size=, used=, entries=, max_entries=}
+ *   z:info() -> {name=, size=, used=, entries=, max_entries=}
+ *   z:peer(key) -> offset: the zone's peer record key (made if new), for
+ *     the FFI entries zone_peer_stat and zone_peer_eject (lua_api.h)
+ *   z:share_load(registry, id, key) -> offset: instance id of registry
+ *     weighs the in-flight count of peer record key, every process's
+ *     (fb_instance_share_load); the zone then stays mapped until exit
  *
  * Payload: the fb_zone pointer (NULL once __gc ran). The mapping is
  * reference-counted in C: the zone's userdata holds one reference and
@@ -91,8 +96,44 @@ static int zone_info(lua_State *L) {
   return 1;
 }
 
+static fb_zone_peer *check_peer(lua_State *L, fb_zone *z, int idx) {
+  char err[256];
+  fb_zone_peer *p = fb_zone_peer_get(z, fbl_check_name(L, idx, "key"), err,
+                                     sizeof err);
+  if (!p)
+    luaL_error(L, "%s", err);
+  return p;
+}
+
+/* z:peer(key) -> offset */
+static int zone_peer(lua_State *L) {
+  fb_zone *z = *(fb_zone **)fbl_check_object(L, 1, FBL_ZONE);
+  lua_pushnumber(L, (double)fb_zone_peer_offset(z, check_peer(L, z, 2)));
+  return 1;
+}
+
+/* z:share_load(registry, id, key) -> offset */
+static int zone_share_load(lua_State *L) {
+  fb_zone *z = *(fb_zone **)fbl_check_object(L, 1, FBL_ZONE);
+  fb_registry *r = *(fb_registry **)fbl_check_object(L, 2, FBL_REGISTRY);
+  double id = luaL_checknumber(L, 3);
+  fb_instance *i = id >= 0 && id < 18446744073709551616.0
+                       ? fb_registry_instance(r, (uint64_t)id)
+                       : NULL;
+  if (!i)
+    luaL_argerror(L, 3, lua_pushfstring(L, "no instance %f in the registry",
+                                        id));
+  fb_zone_peer *p = check_peer(L, z, 4);
+  fb_zone_pin(z); /* the instance may outlive every handle: see zone.h */
+  fb_instance_share_load(i, (int64_t *)&p->inflight);
+  lua_pushnumber(L, (double)fb_zone_peer_offset(z, p));
+  return 1;
+}
+
 static const luaL_Reg zone_methods[] = {
     {"info", zone_info},
+    {"peer", zone_peer},
+    {"share_load", zone_share_load},
     {NULL, NULL},
 };
 

@@ -76,8 +76,14 @@ struct fb_zone {
   zone_head *head;          /* the mapping */
   size_t size;
   int refs;                 /* this process's holders */
+  fb_zone *next_pinned;     /* on the pinned list (fb_zone_pin) */
+  int pinned;
   char name[FB_ZONE_NAME_MAX + 1];
 };
+
+/* Zones kept mapped until exit (fb_zone_pin): one list per process. */
+static pthread_mutex_t pinned_lock = PTHREAD_MUTEX_INITIALIZER;
+static fb_zone *pinned;
 
 #define LAYOUT                                                                 \
   ((uint32_t)(sizeof(zone_head) ^ sizeof(zone_entry) << 16 ^                   \
@@ -324,6 +330,30 @@ void fb_zone_release(fb_zone *z) {
     return;
   munmap(z->head, z->size);
   fb__free(z);
+}
+
+void fb_zone_pin(fb_zone *z) {
+  pthread_mutex_lock(&pinned_lock);
+  if (!z->pinned) {
+    z->pinned = 1;
+    z->refs++;
+    z->next_pinned = pinned;
+    pinned = z;
+  }
+  pthread_mutex_unlock(&pinned_lock);
+}
+
+fb_zone_peer *fb_zone_peer_at(const fb_zone *z, uint64_t offset) {
+  const zone_head *h = z->head;
+  uint64_t used = atomic_load(&h->used);
+  if (offset < h->data || offset % 8 || offset - h->data > used ||
+      used - (offset - h->data) < sizeof(fb_zone_peer))
+    return NULL;
+  return (fb_zone_peer *)((char *)h + offset);
+}
+
+uint64_t fb_zone_peer_offset(const fb_zone *z, const fb_zone_peer *p) {
+  return (uint64_t)((const char *)p - (const char *)z->head);
 }
 
 const char *fb_zone_name(const fb_zone *z) { return z->name; }

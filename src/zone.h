@@ -55,8 +55,8 @@ typedef enum fb_zone_kind { FB_ZONE_BREAKER = 1, FB_ZONE_PEER = 2 } fb_zone_kind
 typedef struct fb_zone_peer {
   _Atomic int64_t inflight;       /* calls in flight, every process's */
   _Atomic uint64_t ejected_until; /* bits of a double: the CLOCK_MONOTONIC
-                                     second (fb_zone_now) an ejection ends */
-  _Atomic uint64_t picks;         /* every process's picks */
+                                     second (fb_zone_now) an ejection ends;
+                                     0: none */
 } fb_zone_peer;
 
 /* Writes the path of zone name of owner (the nginx master's pid) in dir
@@ -84,6 +84,17 @@ fb_zone *fb_zone_open(const char *path, const char *name, size_t size,
  * so every object found in it must hold one. NULL is ignored. */
 void fb_zone_retain(fb_zone *z);
 void fb_zone_release(fb_zone *z);
+
+/* Keeps z mapped until the process exits: for memory that outlives every
+ * handle, as an instance's shared load does (fb_instance_share_load: the
+ * registry that holds it lives as long as its balancers). Once per zone;
+ * the zone stays reachable, from a list of pinned zones. */
+void fb_zone_pin(fb_zone *z);
+
+/* The peer record at offset (fb_zone_peer_offset) of z, or NULL if offset
+ * is not inside z's data area. */
+fb_zone_peer *fb_zone_peer_at(const fb_zone *z, uint64_t offset);
+uint64_t fb_zone_peer_offset(const fb_zone *z, const fb_zone_peer *p);
 
 /* The zone's name, its bytes, bytes allocated, entries and room for them. */
 const char *fb_zone_name(const fb_zone *z);

@@ -11,7 +11,8 @@
 # backend costs about failure_threshold failed requests in all, not per
 # worker; `nginx -s reload` keeps an open breaker open (while the
 # per-worker upstream pays again); traffic returns through a half-open
-# probe once the shared breaker's timeout passed.
+# probe once the shared breaker's timeout passed; least_request weighs
+# every worker's calls in flight (the zone's load records).
 cd "$(dirname "$0")/.." || exit 1
 B="${FB_BUILD:-build}"
 ROOT=$(pwd)
@@ -39,14 +40,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..14"
+echo "1..15"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
 # Free ports, from the kernel (the etcd tests' helper).
-set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 10)
-[ $# = 10 ] || { echo "Bail out! no free ports"; exit 1; }
-FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9 FRONTZ=${10}
+set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 12)
+[ $# = 12 ] || { echo "Bail out! no free ports"; exit 1; }
+FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9 FRONTZ=${10} FRONTLR=${11} SLOW=${12}
 PEERS="\"127.0.0.1:$B1\", \"127.0.0.1:$B2\", \"127.0.0.1:$B3\""
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root root;" # workers must read the build tree
@@ -103,7 +104,17 @@ http {
       breaker = { failure_threshold = 50, timeout = 30, success_threshold = 1 } }
     shared = ngx_fb.upstream{ name = "shared", peers = { $PEERS }, tries = 1, zone = "fbtest",
       breaker = { failure_threshold = 3, timeout = 8, success_threshold = 1 } }
+    -- least_request over two fast peers and a slow one; lr_hold, of the
+    -- same name and zone, sends to the slow one alone: its calls in flight
+    -- are lr's (one load record per peer of upstream "lr"), whichever
+    -- worker made them. choices = 10: the slow peer, loaded, is picked
+    -- only if all ten samples fall on it ((1/3)^10)
+    lr = ngx_fb.upstream{ name = "lr", algorithm = "least_request", balancer = { choices = 10 },
+      peers = { "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$SLOW" }, tries = 1, zone = "fbtest" }
+    lr_hold = ngx_fb.upstream{ name = "lr", peers = { "127.0.0.1:$SLOW" }, tries = 1, zone = "fbtest" }
   }
+  upstream lr { server 0.0.0.1; balancer_by_lua_block { lr:balance() } }
+  upstream lr_hold { server 0.0.0.1; balancer_by_lua_block { lr_hold:balance() } }
   upstream shared { server 0.0.0.1; balancer_by_lua_block { shared:balance() } }
   upstream once { server 0.0.0.1; balancer_by_lua_block { once:balance() } }
   upstream thrice { server 0.0.0.1; balancer_by_lua_block { thrice:balance() } }
@@ -112,6 +123,14 @@ http {
     location / { proxy_pass http://once; proxy_next_upstream off; log_by_lua_block { once:log() } }
     location = /metrics { content_by_lua_block { once:metrics() } }
   }
+  server {
+    listen 127.0.0.1:$FRONTLR reuseport;
+    location / { proxy_pass http://lr; proxy_next_upstream off; log_by_lua_block { lr:log() } }
+    location /hold { proxy_pass http://lr_hold; proxy_next_upstream off; log_by_lua_block { lr_hold:log() } }
+    location = /load { content_by_lua_block {
+      ngx.say(ngx.worker.pid(), " ", lr:peers()["127.0.0.1:$SLOW"].shared_inflight) } }
+  }
+  server { listen 127.0.0.1:$SLOW; location / { content_by_lua_block { ngx.sleep(3) ngx.say("$SLOW") } } }
   server { # reuseport: the kernel spreads the connections over both workers
     listen 127.0.0.1:$FRONTZ reuseport;
     location / { proxy_pass http://shared; proxy_next_upstream off; log_by_lua_block { shared:log() } }
@@ -149,6 +168,19 @@ requests 60 $FRONT >"$T/r1"
 c1=$(count "200 $B1" "$T/r1") c2=$(count "200 $B2" "$T/r1") c3=$(count "200 $B3" "$T/r1")
 [ "$c1" -ge 10 ] && [ "$c2" -ge 10 ] && [ "$c3" -ge 10 ] && [ $((c1 + c2 + c3)) = 60 ]
 check $? "60 requests are balanced over the three backends ($c1, $c2, $c3)"
+
+# least_request and a slow peer: four calls held on it (through lr_hold,
+# by either worker); both workers see all four, and lr sends it nothing.
+for _ in 1 2 3 4; do curl -s -m 8 -o /dev/null "http://127.0.0.1:$FRONTLR/hold" & done
+sleep 0.5
+for _ in $(seq 10); do curl -s -m 2 "http://127.0.0.1:$FRONTLR/load"; done >"$T/load"
+requests 20 $FRONTLR >"$T/lr"
+wait
+lpids=$(awk '{ print $1 }' "$T/load" | sort -u | wc -l)
+lseen=$(awk '{ print $2 }' "$T/load" | sort -u | tr '\n' ' ')
+toslow=$(count "200 $SLOW" "$T/lr") lok=$(grep -c '^200' "$T/lr")
+[ "$lpids" = 2 ] && [ "$lseen" = "4 " ] && [ "$toslow" = 0 ] && [ "$lok" = 20 ]
+check $? "least_request sees the slow peer's calls in flight from every worker ($lpids workers saw: $lseen) and sends it $toslow of $lok requests"
 
 stop_backend $B2
 requests 90 $FRONT >"$T/r2"

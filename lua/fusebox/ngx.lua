@@ -29,8 +29,12 @@
 -- every worker uses the same breaker, so a dead peer costs about
 -- failure_threshold failed tries in all (one more per request in flight
 -- when it opens), and the workers of a reload find it as the old ones
--- left it. A restart (a new master) starts clean. The registry and the
--- balancer stay per worker, as Kong's and ingress-nginx's do.
+-- left it. A restart (a new master) starts clean. Each peer's load (its
+-- calls in flight, every worker's) is a counter in the zone too, so
+-- least_request and peak_ewma weigh the whole nginx's load, and
+-- u:eject(peer, seconds) ejects a peer for every worker. The registry and
+-- the balancer stay per worker, as Kong's and ingress-nginx's do, reading
+-- the shared state.
 
 local core = select(2, ...)
 if type(core) ~= "table" then
@@ -42,7 +46,10 @@ end
 
 local base = core.import "fusebox.base"
 local metrics = core.import "fusebox.metrics"
+local ffi = require "ffi"
+local api = base.api
 local argerror = base.argerror
+local PEER_INFLIGHT, PEER_EJECTED_FOR = ffi.C.FBL_PEER_INFLIGHT, ffi.C.FBL_PEER_EJECTED_FOR
 local format, type, tostring, tonumber, pairs, ipairs = string.format, type, tostring, tonumber, pairs, ipairs
 local find, sub = string.find, string.sub
 
@@ -153,6 +160,9 @@ function M.upstream(opts)
     name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure, zone = zone,
     key = "fusebox.ngx " .. name, -- its tries in ngx.ctx
     views = {}, breakers = {},    -- by instance id
+    by_peer = {},                 -- "host:port" -> view
+    -- with a zone: its payload slot, and each peer's record in it by id
+    zslot = zone and ffi.cast("fb_zone *const *", zone), records = {},
   }, upstream)
   for k, peer in ipairs(peers) do
     local host, port = parse_peer(peer, k)
@@ -163,6 +173,10 @@ function M.upstream(opts)
   fb.export(name, reg)
   for _, v in ipairs(reg:discover(name)) do
     u.views[v.id] = v
+    u.by_peer[format("%s:%d", v.host, v.port)] = v
+    if zone then
+      u.records[v.id] = zone:share_load(reg, v.id, format("%s/%s:%d", name, v.host, v.port))
+    end
     if opts.breaker then
       local o = {}
       for k, x in pairs(opts.breaker) do o[k] = x end
@@ -213,7 +227,12 @@ function upstream:balance()
     end
     tried[#tried + 1] = v.id
     local cb, token, wait = self.breakers[v.id], true, nil
-    if cb then token, wait = cb:permit() end
+    local zslot = self.zslot
+    if zslot then -- ejected by another worker (u:eject): skip it too
+      local left = api.zone_peer_stat(zslot, self.records[v.id], PEER_EJECTED_FOR)
+      if left > 0 then token, wait = nil, left end
+    end
+    if token and cb then token, wait = cb:permit() end
     if token then
       local n = #t.sent + 1
       t.sent[n], t.tokens[n] = v.id, token
@@ -283,20 +302,45 @@ function upstream:metrics()
   ngx.print(metrics.render())
 end
 
--- u:peers() -> {["host:port"] = {state = breaker state or nil, picks = n,
--- failures = n, ejected_until = t}} for this worker: for tests and status
--- pages.
+-- u:peers() -> {["host:port"] = {state = breaker state or nil,
+-- successes = n, failures = n, inflight = n, ejected_until = t}}: this
+-- worker's counts; with a zone also shared_inflight (every worker's calls
+-- in flight) and ejected_for (seconds the peer is ejected for every
+-- worker). For tests and status pages.
 function upstream:peers()
   check_self(self, "peers")
   local out = {}
   for id, v in pairs(self.views) do
     local cb = self.breakers[id]
-    out[format("%s:%d", v.host, v.port)] = {
+    local p = {
       state = cb and cb.state, successes = v.successes, failures = v.failures,
       inflight = v.inflight, ejected_until = v.ejected_until,
     }
+    if self.zslot then
+      p.shared_inflight = api.zone_peer_stat(self.zslot, self.records[id], PEER_INFLIGHT)
+      p.ejected_for = api.zone_peer_stat(self.zslot, self.records[id], PEER_EJECTED_FOR)
+    end
+    out[format("%s:%d", v.host, v.port)] = p
   end
   return out
+end
+
+-- u:eject(peer, seconds): no request of this worker picks peer ("host:port")
+-- for seconds (0: readmits it); with a zone, no request of any worker.
+-- For a health check run in one worker (ngx.timer) that decides for all.
+function upstream:eject(peer, seconds)
+  check_self(self, "eject")
+  local v = self.by_peer[peer]
+  if v == nil then
+    argerror(1, "eject", format("not a peer of upstream '%s': %s", self.name, tostring(peer)))
+  end
+  if type(seconds) ~= "number" or not (seconds >= 0 and seconds < math.huge) then
+    argerror(2, "eject", "seconds must be a finite number >= 0, got " .. tostring(seconds))
+  end
+  self.registry:eject(v, seconds > 0 and base.now() + seconds or 0)
+  if self.zslot then
+    assert(api.zone_peer_eject(self.zslot, self.records[v.id], seconds) == 0)
+  end
 end
 
 return M

@@ -307,6 +307,63 @@ static void test_reap(void **state) {
   fb_zone_release(live);
 }
 
+/* Two registries (two workers) whose instances share their load through
+ * the zone's peer records: calls in flight through one are weighed by the
+ * other's least_request, which then picks the loaded instance only when
+ * both its samples fall on it (1 in 4, against 1 in 2 unshared). */
+static void test_shared_load(void **state) {
+  fixture *f = *state;
+  fb_zone *z = fb_zone_open(f->path, "api", SIZE, f->err, sizeof f->err);
+  fb_registry *r[2];
+  fb_instance *in[2][2];
+  for (int w = 0; w < 2; w++) {
+    r[w] = fb_registry_new(NULL);
+    for (int port = 1; port <= 2; port++) {
+      assert_int_equal(fb_registry_register(r[w], "svc", "10.0.0.1", port, 0),
+                       FB_ADDED);
+      in[w][port - 1] = fb_registry_find(r[w], "svc", "10.0.0.1", port);
+      char key[32];
+      snprintf(key, sizeof key, "svc/10.0.0.1:%d", port);
+      fb_zone_peer *p = fb_zone_peer_get(z, key, f->err, sizeof f->err);
+      fb_instance_share_load(in[w][port - 1], (int64_t *)&p->inflight);
+    }
+  }
+  fb_balancer *a = fb_balancer_new(r[0], "least_request", 1);
+  fb_balancer *b = fb_balancer_new(r[1], "least_request", 2);
+  for (int k = 0; k < 5; k++)
+    assert_int_equal(fb_balancer_take(a, in[0][0]), 0);
+  fb_service *s = fb_registry_service(r[1], "svc");
+  int loaded = 0;
+  for (int k = 0; k < 400; k++) {
+    fb_instance *i = fb_balancer_pick(b, s, 0);
+    loaded += i == in[1][0];
+    assert_int_equal(fb_balancer_done(b, i, 1, 0.001, 0), 0);
+  }
+  assert_true(loaded > 60 && loaded < 140); /* ~100 of 400 */
+  fb_zone_peer *p = fb_zone_peer_get(z, "svc/10.0.0.1:1", f->err,
+                                     sizeof f->err);
+  assert_int_equal(atomic_load(&p->inflight), 5);
+  assert_int_equal(fb_instance_inflight(in[1][0]), 0); /* its own: none */
+  for (int k = 0; k < 5; k++)
+    assert_int_equal(fb_balancer_done(a, in[0][0], 1, 0.001, 0), 0);
+  assert_int_equal(atomic_load(&p->inflight), 0);
+  /* unshared again: B's own count only */
+  fb_instance_share_load(in[1][0], NULL);
+  atomic_store(&p->inflight, 1000);
+  loaded = 0;
+  for (int k = 0; k < 400; k++) {
+    fb_instance *i = fb_balancer_pick(b, s, 0);
+    loaded += i == in[1][0];
+    fb_balancer_done(b, i, 1, 0.001, 0);
+  }
+  assert_true(loaded > 140); /* ~200 of 400 */
+  fb_balancer_free(a);
+  fb_balancer_free(b);
+  fb_registry_release(r[0]);
+  fb_registry_release(r[1]);
+  fb_zone_release(z);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_path_and_names, setup, teardown),
@@ -316,6 +373,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_killed_holder, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_load, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

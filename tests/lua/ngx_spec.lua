@@ -36,7 +36,27 @@ describe("fusebox.ngx", function()
     for _ = 1, 2 do cb:record(cb:permit(), false) end
     assert.equal("OPEN", b:peers()["127.0.0.1:1"].state)
     assert.equal("CLOSED", b:peers()["127.0.0.1:2"].state)
-    assert.equal(2, a.zone:info().entries)
+    assert.equal(4, a.zone:info().entries) -- a breaker and a load record per peer
+    -- the load: a's calls in flight are b's too
+    local v1, v2 = a.lb:pick("zapi"), a.lb:pick("zapi") -- round robin: one each
+    local sum = function(p) return p["127.0.0.1:1"].shared_inflight + p["127.0.0.1:2"].shared_inflight end
+    assert.equal(2, sum(b:peers()))
+    assert.equal(1, b:peers()["127.0.0.1:1"].shared_inflight)
+    assert.equal(0, b:peers()["127.0.0.1:1"].inflight) -- b's own
+    a.lb:done(v1, true, 0.01)
+    a.lb:done(v2, true, 0.01)
+    assert.equal(0, sum(b:peers()))
+    -- one upstream's ejection is the other's
+    assert.equal(0, b:peers()["127.0.0.1:2"].ejected_for)
+    a:eject("127.0.0.1:2", 30)
+    local left = b:peers()["127.0.0.1:2"].ejected_for
+    assert.is_true(left > 29 and left <= 30)
+    a:eject("127.0.0.1:2", 0)
+    assert.equal(0, b:peers()["127.0.0.1:2"].ejected_for)
+    assert.truthy(errmsg(a.eject, a, "127.0.0.1:9", 1)
+      :find("bad argument #1 to 'eject' (not a peer of upstream 'zapi': 127.0.0.1:9)", 1, true))
+    assert.truthy(errmsg(a.eject, a, "127.0.0.1:1", -1)
+      :find("bad argument #2 to 'eject' (seconds must be a finite number >= 0, got -1)", 1, true))
     os.remove("/dev/shm/fusebox-zone." .. name .. "." .. ffi.C.getpid())
   end)
 
