@@ -19,7 +19,8 @@
  *     metrics, force_open, disable and reset take its spinlock.
  *   - A breaker in shared memory (fb_breaker_init_shared) may be used
  *     from any number of threads in any number of processes at once, each
- *     at its own address: the same entry points take its robust mutex.
+ *     at its own address: the same entry points take its lock, a word
+ *     holding its holder's pid, taken over from a holder that died.
  *   - Every other object (registry, balancer, an unshared breaker) belongs
  *     to one thread at a time: the caller serialises access.
  *   - A runtime (fb_runtime_*) and the objects Lua made in it belong to the
@@ -589,7 +590,8 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
 
 /* Makes the breaker safe to use from several threads at once (on = 1), at
  * the cost of a spinlock per call; set it before the breaker is shared.
- * A breaker in shared memory is always locked (by its mutex): no effect. */
+ * A breaker in shared memory is always locked (by its owner word): no
+ * effect. */
 void fb_breaker_set_shared(fb_breaker *b, int on);
 
 /* Returns the bytes a breaker with cfg needs in shared memory (its lock,

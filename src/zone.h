@@ -16,7 +16,7 @@
  * allocated by offset from the zone's start and never freed: no pointer is
  * stored, so every process may map the zone at its own address. Only
  * building and finding entries takes the directory's lock; each object has
- * its own (a breaker its robust mutex) or none (a peer's atomic counters).
+ * its own (a breaker its owner word) or none (a peer's atomic counters).
  *
  * No Lua here; I/O only to open and map the file. Functions that fail
  * return NULL (or a negative fb_errno) and write a one-line message naming
