@@ -188,6 +188,12 @@ static int breaker_new(lua_State *L) {
     fb_zone_retain(z);
     ((zone_slot *)p)->zone = z;
     *p = b;
+    /* the state changes made before this process found it are not this
+     * object's to announce (breaker.lua reads env.seen) */
+    lua_getfenv(L, -1);
+    lua_pushnumber(L, (double)fb_breaker_transitions(b));
+    lua_setfield(L, -2, "seen");
+    lua_pop(L, 1);
     return 1;
   }
   if (!(*p = fb_breaker_new(&cfg)))

@@ -66,6 +66,17 @@ describe("zone", function()
     assert.are.equal("CLOSED", x.state) -- its reset is ours
   end)
 
+  it("announces to a breaker found in the zone only the changes made after", function()
+    local z = zone("seen")
+    local a = fb.breaker { name = "k", zone = z, failure_threshold = 1 }
+    for _ = 1, 3 do fail(a, 1); a:reset() end -- six changes by "another process"
+    local b = fb.breaker { name = "k", zone = z, failure_threshold = 1 }
+    local got = {}
+    b:on("state_change", function(from, to) got[#got + 1] = from .. ">" .. to end)
+    fail(b, 1)
+    assert.are.same({ "CLOSED>OPEN" }, got)
+  end)
+
   it("makes a breaker of another config another entry, started fresh", function()
     local z = zone("cfg")
     local old = fb.breaker { name = "k", zone = z, failure_threshold = 3 }
