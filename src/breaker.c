@@ -619,6 +619,8 @@ static void process_lock_slow(fb_breaker *b, uint32_t me) {
         repair(b); /* the dead holder's step may be half done */
         return;
       }
+    } else if (spins > 100000) {
+      usleep(100); /* a holder stopped (SIGSTOP, a debugger): do not burn a core */
     } else if (spins > 100) {
       sched_yield(); /* the holder may have been preempted */
     }
