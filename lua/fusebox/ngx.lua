@@ -50,6 +50,7 @@ local ffi = require "ffi"
 local api = base.api
 local argerror = base.argerror
 local PEER_INFLIGHT, PEER_EJECTED_FOR = ffi.C.FBL_PEER_INFLIGHT, ffi.C.FBL_PEER_EJECTED_FOR
+local ECLOSED = ffi.C.FBL_ECLOSED
 local format, type, tostring, tonumber, pairs, ipairs = string.format, type, tostring, tonumber, pairs, ipairs
 local find, sub = string.find, string.sub
 
@@ -302,6 +303,12 @@ function upstream:metrics()
   ngx.print(metrics.render())
 end
 
+-- Raises for a method of u whose zone was closed (its __gc called by hand:
+-- this module keeps every zone it opened).
+local function zone_closed(u, fname)
+  error(format("calling '%s' on upstream '%s' whose zone is closed", fname, u.name), 3)
+end
+
 -- u:peers() -> {["host:port"] = {state = breaker state or nil,
 -- successes = n, failures = n, inflight = n, ejected_until = t}}: this
 -- worker's counts; with a zone also shared_inflight (every worker's calls
@@ -319,6 +326,7 @@ function upstream:peers()
     if self.zslot then
       p.shared_inflight = api.zone_peer_stat(self.zslot, self.records[id], PEER_INFLIGHT)
       p.ejected_for = api.zone_peer_stat(self.zslot, self.records[id], PEER_EJECTED_FOR)
+      if p.shared_inflight == ECLOSED then zone_closed(self, "peers") end
     end
     out[format("%s:%d", v.host, v.port)] = p
   end
@@ -338,8 +346,8 @@ function upstream:eject(peer, seconds)
     argerror(2, "eject", "seconds must be a finite number >= 0, got " .. tostring(seconds))
   end
   self.registry:eject(v, seconds > 0 and base.now() + seconds or 0)
-  if self.zslot then
-    assert(api.zone_peer_eject(self.zslot, self.records[v.id], seconds) == 0)
+  if self.zslot and api.zone_peer_eject(self.zslot, self.records[v.id], seconds) == ECLOSED then
+    zone_closed(self, "eject")
   end
 end
 

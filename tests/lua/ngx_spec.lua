@@ -57,6 +57,11 @@ describe("fusebox.ngx", function()
       :find("bad argument #1 to 'eject' (not a peer of upstream 'zapi': 127.0.0.1:9)", 1, true))
     assert.truthy(errmsg(a.eject, a, "127.0.0.1:1", -1)
       :find("bad argument #2 to 'eject' (seconds must be a finite number >= 0, got -1)", 1, true))
+    -- closed by hand: a clear error, and balance() would ignore the records
+    getmetatable(a.zone).__gc(a.zone)
+    assert.truthy(errmsg(a.peers, a):find("calling 'peers' on upstream 'zapi' whose zone is closed", 1, true))
+    assert.truthy(errmsg(a.eject, a, "127.0.0.1:1", 1)
+      :find("calling 'eject' on upstream 'zapi' whose zone is closed", 1, true))
     os.remove("/dev/shm/fusebox-zone." .. name .. "." .. ffi.C.getpid())
   end)
 
