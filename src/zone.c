@@ -271,6 +271,10 @@ static zone_head *map_zone(int fd, const char *name, size_t want,
         strerror(errno));
     return NULL;
   }
+  /* sized but never built: its builder died between ftruncate and the
+   * magic (we hold the flock, so nobody is building it now) */
+  if (!fresh && atomic_load(&h->magic) == 0 && h->version == 0)
+    fresh = 1;
   if (fresh ? build(h, *size) == 0 : check(h, *size, name, err, errlen))
     return h;
   if (fresh)
