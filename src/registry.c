@@ -855,14 +855,14 @@ uint32_t fb_instance_weight(const fb_instance *i) { return i->weight; }
 const char *fb_instance_zone(const fb_instance *i) { return i->zone; }
 int fb_instance_healthy(const fb_instance *i) { return i->down == 0; }
 uint32_t fb_instance_inflight(const fb_instance *i) { return i->inflight; }
+uint64_t fb_instance_successes(const fb_instance *i) { return i->successes; }
+uint64_t fb_instance_failures(const fb_instance *i) { return i->failures; }
+double fb_instance_latency(const fb_instance *i) { return i->latency; }
 
 void fb_instance_share_load(fb_instance *i, int64_t *counter) {
   if (i)
     i->load = (_Atomic int64_t *)counter;
 }
-uint64_t fb_instance_successes(const fb_instance *i) { return i->successes; }
-uint64_t fb_instance_failures(const fb_instance *i) { return i->failures; }
-double fb_instance_latency(const fb_instance *i) { return i->latency; }
 
 int fb_instance_set_weight(fb_instance *i, uint32_t weight) {
   if (weight < 1 || weight > FB_WEIGHT_MAX)

@@ -15,7 +15,7 @@
 enum { FB_DOWN_MARKED = 1, /* fb_registry_mark(): an operator's decision */
        FB_DOWN_FAILING = 2 /* fb_instance_set_healthy(): a health check */ };
 
-/* About 112 bytes plus the host; the zone, rarely set, is one pointer. */
+/* About 136 bytes plus the host; the zone, rarely set, is one pointer. */
 struct fb_instance {
   fb_instance *hnext;          /* chain in the registry's instance table */
   fb_instance *older, *newer;  /* heartbeat order, on the registry's live
@@ -27,6 +27,10 @@ struct fb_instance {
   double latency_at;           /* when latency was last updated */
   uint64_t successes, failures;
   char *zone;                  /* NULL: none */
+  _Atomic int64_t *load;       /* NULL, or the in-flight count of every
+                                  process (fb_instance_share_load); in
+                                  the cache line of inflight, which the
+                                  balancers read with it */
   uint32_t hash;
   uint32_t pos;                /* index in service->members */
   uint32_t weight;             /* 1..FB_WEIGHT_MAX */
@@ -39,8 +43,6 @@ struct fb_instance {
   double ejected_until;        /* fb_instance_eject(); not healthy while
                                   now < ejected_until */
   uint64_t picks;              /* balancer picks (metrics) */
-  _Atomic int64_t *load;       /* NULL, or the in-flight count of every
-                                  process (fb_instance_share_load) */
   char host[];
 };
 
