@@ -401,6 +401,19 @@ uint64_t fb_zone_config_fingerprint(const fb_breaker_config *c) {
   return h;
 }
 
+/* Whether the directory's counts still fit the zone (checked at open; a
+ * process writing garbage since must not make us read or write past the
+ * mapping). Locked. */
+static int counts_ok(fb_zone *z, char *err, size_t errlen) {
+  const zone_head *h = z->head;
+  if (atomic_load(&h->nentries) <= h->max_entries &&
+      atomic_load(&h->used) <= h->size - h->data)
+    return 1;
+  say(err, errlen, "zone '%s' is damaged (its directory's counts exceed its "
+      "%zu bytes)", z->name, z->size);
+  return 0;
+}
+
 /* The published entry (kind, key, fingerprint), or NULL. Locked. */
 static zone_entry *find(zone_head *h, fb_zone_kind kind, const char *key,
                         size_t len, uint64_t fingerprint) {
@@ -482,13 +495,16 @@ fb_breaker *fb_zone_breaker(fb_zone *z, const char *key,
   zone_head *h = z->head;
   fb_breaker *b = NULL;
   lock(h);
-  zone_entry *e = find(h, FB_ZONE_BREAKER, key, len, fp);
+  zone_entry *e = counts_ok(z, err, errlen)
+                      ? find(h, FB_ZONE_BREAKER, key, len, fp)
+                      : NULL;
   if (e) {
     b = inside(h, e) ? fb_breaker_attach_shared((char *)h + e->offset, e->size)
                      : NULL;
     if (!b)
       say(err, errlen, "zone '%s': breaker '%s' is damaged", z->name, key);
-  } else if ((e = reserve(z, FB_ZONE_BREAKER, key, len, fp, need, err,
+  } else if (counts_ok(z, NULL, 0) &&
+             (e = reserve(z, FB_ZONE_BREAKER, key, len, fp, need, err,
                           errlen))) {
     b = fb_breaker_init_shared((char *)h + e->offset, e->size, cfg, now);
     if (b)
@@ -508,13 +524,16 @@ fb_zone_peer *fb_zone_peer_get(fb_zone *z, const char *key, char *err,
   zone_head *h = z->head;
   fb_zone_peer *p = NULL;
   lock(h);
-  zone_entry *e = find(h, FB_ZONE_PEER, key, len, 0);
+  zone_entry *e = counts_ok(z, err, errlen)
+                      ? find(h, FB_ZONE_PEER, key, len, 0)
+                      : NULL;
   if (e) {
     if (inside(h, e) && e->size >= sizeof *p)
       p = (fb_zone_peer *)((char *)h + e->offset);
     else
       say(err, errlen, "zone '%s': peer '%s' is damaged", z->name, key);
-  } else if ((e = reserve(z, FB_ZONE_PEER, key, len, 0, sizeof *p, err,
+  } else if (counts_ok(z, NULL, 0) &&
+             (e = reserve(z, FB_ZONE_PEER, key, len, 0, sizeof *p, err,
                           errlen))) {
     p = (fb_zone_peer *)((char *)h + e->offset);
     memset(p, 0, sizeof *p); /* a dead builder may have written here */

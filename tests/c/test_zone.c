@@ -258,6 +258,25 @@ static void test_bad_files(void **state) {
   assert_non_null(strstr(f->err, "zone 'api': cannot open"));
 }
 
+/* Counts written over by someone since the zone was opened: refused
+ * with a message, never followed past the mapping. */
+static void test_counts_damaged(void **state) {
+  fixture *f = *state;
+  fb_zone *z = fb_zone_open(f->path, "api", SIZE, f->err, sizeof f->err);
+  fb_breaker_config cfg = consecutive(3);
+  assert_non_null(fb_zone_breaker(z, "k", &cfg, 0, f->err, sizeof f->err));
+  int fd = open(f->path, O_RDWR);
+  uint64_t used = (uint64_t)1 << 40; /* head: magic, version, layout, size, data, used */
+  assert_int_equal(pwrite(fd, &used, sizeof used, 32), 8);
+  assert_null(fb_zone_breaker(z, "k2", &cfg, 0, f->err, sizeof f->err));
+  assert_string_equal(f->err, "zone 'api' is damaged (its directory's counts "
+                              "exceed its 262144 bytes)");
+  assert_null(fb_zone_peer_get(z, "p", f->err, sizeof f->err));
+  assert_non_null(strstr(f->err, "is damaged"));
+  close(fd);
+  fb_zone_release(z);
+}
+
 /* A child takes the directory's lock and is killed holding it (a worker
  * dying mid-allocation): the parent still builds and finds entries. */
 static void test_killed_holder(void **state) {
@@ -379,6 +398,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_changed_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_counts_damaged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_killed_holder, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shared_load, setup, teardown),
