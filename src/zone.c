@@ -253,6 +253,14 @@ static zone_head *map_zone(int fd, const char *name, size_t want,
     say(err, errlen, "zone '%s': fstat: %s", name, strerror(errno));
     return NULL;
   }
+  /* /dev/shm is everyone's: a file someone else made under our name is
+   * not our zone, whatever it holds */
+  if (st.st_uid != geteuid() || !S_ISREG(st.st_mode)) {
+    say(err, errlen, "zone '%s': the file belongs to uid %ld, not to this "
+        "process's %ld (or is not a regular file)", name, (long)st.st_uid,
+        (long)geteuid());
+    return NULL;
+  }
   int fresh = st.st_size == 0;
   if (fresh && ftruncate(fd, (off_t)want) < 0) {
     say(err, errlen, "zone '%s': cannot size it to %zu bytes: %s", name,
