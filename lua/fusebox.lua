@@ -32,6 +32,7 @@ local config = core.import "fusebox.config"
 local client = core.import "fusebox.client"
 local events = core.import "fusebox.events"
 local scenario = core.import "fusebox.scenario"
+local lifecycle = core.import "fusebox.lifecycle"
 
 local default_report = core.report
 
@@ -101,4 +102,6 @@ return {
   serve_metrics = metrics.serve,
   metrics = metrics.render,
   health_check = health.new,
+  on_signal = lifecycle.on_signal,
+  shutdown = function(opts) return lifecycle.shutdown(opts) end, -- no signal name from users
 }
