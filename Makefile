@@ -57,7 +57,7 @@ LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
             src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c \
-            src/lua_signal.c
+            src/lua_signal.c src/lua_dns.c
 REPORT_SRC := src/report.c src/report_html.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)

@@ -366,6 +366,7 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_catalog(L, rt_idx);
   fbl_open_backend(L, rt_idx);
   fbl_open_signal(L, rt_idx);
+  fbl_open_dns(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

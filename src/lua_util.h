@@ -112,5 +112,6 @@ void fbl_open_http(lua_State *L, int rt_idx);
 void fbl_open_catalog(lua_State *L, int rt_idx);
 void fbl_open_backend(lua_State *L, int rt_idx);
 void fbl_open_signal(lua_State *L, int rt_idx);
+void fbl_open_dns(lua_State *L, int rt_idx);
 
 #endif
