@@ -106,6 +106,30 @@ describe("fb.dns", function()
     end)
   end)
 
+  it("asks the resolver once for lookups of one name at the same time", function()
+    if #V4_NAMES == 0 then
+      pending("/etc/hosts maps no name but localhost to 127.0.0.1: nothing to ask the resolver without DNS")
+      return
+    end
+    local name, got = V4_NAMES[1], {}
+    run(function()
+      fb.dns.flush()
+      local before = fb.dns.stats().lookups
+      local done = 0
+      local me = coroutine.running()
+      for i = 1, 5 do
+        fb.spawn(function()
+          got[i] = fb.dns.resolve(name)[1]
+          done = done + 1
+          if done == 5 then fb.wake(me) end
+        end)
+      end
+      fb.wait("the lookups", 5)
+      assert.are.equal(before + 1, fb.dns.stats().lookups)
+    end)
+    assert.are.same({ "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1" }, got)
+  end)
+
   it("resolves ip6-localhost where the machine has it", function()
     if not HAS_IP6_LOCALHOST then
       pending("/etc/hosts has no ip6-localhost on this machine (and asking DNS is not allowed here)")
