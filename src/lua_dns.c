@@ -44,12 +44,17 @@ static void detach(lookup *q, lua_State *L) {
 
 static void io_close(fb_io *io, lua_State *L) { detach((lookup *)io, L); }
 
+/* The most addresses of one name kept: connect tries each in turn, and
+ * a hostile answer must not make that, or the check for repeats below,
+ * unbounded. */
+#define MAX_ADDRESSES 64
+
 /* Pushes the addresses of res as a list of strings, in the resolver's
- * order (RFC 6724's, from glibc), each once. */
+ * order (RFC 6724's, from glibc), each once, at most MAX_ADDRESSES. */
 static void push_addresses(lua_State *L, const struct addrinfo *res) {
   lua_newtable(L);
   int n = 0;
-  for (const struct addrinfo *a = res; a; a = a->ai_next) {
+  for (const struct addrinfo *a = res; a && n < MAX_ADDRESSES; a = a->ai_next) {
     char buf[64];
     if (a->ai_family == AF_INET)
       uv_ip4_name((const struct sockaddr_in *)a->ai_addr, buf, sizeof buf);

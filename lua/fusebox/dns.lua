@@ -30,6 +30,7 @@ local running = coroutine.running
 local M = {}
 
 local MAX_NAME = 253
+local MAX_ADDRESSES = 64 -- as src/lua_dns.c keeps of an answer
 local config = { ttl = 30, max_names = 1024, timeout = 5 }
 local hosts = {}       -- lower-case name -> { addresses }
 local cache = {}       -- lower-case name -> { addrs =, expires = }
@@ -216,8 +217,9 @@ function M.set_hosts(t)
     end
     local list = type(v) == "string" and { v } or v
     if list ~= false then
-      if type(list) ~= "table" or #list == 0 then
-        argerror(1, "hosts", format("%s must map to an address or a list of them, got %s", shown(name), type(v)))
+      if type(list) ~= "table" or #list == 0 or #list > MAX_ADDRESSES then
+        argerror(1, "hosts", format("%s must map to an address or a list of 1-%d, got %s", shown(name),
+          MAX_ADDRESSES, type(v) == "table" and format("%d", #v) or type(v)))
       end
       local out = {}
       for i, a in ipairs(list) do

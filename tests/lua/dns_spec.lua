@@ -244,7 +244,11 @@ describe("fb.dns", function()
       assert.has_error(function() fb.dns.hosts { ["10.0.0.1"] = "10.0.0.2" } end,
         "bad argument #1 to 'hosts' ('10.0.0.1' is not a host name)")
       assert.has_error(function() fb.dns.hosts { ["a.test"] = {} } end,
-        "bad argument #1 to 'hosts' ('a.test' must map to an address or a list of them, got table)")
+        "bad argument #1 to 'hosts' ('a.test' must map to an address or a list of 1-64, got 0)")
+      local many = {}
+      for i = 1, 65 do many[i] = "127.0.0.1" end
+      assert.has_error(function() fb.dns.hosts { ["a.test"] = many } end,
+        "bad argument #1 to 'hosts' ('a.test' must map to an address or a list of 1-64, got 65)")
       assert.has_error(function() fb.dns.configure { ttl = -1 } end,
         "bad argument #1 to 'configure' (ttl must be a number of seconds >= 0, got -1)")
       assert.has_error(function() fb.dns.configure { max_names = 0.5 } end,
