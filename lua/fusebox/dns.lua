@@ -71,6 +71,14 @@ local function ends_with(s, suffix)
   return s == suffix or sub(s, -(#suffix + 1)) == "." .. suffix
 end
 
+-- The one spelling of a name the cache and the table are keyed by: DNS
+-- names are case-blind, and "a.b." (rooted) is "a.b".
+local function key_of(name)
+  local key = lower(name)
+  if sub(key, -1) == "." then key = sub(key, 1, -2) end
+  return key
+end
+
 local LOOPBACK = { "127.0.0.1", "::1" }
 
 local function copy(list)
@@ -156,8 +164,7 @@ function M.lookup(name, timeout)
   if literal then return { literal } end
   local why = bad_name(name)
   if why then return failed(name, why) end
-  local key = lower(name)
-  if sub(key, -1) == "." then key = sub(key, 1, -2) end
+  local key = key_of(name)
   if ends_with(key, "localhost") then return copy(LOOPBACK) end
   if ends_with(key, "invalid") then return failed(name, ".invalid names never resolve (RFC 6761)") end
   local addrs = cache_get(key)
@@ -231,7 +238,7 @@ function M.set_hosts(t)
       end
       list = out
     end
-    add[lower(name)] = list
+    add[key_of(name)] = list
   end
   for k, list in pairs(add) do hosts[k] = list or nil end
 end

@@ -277,6 +277,16 @@ describe("fb.dns under virtual time", function()
     assert.are.equal(0, lookups)
   end)
 
+  it("keys names case-blind, a rooted name (a trailing dot) as the same", function()
+    local got = {}
+    T.vrun(function()
+      fb.dns.hosts { ["DB.Internal."] = "10.0.0.5" }
+      for i, name in ipairs { "db.internal", "DB.INTERNAL.", "db.Internal" } do got[i] = fb.dns.resolve(name)[1] end
+      fb.dns.hosts { ["db.internal"] = false }
+    end)
+    assert.are.same({ "10.0.0.5", "10.0.0.5", "10.0.0.5" }, got)
+  end)
+
   it("caches the table's answers for the TTL, then sees its changes", function()
     local seen = {}
     T.vrun(function()
