@@ -168,12 +168,13 @@ static int stop_run(lua_State *L) {
 }
 
 /* core.run_info() -> runs so far (a new run starts afresh), the run's
- * shutdown_timeout, whether the runtime is a host's */
+ * shutdown_timeout, whether SIGTERM and SIGINT shut it down (its
+ * shutdown_on_signals, never in a host's runtime) */
 static int run_info(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   lua_pushnumber(L, (double)rt->runs);
   lua_pushnumber(L, rt->shutdown_timeout);
-  lua_pushboolean(L, rt->hosted);
+  lua_pushboolean(L, rt->shutdown_on_signals && !rt->hosted);
   return 3;
 }
 

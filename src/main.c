@@ -255,6 +255,8 @@ static void push_run_options(lua_State *L, const options *o) {
   lua_setfield(L, -2, "summary");
   lua_pushstring(L, o->script);
   lua_setfield(L, -2, "script");
+  lua_pushboolean(L, !o->virtual_time); /* a run that serves stops cleanly */
+  lua_setfield(L, -2, "shutdown_on_signals");
   if (o->has_shutdown_timeout) {
     lua_pushnumber(L, o->shutdown_timeout);
     lua_setfield(L, -2, "shutdown_timeout");

@@ -79,6 +79,7 @@ struct fb_runtime {
   double vlimit;        /* a run needing the virtual clock past this fails */
   double shutdown_timeout; /* fb.run's: how long a graceful shutdown may
                               take (lua/fusebox/lifecycle.lua) */
+  int shutdown_on_signals; /* fb.run's: SIGTERM/SIGINT start one */
   uint64_t t0;          /* uv_hrtime() at creation: real clock origin */
   uint64_t seed;
   fb_rng rng;           /* fb.random's stream */

@@ -7,7 +7,7 @@ B="${FB_BUILD:-build}"
 tmp=$(mktemp -d)
 pids=""
 trap 'for p in $pids; do kill -9 $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-echo "1..21"
+echo "1..23"
 n=0
 check() { # description, expected substring, actual
   n=$((n + 1))
@@ -159,3 +159,32 @@ check "fb.on_signal: the script's handlers ran, in order" "ready
 got SIGUSR1
 cleaning up after SIGTERM" "$(cat "$tmp/own.out")"
 check "fb.on_signal: its fb.shutdown ended the run, exit 0, quietly" "rc=0 err=" "rc=$rc err=$(cat "$tmp/own.err")"
+
+# 7. fb.run in a plain luajit: signals keep their defaults unless the run
+# asks (a harness's SIGTERM must end the harness, not one run of it)
+cat > "$tmp/plain_run.lua" <<'LUA'
+package.cpath = arg[1] .. "/?.so;" .. package.cpath
+local fb = require "fusebox"
+fb.run(function()
+  local srv = assert(fb.http.serve { port = 0, handler = function() return 200 end })
+  print("ready"); io.stdout:flush()
+  fb.sleep(30)
+  srv:close()
+end, { shutdown_on_signals = arg[2] == "yes" })
+print("run returned")
+LUA
+plain_run() { # yes|no -> rc=N and what it printed
+  (
+    [ -n "$FB_PRELOAD" ] && export LD_PRELOAD="$FB_PRELOAD" ASAN_OPTIONS=detect_leaks=0
+    exec luajit "$tmp/plain_run.lua" "$B" "$1"
+  ) > "$tmp/plain_run.$1" 2>&1 &
+  lpid=$!
+  pids="$pids $lpid"
+  wait_for "$tmp/plain_run.$1" ready
+  kill -TERM $lpid
+  wait $lpid 2>/dev/null
+  echo "rc=$? $(tr '\n' ' ' < "$tmp/plain_run.$1")"
+}
+check "fb.run without shutdown_on_signals: SIGTERM kills as usual" "rc=143 ready" "$(plain_run no)"
+check "fb.run{shutdown_on_signals = true}: SIGTERM ends the run, fb.run returns" \
+  "rc=0 ready fusebox: SIGTERM: shutting down" "$(plain_run yes)"

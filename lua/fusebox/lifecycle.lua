@@ -11,11 +11,14 @@
 -- passes first, the connections still open are closed and the run fails
 -- with one line saying how many were cut off (the CLI exits 1).
 --
--- While a run has a server that keeps it going (not background=true),
+-- In a run made with shutdown_on_signals (fusebox run and serve make
+-- theirs so) that has a server keeping it going (not background=true),
 -- SIGTERM and SIGINT start one, unless the script watches them itself
 -- (fb.on_signal); another SIGTERM or SIGINT while one is under way ends
 -- the process at once, killed by that signal. A run that serves nothing
 -- leaves both signals alone: they kill it, as they would any process.
+-- (Not by default for fb.run in a plain luajit: a test harness's
+-- SIGTERM must end the harness, not one run of it.)
 --
 -- Virtual time: fb.on_signal raises there, as real I/O does. A signal
 -- arrives at a wall-clock moment no virtual clock can place, so a run
@@ -55,9 +58,9 @@ local on_graceful_signal
 -- under way, for the second signal), else nothing, so the signal does
 -- what it does to any process.
 local function refresh(name)
-  local _, _, hosted = core.run_info()
+  local _, _, wanted = core.run_info()
   local fn = handlers[name]
-  if not fn and GRACEFUL[name] and not hosted and (nserving > 0 or under_way()) then
+  if not fn and GRACEFUL[name] and wanted and (nserving > 0 or under_way()) then
     fn = on_graceful_signal
   end
   local w = watching[name]
@@ -130,6 +133,8 @@ function M.shutdown(opts, signal)
 end
 
 on_graceful_signal = function(name)
+  local _, _, wanted = core.run_info()
+  if not wanted then core.signal_exit(name) end -- a watch left by an earlier run
   if under_way() then
     stderr:write(format("fusebox: second %s during shutdown: exiting at once\n", name))
     core.signal_exit(name)
