@@ -7,7 +7,7 @@ B="${FB_BUILD:-build}"
 tmp=$(mktemp -d)
 pids=""
 trap 'for p in $pids; do kill -9 $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-echo "1..23"
+echo "1..25"
 n=0
 check() { # description, expected substring, actual
   n=$((n + 1))
@@ -188,3 +188,12 @@ plain_run() { # yes|no -> rc=N and what it printed
 check "fb.run without shutdown_on_signals: SIGTERM kills as usual" "rc=143 ready" "$(plain_run no)"
 check "fb.run{shutdown_on_signals = true}: SIGTERM ends the run, fb.run returns" \
   "rc=0 ready fusebox: SIGTERM: shutting down" "$(plain_run yes)"
+
+# 8. the flag's bad values: one line, exit 2
+bad_flag() { "$B/fusebox" "$@" > /dev/null 2> "$tmp/flag.err"; echo "rc=$? $(cat "$tmp/flag.err")"; }
+check "serve --shutdown-timeout -1 is a usage error" \
+  "rc=2 fusebox: bad --shutdown-timeout '-1': want a number of seconds in 0..1e9 (see fusebox --help)" \
+  "$(bad_flag serve --shutdown-timeout -1)"
+check "run --shutdown-timeout needs a value" \
+  "rc=2 fusebox: --shutdown-timeout needs a number of seconds (see fusebox --help)" \
+  "$(bad_flag run --shutdown-timeout)"
