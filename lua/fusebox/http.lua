@@ -358,9 +358,10 @@ end
 -- background=false (true: the server does not keep a run going),
 -- on_shutdown=fn (called once when the server stops accepting, by a
 -- graceful shutdown or a close, before the idle connections close: where
--- a handler parked in a long poll is told to answer)} -> server | nil, err; server:shutdown() is the graceful
--- server:close() (fusebox.lifecycle), and SIGTERM starts it for every
--- server. handler(req) gets {method, url, path, query,
+-- a handler parked in a long poll is told to answer)} -> server | nil,
+-- err. server:shutdown() is the graceful server:close()
+-- (fusebox.lifecycle; SIGTERM starts it for every server). handler(req)
+-- gets {method, url, path, query,
 -- version, headers (lower-case names), trailers (the same, after a
 -- chunked body), body, keep_alive} and returns status (200..599),
 -- headers, body. A HEAD request's body is announced, never sent.
