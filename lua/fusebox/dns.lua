@@ -36,7 +36,7 @@ local hosts = {}       -- lower-case name -> { addresses }
 local cache = {}       -- lower-case name -> { addrs =, expires = }
 local ncached, cache_run = 0, -1
 local pending = {}     -- name -> coroutines waiting for the lookup in flight
-local npending = 0
+local npending, pending_run = 0, -1
 local stats = { lookups = 0, hits = 0, failures = 0 }
 
 -- A name as an error message shows it: quoted, control bytes escaped,
@@ -128,6 +128,10 @@ end
 -- The system resolver, one query per name at a time: a lookup already
 -- in flight is waited for, within the caller's own timeout.
 local function system_lookup(name, timeout)
+  local run = core.run_info()
+  if run ~= pending_run then -- lookups of an ended run: their waiters are gone
+    pending, npending, pending_run = {}, 0, run
+  end
   local waiting = pending[name]
   if waiting then
     local co = running()

@@ -130,6 +130,28 @@ describe("fb.dns", function()
     assert.are.same({ "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1" }, got)
   end)
 
+  it("forgets the lookups of a run that ended with them in flight", function()
+    if #V4_NAMES == 0 then
+      pending("/etc/hosts maps no name but localhost to 127.0.0.1: nothing to ask the resolver without DNS")
+      return
+    end
+    local name = V4_NAMES[1]
+    fb.dns.flush()
+    fb.run(function()
+      fb.spawn(function() fb.dns.resolve(name) end) -- in flight when the run ends
+      fb.shutdown()
+    end)
+    local got, err, took
+    fb.run(function()
+      local t0 = fb.now()
+      got, err = fb.dns.resolve(name, { timeout = 2 })
+      took = fb.now() - t0
+    end)
+    assert.is_table(got, err) -- it waited for the dropped lookup before, and timed out
+    assert.are.equal("127.0.0.1", got[1])
+    assert.is_true(took < 1, took)
+  end)
+
   it("resolves ip6-localhost where the machine has it", function()
     if not HAS_IP6_LOCALHOST then
       pending("/etc/hosts has no ip6-localhost on this machine (and asking DNS is not allowed here)")
