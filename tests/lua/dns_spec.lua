@@ -152,6 +152,41 @@ describe("fb.dns", function()
     assert.is_true(took < 1, took)
   end)
 
+  it("times a lookup out on its own timeout, as a value, and goes on", function()
+    -- Names getaddrinfo answers itself, asking no one: numeric IPv4 in
+    -- the forms inet_aton takes ("2130706433" is 127.0.0.1), which are
+    -- no IP literal to fusebox. 2000 at once queue on libuv's 4 threads
+    -- far longer than a 1 ms timeout.
+    local n, ok, timed_out, wrong = 2000, 0, 0, {}
+    run(function()
+      fb.dns.flush()
+      fb.dns.configure { timeout = 0.001, max_names = 4096 }
+      local done, me = 0, coroutine.running()
+      for i = 1, n do
+        fb.spawn(function()
+          local name = tostring(2130706432 + i)
+          local addrs, err = fb.dns.resolve(name)
+          if addrs and addrs[1] == string.format("127.0.%d.%d", math.floor(i / 256), i % 256) then
+            ok = ok + 1
+          elseif err == "resolve failed: '" .. name .. "': timeout" then
+            timed_out = timed_out + 1
+          else
+            wrong[#wrong + 1] = tostring(addrs and addrs[1] or err)
+          end
+          done = done + 1
+          if done == n then fb.wake(me) end
+        end)
+      end
+      assert.is_true(fb.wait("the lookups", 30))
+      fb.dns.configure { timeout = 5 }
+      fb.dns.flush()
+      assert.are.same({ "127.0.0.1" }, fb.dns.resolve("2130706433")) -- the resolver still answers
+    end)
+    assert.are.same({}, wrong)
+    assert.are.equal(n, ok + timed_out)
+    assert.is_true(timed_out > 0, "none timed out")
+  end)
+
   it("resolves ip6-localhost where the machine has it", function()
     if not HAS_IP6_LOCALHOST then
       pending("/etc/hosts has no ip6-localhost on this machine (and asking DNS is not allowed here)")
