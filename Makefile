@@ -58,7 +58,8 @@ LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
             src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c \
             src/tls.c src/lua_tls.c \
-            src/lua_zone.c
+            src/lua_zone.c \
+            src/lua_signal.c src/lua_dns.c
 REPORT_SRC := src/report.c src/report_html.c
 # Shared memory between processes (nginx workers): files and mappings.
 ZONE_SRC := src/zone.c

@@ -33,6 +33,8 @@ local config = core.import "fusebox.config"
 local client = core.import "fusebox.client"
 local events = core.import "fusebox.events"
 local scenario = core.import "fusebox.scenario"
+local lifecycle = core.import "fusebox.lifecycle"
+local dns = core.import "fusebox.dns"
 
 local default_report = core.report
 
@@ -99,9 +101,13 @@ return {
   json_encode = core.json_encode,
   json_null = core.json_null,
   tcp = { connect = tcp.connect, listen = tcp.listen },
+  dns = { resolve = dns.resolve, hosts = dns.set_hosts, configure = dns.configure,
+          stats = dns.stats, flush = dns.flush },
   http = { request = http.request, serve = http.serve },
   serve_registry = serve.serve,
   serve_metrics = metrics.serve,
   metrics = metrics.render,
   health_check = health.new,
+  on_signal = lifecycle.on_signal,
+  shutdown = function(opts) return lifecycle.shutdown(opts) end, -- no signal name from users
 }

@@ -161,7 +161,7 @@ static int l_seed(lua_State *L) {
 
 static const char *const run_options[] = {
     "virtual_time",     "seed", "events", "summary", "script",
-    "max_virtual_time", NULL};
+    "max_virtual_time", "shutdown_timeout", "shutdown_on_signals", NULL};
 
 /* The run's string arguments (stack indices first..last) as a cJSON
  * array: the script's command-line arguments when the CLI runs it. */
@@ -216,9 +216,16 @@ static int l_run(lua_State *L) {
       fb_runtime_seed(rt, check_seed(L, lua_gettop(L), 2, "run"));
     lua_pop(L, 2);
     rt->vlimit = fbl_opt_positive(L, 2, "max_virtual_time", HUGE_VAL);
+    rt->shutdown_timeout = fbl_opt_at_least(L, 2, "shutdown_timeout",
+                                            FB_SHUTDOWN_TIMEOUT, 0);
+    lua_getfield(L, 2, "shutdown_on_signals");
+    rt->shutdown_on_signals = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   } else {
     rt->virtual_time = 0;
     rt->vlimit = HUGE_VAL;
+    rt->shutdown_timeout = FB_SHUTDOWN_TIMEOUT;
+    rt->shutdown_on_signals = 0;
   }
   rt->vnow = 0;
   rt->runs++;
@@ -372,6 +379,8 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_catalog(L, rt_idx);
   fbl_open_backend(L, rt_idx);
   fbl_open_zone(L, rt_idx);
+  fbl_open_signal(L, rt_idx);
+  fbl_open_dns(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

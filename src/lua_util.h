@@ -131,5 +131,7 @@ void fbl_open_tls(lua_State *L, int rt_idx);
 struct ssl_ctx_st *fbl_check_tls_context(lua_State *L, int idx);
 
 void fbl_open_zone(lua_State *L, int rt_idx);
+void fbl_open_signal(lua_State *L, int rt_idx);
+void fbl_open_dns(lua_State *L, int rt_idx);
 
 #endif

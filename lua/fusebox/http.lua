@@ -16,6 +16,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
 local tls = core.import "fusebox.tls"
+local lifecycle = core.import "fusebox.lifecycle"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
 local find, sub, lower = string.find, string.sub, string.lower
@@ -254,6 +255,7 @@ local SERVE_OPTIONS = {
   host = true, port = true, handler = true, max_body = true, read_timeout = true,
   request_timeout = true, max_connections = true, backlog = true, background = true,
   tls = true,
+  on_shutdown = true,
 }
 
 -- head: the request was HEAD, so the body is announced, not sent.
@@ -327,10 +329,12 @@ local function serve_connection(srv, sock)
       break
     end
     split_target(req)
+    if srv.conns then srv.conns[sock] = true end -- busy: a shutdown lets it finish
     local status, headers, body = handle(srv, req, sock)
     local keep = req.keep_alive and not srv.closed
     local head = req.method == "HEAD"
     if not sock:write(response(status, headers, body, keep, head), srv.read_timeout) or not keep then break end
+    if srv.conns then srv.conns[sock] = false end
   end
   sock:close()
 end
@@ -345,20 +349,40 @@ function server:port() return self.listener:port() end
 
 -- server:close(): stops listening and closes every open connection
 function server:close()
+  lifecycle.remove(self)
+  self:shutdown()
+  for sock in pairs(self.conns) do sock:close() end
+end
+
+-- server:shutdown(): the graceful close (fusebox.lifecycle): stops
+-- listening, calls on_shutdown, closes the connections waiting between
+-- requests; those in a request answer it with Connection: close.
+function server:shutdown()
   if self.closed then return end
   self.closed = true
+  lifecycle.stop_serving(self)
   self.listener:close()
-  for sock in pairs(self.conns) do sock:close() end
+  if self.on_shutdown then
+    local ok, err = xpcall(self.on_shutdown, traceback)
+    if not ok then core.report("http on_shutdown failed", tostring(err)) end
+  end
+  for sock, busy in pairs(self.conns) do
+    if not busy then sock:close() end
+  end
 end
 
 -- fb.http.serve{host="127.0.0.1", port=0, handler=fn, max_body=1 MiB,
 -- read_timeout=10, request_timeout=30, max_connections=1024,
--- background=false (true: the server does not keep a run going), tls=}
--- -> server | nil, err. With tls = {cert_file=, key_file= [, ca_file=]}
--- (fusebox/tls.lua) it speaks HTTPS: each connection's handshake, within
--- its slot and bounded by tls.handshake_timeout (else read_timeout),
--- comes before its first request; one that fails is closed.
--- handler(req) gets {method, url, path, query,
+-- background=false (true: the server does not keep a run going), tls=,
+-- on_shutdown=fn (called once when the server stops accepting, by a
+-- graceful shutdown or a close, before the idle connections close: where
+-- a handler parked in a long poll is told to answer)} -> server | nil,
+-- err. server:shutdown() is the graceful server:close()
+-- (fusebox.lifecycle; SIGTERM starts it for every server). With tls =
+-- {cert_file=, key_file= [, ca_file=]} (fusebox/tls.lua) it speaks HTTPS:
+-- each connection's handshake, within its slot and bounded by
+-- tls.handshake_timeout (else read_timeout), comes before its first
+-- request; one that fails is closed. handler(req) gets {method, url, path, query,
 -- version, headers (lower-case names), trailers (the same, after a
 -- chunked body), body, keep_alive} and returns status (200..599),
 -- headers, body. A HEAD request's body is announced, never sent.
@@ -379,13 +403,17 @@ function M.serve(opts)
   check_seconds(opts.request_timeout, "serve", "request_timeout")
   check_count(opts.max_connections, "serve", "max_connections")
   local secure = tls.server(opts.tls, 1, "serve")
+  if opts.on_shutdown ~= nil and type(opts.on_shutdown) ~= "function" then
+    argerror(1, "serve", "on_shutdown must be a function, got " .. type(opts.on_shutdown))
+  end
   local srv = setmetatable({
     handler = opts.handler,
     max_body = opts.max_body or 1024 * 1024,
     read_timeout = opts.read_timeout or 10,
     request_timeout = opts.request_timeout or 30,
     max_connections = opts.max_connections or 1024,
-    conns = {},
+    on_shutdown = opts.on_shutdown,
+    conns = {}, -- sock -> true while it is in a request, false between them
     nconns = 0,
     closed = false,
   }, server)
@@ -393,18 +421,20 @@ function M.serve(opts)
     host = opts.host, port = opts.port, backlog = opts.backlog,
     handler = function(sock)
       if srv.nconns >= srv.max_connections or srv.closed then sock:close(); return end
-      srv.conns[sock] = true
+      srv.conns[sock] = false
       srv.nconns = srv.nconns + 1
       if not secure or tls.handshake(sock, secure, nil, secure.handshake_timeout or srv.read_timeout) then
         serve_connection(srv, sock)
       end
       srv.conns[sock] = nil
       srv.nconns = srv.nconns - 1
+      lifecycle.connection_ended()
     end,
   }
   if not listener then return nil, err end
   if opts.background then listener:_unref() end
   srv.listener = listener
+  lifecycle.add(srv, not opts.background)
   return srv
 end
 
