@@ -54,7 +54,7 @@ endif
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/breaker.c \
             src/limiter.c src/base64.c src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
-            src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
+            src/lua_registry.c src/lua_balancer.c src/lua_breaker.c src/lua_limiter.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
             src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c
 REPORT_SRC := src/report.c src/report_html.c

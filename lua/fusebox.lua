@@ -22,6 +22,7 @@ end
 local registry = core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+core.import "fusebox.limiter"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
 local serve = core.import "fusebox.serve"
@@ -76,6 +77,7 @@ return {
   strategy = balancer.strategy,
   strategies = strategies,
   breaker = core.breaker,
+  limiter = core.limiter,
   daemon = core.daemon,
   real_now = core.real_now,
   emit = events.emit,

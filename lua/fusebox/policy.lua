@@ -14,9 +14,12 @@
 --                         one comes
 --   "circuit open ..."    the breaker, raised: through a policy the text
 --                         of cb:call's error without a position in front
+--   "concurrency limit reached: ..."  fb.limiter: as many calls in
+--                         flight as its adaptive limit
 --
 -- fb.rejection(err) names the kind ("timeout", "bulkhead full", "rate
--- limited", "circuit open", "no instance") or returns nil, for retry_on.
+-- limited", "circuit open", "no instance", "concurrency limit reached")
+-- or returns nil, for retry_on.
 --
 -- Every method checks self and fn before it runs anything (base.check_self:
 -- "bad argument #1 to 'call' (fusebox.retry expected, got function)" for
@@ -25,7 +28,7 @@
 --
 -- fb.policy{...} composes in one order, outermost first:
 --
---   fallback -> retry -> breaker -> rate_limit -> bulkhead -> timeout -> fn
+--   fallback -> retry -> breaker -> rate_limit -> limiter -> bulkhead -> timeout -> fn
 --
 -- so every retry is a fresh trip through the breaker (which sees each
 -- attempt), an open breaker costs no rate-limit token, a rate-limited
@@ -87,6 +90,7 @@ local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
 local check_self, check_arg, argerror = base.check_self, base.check_arg, base.argerror
 local layer_call = core.import("fusebox.breaker").layer_call
+local limiter = core.import "fusebox.limiter"
 local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
@@ -198,6 +202,7 @@ M.failure = failure
 local KINDS = {
   { "timeout:", "timeout" }, { "bulkhead full:", "bulkhead full" },
   { "rate limited:", "rate limited" }, { "no instance:", "no instance" },
+  { "concurrency limit reached:", "concurrency limit reached" },
 }
 
 -- fb.rejection(err) -> the kind of rejection err is, or nil.
@@ -618,6 +623,38 @@ function M.new_breaker(opts, path)
   return cb
 end
 
+-------------------------------------------------------------- limiter
+
+-- The adaptive concurrency limit (fusebox.limiter, src/limiter.c), inside
+-- the rate limit and outside the bulkhead: a call the limiter refuses
+-- never queues for a slot, and a bulkhead's queueing shows in the RTT it
+-- measures (what an adaptive limit is for). Its results are caught here
+-- and leave with a fixed count, as the breaker's (see `held`).
+local LimiterLayer = { kind = "limiter" }
+LimiterLayer.__index = LimiterLayer
+local limiter_call = limiter.layer_call
+
+function LimiterLayer:call(fn, ...)
+  keep(limiter_call(self.limiter, fn, ...))
+  return give(take())
+end
+
+-- new_limiter(opts, path) -> fb.limiter(opts); its complaints name path.
+local function new_limiter(o, path)
+  if limiter.is_limiter(o) then return setmetatable({ limiter = o }, LimiterLayer) end
+  local ok, l = pcall(core.limiter, o)
+  if not ok then error(format("%s: %s", path, l:match("%((.*)%)$") or l), 0) end
+  return setmetatable({ limiter = l }, LimiterLayer)
+end
+
+local function limiter_rule(v, path)
+  if limiter.is_limiter(v) then return nil end
+  if type(v) ~= "table" then
+    return format("%s: must be limiter options or a limiter, got %s", path, schema.got(v))
+  end
+  return schema.check(v, schema.limiter, path)
+end
+
 -------------------------------------------------------------- policy
 
 local Policy = { kind = "policy" }
@@ -703,6 +740,7 @@ M.schema = { fields = {
   retry = layer_rule("retry", schema.retry),
   breaker = layer_rule("breaker", schema.breaker),
   rate_limit = layer_rule("rate_limit", schema.rate_limit),
+  limiter = limiter_rule,
   bulkhead = layer_rule("bulkhead", schema.bulkhead),
   timeout = timeout_rule,
   fallback = schema.func,
@@ -716,6 +754,7 @@ local BUILD = {
       return setmetatable({ breaker = cb }, BreakerLayer)
     end },
   { "rate_limit", new_rate_limiter },
+  { "limiter", new_limiter },
   { "bulkhead", new_bulkhead },
   { "timeout", new_timeout },
 }
@@ -745,7 +784,7 @@ function M.new_policy(opts, path)
     options = opts }, Policy)
 end
 
--- fb.policy{retry=, breaker=, rate_limit=, bulkhead=, timeout=, fallback=}
+-- fb.policy{retry=, breaker=, rate_limit=, limiter=, bulkhead=, timeout=, fallback=}
 function M.policy(opts)
   local o = check_options("policy", opts, M.schema)
   local ok, p = pcall(M.new_policy, o, nil)
