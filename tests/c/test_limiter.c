@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "fusebox.h"
@@ -360,6 +361,76 @@ static void config_check(void **state) {
   assert_string_equal(fb_limiter_algorithm_name(FB_LIMIT_VEGAS), "vegas");
 }
 
+/* A limiter Lua made and exported, used by a C host through the core API:
+ * the same object, the same limit. */
+static void from_a_runtime(void **state) {
+  (void)state;
+  fb_runtime_config cfg;
+  fb_runtime_config_init(&cfg);
+  cfg.virtual_time = 1;
+  fb_runtime *rt = fb_runtime_new(&cfg);
+  assert_non_null(rt);
+  assert_int_equal(fb_runtime_eval(rt, "local fb = require 'fusebox'\n"
+                                       "L = fb.limiter{algorithm = 'aimd', "
+                                       "initial = 2, min = 1, max = 5}\n"
+                                       "fb.export('api', L)",
+                                   "policy"),
+                   0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  fb_limiter *l = fb_runtime_limiter(rt, "api");
+  assert_non_null(l);
+  assert_int_equal(fb_limiter_limit(l), 2);
+  int64_t a = fb_limiter_acquire(l), b = fb_limiter_acquire(l);
+  assert_int_equal(fb_limiter_acquire(l), FB_ELIMIT);
+  assert_int_equal(fb_limiter_release(l, b, FB_LIMIT_SUCCESS, 0.01, 1),
+                   FB_LIMIT_CHANGED);
+  assert_int_equal(fb_limiter_release(l, a, FB_LIMIT_SUCCESS, 0.01, 1),
+                   FB_LIMIT_SAME);
+  assert_int_equal(fb_limiter_limit(l), 3);
+  assert_int_equal(fb_runtime_eval(rt, "assert(L.limit == 3)", "check"), 0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  assert_null(fb_runtime_limiter(rt, "nothing"));
+  fb_runtime_free(rt);
+}
+
+/* Shared, four threads acquire and release at once: every acquire is
+ * counted once, and in flight never passes the limit's bounds. */
+enum { THREADS = 4, ROUNDS = 100000 };
+
+static void *hammer(void *arg) {
+  fb_limiter *l = arg;
+  for (int i = 0; i < ROUNDS; i++) {
+    int64_t p = fb_limiter_acquire(l);
+    if (p > 0)
+      fb_limiter_release(l, p, i % 7 ? FB_LIMIT_SUCCESS : FB_LIMIT_DROPPED,
+                         0.001 * (i % 5 + 1), i);
+  }
+  return NULL;
+}
+
+static void threads(void **state) {
+  (void)state;
+  fb_limiter_config cfg;
+  fb_limiter_config_init(&cfg, FB_LIMIT_AIMD);
+  cfg.initial_limit = 2;
+  cfg.min_limit = 1;
+  cfg.max_limit = 3;
+  fb_limiter *l = fb_limiter_new(&cfg);
+  fb_limiter_set_shared(l, 1);
+  pthread_t t[THREADS];
+  for (int i = 0; i < THREADS; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, hammer, l), 0);
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(t[i], NULL);
+  fb_limiter_metrics m;
+  fb_limiter_metrics_get(l, &m);
+  assert_int_equal(m.inflight, 0);
+  assert_int_equal(m.successes + m.dropped + m.rejected,
+                   (uint64_t)THREADS * ROUNDS);
+  assert_true(m.limit >= 1 && m.limit <= 3);
+  fb_limiter_free(l);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(aimd_vector),
@@ -370,6 +441,8 @@ int main(void) {
       cmocka_unit_test(acquire_release),
       cmocka_unit_test(bad_release),
       cmocka_unit_test(config_check),
+      cmocka_unit_test(from_a_runtime),
+      cmocka_unit_test(threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
