@@ -713,6 +713,17 @@ typedef struct fb_limiter_config {
                            probe_multiplier * limit samples (jittered by
                            0.5..1); 30 */
   uint64_t seed;        /* vegas: the probe jitter's generator; 0 */
+  /* The sample window (concurrency-limits' WindowedLimit): samples are
+   * gathered for min(max(2 * the window's least RTT, min_window),
+   * max_window) seconds, and a window of window_size or more feeds the
+   * algorithm one sample: its mean RTT, its most calls in flight and
+   * whether any call dropped. */
+  double min_window;    /* seconds; 1 (0: no window, every sample feeds
+                           the algorithm at once) */
+  double max_window;    /* seconds, >= min_window; 1 */
+  int window_size;      /* samples a window needs to count; 10 */
+  double min_rtt_threshold; /* seconds; shorter RTTs are no sample
+                               (they time nothing real); 0.0001 */
   uint32_t magic;       /* private: set by fb_limiter_config_init */
 } fb_limiter_config;
 
@@ -740,11 +751,13 @@ int64_t fb_limiter_acquire(fb_limiter *l);
 enum { FB_LIMIT_SAME = 0, FB_LIMIT_CHANGED = 1 };
 
 /* Ends the call permit was given for: rtt is its latency in seconds (>= 0),
- * now the time it ended (stamped on a change of the limit). Returns
+ * now the time it ended (it closes sample windows and stamps a change of
+ * the limit; any number when min_window is 0). Returns
  * FB_LIMIT_CHANGED when the limit changed (see fb_limiter_change),
  * FB_LIMIT_SAME, or FB_EINVAL (nothing changed) for a bad outcome, a
- * negative or NaN rtt, a permit out of 1..max_limit, or a release with
- * no call in flight. O(1), no allocation. */
+ * negative or NaN rtt, a NaN now with a window, a permit out of
+ * 1..max_limit, or a release with no call in flight. O(1), no
+ * allocation. */
 int fb_limiter_release(fb_limiter *l, int64_t permit, fb_limit_outcome outcome,
                        double rtt, double now);
 

@@ -38,11 +38,24 @@
  *   - vegas honours min_limit (Netflix's clamps to 1: its default here).
  *   - gradient2 and vegas skip samples with an RTT of 0 (an instant call
  *     in virtual time): their rules divide by it. Netflix's Vegas throws.
- *   - a sample feeds the rule at once, as Netflix's limits do unless
- *     wrapped in its WindowedLimit; fusebox has no window yet.
+ *   - every algorithm is wrapped in WindowedLimit's window by default
+ *     (min_window = max_window = 1 s, window_size 10, min_rtt_threshold
+ *     100 us), as Netflix advises for Gradient2: fed every sample at
+ *     hundreds a second, its long-term average (600 samples) follows a
+ *     slowed backend within seconds, and the tolerance then lets the
+ *     limit climb until callers time out (examples/adaptive_limit.lua
+ *     without a window). min_window = 0 feeds every sample at once.
  *
- * No allocation after creation, no clock: now is passed in and only
- * stamps the history of the limit.
+ * The window (WindowedLimit with its average sample window): a sample
+ * whose RTT is below min_rtt_threshold is no sample. The others gather
+ * into the window (least RTT, RTT sum, most in flight, count, any drop);
+ * the first sample ending after the window's end closes it: the next one
+ * ends min(max(2 * least RTT, min_window), max_window) later, and a
+ * closed window of window_size samples or more is one sample for the
+ * algorithm (mean RTT, most in flight, any drop); a smaller one is
+ * dropped. So the first window, closed by the first sample, never counts.
+ *
+ * No allocation after creation, no clock: now is passed in.
  */
 #include "fusebox.h"
 #include "util.h"
@@ -76,6 +89,10 @@ struct fb_limiter {
   double probe_jitter;
   uint64_t probe_count;
   fb_rng rng;
+  /* the sample window */
+  double next_update;
+  double win_min_rtt, win_sum;
+  int win_max_inflight, win_count, win_drop;
   uint64_t successes, dropped, ignored, rejected;
   uint64_t nchanges;
   fb_limit_change history[FB_LIMITER_HISTORY];
@@ -97,6 +114,10 @@ void fb_limiter_config_init(fb_limiter_config *cfg,
   cfg->alpha = 3;
   cfg->beta = 6;
   cfg->probe_multiplier = 30;
+  cfg->min_window = 1;
+  cfg->max_window = 1;
+  cfg->window_size = 10;
+  cfg->min_rtt_threshold = 0.0001;
   cfg->magic = FB_CONFIG_MAGIC;
 }
 
@@ -131,6 +152,14 @@ static const char *bad_field(const fb_limiter_config *c) {
     return "beta";
   if (c->probe_multiplier < 1)
     return "probe_multiplier";
+  if (!(c->min_window >= 0 && c->min_window <= 1e9))
+    return "min_window";
+  if (!(c->max_window >= c->min_window && c->max_window <= 1e9))
+    return "max_window";
+  if (c->window_size < 1)
+    return "window_size";
+  if (!(c->min_rtt_threshold >= 0 && c->min_rtt_threshold <= 1e9))
+    return "min_rtt_threshold";
   return NULL;
 }
 
@@ -163,6 +192,7 @@ fb_limiter *fb_limiter_new(const fb_limiter_config *cfg) {
   l->limit = cfg->initial_limit;
   fb_rng_seed(&l->rng, cfg->seed);
   l->probe_jitter = draw_jitter(l);
+  l->win_min_rtt = INFINITY;
   return l;
 }
 
@@ -253,6 +283,47 @@ static void vegas(fb_limiter *l, double rtt, int inflight, int drop) {
   l->estimate = (1 - s) * est + s * clamp(l, next);
 }
 
+/* Feeds one sample to the algorithm. */
+static void update(fb_limiter *l, double rtt, int inflight, int drop) {
+  switch (l->cfg.algorithm) {
+  case FB_LIMIT_AIMD:
+    aimd(l, rtt, inflight, drop);
+    break;
+  case FB_LIMIT_GRADIENT2:
+    gradient2(l, rtt, inflight);
+    break;
+  case FB_LIMIT_VEGAS:
+    vegas(l, rtt, inflight, drop);
+    break;
+  }
+}
+
+/* Adds a sample to the window, and feeds the algorithm the window it
+ * closes, if any, when it has window_size samples (see the top). */
+static void window_add(fb_limiter *l, double rtt, int inflight, int drop,
+                       double now) {
+  if (rtt < l->cfg.min_rtt_threshold)
+    return;
+  if (rtt < l->win_min_rtt)
+    l->win_min_rtt = rtt;
+  l->win_sum += rtt;
+  if (inflight > l->win_max_inflight)
+    l->win_max_inflight = inflight;
+  l->win_count++;
+  l->win_drop |= drop;
+  if (!(now > l->next_update))
+    return;
+  double span = 2 * l->win_min_rtt;
+  span = span < l->cfg.min_window ? l->cfg.min_window : span;
+  span = span > l->cfg.max_window ? l->cfg.max_window : span;
+  l->next_update = now + span;
+  if (l->win_count >= l->cfg.window_size)
+    update(l, l->win_sum / l->win_count, l->win_max_inflight, l->win_drop);
+  l->win_min_rtt = INFINITY;
+  l->win_sum = 0;
+  l->win_max_inflight = l->win_count = l->win_drop = 0;
+}
+
 /* ------------------------------------------------------------- locking */
 
 static void spin_lock(fb_limiter *l) {
@@ -306,7 +377,8 @@ int64_t fb_limiter_acquire(fb_limiter *l) {
 static int release_unlocked(fb_limiter *l, int64_t permit,
                             fb_limit_outcome outcome, double rtt, double now) {
   if ((unsigned)outcome > FB_LIMIT_IGNORED || !(rtt >= 0) || permit < 1 ||
-      permit > l->cfg.max_limit || l->inflight < 1)
+      permit > l->cfg.max_limit || l->inflight < 1 ||
+      (l->cfg.min_window > 0 && isnan(now)))
     return FB_EINVAL;
   l->inflight--;
   if (outcome == FB_LIMIT_IGNORED) {
@@ -317,17 +389,10 @@ static int release_unlocked(fb_limiter *l, int64_t permit,
   l->dropped += drop;
   l->successes += !drop;
   l->last_rtt = rtt;
-  switch (l->cfg.algorithm) {
-  case FB_LIMIT_AIMD:
-    aimd(l, rtt, (int)permit, drop);
-    break;
-  case FB_LIMIT_GRADIENT2:
-    gradient2(l, rtt, (int)permit);
-    break;
-  case FB_LIMIT_VEGAS:
-    vegas(l, rtt, (int)permit, drop);
-    break;
-  }
+  if (l->cfg.min_window > 0)
+    window_add(l, rtt, (int)permit, drop, now);
+  else if (rtt >= l->cfg.min_rtt_threshold)
+    update(l, rtt, (int)permit, drop);
   int limit = (int)l->estimate;
   if (limit == l->limit)
     return FB_LIMIT_SAME;

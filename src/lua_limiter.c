@@ -18,7 +18,8 @@ static const char *const limiter_options[] = {
     "algorithm",     "initial",       "min",       "max",
     "smoothing",     "queue_size",    "rtt_tolerance", "long_window",
     "backoff_ratio", "timeout",       "alpha",     "beta",
-    "probe_multiplier", "classify",   "name",      "shared", NULL};
+    "probe_multiplier", "min_window", "max_window", "window_size",
+    "min_rtt_threshold", "classify",  "name",      "shared", NULL};
 
 static const char *const algorithms[] = {"gradient2", "aimd", "vegas", NULL};
 
@@ -63,6 +64,14 @@ static void read_options(lua_State *L, fb_limiter_config *cfg) {
   cfg->beta = fbl_opt_positive(L, 1, "beta", cfg->beta);
   cfg->probe_multiplier =
       fbl_opt_count(L, 1, "probe_multiplier", cfg->probe_multiplier);
+  cfg->min_window = fbl_opt_at_least(L, 1, "min_window", cfg->min_window, 0);
+  /* max_window follows a min_window given alone past its default */
+  if (!fbl_opt_given(L, 1, "max_window") && cfg->min_window > cfg->max_window)
+    cfg->max_window = cfg->min_window;
+  cfg->max_window = fbl_opt_at_least(L, 1, "max_window", cfg->max_window, 0);
+  cfg->window_size = fbl_opt_count(L, 1, "window_size", cfg->window_size);
+  cfg->min_rtt_threshold = fbl_opt_at_least(L, 1, "min_rtt_threshold",
+                                            cfg->min_rtt_threshold, 0);
 }
 
 /* What the core's check can still reject once every option is in range
@@ -86,6 +95,10 @@ static void check_config(lua_State *L, const fb_limiter_config *c) {
     luaL_argerror(L, 1, lua_pushfstring(L, "backoff_ratio must be in "
                                            "[0.5, 1), got %f",
                                         c->backoff_ratio));
+  if (strcmp(field, "max_window") == 0)
+    luaL_argerror(L, 1, lua_pushfstring(L, "max_window must be >= min_window "
+                                           "(%f < %f)",
+                                        c->max_window, c->min_window));
   if (strcmp(field, "beta") == 0)
     luaL_argerror(L, 1, lua_pushfstring(L, "beta must be >= alpha (%f < %f)",
                                         c->beta, c->alpha));

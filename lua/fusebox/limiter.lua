@@ -20,6 +20,14 @@
 --   alpha, beta      vegas: the queue bounds, times log10(limit) (3, 6)
 --   probe_multiplier vegas: re-probe the no-load RTT every
 --                    probe_multiplier * limit samples, jittered (30)
+--   min_window, max_window, window_size, min_rtt_threshold
+--                    the sample window (WindowedLimit's): samples gather
+--                    for 2 x the least RTT seen, within min_window ..
+--                    max_window seconds (1 .. 1), and a window of
+--                    window_size (10) or more is one sample for the
+--                    algorithm (mean RTT, most in flight, any drop); RTTs
+--                    under min_rtt_threshold (100 us) are none.
+--                    min_window = 0: every sample counts at once
 --   classify         function(err) -> "dropped", "ignored" or "success":
 --                    how a failure counts. Default: a timeout ("timeout:
 --                    ...", "timeout") or a rejection by a bulkhead inside

@@ -37,6 +37,12 @@ static int sample(fb_limiter *l, int inflight, double rtt,
   return fb_limiter_limit(l);
 }
 
+/* Every sample feeds the algorithm at once: the update rules alone. */
+static void unwindowed(fb_limiter_config *cfg) {
+  cfg->min_window = cfg->max_window = 0;
+  cfg->min_rtt_threshold = 0;
+}
+
 static double estimate(fb_limiter *l) {
   fb_limiter_metrics m;
   fb_limiter_metrics_get(l, &m);
@@ -66,6 +72,7 @@ static void aimd_vector(void **state) {
   (void)state;
   fb_limiter_config cfg;
   fb_limiter_config_init(&cfg, FB_LIMIT_AIMD);
+  unwindowed(&cfg);
   cfg.initial_limit = 10;
   cfg.min_limit = 5;
   cfg.max_limit = 12;
@@ -141,6 +148,7 @@ static void gradient2_vector(void **state) {
   (void)state;
   fb_limiter_config cfg;
   fb_limiter_config_init(&cfg, FB_LIMIT_GRADIENT2);
+  unwindowed(&cfg);
   cfg.min_limit = 1;
   cfg.max_limit = 1000;
   fb_limiter *l = fb_limiter_new(&cfg);
@@ -167,7 +175,10 @@ static void gradient2_vector(void **state) {
 /* A drop does not move Gradient2: latency alone does. */
 static void gradient2_ignores_drops(void **state) {
   (void)state;
-  fb_limiter *l = fb_limiter_new(NULL); /* initial 20, min 20, max 200 */
+  fb_limiter_config cfg;
+  fb_limiter_config_init(&cfg, FB_LIMIT_GRADIENT2); /* 20, 20..200 */
+  unwindowed(&cfg);
+  fb_limiter *l = fb_limiter_new(&cfg);
   assert_int_equal(sample(l, 20, 0.1, FB_LIMIT_DROPPED), 20);
   assert_true(fabs(estimate(l) - 20.8) < 1e-12);
   fb_limiter_free(l);
@@ -196,6 +207,7 @@ static const step vegas_smooth_steps[] = {
 static fb_limiter *vegas_limiter(double smoothing) {
   fb_limiter_config cfg;
   fb_limiter_config_init(&cfg, FB_LIMIT_VEGAS);
+  unwindowed(&cfg);
   cfg.probe_multiplier = 1000;
   cfg.smoothing = smoothing;
   fb_limiter *l = fb_limiter_new(&cfg);
@@ -225,6 +237,7 @@ static void vegas_probe(void **state) {
   (void)state;
   fb_limiter_config cfg;
   fb_limiter_config_init(&cfg, FB_LIMIT_VEGAS);
+  unwindowed(&cfg);
   cfg.probe_multiplier = 1;
   cfg.seed = 7;
   fb_limiter *l = fb_limiter_new(&cfg);
@@ -239,6 +252,66 @@ static void vegas_probe(void **state) {
   }
   assert_int_equal(fb_limiter_limit(l), 20);
   assert_true(probed_at >= 10 && probed_at <= 20);
+  fb_limiter_free(l);
+}
+
+/* One windowed sample ending at now with `inflight` started. */
+static int wsample(fb_limiter *l, int inflight, double rtt, int drop,
+                   double now) {
+  int64_t p[64];
+  for (int i = 0; i < inflight; i++)
+    assert_int_equal(p[i] = fb_limiter_acquire(l), i + 1);
+  fb_limiter_release(l, p[inflight - 1],
+                     drop ? FB_LIMIT_DROPPED : FB_LIMIT_SUCCESS, rtt, now);
+  for (int i = inflight - 2; i >= 0; i--)
+    fb_limiter_release(l, p[i], FB_LIMIT_IGNORED, 0, now);
+  return fb_limiter_limit(l);
+}
+
+/* The default window (WindowedLimit's: 1 s, 10 samples, RTTs from 100
+ * us): the first sample closes the first window, which never counts; the
+ * next window closes with the first sample after 1 s, and feeds AIMD one
+ * sample: a drop anywhere in it halves nothing but backs off once, and
+ * its most calls in flight decide growth. */
+static void window(void **state) {
+  (void)state;
+  fb_limiter_config cfg;
+  fb_limiter_config_init(&cfg, FB_LIMIT_AIMD);
+  cfg.initial_limit = 10;
+  cfg.min_limit = 1;
+  fb_limiter *l = fb_limiter_new(&cfg);
+  assert_int_equal(wsample(l, 1, 0.01, 0, 0.5), 10); /* closes window 0 */
+  /* window 1 ends at 1.5: 10 samples, one with 5 in flight, one drop */
+  for (int i = 0; i < 9; i++)
+    assert_int_equal(
+        wsample(l, i == 3 ? 5 : 1, 0.01, i == 5, 0.5 + 0.1 * (i + 1)), 10);
+  assert_int_equal(wsample(l, 1, 0.00005, 0, 1.5), 10); /* under 100 us */
+  assert_int_equal(wsample(l, 1, 0.01, 0, 1.5), 10);    /* not after 1.5 */
+  assert_int_equal(wsample(l, 1, 0.01, 0, 1.55), 9);    /* closes it: drop */
+  /* window 2 (to 2.55): 10 samples, 5 in flight at most, no drop: +1 */
+  for (int i = 0; i < 9; i++)
+    assert_int_equal(wsample(l, 5, 0.01, 0, 1.6 + 0.1 * i), 9);
+  assert_int_equal(wsample(l, 5, 0.01, 0, 2.6), 10);
+  /* window 3: 3 samples only, drops among them: not counted */
+  wsample(l, 1, 0.01, 1, 3.0);
+  wsample(l, 1, 0.01, 1, 3.3);
+  assert_int_equal(wsample(l, 1, 0.01, 1, 3.7), 10);
+  /* min_window 0.1, max_window 5: the window is twice its least RTT */
+  fb_limiter_free(l);
+  fb_limiter_config_init(&cfg, FB_LIMIT_AIMD);
+  cfg.initial_limit = 10;
+  cfg.min_limit = 1;
+  cfg.min_window = 0.1;
+  cfg.max_window = 5;
+  cfg.window_size = 1;
+  cfg.timeout = 1;
+  l = fb_limiter_new(&cfg);
+  assert_int_equal(wsample(l, 1, 2, 0, 10.0), 9); /* rtt 2 > timeout */
+  /* the window now ends at 10 + 2 * 2 = 14 */
+  assert_int_equal(wsample(l, 1, 2, 0, 13.9), 9);
+  assert_int_equal(wsample(l, 1, 0.01, 0, 14.1), 8); /* the mean, 1.005 */
+  assert_int_equal(fb_limiter_release(l, 1, FB_LIMIT_SUCCESS, 0.1, NAN),
+                   FB_EINVAL);
   fb_limiter_free(l);
 }
 
@@ -327,6 +400,10 @@ static void bad_timeout(fb_limiter_config *c) { c->timeout = 0; }
 static void bad_alpha(fb_limiter_config *c) { c->alpha = 0; }
 static void bad_beta(fb_limiter_config *c) { c->beta = 2; }
 static void bad_probe(fb_limiter_config *c) { c->probe_multiplier = 0; }
+static void bad_min_window(fb_limiter_config *c) { c->min_window = -1; }
+static void bad_max_window(fb_limiter_config *c) { c->max_window = 0.5; }
+static void bad_window_size(fb_limiter_config *c) { c->window_size = 0; }
+static void bad_threshold(fb_limiter_config *c) { c->min_rtt_threshold = NAN; }
 
 static void config_check(void **state) {
   (void)state;
@@ -358,6 +435,10 @@ static void config_check(void **state) {
   expect_bad(bad_alpha, "alpha");
   expect_bad(bad_beta, "beta");
   expect_bad(bad_probe, "probe_multiplier");
+  expect_bad(bad_min_window, "min_window");
+  expect_bad(bad_max_window, "max_window");
+  expect_bad(bad_window_size, "window_size");
+  expect_bad(bad_threshold, "min_rtt_threshold");
   assert_string_equal(fb_limiter_algorithm_name(FB_LIMIT_VEGAS), "vegas");
 }
 
@@ -372,7 +453,8 @@ static void from_a_runtime(void **state) {
   assert_non_null(rt);
   assert_int_equal(fb_runtime_eval(rt, "local fb = require 'fusebox'\n"
                                        "L = fb.limiter{algorithm = 'aimd', "
-                                       "initial = 2, min = 1, max = 5}\n"
+                                       "initial = 2, min = 1, max = 5, "
+                                       "min_window = 0}\n"
                                        "fb.export('api', L)",
                                    "policy"),
                    0);
@@ -438,6 +520,7 @@ int main(void) {
       cmocka_unit_test(gradient2_ignores_drops),
       cmocka_unit_test(vegas_vector),
       cmocka_unit_test(vegas_probe),
+      cmocka_unit_test(window),
       cmocka_unit_test(acquire_release),
       cmocka_unit_test(bad_release),
       cmocka_unit_test(config_check),

@@ -69,7 +69,7 @@ describe("fb.limiter", function()
 
   it("follows AIMD's rule through l:call, a timeout being a drop", function()
     vrun(function()
-      local l = fb.limiter { algorithm = "aimd", initial = 2, min = 1, max = 4 }
+      local l = fb.limiter { algorithm = "aimd", initial = 2, min = 1, max = 4, min_window = 0 }
       local p = fb.policy { limiter = l, timeout = 1 }
       local limits = {}
       local function step(fn) pcall(p.call, p, fn); limits[#limits + 1] = l.limit end
@@ -87,10 +87,35 @@ describe("fb.limiter", function()
     end)
   end)
 
+  it("feeds the algorithm one sample a window by default (WindowedLimit's)", function()
+    vrun(function()
+      local l = fb.limiter { algorithm = "aimd", initial = 4, min = 1, max = 10 }
+      local changes = {}
+      l:on("limit", function(from, to, at)
+        changes[#changes + 1] = { from, to, math.floor(at * 100 + 0.5) / 100 }
+      end)
+      -- 4 calls in flight at a time, 50 ms each: 80 a second
+      for _ = 1, 4 do
+        fb.spawn(function()
+          while fb.now() < 3.5 do l:call(fb.sleep, 0.05) end
+        end)
+      end
+      fb.sleep(4)
+      -- the first sample (t = 0.05) closes the first window, which
+      -- never counts; then the first sample after each 1 s window ends
+      -- closes it: one change a window, 4 in flight >= 5 / 2 growing it
+      assert.are.same({ { 4, 5, 1.05 }, { 5, 6, 2.05 }, { 6, 7, 3.1 } }, changes)
+    end)
+    assert.matches("max_window must be >= min_window", errors(fb.limiter, { min_window = 2, max_window = 1 }), 1, true)
+    assert.are.equal(20, fb.limiter { min_window = 5 }.limit) -- max_window follows
+    assert.matches("window_size must be a positive integer, got 0", errors(fb.limiter, { window_size = 0 }), 1, true)
+    assert.matches("min_rtt_threshold must be a finite number >= 0", errors(fb.limiter, { min_rtt_threshold = -1 }), 1, true)
+  end)
+
   it("lets classify decide how a failure counts", function()
     vrun(function()
       local l = fb.limiter { algorithm = "aimd", initial = 10, min = 1, max = 20,
-        classify = function(err) return err == "503" and "dropped" or "success" end }
+        min_window = 0, min_rtt_threshold = 0, classify = function(err) return err == "503" and "dropped" or "success" end }
       l:call(function() return nil, "503" end)
       assert.are.equal(9, l.limit)
       l:call(function() return nil, "404" end)
@@ -119,7 +144,7 @@ describe("fb.limiter", function()
 
   it("has a permit API with checked arguments", function()
     vrun(function()
-      local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 3 }
+      local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 3, min_window = 0 }
       local p = assert(l:acquire())
       local none, why = l:acquire()
       assert.is_nil(none)
@@ -140,7 +165,7 @@ describe("fb.limiter", function()
     local path = os.tmpname()
     local heard = {}
     fb.run(function()
-      local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 3, name = "api" }
+      local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 3, name = "api", min_window = 0 }
       l:on("limit", function(from, to, at) heard[#heard + 1] = { from, to, at } end)
       l:on("rejected", function(limit, at) heard[#heard + 1] = { "rejected", limit, at } end)
       fb.spawn(function() l:call(function() fb.sleep(1) return 1 end) end) -- 1 -> 2 at t=1
@@ -194,7 +219,8 @@ describe("the limiter policy layer", function()
 
   it("counts a full bulkhead inside it as a drop", function()
     vrun(function()
-      local l = fb.limiter { algorithm = "aimd", initial = 10, min = 1, max = 10 }
+      local l = fb.limiter { algorithm = "aimd", initial = 10, min = 1, max = 10,
+        min_window = 0, min_rtt_threshold = 0 }
       local p = fb.policy { limiter = l, bulkhead = { max_concurrent = 1 } }
       fb.spawn(function() p:call(function() fb.sleep(1) end) end)
       fb.sleep(0.1)
@@ -308,5 +334,26 @@ fb.sleep(1)
     assert.are.equal(0, code, err)
     assert.truthy(html:find("limiter api", 1, true))
     assert.falsy(html:find("Not drawn:", 1, true))
+  end)
+end)
+
+describe("examples/adaptive_limit.lua", function()
+  it("shows the limit keeping goodput and latency where a fixed bulkhead collapses", function()
+    local out, err, code = T.cli("run --virtual-time --seed 1 examples/adaptive_limit.lua")
+    assert.are.equal(0, code, err)
+    local after = {}
+    for okps, timeouts in out:gmatch("after the doubling: (%d+) ok/s, (%d+) timeouts") do
+      after[#after + 1] = { tonumber(okps), tonumber(timeouts) }
+    end
+    assert.are.equal(3, #after, out)
+    assert.is_true(after[1][1] >= 95 and after[1][2] == 0, out)   -- bulkhead 40: capacity, queued
+    assert.is_true(after[2][1] <= 20 and after[2][2] > 1000, out) -- bulkhead 120: collapse
+    assert.is_true(after[3][1] >= 95 and after[3][2] == 0, out)   -- the limiter
+    -- the last window's p99: the bulkhead of 40 queues (~400 ms), the
+    -- limiter keeps close to the 100 ms service time
+    local p99 = {}
+    for v in out:gmatch("50%-60s%s+%d+%s+%d+%s+%d+%s+%d+%s+%d+%s+(%d+)") do p99[#p99 + 1] = tonumber(v) end
+    assert.is_true(p99[1] >= 350, out)
+    assert.is_true(p99[3] <= 200, out)
   end)
 end)
