@@ -18,6 +18,7 @@
 local fb = require "fusebox"
 
 local RATE, WORKERS, TIMEOUT, DOUBLES_AT, RUN = 150, 10, 1, 30, 60
+local SEED = fb.seed() -- every configuration sees the same arrivals
 
 -- One run of the scenario with guard (a policy layer's options) in front
 -- of the clients' timeout; returns per-window rows and the limit's trace.
@@ -56,6 +57,7 @@ local function scenario(name, guard)
       fb.sleep(0.1)
     end
   end)
+  fb.seed(SEED)
   local t, sent = 0, 0
   while true do
     t = t - math.log(1 - fb.random()) / RATE
