@@ -97,7 +97,7 @@ static void lua_errors_are_returned_not_fatal(void **state) {
   assert_int_equal(fb_runtime_eval(rt, "require('fusebox').export('x', 42)", "wrongtype"), 0);
   assert_int_equal(fb_runtime_run(rt), FB_ELUA);
   assert_non_null(strstr(fb_runtime_last_error(rt),
-                         "registry, balancer or breaker expected, got number"));
+                         "registry, balancer, breaker or limiter expected, got number"));
   assert_non_null(strstr(fb_runtime_last_error(rt), "stack traceback"));
   assert_int_equal(e.n, 2);
   /* the runtime is still usable */
