@@ -84,6 +84,7 @@ M.state = base.object_state(limiter_mt, "limiter", function(ud)
     algorithm = env.algorithm,
     classify = env.classify,
     message = false, message_limit = -1, -- the rejection text, per limit
+    out = {}, -- l:acquire's permits not released yet: permit -> how many
   }
 end)
 local state_of = M.state
@@ -216,10 +217,18 @@ function limiter:call(fn, ...)
 end
 M.layer_call = limiter.call
 
--- l:acquire() -> permit, or nil, message
+-- l:acquire() -> permit, or nil, message. A permit is the number of
+-- calls in flight with its own (what its sample needs), so two calls may
+-- hold equal ones: st.out counts them, and a release of a permit none
+-- holds is refused (a second release of one, while no other call holds
+-- the same number). Its keys are 1..limit: no allocation once grown.
 function limiter:acquire()
   local st = state_of(self, "acquire")
   local permit, err = admit(self, st, "acquire")
+  if permit then
+    local out = st.out
+    out[permit] = (out[permit] or 0) + 1
+  end
   return permit, err
 end
 
@@ -233,9 +242,12 @@ function limiter:release(permit, outcome, rtt)
   if type(rtt) ~= "number" or not (rtt >= 0 and rtt < math.huge) then
     argerror(3, "release", "rtt must be a number of seconds >= 0, got " .. tostring(rtt))
   end
-  if type(permit) ~= "number" or release(self, st, permit, o, rtt, now()) == EINVAL then
+  local out = st.out
+  local held = type(permit) == "number" and out[permit]
+  if not held or held < 1 or release(self, st, permit, o, rtt, now()) == EINVAL then
     argerror(1, "release", "not a permit of this limiter: " .. tostring(permit))
   end
+  out[permit] = held - 1
   return true
 end
 

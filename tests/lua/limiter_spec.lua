@@ -157,6 +157,15 @@ describe("fb.limiter", function()
       assert.are.equal(2, l.limit)
       -- nothing in flight: no permit can be released
       assert.matches("not a permit of this limiter: 1", errors(l.release, l, p, "success", 0.1), 1, true)
+      -- a second release of a permit is refused while another call is in
+      -- flight too, and frees nothing
+      local a, b = l:acquire(), l:acquire()
+      assert.are.same({ 1, 2 }, { a, b })
+      l:release(b, "ignored", 0)
+      assert.matches("not a permit of this limiter: 2", errors(l.release, l, b, "ignored", 0), 1, true)
+      assert.are.equal(1, l.inflight)
+      l:release(a, "ignored", 0)
+      assert.are.equal(0, l.inflight)
       assert.matches("cannot set 'limit'", errors(function() l.limit = 5 end), 1, true)
     end)
   end)
