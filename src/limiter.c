@@ -416,9 +416,19 @@ int fb_limiter_release(fb_limiter *l, int64_t permit, fb_limit_outcome outcome,
 
 /* ------------------------------------------------------------- queries */
 
-int fb_limiter_limit(const fb_limiter *l) { return l ? l->limit : 0; }
+int fb_limiter_limit(const fb_limiter *l) {
+  int v = 0;
+  if (l)
+    LOCKED((fb_limiter *)l, v = l->limit);
+  return v;
+}
 
-int fb_limiter_inflight(const fb_limiter *l) { return l ? l->inflight : 0; }
+int fb_limiter_inflight(const fb_limiter *l) {
+  int v = 0;
+  if (l)
+    LOCKED((fb_limiter *)l, v = l->inflight);
+  return v;
+}
 
 const char *fb_limiter_algorithm_name(fb_limit_algorithm a) {
   switch (a) {
@@ -433,7 +443,10 @@ const char *fb_limiter_algorithm_name(fb_limit_algorithm a) {
 }
 
 uint64_t fb_limiter_changes(const fb_limiter *l) {
-  return l ? l->nchanges : 0;
+  uint64_t n = 0;
+  if (l)
+    LOCKED((fb_limiter *)l, n = l->nchanges);
+  return n;
 }
 
 int fb_limiter_change(const fb_limiter *l, uint64_t n, int *from, int *to,

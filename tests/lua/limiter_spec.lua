@@ -305,6 +305,27 @@ describe("the fb.http.serve guard", function()
     assert.are.same({ error = "concurrency limit reached: limit 1 in flight" }, fb.json_decode(results[2][3]))
   end)
 
+  it("counts a handler's 503 or 504 as a drop, another 5xx as ignored", function()
+    local l = fb.limiter { algorithm = "aimd", initial = 10, min = 1, max = 10, min_window = 0 }
+    fb.run(function()
+      local statuses = { 503, 504, 500, 200 }
+      local srv = assert(fb.http.serve { port = 0, limiter = l, handler = function(req)
+        fb.sleep(0.01)
+        return tonumber(req.path:sub(2)), nil, ""
+      end })
+      for _ = 1, 2 do
+        for _, s in ipairs(statuses) do
+          assert.are.equal(s, (fb.http.request { url = "http://127.0.0.1:" .. srv:port() .. "/" .. s }))
+        end
+      end
+      srv:close()
+    end)
+    local m = l:metrics()
+    assert.are.equal(4, m.dropped)  -- 503 and 504, twice
+    assert.are.equal(2, m.ignored)  -- 500, twice
+    assert.are.equal(2, m.successes)
+  end)
+
   it("takes limiter options, and checks them and retry_after", function()
     fb.run(function()
       local srv = assert(fb.http.serve { port = 0, limiter = { algorithm = "vegas" },
