@@ -42,6 +42,10 @@
 --   sample. While as many calls are in flight as the limit, returns nil,
 --   "concurrency limit reached: ..." without calling fn (fb.rejection
 --   names it "concurrency limit reached"). A raised error is re-raised.
+--   A coroutine dropped while suspended inside l:call (never resumed)
+--   gives its permit back, as ignored, once the collector took it: at
+--   the next rejection after a collection (l:metrics() counts none of
+--   it; the state's `reclaimed` does), as the bulkhead does.
 -- l:acquire() -> permit (a number), or nil, message; then once
 --   l:release(permit, outcome, rtt) with outcome "success", "dropped" or
 --   "ignored" and rtt the call's seconds (>= 0). A permit never issued
@@ -62,6 +66,8 @@ local base = core.import "fusebox.base"
 local events = core.import "fusebox.events"
 local api, now, argerror, timed_out = base.api, base.now, base.argerror, base.timed_out
 local format, type, error, pcall, xpcall, tostring = string.format, type, error, pcall, xpcall, tostring
+local setmetatable = setmetatable
+local take_mark, give_mark, reclaim_marks = base.take_mark, base.give_mark, base.reclaim_marks
 local find, getfenv, traceback = string.find, debug.getfenv, debug.traceback
 local ffi = require "ffi"
 local ECLOSED, EINVAL = ffi.C.FBL_ECLOSED, -1
@@ -85,6 +91,11 @@ M.state = base.object_state(limiter_mt, "limiter", function(ud)
     classify = env.classify,
     message = false, message_limit = -1, -- the rejection text, per limit
     out = {}, -- l:acquire's permits not released yet: permit -> how many
+    -- l:call's marks (fusebox.base): a coroutine dropped inside l:call
+    -- gives its permit back once collected; permit_of[i]: mark i's permit
+    weak = setmetatable({}, { __mode = "v" }), nmarks = 0,
+    spare = false, idle = {}, nidle = 0, probe = base.gc_probe(), reclaimed = 0,
+    permit_of = {},
   }
 end)
 local state_of = M.state
@@ -152,10 +163,25 @@ end
 M.rejection = rejection
 
 -- admit(self, st, fname) -> permit, or nil, the rejection's message
-local function admit(self, st, fname)
+local function acquire(self, st, fname)
   local permit = api.limiter_acquire(st.slot)
-  if permit > 0 then return permit end
   if permit == ECLOSED then closed_under(fname) end
+  return permit
+end
+
+-- A permit whose l:call was dropped with its coroutine: ignored.
+local function lost(st, i)
+  api.limiter_release(st.slot, st.permit_of[i], IGNORED, 0, now())
+end
+
+local function admit(self, st, fname)
+  local permit = acquire(self, st, fname)
+  if permit > 0 then return permit end
+  -- a dropped l:call may hold one: look, once per collection
+  if st.nmarks > 0 and reclaim_marks(st, lost, st) > 0 then
+    permit = acquire(self, st, fname)
+    if permit > 0 then return permit end
+  end
   return nil, rejection(self, st)
 end
 M.admit = admit
@@ -191,7 +217,8 @@ local function judge(st, err)
 end
 M.judge = judge
 
-local function finish(self, st, permit, t0, ok, ...)
+local function finish(self, st, permit, mark, t0, ok, ...)
+  give_mark(st, mark)
   local r1, r2 = ...
   local outcome = SUCCESS
   if not ok then
@@ -213,7 +240,9 @@ function limiter:call(fn, ...)
   check_arg(fn, 1, "call", "function")
   local permit, err = admit(self, st, "call")
   if not permit then return nil, err end
-  return finish(self, st, permit, now(), pcall(fn, ...))
+  local mark = take_mark(st) -- held on this coroutine's stack while fn runs
+  st.permit_of[mark[1]] = permit
+  return finish(self, st, permit, mark, now(), pcall(fn, ...))
 end
 M.layer_call = limiter.call
 

@@ -95,8 +95,8 @@ local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", co
 local max_sleep = core.max_sleep
 local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
 local running = coroutine.running
-local format, find, type, error, pcall, select, unpack, next =
-  string.format, string.find, type, error, pcall, select, unpack, next
+local format, find, type, error, pcall, select, unpack =
+  string.format, string.find, type, error, pcall, select, unpack
 local setmetatable, getmetatable, min = setmetatable, getmetatable, math.min
 
 local M = {}
@@ -398,51 +398,10 @@ end
 local Bulkhead = { kind = "bulkhead" }
 Bulkhead.__index = Bulkhead
 
--- A call holding a slot keeps a mark, a small table, in a local; idle
--- marks wait in spare and idle, and weak (weak on its values) knows
--- every mark by its number. A coroutine dropped while suspended inside
--- b:call (a plain coroutine that yielded there and was never resumed) is
--- collected with its stack, and the mark with it: weak[i] goes nil. When
--- the slots run out, reclaim frees those slots. Only a collection can
--- drop a mark, so it looks once per collection cycle: a weak-keyed probe
--- that comes back empty says one has run. Marks are reused (no
--- allocation per call), and coroutine.running, which LuaJIT does not
--- compile, is not needed.
-local function gc_probe() return setmetatable({ [{}] = true }, { __mode = "k" }) end
-
-local function new_mark(self)
-  local i = self.nmarks + 1
-  local mark = { i }
-  self.nmarks, self.weak[i] = i, mark
-  return mark
-end
-
--- take_mark(self) -> a mark to hold while holding a slot. One idle mark
--- waits in the field spare, the others on the stack idle: calls that do
--- not overlap only move one mark in and out of one field (storing a
--- table into an array slot after the guarded call costs LuaJIT ~6 ns).
-local function take_mark(self)
-  local mark = self.spare
-  if mark then
-    self.spare = false -- no strong reference while in use
-    return mark
-  end
-  local n = self.nidle
-  if n == 0 then return new_mark(self) end
-  local idle = self.idle
-  mark = idle[n]
-  idle[n], self.nidle = false, n - 1
-  return mark
-end
-
-local function give_mark(self, mark)
-  if not self.spare then
-    self.spare = mark
-  else
-    local n = self.nidle + 1
-    self.idle[n], self.nidle = mark, n
-  end
-end
+-- A call holding a slot keeps a mark (fusebox.base's marks), so a
+-- coroutine dropped while suspended inside b:call gives its slot back
+-- once the collector took it (reclaim, below).
+local gc_probe, take_mark, give_mark = base.gc_probe, base.take_mark, base.give_mark
 
 -- Frees a slot: hands it straight to the longest waiter (so a newcomer
 -- cannot overtake the queue), or returns it to the pool.
@@ -461,20 +420,9 @@ local function release(self)
   self.active = self.active - 1
 end
 
--- Frees the slots whose marks the collector took (see take_mark).
+-- Frees the slots whose marks the collector took (see base.take_mark).
 local function reclaim(self)
-  if next(self.probe) ~= nil then return end -- no collection since the last look
-  self.probe = gc_probe()
-  local weak = self.weak
-  for i = 1, self.nmarks do
-    if weak[i] == nil then
-      local mark = { i }
-      weak[i] = mark
-      give_mark(self, mark)
-      self.reclaimed = self.reclaimed + 1
-      release(self)
-    end
-  end
+  base.reclaim_marks(self, release, self)
 end
 
 -- Queues the running coroutine for a slot; true once one was handed

@@ -387,3 +387,34 @@ describe("examples/adaptive_limit.lua", function()
     assert.is_true(p99[3] <= 200, out)
   end)
 end)
+
+describe("a permit held by a dropped coroutine", function()
+  local function one() return 1 end
+
+  it("comes back once the coroutine is collected", function()
+    local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 1 }
+    local co = coroutine.create(function() l:call(function() coroutine.yield() end) end)
+    assert.is_true(coroutine.resume(co))
+    local v, err = l:call(one)
+    assert.is_nil(v)
+    assert.are.equal("concurrency limit reached", fb.rejection(err))
+    co = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(1, l:call(one))
+    assert.are.equal(0, l.inflight)
+    assert.are.equal(1, l:metrics().ignored)
+  end)
+
+  it("stays with a suspended holder that can still resume", function()
+    local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 1 }
+    local co = coroutine.create(function() return l:call(function() coroutine.yield(); return "late" end) end)
+    assert.is_true(coroutine.resume(co))
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil((l:call(one)))
+    assert.are.same({ true, "late" }, { coroutine.resume(co) })
+    assert.are.equal(1, l:call(one))
+    assert.are.equal(0, l.inflight)
+  end)
+end)
