@@ -210,7 +210,7 @@ demo: all
 	@echo
 	@echo "== examples/circuit_breaker.lua (real time, about 5 s)"
 	@$(BUILD)/fusebox run examples/circuit_breaker.lua
-	@for f in instance_crash slow_degrade slow_instance outage_recovery; do \
+	@for f in instance_crash slow_degrade slow_instance outage_recovery adaptive_limit; do \
 	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
 	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
 	done
@@ -254,7 +254,8 @@ TSAN_BUILD := $(BUILD)/tsan
 # test_shared_breaker's processes are out of ThreadSanitizer's sight (it
 # follows one address space); test_threads has the robust mutex's threads.
 TSAN_TESTS := $(TSAN_BUILD)/tests/test_threads.t \
-              $(TSAN_BUILD)/tests/test_shared_breaker.t
+              $(TSAN_BUILD)/tests/test_shared_breaker.t \
+              $(TSAN_BUILD)/tests/test_limiter.t
 
 test-tsan:
 	@echo "== threaded tests under ThreadSanitizer"
