@@ -134,6 +134,7 @@ local function announce(self, st)
   if total - st.seen > 16 then st.seen = total - 16 end
   local list = st.listeners.limit
   while st.seen < total do
+    if st.slot[0] == nil then return end -- a listener closed it
     local from, to, at = change(self, st.seen)
     st.seen = st.seen + 1
     if from then

@@ -207,6 +207,19 @@ describe("fb.limiter", function()
     end)
   end)
 
+  it("survives a listener that closes it", function()
+    vrun(function()
+      local l = fb.limiter { algorithm = "aimd", initial = 1, min = 1, max = 5, min_window = 0 }
+      local heard = 0
+      l:on("limit", function() heard = heard + 1; getmetatable(l).__gc(l) end)
+      l:on("limit", function() heard = heard + 1 end)
+      local ok, err = pcall(l.call, l, function() fb.sleep(0.1) return 1 end)
+      assert.is_true(ok, err)
+      assert.are.equal(2, heard) -- the others still hear this change
+      assert.matches("closed limiter", errors(l.call, l, function() end), 1, true)
+    end)
+  end)
+
   it("is a clean 'closed' error after __gc", function()
     local l = fb.limiter()
     l:call(function() end)
