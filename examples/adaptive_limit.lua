@@ -14,8 +14,11 @@
 --   limiter   gradient2, initial 20, min 1, max 200: the limit follows
 --             latency
 --
---   fusebox run --virtual-time --seed 1 examples/adaptive_limit.lua
+--   fusebox run --virtual-time --seed 1 examples/adaptive_limit.lua [algorithm]
+--
+-- (algorithm: gradient2, the default, aimd or vegas)
 local fb = require "fusebox"
+local ALGORITHM = ... or "gradient2"
 
 local RATE, WORKERS, TIMEOUT, DOUBLES_AT, RUN = 150, 10, 1, 30, 60
 local SEED = fb.seed() -- every configuration sees the same arrivals
@@ -113,5 +116,5 @@ report(scenario("fixed bulkhead (max_concurrent 40)", { bulkhead = { max_concurr
 print()
 report(scenario("fixed bulkhead (max_concurrent 120)", { bulkhead = { max_concurrent = 120 } }))
 print()
-report(scenario("adaptive limiter (gradient2)",
-  { limiter = { algorithm = "gradient2", initial = 20, min = 1, max = 200 } }))
+report(scenario("adaptive limiter (" .. ALGORITHM .. ")",
+  { limiter = { algorithm = ALGORITHM, initial = 20, min = 1, max = 200 } }))
