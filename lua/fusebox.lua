@@ -23,6 +23,7 @@ local host = core.import "fusebox.host"
 local registry = core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+core.import "fusebox.limiter"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
 local serve = core.import "fusebox.serve"
@@ -81,6 +82,7 @@ return {
   strategies = strategies,
   breaker = core.breaker,
   zone = core.zone,
+  limiter = core.limiter,
   daemon = host.daemon,
   real_now = core.real_now,
   emit = events.emit,

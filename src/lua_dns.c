@@ -105,6 +105,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 
 static int lookup_gc(lua_State *L) {
   lookup **slot = fbl_check_gc(L, FBL_LOOKUP);
+  if (!slot) /* a host holds it */
+    return 0;
   if (*slot)
     detach(*slot, L);
   return 0;

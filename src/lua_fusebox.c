@@ -251,14 +251,17 @@ static int l_run(lua_State *L) {
   return 2;
 }
 
-/* fb.export(name, obj): publishes a registry, balancer or breaker for a
- * C host (fb_runtime_breaker(rt, name), ...); obj nil unpublishes. */
+/* fb.export(name, obj): publishes a registry, balancer, breaker or
+ * limiter for a C host (fb_runtime_breaker(rt, name), ...); obj nil
+ * unpublishes. */
 static int l_export(lua_State *L) {
   fbl_check_name(L, 1, "name");
   if (!lua_isnil(L, 2) && !luaL_testudata(L, 2, FBL_REGISTRY) &&
-      !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER))
-    return luaL_error(L, "bad argument #2 to 'export' (registry, balancer "
-                         "or breaker expected, got %s)", luaL_typename(L, 2));
+      !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER) &&
+      !luaL_testudata(L, 2, FBL_LIMITER))
+    return luaL_error(L, "bad argument #2 to 'export' (registry, balancer, "
+                         "breaker or limiter expected, got %s)",
+                      luaL_typename(L, 2));
   if (!lua_isnil(L, 2) && !*(void **)lua_touserdata(L, 2)) /* its __gc ran */
     return luaL_error(L, "bad argument #2 to 'export' (%s is closed)",
                       fbl_typename(L, 2));
@@ -309,7 +312,8 @@ static const luaL_Reg core_functions[] = {
 static void push_metatables(lua_State *L) {
   static const char *const classes[][2] = {{"registry", FBL_REGISTRY},
                                            {"balancer", FBL_BALANCER},
-                                           {"breaker", FBL_BREAKER}};
+                                           {"breaker", FBL_BREAKER},
+                                           {"limiter", FBL_LIMITER}};
   lua_newtable(L);
   for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
     luaL_getmetatable(L, classes[i][1]);
@@ -372,6 +376,7 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_registry(L, rt_idx);
   fbl_open_balancer(L, rt_idx);
   fbl_open_breaker(L, rt_idx);
+  fbl_open_limiter(L, rt_idx);
   fbl_open_events(L, rt_idx);
   fbl_open_json(L, rt_idx);
   fbl_open_tcp(L, rt_idx);

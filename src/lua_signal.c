@@ -64,6 +64,8 @@ static void io_close(fb_io *io, lua_State *L) { watch_close((watch *)io, L); }
 
 static int watch_gc(lua_State *L) {
   watch **slot = fbl_check_gc(L, FBL_SIGNAL);
+  if (!slot) /* a host holds it */
+    return 0;
   if (*slot)
     watch_close(*slot, L);
   return 0;

@@ -17,6 +17,7 @@
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
 #define FBL_ZONE "fusebox.zone"
+#define FBL_LIMITER "fusebox.limiter"
 
 /* The registry table fb.export() publishes objects in. */
 #define FBL_EXPORTS "fusebox.exports"
@@ -116,6 +117,7 @@ void fbl_registry_drop_reaped(lua_State *L, int idx);
 void fbl_open_registry(lua_State *L, int rt_idx);
 void fbl_open_balancer(lua_State *L, int rt_idx);
 void fbl_open_breaker(lua_State *L, int rt_idx);
+void fbl_open_limiter(lua_State *L, int rt_idx);
 void fbl_open_events(lua_State *L, int rt_idx);
 void fbl_open_json(lua_State *L, int rt_idx);
 void fbl_open_tcp(lua_State *L, int rt_idx);

@@ -17,6 +17,7 @@ local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
 local tls = core.import "fusebox.tls"
 local lifecycle = core.import "fusebox.lifecycle"
+local limiter = core.import "fusebox.limiter"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
 local find, sub, lower = string.find, string.sub, string.lower
@@ -254,8 +255,7 @@ end
 local SERVE_OPTIONS = {
   host = true, port = true, handler = true, max_body = true, read_timeout = true,
   request_timeout = true, max_connections = true, backlog = true, background = true,
-  tls = true,
-  on_shutdown = true,
+  tls = true, on_shutdown = true, limiter = true, retry_after = true,
 }
 
 -- head: the request was HEAD, so the body is announced, not sent.
@@ -330,7 +330,7 @@ local function serve_connection(srv, sock)
     end
     split_target(req)
     if srv.conns then srv.conns[sock] = true end -- busy: a shutdown lets it finish
-    local status, headers, body = handle(srv, req, sock)
+    local status, headers, body = (srv.guard or handle)(srv, req, sock)
     local keep = req.keep_alive and not srv.closed
     local head = req.method == "HEAD"
     if not sock:write(response(status, headers, body, keep, head), srv.read_timeout) or not keep then break end
@@ -389,6 +389,9 @@ end
 -- Its second argument is the connection, for a handler that parks (a
 -- long poll): sock:watch() tells it when the client leaves or sends more
 -- (fb.tcp); it must not read or write it.
+-- limiter= (an fb.limiter, or its options) guards the handler: a request
+-- it rejects is answered 503 with Retry-After: retry_after (whole
+-- seconds, 1) without running the handler (fusebox.limiter's guard).
 function M.serve(opts)
   tcp.check_io("http.serve")
   if type(opts) ~= "table" then argerror(1, "serve", "options table expected, got " .. type(opts)) end
@@ -402,6 +405,24 @@ function M.serve(opts)
   check_seconds(opts.read_timeout, "serve", "read_timeout")
   check_seconds(opts.request_timeout, "serve", "request_timeout")
   check_count(opts.max_connections, "serve", "max_connections")
+  local guard = opts.limiter
+  if guard ~= nil then
+    if not limiter.is_limiter(guard) then
+      if type(guard) ~= "table" then
+        argerror(1, "serve", "limiter must be a limiter or its options, got " .. type(guard))
+      end
+      local ok, l = pcall(core.limiter, guard)
+      if not ok then argerror(1, "serve", "limiter: " .. (l:match("%((.*)%)$") or l)) end
+      guard = l
+    end
+    local ra = opts.retry_after or 1
+    if type(ra) ~= "number" or not (ra >= 0 and ra <= 1e9) or ra % 1 ~= 0 then
+      argerror(1, "serve", "retry_after must be an integer 0..1000000000 (seconds), got " .. shown(ra))
+    end
+    guard = limiter.guard(guard, ra, handle)
+  elseif opts.retry_after ~= nil then
+    argerror(1, "serve", "retry_after applies with a limiter only")
+  end
   local secure = tls.server(opts.tls, 1, "serve")
   if opts.on_shutdown ~= nil and type(opts.on_shutdown) ~= "function" then
     argerror(1, "serve", "on_shutdown must be a function, got " .. type(opts.on_shutdown))
@@ -416,6 +437,7 @@ function M.serve(opts)
     conns = {}, -- sock -> true while it is in a request, false between them
     nconns = 0,
     closed = false,
+    guard = guard, -- nil: every request goes to the handler
   }, server)
   local listener, err = tcp.listen {
     host = opts.host, port = opts.port, backlog = opts.backlog,

@@ -21,6 +21,9 @@ local FAMILIES = {
   { "fusebox_breaker_calls_total", "counter", "Calls through the breaker by outcome (success, failure, timeout)." },
   { "fusebox_breaker_rejected_calls_total", "counter", "Calls rejected while the breaker was open." },
   { "fusebox_breaker_transitions_total", "counter", "Breaker state changes." },
+  { "fusebox_limiter_limit", "gauge", "The concurrency limit in force." },
+  { "fusebox_limiter_inflight", "gauge", "Calls in flight through the limiter." },
+  { "fusebox_limiter_rejected_total", "counter", "Calls rejected at the concurrency limit." },
   { "fusebox_balancer_picks_total", "counter", "Balancer picks per instance." },
   { "fusebox_balancer_in_flight", "gauge", "Picks of the instance not yet reported done." },
   { "fusebox_balancer_reported_calls_total", "counter", "Calls reported to the balancers (done) by outcome." },
@@ -51,6 +54,20 @@ local function breaker_samples(out, name, cb)
   t[#t + 1] = format('fusebox_breaker_transitions_total{%s} %.0f', l, transitions)
 end
 
+-- A limiter's samples: limiter="<the name it is exported under>",
+-- algorithm, and name="<its name option>" when it has one.
+local function limiter_samples(out, name, l)
+  local m = l:metrics()
+  local lb = format('limiter="%s",algorithm="%s"', label(name), m.algorithm)
+  if l.name then lb = format('%s,name="%s"', lb, label(l.name)) end
+  local g = out.fusebox_limiter_limit
+  g[#g + 1] = format("fusebox_limiter_limit{%s} %d", lb, m.limit)
+  g = out.fusebox_limiter_inflight
+  g[#g + 1] = format("fusebox_limiter_inflight{%s} %d", lb, m.inflight)
+  g = out.fusebox_limiter_rejected_total
+  g[#g + 1] = format("fusebox_limiter_rejected_total{%s} %.0f", lb, m.rejected)
+end
+
 local function registry_samples(out, name, reg)
   core.registry_sweep(reg) -- expiry is lazy: count what is due by now
   local expirations, members = core.registry_stats(reg)
@@ -77,7 +94,7 @@ local function registry_samples(out, name, reg)
   s[#s + 1] = format('fusebox_registry_stale{registry="%s"} %d', l, reg:stale() and 1 or 0)
 end
 
--- Returns the exposition text for every exported breaker and registry
+-- Returns the exposition text for every exported breaker, limiter and registry
 -- (a balancer's registry counts under the balancer's name unless the
 -- registry is exported itself).
 function M.render()
@@ -97,6 +114,8 @@ function M.render()
     local mt = getmetatable(obj)
     if mt == core.meta.breaker then
       breaker_samples(out, name, obj)
+    elseif mt == core.meta.limiter then
+      limiter_samples(out, name, obj)
     elseif mt == core.meta.registry then
       registry_samples(out, name, obj)
     elseif mt == core.meta.balancer then

@@ -14,9 +14,12 @@
 --                         one comes
 --   "circuit open ..."    the breaker, raised: through a policy the text
 --                         of cb:call's error without a position in front
+--   "concurrency limit reached: ..."  fb.limiter: as many calls in
+--                         flight as its adaptive limit
 --
 -- fb.rejection(err) names the kind ("timeout", "bulkhead full", "rate
--- limited", "circuit open", "no instance") or returns nil, for retry_on.
+-- limited", "circuit open", "no instance", "concurrency limit reached")
+-- or returns nil, for retry_on.
 --
 -- Every method checks self and fn before it runs anything (base.check_self:
 -- "bad argument #1 to 'call' (fusebox.retry expected, got function)" for
@@ -25,7 +28,7 @@
 --
 -- fb.policy{...} composes in one order, outermost first:
 --
---   fallback -> retry -> breaker -> rate_limit -> bulkhead -> timeout -> fn
+--   fallback -> retry -> breaker -> rate_limit -> limiter -> bulkhead -> timeout -> fn
 --
 -- so every retry is a fresh trip through the breaker (which sees each
 -- attempt), an open breaker costs no rate-limit token, a rate-limited
@@ -90,14 +93,15 @@ local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
 local check_self, check_arg, argerror = base.check_self, base.check_arg, base.argerror
 local layer_call = core.import("fusebox.breaker").layer_call
+local limiter = core.import "fusebox.limiter"
 local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local max_sleep = core.max_sleep
 local host = core.import "fusebox.host"
 local sleep, spawn, wait, wake, abandon = host.sleep, host.spawn, host.wait, host.wake, host.abandon
 local random = core.random
 local running = coroutine.running
-local format, find, type, error, pcall, select, unpack, next =
-  string.format, string.find, type, error, pcall, select, unpack, next
+local format, find, type, error, pcall, select, unpack =
+  string.format, string.find, type, error, pcall, select, unpack
 local setmetatable, getmetatable, min = setmetatable, getmetatable, math.min
 
 local M = {}
@@ -203,6 +207,7 @@ M.failure = failure
 local KINDS = {
   { "timeout:", "timeout" }, { "bulkhead full:", "bulkhead full" },
   { "rate limited:", "rate limited" }, { "no instance:", "no instance" },
+  { "concurrency limit reached:", "concurrency limit reached" },
 }
 
 -- fb.rejection(err) -> the kind of rejection err is, or nil.
@@ -400,51 +405,10 @@ end
 local Bulkhead = { kind = "bulkhead" }
 Bulkhead.__index = Bulkhead
 
--- A call holding a slot keeps a mark, a small table, in a local; idle
--- marks wait in spare and idle, and weak (weak on its values) knows
--- every mark by its number. A coroutine dropped while suspended inside
--- b:call (a plain coroutine that yielded there and was never resumed) is
--- collected with its stack, and the mark with it: weak[i] goes nil. When
--- the slots run out, reclaim frees those slots. Only a collection can
--- drop a mark, so it looks once per collection cycle: a weak-keyed probe
--- that comes back empty says one has run. Marks are reused (no
--- allocation per call), and coroutine.running, which LuaJIT does not
--- compile, is not needed.
-local function gc_probe() return setmetatable({ [{}] = true }, { __mode = "k" }) end
-
-local function new_mark(self)
-  local i = self.nmarks + 1
-  local mark = { i }
-  self.nmarks, self.weak[i] = i, mark
-  return mark
-end
-
--- take_mark(self) -> a mark to hold while holding a slot. One idle mark
--- waits in the field spare, the others on the stack idle: calls that do
--- not overlap only move one mark in and out of one field (storing a
--- table into an array slot after the guarded call costs LuaJIT ~6 ns).
-local function take_mark(self)
-  local mark = self.spare
-  if mark then
-    self.spare = false -- no strong reference while in use
-    return mark
-  end
-  local n = self.nidle
-  if n == 0 then return new_mark(self) end
-  local idle = self.idle
-  mark = idle[n]
-  idle[n], self.nidle = false, n - 1
-  return mark
-end
-
-local function give_mark(self, mark)
-  if not self.spare then
-    self.spare = mark
-  else
-    local n = self.nidle + 1
-    self.idle[n], self.nidle = mark, n
-  end
-end
+-- A call holding a slot keeps a mark (fusebox.base's marks), so a
+-- coroutine dropped while suspended inside b:call gives its slot back
+-- once the collector took it (reclaim, below).
+local gc_probe, take_mark, give_mark = base.gc_probe, base.take_mark, base.give_mark
 
 -- Frees a slot: hands it straight to the longest waiter (so a newcomer
 -- cannot overtake the queue), or returns it to the pool.
@@ -463,20 +427,9 @@ local function release(self)
   self.active = self.active - 1
 end
 
--- Frees the slots whose marks the collector took (see take_mark).
+-- Frees the slots whose marks the collector took (see base.take_mark).
 local function reclaim(self)
-  if next(self.probe) ~= nil then return end -- no collection since the last look
-  self.probe = gc_probe()
-  local weak = self.weak
-  for i = 1, self.nmarks do
-    if weak[i] == nil then
-      local mark = { i }
-      weak[i] = mark
-      give_mark(self, mark)
-      self.reclaimed = self.reclaimed + 1
-      release(self)
-    end
-  end
+  base.reclaim_marks(self, release, self)
 end
 
 -- Queues the running coroutine for a slot; true once one was handed
@@ -625,6 +578,38 @@ function M.new_breaker(opts, path)
   return cb
 end
 
+-------------------------------------------------------------- limiter
+
+-- The adaptive concurrency limit (fusebox.limiter, src/limiter.c), inside
+-- the rate limit and outside the bulkhead: a call the limiter refuses
+-- never queues for a slot, and a bulkhead's queueing shows in the RTT it
+-- measures (what an adaptive limit is for). Its results are caught here
+-- and leave with a fixed count, as the breaker's (see `held`).
+local LimiterLayer = { kind = "limiter" }
+LimiterLayer.__index = LimiterLayer
+local limiter_call = limiter.layer_call
+
+function LimiterLayer:call(fn, ...)
+  keep(limiter_call(self.limiter, fn, ...))
+  return give(take())
+end
+
+-- new_limiter(opts, path) -> fb.limiter(opts); its complaints name path.
+local function new_limiter(o, path)
+  if limiter.is_limiter(o) then return setmetatable({ limiter = o }, LimiterLayer) end
+  local ok, l = pcall(core.limiter, o)
+  if not ok then error(format("%s: %s", path, l:match("%((.*)%)$") or l), 0) end
+  return setmetatable({ limiter = l }, LimiterLayer)
+end
+
+local function limiter_rule(v, path)
+  if limiter.is_limiter(v) then return nil end
+  if type(v) ~= "table" then
+    return format("%s: must be limiter options or a limiter, got %s", path, schema.got(v))
+  end
+  return schema.check(v, schema.limiter, path)
+end
+
 -------------------------------------------------------------- policy
 
 local Policy = { kind = "policy" }
@@ -710,6 +695,7 @@ M.schema = { fields = {
   retry = layer_rule("retry", schema.retry),
   breaker = layer_rule("breaker", schema.breaker),
   rate_limit = layer_rule("rate_limit", schema.rate_limit),
+  limiter = limiter_rule,
   bulkhead = layer_rule("bulkhead", schema.bulkhead),
   timeout = timeout_rule,
   fallback = schema.func,
@@ -723,6 +709,7 @@ local BUILD = {
       return setmetatable({ breaker = cb }, BreakerLayer)
     end },
   { "rate_limit", new_rate_limiter },
+  { "limiter", new_limiter },
   { "bulkhead", new_bulkhead },
   { "timeout", new_timeout },
 }
@@ -752,7 +739,7 @@ function M.new_policy(opts, path)
     options = opts }, Policy)
 end
 
--- fb.policy{retry=, breaker=, rate_limit=, bulkhead=, timeout=, fallback=}
+-- fb.policy{retry=, breaker=, rate_limit=, limiter=, bulkhead=, timeout=, fallback=}
 function M.policy(opts)
   local o = check_options("policy", opts, M.schema)
   local ok, p = pcall(M.new_policy, o, nil)

@@ -156,4 +156,30 @@ M.breaker = { open = true, fields = {
   name = M.name,
 } }
 
+-- The concurrency limiter (fb.limiter): every option, so JSON's typos
+-- are named with their path; which algorithm reads which, and the bounds
+-- that depend on another (min <= initial <= max), its constructor judges.
+M.limiter = { fields = {
+  algorithm = M.enum("gradient2", "aimd", "vegas"),
+  initial = M.count,
+  min = M.count,
+  max = within(M.count, 1, 1e6, "calls"),
+  smoothing = rule("a number in (0, 1]", function(v) return finite(v) and v > 0 and v <= 1 end),
+  queue_size = M.nonneg,
+  rtt_tolerance = M.at_least_1,
+  long_window = M.count,
+  backoff_ratio = rule("a number in [0.5, 1)", function(v) return finite(v) and v >= 0.5 and v < 1 end),
+  timeout = M.seconds,
+  alpha = M.positive,
+  beta = M.positive,
+  probe_multiplier = M.count,
+  min_window = M.seconds0,
+  max_window = M.seconds0,
+  window_size = M.count,
+  min_rtt_threshold = M.seconds0,
+  classify = M.func,
+  name = M.name,
+  shared = rule("a boolean", function(v) return type(v) == "boolean" end),
+} }
+
 return M
