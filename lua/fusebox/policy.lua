@@ -699,7 +699,7 @@ local function runner(checked)
       check_self(owner, Policy, "fusebox.policy", "call")
       check_arg(fn, 1, "call", "function")
     end
-    if owner.with_ctx then return with_ctx(owner, fn, ...) end
+    if checked and owner.with_ctx then return with_ctx(owner, fn, ...) end
     local fallback, layers = owner.fallback, owner.layers
     if fallback == nil then return through(layers, 1, fn, ...) end
     local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
