@@ -223,10 +223,17 @@ function Hedge:call(fn, ...)
       if last then release(last) end
       last = w
       local nf = self.non_fatal
-      if nf and not nf(err) then
-        cancel_others(self, r, w)
-        give_race(self, r)
-        return deliver(w)
+      if nf then
+        local ok, verdict = pcall(nf, err)
+        if not ok or not verdict then -- fatal; a non_fatal that raised ends the call with its error
+          cancel_others(self, r, w)
+          give_race(self, r)
+          if not ok then
+            release(w)
+            error(verdict, 0)
+          end
+          return deliver(w)
+        end
       end
       if r.started < max_attempts then next_at = now() end -- non-fatal: the next one now
     end

@@ -84,6 +84,17 @@ describe("hedge", function()
       local n = 0
       local r, err = f:call(function() n = n + 1; fb.sleep(0.01); return nil, "404" end)
       assert.are.same({ nil, "404", 1 }, { r, err, n })
+      -- a non_fatal that raises: its error, the other attempts cancelled
+      local bad = fb.hedge { delay = 0.001, non_fatal = function() error("judge failed", 0) end }
+      local k, cancelled = 0, nil
+      local ok, e = pcall(bad.call, bad, function()
+        k = k + 1
+        if k == 1 then fb.sleep(1); cancelled = fb.context().cancelled; return 1 end
+        return nil, "503"
+      end)
+      assert.are.same({ false, "judge failed" }, { ok, e })
+      fb.sleep(2)
+      assert.is_true(cancelled)
     end)
   end)
 
