@@ -83,6 +83,27 @@ describe("deadline", function()
     end)
   end)
 
+  it("reaches fb.client's fn(instance, ctx); a cancelled attempt is ignored by the breakers", function()
+    T.vrun(function()
+      local reg = fb.registry {}
+      reg:register("svc", "10.0.0.1", 80)
+      local c = fb.client { registry = reg, policy = { deadline = 0.5, timeout = 2 },
+        per_instance_breaker = { failure_threshold = 1 } }
+      local seen
+      local r, err = c:call("svc", function(inst, ctx)
+        seen = { inst.host, ctx.deadline }
+        fb.sleep(1)
+        return nil, "503"
+      end)
+      assert.are.same({ "10.0.0.1", 0.5 }, seen)
+      assert.are.equal("deadline exceeded", fb.rejection(err))
+      assert.is_nil(r)
+      fb.sleep(2)
+      local m = c:breaker("10.0.0.1", 80):metrics()
+      assert.are.same({ 0, 1, "CLOSED" }, { m.failures, m.ignored, m.state })
+    end)
+  end)
+
   it("is refused at once when none is left", function()
     T.vrun(function()
       local inner = fb.deadline(1)
