@@ -25,6 +25,17 @@ describe("deadline", function()
     end)
   end)
 
+  it("hands a passed deadline to the fallback, and fn's results through", function()
+    T.vrun(function()
+      local p = fb.policy { deadline = 0.1, fallback = function(err) return "cached", fb.rejection(err) end }
+      assert.are.same({ "cached", "deadline exceeded" }, { p:call(function() fb.sleep(1) end) })
+      assert.are.same({ 1, nil, 3, 4, n = 4 }, { n = 4, p:call(function() return 1, nil, 3, 4 end) })
+      local q = fb.policy { deadline = 1 }
+      local ok, err = pcall(q.call, q, function() error("boom", 0) end)
+      assert.are.same({ false, "boom" }, { ok, err })
+    end)
+  end)
+
   it("bounds the retries: none whose backoff would end past it", function()
     T.vrun(function()
       local starts = {}
