@@ -243,10 +243,11 @@ function Hedge:call(fn, ...)
       return deliver(last)
     end
     if t >= expires then
+      local started = r.started
       cancel_others(self, r, last)
       give_race(self, r)
       if last then release(last) end
-      return nil, format("deadline exceeded: no success within the call's deadline (%d attempts)", r.started)
+      return nil, format("deadline exceeded: no success within the call's deadline (%d attempts)", started)
     end
     if next_at <= t then
       if not b or withdraw(b, "hedge") then

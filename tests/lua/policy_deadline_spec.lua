@@ -66,6 +66,15 @@ describe("deadline", function()
       assert.is_nil(r)
       assert.are.same({ "0 0.30", "1 0.20", "2 0.10" }, seen)
       assert.are.equal(0.3, fb.now())
+      -- the hedge inside, waiting on the same deadline, says what it sent
+      local h = fb.hedge { delay = 0.1, max_attempts = 5 }
+      r, err = fb.deadline(0.25):call(function()
+        local v, e = h:call(function() fb.sleep(10) end)
+        seen = e
+        return v, e
+      end)
+      fb.sleep(0.01)
+      assert.are.equal("deadline exceeded: no success within the call's deadline (3 attempts)", seen)
     end)
   end)
 
