@@ -698,8 +698,29 @@ int fb_runtime_eval(fb_runtime *rt, const char *code, const char *name);
  * the first uncaught error, FB_EINVAL on a host's loop. */
 int fb_runtime_run(fb_runtime *rt);
 
-/* Returns the runtime's clock in seconds: what to pass as "now". */
+/* Returns the runtime's clock in seconds: what to pass as "now". Virtual
+ * time from 0; else the host's clock (fb_runtime_set_clock) or
+ * fb_monotonic_now(). */
 double fb_runtime_now(const fb_runtime *rt);
+
+/* Returns CLOCK_MONOTONIC in seconds: the real clock of every runtime
+ * without a host clock, one time base for every process on the machine
+ * (nginx workers compare each other's times in shared memory). */
+double fb_monotonic_now(void);
+
+/* Makes now(data) the runtime's real clock, for Lua and the runtime's
+ * timers alike (NULL: back to fb_monotonic_now()); it must not go
+ * backwards, count seconds at the real rate (the runtime's libuv timers
+ * wait real time), and be cheap: every breaker decision and resume reads
+ * it. Set it before anything reads the clock: times already taken stay on
+ * the old base. FB_EINVAL on a virtual-time runtime, whose clock is its
+ * own. */
+int fb_runtime_set_clock(fb_runtime *rt, double (*now)(void *data),
+                         void *data);
+
+/* The three below return the object Lua exported as name, or NULL (see
+ * last error). The pointer stays valid until fb_runtime_free(), whatever
+ * Lua does with the object afterwards. */
 
 /* Returns the breaker Lua exported as name, or NULL (see last error). */
 fb_breaker *fb_runtime_breaker(fb_runtime *rt, const char *name);

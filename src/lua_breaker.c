@@ -137,6 +137,8 @@ static int breaker_new(lua_State *L) {
 
 static int breaker_gc(lua_State *L) {
   fb_breaker **p = fbl_check_gc(L, FBL_BREAKER);
+  if (!p) /* a host holds it */
+    return 0;
   fb_breaker_free(*p); /* NULL once closed */
   *p = NULL;
   return 0;

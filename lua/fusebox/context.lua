@@ -32,7 +32,8 @@ local base = core.import "fusebox.base"
 local ffi = require "ffi"
 local now = base.now
 local run_id, rt = base.api.run_id, ffi.cast("const fb_runtime *", core.rt)
-local daemon, wait, wake = core.daemon, core.wait, core.wake
+local host = core.import "fusebox.host" -- the scheduler every wait runs on
+local daemon, wait, wake = host.daemon, host.wait, host.wake
 local running = coroutine.running
 local pcall, select, unpack, setmetatable, huge, type = pcall, select, unpack, setmetatable, math.huge, type
 
@@ -150,6 +151,7 @@ local function clear_args(w)
 end
 
 local function worker_main(w)
+  w.co = running() -- a host may run it before daemon() returns
   while true do
     ctx_of[w.co] = w.ctx
     w.started = now()
@@ -157,7 +159,7 @@ local function worker_main(w)
     clear_args(w)
     w.finished = true
     w.notify(w)
-    wait() -- until the next job (M.start)
+    wait("an idle fusebox worker") -- until the next job (M.start)
   end
 end
 
@@ -199,7 +201,7 @@ function M.start(w, notify, fn, ...)
   if w.co then
     wake(w.co)
   else
-    w.co = daemon(worker_main, w)
+    daemon(worker_main, w)
   end
 end
 

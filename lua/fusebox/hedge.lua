@@ -57,7 +57,8 @@ local now, check_self, check_arg, seconds_text = base.now, base.check_self, base
 local worker, start, release, ctx_of = context.worker, context.start, context.release, context.ctx_of
 local deposit, withdraw = budget_m.deposit, budget_m.withdraw
 local events_on, emit = events.on, events.emit
-local wait, running = core.wait, coroutine.running
+local host = core.import "fusebox.host"
+local wait, wake, running = host.wait, host.wake, coroutine.running
 local format, type, error, pcall, unpack, setmetatable, huge, min, ceil, sort =
   string.format, type, error, pcall, unpack, setmetatable, math.huge, math.min,
   math.ceil, table.sort
@@ -157,7 +158,7 @@ local function hedge_notify(w)
   local n = r.nended + 1
   r.ended[n], r.nended = w, n
   r.live = r.live - 1
-  core.wake(r.caller)
+  wake(r.caller)
 end
 
 -- Cancels every attempt of r still running but w.
@@ -315,7 +316,7 @@ M.Deadline = Deadline
 
 local function deadline_notify(w)
   if w.abandoned then return release(w) end
-  core.wake(w.caller)
+  wake(w.caller)
 end
 
 -- d:call(fn, ...) -> fn's results, or nil, "deadline exceeded: ..." once

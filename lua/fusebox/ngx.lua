@@ -39,6 +39,13 @@ local find, sub = string.find, string.sub
 
 local M = {}
 
+-- Inside nginx, fusebox's waits run on nginx's scheduler from now on (see
+-- fusebox/ngx_host.lua): retries with backoff, fb.timeout, bulkheads and
+-- health checks work in request handlers and timers, and fb.run refuses.
+if type(ngx) == "table" and type(ngx.thread) == "table" then
+  core.import("fusebox.host").host(core.import "fusebox.ngx_host")
+end
+
 local upstream = {}
 upstream.__index = upstream
 
