@@ -57,9 +57,12 @@ LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
             src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c \
-            src/tls.c src/lua_tls.c
+            src/tls.c src/lua_tls.c \
+            src/lua_zone.c
 REPORT_SRC := src/report.c src/report_html.c
-LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
+# Shared memory between processes (nginx workers): files and mappings.
+ZONE_SRC := src/zone.c
+LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC) $(ZONE_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 

@@ -78,6 +78,7 @@ return {
   strategy = balancer.strategy,
   strategies = strategies,
   breaker = core.breaker,
+  zone = core.zone,
   daemon = host.daemon,
   real_now = core.real_now,
   emit = events.emit,

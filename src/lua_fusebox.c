@@ -371,6 +371,7 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_http(L, rt_idx);
   fbl_open_catalog(L, rt_idx);
   fbl_open_backend(L, rt_idx);
+  fbl_open_zone(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

@@ -16,6 +16,7 @@
 #define FBL_REGISTRY "fusebox.registry"
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
+#define FBL_ZONE "fusebox.zone"
 
 /* The registry table fb.export() publishes objects in. */
 #define FBL_EXPORTS "fusebox.exports"
@@ -128,5 +129,7 @@ void fbl_open_tls(lua_State *L, int rt_idx);
 /* The OpenSSL context of the fusebox.tls_context at idx (raises
  * otherwise). */
 struct ssl_ctx_st *fbl_check_tls_context(lua_State *L, int idx);
+
+void fbl_open_zone(lua_State *L, int rt_idx);
 
 #endif

@@ -139,11 +139,6 @@ fb_runtime *fb_runtime_open(lua_State *L) {
  * time base, so nginx workers can share breakers and ejections whose
  * times they all compare. Linux counts it from boot: about 1e6 s after
  * eleven days, where a double still resolves 0.1 ns. */
-double fb_monotonic_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 double fb_runtime_real_now(const fb_runtime *rt) {
   if (rt->host_now)
