@@ -23,7 +23,7 @@ local OUTAGE_AT, OUTAGE_END, SEND_UNTIL, SPAN = 10, 20, 50, 50
 
 -- The downstream: a FIFO queue served by WORKERS daemons.
 local function downstream(t0)
-  local s = { queue = {}, head = 1, tail = 0, arrivals = {}, ok = {}, idle = {}, nidle = 0 }
+  local s = { queue = {}, head = 1, tail = 0, arrivals = {}, idle = {}, nidle = 0 }
   local function second(t) return math.floor(t - t0) end
   local function worker()
     while true do
