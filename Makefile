@@ -215,7 +215,7 @@ demo: all
 	@echo
 	@echo "== examples/circuit_breaker.lua (real time, about 5 s)"
 	@$(BUILD)/fusebox run examples/circuit_breaker.lua
-	@for f in instance_crash slow_degrade slow_instance outage_recovery adaptive_limit; do \
+	@for f in instance_crash slow_degrade slow_instance outage_recovery adaptive_limit retry_storm hedged_requests; do \
 	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
 	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
 	done

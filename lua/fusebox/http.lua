@@ -15,6 +15,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
+local context = core.import "fusebox.context" -- deadlines: the fusebox-deadline header
 local tls = core.import "fusebox.tls"
 local lifecycle = core.import "fusebox.lifecycle"
 local limiter = core.import "fusebox.limiter"
@@ -224,7 +225,8 @@ function M.request(opts)
   if why then argerror(1, "request", why) end
   check_seconds(opts.timeout, "request", "timeout")
   check_size(opts.max_body, "request", "max_body")
-  local timeout = opts.timeout or 10
+  local headers, timeout = context.outgoing(opts.headers, opts.timeout or 10)
+  if headers == false then return nil, timeout end
   local deadline = now() + timeout
   local function left()
     local t = deadline - now()
@@ -240,7 +242,7 @@ function M.request(opts)
     if not sock then return nil, err end
   end
   local ok
-  ok, err = sock:write(build_request(method, host, port, target, opts.headers, body), left() or 0)
+  ok, err = sock:write(build_request(method, host, port, target, headers, body), left() or 0)
   if not ok then sock:close(); return nil, err end
   local parser = core.http_parser("response", opts.max_body or 64 * 1024 * 1024, method == "HEAD")
   local msg
@@ -288,7 +290,9 @@ end
 -- Runs the handler; one that raises or returns what cannot be sent
 -- (a bad status, a header that would split the response) is a 500.
 local function handle(srv, req, sock)
+  local before = context.incoming(req)
   local ok, status, headers, body = xpcall(srv.handler, traceback, req, sock)
+  context.restore(before)
   local why
   if not ok then
     why = tostring(status)
@@ -384,7 +388,8 @@ end
 -- tls.handshake_timeout (else read_timeout), comes before its first
 -- request; one that fails is closed. handler(req) gets {method, url, path, query,
 -- version, headers (lower-case names), trailers (the same, after a
--- chunked body), body, keep_alive} and returns status (200..599),
+-- chunked body), body, keep_alive, deadline (the seconds its caller
+-- gave it, from fusebox-deadline; nil for none)} and returns status (200..599),
 -- headers, body. A HEAD request's body is announced, never sent.
 -- Its second argument is the connection, for a handler that parks (a
 -- long poll): sock:watch() tells it when the client leaves or sends more

@@ -5,6 +5,7 @@
 
 local core = select(2, ...)
 local http = core.import "fusebox.http"
+local published = core.import("fusebox.budget").published
 local format, gsub, concat, sort, pairs, ipairs, tostring = string.format, string.gsub, table.concat, table.sort, pairs, ipairs, tostring
 
 local M = {}
@@ -31,7 +32,39 @@ local FAMILIES = {
   { "fusebox_registry_instances", "gauge", "Live instances per service." },
   { "fusebox_registry_expirations_total", "counter", "Instances expired for missing heartbeats." },
   { "fusebox_registry_stale", "gauge", "1 while the registry's view may be behind its store (etcd unreachable)." },
+  { "fusebox_retry_budget_balance", "gauge", "Retries the budget would let through now." },
+  { "fusebox_retry_budget_deposits_total", "counter", "Calls counted by the retry budget." },
+  { "fusebox_retry_budget_withdrawals_total", "counter", "Retries and hedges the retry budget let through." },
+  { "fusebox_retry_budget_exhausted_total", "counter", "Retries and hedges the retry budget refused." },
+  { "fusebox_hedges_total", "counter", "Hedged requests by outcome (sent, won, refused by the budget, cancelled attempts)." },
 }
+
+-- Named retry budgets and hedges (fusebox.budget's published table):
+-- labelled budget="<name>", hedge="<name>".
+local function published_samples(out)
+  local names = {}
+  for name in pairs(published) do names[#names + 1] = name end
+  sort(names)
+  for _, name in ipairs(names) do
+    local obj, l = published[name], label(name)
+    if obj.kind == "retry_budget" then
+      local st = obj:stats()
+      local function add(family, v)
+        local t = out[family]
+        t[#t + 1] = format('%s{budget="%s"} %.0f', family, l, v)
+      end
+      add("fusebox_retry_budget_balance", st.balance)
+      add("fusebox_retry_budget_deposits_total", st.deposited)
+      add("fusebox_retry_budget_withdrawals_total", st.withdrawn)
+      add("fusebox_retry_budget_exhausted_total", st.exhausted)
+    elseif obj.kind == "hedge" then
+      local t = out.fusebox_hedges_total
+      for _, k in ipairs { "sent", "won", "refused", "cancelled" } do
+        t[#t + 1] = format('fusebox_hedges_total{hedge="%s",outcome="%s"} %.0f', l, k, obj[k])
+      end
+    end
+  end
+end
 
 -- A breaker's samples are labelled breaker="<the name it is exported
 -- under>", and name="<its name option>" when it has one (the name its
@@ -126,6 +159,7 @@ function M.render()
       end
     end
   end
+  published_samples(out)
   local text = {}
   for _, f in ipairs(FAMILIES) do
     text[#text + 1] = format("# HELP %s %s\n# TYPE %s %s\n", f[1], f[3], f[1], f[2])
