@@ -46,15 +46,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..27"
+echo "1..30"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
 # Free ports, from the kernel (the etcd tests' helper).
-set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 15)
-[ $# = 15 ] || { echo "Bail out! no free ports"; exit 1; }
+set -- $(FB_BUILD="$B" sh tests/etcd/ctl.sh ports 17)
+[ $# = 17 ] || { echo "Bail out! no free ports"; exit 1; }
 FRONT=$1 FRONT3=$2 B1=$3 B2=$4 B3=$5 EX=$6 E1=$7 E2=$8 E3=$9 HOSTF=${10} DEAD=${11} HOST1=${12}
-FRONTZ=${13} FRONTLR=${14} SLOW=${15}
+FRONTZ=${13} FRONTLR=${14} SLOW=${15} SERVE=${16} FRONTD=${17}
 PEERS="\"127.0.0.1:$B1\", \"127.0.0.1:$B2\", \"127.0.0.1:$B3\""
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root root;" # workers must read the build tree
@@ -119,7 +119,12 @@ http {
     lr = ngx_fb.upstream{ name = "lr", algorithm = "least_request", balancer = { choices = 10 },
       peers = { "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$SLOW" }, tries = 1, zone = "fbtest" }
     lr_hold = ngx_fb.upstream{ name = "lr", peers = { "127.0.0.1:$SLOW" }, tries = 1, zone = "fbtest" }
+    -- peers from fusebox serve, polled: what it lists, nginx balances over
+    found = ngx_fb.upstream{ name = "found", tries = 1,
+      discover = { serve = "http://127.0.0.1:$SERVE", interval = 0.2 },
+      breaker = { failure_threshold = 3, timeout = 10, success_threshold = 1 } }
   }
+  upstream found { server 0.0.0.1; balancer_by_lua_block { found:balance() } }
   upstream lr { server 0.0.0.1; balancer_by_lua_block { lr:balance() } }
   upstream lr_hold { server 0.0.0.1; balancer_by_lua_block { lr_hold:balance() } }
   upstream shared { server 0.0.0.1; balancer_by_lua_block { shared:balance() } }
@@ -143,6 +148,10 @@ http {
     location / { proxy_pass http://shared; proxy_next_upstream off; log_by_lua_block { shared:log() } }
   }
   server {
+    listen 127.0.0.1:$FRONTD;
+    location / { proxy_pass http://found; proxy_next_upstream off; log_by_lua_block { found:log() } }
+  }
+  server {
     listen 127.0.0.1:$FRONT3;
     location / { proxy_pass http://thrice; proxy_next_upstream error timeout http_502;
                  log_by_lua_block { thrice:log() } }
@@ -151,6 +160,13 @@ http {
 EOF
 
 for b in $B1 $B2 $B3; do backend $b; done
+# fusebox serve for the discovered upstream, listing B1 and B2 at first
+# (from a subshell: not a job of this shell, which waits for its curls)
+( "$B/fusebox" serve --listen "127.0.0.1:$SERVE" >"$T/serve.out" 2>&1 & echo $! >"$T/serve.pid" )
+for _ in $(seq 50); do grep -q "registry API on" "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
+sput() { curl -s -o /dev/null -X PUT -d "{\"host\":\"127.0.0.1\",\"port\":$1}" "http://127.0.0.1:$SERVE/v1/services/found/instances"; }
+sput $B1
+sput $B2
 # Under the sanitizers, the front nginx (which this test reloads) is checked
 # for memory errors but not leaks: nginx itself leaks across a reload
 # (LeakSanitizer reports its ngx_memalign pools without fusebox loaded at
@@ -193,6 +209,25 @@ lseen=$(awk '{ print $2 }' "$T/load" | sort -u | tr '\n' ' ')
 toslow=$(count "200 $SLOW" "$T/lr") lok=$(grep -c '^200' "$T/lr")
 [ "$lpids" = 2 ] && [ "$lseen" = "4 " ] && [ "$toslow" = 0 ] && [ "$lok" = 20 ]
 check $? "least_request sees the slow peer's calls in flight from every worker ($lpids workers saw: $lseen) and sends it $toslow of $lok requests"
+
+# Discovery from fusebox serve: B1 and B2 at first; a registration adds
+# B3 to every worker within a few polls, a deregistration takes B1 away.
+requests 30 $FRONTD >"$T/d1"
+d1=$(count "200 $B1" "$T/d1") d2=$(count "200 $B2" "$T/d1") d3=$(count "200 $B3" "$T/d1")
+[ "$d1" -ge 5 ] && [ "$d2" -ge 5 ] && [ "$d3" = 0 ] && [ $((d1 + d2)) = 30 ]
+check $? "an upstream discovered from fusebox serve balances over what it lists ($d1, $d2, B3 $d3)"
+sput $B3
+sleep 1
+requests 45 $FRONTD >"$T/d2"
+d3=$(count "200 $B3" "$T/d2") dok=$(grep -c '^200' "$T/d2")
+[ "$d3" -ge 5 ] && [ "$dok" = 45 ]
+check $? "a peer registered in fusebox serve gets traffic within a second ($d3 of $dok)"
+curl -s -o /dev/null -X DELETE "http://127.0.0.1:$SERVE/v1/services/found/instances/127.0.0.1:$B1"
+sleep 1
+requests 30 $FRONTD >"$T/d3"
+d1=$(count "200 $B1" "$T/d3") dok=$(grep -c '^200' "$T/d3")
+[ "$d1" = 0 ] && [ "$dok" = 30 ]
+check $? "a peer deregistered there gets none ($d1 of $dok)"
 
 stop_backend $B2
 requests 90 $FRONT >"$T/r2"

@@ -32,6 +32,9 @@
 --                         scheduler is its own event loop refuses
 --   io(fname)             -> nil where fusebox's own sockets (fb.tcp,
 --                         fb.http) work, else the message why fname cannot
+--   fetch(method, host, port, path, body, timeout [, tls]) -> status, body
+--                         | nil, err: one HTTP request by the scheduler's
+--                         own I/O (fusebox.ngx's discovery polls with it)
 --   probe(kind, inst, path, timeout, tls) -> whether inst answered a
 --                         health check ("tcp": a connect; "http": GET path,
 --                         2xx/3xx), over TLS when tls (fb.tcp's options)
@@ -86,10 +89,19 @@ function runtime.probe(kind, inst, path, timeout, tls)
     timeout = timeout, tls = tls }
   return status ~= nil and status >= 200 and status < 400
 end
+function runtime.fetch(method, host, port, path, body, timeout, tls)
+  local name = host:find(":", 1, true) and "[" .. host .. "]" or host
+  local status, _, data = core.import("fusebox.http").request { method = method,
+    url = format("%s://%s:%d%s", tls and "https" or "http", name, port, path), body = body,
+    headers = body and { ["Content-Type"] = "application/json" } or nil, timeout = timeout,
+    tls = tls or nil }
+  if not status then return nil, _ end
+  return status, data
+end
 M.runtime = runtime
 
 local FIELDS = { "sleep", "spawn", "daemon", "wait", "wake", "abandon", "exiting", "primary",
-  "run", "io", "probe" }
+  "run", "io", "probe", "fetch" }
 local KNOWN = { name = true }
 for i = 1, #FIELDS do KNOWN[FIELDS[i]] = true end
 
@@ -111,6 +123,7 @@ function M.primary() return current.primary() end
 function M.run(fn, ...) return current.run(fn, ...) end
 function M.io(fname) return current.io(fname) end
 function M.probe(kind, inst, path, timeout, tls) return current.probe(kind, inst, path, timeout, tls) end
+function M.fetch(...) return current.fetch(...) end
 
 -- fb.host([scheduler]) -> the scheduler in use (before the change): with
 -- a table, installs it (every function of the interface above, and a

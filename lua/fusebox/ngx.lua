@@ -66,11 +66,18 @@ end
 local upstream = {}
 upstream.__index = upstream
 
+-- An error for nginx's error log (fusebox's reporter outside nginx).
+local function log_error(...)
+  if type(ngx) == "table" and ngx.log then return ngx.log(ngx.ERR, "fusebox.ngx: ", ...) end
+  core.report("fusebox.ngx", table.concat({ ... }))
+end
+
 local MAX_PEERS = 256 -- FB_EXCLUDE_MAX: the most one pick may exclude
+local start_discovery -- below: it needs the upstream's helpers
 
 local OPTIONS = {
   name = true, algorithm = true, peers = true, breaker = true, tries = true,
-  balancer = true, is_failure = true, zone = true, zone_size = true,
+  balancer = true, is_failure = true, zone = true, zone_size = true, discover = true,
 }
 
 -- The default verdict on one try: a 5xx (nginx reports a connect failure
@@ -119,10 +126,203 @@ local function open_zone(fb, name, size)
   return z
 end
 
+-- Makes u's per-peer state for the registered instance v: its view, its
+-- load record in the zone, its breaker (in the zone, keyed
+-- "<upstream>/<host:port>", so every worker and every reload finds it).
+local function attach(u, v)
+  local fb = require "fusebox"
+  local peer = format("%s:%d", v.host, v.port)
+  u.views[v.id] = v
+  u.by_peer[peer] = v
+  if u.zone then
+    u.records[v.id] = u.zone:share_load(u.registry, v.id, format("%s/%s", u.name, peer))
+  end
+  if u.breaker_opts then
+    local o = {}
+    for k, x in pairs(u.breaker_opts) do o[k] = x end
+    -- in a zone the name is the breaker's key there: the upstream's too
+    o.name, o.zone = u.zone and u.name .. "/" .. peer or peer, u.zone
+    local cb = fb.breaker(o)
+    u.breakers[v.id] = cb
+    fb.export(u.name .. "/" .. peer, cb)
+  end
+end
+
+-- Drops the peer v that discovery no longer lists. A request that picked
+-- it still logs (log() skips what is gone); its breaker stays in the
+-- zone, where a return finds it.
+local function detach(u, v)
+  local fb = require "fusebox"
+  local peer = format("%s:%d", v.host, v.port)
+  u.registry:deregister(u.name, v.host, v.port)
+  u.views[v.id], u.by_peer[peer], u.records[v.id], u.breakers[v.id] = nil, nil, nil, nil
+  if u.breaker_opts then fb.export(u.name .. "/" .. peer, nil) end
+end
+
+-- ------------------------------------------------------------ discovery
+
+local DISCOVER = { serve = true, etcd = true, service = true, prefix = true, interval = true,
+  timeout = true }
+
+-- "http://host:port" -> host, port (no path, no TLS: a registry on the
+-- local network; nginx's own lua_ssl_* would be needed for https).
+local function parse_endpoint(url, what)
+  local host, port = tostring(url):match("^http://%[?([%w%.:%-]-)%]?:(%d+)/?$")
+  port = tonumber(port)
+  if not host or host == "" or not port or port < 1 or port > 65535 then
+    argerror(1, "upstream", format("discover.%s must be \"http://host:port\", got %s", what,
+      type(url) == "string" and format("%q", url) or type(url)), 2)
+  end
+  return host, port
+end
+
+local function check_discover(d, name)
+  if type(d) ~= "table" then
+    argerror(1, "upstream", "discover must be a table {serve = url} or {etcd = url}, got "
+      .. type(d), 1)
+  end
+  for k in pairs(d) do
+    if not DISCOVER[k] then
+      argerror(1, "upstream", format("unknown discover option '%s' (known: etcd, interval, "
+        .. "prefix, serve, service, timeout)", tostring(k)), 1)
+    end
+  end
+  if (d.serve == nil) == (d.etcd == nil) then
+    argerror(1, "upstream", "discover needs one of serve = url or etcd = url", 1)
+  end
+  local c = { kind = d.serve and "serve" or "etcd", service = d.service or name,
+    prefix = d.prefix or "/fusebox/services/", interval = d.interval or 1, timeout = d.timeout or 1 }
+  c.host, c.port = parse_endpoint(d.serve or d.etcd, c.kind)
+  base.check_name(c.service, 1, "upstream", 1)
+  for _, k in ipairs { "interval", "timeout" } do
+    if type(c[k]) ~= "number" or not (c[k] >= 0.01 and c[k] <= 3600) then
+      argerror(1, "upstream", format("discover.%s must be seconds in 0.01..3600, got %s", k,
+        tostring(c[k])), 1)
+    end
+  end
+  if type(c.prefix) ~= "string" or c.prefix == "" then
+    argerror(1, "upstream", "discover.prefix must be a non-empty string", 1)
+  end
+  return c
+end
+
+-- The peers a source lists now: an array of {host=, port=, weight=}, or
+-- nil, err. fusebox serve: GET /v1/services/<service>; etcd (its JSON
+-- gateway): the keys under prefix .. service .. "/", named host:port, as
+-- fusebox's etcd backend writes them (lua/fusebox/etcd.lua).
+local function fetch_serve(c, host)
+  local status, body = host.fetch("GET", c.host, c.port, "/v1/services/" .. c.service, nil, c.timeout)
+  if not status then return nil, body end
+  if status ~= 200 then return nil, format("fusebox serve answered %d", status) end
+  local doc = core.json_decode(body)
+  if type(doc) ~= "table" or type(doc.instances) ~= "table" then return nil, "not a service listing" end
+  return doc.instances
+end
+
+local function fetch_etcd(c, host)
+  local etcd = core.import "fusebox.etcd"
+  local b64, unb64 = core.base64_encode, core.base64_decode
+  local prefix = c.prefix .. c.service .. "/"
+  local status, body = host.fetch("POST", c.host, c.port, "/v3/kv/range", core.json_encode {
+    key = b64(prefix), range_end = b64(etcd.prefix_end(prefix)) }, c.timeout)
+  if not status then return nil, body end
+  if status ~= 200 then return nil, format("etcd answered %d", status) end
+  local doc = core.json_decode(body)
+  if type(doc) ~= "table" then return nil, "not an etcd range answer" end
+  local out = {}
+  for _, kv in ipairs(type(doc.kvs) == "table" and doc.kvs or {}) do
+    local key = type(kv) == "table" and type(kv.key) == "string" and unb64(kv.key)
+    local h, p = key and key:sub(#prefix + 1):match("^([^/]+):(%d+)$")
+    local value = type(kv.value) == "string" and core.json_decode(unb64(kv.value) or "")
+    if h then
+      out[#out + 1] = { host = h, port = tonumber(p),
+        weight = type(value) == "table" and value.weight or nil }
+    end
+  end
+  return out
+end
+
+-- Makes u's peers those of list (registering, deregistering), at most
+-- MAX_PEERS; returns how many it has.
+-- An address nginx's balancer can set: it resolves no names.
+local function ip_literal(h)
+  if #h > 45 then return false end
+  local a, b, c, d = h:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if a then return tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256 end
+  return h:find("^[%x:%.]+$") ~= nil and select(2, h:gsub(":", "")) >= 2
+end
+
+local function sync(u, list)
+  local want, n = {}, 0
+  for _, x in ipairs(list) do
+    local h, p = type(x) == "table" and x.host, type(x) == "table" and tonumber(x.port)
+    local ok = type(h) == "string" and p and p >= 1 and p <= 65535 and p == p - p % 1
+    if ok and not ip_literal(h) then
+      log_error("discovery of '", u.name, "': skipping ", format("%q", h:sub(1, 64)),
+        ": an IP address is needed (nginx's balancer resolves no names)")
+    elseif ok and n < MAX_PEERS then
+      local peer = format("%s:%d", h, p)
+      if not want[peer] then
+        want[peer], n = x, n + 1
+      end
+    end
+  end
+  for peer, v in pairs(u.by_peer) do
+    if not want[peer] then detach(u, v) end
+  end
+  for peer, x in pairs(want) do
+    if not u.by_peer[peer] then
+      local w = tonumber(x.weight)
+      -- what the source says is hostile input: a host the registry
+      -- refuses, or a weight out of range, skips that peer and says so
+      local ok, err = pcall(u.registry.register, u.registry, u.name, x.host, tonumber(x.port),
+        w and { weight = w } or nil)
+      if ok then
+        for _, v in ipairs(u.registry:discover(u.name)) do
+          if v.host == x.host and v.port == tonumber(x.port) then attach(u, v) end
+        end
+      else
+        log_error("discovery of '", u.name, "': skipping ", peer, ": ", tostring(err))
+      end
+    end
+  end
+  return n
+end
+
+-- Polls the source every interval seconds, in every worker (each has its
+-- own registry; with a zone their breakers and loads are shared anyway):
+-- a timer (fusebox.host's daemon, ngx.timer.at in init_worker) that ends
+-- when the worker exits. A failed poll keeps the peers it had.
+start_discovery = function(u, c)
+  local host = core.import "fusebox.host"
+  local fetch = c.kind == "serve" and fetch_serve or fetch_etcd
+  u.discovery = { polls = 0, errors = 0, last_error = nil }
+  host.daemon(function()
+    while not host.exiting() do
+      local list, err = fetch(c, host)
+      u.discovery.polls = u.discovery.polls + 1
+      if list then
+        sync(u, list)
+      else
+        u.discovery.errors = u.discovery.errors + 1
+        if err ~= u.discovery.last_error then
+          log_error("discovery of '", c.service, "' from ", c.kind, ": ", tostring(err))
+        end
+        u.discovery.last_error = err
+      end
+      host.sleep(c.interval)
+    end
+  end)
+end
+
 -- upstream{name=, peers=, algorithm="round_robin", balancer={...},
 -- breaker={...} or false, tries=#peers, is_failure=function(status),
--- zone=name, zone_size=bytes} -> an upstream for this worker (call it in
--- init_worker_by_lua).
+-- zone=name, zone_size=bytes, discover={serve = "http://host:port" |
+-- etcd = "http://host:port", service=name, prefix="/fusebox/services/",
+-- interval=1, timeout=1}} -> an upstream for this worker (call it in
+-- init_worker_by_lua). With discover the peers (peers= then optional, the
+-- first ones) follow what fusebox serve or etcd lists, polled every
+-- interval seconds; tries is then 3 unless given.
 function M.upstream(opts)
   if type(opts) ~= "table" then
     argerror(1, "upstream", "table expected, got " .. type(opts))
@@ -130,24 +330,28 @@ function M.upstream(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then
       argerror(1, "upstream", format("unknown option '%s' (known: algorithm, balancer, "
-        .. "breaker, is_failure, name, peers, tries, zone, zone_size)", tostring(k)))
+        .. "breaker, discover, is_failure, name, peers, tries, zone, zone_size)", tostring(k)))
     end
   end
   local name = opts.name
   if type(name) ~= "string" or name == "" then
     argerror(1, "upstream", "name must be a non-empty string, got " .. tostring(name))
   end
-  local peers = opts.peers
-  if type(peers) ~= "table" or #peers == 0 then
-    argerror(1, "upstream", "peers must be a non-empty array of \"host:port\" strings")
+  local discover = opts.discover ~= nil and check_discover(opts.discover, name) or nil
+  local peers = opts.peers or (discover and {})
+  if type(peers) ~= "table" or (#peers == 0 and not discover) then
+    argerror(1, "upstream", "peers must be a non-empty array of \"host:port\" strings "
+      .. "(or give discover)")
   end
   if #peers > MAX_PEERS then -- a request may exclude every one of them
     argerror(1, "upstream", format("peers has %d entries, at most %d", #peers, MAX_PEERS))
   end
-  local tries = opts.tries or #peers
-  if type(tries) ~= "number" or tries ~= tries - tries % 1 or tries < 1 or tries > #peers then
+  -- discovered peers come and go: tries is then up to the most there may be
+  local most = discover and MAX_PEERS or #peers
+  local tries = opts.tries or (discover and 3 or #peers)
+  if type(tries) ~= "number" or tries ~= tries - tries % 1 or tries < 1 or tries > most then
     argerror(1, "upstream", format("tries must be an integer 1..%d (the peers), got %s",
-      #peers, tostring(tries)))
+      most, tostring(tries)))
   end
   local is_failure = opts.is_failure or is_5xx
   if type(is_failure) ~= "function" then
@@ -178,24 +382,10 @@ function M.upstream(opts)
       argerror(1, "upstream", format("peers[%d] (%s) is listed twice", k, peer))
     end
   end
+  u.breaker_opts = opts.breaker
   fb.export(name, reg)
-  for _, v in ipairs(reg:discover(name)) do
-    u.views[v.id] = v
-    u.by_peer[format("%s:%d", v.host, v.port)] = v
-    if zone then
-      u.records[v.id] = zone:share_load(reg, v.id, format("%s/%s:%d", name, v.host, v.port))
-    end
-    if opts.breaker then
-      local o = {}
-      for k, x in pairs(opts.breaker) do o[k] = x end
-      local peer = format("%s:%d", v.host, v.port)
-      -- in a zone the name is the breaker's key there: the upstream's too
-      o.name, o.zone = zone and name .. "/" .. peer or peer, zone
-      local cb = fb.breaker(o)
-      u.breakers[v.id] = cb
-      fb.export(name .. "/" .. peer, cb)
-    end
-  end
+  for _, v in ipairs(reg:discover(name)) do attach(u, v) end
+  if discover then start_discovery(u, discover) end
   return u
 end
 
@@ -284,7 +474,8 @@ function upstream:log()
     local code, id = tonumber(s), t.sent[1]
     local ok = not self.is_failure(code)
     rt = tonumber(rt) or 0
-    self.lb:done(self.views[id], ok, rt)
+    local v = self.views[id] -- nil: discovery removed the peer meanwhile
+    if v then self.lb:done(v, ok, rt) end
     local cb = self.breakers[id]
     if cb then cb:record(t.tokens[1], ok, rt) end
     return
@@ -296,7 +487,8 @@ function upstream:log()
     local code = tonumber(status[base_i + k])
     local ok = code == nil or not self.is_failure(code)
     local took = tonumber(times[base_i + k]) or 0
-    self.lb:done(self.views[id], ok, took)
+    local v = self.views[id]
+    if v then self.lb:done(v, ok, took) end
     local cb = self.breakers[id]
     if cb then cb:record(t.tokens[k], code == nil and "ignore" or ok, took) end
   end

@@ -23,7 +23,8 @@
 --   io           refused: nginx does the I/O (fb.tcp and fb.http need
 --                fusebox's loop)
 --   probe        a cosocket connect ("tcp"), or an HTTP/1.0 GET over one
---                ("http": 2xx or 3xx is healthy)
+--                ("http": 2xx or 3xx is healthy), through fetch(), which
+--                fusebox.ngx's discovery uses too
 --
 -- The clock stays fusebox's (CLOCK_MONOTONIC, the same in every worker):
 -- ngx.now() is the wall clock, cached per event loop turn, to the
@@ -197,26 +198,88 @@ function M.io(fname)
     .. "and records (fusebox.ngx)"
 end
 
-function M.probe(kind, inst, path, timeout, tls)
+-- The most of a response body fetch() reads (a discovery answer, a health
+-- check's page): more is an error, not memory.
+local MAX_BODY = 4 * 1024 * 1024
+
+-- A cosocket to host:port within timeout seconds, over TLS when tls (as
+-- fb.tcp's options; verified against lua_ssl_trusted_certificate).
+local function connect(host, port, timeout, tls)
   local sock = ngx.socket.tcp()
   local ms = timeout * 1000
   sock:settimeouts(ms, ms, ms)
-  local ok = sock:connect(inst.host, inst.port)
-  if ok and tls then -- verified against lua_ssl_trusted_certificate
+  local ok, err = sock:connect(host, port)
+  if ok and tls then
     local o = type(tls) == "table" and tls or {}
-    ok = sock:sslhandshake(nil, o.server_name or inst.host, o.verify ~= false)
+    ok, err = sock:sslhandshake(nil, o.server_name or host, o.verify ~= false)
   end
-  if not ok then return false end
-  if kind == "tcp" then
+  if not ok then
     sock:close()
-    return true
+    return nil, tostring(err)
   end
-  local host = inst.host:find(":", 1, true) and "[" .. inst.host .. "]" or inst.host
-  local sent = sock:send(format("GET %s HTTP/1.0\r\nHost: %s:%d\r\nUser-Agent: fusebox-health\r\n\r\n",
-    path, host, inst.port))
-  local line = sent and sock:receive("*l")
-  sock:close()
+  return sock
+end
+
+-- The body after the header lines (read already up to the blank line):
+-- Content-Length bytes, or all until the close (HTTP/1.0), at most MAX_BODY.
+local function read_body(sock, length)
+  if length then
+    if length > MAX_BODY then return nil, format("body of %d bytes, at most %d", length, MAX_BODY) end
+    if length == 0 then return "" end
+    return sock:receive(length)
+  end
+  local parts, n = {}, 0
+  while true do
+    local data, err = sock:receiveany(65536)
+    if not data then
+      if err == "closed" then return table.concat(parts) end
+      return nil, err
+    end
+    n = n + #data
+    if n > MAX_BODY then return nil, format("body over %d bytes", MAX_BODY) end
+    parts[#parts + 1] = data
+  end
+end
+
+-- fetch(method, host, port, path, body, timeout [, tls]) -> status, body |
+-- nil, err: one HTTP/1.0 request over a cosocket (a connection each: what
+-- calls it does so every second or so), for discovery and health checks.
+function M.fetch(method, host, port, path, body, timeout, tls)
+  local sock, err = connect(host, port, timeout, tls)
+  if not sock then return nil, "connect: " .. err end
+  local name = host:find(":", 1, true) and "[" .. host .. "]" or host
+  local head = format("%s %s HTTP/1.0\r\nHost: %s:%d\r\nUser-Agent: fusebox\r\n", method, path, name, port)
+  if body then head = head .. format("Content-Type: application/json\r\nContent-Length: %d\r\n", #body) end
+  local ok
+  ok, err = sock:send(head .. "\r\n" .. (body or ""))
+  local line = ok and sock:receive("*l")
   local status = line and tonumber(line:match("^HTTP/%d%.%d (%d%d%d)"))
+  local length
+  while status do
+    local h = sock:receive("*l")
+    if h == nil then status = nil break end
+    if h == "" then break end
+    local n = h:match("^[Cc][Oo][Nn][Tt][Ee][Nn][Tt]%-[Ll][Ee][Nn][Gg][Tt][Hh]:%s*(%d+)%s*$")
+    if n then length = tonumber(n) end
+  end
+  if not status then
+    sock:close()
+    return nil, "no HTTP answer" .. (err and (": " .. tostring(err)) or "")
+  end
+  local data
+  data, err = read_body(sock, length)
+  sock:close()
+  if not data then return nil, "reading the body: " .. tostring(err) end
+  return status, data
+end
+
+function M.probe(kind, inst, path, timeout, tls)
+  if kind == "tcp" then
+    local sock = connect(inst.host, inst.port, timeout, tls)
+    if sock then sock:close() end
+    return sock ~= nil
+  end
+  local status = M.fetch("GET", inst.host, inst.port, path, nil, timeout, tls)
   return status ~= nil and status >= 200 and status < 400
 end
 

@@ -69,6 +69,16 @@ local function fake_host(opts)
     note(string.format("probe %s %s:%d %s %g", kind, inst.host, inst.port, path, timeout))
     return not (opts.down or {})[inst.port]
   end
+  -- fetch: what opts.answers[path] says (a function of the call count, or
+  -- a fixed status, body pair), noted
+  h.fetched = {}
+  function h.fetch(method, host, port, path, body)
+    h.fetched[#h.fetched + 1] = string.format("%s %s:%d%s", method, host, port, path)
+    local a = (opts.answers or {})[path]
+    if type(a) == "function" then return a(#h.fetched, body) end
+    if a then return a[1], a[2] end
+    return nil, "connect: connection refused"
+  end
   -- Runs fn as the main coroutine until nothing is left to run or the
   -- clock would pass stop_at.
   function h.go(fn, stop_at)
@@ -94,7 +104,7 @@ local function fake_host(opts)
   -- what the host table passed to fb.host holds: the interface alone
   h.iface = { name = h.name, sleep = h.sleep, spawn = h.spawn, daemon = h.daemon, wait = h.wait,
     wake = h.wake, abandon = h.abandon, exiting = h.exiting, primary = h.primary, run = h.run,
-    io = h.io, probe = h.probe }
+    io = h.io, probe = h.probe, fetch = h.fetch }
   return h
 end
 
@@ -292,5 +302,45 @@ describe("the scheduler interface", function()
     local ok, err = pcall(fb.health_check, { registry = reg, service = "api", workers = 2 })
     assert.is_false(ok)
     assert.truthy(err:find("bad argument #1 to 'health_check' (workers must be 'one' or 'all', got 2)", 1, true))
+  end)
+
+  it("discovers fusebox.ngx peers by the host's fetch: added, kept on a failed poll, removed", function()
+    local ngx_fb = require "fusebox.ngx"
+    local lists = {
+      { 200, '{"service":"disc","index":1,"instances":[{"host":"127.0.0.1","port":7001},{"host":"127.0.0.1","port":7002}]}' },
+      { 200, '{"service":"disc","index":2,"instances":[{"host":"127.0.0.1","port":7001},{"host":"127.0.0.1","port":7002},{"host":"127.0.0.1","port":7003,"weight":3}]}' },
+      { nil, "connect: connection refused" }, -- the registry away: keep what we had
+      { 200, '{"service":"disc","index":3,"instances":[{"host":"127.0.0.1","port":7002},{"host":"bad host!","port":7004},{"host":"127.0.0.1","port":70000}]}' },
+    }
+    local h = fake_host { answers = { ["/v1/services/disc"] = function(n)
+      local a = lists[math.min(n, #lists)]
+      return a[1], a[2]
+    end } }
+    local seen, reports = {}, {}
+    local previous = fb.reporter(function(what, msg) reports[#reports + 1] = what .. ": " .. msg end)
+    with_host(h, function()
+      h.go(function()
+        local u = ngx_fb.upstream { name = "disc", discover = { serve = "http://127.0.0.1:8500", interval = 1 },
+          breaker = { failure_threshold = 2 } }
+        for round = 1, 4 do
+          fb.sleep(1)
+          local ports = {}
+          for peer in pairs(u:peers()) do ports[#ports + 1] = tonumber(peer:match(":(%d+)$")) end
+          table.sort(ports)
+          seen[round] = table.concat(ports, ",")
+        end
+        assert.equal(1, #u.registry:discover("disc"))
+        assert.equal(4, u.discovery.polls)
+        assert.equal(1, u.discovery.errors)
+        assert.equal("connect: connection refused", u.discovery.last_error)
+        h.stop = true
+      end, 4.5)
+    end)
+    fb.reporter(previous)
+    assert.same({ "7001,7002", "7001,7002,7003", "7001,7002,7003", "7002" }, seen)
+    assert.equal("GET 127.0.0.1:8500/v1/services/disc", h.fetched[1])
+    local joined = table.concat(reports, "\n")
+    assert.truthy(joined:find('skipping "bad host!": an IP address is needed', 1, true), joined)
+    assert.truthy(joined:find("discovery of 'disc' from serve: connect: connection refused", 1, true), joined)
   end)
 end)

@@ -21,6 +21,29 @@ describe("fusebox.ngx", function()
     assert.equal(math.huge, u.registry:heartbeat_timeout())
   end)
 
+  it("checks discover: one source, an http://host:port endpoint, seconds, known options", function()
+    local function up(d, extra)
+      local o = { name = "spec_disc", discover = d }
+      for k, v in pairs(extra or {}) do o[k] = v end
+      return errmsg(ngx_fb.upstream, o)
+    end
+    for _, case in ipairs {
+      { 42, "discover must be a table {serve = url} or {etcd = url}, got number" },
+      { {}, "discover needs one of serve = url or etcd = url" },
+      { { serve = "http://a:1", etcd = "http://b:2" }, "discover needs one of serve = url or etcd = url" },
+      { { serve = "https://a:1" }, 'discover.serve must be "http://host:port", got "https://a:1"' },
+      { { etcd = "http://a:0" }, 'discover.etcd must be "http://host:port", got "http://a:0"' },
+      { { serve = "http://a:1", interval = 0 }, "discover.interval must be seconds in 0.01..3600, got 0" },
+      { { serve = "http://a:1", timeout = "1" }, "discover.timeout must be seconds in 0.01..3600, got 1" },
+      { { serve = "http://a:1", nope = 1 }, "unknown discover option 'nope'" },
+      { { serve = "http://a:1", service = "" }, "service name must not be empty" },
+    } do
+      assert.truthy(up(case[1]):find("bad argument #1 to 'upstream' (" .. case[2], 1, true), case[2])
+    end
+    assert.truthy(up({ serve = "http://a:1" }, { tries = 257 })
+      :find("tries must be an integer 1..256 (the peers), got 257", 1, true))
+  end)
+
   it("puts every peer's breaker in a zone, shared by the upstreams built over it", function()
     local peers = { "127.0.0.1:1", "127.0.0.1:2" }
     local ffi = require "ffi"
