@@ -231,8 +231,8 @@ local function fetch_etcd(c, host)
   if type(doc) ~= "table" then return nil, "not an etcd range answer" end
   local out = {}
   for _, kv in ipairs(type(doc.kvs) == "table" and doc.kvs or {}) do
-    local key = type(kv) == "table" and type(kv.key) == "string" and unb64(kv.key)
-    local h, p = key and key:sub(#prefix + 1):match("^([^/]+):(%d+)$")
+    local key = type(kv) == "table" and type(kv.key) == "string" and unb64(kv.key) or ""
+    local h, p = key:sub(#prefix + 1):match("^([^/]+):(%d+)$")
     local value = type(kv.value) == "string" and core.json_decode(unb64(kv.value) or "")
     if h then
       out[#out + 1] = { host = h, port = tonumber(p),

@@ -343,4 +343,48 @@ describe("the scheduler interface", function()
     assert.truthy(joined:find('skipping "bad host!": an IP address is needed', 1, true), joined)
     assert.truthy(joined:find("discovery of 'disc' from serve: connect: connection refused", 1, true), joined)
   end)
+
+  it("discovers fusebox.ngx peers from etcd's JSON gateway: the keys fusebox's etcd backend writes", function()
+    local ngx_fb = require "fusebox.ngx"
+    local A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    local function b64(x) -- as etcd's gateway sends keys and values
+      return ((x:gsub(".", function(c)
+        local r, b = "", c:byte()
+        for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
+        return r
+      end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(bits)
+        if #bits < 6 then return "" end
+        local c = 0
+        for i = 1, 6 do c = c + (bits:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
+        return A:sub(c + 1, c + 1)
+      end) .. ({ "", "==", "=" })[#x % 3 + 1])
+    end
+    local body
+    local h = fake_host { answers = { ["/v3/kv/range"] = function(_, req) body = req
+      return 200, fb.json_encode { kvs = {
+        { key = b64("/fusebox/services/edisc/10.0.0.1:80"), value = b64('{"weight":2}') },
+        { key = b64("/fusebox/services/edisc/10.0.0.2:80"), value = b64("not json") },
+        { key = b64("/fusebox/services/edisc/sub/10.0.0.3:80"), value = b64("{}") },
+      } } end } }
+    with_host(h, function()
+      h.go(function()
+        local reports = {}
+        local previous = fb.reporter(function(what, msg) reports[#reports + 1] = what .. ": " .. msg end)
+        local u = ngx_fb.upstream { name = "edisc", discover = { etcd = "http://127.0.0.1:2379" } }
+        fb.sleep(0.5)
+        fb.reporter(previous)
+        assert.same({}, reports)
+        assert.is_nil(u.discovery.last_error)
+        local peers = {}
+        for _, v in ipairs(u.registry:discover("edisc")) do peers[#peers + 1] = v.host .. "/" .. v.weight end
+        table.sort(peers)
+        assert.same({ "10.0.0.1/2", "10.0.0.2/1" }, peers)
+        h.stop = true
+      end, 0.6)
+    end)
+    assert.equal("POST 127.0.0.1:2379/v3/kv/range", h.fetched[1])
+    local req = fb.json_decode(body)
+    assert.equal(b64("/fusebox/services/edisc/"), req.key)
+    assert.equal(b64("/fusebox/services/edisc0"), req.range_end)
+  end)
 end)
