@@ -96,7 +96,7 @@ return {
   json_encode = core.json_encode,
   json_null = core.json_null,
   tcp = { connect = tcp.connect, listen = tcp.listen },
-  http = { request = http.request, serve = http.serve },
+  http = { request = http.request, serve = http.serve, pool = http.pool, default_pool = http.default_pool },
   serve_registry = serve.serve,
   serve_metrics = metrics.serve,
   metrics = metrics.render,
