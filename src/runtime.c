@@ -261,7 +261,8 @@ void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs) {
 }
 
 void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs) {
-  rt->coros[spawn(L, rt, nargs)].daemon = 1;
+  int ref = spawn(L, rt, nargs); /* first: spawn may move rt->coros */
+  rt->coros[ref].daemon = 1;
   rt->ndaemons++;
 }
 
