@@ -15,8 +15,9 @@
 -- socket is parked (sock:_park, src/lua_tcp.c): whatever its peer sends
 -- while it idles -- its end, stray bytes -- is seen when it is taken out,
 -- and such a connection is closed, never handed to a request. Expired
--- connections are closed when a request looks at their key, and by a
--- sweeper daemon, so a quiet process does not keep them open.
+-- connections are closed by a sweeper daemon, so a quiet process does
+-- not keep them open, and when a request finds one (then the sweeper is
+-- gone: its run ended, another starts).
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -37,7 +38,7 @@ function M.new(o)
     idle_timeout = o.idle_timeout, max_requests = o.max_requests,
     hosts = {},  -- key -> stack of idle conns, oldest first
     n = 0,       -- idle conns in all
-    sweeper = nil,
+    sweeper = nil, woken = false,
     opened = 0, reused = 0, retried = 0, -- counted by http.lua
   }, Pool)
 end
@@ -69,24 +70,31 @@ local function sweep(p, t)
 end
 M.sweep = sweep
 
--- A daemon while the pool holds anything: the run does not wait for it,
--- and it ends with the run (the next put starts another).
+-- The pool's daemon (the run does not wait for it; it ends with the
+-- run): sleeps until the earliest expiry, or until woken when the pool
+-- was empty, and closes what expired. One at a time: a sweeper that is
+-- no longer p.sweeper ends when it next runs.
 local function sweeper(p)
-  while p.n > 0 do
+  local me = coroutine.running()
+  while p.sweeper == me do
+    p.woken = false
     local at = sweep(p, now())
-    if at == nil then break end
-    wait("http pool idle", max(at - now(), 0.001))
+    wait("http pool idle", at and max(at - now(), 0.001) or nil)
   end
-  p.sweeper = nil
 end
 
 -- Wakes the sweeper to look again, or starts one when there is none in
--- this run (a run drops its daemons when it ends). Where the runtime has
--- no daemons (a host's scheduler) the expired are closed lazily alone.
-local function ensure_sweeper(p)
+-- this run (a run drops its daemons when it ends), or when force says
+-- the one there is not sweeping. Where the runtime has no daemons (a
+-- host's scheduler) the expired are closed lazily alone.
+local function ensure_sweeper(p, force)
   if not daemon then return end
-  if p.sweeper and wake(p.sweeper) then return end
+  if p.sweeper and not force and (p.woken or wake(p.sweeper)) then
+    p.woken = true
+    return
+  end
   p.sweeper = daemon(sweeper, p)
+  p.woken = true
 end
 
 -- pool:get(key) -> an idle connection of key, unparked, or nil. The
@@ -103,7 +111,7 @@ function Pool:get(key)
     if c.expires <= t then
       c.sock:close()
       drop_oldest(self, stack, n - 1)
-      ensure_sweeper(self) -- an expired one was still here: is anyone sweeping?
+      ensure_sweeper(self, true) -- an expired one was still here: no one sweeps
       break
     end
     if c.sock:_unpark() then
@@ -157,7 +165,6 @@ function Pool:close()
     self.hosts[key] = nil
   end
   self.n = 0
-  if self.sweeper then wake(self.sweeper) end
 end
 
 -- pool:stats() -> {idle=, hosts=, opened=, reused=, retried=}
