@@ -22,7 +22,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local now = base.now
-local pairs, max, wait, wake, daemon = pairs, math.max, core.wait, core.wake, core.daemon
+local pairs, max, huge, wait, wake, daemon = pairs, math.max, math.huge, core.wait, core.wake, core.daemon
 
 local M = {}
 
@@ -38,7 +38,7 @@ function M.new(o)
     idle_timeout = o.idle_timeout, max_requests = o.max_requests,
     hosts = {},  -- key -> stack of idle conns, oldest first
     n = 0,       -- idle conns in all
-    sweeper = nil, woken = false,
+    sweeper = nil, sweep_at = huge, -- when the sweeper looks next
     opened = 0, reused = 0, retried = 0, -- counted by http.lua
   }, Pool)
 end
@@ -71,30 +71,27 @@ end
 M.sweep = sweep
 
 -- The pool's daemon (the run does not wait for it; it ends with the
--- run): sleeps until the earliest expiry, or until woken when the pool
--- was empty, and closes what expired. One at a time: a sweeper that is
--- no longer p.sweeper ends when it next runs.
+-- run): closes what expired, then sleeps until the earliest expiry left
+-- (p.sweep_at), or until woken when nothing is left. One at a time: a
+-- sweeper that is no longer p.sweeper ends when it next runs.
 local function sweeper(p)
   local me = coroutine.running()
   while p.sweeper == me do
-    p.woken = false
     local at = sweep(p, now())
+    p.sweep_at = at or huge
     wait("http pool idle", at and max(at - now(), 0.001) or nil)
   end
 end
 
--- Wakes the sweeper to look again, or starts one when there is none in
--- this run (a run drops its daemons when it ends), or when force says
--- the one there is not sweeping. Where the runtime has no daemons (a
--- host's scheduler) the expired are closed lazily alone.
-local function ensure_sweeper(p, force)
+-- Wakes the sweeper to look now, or starts one when there is none in
+-- this run (a run drops its daemons when it ends) or when force says the
+-- one there is not sweeping. Where the runtime has no daemons (a host's
+-- scheduler) the expired are closed lazily alone.
+local function ensure_sweeper(p, t, force)
   if not daemon then return end
-  if p.sweeper and not force and (p.woken or wake(p.sweeper)) then
-    p.woken = true
-    return
-  end
+  p.sweep_at = t
+  if p.sweeper and not force and wake(p.sweeper) then return end
   p.sweeper = daemon(sweeper, p)
-  p.woken = true
 end
 
 -- pool:get(key) -> an idle connection of key, unparked, or nil. The
@@ -111,7 +108,7 @@ function Pool:get(key)
     if c.expires <= t then
       c.sock:close()
       drop_oldest(self, stack, n - 1)
-      ensure_sweeper(self, true) -- an expired one was still here: no one sweeps
+      ensure_sweeper(self, t, true) -- an expired one was still here: no one sweeps
       break
     end
     if c.sock:_unpark() then
@@ -151,10 +148,14 @@ function Pool:put(c)
     stack = {}
     self.hosts[c.key] = stack
   end
-  c.expires = now() + self.idle_timeout
+  local t = now()
+  c.expires = t + self.idle_timeout
   stack[#stack + 1] = c
   self.n = self.n + 1
-  if self.n == 1 then ensure_sweeper(self) end
+  -- The sweeper looks at sweep_at: early enough, unless it is overdue
+  -- (its run ended) or this one expires first (it waits for a put).
+  local overdue = t > self.sweep_at + 1
+  if overdue or c.expires < self.sweep_at then ensure_sweeper(self, t, overdue) end
 end
 
 -- pool:close(): closes every idle connection (requests under way give
