@@ -21,7 +21,7 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
-local now = base.now
+local now, check_self = base.now, base.check_self
 local pairs, max, huge, wait, wake, daemon = pairs, math.max, math.huge, core.wait, core.wake, core.daemon
 
 local M = {}
@@ -68,7 +68,6 @@ local function sweep(p, t)
   end
   return next_at
 end
-M.sweep = sweep
 
 -- The pool's daemon (the run does not wait for it; it ends with the
 -- run): closes what expired, then sleeps until the earliest expiry left
@@ -161,6 +160,7 @@ end
 -- pool:close(): closes every idle connection (requests under way give
 -- theirs back to a pool that is empty again, not closed for good).
 function Pool:close()
+  check_self(self, Pool, "fusebox.http_pool", "close")
   for key, stack in pairs(self.hosts) do
     for i = 1, #stack do stack[i].sock:close() end
     self.hosts[key] = nil
@@ -170,6 +170,7 @@ end
 
 -- pool:stats() -> {idle=, hosts=, opened=, reused=, retried=}
 function Pool:stats()
+  check_self(self, Pool, "fusebox.http_pool", "stats")
   local hosts = 0
   for _ in pairs(self.hosts) do hosts = hosts + 1 end
   return { idle = self.n, hosts = hosts, opened = self.opened, reused = self.reused, retried = self.retried }

@@ -383,6 +383,9 @@ describe("fb.http connection pool", function()
         assert.are.equal(c[2], err:gsub("^[^:]*:%d+: ", ""))
         assert.truthy(err:find("pool_spec.lua", 1, true), err) -- blames the caller's line
       end
+      local p = fb.http.pool {}
+      local ok, err = pcall(p.stats, {})
+      assert.are.equal("bad argument #1 to 'stats' (fusebox.http_pool expected, got table)", err)
       run(function()
         local ok, err = pcall(fb.http.request, { url = "http://127.0.0.1:1/", pool = 42 })
         assert.is_false(ok)
