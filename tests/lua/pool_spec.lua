@@ -402,6 +402,41 @@ describe("fb.http connection pool", function()
   end)
 
   describe("timeouts per phase", function()
+    -- A listener that never accepts, with a backlog of 0: once one
+    -- connection waits in its queue, the kernel drops the next SYNs, so
+    -- a connect hangs (on loopback, the only way to make one slow).
+    local ffi = require "ffi"
+    pcall(ffi.cdef, [[
+      int socket(int domain, int type, int protocol);
+      int listen(int fd, int backlog);
+      int close(int fd);
+      struct pool_spec_sin { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
+      int bind(int fd, const struct pool_spec_sin *a, uint32_t len);
+      int getsockname(int fd, struct pool_spec_sin *a, uint32_t *len);
+    ]])
+    local function full_listener()
+      local fd = ffi.C.socket(2, 1, 0) -- AF_INET, SOCK_STREAM
+      local a = ffi.new("struct pool_spec_sin", { family = 2, addr = 0x0100007f }) -- 127.0.0.1
+      assert(ffi.C.bind(fd, a, 16) == 0 and ffi.C.listen(fd, 0) == 0)
+      ffi.C.getsockname(fd, a, ffi.new("uint32_t[1]", 16))
+      return fd, bit.rshift(bit.bswap(a.port), 16)
+    end
+
+    it("bounds the connect apart from the whole request", function()
+      local fd, port = full_listener()
+      local got, took
+      run(function()
+        local first = assert(fb.tcp.connect("127.0.0.1", port, { timeout = 1 })) -- fills the queue
+        local t0 = fb.now()
+        got = { fb.http.request { url = "http://127.0.0.1:" .. port .. "/", connect_timeout = 0.1, timeout = 5 } }
+        took = fb.now() - t0
+        first:close()
+      end)
+      ffi.C.close(fd)
+      assert.are.same({ nil, "connect timeout" }, got)
+      assert.is_true(took < 1, "took " .. took)
+    end)
+
     it("bounds the wait for the first byte apart from the whole request", function()
       local srv, slow, fast
       run(function()
