@@ -109,7 +109,7 @@ return {
   tcp = { connect = tcp.connect, listen = tcp.listen },
   dns = { resolve = dns.resolve, hosts = dns.set_hosts, configure = dns.configure,
           stats = dns.stats, flush = dns.flush },
-  http = { request = http.request, serve = http.serve },
+  http = { request = http.request, serve = http.serve, pool = http.pool, default_pool = http.default_pool },
   serve_registry = serve.serve,
   serve_metrics = metrics.serve,
   metrics = metrics.render,

@@ -564,6 +564,44 @@ static int tcp_unwatch(lua_State *L) {
   return 0;
 }
 
+/* sock:_park() -> true, or false when the socket cannot idle (closed,
+ * or something already arrived): an idle keep-alive connection in
+ * fb.http's pool. It reads on with no reader, so whatever the peer sends
+ * while it idles -- the end of the stream, a reset, stray bytes -- is
+ * kept for _unpark to see, at most one read's worth (on_read stops after
+ * a chunk); and it no longer keeps the loop alive (a run blocked on
+ * something else must still end). */
+static int tcp_park(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (!t || t->npending || t->error) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (t->reader != LUA_NOREF || t->watcher != LUA_NOREF)
+    return luaL_error(L, "tcp park: another coroutine is reading this socket");
+  int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+  if (rc != 0)
+    t->error = rc;
+  uv_unref((uv_handle_t *)&t->handle);
+  lua_pushboolean(L, rc == 0);
+  return 1;
+}
+
+/* sock:_unpark() -> true when nothing arrived while the socket was
+ * parked, so it can carry another request; false when it is closed or
+ * the peer sent anything (its end, or bytes no request asked for). */
+static int tcp_unpark(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (!t) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  uv_read_stop((uv_stream_t *)&t->handle);
+  uv_ref((uv_handle_t *)&t->handle);
+  lua_pushboolean(L, !t->npending && !t->error);
+  return 1;
+}
+
 /* --------------------------------------------------------------- write */
 
 static void on_write(uv_write_t *req, int status) {
@@ -840,7 +878,8 @@ static int virtual_time(lua_State *L) {
 static const luaL_Reg tcp_methods[] = {
     {"_connect", tcp_connect}, {"_read", tcp_read},
     {"_cancel_read", tcp_cancel_read}, {"_watch", tcp_watch},
-    {"_unwatch", tcp_unwatch}, {"_write", tcp_write},
+    {"_unwatch", tcp_unwatch}, {"_park", tcp_park},
+    {"_unpark", tcp_unpark}, {"_write", tcp_write},
     {"_port", tcp_port}, {"_unref", tcp_unref}, {"close", tcp_close_method},
     {"closed", tcp_is_closed}, {"_tls_start", tcp_tls_start},
     {"_handshake", tcp_handshake}, {"_tls_info", tcp_tls_info},

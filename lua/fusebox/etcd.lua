@@ -5,14 +5,17 @@
 --
 -- In etcd: prefix .. service .. "/" .. host .. ":" .. port -> JSON
 -- {host, port, weight, meta}, attached to a lease whose TTL is the
--- heartbeat timeout. register = lease grant + put; heartbeat = one lease
+-- heartbeat timeout. register = lease grant + put; heartbeat = a lease
 -- keepalive; deregister = delete + revoke; expiry = the lease running out.
+-- Requests go over fb.http's pooled keep-alive connections.
 --
 -- The registry's own register/heartbeat/deregister change the cache at
 -- once and queue the change (src/lua_backend.c, the core's backend
 -- vtable). Two coroutines per registry do the I/O:
---   writer: takes the queue into a FIFO of dirty keys and brings each one
---     to etcd, one request at a time;
+--   writer: takes the queue into a FIFO of dirty keys and brings them to
+--     etcd in rounds: deletions in txns, heartbeats as batched lease
+--     keepalives (many per request), registrations as leases granted
+--     in parallel then puts in txns (sync_round);
 --   watcher: lists the prefix, then watches from the listing's revision
 --     + 1, feeding every PUT and DELETE into the cache.
 -- When etcd is stopped or unreachable the cache keeps serving what it
@@ -39,7 +42,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local b64, unb64 = core.base64_encode, core.base64_decode
 local format, sub, find, byte, char, rep = string.format, string.sub, string.find, string.byte, string.char, string.rep
 local match, type, tostring, pairs, ipairs, ceil = string.match, type, tostring, pairs, ipairs, math.ceil
-local min, concat = math.min, table.concat
+local min, concat, next = math.min, table.concat, next
 
 -- Background work must not keep a run going where the runtime has
 -- daemon coroutines; reg:close() ends it either way.
@@ -48,6 +51,16 @@ local spawn = core.daemon or core.spawn
 local M = {}
 
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
+local JSON_TYPE = { ["Content-Type"] = "application/json" }
+-- The writer's batches: keys taken from the dirty FIFO per round, lease
+-- keepalives per request (the gateway answers one result per request
+-- object, one after another, and may end early: keepalive_batch),
+-- keepalive requests at once (the gateway's renewals, not the requests,
+-- are the cost: more at once only queue there, and time out sooner),
+-- operations per txn (etcd's --max-txn-ops default), and other requests
+-- in flight at once (lease grants and revokes, one each), each on a
+-- connection of the registry's own pool, sized to keep them all.
+local ROUND, KEEPALIVES, KEEPALIVE_STREAMS, TXN_OPS, PARALLEL = 4096, 100, 4, 128, 32
 local WATCH_IDLE = 30 -- a watch silent this long is opened again (a dead peer)
 local MAX_WATCH_LINE = 16 * 1024 * 1024 -- one watch response, in bytes
 
@@ -121,19 +134,28 @@ end
 
 -- --------------------------------------------------------- requests
 
--- POST /v3/<path> with body req -> decoded response | nil, err. A
--- failed connection moves to the next endpoint for the next request.
-local function call(st, path, req)
+-- POST /v3/<path> with the body bytes -> status, response body | nil,
+-- err, on the keep-alive connections of the registry's pool (over TLS
+-- for an https:// endpoint: st.secure). A failed connection moves to the
+-- next endpoint for the next request.
+local function post(st, path, body)
   local url = st.endpoints[st.ep]
-  local status, headers, body = http.request {
+  local status, headers, rbody = http.request {
     method = "POST", url = url .. "/v3/" .. path,
-    headers = { ["Content-Type"] = "application/json" },
-    body = json_encode(req), timeout = st.timeout, tls = st.secure[url],
+    headers = JSON_TYPE, body = body, timeout = st.timeout, pool = st.pool,
+    tls = st.secure[url],
   }
   if not status then
     st.ep = st.ep % #st.endpoints + 1
     return nil, format("etcd %s: %s", path, tostring(headers)) -- the error
   end
+  return status, rbody
+end
+
+-- POST /v3/<path> with body req -> decoded response | nil, err.
+local function call(st, path, req)
+  local status, body = post(st, path, json_encode(req))
+  if not status then return nil, body end
   local doc = json_decode(body)
   if type(doc) ~= "table" then return nil, format("etcd %s: malformed JSON", path) end
   if status ~= 200 then
@@ -215,42 +237,201 @@ local function instance_value(st, o)
     meta = type(meta) == "table" and meta or {} }
 end
 
-local function put_own(st, key, o)
-  local doc, err = call(st, "lease/grant", { TTL = st.ttl })
-  if not doc then return nil, err end
-  local lease = doc.ID
-  local value, verr = json_encode(instance_value(st, o))
-  if not value then return nil, "etcd: instance " .. key .. ": " .. tostring(verr) end
-  doc, err = call(st, "kv/put", { key = b64(key), value = b64(value), lease = lease })
-  if not doc then return nil, err end
-  local rev = type(doc.header) == "table" and doc.header.revision
-  o.lease, o.rev = lease, type(rev) == "string" and rev or "0"
-  return true
+-- Runs fn(item) for every item, width (PARALLEL) at a time, each in a coroutine
+-- of its own (daemons where the runtime has them, like the writer);
+-- returns when all are done.
+local function each_parallel(items, fn, width)
+  local n = #items
+  if n == 0 then return end
+  local next_i, running, me = 1, 0, coroutine.running()
+  local function worker()
+    while next_i <= n do
+      local i = next_i
+      next_i = i + 1
+      fn(items[i])
+    end
+    running = running - 1
+    if running == 0 then core.wake(me) end
+  end
+  for _ = 1, min(width or PARALLEL, n) do
+    running = running + 1
+    spawn(worker)
+  end
+  core.wait("etcd writer batch")
 end
 
--- Brings one key to etcd: deleted (and its lease revoked) if it was
--- deregistered, then kept alive or registered again if it is own.
-local function sync_key(st, key)
-  local lease = st.gone[key]
-  if lease ~= nil then
-    local ok, err = call(st, "kv/deleterange", { key = b64(key) })
-    if not ok then return nil, err end
-    if lease then
-      ok, err = call(st, "lease/revoke", { ID = lease })
-      if not ok and not find(err, "not found", 1, true) then return nil, err end
+-- Runs the requests of a round over a txn: ops[i] for keys[i], TXN_OPS
+-- per request -> the revision of each key's txn (keys of a txn that
+-- failed: nil) and the first error.
+local function txn_all(st, keys, ops)
+  local revs, first_err = {}, nil
+  local chunks = {}
+  for i = 1, #keys, TXN_OPS do chunks[#chunks + 1] = i end
+  each_parallel(chunks, function(from)
+    local part = {}
+    for i = from, min(from + TXN_OPS - 1, #keys) do part[#part + 1] = ops[i] end
+    local doc, err = call(st, "kv/txn", { success = part })
+    local rev = doc and type(doc.header) == "table" and doc.header.revision
+    if not doc then first_err = first_err or err end
+    for i = from, min(from + TXN_OPS - 1, #keys) do
+      revs[keys[i]] = doc and (type(rev) == "string" and rev or "0") or nil
     end
-    st.gone[key] = nil
+  end)
+  return revs, first_err
+end
+
+-- One keepalive request for leases (lease -> key) -> true | nil, err,
+-- having set out[key] for each lease answered: true (kept) or false (the
+-- lease is gone). The gateway streams one result per request object,
+-- in order, but may end its answer early (it ends the stream once the
+-- request body is in, whatever is still being renewed): the leases left
+-- unanswered are asked again, until an answer brings none.
+local function keepalive_batch(st, leases, out)
+  while true do
+    local body = {}
+    for lease in pairs(leases) do body[#body + 1] = '{"ID":"' .. lease .. '"}' end
+    if #body == 0 then return true end
+    local status, rbody = post(st, "lease/keepalive", concat(body, "\n"))
+    if status ~= 200 then
+      return nil, status and format("etcd lease/keepalive: HTTP %d", status) or rbody
+    end
+    local answered, from = 0, 1
+    while from <= #rbody do
+      local nl = find(rbody, "\n", from, true) or #rbody + 1
+      local doc = json_decode(sub(rbody, from, nl - 1))
+      local r = type(doc) == "table" and doc.result
+      if type(r) == "table" and leases[r.ID] then
+        out[leases[r.ID]] = r.TTL ~= nil and r.TTL ~= "0"
+        leases[r.ID] = nil
+        answered = answered + 1
+      elseif type(doc) == "table" and doc.error then
+        return nil, "etcd lease/keepalive: " .. tostring(type(doc.error) == "table" and doc.error.message or doc.error)
+      end
+      from = nl + 1
+    end
+    if answered == 0 then return nil, "etcd lease/keepalive: an answer without results" end
   end
-  local o = st.own[key]
-  if not o then return true end
-  if o.lease then
-    local doc, err = call(st, "lease/keepalive", { ID = o.lease })
-    if not doc then return nil, err end
-    local ttl = type(doc.result) == "table" and doc.result.TTL or nil
-    if ttl ~= nil and ttl ~= "0" then return true end
-    o.lease = nil -- expired: a late heartbeat registers it again
+end
+
+-- Keeps the leases of keys alive, KEEPALIVES per request, KEEPALIVE_STREAMS
+-- requests at once -> key -> true (kept) | false (the lease is gone:
+-- expired, or the store forgot it); a key whose request failed is
+-- absent. And the first error.
+local function keepalive_all(st, keys)
+  local out, first_err = {}, nil
+  local chunks = {}
+  for i = 1, #keys, KEEPALIVES do chunks[#chunks + 1] = i end
+  each_parallel(chunks, function(from)
+    local leases = {}
+    for i = from, min(from + KEEPALIVES - 1, #keys) do leases[st.own[keys[i]].lease] = keys[i] end
+    local ok, err = keepalive_batch(st, leases, out)
+    if not ok then first_err = first_err or err end
+  end, KEEPALIVE_STREAMS)
+  return out, first_err
+end
+
+-- Deletes the deregistered keys (txns) and revokes their leases (one
+-- request each; a lease already gone is fine) -> key -> true when done,
+-- and the first error.
+local function delete_all(st, keys)
+  local ops = {}
+  for i, key in ipairs(keys) do ops[i] = { request_delete_range = { key = b64(key) } } end
+  local revs, first_err = txn_all(st, keys, ops)
+  local done, leased = {}, {}
+  for _, key in ipairs(keys) do
+    if revs[key] then
+      if st.gone[key] then leased[#leased + 1] = key else done[key] = true end
+    end
   end
-  return put_own(st, key, o)
+  each_parallel(leased, function(key)
+    local ok, err = call(st, "lease/revoke", { ID = st.gone[key] })
+    if ok or find(err, "not found", 1, true) then done[key] = true
+    else first_err = first_err or err end
+  end)
+  for key in pairs(done) do st.gone[key] = nil end
+  return done, first_err
+end
+
+-- Registers the own keys: a lease each (granted in parallel), then the
+-- puts (txns) -> key -> true when done, and the first error.
+local function register_all(st, keys)
+  local leases, first_err = {}, nil
+  each_parallel(keys, function(key)
+    local doc, err = call(st, "lease/grant", { TTL = st.ttl })
+    if doc and doc.ID ~= nil then leases[key] = doc.ID
+    else first_err = first_err or err or "etcd lease/grant: no lease ID" end
+  end)
+  local granted, ops = {}, {}
+  for _, key in ipairs(keys) do
+    local o, lease = st.own[key], leases[key]
+    if lease and o then
+      local value, verr = json_encode(instance_value(st, o))
+      if value then
+        granted[#granted + 1] = key
+        ops[#ops + 1] = { request_put = { key = b64(key), value = b64(value), lease = lease } }
+      else
+        first_err = first_err or "etcd: instance " .. key .. ": " .. tostring(verr)
+      end
+    end
+  end
+  local revs, err = txn_all(st, granted, ops)
+  first_err = first_err or err
+  local done = {}
+  for _, key in ipairs(granted) do
+    local o = st.own[key]
+    if revs[key] and o then o.lease, o.rev = leases[key], revs[key] end
+    done[key] = revs[key] ~= nil
+  end
+  return done, first_err
+end
+
+-- One round: brings up to ROUND dirty keys to etcd. Deregistered keys
+-- are deleted (and their leases revoked) first, then the own keys with
+-- a lease are kept alive in batches, then those without one -- new, or
+-- their lease gone -- are registered again. -> true, or nil and the
+-- first error; the keys that failed stay dirty, at the FIFO's end.
+local function sync_round(st)
+  local batch, gone, alive, fresh = {}, {}, {}, {}
+  while #batch < ROUND and st.head <= st.tail do
+    local key = st.order[st.head]
+    st.order[st.head], st.dirty[key] = nil, nil
+    st.head = st.head + 1
+    batch[#batch + 1] = key
+    if st.gone[key] ~= nil then gone[#gone + 1] = key end
+  end
+  st.inflight = #batch
+  local failed, first_err = {}, nil
+  local function note(keys, done, err)
+    first_err = first_err or err
+    for _, key in ipairs(keys) do if not done[key] then failed[key] = true end end
+  end
+  local done, err = delete_all(st, gone)
+  note(gone, done, err)
+  for _, key in ipairs(batch) do
+    local o = st.own[key]
+    if o and not failed[key] then
+      if o.lease then alive[#alive + 1] = key else fresh[#fresh + 1] = key end
+    end
+  end
+  local kept
+  kept, err = keepalive_all(st, alive)
+  first_err = first_err or err
+  for _, key in ipairs(alive) do
+    if kept[key] == nil then
+      failed[key] = true
+    elseif not kept[key] then
+      st.own[key].lease = nil -- expired: a late heartbeat registers it again
+      fresh[#fresh + 1] = key
+    end
+  end
+  done, err = register_all(st, fresh)
+  note(fresh, done, err)
+  for _, key in ipairs(batch) do
+    if failed[key] then mark(st, key) end
+  end
+  st.inflight = 0
+  if next(failed) ~= nil then return nil, first_err end
+  return true
 end
 
 local function writer(st)
@@ -258,15 +439,13 @@ local function writer(st)
   while not st.closed do
     drain(st)
     if st.resync then resync(st) end
-    local key = st.order[st.head]
-    if key == nil then
+    if st.head > st.tail then
       st.order, st.head, st.tail = {}, 1, 0
       st.backend:wait()
     else
-      local ok, err = sync_key(st, key)
+      local ok, err = sync_round(st)
       if ok then
-        st.order[st.head], st.dirty[key] = nil, nil
-        st.head, delay = st.head + 1, 0
+        delay = 0
         if st.write_down then
           up(st, "write_down")
           st.resync = true
@@ -524,10 +703,12 @@ function M.new(opts)
   local st = {
     backend = core.registry_backend(reg), meta = debug.getfenv(reg).meta,
     endpoints = endpoints, secure = secure, ep = 1, prefix = prefix, ttl = ttl,
+    pool = http.pool { max_idle_per_host = PARALLEL },
     timeout = check_positive(opts.timeout, "timeout", 2),
     own = {},   -- key -> {service, host, port, beat, lease, rev}: ours
     gone = {},  -- key -> lease | false: deregistered, to delete in etcd
     dirty = {}, order = {}, head = 1, tail = 0, -- keys to bring to etcd
+    inflight = 0, -- keys taken from the FIFO by the round under way
     known = {}, -- key -> true: in the cache because etcd has it
     rev = nil,  -- last revision applied to the cache; nil: list first
     stale = true, watch_down = true, write_down = false, reason = "not listed yet",
@@ -556,7 +737,7 @@ end
 function methods:pending()
   local st = states[self]
   if not st then return 0 end
-  return st.backend:queued() + st.tail - st.head + 1
+  return st.backend:queued() + st.tail - st.head + 1 + st.inflight
 end
 
 -- reg:close(): stops talking to the store (own instances then expire
@@ -566,6 +747,7 @@ function methods:close()
   if not st or st.closed then return end
   st.closed = true
   st.backend:close()
+  st.pool:close()
   if st.watch_sock then st.watch_sock:close() end
 end
 

@@ -1,8 +1,9 @@
 -- fusebox/http.lua -- fb.http: an HTTP/1.1 client and a small server on
 -- fb.tcp, parsing with http-parser (src/lua_http.c).
 --
--- Client: fb.http.request{...} -> status, headers, body | nil, err; one
--- connection per request (Connection: close), so nothing lingers.
+-- Client: fb.http.request{...} -> status, headers, body | nil, err, on
+-- keep-alive connections from a pool (fusebox/pool.lua; fb.http.pool),
+-- with a timeout per phase (connect, first byte) within one for the whole.
 -- Server: fb.http.serve{...} runs handler(req) in the connection's
 -- coroutine (it may fb.sleep), keeps connections alive, answers
 -- pipelined requests in order, and bounds what a client can hold: a read
@@ -19,10 +20,11 @@ local context = core.import "fusebox.context" -- deadlines: the fusebox-deadline
 local tls = core.import "fusebox.tls"
 local lifecycle = core.import "fusebox.lifecycle"
 local limiter = core.import "fusebox.limiter"
+local pool = core.import "fusebox.pool"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
 local find, sub, lower = string.find, string.sub, string.lower
-local xpcall, traceback = xpcall, debug.traceback
+local xpcall, traceback, getmetatable, max = xpcall, debug.traceback, getmetatable, math.max
 
 local M = {}
 
@@ -128,16 +130,23 @@ end
 
 local REQUEST_OPTIONS = {
   method = true, url = true, instance = true, path = true, headers = true,
-  body = true, timeout = true, max_body = true, tls = true,
+  body = true, timeout = true, connect_timeout = true, first_byte_timeout = true,
+  max_body = true, pool = true, tls = true,
 }
 
--- host, port, target of a request, and whether it is https | nil, why
+-- Methods a request may be sent twice for (RFC 9110 9.2.2): a reused
+-- connection the server had closed is retried once for these alone.
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+
+-- What a socket says when its peer closed it before answering.
+local PEER_CLOSED = { closed = true, ["connection reset by peer"] = true, ["broken pipe"] = true }
+
+-- host, port, target, scheme ("http" or "https") of a request | nil, why
 -- (a bad argument).
 local function target_of(opts)
   local host, port, target, https
   if opts.url ~= nil then
     if type(opts.url) ~= "string" then return nil, "url must be a string, got " .. type(opts.url) end
-    local scheme
     scheme, host, port, target = core.http_parse_url(opts.url)
     scheme = scheme and lower(scheme)
     if scheme ~= "http" and scheme ~= "https" then
@@ -161,27 +170,39 @@ local function target_of(opts)
   if find(target, "[%c ]") then -- it would end the request line early
     return nil, "path must not contain spaces or control characters"
   end
-  return host, port, target, https
+  return host, port, target, https and "https" or "http"
 end
 
-local function build_request(method, host, port, target, headers, body)
+-- close: the request asks the server to close after answering (the
+-- connection's last request, or one that is not pooled).
+local function build_request(method, host, port, target, headers, body, close)
   if find(host, ":", 1, true) then host = "[" .. host .. "]" end -- an IPv6 literal
   local out = { method, " ", target, " HTTP/1.1\r\nHost: ", host, ":", tostring(port), "\r\n" }
   add_headers(out, headers)
   if body ~= "" or (method ~= "GET" and method ~= "HEAD") then
     out[#out + 1] = "Content-Length: " .. #body .. "\r\n"
   end
-  out[#out + 1] = "Connection: close\r\n\r\n"
+  out[#out + 1] = close and "Connection: close\r\n\r\n" or "\r\n"
   out[#out + 1] = body
   return concat(out)
+end
+
+-- Whether the caller's headers ask for Connection: close.
+local function asks_close(headers)
+  if headers == nil then return false end
+  for k, v in pairs(headers) do
+    if lower(k) == "connection" and find(lower(tostring(v)), "close", 1, true) then return true end
+  end
+  return false
 end
 
 -- Reads the final response: interim 1xx ones (100 Continue, 103 Early
 -- Hints) are skipped; a protocol switch was never asked for. A status
 -- outside 100..599 is refused, and so is an interim one the end of the
 -- stream completed (nothing can follow it: reading on would loop).
-local function read_response(sock, parser, left)
-  local input, msg, ended = { buf = "", pos = 1 }, nil, nil
+-- Returns msg, ended (the end of the stream delimited it) | nil, err.
+local function read_response(sock, parser, input, left)
+  local msg, ended
   repeat
     msg, ended = read_message(sock, parser, input, left)
     if not msg then return nil, ended end
@@ -191,18 +212,165 @@ local function read_response(sock, parser, left)
     if msg.status == 101 then return nil, "unexpected 101 Switching Protocols" end
     if ended and msg.status < 200 then return nil, "closed after an interim response" end
   until msg.status >= 200
-  return msg
+  return msg, ended
+end
+
+-- ------------------------------------------------------------ the pool
+
+-- Pool options: each default, and what it bounds (README: connection pool).
+local POOL_DEFAULTS = {
+  max_idle_per_host = 32, -- idle connections kept per scheme://host:port
+  max_idle = 256,         -- idle connections kept in all
+  idle_timeout = 15,      -- seconds; below common servers' own (fusebox serve 30, nginx 75)
+  max_requests = 1000,    -- requests per connection, then it is closed (nginx's keepalive_requests)
+}
+
+local function with_defaults(opts)
+  local o = {}
+  for k, def in pairs(POOL_DEFAULTS) do
+    if opts[k] == nil then o[k] = def else o[k] = opts[k] end
+  end
+  return o
+end
+
+-- fb.http.pool{max_idle_per_host=32, max_idle=256, idle_timeout=15,
+-- max_requests=1000} -> a pool for request{pool=}: pool:stats(),
+-- pool:close(). fb.http.default_pool serves every request that names none.
+function M.pool(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror(1, "pool", "options table expected, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if POOL_DEFAULTS[k] == nil then argerror(1, "pool", format("unknown option '%s'", tostring(k))) end
+  end
+  check_count(opts.max_idle_per_host, "pool", "max_idle_per_host")
+  check_count(opts.max_idle, "pool", "max_idle")
+  check_seconds(opts.idle_timeout, "pool", "idle_timeout")
+  check_count(opts.max_requests, "pool", "max_requests")
+  return pool.new(with_defaults(opts))
+end
+
+M.default_pool = pool.new(with_defaults({}))
+
+-- The pool key: connections under one key are interchangeable. A TLS
+-- connection adds what its handshake depended on (server name, CA,
+-- client certificate), so a plain and a TLS one, or two TLS ones made
+-- with other settings, never share a key.
+local function pool_key(scheme, host, port, secure)
+  local key = scheme .. "://" .. host .. ":" .. port
+  if not secure then return key end
+  -- the context entry stands for the CA, certificate and verify settings
+  -- (tls.lua caches one per set of files); the name is sent and checked
+  return key .. " " .. tostring(secure.entry) .. " " .. (secure.server_name or host)
+end
+
+-- A new connection, within the request's time: conn = {sock=, key=,
+-- requests=}. The connect phase has its own bound when connect_timeout
+-- is given, the TLS handshake (secure: tls.client's) tls.handshake_timeout.
+local function open(p, key, host, port, ph, secure)
+  local t = ph.deadline - now()
+  if t <= 0 then return nil, "timeout" end
+  local phase = ph.connect_timeout and ph.connect_timeout < t
+  local sock, err = tcp.connect(host, port, { timeout = phase and ph.connect_timeout or t })
+  if not sock then return nil, (phase and err == "timeout") and "connect timeout" or err end
+  if secure then -- the handshake: within the request's time, and its own bound
+    t = ph.deadline - now()
+    if secure.handshake_timeout and secure.handshake_timeout < t then t = secure.handshake_timeout end
+    sock, err = tls.handshake(sock, secure, host, t > 0 and t or 0)
+    if not sock then return nil, err end
+  end
+  if p then p.opened = p.opened + 1 end
+  return { sock = sock, key = key, requests = 0 }
+end
+
+-- One request and its response on conn. Returns msg, reusable | nil,
+-- err, retryable: retryable when the peer closed the connection before
+-- a byte of the response arrived (it may never have seen the request).
+-- reusable when the response was read to its end by its framing, both
+-- sides kept the connection alive and nothing followed the response.
+local function exchange(conn, req, r, ph)
+  local sock = conn.sock
+  conn.requests = conn.requests + 1
+  local ok, err = sock:write(req, max(ph.deadline - now(), 0))
+  if not ok then return nil, err, PEER_CLOSED[err] end
+  local input = { buf = "", pos = 1 }
+  local first_by = ph.first_byte_timeout and now() + ph.first_byte_timeout
+  local bound = "timeout"
+  local function left()
+    local t = ph.deadline - now()
+    bound = "timeout"
+    if first_by and input.buf == "" and first_by - now() < t then
+      t, bound = first_by - now(), "first byte timeout"
+    end
+    if t <= 0 then return nil, bound end
+    return t
+  end
+  local parser = core.http_parser("response", r.max_body, r.method == "HEAD")
+  local msg, ended = read_response(sock, parser, input, left)
+  if not msg then
+    if ended == "timeout" then ended = bound end
+    return nil, ended, input.buf == "" and PEER_CLOSED[ended]
+  end
+  return msg, not ended and msg.keep_alive and input.pos > #input.buf
+end
+
+-- Runs the request r on a pooled connection (or a new one), retrying
+-- once on a new connection when a reused one turns out closed and the
+-- method is idempotent. -> msg | nil, err
+local function send(r, ph)
+  local p = r.pool
+  local key = p and pool_key(r.scheme, r.host, r.port, r.secure)
+  local conn = p and p:get(key) or nil
+  local reused = conn ~= nil
+  local err, retryable
+  if reused then
+    p.reused = p.reused + 1
+  else
+    conn, err = open(p, key, r.host, r.port, ph, r.secure)
+    if not conn then return nil, err end
+  end
+  while true do
+    local last = not p or r.close or conn.requests + 1 >= p.max_requests
+    local req = build_request(r.method, r.host, r.port, r.target, r.headers, r.body, last)
+    local msg, keep
+    msg, keep, retryable = exchange(conn, req, r, ph)
+    if msg then
+      if keep and not last then p:put(conn) else conn.sock:close() end
+      return msg
+    end
+    err = keep
+    conn.sock:close()
+    if not (reused and retryable and IDEMPOTENT[r.method]) then return nil, err end
+    reused = false
+    p.retried = p.retried + 1
+    conn, err = open(p, key, r.host, r.port, ph, r.secure)
+    if not conn then return nil, err end
+  end
+end
+
+local function check_pool(v)
+  if v == nil then return M.default_pool end
+  if v == false or getmetatable(v) == pool.Pool then return v end
+  argerror(1, "request", "pool must be a pool (fb.http.pool) or false, got " .. type(v), 1)
 end
 
 -- fb.http.request{method="GET", url= | instance= + path=, headers=,
--- body=, timeout=10, max_body=64 MiB, tls=} -> status, headers, body |
--- nil, err. Failures are values: "connection refused", "timeout",
--- "closed", a response the parser refuses ("unsupported HTTP version
--- 9.9", "body too large (limit N bytes)", ...), a TLS failure
--- ("certificate verify failed: ..."). timeout bounds the whole exchange,
--- the TLS handshake included. An https:// url (or tls= with instance=)
--- speaks TLS: tls is as for fb.tcp.connect (fusebox/tls.lua), default
--- true (the system's CAs, the url's host verified).
+-- body=, timeout=10, connect_timeout=, first_byte_timeout=,
+-- max_body=64 MiB, pool=fb.http.default_pool | false, tls=}
+-- -> status, headers, body | nil, err.
+-- Failures are values: "connection refused", "timeout", "closed", a
+-- response the parser refuses ("unsupported HTTP version 9.9", "body too
+-- large (limit N bytes)", ...), a TLS failure ("certificate verify
+-- failed: ..."). timeout bounds the whole exchange, the TLS handshake
+-- included; connect_timeout the connect ("connect timeout") and
+-- first_byte_timeout the wait from the request sent to the response's
+-- first byte ("first byte timeout"), each within timeout. An https://
+-- url (or tls= with instance=) speaks TLS: tls is as for fb.tcp.connect
+-- (fusebox/tls.lua), default true (the system's CAs, the url's host
+-- verified). The connection comes from pool and goes back to it when the
+-- response was read to its end and neither side said Connection: close;
+-- pool=false: a new connection, closed after. A reused connection that
+-- the server had closed before answering is retried once on a new one,
+-- for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) only.
 -- Trailers of a chunked response are not returned.
 function M.request(opts)
   tcp.check_io("http.request")
@@ -212,9 +380,9 @@ function M.request(opts)
   for k in pairs(opts) do
     if not REQUEST_OPTIONS[k] then argerror(1, "request", format("unknown option '%s'", tostring(k))) end
   end
-  local host, port, target, https = target_of(opts)
+  local host, port, target, scheme = target_of(opts)
   if not host then argerror(1, "request", port) end
-  local secure = https and tls.client(opts.tls == nil or opts.tls, 1, "request") -- never false here
+  local secure = scheme == "https" and tls.client(opts.tls == nil or opts.tls, 1, "request")
   local method = opts.method or "GET"
   local body = opts.body or ""
   if type(method) ~= "string" or not find(method, "^%u+$") then
@@ -224,30 +392,19 @@ function M.request(opts)
   local why = bad_headers(opts.headers)
   if why then argerror(1, "request", why) end
   check_seconds(opts.timeout, "request", "timeout")
+  check_seconds(opts.connect_timeout, "request", "connect_timeout")
+  check_seconds(opts.first_byte_timeout, "request", "first_byte_timeout")
   check_size(opts.max_body, "request", "max_body")
   local headers, timeout = context.outgoing(opts.headers, opts.timeout or 10)
   if headers == false then return nil, timeout end
-  local deadline = now() + timeout
-  local function left()
-    local t = deadline - now()
-    if t <= 0 then return nil, "timeout" end
-    return t
-  end
-  local sock, err = tcp.connect(host, port, { timeout = timeout })
-  if not sock then return nil, err end
-  if secure then
-    local t = left()
-    if t and secure.handshake_timeout and secure.handshake_timeout < t then t = secure.handshake_timeout end
-    sock, err = tls.handshake(sock, secure, host, t or 0)
-    if not sock then return nil, err end
-  end
-  local ok
-  ok, err = sock:write(build_request(method, host, port, target, headers, body), left() or 0)
-  if not ok then sock:close(); return nil, err end
-  local parser = core.http_parser("response", opts.max_body or 64 * 1024 * 1024, method == "HEAD")
-  local msg
-  msg, err = read_response(sock, parser, left)
-  sock:close()
+  local r = {
+    method = method, scheme = scheme, host = host, port = port, target = target,
+    headers = headers, body = body, max_body = opts.max_body or 64 * 1024 * 1024,
+    pool = check_pool(opts.pool), close = asks_close(headers), secure = secure or nil,
+  }
+  local ph = { deadline = now() + timeout, connect_timeout = opts.connect_timeout,
+    first_byte_timeout = opts.first_byte_timeout }
+  local msg, err = send(r, ph)
   if not msg then return nil, err end
   return msg.status, msg.headers, msg.body
 end

@@ -22,6 +22,7 @@ return function(input)
     lib.vrun(function()
       local status, headers, body = fb.http.request {
         method = method, url = "http://10.0.0.1:2379/v3/kv/range", timeout = 5, max_body = max_body,
+        pool = false, -- each input its own connection: no input sees another's
       }
       if status == nil then
         if type(headers) ~= "string" then lib.fail("failed without a message: %s", tostring(headers)) end

@@ -245,14 +245,14 @@ end)
 -- ------------------------------------------------------------ hostile input
 
 -- The parser itself, in process: core is private to the module, so reach
--- it the way a fuzz harness does, through fb.http.request's upvalue.
+-- it the way the fuzz harness does, through fb.reporter's upvalue.
 local function core_of()
   for i = 1, 64 do
-    local name, v = debug.getupvalue(fb.http.request, i)
+    local name, v = debug.getupvalue(fb.reporter, i)
     if name == nil then break end
     if name == "core" then return v end
   end
-  error("fb.http.request has no upvalue 'core'")
+  error("fb.reporter has no upvalue 'core'")
 end
 local core = core_of()
 

@@ -84,6 +84,21 @@ describe("runtime", function()
     assert.are.equal(5, ticks) -- the daemon did not survive its run
   end)
 
+  it("counts daemons right when spawning one grows the coroutine table", function()
+    -- fb_runtime_spawn_daemon marked the slot through the table's old
+    -- address when spawn() moved it: the flag was lost, the count kept,
+    -- and every later run ended with coroutines still to run.
+    T.vrun(function()
+      for _ = 1, 300 do fb.daemon(function() while true do fb.sleep(1) end end) end
+      fb.sleep(5)
+    end)
+    local done = 0
+    T.vrun(function()
+      for _ = 1, 5 do fb.spawn(function() fb.sleep(1); done = done + 1 end) end
+    end)
+    assert.are.equal(5, done)
+  end)
+
   it("still reports blocked coroutines when daemons are running", function()
     local ok, err = pcall(T.vrun, function()
       fb.daemon(function() fb.wait("forever, quietly") end)

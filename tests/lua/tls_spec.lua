@@ -25,9 +25,10 @@ local function https_server(cert, extra)
 end
 
 -- status, headers-or-error, body of a GET of https://host:port/path.
-local function get(srv, tls, host, path)
+-- Each its own connection (pool = false): these tests are about handshakes.
+local function get(srv, tls, host, path, pool)
   return fb.http.request { url = string.format("https://%s:%d%s", host or "localhost", srv:port(), path or "/"),
-    tls = tls, timeout = 5 }
+    tls = tls, timeout = 5, pool = pool or false }
 end
 
 -- A plain TCP server whose handler is fn(sock).
@@ -123,6 +124,23 @@ describe("TLS", function()
       srv:close()
     end)
     assert.are.equal(100, ok)
+  end)
+
+  it("pools TLS connections by their TLS settings: reused under the same, never across others", function()
+    local stats
+    run(function()
+      local srv = https_server("server")
+      local p = fb.http.pool {}
+      for _ = 1, 3 do assert.are.equal(200, (get(srv, CA, nil, "/", p))) end
+      -- other TLS settings (a client certificate): another handshake, its own key
+      assert.are.equal(200, (get(srv, { ca_file = CA.ca_file, cert_file = pem "client.pem",
+        key_file = pem "client.key" }, nil, "/", p)))
+      stats = p:stats()
+      p:close()
+      srv:close()
+    end)
+    assert.are.equal(2, stats.opened)
+    assert.are.equal(2, stats.reused)
   end)
 
   it("uses renewed certificate files from the next handshake on, keeping the old while the new cannot be used", function()

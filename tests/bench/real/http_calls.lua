@@ -1,7 +1,8 @@
 -- Guarded HTTP calls through a breaker and a round-robin pick versus
 -- direct calls, against a local backend (real time: `fusebox run`).
--- Each call opens a connection (the client sends Connection: close), so
--- the difference is the policy's cost per call. Median of 5 runs.
+-- Both reuse the default pool's keep-alive connection (a new connection
+-- per call: tests/bench/http_pool.sh), so the difference is the policy's
+-- cost per call. Median of 5 runs.
 local fb = require "fusebox"
 local N, RUNS = 2000, 5
 
