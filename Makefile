@@ -51,7 +51,7 @@ SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=al
             -fno-omit-frame-pointer
 endif
 
-CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/breaker.c \
+CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/outlier.c src/breaker.c \
             src/base64.c src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
