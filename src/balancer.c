@@ -738,6 +738,13 @@ int fb_balancer_set_outlier(fb_balancer *lb, fb_outlier *d) {
   return 0;
 }
 
+double fb_balancer_weight_at(const fb_balancer *lb, const fb_instance *i,
+                             double now) {
+  if (lb->cfg.slow_start_window <= 0 || !lb->algo || !lb->algo->pick_ramped)
+    return i->weight;
+  return i->weight * ramp(lb, i, now);
+}
+
 fb_outlier *fb_balancer_outlier(const fb_balancer *lb) {
   return lb ? lb->outlier : NULL;
 }

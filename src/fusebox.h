@@ -611,6 +611,11 @@ uint32_t fb_outlier_multiplier(const fb_outlier *d, const fb_instance *i);
  * balancer holds a reference. FB_EINVAL if d is over another registry. */
 int fb_balancer_set_outlier(fb_balancer *lb, fb_outlier *d);
 
+/* Returns the weight lb gives i at now: its weight, times its slow-start
+ * factor when lb's algorithm has slow start and i is in its window. */
+double fb_balancer_weight_at(const fb_balancer *lb, const fb_instance *i,
+                             double now);
+
 /* Returns the detector attached to lb, or NULL. */
 fb_outlier *fb_balancer_outlier(const fb_balancer *lb);
 

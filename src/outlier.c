@@ -402,16 +402,17 @@ static int detect(fb_outlier *d, fb_instance *i, host *h,
 
 /* ------------------------------------------------------------ analysis */
 
-/* The interval ends in [from, to] at which h was admitted: each takes one
- * off its multiplier (Envoy checks each host at each interval). */
+/* Of the ticks interval ends from `from` on, those that take one off h's
+ * multiplier: as in Envoy, each end at which h is admitted, except the
+ * first end at or after its ejection's end (Envoy readmits it there). */
 static uint64_t admitted_ends(const host *h, double from, double interval,
                               uint64_t ticks) {
   if (h->ejected)
     return 0;
-  if (h->until <= from)
+  if (h->until <= from - interval) /* readmitted at an earlier end */
     return ticks;
-  double k = ceil((h->until - from) / interval); /* ends still ejected */
-  return k >= (double)ticks ? 0 : ticks - (uint64_t)k;
+  double j = h->until <= from ? 0 : ceil((h->until - from) / interval);
+  return j + 1 >= (double)ticks ? 0 : ticks - (uint64_t)j - 1;
 }
 
 static int grow_rates(fb_outlier *d, uint32_t n) {
