@@ -293,7 +293,8 @@ static const luaL_Reg core_functions[] = {
 static void push_metatables(lua_State *L) {
   static const char *const classes[][2] = {{"registry", FBL_REGISTRY},
                                            {"balancer", FBL_BALANCER},
-                                           {"breaker", FBL_BREAKER}};
+                                           {"breaker", FBL_BREAKER},
+                                           {"outlier", FBL_OUTLIER}};
   lua_newtable(L);
   for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
     luaL_getmetatable(L, classes[i][1]);

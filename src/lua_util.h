@@ -16,6 +16,7 @@
 #define FBL_REGISTRY "fusebox.registry"
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
+#define FBL_OUTLIER "fusebox.outlier"
 
 /* The registry table fb.export() publishes objects in. */
 #define FBL_EXPORTS "fusebox.exports"
