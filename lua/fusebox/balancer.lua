@@ -274,7 +274,8 @@ function balancer:done(inst, ok, latency)
   end
   local code = OK_CODE[ok]
   if code == nil then
-    argerror(2, "done", "ok must be a boolean or \"gateway\", got " .. describe(ok))
+    argerror(2, "done", "ok must be true, false or \"gateway\", got "
+      .. (type(ok) == "string" and describe(ok) or type(ok)))
   end
   if type(latency) ~= "number" or not (latency >= 0) or latency == huge then
     argerror(3, "done", "latency must be a non-negative number of seconds, got "

@@ -28,7 +28,27 @@ local FAMILIES = {
   { "fusebox_registry_instances", "gauge", "Live instances per service." },
   { "fusebox_registry_expirations_total", "counter", "Instances expired for missing heartbeats." },
   { "fusebox_registry_stale", "gauge", "1 while the registry's view may be behind its store (etcd unreachable)." },
+  { "fusebox_outlier_ejections_total", "counter", "Ejections by the balancer's outlier detector, by reason." },
+  { "fusebox_outlier_ejections_overflow_total", "counter", "Detections refused by max_ejection_percent." },
+  { "fusebox_outlier_ejected", "gauge", "Instances the outlier detector has ejected now." },
 }
+
+local REASONS = { "consecutive_5xx", "consecutive_gateway_failure", "success_rate", "failure_percentage" }
+
+-- A balancer's outlier detector, labelled balancer="<its export name>".
+local function outlier_samples(out, name, d)
+  d:tick() -- ends of ejections are noticed lazily: count what is due by now
+  local st = d:stats()
+  local l = format('balancer="%s"', label(name))
+  local e = out.fusebox_outlier_ejections_total
+  for _, r in ipairs(REASONS) do
+    e[#e + 1] = format('fusebox_outlier_ejections_total{%s,reason="%s"} %.0f', l, r, st.ejections[r])
+  end
+  local o = out.fusebox_outlier_ejections_overflow_total
+  o[#o + 1] = format('fusebox_outlier_ejections_overflow_total{%s} %.0f', l, st.overflow)
+  local g = out.fusebox_outlier_ejected
+  g[#g + 1] = format('fusebox_outlier_ejected{%s} %.0f', l, st.ejected)
+end
 
 -- A breaker's samples are labelled breaker="<the name it is exported
 -- under>", and name="<its name option>" when it has one (the name its
@@ -100,6 +120,7 @@ function M.render()
     elseif mt == core.meta.registry then
       registry_samples(out, name, obj)
     elseif mt == core.meta.balancer then
+      if obj:outlier() then outlier_samples(out, name, obj:outlier()) end
       local reg = obj:registry()
       if not seen[reg] then
         seen[reg] = true

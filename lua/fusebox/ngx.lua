@@ -46,12 +46,20 @@ local MAX_PEERS = 256 -- FB_EXCLUDE_MAX: the most one pick may exclude
 
 local OPTIONS = {
   name = true, algorithm = true, peers = true, breaker = true, tries = true,
-  balancer = true, is_failure = true,
+  balancer = true, is_failure = true, outlier = true,
 }
 
 -- The default verdict on one try: a 5xx (nginx reports a connect failure
 -- or a timeout as 502 or 504) is a failure.
 local function is_5xx(status) return status >= 500 end
+
+-- What the balancer (and its outlier detector) is told of one try: a
+-- failure with 502, 503 or 504 is a gateway failure, as Envoy counts it.
+local function verdict(ok, code)
+  if ok then return true end
+  if code and code >= 502 and code <= 504 then return "gateway" end
+  return false
+end
 
 local function parse_peer(s, k)
   if type(s) ~= "string" then
@@ -66,7 +74,9 @@ local function parse_peer(s, k)
 end
 
 -- upstream{name=, peers=, algorithm="round_robin", balancer={...},
--- breaker={...} or false, tries=#peers, is_failure=function(status)}
+-- breaker={...} or false, tries=#peers, is_failure=function(status),
+-- outlier={...} (Envoy's outlier detection; 502/503/504 count as gateway
+-- failures)}
 -- -> an upstream for this worker (call it in init_worker_by_lua).
 function M.upstream(opts)
   if type(opts) ~= "table" then
@@ -75,7 +85,7 @@ function M.upstream(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then
       argerror(1, "upstream", format("unknown option '%s' (known: algorithm, balancer, "
-        .. "breaker, is_failure, name, peers, tries)", tostring(k)))
+        .. "breaker, is_failure, name, outlier, peers, tries)", tostring(k)))
     end
   end
   local name = opts.name
@@ -104,7 +114,16 @@ function M.upstream(opts)
   end
   local fb = require "fusebox"
   local reg = fb.registry { static = true }
-  local lb = fb.balancer(reg, opts.algorithm or "round_robin", opts.balancer)
+  local lb_opts = opts.balancer
+  if opts.outlier ~= nil then -- Envoy's outlier detection on the tries' statuses
+    if type(opts.outlier) ~= "table" then
+      argerror(1, "upstream", "outlier must be a table of outlier options, got " .. type(opts.outlier))
+    end
+    lb_opts = {}
+    for k, v in pairs(opts.balancer or {}) do lb_opts[k] = v end
+    lb_opts.outlier = opts.outlier
+  end
+  local lb = fb.balancer(reg, opts.algorithm or "round_robin", lb_opts)
   local u = setmetatable({
     name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure,
     key = "fusebox.ngx " .. name, -- its tries in ngx.ctx
@@ -117,6 +136,7 @@ function M.upstream(opts)
     end
   end
   fb.export(name, reg)
+  if opts.outlier then fb.export(name .. "/outlier", lb) end -- its metrics
   for _, v in ipairs(reg:discover(name)) do
     u.views[v.id] = v
     if opts.breaker then
@@ -211,7 +231,7 @@ function upstream:log()
     local code, id = tonumber(s), t.sent[1]
     local ok = not self.is_failure(code)
     rt = tonumber(rt) or 0
-    self.lb:done(self.views[id], ok, rt)
+    self.lb:done(self.views[id], verdict(ok, code), rt)
     local cb = self.breakers[id]
     if cb then cb:record(t.tokens[1], ok, rt) end
     return
@@ -223,7 +243,7 @@ function upstream:log()
     local code = tonumber(status[base_i + k])
     local ok = code == nil or not self.is_failure(code)
     local took = tonumber(times[base_i + k]) or 0
-    self.lb:done(self.views[id], ok, took)
+    self.lb:done(self.views[id], verdict(ok, code), took)
     local cb = self.breakers[id]
     if cb then cb:record(t.tokens[k], code == nil and "ignore" or ok, took) end
   end
