@@ -565,13 +565,13 @@ void fb_outlier_release(fb_outlier *d);
 
 /* Records one outcome of a call to i at now (done() does it for the
  * balancers d is attached to); may eject i, or others when an interval
- * ended. 0, or FB_EINVAL (bad outcome, NaN now), FB_ENOENT (another
+ * ended. 0, or FB_EINVAL (bad outcome, now not finite), FB_ENOENT (another
  * registry's instance), FB_ENOMEM. */
 int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
                       double now);
 
 /* Runs what is due at now: the ends of ejections (readmit events) and the
- * interval analysis. 0 or FB_ENOMEM. */
+ * interval analysis. 0, FB_EINVAL (now not finite) or FB_ENOMEM. */
 int fb_outlier_tick(fb_outlier *d, double now);
 
 typedef struct fb_outlier_event {

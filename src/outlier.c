@@ -6,8 +6,9 @@
  *
  * - at once, when its failures in a row reach consecutive_5xx, or its
  *   gateway failures in a row reach consecutive_gateway_failure (a
- *   success resets both; the detection fires when the count reaches the
- *   threshold, as Envoy's does, and again only after a reset);
+ *   success resets both, a failure that is not a gateway one the second;
+ *   a detection starts its count again, as Envoy's does, so a host that
+ *   max_ejection_percent kept in is detected again after as many more);
  * - at the end of each interval, when its success rate over the interval
  *   is below mean - success_rate_stdev_factor * stdev of the rates of the
  *   instances of its service with at least success_rate_request_volume
@@ -501,7 +502,8 @@ static int failure_percentage(fb_outlier *d, fb_service *s, uint32_t nlive,
 /* The interval analysis at now, for every interval end up to now. */
 static int analyse(fb_outlier *d, double now) {
   double from = d->next_tick, interval = d->cfg.interval;
-  uint64_t ticks = (uint64_t)floor((now - from) / interval) + 1;
+  double missed = floor((now - from) / interval); /* a multiplier needs fewer */
+  uint64_t ticks = missed < UINT32_MAX ? (uint64_t)missed + 1 : UINT32_MAX;
   end_ejections(d, now);
   for (uint32_t k = 0; k < d->nhosts; k++) { /* Envoy: uneject, then detect */
     host *h = &d->hosts[k];
@@ -532,7 +534,7 @@ static int analyse(fb_outlier *d, double now) {
 }
 
 int fb_outlier_tick(fb_outlier *d, double now) {
-  if (!d || isnan(now))
+  if (!d || !isfinite(now))
     return FB_EINVAL;
   if (isnan(d->next_tick)) /* the first interval starts at the first call */
     d->next_tick = now + d->cfg.interval;
@@ -548,7 +550,7 @@ static uint32_t bump(uint32_t n) { return n < UINT32_MAX ? n + 1 : n; }
 
 int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
                       double now) {
-  if (!d || !i || isnan(now) || (unsigned)outcome > FB_LB_GATEWAY)
+  if (!d || !i || !isfinite(now) || (unsigned)outcome > FB_LB_GATEWAY)
     return FB_EINVAL;
   if (i->service->registry != d->registry)
     return FB_ENOENT;
@@ -565,10 +567,16 @@ int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
   h->consecutive = bump(h->consecutive);
   h->gateway = outcome == FB_LB_GATEWAY ? bump(h->gateway) : 0;
   const fb_outlier_config *c = &d->cfg;
-  int e = 0;
-  if (c->consecutive_gateway_failure && h->gateway == c->consecutive_gateway_failure)
+  int e = 0; /* a run of threshold failures is one detection: its count
+                starts again, ejected or not (refused by max_ejection_percent,
+                the next run tries again) */
+  if (c->consecutive_gateway_failure && h->gateway >= c->consecutive_gateway_failure) {
+    h->gateway = 0;
     e = detect(d, i, h, FB_OUTLIER_CONSECUTIVE_GATEWAY, 0, now);
-  if (e == 0 && c->consecutive_5xx && h->consecutive == c->consecutive_5xx)
+  }
+  if (e == 0 && c->consecutive_5xx && h->consecutive >= c->consecutive_5xx) {
+    h->consecutive = 0;
     e = detect(d, i, h, FB_OUTLIER_CONSECUTIVE_5XX, 0, now);
+  }
   return e < 0 ? e : rc;
 }

@@ -318,6 +318,10 @@ static void test_max_ejection_percent(void **state) {
     fb_instance *const *h;
     assert_int_equal(fb_service_healthy(fb_registry_service(r, "svc"), 2, &h),
                      10 - out[k]);
+    /* a host kept in is detected again after another run of failures */
+    fb_outlier_record(d, inst(r, 9), FB_LB_FAILURE, 1);
+    fb_outlier_get_stats(d, &st);
+    assert_int_equal(st.overflow, 10 - out[k] + (out[k] < 10));
     /* when they come back the room is there again */
     fb_outlier_record(d, inst(r, 9), FB_LB_SUCCESS, 31);
     fb_outlier_record(d, inst(r, 9), FB_LB_FAILURE, 31);
