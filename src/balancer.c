@@ -77,7 +77,7 @@ static fb_instance *pick_least_request(fb_balancer *lb, fb_lb_slot *slot,
 /* Finagle's peak EWMA load: the latency estimate decayed to now (an idle
  * instance looks cheaper with time, so it is probed again), times the
  * calls in flight plus one. */
-static double ewma_load(const fb_balancer *lb, const fb_instance *i,
+static inline double ewma_load(const fb_balancer *lb, const fb_instance *i,
                         double now) {
   if (i->successes + i->failures == 0) /* no estimate yet */
     return i->inflight ? EWMA_PENALTY + i->inflight : 0;

@@ -40,16 +40,17 @@ typedef struct fb_lb_algorithm {
   fb_lb_pick_fn pick_ramped;
 } fb_lb_algorithm;
 
+/* What a pick and its done() read comes first. */
 struct fb_balancer {
   fb_registry *registry;
   const fb_lb_algorithm *algo; /* NULL: the caller picks (a strategy) */
   fb_lb_pick_fn pick;          /* algo's pick, or its pick_ramped */
-  fb_outlier *outlier;         /* done() records into it; NULL: none */
   fb_lb_slot *slots;           /* by service id */
   uint32_t nslots;
+  double inv_decay;            /* 1 / cfg.decay */
   fb_rng rng;
   fb_balancer_config cfg;      /* algorithm points into algorithm_names */
-  double inv_decay;            /* 1 / cfg.decay */
+  fb_outlier *outlier;         /* done() records into it; NULL: none */
   fb_instance **rest;          /* pick_excluding's candidates left */
   uint32_t rest_cap;
 };
