@@ -678,8 +678,8 @@ int fb_balancer_take(fb_balancer *lb, fb_instance *i) {
  * not the done() (its counts are already taken). */
 static int outlier_done(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
                         double now) {
-  fb_outlier_record(d, i, outcome, now);
-  return fb_outlier_pending(d);
+  int rc = fb_outlier_record(d, i, outcome, now);
+  return rc > 0 || (rc < 0 && fb_outlier_pending(d));
 }
 
 /* Finagle's peak EWMA: a slower call raises the estimate at once, faster

@@ -502,7 +502,8 @@ typedef enum fb_lb_outcome {
 } fb_lb_outcome;
 
 /* fb_balancer_done() with the outcome: ok = outcome == FB_LB_SUCCESS,
- * and the outlier detector attached to lb (if any) records it. */
+ * and the outlier detector attached to lb (if any) records it. Both return
+ * 1 instead of 0 when that detector has events pending. */
 int fb_balancer_done_outcome(fb_balancer *lb, fb_instance *i,
                              fb_lb_outcome outcome, double latency, double now);
 
@@ -565,8 +566,9 @@ void fb_outlier_release(fb_outlier *d);
 
 /* Records one outcome of a call to i at now (done() does it for the
  * balancers d is attached to); may eject i, or others when an interval
- * ended. 0, or FB_EINVAL (bad outcome, now not finite), FB_ENOENT (another
- * registry's instance), FB_ENOMEM. */
+ * ended. 0, 1 when events are pending (fb_outlier_next_event), or
+ * FB_EINVAL (bad outcome, now not finite), FB_ENOENT (another registry's
+ * instance), FB_ENOMEM. */
 int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
                       double now);
 

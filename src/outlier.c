@@ -554,14 +554,16 @@ int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
     return FB_EINVAL;
   if (i->service->registry != d->registry)
     return FB_ENOENT;
-  int rc = fb_outlier_tick(d, now); /* this outcome is the next interval's */
+  int rc = 0; /* what is due first: this outcome is the next interval's */
+  if (!(now < d->next_tick && now < d->next_end))
+    rc = fb_outlier_tick(d, now);
   host *h = host_of(d, i);
   if (!h)
     return FB_ENOMEM;
   if (outcome == FB_LB_SUCCESS) {
     h->ok = bump(h->ok);
     h->consecutive = h->gateway = 0;
-    return rc;
+    return rc < 0 ? rc : d->ev_count > 0;
   }
   h->failed = bump(h->failed);
   h->consecutive = bump(h->consecutive);
@@ -578,5 +580,5 @@ int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
     h->consecutive = 0;
     e = detect(d, i, h, FB_OUTLIER_CONSECUTIVE_5XX, 0, now);
   }
-  return e < 0 ? e : rc;
+  return e < 0 ? e : rc < 0 ? rc : d->ev_count > 0;
 }

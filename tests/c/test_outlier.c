@@ -107,12 +107,19 @@ static void test_ejection_time_grows_and_caps(void **state) {
   const double want[] = {10, 30, 60, 95, 130};
   const uint32_t mult[] = {1, 2, 3, 4, 4};
   for (int k = 0; k < 5; k++) {
-    assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, at[k]), 0);
+    assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, at[k]), 1); /* events */
     assert_true(fb_instance_ejected_until(a) == want[k]);
     assert_int_equal(fb_outlier_multiplier(d, a), mult[k]);
   }
   /* an ejected host's failures do not eject it again */
-  assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, 100), 0);
+  assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, 100), 1);
+  fb_outlier_event ev;
+  while (fb_outlier_next_event(d, &ev))
+    ;
+  assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, 101), 0);
+  assert_int_equal(fb_outlier_record(d, a, FB_LB_GATEWAY + 1, 101), FB_EINVAL);
+  assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, INFINITY), FB_EINVAL);
+  assert_int_equal(fb_outlier_record(d, a, FB_LB_FAILURE, NAN), FB_EINVAL);
   assert_true(fb_instance_ejected_until(a) == 130);
   fb_outlier_stats st;
   fb_outlier_get_stats(d, &st);
