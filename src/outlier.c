@@ -285,6 +285,8 @@ static uint32_t ejected_in(fb_outlier *d, const fb_service *s) {
 
 /* Takes ejected[k] off the running ejections. */
 static void drop_ejection(fb_outlier *d, uint32_t k) {
+  if (d->services_removed != fb__registry_head(d->registry)->services_removed)
+    recount(d); /* e->svc may name another service now */
   ejection *e = &d->ejected[k];
   if (e->svc < d->nper_service && d->per_service[e->svc] > 0)
     d->per_service[e->svc]--;
@@ -427,9 +429,10 @@ static int grow_rates(fb_outlier *d, uint32_t n) {
   return 0;
 }
 
-/* The member's state when it is live and ours; NULL otherwise. */
-static host *member_host(fb_outlier *d, const fb_instance *i) {
-  if (!i || !i->live)
+/* The member's state when it is live, admitted at now and ours; NULL
+ * otherwise (as Envoy's, the analysis skips the hosts already out). */
+static host *member_host(fb_outlier *d, const fb_instance *i, double now) {
+  if (!i || !i->live || now < i->ejected_until)
     return NULL;
   uint32_t slot = (uint32_t)i->id;
   if (slot >= d->nhosts || d->hosts[slot].id != i->id)
@@ -446,7 +449,7 @@ static int success_rate(fb_outlier *d, fb_service *s, uint32_t nlive,
   uint32_t m = 0;
   double sum = 0;
   for (uint32_t j = 0; j < s->nmembers; j++) {
-    host *h = member_host(d, s->members[j]);
+    host *h = member_host(d, s->members[j], now);
     if (!h || h->ok + h->failed < c->success_rate_request_volume ||
         h->ok + h->failed == 0)
       continue;
@@ -462,7 +465,7 @@ static int success_rate(fb_outlier *d, fb_service *s, uint32_t nlive,
   double cut = mean - c->success_rate_stdev_factor * sqrt(var / m);
   for (uint32_t j = 0; j < s->nmembers; j++) {
     fb_instance *i = s->members[j];
-    host *h = member_host(d, i);
+    host *h = member_host(d, i, now);
     if (!h || h->ok + h->failed < c->success_rate_request_volume ||
         h->ok + h->failed == 0)
       continue;
@@ -480,7 +483,7 @@ static int failure_percentage(fb_outlier *d, fb_service *s, uint32_t nlive,
   const fb_outlier_config *c = &d->cfg;
   uint32_t m = 0;
   for (uint32_t j = 0; j < s->nmembers; j++) {
-    host *h = member_host(d, s->members[j]);
+    host *h = member_host(d, s->members[j], now);
     m += h && h->ok + h->failed >= c->failure_percentage_request_volume &&
          h->ok + h->failed > 0;
   }
@@ -488,7 +491,7 @@ static int failure_percentage(fb_outlier *d, fb_service *s, uint32_t nlive,
     return 0;
   for (uint32_t j = 0; j < s->nmembers; j++) {
     fb_instance *i = s->members[j];
-    host *h = member_host(d, i);
+    host *h = member_host(d, i, now);
     if (!h || h->ok + h->failed < c->failure_percentage_request_volume ||
         h->ok + h->failed == 0)
       continue;

@@ -267,6 +267,28 @@ static void test_success_rate_minimums(void **state) {
   fb_registry_release(r);
 }
 
+/* The analysis leaves out the hosts already ejected (here by someone
+ * else): rates 100 x4 and 90 with the 0% one out give mean 98, stdev 4,
+ * cut 90.4, and the 90% one goes; counted, the 0% one would have pulled
+ * the cut down to 11.9 and nobody would have gone. */
+static void test_success_rate_skips_ejected(void **state) {
+  (void)state;
+  const int fails[] = {0, 0, 0, 0, 10, 100};
+  fb_registry *r = make(6);
+  fb_outlier_config c;
+  quiet(&c);
+  c.enforcing_success_rate = 100;
+  fb_outlier *d = fb_outlier_new(r, &c);
+  for (int i = 0; i < 6; i++)
+    record_n(d, inst(r, i), 100 - fails[i], fails[i], 0);
+  fb_instance_eject(inst(r, 5), 1000);
+  fb_outlier_tick(d, 10);
+  assert_true(fb_instance_ejected_until(inst(r, 4)) == 40);
+  assert_true(fb_instance_ejected_until(inst(r, 5)) == 1000);
+  fb_outlier_release(d);
+  fb_registry_release(r);
+}
+
 /* Failure percentage: at least the threshold goes (50 and 90 of 50%),
  * 49 stays; with fewer than minimum_hosts at volume nothing goes. */
 static void test_failure_percentage(void **state) {
@@ -560,6 +582,7 @@ int main(void) {
       cmocka_unit_test(test_consecutive),
       cmocka_unit_test(test_success_rate_cut),
       cmocka_unit_test(test_success_rate_minimums),
+      cmocka_unit_test(test_success_rate_skips_ejected),
       cmocka_unit_test(test_failure_percentage),
       cmocka_unit_test(test_max_ejection_percent),
       cmocka_unit_test(test_balancer_done_feeds_detector),
