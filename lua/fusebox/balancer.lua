@@ -48,7 +48,8 @@ M.state = base.object_state(balancer_mt, "balancer", function(ud, _, fname)
     registry = registry.state(env.registry, fname),
     strategy = env.strategy, -- nil for the built-in algorithms
     name = env.name,
-    outlier = env.outlier,   -- its outlier detector, or nil
+    outlier = env.outlier or false, -- its outlier detector (false: none,
+                             -- so every state has the same shape)
     lists = {},              -- service -> candidates seen by the strategy
   }
   -- a strategy's ctx.random: math.random's contract, over the balancer's
