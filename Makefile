@@ -210,7 +210,7 @@ demo: all
 	@echo
 	@echo "== examples/circuit_breaker.lua (real time, about 5 s)"
 	@$(BUILD)/fusebox run examples/circuit_breaker.lua
-	@for f in instance_crash slow_degrade slow_instance outage_recovery outlier_ejection; do \
+	@for f in instance_crash slow_degrade slow_instance outage_recovery outlier_ejection slow_start; do \
 	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
 	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
 	done
