@@ -18,6 +18,7 @@
  * all balancers over the registry.
  */
 #include "balancer.h"
+#include "outlier.h"
 #include "rng.h"
 #include "util.h"
 
@@ -673,15 +674,6 @@ int fb_balancer_take(fb_balancer *lb, fb_instance *i) {
   return 0;
 }
 
-/* The detector's record of one done(): 0, or 1 when it has events for
- * the caller to read; a record that cannot be made (no memory) is lost,
- * not the done() (its counts are already taken). */
-static int outlier_done(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
-                        double now) {
-  int rc = fb_outlier_record(d, i, outcome, now);
-  return rc > 0 || (rc < 0 && fb_outlier_pending(d));
-}
-
 /* Finagle's peak EWMA: a slower call raises the estimate at once, faster
  * ones pull it down with weight 1 - exp(-elapsed / decay). */
 static void ewma_observe(const fb_balancer *lb, fb_instance *i, double rtt,
@@ -695,8 +687,7 @@ static void ewma_observe(const fb_balancer *lb, fb_instance *i, double rtt,
   i->latency_at = now;
 }
 
-/* done() and done_outcome(): the outcome goes to the detector only when
- * one is attached, so done() without one is what it always was. */
+/* The counts and the latency of one done(). */
 static inline int done_at(fb_balancer *lb, fb_instance *i, fb_lb_outcome outcome,
                           double latency, double now) {
   if (!lb || !i)
@@ -711,21 +702,33 @@ static inline int done_at(fb_balancer *lb, fb_instance *i, fb_lb_outcome outcome
   else
     i->failures++;
   ewma_observe(lb, i, latency, now);
-  if (lb->outlier)
-    return outlier_done(lb->outlier, i, outcome, now);
   return 0;
+}
+
+/* done() with a detector attached: a function of its own, so that done()
+ * without one is what it always was plus one test. */
+__attribute__((noinline)) static int done_detected(fb_balancer *lb,
+                                                   fb_instance *i,
+                                                   fb_lb_outcome outcome,
+                                                   double latency, double now) {
+  int rc = done_at(lb, i, outcome, latency, now);
+  return rc < 0 ? rc : fb__outlier_done(lb->outlier, i, outcome, now);
 }
 
 int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
                      double now) {
-  return done_at(lb, i, ok ? FB_LB_SUCCESS : FB_LB_FAILURE, latency,
-                 now);
+  fb_lb_outcome outcome = ok ? FB_LB_SUCCESS : FB_LB_FAILURE;
+  if (lb && lb->outlier)
+    return done_detected(lb, i, outcome, latency, now);
+  return done_at(lb, i, outcome, latency, now);
 }
 
 int fb_balancer_done_outcome(fb_balancer *lb, fb_instance *i,
                              fb_lb_outcome outcome, double latency, double now) {
   if ((unsigned)outcome > FB_LB_GATEWAY)
     return FB_EINVAL;
+  if (lb && lb->outlier)
+    return done_detected(lb, i, outcome, latency, now);
   return done_at(lb, i, outcome, latency, now);
 }
 

@@ -38,6 +38,7 @@
  * bits of its id), checked against the full id, so a slot's new instance
  * starts afresh.
  */
+#include "outlier.h"
 #include "registry.h"
 #include "rng.h"
 #include "util.h"
@@ -584,4 +585,21 @@ int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
     e = detect(d, i, h, FB_OUTLIER_CONSECUTIVE_5XX, 0, now);
   }
   return e < 0 ? e : rc < 0 ? rc : d->ev_count > 0;
+}
+
+/* The common case first, with no call: a success of a host already
+ * known, nothing due (a NaN now or next_tick fails the tests: the full
+ * record judges it). */
+int fb__outlier_done(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
+                     double now) {
+  uint32_t slot = (uint32_t)i->id;
+  if (outcome == FB_LB_SUCCESS && now < d->next_tick && now < d->next_end &&
+      slot < d->nhosts && d->hosts[slot].id == i->id) {
+    host *h = &d->hosts[slot];
+    h->ok = bump(h->ok);
+    h->consecutive = h->gateway = 0;
+    return d->ev_count > 0;
+  }
+  int rc = fb_outlier_record(d, i, outcome, now);
+  return rc > 0 || (rc < 0 && d->ev_count > 0);
 }
