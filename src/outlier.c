@@ -341,8 +341,12 @@ static int grow_ejected(fb_outlier *d, const fb_service *s) {
   return 0;
 }
 
-/* Live members of s (the max_ejection_percent base). */
+/* Live members of s (the max_ejection_percent base): the count of its
+ * last rebuild, or counted while a change awaits the next one (so a host
+ * detected again and again costs O(1) a detection, not O(members)). */
 static uint32_t live_members(const fb_service *s) {
+  if (!s->dirty)
+    return s->nlive;
   uint32_t n = 0;
   for (uint32_t j = 0; j < s->nmembers; j++)
     n += s->members[j] && s->members[j]->live;
