@@ -323,9 +323,9 @@ static int outlier_tick(lua_State *L) {
  * {eject = bool, reason =, id =, at =, ["until"] =, ejections =, and
  * service =, host =, port = while the instance is there}, or nil */
 static int outlier_events(lua_State *L) {
-  fb_outlier **p = fbl_check_object(L, 1, FBL_OUTLIER);
-  if (!fb_outlier_pending(*p))
-    return 0;
+  fb_outlier **p = luaL_checkudata(L, 1, FBL_OUTLIER);
+  if (!*p || !fb_outlier_pending(*p)) /* closed by hand: the balancer's */
+    return 0;                         /* reference keeps it counting */
   lua_newtable(L);
   fb_outlier_event ev;
   for (int n = 1; fb_outlier_next_event(*p, &ev); n++) {
