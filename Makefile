@@ -14,15 +14,15 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := luajit libuv libcjson
+PKGS    := luajit libuv libcjson openssl
 
 # What each target needs: building (and so the demos) only DEB_BUILD;
 # `make test` adds the test tools, `make bench` the load generator.
 DEB_BUILD := pkg-config gcc libc6-dev libluajit2-5.1-dev luajit2 libuv1-dev \
-             libcjson-dev libhttp-parser-dev
-DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl etcd-server etcd-client \
+             libcjson-dev libhttp-parser-dev libssl-dev
+DEB_TEST  := lua-busted libcmocka-dev valgrind prometheus curl openssl etcd-server etcd-client \
              nginx-light libnginx-mod-http-lua
-DEB_BENCH := wrk etcd-server etcd-client nginx-light libnginx-mod-http-lua
+DEB_BENCH := wrk openssl etcd-server etcd-client nginx-light libnginx-mod-http-lua
 # The report's browser test; optional: where apt cannot install it, the
 # test skips and says why (deps-browser leaves the reason in $(BUILD)).
 DEB_BROWSER := chromium
@@ -56,9 +56,13 @@ CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/outl
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
-            src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c
+            src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c \
+            src/tls.c src/lua_tls.c \
+            src/lua_zone.c
 REPORT_SRC := src/report.c src/report_html.c
-LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
+# Shared memory between processes (nginx workers): files and mappings.
+ZONE_SRC := src/zone.c
+LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC) $(ZONE_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 
@@ -165,7 +169,7 @@ $(BUILD)/libfusebox.a: $(LIB_OBJ)
 # and exports only its openers: luaopen_fusebox, luaopen_fusebox_ngx.
 $(BUILD)/fusebox.so: $(LIB_OBJ) $(BUILD)/gen/module.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=$(BUILD)/gen/module.map \
-	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson) -lhttp_parser -lm
+	  -o $@ $(LIB_OBJ) $(shell pkg-config --libs libuv libcjson openssl) -lhttp_parser -lm
 
 # The C library exports the fb_ API and nothing else.
 $(BUILD)/libfusebox.so: $(LIB_OBJ) $(BUILD)/gen/library.map
@@ -180,7 +184,7 @@ $(BUILD)/gen/library.map:
 	@mkdir -p $(@D)
 	@echo '{ global: fb_*; local: *; };' > $@
 
-$(BUILD)/fusebox: $(BUILD)/obj/main.o $(BUILD)/libfusebox.a
+$(BUILD)/fusebox: $(BUILD)/obj/main.o $(BUILD)/obj/explore.o $(BUILD)/libfusebox.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/tests/%.t: tests/c/%.c $(BUILD)/libfusebox.a

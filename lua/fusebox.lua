@@ -19,6 +19,7 @@ if type(core) ~= "table" then
   return assert(package.loadlib(path, "luaopen_fusebox"))("fusebox")
 end
 
+local host = core.import "fusebox.host"
 local registry = core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
@@ -62,14 +63,15 @@ return {
   reporter = reporter,
   version = core.version,
   now = core.import("fusebox.base").now, -- through the FFI: a few ns, not tens
-  sleep = core.sleep,
-  spawn = core.spawn,
+  sleep = host.sleep, -- fusebox's runtime's, or the host's (fb.host)
+  spawn = host.spawn,
   random = core.random,
   seed = core.seed,
-  run = core.run,
+  run = host.run,
   running = core.running,
-  wait = core.wait,
-  wake = core.wake,
+  wait = host.wait,
+  wake = host.wake,
+  host = host.host,
   export = core.export,
   registry = registry.new,
   balancer = core.balancer,
@@ -77,7 +79,8 @@ return {
   strategy = balancer.strategy,
   strategies = strategies,
   breaker = core.breaker,
-  daemon = core.daemon,
+  zone = core.zone,
+  daemon = host.daemon,
   real_now = core.real_now,
   emit = events.emit,
   sim = core.import "fusebox.sim",

@@ -74,9 +74,20 @@ fb_runtime *fb_runtime_new(const fb_runtime_config *cfg) {
   return rt;
 }
 
+int fb_runtime_set_clock(fb_runtime *rt, double (*now)(void *data),
+                         void *data) {
+  if (!rt || rt->virtual_time)
+    return FB_EINVAL;
+  rt->host_now = now;
+  rt->host_now_data = now ? data : NULL;
+  return 0;
+}
+
 void fb_runtime_free(fb_runtime *rt) {
-  if (rt && rt->main)
+  if (rt && rt->main) {
+    fbl_host_closing(rt->main); /* what the host held is freed too */
     lua_close(rt->main); /* the runtime lives in a userdata: gone too */
+  }
 }
 
 /* Spawns the chunk on top of the main state; reports a compile error. */
@@ -137,6 +148,8 @@ static void *exported(fb_runtime *rt, const char *name, const char *tname) {
                                        : "'%s' is not a %s";
     set_error(rt, lua_pushfstring(L, why, name, tname));
     lua_pop(L, 1);
+  } else {
+    fbl_host_hold(L, -1); /* the pointer escapes: Lua cannot free it now */
   }
   lua_pop(L, 2);
   return p ? *p : NULL;

@@ -19,7 +19,8 @@
  *     metrics, force_open, disable and reset take its spinlock.
  *   - A breaker in shared memory (fb_breaker_init_shared) may be used
  *     from any number of threads in any number of processes at once, each
- *     at its own address: the same entry points take its robust mutex.
+ *     at its own address: the same entry points take its lock, a word
+ *     holding its holder's pid, taken over from a holder that died.
  *   - Every other object (registry, balancer, an unshared breaker) belongs
  *     to one thread at a time: the caller serialises access.
  *   - A runtime (fb_runtime_*) and the objects Lua made in it belong to the
@@ -343,6 +344,14 @@ double fb_instance_ejected_until(const fb_instance *i);
 
 /* Returns how many picks of the instance have not been reported done. */
 uint32_t fb_instance_inflight(const fb_instance *i);
+
+/* Makes the load the balancers weigh for i (least_request, peak_ewma: the
+ * calls in flight) a counter shared with other processes, e.g. in a zone
+ * (src/zone.h) that nginx workers map: every pick and take adds 1 to it,
+ * every done takes 1 off, besides i's own count (which fb_instance_inflight
+ * still returns); it is read and written atomically. NULL stops sharing.
+ * The counter must stay valid as long as i is used. */
+void fb_instance_share_load(fb_instance *i, int64_t *counter);
 
 /* Returns how many calls to the instance were reported successful. */
 uint64_t fb_instance_successes(const fb_instance *i);
@@ -718,7 +727,8 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
 
 /* Makes the breaker safe to use from several threads at once (on = 1), at
  * the cost of a spinlock per call; set it before the breaker is shared.
- * A breaker in shared memory is always locked (by its mutex): no effect. */
+ * A breaker in shared memory is always locked (by its owner word): no
+ * effect. */
 void fb_breaker_set_shared(fb_breaker *b, int on);
 
 /* Returns the bytes a breaker with cfg needs in shared memory (its lock,
@@ -835,8 +845,29 @@ int fb_runtime_eval(fb_runtime *rt, const char *code, const char *name);
  * the first uncaught error, FB_EINVAL on a host's loop. */
 int fb_runtime_run(fb_runtime *rt);
 
-/* Returns the runtime's clock in seconds: what to pass as "now". */
+/* Returns the runtime's clock in seconds: what to pass as "now". Virtual
+ * time from 0; else the host's clock (fb_runtime_set_clock) or
+ * fb_monotonic_now(). */
 double fb_runtime_now(const fb_runtime *rt);
+
+/* Returns CLOCK_MONOTONIC in seconds: the real clock of every runtime
+ * without a host clock, one time base for every process on the machine
+ * (nginx workers compare each other's times in shared memory). */
+double fb_monotonic_now(void);
+
+/* Makes now(data) the runtime's real clock, for Lua and the runtime's
+ * timers alike (NULL: back to fb_monotonic_now()); it must not go
+ * backwards, count seconds at the real rate (the runtime's libuv timers
+ * wait real time), and be cheap: every breaker decision and resume reads
+ * it. Set it before anything reads the clock: times already taken stay on
+ * the old base. FB_EINVAL on a virtual-time runtime, whose clock is its
+ * own. */
+int fb_runtime_set_clock(fb_runtime *rt, double (*now)(void *data),
+                         void *data);
+
+/* The three below return the object Lua exported as name, or NULL (see
+ * last error). The pointer stays valid until fb_runtime_free(), whatever
+ * Lua does with the object afterwards. */
 
 /* Returns the breaker Lua exported as name, or NULL (see last error). */
 fb_breaker *fb_runtime_breaker(fb_runtime *rt, const char *name);

@@ -110,6 +110,8 @@ static int backend_new(lua_State *L) {
 
 static int backend_gc(lua_State *L) {
   backend *b = fbl_check_gc(L, FBL_BACKEND);
+  if (!b) /* a host holds it */
+    return 0;
   if (!b->reg) /* closed */
     return 0;
   fb_registry_set_backend(b->reg, NULL, NULL);

@@ -473,6 +473,8 @@ static int balancer_new(lua_State *L) {
 
 static int balancer_gc(lua_State *L) {
   fb_balancer **p = fbl_check_gc(L, FBL_BALANCER);
+  if (!p) /* a host holds it */
+    return 0;
   fb_balancer_free(*p); /* NULL once closed */
   *p = NULL;
   return 0;

@@ -72,12 +72,13 @@ static int l_daemon(lua_State *L) {
   return 1;
 }
 
-/* fb.real_now() -> seconds on the real monotonic clock; an error under
- * virtual time, where reading it would make runs irreproducible */
+/* fb.real_now() -> seconds on the real clock (CLOCK_MONOTONIC, or the
+ * host's); an error under virtual time, where reading it would make runs
+ * irreproducible */
 static int l_real_now(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   fb_runtime_require_real(L, rt, "real_now (the real clock)");
-  lua_pushnumber(L, (double)(uv_hrtime() - rt->t0) * 1e-9);
+  lua_pushnumber(L, fb_runtime_real_now(rt));
   return 1;
 }
 
@@ -193,16 +194,14 @@ static void begin_events(lua_State *L, fb_runtime *rt, int idx) {
   lua_pop(L, 3);
 }
 
-/* Closes the sink after a run (the run's error, if any, on top of L). */
-static void end_events(lua_State *L, fb_runtime *rt, int failed) {
-  if (fb_runtime_events_end(rt, failed ? lua_tostring(L, -1) : NULL) < 0 &&
-      !failed)
-    luaL_error(L, "run: writing the events file failed");
-}
-
-/* fb.run(fn [, {virtual_time=, seed=, events=, summary=, script=}] [, ...]):
- * runs fn(...) as the main coroutine until it and all it spawned are done;
- * raises the first uncaught error, with its traceback. */
+/* core.run(fn [, {virtual_time=, seed=, events=, summary=, script=}] [, ...])
+ * -> true, or false and the first uncaught error with its traceback:
+ * runs fn(...) as the main coroutine until it and all it spawned are done.
+ * fb.run (lua/fusebox/host.lua) raises that error. Not from here: under
+ * LuaJIT (OpenResty's 2.1 on Debian) a C function that raised after its
+ * lua_resume calls had a coroutine fail or block left the calling
+ * coroutine to crash in the JIT-compiled code it ran next. Bad arguments
+ * are raised here still: nothing was resumed yet. */
 static int l_run(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -230,11 +229,19 @@ static int l_run(lua_State *L) {
     lua_pushvalue(L, 3 + i);
   fb_runtime_spawn(L, rt, nargs);
   lua_pop(L, 1);
-  int failed = fb_runtime_loop(L, rt) < 0;
-  end_events(L, rt, failed);
-  if (failed)
-    return lua_error(L);
-  return 0;
+  int failed = fb_runtime_loop(L, rt) < 0; /* the error on top if failed */
+  if (fb_runtime_events_end(rt, failed ? lua_tostring(L, -1) : NULL) < 0 &&
+      !failed) {
+    lua_pushliteral(L, "run: writing the events file failed");
+    failed = 1;
+  }
+  if (!failed) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
 }
 
 /* fb.export(name, obj): publishes a registry, balancer or breaker for a
@@ -243,9 +250,11 @@ static int l_export(lua_State *L) {
   fbl_check_name(L, 1, "name");
   if (!lua_isnil(L, 2) && !luaL_testudata(L, 2, FBL_REGISTRY) &&
       !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER))
-    return luaL_argerror(L, 2, lua_pushfstring(L, "registry, balancer or "
-                                                  "breaker expected, got %s",
-                                               luaL_typename(L, 2)));
+    return luaL_error(L, "bad argument #2 to 'export' (registry, balancer "
+                         "or breaker expected, got %s)", luaL_typename(L, 2));
+  if (!lua_isnil(L, 2) && !*(void **)lua_touserdata(L, 2)) /* its __gc ran */
+    return luaL_error(L, "bad argument #2 to 'export' (%s is closed)",
+                      fbl_typename(L, 2));
   lua_settop(L, 2);
   lua_getfield(L, LUA_REGISTRYINDEX, FBL_EXPORTS);
   lua_insert(L, 1);
@@ -363,6 +372,7 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_http(L, rt_idx);
   fbl_open_catalog(L, rt_idx);
   fbl_open_backend(L, rt_idx);
+  fbl_open_zone(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

@@ -465,6 +465,8 @@ static int parser_status(lua_State *L) {
 
 static int parser_gc(lua_State *L) {
   hparser *h = fbl_check_gc(L, FBL_HTTP_PARSER);
+  if (!h) /* a host holds it */
+    return 0;
   free(h->url.p);
   free(h->headers.p);
   free(h->body.p);

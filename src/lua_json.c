@@ -51,6 +51,8 @@
  * memory): the tree is freed by __gc if we never get to free it. */
 static int box_gc(lua_State *L) {
   cJSON **p = fbl_check_gc(L, JSON_BOX);
+  if (!p) /* a host holds it */
+    return 0;
   cJSON_Delete(*p);
   *p = NULL;
   return 0;

@@ -65,6 +65,8 @@ static int registry_new(lua_State *L) {
 
 static int registry_gc(lua_State *L) {
   fb_registry **p = fbl_check_gc(L, FBL_REGISTRY);
+  if (!p) /* a host holds it */
+    return 0;
   fb_registry_release(*p); /* a balancer may still hold it; NULL: closed */
   *p = NULL;
   return 0;

@@ -15,8 +15,18 @@
  * to it and is NULL once the socket is closed. A listening server is
  * pinned by a registry ref, so it serves until closed even when Lua
  * drops it. The runtime closes whatever is still open when it goes.
+ *
+ * TLS (sock:_tls_start, then sock:_handshake): from then on every byte
+ * passes through a session of src/tls.c. What arrives is fed to it and
+ * only whole records' plaintext reaches a reader (a read that brings
+ * none, a partial record or a session ticket, reads on); what is written
+ * is encrypted and sent like plain data; whatever the session makes on
+ * its own (handshake flights, alerts, close_notify) is sent in order
+ * behind the writes already queued. Nothing waits but the coroutine that
+ * asked: the handshake parks its caller like a read.
  */
 #include "lua_util.h"
+#include "tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +43,14 @@ typedef struct connect_req {
 typedef struct write_req {
   uv_write_t req; /* first: the callback casts back */
   int waiter;
+  size_t unasked; /* bytes of TLS output nobody asked to write */
   char data[];
 } write_req;
+
+/* The most TLS output a socket queues on its own (key update answers,
+ * alerts) while its peer reads nothing: a peer that keeps asking for
+ * answers it never takes fails the connection instead of filling memory. */
+#define TLS_UNASKED_MAX (1024 * 1024)
 
 struct tcp {
   fb_io io;                /* first: the runtime's list of open I/O */
@@ -50,8 +66,15 @@ struct tcp {
   write_req *writing;
   char *pending;           /* data that arrived for a reader who had gone */
   size_t npending;
+  fb_tls *tls;             /* NULL: plain text */
+  size_t unasked;          /* TLS output queued on its own, not yet sent */
+  int handshaking;         /* the reader waits for the TLS handshake */
   int closed;
 };
+
+/* t->error when t's TLS session failed: fb_tls_error() says why (libuv's
+ * errors are negative). */
+#define TLS_ERROR 1
 
 static void unref(lua_State *L, int *ref) {
   luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -72,6 +95,15 @@ static int wake(lua_State *L, fb_runtime *rt, int *ref, int nargs) {
 static int push_error(lua_State *L, int err) {
   lua_pushnil(L);
   lua_pushstring(L, err == UV_EOF ? "closed" : uv_strerror(err));
+  return 2;
+}
+
+/* push_error() for t's sticky error, which may be its TLS session's. */
+static int push_tcp_error(lua_State *L, tcp *t, int err) {
+  if (err != TLS_ERROR)
+    return push_error(L, err);
+  lua_pushnil(L);
+  lua_pushstring(L, fb_tls_error(t->tls));
   return 2;
 }
 
@@ -102,6 +134,7 @@ static void wake_watcher(lua_State *L, fb_runtime *rt, tcp *t, const char *why) 
 
 static void on_closed(uv_handle_t *h) {
   tcp *t = h->data;
+  fb_tls_free(t->tls);
   free(t->pending);
   free(t);
 }
@@ -135,6 +168,8 @@ static void io_close(fb_io *io, lua_State *L) { tcp_close((tcp *)io, L, 0); }
 
 static int tcp_gc(lua_State *L) {
   tcp **slot = fbl_check_gc(L, FBL_TCP);
+  if (!slot) /* a host holds it */
+    return 0;
   if (*slot) /* NULL once closed */
     tcp_close(*slot, L, 0);
   return 0;
@@ -269,11 +304,168 @@ static void keep_pending(tcp *t, const char *data, size_t n) {
   t->npending += n;
 }
 
+static void on_write(uv_write_t *req, int status);
+
+/* Sends what t's TLS session has for the peer: what the kernel takes at
+ * once, the rest by uv_write, in order behind the writes in flight.
+ * *in_flight (NULL: output the session made on its own) is that write,
+ * or NULL when all went at once. Returns 0 or a libuv error. */
+static int tls_send(tcp *t, write_req **in_flight) {
+  if (in_flight)
+    *in_flight = NULL;
+  size_t n = fb_tls_output_size(t->tls);
+  if (n == 0)
+    return 0;
+  if (!in_flight && t->unasked + n > TLS_UNASKED_MAX)
+    return UV_ENOBUFS;
+  write_req *w = malloc(sizeof *w + n);
+  if (!w)
+    return UV_ENOMEM;
+  w->waiter = LUA_NOREF;
+  w->unasked = 0;
+  n = fb_tls_take_output(t->tls, w->data, n);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+  int sent = uv_try_write((uv_stream_t *)&t->handle, &b, 1);
+  if (sent == (int)n || (sent < 0 && sent != UV_EAGAIN)) {
+    free(w);
+    return sent < 0 ? sent : 0;
+  }
+  size_t done = sent > 0 ? (size_t)sent : 0;
+  b = uv_buf_init(w->data + done, (unsigned)(n - done));
+  int rc = uv_write(&w->req, (uv_stream_t *)&t->handle, &b, 1, on_write);
+  if (rc != 0) {
+    free(w);
+    return rc;
+  }
+  if (in_flight) {
+    *in_flight = w;
+  } else {
+    w->unasked = n - done;
+    t->unasked += w->unasked;
+  }
+  return 0;
+}
+
+/* Decrypts every whole record t's session holds into t->pending and
+ * sends what reading made; close_notify or a failure becomes t->error,
+ * after the data that came before it. */
+static void tls_decrypt(tcp *t) {
+  char buf[16384]; /* a record's plaintext at most */
+  int n;
+  while ((n = fb_tls_read(t->tls, buf, sizeof buf)) > 0)
+    keep_pending(t, buf, (size_t)n);
+  if (n == FB_TLS_CLOSED)
+    t->error = UV_EOF;
+  else if (n == FB_TLS_FAILED)
+    t->error = TLS_ERROR;
+  int rc = tls_send(t, NULL);
+  if (rc < 0 && !t->error)
+    t->error = rc;
+}
+
+/* Advances t's handshake on what was fed and sends its next flight (an
+ * alert, when it failed): FB_TLS_OK, FB_TLS_AGAIN, or FB_TLS_FAILED with
+ * t->error set. Data that came with the peer's last flight is decrypted
+ * at once, for the first read. */
+static int tls_step(tcp *t) {
+  int r = fb_tls_handshake(t->tls);
+  int rc = tls_send(t, NULL);
+  if (r == FB_TLS_FAILED) {
+    t->error = TLS_ERROR;
+    return r;
+  }
+  if (rc < 0) {
+    t->error = rc;
+    return FB_TLS_FAILED;
+  }
+  if (r == FB_TLS_OK)
+    tls_decrypt(t);
+  return r;
+}
+
+/* Pushes why t's handshake failed. */
+static void push_handshake_error(lua_State *L, tcp *t) {
+  if (t->error == TLS_ERROR)
+    lua_pushstring(L, fb_tls_error(t->tls));
+  else
+    lua_pushfstring(L, "tls handshake failed: %s",
+                    t->error == UV_EOF ? "closed" : uv_strerror(t->error));
+}
+
+/* Ends the handshake t's reader waits on: wakes it with true, or with
+ * nil and why it failed. */
+static void end_handshake(tcp *t) {
+  uv_read_stop((uv_stream_t *)&t->handle);
+  t->handshaking = 0;
+  if (!t->rt || t->reader == LUA_NOREF)
+    return;
+  lua_State *L = t->rt->L;
+  if (t->error && !fb_tls_ready(t->tls)) {
+    lua_pushnil(L);
+    push_handshake_error(L, t);
+    wake(L, t->rt, &t->reader, 2);
+  } else {
+    lua_pushboolean(L, 1);
+    wake(L, t->rt, &t->reader, 1);
+  }
+}
+
+/* Hands what t holds to whoever waits: the pending data (else the
+ * error) to the reader, or news of either to the watcher. */
+static void deliver(tcp *t) {
+  if (!t->rt)
+    return;
+  lua_State *L = t->rt->L;
+  if (t->reader != LUA_NOREF) {
+    if (t->npending) {
+      lua_pushlstring(L, t->pending, t->npending);
+      if (wake(L, t->rt, &t->reader, 1)) {
+        free(t->pending);
+        t->pending = NULL;
+        t->npending = 0;
+      }
+    } else {
+      push_tcp_error(L, t, t->error);
+      wake(L, t->rt, &t->reader, 2);
+    }
+    return;
+  }
+  wake_watcher(L, t->rt, t, t->npending ? "data" : "closed");
+}
+
+/* on_read() of a TLS socket: ciphertext in, whole records' plaintext
+ * out; reads on while there is nothing yet for whoever waits. */
+static void on_read_tls(tcp *t, const char *data, size_t n) {
+  if (fb_tls_feed(t->tls, data, n) != FB_TLS_OK)
+    t->error = TLS_ERROR;
+  else if (t->handshaking && tls_step(t) == FB_TLS_AGAIN)
+    return;
+  else if (!t->handshaking)
+    tls_decrypt(t);
+  if (t->handshaking) {
+    end_handshake(t);
+    return;
+  }
+  if (!t->npending && !t->error)
+    return;
+  uv_read_stop((uv_stream_t *)&t->handle);
+  deliver(t);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   tcp *t = s->data;
   if (nread == 0)
     return;
+  if (t->tls && nread > 0) {
+    on_read_tls(t, buf->base, (size_t)nread);
+    return;
+  }
   uv_read_stop(s); /* a reader takes one chunk; the rest waits in the kernel */
+  if (nread < 0 && t->handshaking) {
+    t->error = (int)nread;
+    end_handshake(t);
+    return;
+  }
   if (nread < 0) {
     t->error = (int)nread;
     if (t->rt) {
@@ -307,9 +499,11 @@ static int tcp_read(lua_State *L) {
     return 2;
   }
   if (t->error)
-    return 1 + push_error(L, t->error);
+    return 1 + push_tcp_error(L, t, t->error);
   if (t->reader != LUA_NOREF || t->watcher != LUA_NOREF)
     return luaL_error(L, "tcp read: another coroutine is reading this socket");
+  if (t->tls && !fb_tls_ready(t->tls))
+    return luaL_error(L, "tcp read: the TLS handshake is not done");
   check_coroutine(L, t, "tcp.read");
   int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
   if (rc != 0)
@@ -324,6 +518,7 @@ static int tcp_cancel_read(lua_State *L) {
   if (t && t->reader != LUA_NOREF) {
     uv_read_stop((uv_stream_t *)&t->handle);
     unref(L, &t->reader);
+    t->handshaking = 0;
   }
   return 0;
 }
@@ -374,6 +569,7 @@ static int tcp_unwatch(lua_State *L) {
 static void on_write(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   tcp *t = req->handle->data;
+  t->unasked -= w->unasked;
   if (t->writing == w)
     t->writing = NULL;
   if (w->waiter != LUA_NOREF && t->rt) {
@@ -385,6 +581,32 @@ static void on_write(uv_write_t *req, int status) {
     }
   }
   free(w);
+}
+
+/* tcp_write() of a TLS socket: encrypts data, sends the records like
+ * plain data. Once encrypted they must all go out, in order: a caller
+ * outside a coroutine (nothing to park) leaves the rest in flight. */
+static int tls_write(lua_State *L, tcp *t, const char *data, size_t len,
+                     double timeout) {
+  if (!fb_tls_ready(t->tls))
+    return luaL_error(L, "tcp write: the TLS handshake is not done");
+  if (t->error == TLS_ERROR)
+    return 1 + push_tcp_error(L, t, t->error);
+  if (fb_tls_write(t->tls, data, len) != FB_TLS_OK) {
+    t->error = TLS_ERROR;
+    return 1 + push_tcp_error(L, t, t->error);
+  }
+  write_req *w;
+  int rc = tls_send(t, &w);
+  if (rc != 0)
+    return 1 + push_error(L, rc);
+  if (!w || !t->rt->running || L != t->rt->current) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  park(L, t, &w->waiter, "tcp.write", timeout);
+  t->writing = w;
+  return lua_yield(L, 0);
 }
 
 /* sock:_write(data [, timeout]) -> true, true | true, nil, err | false.
@@ -400,6 +622,8 @@ static int tcp_write(lua_State *L) {
     return 1 + push_error(L, UV_EOF);
   if (t->writing)
     return luaL_error(L, "tcp write: another coroutine is writing this socket");
+  if (t->tls)
+    return tls_write(L, t, data, len, timeout);
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   int n = len ? uv_try_write((uv_stream_t *)&t->handle, &b, 1) : 0;
   if (n == (int)len) {
@@ -413,6 +637,7 @@ static int tcp_write(lua_State *L) {
   write_req *w = malloc(sizeof *w + len - done);
   if (!w)
     return luaL_error(L, "tcp write: out of memory");
+  w->unasked = 0;
   memcpy(w->data, data + done, len - done);
   b = uv_buf_init(w->data, (unsigned)(len - done));
   int rc = uv_write(&w->req, (uv_stream_t *)&t->handle, &b, 1, on_write);
@@ -427,12 +652,98 @@ static int tcp_write(lua_State *L) {
 
 /* --------------------------------------------------------------- close */
 
-/* sock:close(): idempotent; whoever waits on the socket wakes "closed" */
+/* sock:close(): idempotent; whoever waits on the socket wakes "closed".
+ * A TLS socket in good order first offers the peer a close_notify (sent
+ * if the kernel takes it at once: closing never waits). */
 static int tcp_close_method(lua_State *L) {
   tcp *t = check_tcp(L, 1);
+  if (t && t->tls && fb_tls_ready(t->tls) && !t->error && !t->writing) {
+    fb_tls_shutdown(t->tls);
+    tls_send(t, NULL);
+  }
   if (t)
     tcp_close(t, L, 1);
   return 0;
+}
+
+/* -------------------------------------------------------------- TLS */
+
+/* sock:_tls_start(context [, host]) -> true: from now on every byte
+ * passes through a TLS session of context (a client's checks that the
+ * server is host, see fb_tls_new); data read before is its first input. */
+static int tcp_tls_start(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  fb_tls_context *ctx = fbl_check_tls_context(L, 2);
+  const char *host = luaL_optstring(L, 3, NULL);
+  if (!t)
+    return push_error(L, UV_EOF);
+  if (t->tls)
+    return luaL_error(L, "tcp tls_start: TLS has started already");
+  t->tls = fb_tls_new(ctx, host);
+  if (!t->tls)
+    return luaL_error(L, "tcp tls_start: out of memory");
+  if (t->npending) {
+    int r = fb_tls_feed(t->tls, t->pending, t->npending);
+    free(t->pending);
+    t->pending = NULL;
+    t->npending = 0;
+    if (r != FB_TLS_OK)
+      t->error = TLS_ERROR;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sock:_handshake([timeout]) -> true, true | true, nil, err | false
+ * (timed out: the caller closes the socket). */
+static int tcp_handshake(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  double timeout = opt_timeout(L, 2);
+  lua_pushboolean(L, 1);
+  if (!t)
+    return 1 + push_error(L, UV_EOF);
+  if (!t->tls)
+    return luaL_error(L, "tcp handshake: TLS has not started");
+  if (t->reader != LUA_NOREF || t->watcher != LUA_NOREF)
+    return luaL_error(L, "tcp handshake: another coroutine is reading this "
+                         "socket");
+  if (!t->error && tls_step(t) == FB_TLS_AGAIN) {
+    check_coroutine(L, t, "tcp.handshake");
+    int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+    if (rc == 0) {
+      park(L, t, &t->reader, "tls.handshake", timeout);
+      t->handshaking = 1;
+      return lua_yield(L, 0);
+    }
+    t->error = rc;
+  }
+  if (t->error && !fb_tls_ready(t->tls)) {
+    lua_pushnil(L);
+    push_handshake_error(L, t);
+    return 3;
+  }
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+/* sock:_tls_info() -> {version=, cipher=, peer=subject of the peer's
+ * certificate | nil} once the handshake is done, else nil */
+static int tcp_tls_info(lua_State *L) {
+  tcp *t = check_tcp(L, 1);
+  if (!t || !t->tls || !fb_tls_ready(t->tls))
+    return 0;
+  char subject[1024];
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, fb_tls_version(t->tls));
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, fb_tls_cipher(t->tls));
+  lua_setfield(L, -2, "cipher");
+  const char *peer = fb_tls_peer_subject(t->tls, subject, sizeof subject);
+  if (peer) {
+    lua_pushstring(L, peer);
+    lua_setfield(L, -2, "peer");
+  }
+  return 1;
 }
 
 /* sock:closed() -> true once closed */
@@ -531,7 +842,9 @@ static const luaL_Reg tcp_methods[] = {
     {"_cancel_read", tcp_cancel_read}, {"_watch", tcp_watch},
     {"_unwatch", tcp_unwatch}, {"_write", tcp_write},
     {"_port", tcp_port}, {"_unref", tcp_unref}, {"close", tcp_close_method},
-    {"closed", tcp_is_closed}, {NULL, NULL},
+    {"closed", tcp_is_closed}, {"_tls_start", tcp_tls_start},
+    {"_handshake", tcp_handshake}, {"_tls_info", tcp_tls_info},
+    {NULL, NULL},
 };
 
 static const luaL_Reg tcp_functions[] = {
@@ -545,4 +858,5 @@ void fbl_open_tcp(lua_State *L, int rt_idx) {
   luaL_setfuncs(L, tcp_functions, 1);
   luaL_getmetatable(L, FBL_TCP);
   lua_setfield(L, -2, "tcp_mt");
+  fbl_open_tls(L, rt_idx);
 }

@@ -182,6 +182,50 @@ const char *fbl_typename(lua_State *L, int idx) {
   return name;
 }
 
+/* Registry tables: userdata -> true for those whose pointer a host
+ * holds; FBL_HOST_CLOSING set while the runtime closes. */
+#define FBL_HOST_HELD "fusebox.host_held"
+#define FBL_HOST_CLOSING "fusebox.closing"
+
+void fbl_host_hold(lua_State *L, int idx) {
+  if (idx < 0)
+    idx = lua_gettop(L) + idx + 1;
+  lua_getfield(L, LUA_REGISTRYINDEX, FBL_HOST_HELD);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, FBL_HOST_HELD);
+  }
+  lua_pushvalue(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+void fbl_host_closing(lua_State *L) {
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, FBL_HOST_CLOSING);
+}
+
+/* Whether the userdata at 1 must outlive a __gc called by hand: a host
+ * holds it. (A collector's __gc never meets one: the table keeps it
+ * reachable until the runtime closes, and then this says no.) */
+static int host_held(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, FBL_HOST_CLOSING);
+  int closing = lua_toboolean(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, FBL_HOST_HELD);
+  int held = 0;
+  if (!closing && lua_istable(L, -1)) {
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2);
+    held = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return held;
+}
+
 void *fbl_check_gc(lua_State *L, const char *tname) {
   void *p = lua_touserdata(L, 1);
   if (p && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
@@ -189,7 +233,7 @@ void *fbl_check_gc(lua_State *L, const char *tname) {
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (same)
-      return p;
+      return host_held(L) ? NULL : p;
   }
   luaL_error(L, "bad argument #1 to '__gc' (%s expected, got %s)", tname,
              fbl_typename(L, 1));

@@ -17,6 +17,7 @@
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
 #define FBL_OUTLIER "fusebox.outlier"
+#define FBL_ZONE "fusebox.zone"
 
 /* The registry table fb.export() publishes objects in. */
 #define FBL_EXPORTS "fusebox.exports"
@@ -80,8 +81,18 @@ void *fbl_check_object(lua_State *L, int idx, const char *tname);
  * expected, got number)". Every __gc starts here, and is idempotent: it
  * marks its object closed (the payload's NULL pointer that
  * fbl_check_object and lua/fusebox/base.lua test), and does nothing on a
- * closed one, so an object used after __gc is a clean "closed" error. */
+ * closed one, so an object used after __gc is a clean "closed" error.
+ * Returns NULL, leaving the object open, when a C host holds its pointer
+ * (fbl_host_hold): a hand-made __gc must not free what the host uses;
+ * such objects live until the runtime closes (fbl_host_closing). */
 void *fbl_check_gc(lua_State *L, const char *tname);
+
+/* The userdata at idx's pointer was given to a C host (fb_runtime_breaker
+ * and the others): from now on only closing the runtime frees it. */
+void fbl_host_hold(lua_State *L, int idx);
+
+/* The runtime is closing (fb_runtime_free): every __gc frees again. */
+void fbl_host_closing(lua_State *L);
 
 /* The type of value idx for an error message: a userdata's metatable
  * __name (fusebox.breaker) when it has one, else luaL_typename. */
@@ -112,5 +123,14 @@ void fbl_open_tcp(lua_State *L, int rt_idx);
 void fbl_open_http(lua_State *L, int rt_idx);
 void fbl_open_catalog(lua_State *L, int rt_idx);
 void fbl_open_backend(lua_State *L, int rt_idx);
+/* TLS contexts (src/lua_tls.c), opened by fbl_open_tcp with the sockets
+ * that use them. */
+void fbl_open_tls(lua_State *L, int rt_idx);
+
+/* The OpenSSL context of the fusebox.tls_context at idx (raises
+ * otherwise). */
+struct ssl_ctx_st *fbl_check_tls_context(lua_State *L, int idx);
+
+void fbl_open_zone(lua_State *L, int rt_idx);
 
 #endif

@@ -19,7 +19,9 @@
 
 #include "events.h"
 #include "lua_fusebox.h"
+#include "cli.h"
 #include "report.h"
+#include "runtime.h"
 
 static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
@@ -29,9 +31,14 @@ static const char usage[] =
     "       fusebox test [--seed N] [--max-virtual-time S] [--timeout S]\n"
     "                    [path...]\n"
     "       fusebox report [-o FILE.html] events.jsonl\n"
+    "       fusebox explore [--seeds N|A-B] [--jobs N] [--stop-at-first]\n"
+    "                       [--list N] [--shrink N] [--max-virtual-time S]\n"
+    "                       [--timeout S] scenario.lua\n"
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
     "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
     "                     [--heartbeat-timeout SECONDS]\n"
+    "                     [--tls-cert FILE --tls-key FILE "
+    "[--tls-client-ca FILE]]\n"
     "                     [script.lua [args...]]\n"
     "       fusebox --help | --version\n"
     "\n"
@@ -55,6 +62,8 @@ static const char usage[] =
     "  --report FILE   at the end, draw the run's events as a self-contained\n"
     "                  HTML page in FILE (as fusebox report does); implies\n"
     "                  --summary\n"
+    "  --swarm-off A,B keep these fault kinds of fb.sim.swarm off (explore\n"
+    "                  prints it in the replay of a shrunk seed)\n"
     "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
     "                  objects published with fb.export at /metrics (real\n"
     "                  time only; serve publishes its registry as 'serve')\n"
@@ -74,6 +83,10 @@ static const char usage[] =
     "                  (anyone who can connect can change the registry)\n"
     "  --heartbeat-timeout SECONDS  an instance not heard from for this\n"
     "                  long is expired (default 30)\n"
+    "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate\n"
+    "                  chain and key (PEM)\n"
+    "  --tls-client-ca FILE  clients must present a certificate signed by\n"
+    "                  a CA in FILE (mutual TLS)\n"
     "\n"
     "fusebox test runs each scenario file (each .lua file of a directory,\n"
     "in name order; tests/scenarios by default) as its own virtual-time run\n"
@@ -84,6 +97,15 @@ static const char usage[] =
     "--timeout S wall-clock seconds (default 60; this also stops a loop\n"
     "that never yields); a line '-- fusebox test: --timeout 120' among a\n"
     "file's first comment lines sets its own.\n"
+    "\n"
+    "fusebox explore runs one scenario for each seed (1..100 unless\n"
+    "--seeds says otherwise), each in a process of its own, --jobs at a time\n"
+    "(default: the machine's cores), and lists the seeds that failed,\n"
+    "earliest in virtual time first (--list N of them, default 10), each with the\n"
+    "command that replays it; --stop-at-first stops at the first failure.\n"
+    "For the first --shrink N failing seeds (default 1) of a scenario that\n"
+    "uses fb.sim.swarm, it turns the seed's fault kinds off one at a time\n"
+    "and prints the smallest set that still fails. Limits as fusebox test.\n"
     "\n"
     "fusebox report draws an events file as one HTML page (to stdout, or\n"
     "-o FILE): requests per second by outcome, latency p50/p99, breaker\n"
@@ -105,17 +127,18 @@ typedef struct options {
   int has_seed;
   unsigned long long seed;
   const char *script;
+  const char *swarm_off; /* fault kinds fb.sim.swarm keeps off: "a,b" */
   int argi; /* index in argv of the first script argument */
 } options;
 
-static int usage_error(const char *fmt, const char *what) {
+int fb_cli_usage_error(const char *fmt, const char *what) {
   fprintf(stderr, "fusebox: ");
   fprintf(stderr, fmt, what);
   fprintf(stderr, " (see fusebox --help)\n");
   return 2;
 }
 
-static int parse_seed(const char *s, unsigned long long *out) {
+int fb_cli_parse_seed(const char *s, unsigned long long *out) {
   char *end;
   errno = 0;
   if (*s < '0' || *s > '9')
@@ -129,40 +152,44 @@ static int parse_run(int argc, char **argv, options *o) {
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--virtual-time") == 0) {
       o->virtual_time = 1;
+    } else if (strcmp(argv[i], "--swarm-off") == 0) {
+      if (i + 1 >= argc)
+        return fb_cli_usage_error("%s needs fault kinds, as a,b", "--swarm-off");
+      o->swarm_off = argv[++i];
     } else if (strcmp(argv[i], "--seed") == 0) {
       if (i + 1 >= argc)
-        return usage_error("%s needs a value", "--seed");
-      if (parse_seed(argv[++i], &o->seed) < 0)
-        return usage_error(
+        return fb_cli_usage_error("%s needs a value", "--seed");
+      if (fb_cli_parse_seed(argv[++i], &o->seed) < 0)
+        return fb_cli_usage_error(
             "bad seed '%s': want an integer in 0..18446744073709551615",
             argv[i]);
       o->has_seed = 1;
     } else if (strcmp(argv[i], "--events") == 0) {
       if (i + 1 >= argc)
-        return usage_error("%s needs a file name", "--events");
+        return fb_cli_usage_error("%s needs a file name", "--events");
       o->events = argv[++i];
     } else if (strcmp(argv[i], "--report") == 0) {
       if (i + 1 >= argc)
-        return usage_error("%s needs a file name", "--report");
+        return fb_cli_usage_error("%s needs a file name", "--report");
       o->report = argv[++i];
     } else if (strcmp(argv[i], "--summary") == 0) {
       o->summary = 1;
     } else if (strcmp(argv[i], "--metrics") == 0) {
       if (i + 1 >= argc)
-        return usage_error("%s needs HOST:PORT", "--metrics");
+        return fb_cli_usage_error("%s needs HOST:PORT", "--metrics");
       o->metrics = argv[++i];
     } else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
     } else {
-      return usage_error("unknown option '%s'", argv[i]);
+      return fb_cli_usage_error("unknown option '%s'", argv[i]);
     }
   }
   if (o->metrics && o->virtual_time)
-    return usage_error("%s: metrics are served in real time only",
+    return fb_cli_usage_error("%s: metrics are served in real time only",
                        "--metrics with --virtual-time");
   if (i >= argc)
-    return usage_error("%s: no script given", "run");
+    return fb_cli_usage_error("%s: no script given", "run");
   o->script = argv[i];
   o->argi = i + 1;
   return 0;
@@ -275,7 +302,7 @@ static int open_metrics(lua_State *L, const char *spec) {
   char host[256];
   int port;
   if (parse_listen(spec, host, sizeof host, &port) < 0)
-    return usage_error("bad --metrics '%s': want HOST:PORT", spec);
+    return fb_cli_usage_error("bad --metrics '%s': want HOST:PORT", spec);
   luaL_loadbuffer(L, start_metrics, sizeof start_metrics - 1, "=metrics");
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
@@ -300,6 +327,10 @@ static int run_script(int argc, char **argv, const options *o) {
   if (rc)
     goto done;
   rc = 1;
+  if (o->swarm_off) {
+    lua_pushstring(L, o->swarm_off);
+    lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_OFF);
+  }
   lua_getfield(L, 1, "run");
   if (luaL_loadfile(L, o->script) != 0)
     goto error;
@@ -359,18 +390,18 @@ static int report(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
       if (i + 1 >= argc)
-        return usage_error("%s needs a file name", argv[i]);
+        return fb_cli_usage_error("%s needs a file name", argv[i]);
       out = argv[++i];
     } else if (argv[i][0] == '-' && argv[i][1]) {
-      return usage_error("unknown option '%s'", argv[i]);
+      return fb_cli_usage_error("unknown option '%s'", argv[i]);
     } else if (in) {
-      return usage_error("report: one events file, got also '%s'", argv[i]);
+      return fb_cli_usage_error("report: one events file, got also '%s'", argv[i]);
     } else {
       in = argv[i];
     }
   }
   if (!in)
-    return usage_error("%s: no events file given", "report");
+    return fb_cli_usage_error("%s: no events file given", "report");
   return fb_report_file(in, NULL, out, stderr) < 0 ? 1 : 0;
 }
 
@@ -461,18 +492,6 @@ static void print_comment(const char *msg) {
   putchar('\n');
 }
 
-/* A scenario's limits: virtual seconds it may take, wall-clock seconds
- * it may run. `fusebox test` flags set them for every scenario; a line
- * "-- fusebox test: --timeout 120" in a file's leading comments sets them
- * for that file. */
-typedef struct limits {
-  double max_virtual_time;
-  double timeout;
-} limits;
-
-#define DEFAULT_MAX_VIRTUAL_TIME 86400.0 /* one virtual day */
-#define DEFAULT_TIMEOUT 60.0
-
 static int parse_seconds(const char *s, double *out) {
   char *end;
   double v = strtod(s, &end);
@@ -482,10 +501,8 @@ static int parse_seconds(const char *s, double *out) {
   return 0;
 }
 
-/* Applies the limit option argv[*i] (with its value) to l; returns 0, 1
- * when argv[*i] is not a limit option, or -1 (message in err). */
-static int parse_limit(int argc, char **argv, int *i, limits *l, char *err,
-                       size_t cap) {
+int fb_cli_parse_limit(int argc, char **argv, int *i, fb_cli_limits *l,
+                       char *err, size_t cap) {
   double *v = strcmp(argv[*i], "--max-virtual-time") == 0 ? &l->max_virtual_time
               : strcmp(argv[*i], "--timeout") == 0        ? &l->timeout
                                                           : NULL;
@@ -504,7 +521,8 @@ static int parse_limit(int argc, char **argv, int *i, limits *l, char *err,
 
 /* Reads the per-file limits from the leading comment lines of path into
  * l; returns 0, or -1 with the message in err. */
-static int file_limits(const char *path, limits *l, char *err, size_t cap) {
+static int file_limits(const char *path, fb_cli_limits *l, char *err,
+                       size_t cap) {
   FILE *f = fopen(path, "r");
   char line[512];
   int rc = 0;
@@ -521,7 +539,7 @@ static int file_limits(const char *path, limits *l, char *err, size_t cap) {
       argv[argc++] = t;
     char why[200] = "";
     for (int i = 0; rc == 0 && i < argc; i++)
-      if ((rc = parse_limit(argc, argv, &i, l, why, sizeof why)) == 1) {
+      if ((rc = fb_cli_parse_limit(argc, argv, &i, l, why, sizeof why)) == 1) {
         snprintf(why, sizeof why, "unknown option '%s'", argv[i]);
         rc = -1;
       }
@@ -550,11 +568,6 @@ static struct {
   size_t nlast;
 } watchdog;
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Raises the wall-clock error at the running function's line. */
 static int over_time(lua_State *L) {
@@ -570,14 +583,26 @@ static int over_time(lua_State *L) {
   return lua_error(L);
 }
 
+/* Whether the scenario's run is still going: once it ended (it failed,
+ * and fb.run's Lua frame is raising its error on to run_scenario's
+ * pcall) there is nothing left to stop, and raising again would replace
+ * that error. */
+static int scenario_running(lua_State *L) {
+  if (fb_runtime_open(L)->running)
+    return 1;
+  lua_sethook(L, NULL, 0, 0);
+  return 0;
+}
+
 static void over_time_again(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  over_time(L);
+  if (scenario_running(L))
+    over_time(L);
 }
 
 static void on_sample(void *data, lua_State *L, int samples, int vmstate) {
   (void)data, (void)samples, (void)vmstate;
-  if (monotonic() < watchdog.deadline)
+  if (fb_monotonic_now() < watchdog.deadline || !scenario_running(L))
     return;
   lua_sethook(L, over_time_again, LUA_MASKCOUNT, 1);
   over_time(L);
@@ -596,7 +621,7 @@ static void watch(int n, const char *path, unsigned long long seed,
                   double timeout, lua_State *L) {
   char secs[FB_SECONDS_BUF];
   watchdog.timeout = timeout;
-  watchdog.deadline = monotonic() + timeout;
+  watchdog.deadline = fb_monotonic_now() + timeout;
   int len = snprintf(watchdog.last_words, sizeof watchdog.last_words,
                      "not ok %d - %s\n#   wall-clock limit of %s s reached, "
                      "in code it cannot interrupt (a pcall around a loop that "
@@ -623,64 +648,91 @@ static void unwatch(lua_State *L) {
   lua_sethook(L, NULL, 0, 0);
 }
 
-/* Runs one scenario in its own Lua state under its limits; returns 1 if
- * it passed. */
-static int run_scenario(int n, const char *path, unsigned long long seed,
-                        limits lim) {
+void fb_cli_scenario(int n, const char *path, unsigned long long seed,
+                     fb_cli_limits lim, lua_CFunction print,
+                     const char *swarm_off, fb_cli_result *r) {
   options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path};
-  char err[256] = "", secs[FB_SECONDS_BUF];
-  lua_State *L =
-      file_limits(path, &lim, err, sizeof err) == 0 ? new_state() : NULL;
+  r->ok = r->ran = 0;
+  r->vtime = 0;
+  r->error[0] = r->swarm[0] = 0;
+  lua_State *L = file_limits(path, &lim, r->error, sizeof r->error) == 0
+                     ? new_state()
+                     : NULL;
   if (!L) {
-    printf("not ok %d - %s\n", n, path);
-    print_comment(*err ? err : "cannot create a Lua state");
-    return 0;
+    if (!r->error[0])
+      snprintf(r->error, sizeof r->error, "cannot create a Lua state");
+    return;
   }
-  lua_pushcfunction(L, tap_print);
+  lua_pushcfunction(L, print);
   lua_setglobal(L, "print");
+  if (swarm_off) {
+    lua_pushstring(L, swarm_off);
+    lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_OFF);
+  }
   int fb = lua_gettop(L);
   lua_getfield(L, fb, "run");
-  int ok = luaL_loadfile(L, path) == 0;
-  if (ok) {
+  r->ran = 1;
+  r->ok = luaL_loadfile(L, path) == 0;
+  if (r->ok) {
     push_run_options(L, &o);
     lua_pushnumber(L, lim.max_virtual_time);
     lua_setfield(L, -2, "max_virtual_time");
     watch(n, path, seed, lim.timeout, L);
-    ok = lua_pcall(L, 2, 0, 0) == 0;
+    r->ok = lua_pcall(L, 2, 0, 0) == 0;
     unwatch(L);
   }
-  if (ok) {
-    printf("ok %d - %s\n", n, path);
-  } else {
+  if (!r->ok) {
     const char *msg = lua_tostring(L, -1);
-    lua_getfield(L, fb, "now");
-    lua_call(L, 0, 1);
-    printf("not ok %d - %s\n", n, path);
-    printf("#   failed at t=%s (virtual time), seed %llu:\n",
-           fb_format_seconds(secs, lua_tonumber(L, -1)), seed);
-    print_comment(msg ? msg : "(error object is not a string)");
-    printf("#   replay: fusebox run --virtual-time --seed %llu %s\n", seed,
-           path);
+    snprintf(r->error, sizeof r->error, "%s",
+             msg ? msg : "(error object is not a string)");
   }
+  lua_getfield(L, fb, "now");
+  lua_call(L, 0, 1);
+  r->vtime = lua_tonumber(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_ON);
+  snprintf(r->swarm, sizeof r->swarm, "%s",
+           lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
   lua_close(L);
-  return ok;
+}
+
+/* Runs one scenario as TAP line n; returns 1 if it passed. */
+static int run_scenario(int n, const char *path, unsigned long long seed,
+                        fb_cli_limits lim) {
+  fb_cli_result r;
+  char secs[FB_SECONDS_BUF];
+  fb_cli_scenario(n, path, seed, lim, tap_print, NULL, &r);
+  if (r.ok) {
+    printf("ok %d - %s\n", n, path);
+    return 1;
+  }
+  printf("not ok %d - %s\n", n, path);
+  if (!r.ran) { /* its limits line is bad, or no Lua state */
+    print_comment(r.error);
+    return 0;
+  }
+  printf("#   failed at t=%s (virtual time), seed %llu:\n",
+         fb_format_seconds(secs, r.vtime), seed);
+  print_comment(r.error);
+  printf("#   replay: fusebox run --virtual-time --seed %llu %s\n", seed,
+         path);
+  return 0;
 }
 
 static int test(int argc, char **argv) {
   unsigned long long seed = 1;
-  limits lim = {DEFAULT_MAX_VIRTUAL_TIME, DEFAULT_TIMEOUT};
+  fb_cli_limits lim = {FB_CLI_MAX_VIRTUAL_TIME, FB_CLI_TIMEOUT};
   char err[256];
   int i = 2;
   for (; i < argc && argv[i][0] == '-'; i++) {
-    int rc = parse_limit(argc, argv, &i, &lim, err, sizeof err);
+    int rc = fb_cli_parse_limit(argc, argv, &i, &lim, err, sizeof err);
     if (rc < 0)
-      return usage_error("%s", err);
+      return fb_cli_usage_error("%s", err);
     if (rc == 0)
       continue;
     if (strcmp(argv[i], "--seed") != 0)
-      return usage_error("unknown option '%s'", argv[i]);
-    if (i + 1 >= argc || parse_seed(argv[++i], &seed) < 0)
-      return usage_error("--seed needs an integer in 0..%s",
+      return fb_cli_usage_error("unknown option '%s'", argv[i]);
+    if (i + 1 >= argc || fb_cli_parse_seed(argv[++i], &seed) < 0)
+      return fb_cli_usage_error("--seed needs an integer in 0..%s",
                          "18446744073709551615");
   }
   paths p = {0};
@@ -719,20 +771,24 @@ static int test(int argc, char **argv) {
  * address it cannot listen on goes in failed.error, for one line and
  * exit 2 rather than a run's traceback. */
 static const char serve_main[] =
-    "local failed, host, port, token, auth_reads, insecure, timeout, script = ...\n"
+    "local failed, host, port, token, auth_reads, insecure, timeout, tls, script = ...\n"
     "local fb = require 'fusebox'\n"
     "local reg = timeout and fb.registry { heartbeat_timeout = timeout }\n"
-    "local api, err = fb.serve_registry { host = host, port = port, token = token,\n"
-    "  auth_reads = auth_reads, insecure = insecure, registry = reg }\n"
-    "if not api then\n"
+    "local made, api, err = pcall(fb.serve_registry, { host = host, port = port,\n"
+    "  token = token, auth_reads = auth_reads, insecure = insecure, registry = reg,\n"
+    "  tls = tls })\n"
+    "if not made then\n" /* a TLS file it cannot use */
+    "  failed.error = tostring(api):match('%((tls.*)%)$') or tostring(api)\n"
+    "  return\n"
+    "elseif not api then\n"
     "  failed.error = string.format('cannot listen on %s:%d: %s', host, port, err)\n"
     "  return\n"
     "end\n"
     "fb.export('serve', api.registry)\n"
-    "io.stdout:write(string.format('fusebox: registry API on http://%s:%d/v1/"
-    "services\\n', host, api:port()))\n"
+    "io.stdout:write(string.format('fusebox: registry API on %s://%s:%d/v1/"
+    "services\\n', tls and 'https' or 'http', host, api:port()))\n"
     "io.stdout:flush()\n"
-    "if script then assert(loadfile(script))(api.registry, api, select(9, ...)) end\n";
+    "if script then assert(loadfile(script))(api.registry, api, select(10, ...)) end\n";
 
 #define TOKEN_MAX 4096
 
@@ -782,6 +838,7 @@ static int is_loopback(const char *host) {
 static int serve(int argc, char **argv) {
   options o = {.listen = "127.0.0.1:8500"};
   const char *token_file = NULL;
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
   int auth_reads = 0, insecure = 0;
   double timeout = 0;
   int i = 2;
@@ -796,21 +853,30 @@ static int serve(int argc, char **argv) {
       auth_reads = 1;
     else if (strcmp(argv[i], "--insecure") == 0)
       insecure = 1;
+    else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc)
+      tls_cert = argv[++i];
+    else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc)
+      tls_key = argv[++i];
+    else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc)
+      tls_ca = argv[++i];
     else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
       char *end;
       timeout = strtod(argv[++i], &end);
       if (*end || end == argv[i] || !isfinite(timeout) || !(timeout > 0))
-        return usage_error("bad --heartbeat-timeout '%s': want a positive "
+        return fb_cli_usage_error("bad --heartbeat-timeout '%s': want a positive "
                            "number of seconds", argv[i]);
     } else
-      return usage_error("unknown option or missing value '%s'", argv[i]);
+      return fb_cli_usage_error("unknown option or missing value '%s'", argv[i]);
   }
   char host[256];
   int port;
   if (parse_listen(o.listen, host, sizeof host, &port) < 0)
-    return usage_error("bad --listen '%s': want HOST:PORT", o.listen);
+    return fb_cli_usage_error("bad --listen '%s': want HOST:PORT", o.listen);
   if (auth_reads && !token_file)
-    return usage_error("%s needs --token-file", "--auth-reads");
+    return fb_cli_usage_error("%s needs --token-file", "--auth-reads");
+  if (!tls_cert != !tls_key || (tls_ca && !tls_cert))
+    return fb_cli_usage_error("%s", "--tls-cert and --tls-key go together (and "
+                                    "--tls-client-ca needs them)");
   static char token[TOKEN_MAX + 1];
   if (token_file && read_token(token_file, token))
     return 2;
@@ -856,11 +922,24 @@ static int serve(int argc, char **argv) {
     lua_pushnumber(L, timeout);
   else
     lua_pushnil(L);
+  if (tls_cert) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, tls_cert);
+    lua_setfield(L, -2, "cert_file");
+    lua_pushstring(L, tls_key);
+    lua_setfield(L, -2, "key_file");
+    if (tls_ca) {
+      lua_pushstring(L, tls_ca);
+      lua_setfield(L, -2, "ca_file");
+    }
+  } else {
+    lua_pushnil(L);
+  }
   if (o.script)
     lua_pushstring(L, o.script);
   else
     lua_pushnil(L);
-  int nargs = 8;
+  int nargs = 9;
   for (int k = o.argi; o.script && k < argc; k++, nargs++)
     lua_pushstring(L, argv[k]);
   if (lua_pcall(L, 2 + nargs, 0, 0) != 0) {
@@ -879,7 +958,7 @@ static int serve(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2)
-    return usage_error("%s", "no command given");
+    return fb_cli_usage_error("%s", "no command given");
   if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
       strcmp(argv[1], "help") == 0) {
     fputs(usage, stdout);
@@ -897,5 +976,7 @@ int main(int argc, char **argv) {
     return test(argc, argv);
   if (strcmp(argv[1], "report") == 0)
     return report(argc, argv);
-  return usage_error("unknown command '%s'", argv[1]);
+  if (strcmp(argv[1], "explore") == 0)
+    return fb_cli_explore(argc, argv);
+  return fb_cli_usage_error("unknown command '%s'", argv[1]);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RUNTIME_KEY "fusebox.runtime"
@@ -121,7 +122,6 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   rt->error_ref = LUA_NOREF;
   rt->current_ref = LUA_NOREF;
   rt->vlimit = HUGE_VAL;
-  rt->t0 = uv_hrtime();
   rt->pid = getpid();
   default_seed(rt);
   lua_newtable(L);
@@ -134,10 +134,22 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   return rt;
 }
 
+/* CLOCK_MONOTONIC, not a zero of our own (it was uv_hrtime() minus the
+ * time the module loaded): every process on the machine reads the same
+ * time base, so nginx workers can share breakers and ejections whose
+ * times they all compare. Linux counts it from boot: about 1e6 s after
+ * eleven days, where a double still resolves 0.1 ns. */
+
+double fb_runtime_real_now(const fb_runtime *rt) {
+  if (rt->host_now)
+    return rt->host_now(rt->host_now_data);
+  return fb_monotonic_now();
+}
+
 double fb_runtime_now(const fb_runtime *rt) {
   if (rt->virtual_time)
     return rt->vnow;
-  return (double)(uv_hrtime() - rt->t0) * 1e-9;
+  return fb_runtime_real_now(rt);
 }
 
 void fb_runtime_seed(fb_runtime *rt, uint64_t seed) {

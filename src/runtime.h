@@ -73,7 +73,10 @@ struct fb_runtime {
    * breaker: durations and timeouts read the clock). */
   fb_clock_cache clock;
   double vlimit;        /* a run needing the virtual clock past this fails */
-  uint64_t t0;          /* uv_hrtime() at creation: real clock origin */
+  /* The real clock: fb_monotonic_now(), or a host's (fb_runtime_set_clock),
+   * read whenever the clock is not virtual. */
+  double (*host_now)(void *data);
+  void *host_now_data;
   uint64_t seed;
   fb_rng rng;           /* fb.random's stream */
   uint64_t nstreams;    /* streams handed out since the seed was set */
@@ -100,6 +103,11 @@ struct fb_runtime {
   char *last_error;
   fb_io *io;            /* open I/O objects (src/lua_tcp.c) */
 };
+
+/* The real clock in seconds: the host's (fb_runtime_set_clock), else
+ * fb_monotonic_now(); what fb_runtime_now() reads unless time is
+ * virtual, and fb.real_now() always. */
+double fb_runtime_real_now(const fb_runtime *rt);
 
 /* Creates the runtime inside a userdata stored in L's registry. */
 fb_runtime *fb_runtime_open(lua_State *L);

@@ -3,6 +3,8 @@
  */
 #include "util.h"
 
+#include <time.h>
+
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,3 +82,12 @@ const char *fb_strerror(int err) {
 }
 
 const char *fb_version(void) { return FB_VERSION_STRING; }
+
+/* The machine's one monotonic clock (fusebox.h): core code that must
+ * agree across processes (a zone's ejections) and the runtime's real
+ * clock both read it. */
+double fb_monotonic_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -32,6 +32,7 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
+local tls = core.import "fusebox.tls"
 local registry = core.import "fusebox.registry"
 local argerror, now = base.argerror, base.now
 local json_encode, json_decode = core.json_encode, core.json_decode
@@ -123,10 +124,11 @@ end
 -- POST /v3/<path> with body req -> decoded response | nil, err. A
 -- failed connection moves to the next endpoint for the next request.
 local function call(st, path, req)
+  local url = st.endpoints[st.ep]
   local status, headers, body = http.request {
-    method = "POST", url = st.endpoints[st.ep] .. "/v3/" .. path,
+    method = "POST", url = url .. "/v3/" .. path,
     headers = { ["Content-Type"] = "application/json" },
-    body = json_encode(req), timeout = st.timeout,
+    body = json_encode(req), timeout = st.timeout, tls = st.secure[url],
   }
   if not status then
     st.ep = st.ep % #st.endpoints + 1
@@ -423,8 +425,10 @@ end
 -- Watches from st.rev + 1 until the stream fails; true when it only went
 -- quiet or the registry closed.
 local function watch(st)
-  local _, host, port = core.http_parse_url(st.endpoints[st.ep])
-  local sock, err = tcp.connect(host, port or 80, { timeout = st.timeout })
+  local url = st.endpoints[st.ep]
+  local scheme, host, port = core.http_parse_url(url)
+  port = port or (scheme == "https" and 443 or 80)
+  local sock, err = tcp.connect(host, port, { timeout = st.timeout, tls = st.secure[url] })
   if not sock then
     st.ep = st.ep % #st.endpoints + 1
     return nil, "etcd watch: " .. tostring(err)
@@ -435,7 +439,7 @@ local function watch(st)
   } }
   local ok
   ok, err = sock:write(format("POST /v3/watch HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-    .. "Content-Length: %d\r\n\r\n%s", host, port or 80, #body, body), st.timeout)
+    .. "Content-Length: %d\r\n\r\n%s", host, port, #body, body), st.timeout)
   if ok then ok, err = read_stream(st, sock) end
   sock:close()
   st.watch_sock = nil
@@ -464,23 +468,32 @@ local function bad(msg)
   error(format("bad argument #1 to 'registry' (%s)", msg), 4)
 end
 
-local OPTIONS = { backend = true, endpoints = true, prefix = true, heartbeat_timeout = true, timeout = true }
+local OPTIONS = {
+  backend = true, endpoints = true, prefix = true, heartbeat_timeout = true, timeout = true,
+  tls = true,
+}
 
-local function check_endpoints(eps)
-  if eps == nil then return { "http://127.0.0.1:2379" } end
+-- -> the endpoints' base URLs, and url -> the tls option of
+-- http.request for the https:// ones (opts.tls, checked here, or true).
+local function check_endpoints(eps, opts)
+  if eps == nil then eps = { "http://127.0.0.1:2379" } end
   if type(eps) ~= "table" or #eps == 0 then
-    bad("endpoints must be a non-empty list of http://host:port URLs, got " .. tostring(eps))
+    bad("endpoints must be a non-empty list of http[s]://host:port URLs, got " .. tostring(eps))
   end
-  local out = {}
+  local ok, why = tls.check(opts.tls, false)
+  if ok == false then bad(why) end
+  local out, secure = {}, {}
   for i, ep in ipairs(eps) do
     local scheme, host = nil, nil
     if type(ep) == "string" then scheme, host = core.http_parse_url(ep) end
-    if scheme ~= "http" or not host then
-      bad(format("endpoints[%d] must be an http://host:port URL, got '%s'", i, tostring(ep)))
+    if (scheme ~= "http" and scheme ~= "https") or not host then
+      bad(format("endpoints[%d] must be an http[s]://host:port URL, got '%s'", i, tostring(ep)))
     end
-    out[i] = (match(ep, "^(http://[^/]+)")) -- the gateway lives at /v3/
+    out[i] = (match(ep, "^(https?://[^/]+)")) -- the gateway lives at /v3/
+    if scheme == "https" then secure[out[i]] = opts.tls or true end
   end
-  return out
+  if opts.tls and next(secure) == nil then bad("tls is for https:// endpoints, and none is") end
+  return out, secure
 end
 
 local function check_positive(v, name, def)
@@ -492,8 +505,10 @@ local function check_positive(v, name, def)
 end
 
 -- Called by fb.registry{backend = "etcd", endpoints = {...},
--- prefix = "/fusebox/services/", heartbeat_timeout = 30, timeout = 2}
--- (timeout: per etcd request) -> a registry.
+-- prefix = "/fusebox/services/", heartbeat_timeout = 30, timeout = 2,
+-- tls = nil} (timeout: per etcd request; tls: as fb.tcp.connect's, for
+-- the https:// endpoints, e.g. {ca_file=, cert_file=, key_file=}) -> a
+-- registry.
 function M.new(opts)
   tcp.check_real("registry{backend = \"etcd\"}")
   for k in pairs(opts) do
@@ -503,12 +518,12 @@ function M.new(opts)
   if type(prefix) ~= "string" or prefix == "" then
     argerror(1, "registry", "prefix must be a non-empty string, got " .. tostring(prefix))
   end
-  local endpoints = check_endpoints(opts.endpoints)
+  local endpoints, secure = check_endpoints(opts.endpoints, opts)
   local ttl = ceil(check_positive(opts.heartbeat_timeout, "heartbeat_timeout", 30)) -- etcd: whole seconds
   local reg = core.registry { heartbeat_timeout = ttl }
   local st = {
     backend = core.registry_backend(reg), meta = debug.getfenv(reg).meta,
-    endpoints = endpoints, ep = 1, prefix = prefix, ttl = ttl,
+    endpoints = endpoints, secure = secure, ep = 1, prefix = prefix, ttl = ttl,
     timeout = check_positive(opts.timeout, "timeout", 2),
     own = {},   -- key -> {service, host, port, beat, lease, rev}: ours
     gone = {},  -- key -> lease | false: deregistered, to delete in etcd

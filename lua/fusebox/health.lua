@@ -11,8 +11,9 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local host = core.import "fusebox.host"
 local tcp = core.import "fusebox.tcp"
-local http = core.import "fusebox.http"
+local tls = core.import "fusebox.tls"
 local argerror = base.argerror
 local format, type, tostring, pairs, xpcall, traceback = string.format, type, tostring, pairs, xpcall, debug.traceback
 
@@ -20,7 +21,8 @@ local M = {}
 
 local OPTIONS = {
   registry = true, service = true, type = true, path = true, interval = true, timeout = true,
-  healthy_threshold = true, unhealthy_threshold = true, on_change = true,
+  healthy_threshold = true, unhealthy_threshold = true, on_change = true, tls = true,
+  workers = true,
 }
 
 local checker = {}
@@ -28,17 +30,9 @@ checker.__index = checker
 
 local function key(host, port) return host .. ":" .. port end
 
--- One probe: true if the instance answered in time.
-local function probe(c, inst)
-  if c.kind == "tcp" then
-    local s = tcp.connect(inst.host, inst.port, { timeout = c.timeout })
-    if not s then return false end
-    s:close()
-    return true
-  end
-  local status = http.request { instance = inst, path = c.path, timeout = c.timeout }
-  return status ~= nil and status >= 200 and status < 400
-end
+-- One probe, by the scheduler's own I/O (fusebox's sockets; nginx's
+-- cosockets): true if the instance answered in time.
+local function probe(c, inst) return host.probe(c.kind, inst, c.path, c.timeout, c.tls) end
 
 local function record(c, inst, ok)
   local k = key(inst.host, inst.port)
@@ -66,14 +60,14 @@ local function round(c)
   local me = coroutine.running()
   for i = 1, #live do
     local inst = live[i]
-    core.spawn(function()
+    host.spawn(function()
       local ok = probe(c, inst)
       if not c.stopped then record(c, inst, ok) end
       pending = pending - 1
-      if pending == 0 then core.wake(me) end
+      if pending == 0 then host.wake(me) end
     end)
   end
-  if pending > 0 then core.wait("health check round", c.timeout * 2) end
+  if pending > 0 then host.wait("health check round", c.timeout * 2) end
 end
 
 local function check_number(v, def, name, positive_int)
@@ -87,7 +81,11 @@ end
 
 -- fb.health_check{registry=, service=, type="tcp"|"http", path="/",
 -- interval=5, timeout=1, healthy_threshold=2, unhealthy_threshold=2,
--- on_change=fn(instance, healthy)} -> checker
+-- on_change=fn(instance, healthy), workers="one"|"all", tls=nil} ->
+-- checker; with tls (as fb.tcp.connect's) a probe is an HTTPS request,
+-- or for "tcp" a TLS handshake, and fails when it fails (a certificate
+-- that expired); checker.probing: whether this process probes (workers =
+-- "one": only the scheduler's primary process, nginx's worker 0)
 function M.new(opts)
   tcp.check_real("health_check")
   if type(opts) ~= "table" then argerror(1, "health_check", "options table expected, got " .. type(opts)) end
@@ -96,22 +94,35 @@ function M.new(opts)
   end
   if getmetatable(opts.registry) ~= core.meta.registry then argerror(1, "health_check", "registry expected") end
   base.check_name(opts.service, 1, "health_check")
+  local workers = opts.workers or "one"
+  if workers ~= "one" and workers ~= "all" then
+    argerror(1, "health_check", "workers must be 'one' or 'all', got " .. tostring(workers))
+  end
   local kind = opts.type or "tcp"
   if kind ~= "tcp" and kind ~= "http" then
     argerror(1, "health_check", "type must be 'tcp' or 'http', got " .. tostring(kind))
   end
+  tls.client(opts.tls, 1, "health_check")
   local c = setmetatable({
     registry = opts.registry, service = opts.service, kind = kind, path = opts.path or "/",
+    tls = opts.tls,
     interval = check_number(opts.interval, 5, "interval"),
     timeout = check_number(opts.timeout, 1, "timeout"),
     healthy_threshold = check_number(opts.healthy_threshold, 2, "healthy_threshold", true),
     unhealthy_threshold = check_number(opts.unhealthy_threshold, 2, "unhealthy_threshold", true),
     on_change = opts.on_change, states = {}, stopped = false,
   }, checker)
-  c.loop = core.spawn(function()
-    while not c.stopped do
+  -- One process probes (nginx: worker 0, not every worker: Kong#6788);
+  -- in the others the checker stays idle and reports every instance
+  -- healthy: what worker 0 marks down reaches them through health the
+  -- registry shares across processes, or through on_change. workers =
+  -- "all" probes from every process, for registries that share nothing.
+  c.probing = workers == "all" or host.primary()
+  if not c.probing then return c end
+  c.loop = host.spawn(function()
+    while not c.stopped and not host.exiting() do
       round(c)
-      if not c.stopped then core.wait("health check interval", c.interval) end
+      if not c.stopped then host.wait("health check interval", c.interval) end
     end
   end)
   return c
@@ -141,7 +152,7 @@ end
 function checker:stop()
   base.check_self(self, checker, "fusebox.health_check", "stop")
   self.stopped = true
-  core.wake(self.loop)
+  if self.loop then host.wake(self.loop) end
 end
 
 return M

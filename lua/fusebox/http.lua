@@ -15,6 +15,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
+local tls = core.import "fusebox.tls"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
 local find, sub, lower = string.find, string.sub, string.lower
@@ -124,20 +125,25 @@ end
 
 local REQUEST_OPTIONS = {
   method = true, url = true, instance = true, path = true, headers = true,
-  body = true, timeout = true, max_body = true,
+  body = true, timeout = true, max_body = true, tls = true,
 }
 
--- host, port, target of a request | nil, why (a bad argument).
+-- host, port, target of a request, and whether it is https | nil, why
+-- (a bad argument).
 local function target_of(opts)
-  local host, port, target
+  local host, port, target, https
   if opts.url ~= nil then
     if type(opts.url) ~= "string" then return nil, "url must be a string, got " .. type(opts.url) end
     local scheme
     scheme, host, port, target = core.http_parse_url(opts.url)
-    if not scheme or lower(scheme) ~= "http" then
-      return nil, format("url must be http://host[:port]/path, got '%s'", opts.url)
+    scheme = scheme and lower(scheme)
+    if scheme ~= "http" and scheme ~= "https" then
+      return nil, format("url must be http[s]://host[:port]/path, got '%s'", opts.url)
     end
-    port = port or 80
+    https = scheme == "https"
+    if opts.tls and not https then return nil, "tls is for https:// urls" end
+    if opts.tls == false and https then return nil, "an https:// url needs tls (true or a table), got false" end
+    port = port or (https and 443 or 80)
   else
     local inst = opts.instance
     if type(inst) ~= "table" or type(inst.host) ~= "string" or type(inst.port) ~= "number" then
@@ -147,12 +153,12 @@ local function target_of(opts)
     if type(target) ~= "string" or sub(target, 1, 1) ~= "/" then
       return nil, "path must be a string starting with '/', got " .. tostring(target)
     end
-    host, port = inst.host, inst.port
+    host, port, https = inst.host, inst.port, opts.tls ~= nil and opts.tls ~= false
   end
   if find(target, "[%c ]") then -- it would end the request line early
     return nil, "path must not contain spaces or control characters"
   end
-  return host, port, target
+  return host, port, target, https
 end
 
 local function build_request(method, host, port, target, headers, body)
@@ -186,21 +192,26 @@ local function read_response(sock, parser, left)
 end
 
 -- fb.http.request{method="GET", url= | instance= + path=, headers=,
--- body=, timeout=10, max_body=64 MiB} -> status, headers, body | nil, err.
--- Failures are values: "connection refused", "timeout", "closed", a
--- response the parser refuses ("unsupported HTTP version 9.9", "body too
--- large (limit N bytes)", ...). timeout bounds the whole exchange.
+-- body=, timeout=10, max_body=64 MiB, tls=} -> status, headers, body |
+-- nil, err. Failures are values: "connection refused", "timeout",
+-- "closed", a response the parser refuses ("unsupported HTTP version
+-- 9.9", "body too large (limit N bytes)", ...), a TLS failure
+-- ("certificate verify failed: ..."). timeout bounds the whole exchange,
+-- the TLS handshake included. An https:// url (or tls= with instance=)
+-- speaks TLS: tls is as for fb.tcp.connect (fusebox/tls.lua), default
+-- true (the system's CAs, the url's host verified).
 -- Trailers of a chunked response are not returned.
 function M.request(opts)
-  tcp.check_real("http.request")
+  tcp.check_io("http.request")
   if type(opts) ~= "table" then
     argerror(1, "request", "options table expected, got " .. type(opts))
   end
   for k in pairs(opts) do
     if not REQUEST_OPTIONS[k] then argerror(1, "request", format("unknown option '%s'", tostring(k))) end
   end
-  local host, port, target = target_of(opts)
+  local host, port, target, https = target_of(opts)
   if not host then argerror(1, "request", port) end
+  local secure = https and tls.client(opts.tls == nil or opts.tls, 1, "request") -- never false here
   local method = opts.method or "GET"
   local body = opts.body or ""
   if type(method) ~= "string" or not find(method, "^%u+$") then
@@ -220,6 +231,12 @@ function M.request(opts)
   end
   local sock, err = tcp.connect(host, port, { timeout = timeout })
   if not sock then return nil, err end
+  if secure then
+    local t = left()
+    if t and secure.handshake_timeout and secure.handshake_timeout < t then t = secure.handshake_timeout end
+    sock, err = tls.handshake(sock, secure, host, t or 0)
+    if not sock then return nil, err end
+  end
   local ok
   ok, err = sock:write(build_request(method, host, port, target, opts.headers, body), left() or 0)
   if not ok then sock:close(); return nil, err end
@@ -236,6 +253,7 @@ end
 local SERVE_OPTIONS = {
   host = true, port = true, handler = true, max_body = true, read_timeout = true,
   request_timeout = true, max_connections = true, backlog = true, background = true,
+  tls = true,
 }
 
 -- head: the request was HEAD, so the body is announced, not sent.
@@ -335,8 +353,12 @@ end
 
 -- fb.http.serve{host="127.0.0.1", port=0, handler=fn, max_body=1 MiB,
 -- read_timeout=10, request_timeout=30, max_connections=1024,
--- background=false (true: the server does not keep a run going)}
--- -> server | nil, err. handler(req) gets {method, url, path, query,
+-- background=false (true: the server does not keep a run going), tls=}
+-- -> server | nil, err. With tls = {cert_file=, key_file= [, ca_file=]}
+-- (fusebox/tls.lua) it speaks HTTPS: each connection's handshake, within
+-- its slot and bounded by tls.handshake_timeout (else read_timeout),
+-- comes before its first request; one that fails is closed.
+-- handler(req) gets {method, url, path, query,
 -- version, headers (lower-case names), trailers (the same, after a
 -- chunked body), body, keep_alive} and returns status (200..599),
 -- headers, body. A HEAD request's body is announced, never sent.
@@ -344,7 +366,7 @@ end
 -- long poll): sock:watch() tells it when the client leaves or sends more
 -- (fb.tcp); it must not read or write it.
 function M.serve(opts)
-  tcp.check_real("http.serve")
+  tcp.check_io("http.serve")
   if type(opts) ~= "table" then argerror(1, "serve", "options table expected, got " .. type(opts)) end
   for k in pairs(opts) do
     if not SERVE_OPTIONS[k] then argerror(1, "serve", format("unknown option '%s'", tostring(k))) end
@@ -356,6 +378,7 @@ function M.serve(opts)
   check_seconds(opts.read_timeout, "serve", "read_timeout")
   check_seconds(opts.request_timeout, "serve", "request_timeout")
   check_count(opts.max_connections, "serve", "max_connections")
+  local secure = tls.server(opts.tls, 1, "serve")
   local srv = setmetatable({
     handler = opts.handler,
     max_body = opts.max_body or 1024 * 1024,
@@ -372,7 +395,9 @@ function M.serve(opts)
       if srv.nconns >= srv.max_connections or srv.closed then sock:close(); return end
       srv.conns[sock] = true
       srv.nconns = srv.nconns + 1
-      serve_connection(srv, sock)
+      if not secure or tls.handshake(sock, secure, nil, secure.handshake_timeout or srv.read_timeout) then
+        serve_connection(srv, sock)
+      end
       srv.conns[sock] = nil
       srv.nconns = srv.nconns - 1
     end,

@@ -30,10 +30,13 @@
 -- so every retry is a fresh trip through the breaker (which sees each
 -- attempt), an open breaker costs no rate-limit token, a rate-limited
 -- call never occupies a bulkhead slot, and the timeout bounds one
--- attempt, not the whole retry sequence. Since a coroutine cannot be
--- killed, a timed-out attempt's child keeps running to its end; its
--- result is dropped, its error caught, and its bulkhead slot (the
--- bulkhead is outside the timeout) is already free again. A breaker
+-- attempt, not the whole retry sequence. On fusebox's runtime a
+-- coroutine cannot be killed, so a timed-out attempt's child keeps
+-- running to its end; its result is dropped, its error caught, and its
+-- bulkhead slot (the bulkhead is outside the timeout) is already free
+-- again. A host that can stop it does (nginx kills the light thread,
+-- which would otherwise hold the request open: fusebox/host.lua,
+-- abandon). A breaker
 -- records the attempt as a timeout (not a plain failure), and
 -- M.abandoned() lets the child's code know its caller gave up (fb.sim
 -- logs such a late answer as the timeout its caller saw).
@@ -89,7 +92,9 @@ local check_self, check_arg, argerror = base.check_self, base.check_arg, base.ar
 local layer_call = core.import("fusebox.breaker").layer_call
 local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local max_sleep = core.max_sleep
-local sleep, spawn, wait, wake, random = core.sleep, core.spawn, core.wait, core.wake, core.random
+local host = core.import "fusebox.host"
+local sleep, spawn, wait, wake, abandon = host.sleep, host.spawn, host.wait, host.wake, host.abandon
+local random = core.random
 local running = coroutine.running
 local format, find, type, error, pcall, select, unpack, next =
   string.format, string.find, type, error, pcall, select, unpack, next
@@ -350,17 +355,19 @@ function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
   local box = { caller = running(), owner = self, done = false, abandoned = false }
-  boxes[spawn(guarded, box, fn, ...)] = box -- before the child first runs
-  local deadline = now() + self.seconds
+  local deadline = now() + self.seconds -- a host may run the child at once (nginx)
+  local child = spawn(guarded, box, fn, ...)
+  boxes[child] = box -- before the child first runs (on nginx: after its first step)
   while not box.done do
     local left = deadline - now()
     if left <= 0 or not wait(self.what, left) then
       if box.done then break end
       box.abandoned = true
+      self.timeouts = self.timeouts + 1
+      if abandon(child) then return nil, self.message end -- stopped: it never comes back
       local run = run_id(rt)
       if orphans.run ~= run then orphans.n, orphans.run = 0, run end
       orphans.n = orphans.n + 1
-      self.timeouts = self.timeouts + 1
       return nil, self.message
     end
   end

@@ -8,6 +8,7 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local host = core.import "fusebox.host"
 local events = core.import "fusebox.events"
 local now = base.now
 local format, error, type, tostring, select = string.format, error, type, tostring, select
@@ -33,9 +34,9 @@ end
 function M.at(t, fn, ...)
   if type(t) ~= "number" then base.argerror(1, "at", "time must be a number, got " .. type(t)) end
   if type(fn) ~= "function" then base.argerror(2, "at", "function expected, got " .. type(fn)) end
-  return core.spawn(function(...)
+  return host.spawn(function(...)
     local wait = t - now()
-    if wait > 0 then core.sleep(wait) end
+    if wait > 0 then host.sleep(wait) end
     return fn(...)
   end, ...)
 end
@@ -56,7 +57,7 @@ function M.eventually(cond, within, msg, every)
   while true do
     if cond() then return now() end
     if now() >= deadline then failure(2, msg) end
-    core.sleep(math.min(every, deadline - now()))
+    host.sleep(math.min(every, deadline - now()))
   end
 end
 

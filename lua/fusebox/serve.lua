@@ -30,6 +30,7 @@
 local core = select(2, ...)
 local http = core.import "fusebox.http"
 local base = core.import "fusebox.base"
+local tls = core.import "fusebox.tls"
 local bit = require "bit"
 local now, argerror = core.now, base.argerror
 local encode, decode, ARRAY = core.json_encode, core.json_decode, core.json_array
@@ -341,7 +342,7 @@ end
 local OPTIONS = {
   registry = true, host = true, port = true, max_body = true, read_timeout = true,
   sweep_interval = true, max_connections = true, token = true, auth_reads = true,
-  insecure = true,
+  insecure = true, tls = true,
 }
 
 local function loopback(host)
@@ -359,9 +360,11 @@ end
 
 -- fb.serve_registry{registry=fb.registry{}, host="127.0.0.1", port=8500,
 -- max_body=64 KiB, read_timeout=10, sweep_interval=1, max_connections=1024,
--- token=nil, auth_reads=false, insecure=false} -> api | nil, err;
--- api.registry, api:port(), api:close(). A host other than loopback
--- needs a token, or insecure=true.
+-- token=nil, auth_reads=false, insecure=false, tls=nil} -> api | nil,
+-- err; api.registry, api:port(), api:close(). A host other than loopback
+-- needs a token, or insecure=true. tls = {cert_file=, key_file= [,
+-- ca_file=]} serves HTTPS (ca_file: clients need a certificate it
+-- signed), as fb.http.serve does.
 function M.serve(opts)
   opts = opts or {}
   for k in pairs(opts) do
@@ -375,6 +378,7 @@ function M.serve(opts)
   if opts.auth_reads and not token then
     argerror(1, "serve_registry", "auth_reads needs a token")
   end
+  tls.server(opts.tls, 1, "serve_registry")
   local api = setmetatable({
     registry = opts.registry or core.registry {},
     waiters = {}, -- coroutines in blocking queries
@@ -385,7 +389,7 @@ function M.serve(opts)
   local server, err = http.serve {
     host = host, port = opts.port or 8500,
     max_body = opts.max_body or 64 * 1024, read_timeout = opts.read_timeout,
-    max_connections = opts.max_connections,
+    max_connections = opts.max_connections, tls = opts.tls,
     handler = function(req, conn) return route(api, req, conn) end,
   }
   if not server then return nil, err end

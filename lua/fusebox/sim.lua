@@ -26,7 +26,8 @@ local api, now, check_arg, check_self, timed_out = base.api, base.now, base.chec
 local abandoned, orphans = policy.abandoned, policy.orphans
 local rt = ffi.cast("fb_runtime *", core.rt)
 local breaker_mt = core.meta.breaker
-local sleep, wait, wake, daemon = core.sleep, core.wait, core.wake, core.daemon
+local host = core.import "fusebox.host"
+local sleep, wait, wake, daemon = host.sleep, host.wait, host.wake, host.daemon
 local events_on, emit = events.on, events.emit
 local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
 local pairs, ipairs, select, setmetatable, getmetatable = pairs, ipairs, select, setmetatable, getmetatable
@@ -536,6 +537,70 @@ function M.instance(spec)
   }, instance)
   start(inst)
   return inst
+end
+
+-- ----------------------------------------------------------- swarm
+
+-- Swarm testing (Groce et al.; TigerBeetle's VOPR): rather than every
+-- fault at once on every seed, each seed turns each fault kind on or off,
+-- so different seeds stress different mixes and a failure needing two
+-- kinds together is not drowned by a third. `fusebox explore` lists the
+-- mix of each failing seed and shrinks it (--swarm-off).
+local SWARM_OFF, SWARM_ON = "fusebox.swarm_off", "fusebox.swarm_on" -- src/cli.h
+local MAX_KINDS = 64
+
+local function swarm_kinds(spec)
+  if type(spec) ~= "table" then
+    base.argerror(1, "swarm", "table of fault kinds expected, got " .. type(spec), 1)
+  end
+  local kinds, p = {}, {}
+  for k, v in pairs(spec) do
+    local name, prob = k, 0.5
+    if type(k) == "number" then name = v
+    elseif type(v) == "number" then prob = v
+    elseif v ~= true then
+      base.argerror(1, "swarm", format("%s must be a probability 0..1 or true, got %s",
+        tostring(k), type(v)), 1)
+    end
+    if type(name) ~= "string" or not name:find("^[%w_]+$") or #name > 40 then
+      base.argerror(1, "swarm", format("fault kinds are names of letters, digits and _ "
+        .. "(at most 40), got %q", tostring(name)), 1)
+    end
+    if not (prob >= 0 and prob <= 1) then
+      base.argerror(1, "swarm", format("%s must be a probability 0..1, got %s", name,
+        tostring(prob)), 1)
+    end
+    if p[name] == nil then kinds[#kinds + 1] = name end
+    p[name] = prob
+  end
+  if #kinds > MAX_KINDS then
+    base.argerror(1, "swarm", format("at most %d fault kinds, got %d", MAX_KINDS, #kinds), 1)
+  end
+  sort(kinds)
+  return kinds, p
+end
+
+-- fb.sim.swarm{ "outage", "slow", errors = 0.3 } -> { outage = bool, ... }:
+-- which fault kinds are on for this run's seed, each with probability
+-- 0.5 (or the one given). A kind's draw depends only on the seed and its
+-- name (its own named stream: no other stream moves), and a kind named
+-- in `--swarm-off` is off whatever it draws.
+function M.swarm(spec)
+  local kinds, p = swarm_kinds(spec)
+  local off = {}
+  local list = debug.getregistry()[SWARM_OFF]
+  if type(list) == "string" then
+    for k in list:gmatch("[^,]+") do off[k] = true end
+  end
+  local on, names, r = {}, {}, ffi.new("fb_rng")
+  for _, k in ipairs(kinds) do
+    api.stream_init_named(rt, r, "fusebox.swarm " .. k, 1)
+    local draw = api.rng_double(r)
+    on[k] = draw < p[k] and not off[k]
+    if on[k] then names[#names + 1] = k end
+  end
+  debug.getregistry()[SWARM_ON] = table.concat(names, ",")
+  return on
 end
 
 return M

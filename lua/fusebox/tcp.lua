@@ -7,6 +7,8 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local tls = core.import "fusebox.tls"
+local host = core.import "fusebox.host"
 local argerror = base.argerror
 local format, type, tostring, error = string.format, type, tostring, error
 
@@ -26,10 +28,20 @@ end
 
 -- Raises at the caller's caller when the clock is virtual: real sockets
 -- would make a simulation's outcome depend on the machine.
-function M.check_real(fname)
+function M.check_real(fname, level)
   if core.virtual_time() then
-    error(fname .. " is not available under --virtual-time", 3)
+    error(fname .. " is not available under --virtual-time", level or 3)
   end
+end
+
+-- check_real, and raises at the caller's caller unless fusebox's own
+-- sockets work under the installed scheduler (inside nginx they do not:
+-- nginx does the I/O). Through M.check_real, so that what stands in for
+-- it (the fuzz targets' in-memory sockets) stands in here too.
+function M.check_io(fname)
+  M.check_real(fname, 4)
+  local why = host.io(fname)
+  if why then error(why, 3) end
 end
 
 -- Raises unless opts (argument n) is nil or a table of allowed keys.
@@ -65,17 +77,24 @@ function M.check_host_port(host, port, nh, np, fname)
   end
 end
 
-local CONNECT_OPTIONS = { timeout = true }
+local CONNECT_OPTIONS = { timeout = true, tls = true }
 
--- fb.tcp.connect(host, port [, {timeout=}]) -> sock | nil, err
+-- fb.tcp.connect(host, port [, {timeout=, tls=}]) -> sock | nil, err;
+-- with tls (fusebox/tls.lua), the handshake is done before it returns
+-- (bounded by tls.handshake_timeout, else timeout, else 10 s) and
+-- reads and writes carry plaintext.
 function M.connect(host, port, opts)
-  M.check_real("tcp.connect")
+  M.check_io("tcp.connect")
   M.check_host_port(host, port, 1, 2, "connect")
   opts = M.check_options(opts, 3, "connect", CONNECT_OPTIONS)
   local timeout = M.check_timeout(opts.timeout, 3, "connect")
+  local secure = tls.client(opts.tls, 3, "connect")
   local s = core.tcp_new()
   local woke, ok, err = s:_connect(host, port, timeout)
-  if woke and ok then return s end
+  if woke and ok then
+    if secure then return tls.handshake(s, secure, host, secure.handshake_timeout or timeout) end
+    return s
+  end
   s:close()
   return nil, woke and err or "timeout"
 end
@@ -108,20 +127,30 @@ sock.watch, sock.unwatch = sock._watch, sock._unwatch
 -- sock:port() -> the local port
 sock.port = sock._port
 
-local LISTEN_OPTIONS = { host = true, port = true, backlog = true, handler = true }
+local LISTEN_OPTIONS = { host = true, port = true, backlog = true, handler = true, tls = true }
 
--- fb.tcp.listen{host="127.0.0.1", port=0, handler=fn [, backlog=511]}
+-- fb.tcp.listen{host="127.0.0.1", port=0, handler=fn [, backlog=511, tls=]}
 -- -> server | nil, err: fn(sock) runs as a new coroutine per connection;
--- server:port(), server:close(). Loopback unless told otherwise.
+-- server:port(), server:close(). Loopback unless told otherwise. With
+-- tls (fusebox/tls.lua) fn gets the connection after its handshake; one
+-- that fails or times out is closed without fn.
 function M.listen(opts)
-  M.check_real("tcp.listen")
+  M.check_io("tcp.listen")
   opts = M.check_options(opts, 1, "listen", LISTEN_OPTIONS)
   local host, port = opts.host or "127.0.0.1", opts.port or 0
   M.check_host_port(host, port, 1, 1, "listen")
-  if type(opts.handler) ~= "function" then
-    argerror(1, "listen", "handler must be a function, got " .. type(opts.handler))
+  local handler = opts.handler
+  if type(handler) ~= "function" then
+    argerror(1, "listen", "handler must be a function, got " .. type(handler))
   end
-  return core.tcp_listen(host, port, opts.backlog or 511, opts.handler)
+  local secure = tls.server(opts.tls, 1, "listen")
+  if secure then
+    local plain = handler
+    handler = function(s)
+      if tls.handshake(s, secure) then return plain(s) end
+    end
+  end
+  return core.tcp_listen(host, port, opts.backlog or 511, handler)
 end
 
 return M

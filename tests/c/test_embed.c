@@ -88,6 +88,46 @@ static void lookups_explain_failures(void **state) {
   fb_runtime_free(NULL);
 }
 
+/* A pointer the host holds stays valid whatever Lua does: a __gc called
+ * by hand, the export dropped and the object collected (under ASan a use
+ * after free here fails the run; in any build Lua would see "closed"). */
+static void host_pointers_outlive_lua(void **state) {
+  (void)state;
+  errors e = {0};
+  fb_runtime *rt = virtual_runtime(&e);
+  assert_int_equal(fb_runtime_eval(rt,
+      "local fb = require 'fusebox'\n"
+      "held = fb.breaker { failure_threshold = 2, timeout = 5 }\n"
+      "fb.export('held', held)\n"
+      "reg = fb.registry()\n"
+      "reg:register('pay', '127.0.0.1', 9000)\n"
+      "fb.export('reg', reg)\n"
+      "fb.export('lb', fb.balancer(reg, 'round_robin'))\n", "policy"), 0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  fb_breaker *b = fb_runtime_breaker(rt, "held");
+  fb_registry *reg = fb_runtime_registry(rt, "reg");
+  fb_balancer *lb = fb_runtime_balancer(rt, "lb");
+  assert_non_null(b);
+  assert_non_null(lb);
+  assert_int_equal(fb_runtime_eval(rt,
+      "local fb = require 'fusebox'\n"
+      "getmetatable(held).__gc(held)\n"
+      "getmetatable(reg).__gc(reg)\n"
+      "fb.export('held', nil) fb.export('lb', nil) fb.export('reg', nil)\n"
+      "assert(held.state == 'CLOSED', 'the host holds it: still open')\n"
+      "held, reg = nil, nil\n"
+      "collectgarbage() collectgarbage()\n", "hostile"), 0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  assert_int_equal(e.n, 0);
+  for (int i = 0; i < 2; i++)
+    fb_breaker_record(b, fb_breaker_acquire(b, 1), FB_FAILURE, 0, 1);
+  assert_int_equal(fb_breaker_state_of(b), FB_OPEN);
+  fb_instance *i = fb_balancer_pick(lb, fb_registry_service(reg, "pay"), 1);
+  assert_non_null(i);
+  assert_int_equal(fb_instance_port(i), 9000);
+  fb_runtime_free(rt); /* frees them: valgrind and ASan see no leak */
+}
+
 static void lua_errors_are_returned_not_fatal(void **state) {
   (void)state;
   errors e = {0};
@@ -136,12 +176,69 @@ static void host_loop_survives_lua_errors(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A host clock that counts the reads, so the test knows it was used. */
+typedef struct host_clock {
+  double t;
+  int reads;
+} host_clock;
+
+static double host_now(void *data) {
+  host_clock *c = data;
+  c->reads++;
+  return c->t;
+}
+
+static void the_real_clock_is_absolute_or_the_hosts(void **state) {
+  (void)state;
+  errors e = {0};
+  fb_runtime *rt = fb_runtime_new(NULL);
+  assert_non_null(rt);
+  /* CLOCK_MONOTONIC itself, not time since the module loaded: every
+   * process reads one time base */
+  double before = fb_monotonic_now();
+  double t = fb_runtime_now(rt);
+  assert_true(before <= t && t <= fb_monotonic_now());
+  assert_true(before > 0);
+  host_clock c = {1000.5, 0};
+  assert_int_equal(fb_runtime_set_clock(rt, host_now, &c), 0);
+  assert_true(fb_runtime_now(rt) == 1000.5);
+  /* Lua reads it too (fb.now through the FFI, fb.real_now), and the
+   * loop-cached clock a pick reads is stamped from it at each resume */
+  assert_int_equal(fb_runtime_eval(rt,
+      "local fb = require 'fusebox'\n"
+      "assert(fb.now() == 1000.5, 'fb.now ' .. fb.now())\n"
+      "assert(fb.real_now() == 1000.5, 'real_now ' .. fb.real_now())\n"
+      "local reg = fb.registry { heartbeat_timeout = 10 }\n"
+      "reg:register('s', '127.0.0.1', 1)\n"
+      "fb.export('reg', reg)\n", "clock"), 0);
+  assert_int_equal(fb_runtime_run(rt), 0);
+  assert_true(c.reads >= 3);
+  fb_registry *reg = fb_runtime_registry(rt, "reg");
+  assert_non_null(reg);
+  fb_service *s = fb_registry_service(reg, "s");
+  fb_instance *const *live;
+  assert_int_equal(fb_service_live(s, 1005, &live), 1);  /* registered at 1000.5 */
+  assert_int_equal(fb_service_live(s, 1011, &live), 0);  /* expired by the host's time */
+  assert_int_equal(fb_runtime_set_clock(rt, NULL, NULL), 0);
+  t = fb_runtime_now(rt);
+  assert_true(t >= before && t <= fb_monotonic_now());
+  assert_int_equal(fb_runtime_set_clock(NULL, host_now, &c), FB_EINVAL);
+  fb_runtime_free(rt);
+  rt = virtual_runtime(&e); /* a virtual clock is its own */
+  assert_int_equal(fb_runtime_set_clock(rt, host_now, &c), FB_EINVAL);
+  assert_true(fb_runtime_now(rt) == 0);
+  fb_runtime_free(rt);
+  assert_int_equal(e.n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(exports_reach_c),
+      cmocka_unit_test(host_pointers_outlive_lua),
       cmocka_unit_test(lookups_explain_failures),
       cmocka_unit_test(lua_errors_are_returned_not_fatal),
       cmocka_unit_test(host_loop_survives_lua_errors),
+      cmocka_unit_test(the_real_clock_is_absolute_or_the_hosts),
   };
   return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
 }

@@ -356,4 +356,12 @@ describe("argument errors", function()
       assert.matches("^tests/lua/gc_spec%.lua:%d+: bad argument #1 to '" .. what .. "'", err)
     end
   end)
+
+  it("refuses to export an object whose __gc ran (a host would get a NULL pointer)", function()
+    local cb = fb.breaker {}
+    getmetatable(cb).__gc(cb)
+    local ok, err = pcall(fb.export, "gone", cb)
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'export' (fusebox.breaker is closed)", err, 1, true)
+  end)
 end)

@@ -162,7 +162,7 @@ describe("fb.http client", function()
   it("rejects bad arguments at the caller's line", function()
     run(function()
       assert.has_error(function() fb.http.request { url = "ftp://x/" } end,
-        "bad argument #1 to 'request' (url must be http://host[:port]/path, got 'ftp://x/')")
+        "bad argument #1 to 'request' (url must be http[s]://host[:port]/path, got 'ftp://x/')")
       assert.has_error(function() fb.http.request { url = "http://x/", tiemout = 1 } end,
         "bad argument #1 to 'request' (unknown option 'tiemout')")
       assert.has_error(function() fb.http.request { path = "/" } end,

@@ -9,7 +9,8 @@ set -- $(ls "$B"/tests/*.t 2>/dev/null) \
   "run --virtual-time --seed 1 examples/circuit_breaker.lua" \
   "report tests/fixtures/report_corrupt.jsonl -o /dev/null" \
   "run --virtual-time --seed 1 --report /dev/null examples/outage_recovery.lua" \
-  "run tests/valgrind/io.lua"
+  "run tests/valgrind/io.lua" \
+  "run tests/valgrind/tls.lua"
 echo "1..$#"
 n=0
 for t in "$@"; do

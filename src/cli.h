@@ -1,0 +1,60 @@
+/*
+ * cli.h -- what the fusebox command's subcommands share (main.c): usage
+ * errors, seeds, scenario limits, and running one scenario in a Lua state
+ * of its own. explore.c runs thousands of them.
+ */
+#ifndef FB_CLI_H
+#define FB_CLI_H
+
+#include <lua.h>
+#include <stddef.h>
+
+/* Prints "fusebox: <fmt, what> (see fusebox --help)"; returns 2. */
+int fb_cli_usage_error(const char *fmt, const char *what);
+
+/* Parses a seed, digits only, 0..2^64-1; 0 or -1. */
+int fb_cli_parse_seed(const char *s, unsigned long long *out);
+
+/* A scenario's limits: virtual seconds it may take, wall-clock seconds
+ * it may run. Command flags set them for every scenario; a line
+ * "-- fusebox test: --timeout 120" in a file's leading comments sets them
+ * for that file. */
+typedef struct fb_cli_limits {
+  double max_virtual_time;
+  double timeout;
+} fb_cli_limits;
+
+#define FB_CLI_MAX_VIRTUAL_TIME 86400.0 /* one virtual day */
+#define FB_CLI_TIMEOUT 60.0
+
+/* Applies the limit option argv[*i] (with its value) to l; returns 0, 1
+ * when argv[*i] is not a limit option, or -1 (message in err). */
+int fb_cli_parse_limit(int argc, char **argv, int *i, fb_cli_limits *l,
+                       char *err, size_t cap);
+
+/* The outcome of one scenario run. */
+typedef struct fb_cli_result {
+  int ok;
+  int ran;            /* 0: not started (bad limits line, no Lua state) */
+  double vtime;       /* virtual time when it ended or failed */
+  char error[1024];   /* why it failed ("" when ok), truncated */
+  char swarm[256];    /* the fault kinds fb.sim.swarm turned on: "a,b" */
+} fb_cli_result;
+
+/* Runs the scenario at path in a new Lua state, in virtual time with
+ * seed, under its limits (the file's own, over lim), print() going to
+ * print; swarm_off (NULL: none) names fault kinds fb.sim.swarm must keep
+ * off ("a,b"). n numbers it in the wall-clock limit's last words. */
+void fb_cli_scenario(int n, const char *path, unsigned long long seed,
+                     fb_cli_limits lim, lua_CFunction print,
+                     const char *swarm_off, fb_cli_result *r);
+
+/* The registry field fb.sim.swarm reads the kinds to keep off from, and
+ * the one it leaves the kinds it turned on in (a string "a,b"). */
+#define FB_CLI_SWARM_OFF "fusebox.swarm_off"
+#define FB_CLI_SWARM_ON "fusebox.swarm_on"
+
+/* fusebox explore (explore.c). */
+int fb_cli_explore(int argc, char **argv);
+
+#endif
