@@ -356,10 +356,41 @@ static int outlier_events(lua_State *L) {
   return 1;
 }
 
+/* d:on("eject" | "readmit", fn): fn(event) for each of the detector's
+ * events, as the balancer's done() drains them (lua/fusebox/balancer.lua
+ * calls env.listeners[kind][1..n]) */
+static int outlier_on(lua_State *L) {
+  fbl_check_object(L, 1, FBL_OUTLIER);
+  const char *ev = luaL_checkstring(L, 2);
+  if (strcmp(ev, "eject") != 0 && strcmp(ev, "readmit") != 0)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "unknown event '%s' (known: "
+                                                  "eject, readmit)", ev));
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_getfenv(L, 1);
+  lua_getfield(L, -1, "listeners");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "listeners");
+  }
+  lua_getfield(L, -1, ev);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, ev);
+  }
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+  return 0;
+}
+
 static const luaL_Reg outlier_methods[] = {
     {"registry", outlier_registry},
     {"stats", outlier_stats},
     {"tick", outlier_tick},
+    {"on", outlier_on},
     {NULL, NULL},
 };
 

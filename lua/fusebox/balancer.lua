@@ -240,20 +240,23 @@ function balancer:pick(service, key)
 end
 
 -- The outlier detector's events since the last done(), into the event
--- log: "eject" {service, host, port, reason, until, ejections} and
--- "readmit" {service, host, port, reason, at} (the reason it was out).
--- An instance gone meanwhile is named by its id alone.
+-- log and to its listeners (d:on): "eject" {service, host, port, id,
+-- reason, until, ejections} and "readmit" {service, host, port, id,
+-- reason, at} (the reason it was out). An instance gone meanwhile is
+-- named by its id alone. A listener that raises is reported, not raised.
 local function outlier_events(st)
   local list = core.outlier_events(st.outlier)
-  if list == nil or not events.on() then return end
+  if list == nil then return end
+  local on, log = debug.getfenv(st.outlier).listeners, events.on()
   for _, e in ipairs(list) do
+    local kind = e.eject and "eject" or "readmit"
     local f = { reason = e.reason, id = e.id, service = e.service, host = e.host, port = e.port }
-    if e.eject then
-      f["until"], f.ejections = e["until"], e.ejections
-      events.emit("eject", f)
-    else
-      f.at = e.at
-      events.emit("readmit", f)
+    if e.eject then f["until"], f.ejections = e["until"], e.ejections else f.at = e.at end
+    if log then events.emit(kind, f) end
+    local fns = on and on[kind]
+    for k = 1, fns and #fns or 0 do
+      local ok, err = xpcall(fns[k], traceback, f)
+      if not ok then core.report("outlier " .. kind .. " listener failed", tostring(err)) end
     end
   end
 end

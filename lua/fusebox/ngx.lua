@@ -190,6 +190,12 @@ function M.upstream(opts)
     -- with a zone: its payload slot, and each peer's record in it by id
     zslot = zone and ffi.cast("fb_zone *const *", zone), records = {},
   }, upstream)
+  if opts.outlier and u.zslot then -- its ejections for every worker
+    lb:outlier():on("eject", function(e)
+      local left = e.host and e["until"] - base.now()
+      if left and left > 0 then u:eject(format("%s:%d", e.host, e.port), left) end
+    end)
+  end
   for k, peer in ipairs(peers) do
     local host, port = parse_peer(peer, k)
     if not reg:register(name, host, port) then

@@ -75,6 +75,25 @@ describe("outlier detection", function()
     has(log, '{"t":31,"kind":"readmit","at":30,"host":"10.0.0.2"')
   end)
 
+  it("calls its listeners with each eject and readmit, reporting one that raises", function()
+    T.vrun(function()
+      local reg = static(10)
+      local d = fb.outlier(reg, { consecutive_5xx = 1 })
+      local lb = fb.balancer(reg, "round_robin", { outlier = d })
+      local seen = {}
+      d:on("eject", function(e) seen[#seen + 1] = "eject " .. e.host .. " " .. e.reason .. " " .. e["until"] end)
+      d:on("readmit", function(e) seen[#seen + 1] = "readmit " .. e.host .. " " .. e.at end)
+      d:on("eject", function() error("listener bug") end)
+      local v = lb:pick("api")
+      lb:done(v, false, 0)
+      fb.sleep(31)
+      lb:done(lb:pick("api"), true, 0)
+      assert.same({ "eject 10.0.0.1 consecutive_5xx 30", "readmit 10.0.0.1 30" }, seen)
+      has(errmsg(d.on, d, "ejected", print), "unknown event 'ejected' (known: eject, readmit)")
+      has(errmsg(d.on, d, "eject", 3), "function expected")
+    end)
+  end)
+
   it("shares one detector between balancers over its registry only", function()
     T.vrun(function()
       local reg = static(2)
@@ -286,6 +305,20 @@ describe("fusebox.ngx with outlier detection", function()
         1, true))
       assert.truthy(errmsg(ngx_fb.upstream, { name = "x", peers = { "a:1" }, outlier = 1 })
         :find("outlier must be a table of outlier options, got number", 1, true))
+      -- with a zone, the detector's ejection is every worker's (u:eject)
+      local z = ngx_fb.upstream { name = "spec_outlier_zone", zone = "spec_outlier_zone",
+        peers = { "127.0.0.1:1", "127.0.0.1:2" }, breaker = false, tries = 1,
+        outlier = { consecutive_5xx = 1, max_ejection_percent = 50 } }
+      _G.ngx = { ctx = {}, var = {}, log = function() end, ERR = 4, ERROR = -1,
+        exit = function(c) error("exit " .. c) end }
+      z:balance()
+      ngx.var.upstream_status, ngx.var.upstream_response_time = "500", "0.001"
+      z:log()
+      local p = z:peers()[current]
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int getpid(void);")
+      os.remove("/dev/shm/fusebox-zone.spec_outlier_zone." .. ffi.C.getpid()) -- mapped: still usable
+      assert.truthy(p.ejected_for and p.ejected_for > 29, tostring(p.ejected_for))
     end)
     _G.ngx = saved_ngx
     package.loaded["ngx.balancer"] = nil
