@@ -110,6 +110,34 @@ static int api_breaker_reset(fb_breaker *const *b, double now) {
   return 0;
 }
 
+static double api_limiter_acquire(fb_limiter *const *l) {
+  return OPEN(l) ? (double)fb_limiter_acquire(*l) : FBL_ECLOSED;
+}
+
+/* A permit is an integer 1..2^31 (what acquire hands out): anything else
+ * (0.5, NaN, 1e300) is malformed, not truncated into another. */
+static int api_limiter_release(fb_limiter *const *l, double permit,
+                               int outcome, double rtt, double now) {
+  if (!OPEN(l))
+    return FBL_ECLOSED;
+  if (!(permit >= 1 && permit <= 2147483647.0) || permit != floor(permit))
+    return FB_EINVAL;
+  return fb_limiter_release(*l, (int64_t)permit, (fb_limit_outcome)outcome,
+                            rtt, now);
+}
+
+static double api_limiter_changes(fb_limiter *const *l) {
+  return OPEN(l) ? (double)fb_limiter_changes(*l) : FBL_ECLOSED;
+}
+
+static int api_limiter_limit(fb_limiter *const *l) {
+  return OPEN(l) ? fb_limiter_limit(*l) : FBL_ECLOSED;
+}
+
+static int api_limiter_inflight(fb_limiter *const *l) {
+  return OPEN(l) ? fb_limiter_inflight(*l) : FBL_ECLOSED;
+}
+
 static fb_service *api_registry_service(fb_registry *const *r,
                                         const char *name) {
   return OPEN(r) ? fb_registry_service(*r, name) : NULL;
@@ -361,6 +389,7 @@ static const char cdef[] =
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
     "typedef struct fb_zone fb_zone;\n"
+    "typedef struct fb_limiter fb_limiter;\n"
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "typedef struct fb_clock_cache { " STR(FBL_CLOCK_CACHE_FIELDS) " } fb_clock_cache;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"

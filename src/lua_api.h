@@ -62,6 +62,13 @@ typedef struct fb_clock_cache {
   X(int, breaker_force_open, (fb_breaker *const *b, double now))             \
   X(int, breaker_disable, (fb_breaker *const *b, double now))                \
   X(int, breaker_reset, (fb_breaker *const *b, double now))                  \
+  X(double, limiter_acquire, (fb_limiter *const *l))                         \
+  X(int, limiter_release,                                                    \
+    (fb_limiter *const *l, double permit, int outcome, double rtt,          \
+     double now))                                                            \
+  X(double, limiter_changes, (fb_limiter *const *l))                         \
+  X(int, limiter_limit, (fb_limiter *const *l))                              \
+  X(int, limiter_inflight, (fb_limiter *const *l))                           \
   X(fb_service *, registry_service,                                          \
     (fb_registry *const *r, const char *name))                               \
   X(double, registry_services_removed, (fb_registry *const *r))            \

@@ -73,6 +73,8 @@ static int zone_new(lua_State *L) {
 
 static int zone_gc(lua_State *L) {
   fb_zone **p = fbl_check_gc(L, FBL_ZONE);
+  if (!p) /* a host holds it */
+    return 0;
   fb_zone_release(*p); /* NULL once closed */
   *p = NULL;
   return 0;

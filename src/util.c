@@ -77,6 +77,9 @@ const char *fb_strerror(int err) {
     return "registry full: max_services or max_instances reached";
   case FB_ENOW:
     return "the time is needed: call again with now";
+  case FB_ELIMIT:
+    return "concurrency limit reached: as many calls in flight as the limit "
+           "allows";
   }
   return "unknown error";
 }

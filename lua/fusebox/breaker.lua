@@ -274,6 +274,8 @@ local function judge(st, err)
   return timed_out(err) and TIMEOUT or FAILURE
 end
 
+M.judge = judge -- for the breaker layer under a hedge (fusebox.hedge)
+
 local function finish(self, st, permit, t0, ok, ...)
   local r1, r2 = ...
   local outcome = SUCCESS
