@@ -51,7 +51,7 @@ SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=al
             -fno-omit-frame-pointer
 endif
 
-CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/breaker.c \
+CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/outlier.c src/breaker.c \
             src/limiter.c src/base64.c src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/lua_registry.c src/lua_balancer.c src/lua_breaker.c src/lua_limiter.c \
@@ -215,7 +215,7 @@ demo: all
 	@echo
 	@echo "== examples/circuit_breaker.lua (real time, about 5 s)"
 	@$(BUILD)/fusebox run examples/circuit_breaker.lua
-	@for f in instance_crash slow_degrade slow_instance outage_recovery adaptive_limit retry_storm hedged_requests; do \
+	@for f in instance_crash slow_degrade slow_instance outage_recovery adaptive_limit retry_storm hedged_requests outlier_ejection slow_start; do \
 	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
 	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
 	done

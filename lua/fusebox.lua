@@ -78,6 +78,7 @@ return {
   export = core.export,
   registry = registry.new,
   balancer = core.balancer,
+  outlier = core.outlier,
   strategy = balancer.strategy,
   strategies = strategies,
   breaker = core.breaker,

@@ -18,6 +18,7 @@
  * all balancers over the registry.
  */
 #include "balancer.h"
+#include "outlier.h"
 #include "rng.h"
 #include "util.h"
 
@@ -77,7 +78,7 @@ static fb_instance *pick_least_request(fb_balancer *lb, fb_lb_slot *slot,
 /* Finagle's peak EWMA load: the latency estimate decayed to now (an idle
  * instance looks cheaper with time, so it is probed again), times the
  * calls in flight plus one. */
-static double ewma_load(const fb_balancer *lb, const fb_instance *i,
+static inline double ewma_load(const fb_balancer *lb, const fb_instance *i,
                         double now) {
   uint32_t load = fb__load(i);
   if (i->successes + i->failures == 0) /* no estimate yet */
@@ -96,6 +97,96 @@ static fb_instance *pick_peak_ewma(fb_balancer *lb, fb_lb_slot *slot,
   for (int c = 1; c < lb->cfg.choices; c++) {
     fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
     double load = ewma_load(lb, x, now);
+    if (load < best_load) {
+      best = x;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+/* ----------------------------------------------------------- slow start */
+
+/*
+ * Envoy's slow start: an instance that became a candidate (joined, came
+ * back, was readmitted or marked up: fb_instance.since) less than
+ * slow_start_window ago weighs
+ *   weight * max(min_weight_percent / 100, time_factor ^ (1 / aggression)),
+ *   time_factor = max(seconds since, 1) / slow_start_window.
+ * Each algorithm applies the factor where it uses a weight or a load:
+ * random accepts a drawn candidate with probability factor (else draws
+ * again, at most RAMP_DRAWS times), so shares follow the factors;
+ * least_request and peak_ewma divide the sampled candidates' loads by
+ * their factors; weighted_round_robin builds its table from the ramped
+ * weights and rebuilds it RAMP_STEPS times over a window. The ramped
+ * pickers are separate functions, so balancers without slow start run
+ * the plain ones, untouched.
+ */
+#define RAMP_DRAWS 16
+#define RAMP_STEPS 32
+
+/* The factor after age seconds in slow start (0 <= age < window). */
+static double ramp_factor(const fb_balancer *lb, double age) {
+  const fb_balancer_config *c = &lb->cfg;
+  double t = (age > 1 ? age : 1) / c->slow_start_window;
+  if (t >= 1)
+    return 1;
+  double f = c->slow_start_aggression == 1 ? t : pow(t, 1 / c->slow_start_aggression);
+  double min = c->slow_start_min_weight_percent / 100;
+  return f > min ? f : min;
+}
+
+/* i's slow-start factor at now, in (0, 1]. */
+static inline double ramp(const fb_balancer *lb, const fb_instance *i,
+                          double now) {
+  double age = now - i->since;
+  return age < lb->cfg.slow_start_window ? ramp_factor(lb, age > 0 ? age : 0) : 1;
+}
+
+static fb_instance *pick_random_ramped(fb_balancer *lb, fb_lb_slot *slot,
+                                       fb_instance *const *cand, uint32_t n,
+                                       const char *key, size_t len,
+                                       double now) {
+  (void)slot, (void)key, (void)len;
+  fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
+  for (int d = 1; d < RAMP_DRAWS; d++) {
+    double f = ramp(lb, x, now);
+    if (f >= 1 || fb_rng_double(&lb->rng) < f)
+      break;
+    x = cand[fb__rng_below(&lb->rng, n)];
+  }
+  return x;
+}
+
+static fb_instance *pick_least_request_ramped(fb_balancer *lb,
+                                              fb_lb_slot *slot,
+                                              fb_instance *const *cand,
+                                              uint32_t n, const char *key,
+                                              size_t len, double now) {
+  (void)slot, (void)key, (void)len;
+  fb_instance *best = cand[fb__rng_below(&lb->rng, n)];
+  double best_load = (fb__load(best) + 1.0) / ramp(lb, best, now);
+  for (int c = 1; c < lb->cfg.choices; c++) {
+    fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
+    double load = (fb__load(x) + 1.0) / ramp(lb, x, now);
+    if (load < best_load) {
+      best = x;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+static fb_instance *pick_peak_ewma_ramped(fb_balancer *lb, fb_lb_slot *slot,
+                                          fb_instance *const *cand,
+                                          uint32_t n, const char *key,
+                                          size_t len, double now) {
+  (void)slot, (void)key, (void)len;
+  fb_instance *best = cand[fb__rng_below(&lb->rng, n)];
+  double best_load = ewma_load(lb, best, now) / ramp(lb, best, now);
+  for (int c = 1; c < lb->cfg.choices; c++) {
+    fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
+    double load = ewma_load(lb, x, now) / ramp(lb, x, now);
     if (load < best_load) {
       best = x;
       best_load = load;
@@ -136,14 +227,43 @@ static int by_weight_then_index(const void *a, const void *b) {
   return (*x > *y) - (*x < *y);
 }
 
+/* The weights WRR uses at now: the instances' own, or with slow start
+ * and some candidate ramping, every weight times a scale (100, less where
+ * n * (weight * scale)^2 would overflow the picks' arithmetic) times its
+ * factor, at least 1; sets slot->ramp_next to the next rebuild. */
+static void wrr_weights(const fb_balancer *lb, fb_lb_slot *slot,
+                        fb_instance *const *cand, uint32_t n, double now,
+                        uint64_t *key) {
+  double window = lb->cfg.slow_start_window, next = INFINITY;
+  uint32_t wmax = 1;
+  for (uint32_t i = 0; i < n; i++) {
+    key[i] = (uint64_t)cand[i]->weight << 32 | i;
+    if (cand[i]->weight > wmax)
+      wmax = cand[i]->weight;
+    double end = cand[i]->since + window;
+    if (window > 0 && now < end && end < next)
+      next = end;
+  }
+  slot->ramp_next = INFINITY;
+  if (next == INFINITY)
+    return;
+  double scale = 100;
+  while (scale > 1 && (double)n * (wmax * scale) * (wmax * scale) >= 0x1p62)
+    scale /= 10;
+  for (uint32_t i = 0; i < n; i++) {
+    double w = floor(cand[i]->weight * scale * ramp(lb, cand[i], now) + 0.5);
+    key[i] = (uint64_t)(w > 1 ? w : 1) << 32 | i;
+  }
+  double step = now + window / RAMP_STEPS;
+  slot->ramp_next = step < next ? step : next;
+}
+
 static int build_wrr(fb_balancer *lb, fb_lb_slot *slot,
-                     fb_instance *const *cand, uint32_t n) {
-  (void)lb;
+                     fb_instance *const *cand, uint32_t n, double now) {
   uint64_t *key = fb__malloc(n * sizeof *key);
   if (!key)
     return FB_ENOMEM;
-  for (uint32_t i = 0; i < n; i++)
-    key[i] = (uint64_t)cand[i]->weight << 32 | i;
+  wrr_weights(lb, slot, cand, n, now, key);
   qsort(key, n, sizeof *key, by_weight_then_index);
   uint32_t k = 0;
   for (uint32_t i = 0; i < n; i++)
@@ -206,16 +326,32 @@ static fb_instance *pick_wrr(fb_balancer *lb, fb_lb_slot *slot,
   return cand[best_i];
 }
 
+/* A ramp step due: the table is rebuilt from the weights at now (a retry
+ * among the rest keeps the table of every candidate: pick_rest). */
+static fb_instance *pick_wrr_ramped(fb_balancer *lb, fb_lb_slot *slot,
+                                    fb_instance *const *cand, uint32_t n,
+                                    const char *key, size_t len, double now) {
+  if (now >= slot->ramp_next && slot->n &&
+      build_wrr(lb, slot, slot->cand, slot->n, now) < 0)
+    slot->ramp_next = now; /* out of memory: the old table, again next pick */
+  return pick_wrr(lb, slot, cand, n, key, len, now);
+}
+
 /* ---------------------------------------------------------- the registry */
 
+/* round_robin has no slow start: it ignores weights (the reference
+ * design's exact sequence). */
 static const fb_lb_algorithm round_robin = {"round_robin", NULL,
-                                            pick_round_robin};
-static const fb_lb_algorithm random_pick = {"random", NULL, pick_random};
+                                            pick_round_robin, NULL};
+static const fb_lb_algorithm random_pick = {"random", NULL, pick_random,
+                                            pick_random_ramped};
 static const fb_lb_algorithm wrr = {"weighted_round_robin", build_wrr,
-                                    pick_wrr};
+                                    pick_wrr, pick_wrr_ramped};
 static const fb_lb_algorithm least_request = {"least_request", NULL,
-                                              pick_least_request};
-static const fb_lb_algorithm peak_ewma = {"peak_ewma", NULL, pick_peak_ewma};
+                                              pick_least_request,
+                                              pick_least_request_ramped};
+static const fb_lb_algorithm peak_ewma = {"peak_ewma", NULL, pick_peak_ewma,
+                                          pick_peak_ewma_ramped};
 
 static const fb_lb_algorithm *const algorithms[] = {
     &round_robin, &random_pick,           &wrr,          &least_request,
@@ -246,6 +382,9 @@ void fb_balancer_config_init(fb_balancer_config *cfg) {
   cfg->decay = 10.0;
   cfg->replicas = 160;
   cfg->table_size = 65537;
+  cfg->slow_start_window = 0;
+  cfg->slow_start_aggression = 1;
+  cfg->slow_start_min_weight_percent = 10;
   cfg->magic = FB_CONFIG_MAGIC;
 }
 
@@ -273,6 +412,12 @@ static const char *config_error(const fb_balancer_config *c) {
     return "replicas";
   if (c->table_size < 3 || c->table_size > (1u << 26) || !is_prime(c->table_size))
     return "table_size";
+  if (!(c->slow_start_window >= 0 && c->slow_start_window <= 1e9))
+    return "slow_start_window";
+  if (!(c->slow_start_aggression > 0 && c->slow_start_aggression <= 1e6))
+    return "slow_start_aggression";
+  if (!(c->slow_start_min_weight_percent > 0 && c->slow_start_min_weight_percent <= 100))
+    return "slow_start_min_weight_percent";
   return NULL;
 }
 
@@ -293,6 +438,10 @@ fb_balancer *fb_balancer_new_config(fb_registry *r,
     return NULL;
   lb->registry = fb_registry_retain(r);
   lb->algo = cfg->algorithm ? find_algorithm(cfg->algorithm) : NULL;
+  if (lb->algo)
+    lb->pick = cfg->slow_start_window > 0 && lb->algo->pick_ramped
+                   ? lb->algo->pick_ramped
+                   : lb->algo->pick;
   lb->cfg = *cfg;
   lb->cfg.algorithm = lb->algo ? lb->algo->name : NULL;
   lb->inv_decay = 1.0 / cfg->decay;
@@ -315,6 +464,7 @@ void fb_balancer_free(fb_balancer *lb) {
   if (!lb)
     return;
   fb_registry_release(lb->registry);
+  fb_outlier_release(lb->outlier);
   for (uint32_t i = 0; i < lb->nslots; i++)
     fb__free(lb->slots[i].table);
   fb__free(lb->slots);
@@ -372,7 +522,7 @@ static fb_lb_slot *prepare_slot(fb_balancer *lb, fb_service *s, double now) {
   fb_instance *const *cand;
   size_t n = fb_balancer_candidates(lb, s, now, &cand);
   if (n && lb->algo && lb->algo->build &&
-      lb->algo->build(lb, slot, cand, (uint32_t)n) < 0)
+      lb->algo->build(lb, slot, cand, (uint32_t)n, now) < 0)
     return NULL;
   slot->cand = cand;
   slot->n = (uint32_t)n;
@@ -411,7 +561,7 @@ fb_instance *fb_balancer_pick_key(fb_balancer *lb, fb_service *s,
   fb_lb_slot *slot = ready_slot(lb, s, now);
   if (!slot || slot->n == 0)
     return NULL;
-  return counted(lb->algo->pick(lb, slot, slot->cand, slot->n, key, len, now));
+  return counted(lb->pick(lb, slot, slot->cand, slot->n, key, len, now));
 }
 
 fb_instance *fb_balancer_pick(fb_balancer *lb, fb_service *s, double now) {
@@ -435,20 +585,32 @@ static size_t mark_excluded(fb_balancer *lb, fb_service *s,
 
 /* A weighted choice among the candidates not excluded: by the key's hash
  * (the same key, the same instance) or at random; NULL if none is left. */
+/* i's weight for a weighted choice at now: with slow start, 100 times
+ * its weight times its factor (at least 1). */
+static uint64_t weight_at(const fb_balancer *lb, const fb_instance *i,
+                          double now) {
+  if (lb->cfg.slow_start_window <= 0)
+    return i->weight;
+  double w = floor(i->weight * 100.0 * ramp(lb, i, now) + 0.5);
+  return w > 1 ? (uint64_t)w : 1;
+}
+
 static fb_instance *by_weight(fb_balancer *lb, fb_instance *const *cand,
-                              size_t n, const char *key, size_t len) {
+                              size_t n, const char *key, size_t len,
+                              double now) {
   uint64_t total = 0;
   for (size_t j = 0; j < n; j++)
-    total += cand[j]->excluded ? 0 : cand[j]->weight;
+    total += cand[j]->excluded ? 0 : weight_at(lb, cand[j], now);
   if (total == 0)
     return NULL;
   uint64_t r = key ? fb_lb_hash(key, len) % total : fb__rng_below(&lb->rng, total);
   for (size_t j = 0;; j++) {
     if (cand[j]->excluded)
       continue;
-    if (r < cand[j]->weight)
+    uint64_t w = weight_at(lb, cand[j], now);
+    if (r < w)
       return cand[j];
-    r -= cand[j]->weight;
+    r -= w;
   }
 }
 
@@ -476,13 +638,13 @@ static fb_instance *pick_rest(fb_balancer *lb, fb_service *s,
   if (!slot)
     return NULL;
   if (lb->algo->build) { /* its table holds every candidate */
-    fb_instance *i = lb->algo->pick(lb, slot, cand, (uint32_t)n, key, len, now);
-    return i->excluded ? by_weight(lb, cand, n, key, len) : i;
+    fb_instance *i = lb->pick(lb, slot, cand, (uint32_t)n, key, len, now);
+    return i->excluded ? by_weight(lb, cand, n, key, len, now) : i;
   }
   long m = rest_of(lb, cand, n);
   if (m <= 0)
     return NULL;
-  return lb->algo->pick(lb, slot, lb->rest, (uint32_t)m, key, len, now);
+  return lb->pick(lb, slot, lb->rest, (uint32_t)m, key, len, now);
 }
 
 fb_instance *fb_balancer_pick_excluding(fb_balancer *lb, fb_service *s,
@@ -528,8 +690,9 @@ static void ewma_observe(const fb_balancer *lb, fb_instance *i, double rtt,
   i->latency_at = now;
 }
 
-int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
-                     double now) {
+/* The counts and the latency of one done(). */
+static inline int done_at(fb_balancer *lb, fb_instance *i, fb_lb_outcome outcome,
+                          double latency, double now) {
   if (!lb || !i)
     return FB_EINVAL;
   if (i->service->registry != lb->registry)
@@ -538,10 +701,57 @@ int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
     return FB_EINVAL;
   i->inflight--;
   fb__load_add(i, -1);
-  if (ok)
+  if (outcome == FB_LB_SUCCESS)
     i->successes++;
   else
     i->failures++;
   ewma_observe(lb, i, latency, now);
   return 0;
+}
+
+/* done() with a detector attached: a function of its own, so that done()
+ * without one is what it always was plus one test. */
+__attribute__((noinline)) static int done_detected(fb_balancer *lb,
+                                                   fb_instance *i,
+                                                   fb_lb_outcome outcome,
+                                                   double latency, double now) {
+  int rc = done_at(lb, i, outcome, latency, now);
+  return rc < 0 ? rc : fb__outlier_done(lb->outlier, i, outcome, now);
+}
+
+int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
+                     double now) {
+  fb_lb_outcome outcome = ok ? FB_LB_SUCCESS : FB_LB_FAILURE;
+  if (lb && lb->outlier)
+    return done_detected(lb, i, outcome, latency, now);
+  return done_at(lb, i, outcome, latency, now);
+}
+
+int fb_balancer_done_outcome(fb_balancer *lb, fb_instance *i,
+                             fb_lb_outcome outcome, double latency, double now) {
+  if ((unsigned)outcome > FB_LB_GATEWAY)
+    return FB_EINVAL;
+  if (lb && lb->outlier)
+    return done_detected(lb, i, outcome, latency, now);
+  return done_at(lb, i, outcome, latency, now);
+}
+
+int fb_balancer_set_outlier(fb_balancer *lb, fb_outlier *d) {
+  if (!lb || (d && fb_outlier_registry(d) != lb->registry))
+    return FB_EINVAL;
+  fb_outlier_retain(d);
+  fb_outlier_release(lb->outlier);
+  lb->outlier = d;
+  return 0;
+}
+
+double fb_balancer_weight_at(const fb_balancer *lb, const fb_instance *i,
+                             double now) {
+  if (lb->cfg.slow_start_window <= 0 || !lb->algo || !lb->algo->pick_ramped)
+    return i->weight;
+  return i->weight * ramp(lb, i, now);
+}
+
+fb_outlier *fb_balancer_outlier(const fb_balancer *lb) {
+  return lb ? lb->outlier : NULL;
 }

@@ -115,7 +115,8 @@ static void ring_index(ring_table *t) {
 }
 
 static int build_ring(fb_balancer *lb, fb_lb_slot *slot,
-                      fb_instance *const *cand, uint32_t n) {
+                      fb_instance *const *cand, uint32_t n, double now) {
+  (void)now;
   uint32_t wmax;
   uint64_t total_w = total_weight(cand, n, &wmax);
   uint64_t per_unit = lb->cfg.replicas;
@@ -159,8 +160,10 @@ static fb_instance *pick_ring(fb_balancer *lb, fb_lb_slot *slot,
   return cand[t->point[p == t->npoints ? 0 : p].cand];
 }
 
+/* No slow start for the hashes: a key's instance must not move with the
+ * ramp (Envoy has none for ring hash and maglev either). */
 const fb_lb_algorithm fb_lb_consistent_hash = {"consistent_hash", build_ring,
-                                               pick_ring};
+                                               pick_ring, NULL};
 
 /* --------------------------------------------------------------- maglev */
 
@@ -213,7 +216,8 @@ static void maglev_fill(maglev_table *t, maglev_walk *w, uint32_t n,
 }
 
 static int build_maglev(fb_balancer *lb, fb_lb_slot *slot,
-                        fb_instance *const *cand, uint32_t n) {
+                        fb_instance *const *cand, uint32_t n, double now) {
+  (void)now;
   uint32_t m = lb->cfg.table_size;
   if ((uint64_t)n * 20 > m)
     m = prime_at_least((uint64_t)n * 20);
@@ -250,4 +254,5 @@ static fb_instance *pick_maglev(fb_balancer *lb, fb_lb_slot *slot,
   return cand[t->entry[(uint32_t)(((h >> 32) * t->size) >> 32)]];
 }
 
-const fb_lb_algorithm fb_lb_maglev = {"maglev", build_maglev, pick_maglev};
+const fb_lb_algorithm fb_lb_maglev = {"maglev", build_maglev, pick_maglev,
+                                      NULL};

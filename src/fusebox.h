@@ -368,6 +368,11 @@ uint64_t fb_instance_failures(const fb_instance *i);
  * as of its last report (0 before the first). */
 double fb_instance_latency(const fb_instance *i);
 
+/* Returns when the instance last became a candidate (joined, came back
+ * from expiry, was readmitted or marked up), as seen by the first refresh
+ * of its service after it: the start of a balancer's slow start. */
+double fb_instance_since(const fb_instance *i);
+
 /* A registry backend: a store elsewhere (etcd) that holds the registry's
  * truth while the registry is its local cache, so discover and picks never
  * wait on the network. register, heartbeat and deregister change the cache
@@ -441,6 +446,10 @@ typedef struct fb_balancer_config {
   double decay;           /* peak_ewma: latency decay time, seconds; 10 */
   uint32_t replicas;      /* consistent_hash: points per instance; 160 */
   uint32_t table_size;    /* maglev: a prime; 65537 */
+  double slow_start_window;  /* Envoy slow start: seconds a new or
+                                readmitted instance ramps over; 0: off */
+  double slow_start_aggression; /* the ramp's 1 / exponent; 1 (linear) */
+  double slow_start_min_weight_percent; /* where the ramp starts; 10 */
   uint32_t magic;         /* private: set by fb_balancer_config_init */
 } fb_balancer_config;
 
@@ -497,6 +506,134 @@ int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
 
 /* Returns the balancer's stream of random doubles in [0, 1). */
 double fb_balancer_random(fb_balancer *lb);
+
+/* The outcome of one call, as an outlier detector counts it. */
+typedef enum fb_lb_outcome {
+  FB_LB_SUCCESS = 0,
+  FB_LB_FAILURE = 1, /* any failure (Envoy's 5xx or local error) */
+  FB_LB_GATEWAY = 2  /* a gateway failure (HTTP 502/503/504, a
+                             connect failure): also a failure */
+} fb_lb_outcome;
+
+/* fb_balancer_done() with the outcome: ok = outcome == FB_LB_SUCCESS,
+ * and the outlier detector attached to lb (if any) records it. Both return
+ * 1 instead of 0 when that detector has events pending. */
+int fb_balancer_done_outcome(fb_balancer *lb, fb_instance *i,
+                             fb_lb_outcome outcome, double latency, double now);
+
+/* ------------------------------------------------------ outlier detector */
+
+typedef struct fb_outlier fb_outlier;
+
+/* Why the detector ejected an instance. */
+typedef enum fb_outlier_reason {
+  FB_OUTLIER_CONSECUTIVE_5XX = 0,
+  FB_OUTLIER_CONSECUTIVE_GATEWAY = 1,
+  FB_OUTLIER_SUCCESS_RATE = 2,
+  FB_OUTLIER_FAILURE_PERCENTAGE = 3,
+  FB_OUTLIER_NREASONS = 4
+} fb_outlier_reason;
+
+/* Envoy's OutlierDetection, field for field (times in seconds, percents
+ * 0..100; a threshold of 0 turns its detection off). */
+typedef struct fb_outlier_config {
+  double interval;                    /* analysis period; 10 */
+  double base_ejection_time;          /* 30 */
+  double max_ejection_time;           /* cap of base x times ejected; 300
+                                         (base when smaller) */
+  double max_ejection_percent;        /* of a service's live instances; 10
+                                         (one is always allowed) */
+  uint32_t consecutive_5xx;           /* failures in a row; 5 */
+  uint32_t consecutive_gateway_failure; /* gateway failures in a row; 5 */
+  double enforcing_consecutive_5xx;   /* % of detections enforced; 100 */
+  double enforcing_consecutive_gateway_failure; /* 0 */
+  double success_rate_stdev_factor;   /* 1.9 (Envoy's 1900 / 1000) */
+  uint32_t success_rate_minimum_hosts;  /* 5 */
+  uint32_t success_rate_request_volume; /* per interval; 100 */
+  double enforcing_success_rate;      /* 100 */
+  double failure_percentage_threshold;  /* 85 */
+  uint32_t failure_percentage_minimum_hosts;  /* 5 */
+  uint32_t failure_percentage_request_volume; /* 50 */
+  double enforcing_failure_percentage; /* 0 */
+  uint64_t seed;                      /* for enforcing between 0 and 100 */
+  uint32_t magic;                     /* private: set by _config_init */
+} fb_outlier_config;
+
+/* Fills cfg with Envoy's defaults. */
+void fb_outlier_config_init(fb_outlier_config *cfg);
+
+/* 0 if cfg is valid, else FB_EINVAL and the bad field's name in *field. */
+int fb_outlier_config_check(const fb_outlier_config *cfg, const char **field);
+
+/* Creates a detector over r (holding a reference to it); NULL if cfg is
+ * invalid or memory runs out. It ejects through fb_instance_eject(), so an
+ * ejection ends by the clock alone; it runs its interval analysis on the
+ * first record (or fb_outlier_tick) at or after each interval's end. */
+fb_outlier *fb_outlier_new(fb_registry *r, const fb_outlier_config *cfg);
+
+/* Returns the detector's registry (no new reference). */
+fb_registry *fb_outlier_registry(const fb_outlier *d);
+
+/* Takes one more reference; the last fb_outlier_release() frees it. */
+fb_outlier *fb_outlier_retain(fb_outlier *d);
+void fb_outlier_release(fb_outlier *d);
+
+/* Records one outcome of a call to i at now (done() does it for the
+ * balancers d is attached to); may eject i, or others when an interval
+ * ended. 0, 1 when events are pending (fb_outlier_next_event), or
+ * FB_EINVAL (bad outcome, now not finite), FB_ENOENT (another registry's
+ * instance), FB_ENOMEM. */
+int fb_outlier_record(fb_outlier *d, fb_instance *i, fb_lb_outcome outcome,
+                      double now);
+
+/* Runs what is due at now: the ends of ejections (readmit events) and the
+ * interval analysis. 0, FB_EINVAL (now not finite) or FB_ENOMEM. */
+int fb_outlier_tick(fb_outlier *d, double now);
+
+typedef struct fb_outlier_event {
+  int eject;             /* 1: ejected, 0: readmitted */
+  fb_outlier_reason reason; /* why it was ejected */
+  uint64_t id;           /* the instance's id */
+  double at;             /* when (a readmit: its ejection's end) */
+  double until;          /* an ejection's end */
+  uint32_t ejections;    /* the multiplier its ejection time used */
+} fb_outlier_event;
+
+/* Pops the oldest pending event into *ev: 1, or 0 when none is left. The
+ * detector keeps the last 64; older ones are dropped and counted. */
+int fb_outlier_next_event(fb_outlier *d, fb_outlier_event *ev);
+
+/* 1 when events are pending. */
+int fb_outlier_pending(const fb_outlier *d);
+
+typedef struct fb_outlier_stats {
+  uint64_t ejections[FB_OUTLIER_NREASONS]; /* enforced, by reason */
+  uint64_t detected[FB_OUTLIER_NREASONS];  /* found, enforced or not */
+  uint64_t overflow;   /* refused by max_ejection_percent */
+  uint64_t dropped;    /* events lost (nobody read them) */
+  uint32_t ejected;    /* its ejections still running at the last call */
+} fb_outlier_stats;
+
+void fb_outlier_get_stats(const fb_outlier *d, fb_outlier_stats *out);
+
+/* The name of a reason ("consecutive_5xx", ...). */
+const char *fb_outlier_reason_name(fb_outlier_reason r);
+
+/* Returns i's ejection multiplier (times ejected, decaying by one per
+ * interval it spends admitted); 0 for an instance never seen. */
+uint32_t fb_outlier_multiplier(const fb_outlier *d, const fb_instance *i);
+
+/* Attaches d to lb (NULL: detaches): lb's done() records into it. The
+ * balancer holds a reference. FB_EINVAL if d is over another registry. */
+int fb_balancer_set_outlier(fb_balancer *lb, fb_outlier *d);
+
+/* Returns the weight lb gives i at now: its weight, times its slow-start
+ * factor when lb's algorithm has slow start and i is in its window. */
+double fb_balancer_weight_at(const fb_balancer *lb, const fb_instance *i,
+                             double now);
+
+/* Returns the detector attached to lb, or NULL. */
+fb_outlier *fb_balancer_outlier(const fb_balancer *lb);
 
 /* -------------------------------------------------------------- breaker */
 

@@ -301,12 +301,18 @@ static int api_balancer_take(fb_balancer *const *lb, double id) {
   return i ? fb_balancer_take(*lb, i) : FB_ENOENT;
 }
 
+/* ok: 1 a success, 0 a failure, -1 a gateway failure. 0, or 1 when the
+ * balancer's outlier detector has events to read (core.outlier_events). */
 static int api_balancer_done(fb_balancer *const *lb, double id, int ok,
                              double latency, double now) {
   if (!OPEN(lb))
     return FBL_ECLOSED;
   fb_instance *i = instance_of((*lb)->registry, id);
-  return i ? fb_balancer_done(*lb, i, ok, latency, now) : FB_ENOENT;
+  if (!i)
+    return FB_ENOENT;
+  if (ok >= 0)
+    return fb_balancer_done(*lb, i, ok, latency, now);
+  return fb_balancer_done_outcome(*lb, i, FB_LB_GATEWAY, latency, now);
 }
 
 /* The generators behind a strategy's ctx.random and fb.random: Lua draws

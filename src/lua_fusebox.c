@@ -313,6 +313,7 @@ static void push_metatables(lua_State *L) {
   static const char *const classes[][2] = {{"registry", FBL_REGISTRY},
                                            {"balancer", FBL_BALANCER},
                                            {"breaker", FBL_BREAKER},
+                                           {"outlier", FBL_OUTLIER},
                                            {"limiter", FBL_LIMITER}};
   lua_newtable(L);
   for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {

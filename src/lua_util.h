@@ -16,6 +16,7 @@
 #define FBL_REGISTRY "fusebox.registry"
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
+#define FBL_OUTLIER "fusebox.outlier"
 #define FBL_ZONE "fusebox.zone"
 #define FBL_LIMITER "fusebox.limiter"
 

@@ -787,7 +787,11 @@ static int rebuild_live(fb_service *s, double now) {
   double ends = INFINITY;
   for (uint32_t j = 0; j < s->nmembers; j++) {
     fb_instance *i = s->members[j];
-    if (!i || !i->live)
+    if (!i)
+      continue;
+    uint8_t was = i->candidate;
+    i->candidate = 0;
+    if (!i->live)
       continue;
     s->live[n++] = i;
     if (now < i->ejected_until) {
@@ -795,6 +799,9 @@ static int rebuild_live(fb_service *s, double now) {
         ends = i->ejected_until;
     } else if (!i->down) {
       s->healthy[nh++] = i;
+      i->candidate = 1;
+      if (!was) /* the rebuild that first sees it back: a slow start's start */
+        i->since = now;
     }
   }
   s->nlive = n;
@@ -858,6 +865,7 @@ uint32_t fb_instance_inflight(const fb_instance *i) { return i->inflight; }
 uint64_t fb_instance_successes(const fb_instance *i) { return i->successes; }
 uint64_t fb_instance_failures(const fb_instance *i) { return i->failures; }
 double fb_instance_latency(const fb_instance *i) { return i->latency; }
+double fb_instance_since(const fb_instance *i) { return i->since; }
 
 void fb_instance_share_load(fb_instance *i, int64_t *counter) {
   if (i)

@@ -34,11 +34,15 @@ struct fb_instance {
   uint8_t down;                /* FB_DOWN_* bits; 0: healthy */
   uint8_t excluded;            /* scratch of fb_balancer_pick_excluding();
                                   0 outside it */
+  uint8_t candidate;           /* in healthy[] at the last rebuild */
   uint16_t port;
   uint32_t hash;
   uint32_t pos;                /* index in service->members */
   double ejected_until;        /* fb_instance_eject(); not healthy while
                                   now < ejected_until */
+  double since;                /* when it last entered healthy[] (joined,
+                                  returned, readmitted, back up): the start
+                                  of a balancer's slow start */
   double last_heartbeat;
   fb_instance *hnext;          /* chain in the registry's instance table */
   fb_instance *older, *newer;  /* heartbeat order, on the registry's live

@@ -19,7 +19,7 @@ local api, now, check_name, argerror = base.api, base.now, base.check_name, base
 local loop_now = base.loop_now
 local service_of, view_of, id_of = registry.service_of, registry.view_of, registry.id_of
 local picked_view = registry.picked_view
-local format, type, error, pcall, xpcall, tostring = string.format, type, error, pcall, xpcall, tostring
+local format, type, error, pcall, xpcall, tostring, ipairs = string.format, type, error, pcall, xpcall, tostring, ipairs
 local floor, huge = math.floor, math.huge
 local traceback = debug.traceback
 
@@ -48,6 +48,8 @@ M.state = base.object_state(balancer_mt, "balancer", function(ud, _, fname)
     registry = registry.state(env.registry, fname),
     strategy = env.strategy, -- nil for the built-in algorithms
     name = env.name,
+    outlier = env.outlier or false, -- its outlier detector (false: none,
+                             -- so every state has the same shape)
     lists = {},              -- service -> candidates seen by the strategy
   }
   -- a strategy's ctx.random: math.random's contract, over the balancer's
@@ -237,8 +239,36 @@ function balancer:pick(service, key)
   return do_pick(st, service, key, nex)
 end
 
+-- The outlier detector's events since the last done(), into the event
+-- log and to its listeners (d:on): "eject" {service, host, port, id,
+-- reason, until, ejections} and "readmit" {service, host, port, id,
+-- reason, at} (the reason it was out). An instance gone meanwhile is
+-- named by its id alone. A listener that raises is reported, not raised.
+local function outlier_events(st)
+  local list = core.outlier_events(st.outlier)
+  if list == nil then return end
+  local on, log = debug.getfenv(st.outlier).listeners, events.on()
+  for _, e in ipairs(list) do
+    local kind = e.eject and "eject" or "readmit"
+    local f = { reason = e.reason, id = e.id, service = e.service, host = e.host, port = e.port }
+    if e.eject then f["until"], f.ejections = e["until"], e.ejections else f.at = e.at end
+    if log then events.emit(kind, f) end
+    local fns = on and on[kind]
+    for k = 1, fns and #fns or 0 do
+      local ok, err = xpcall(fns[k], traceback, f)
+      if not ok then core.report("outlier " .. kind .. " listener failed", tostring(err)) end
+    end
+  end
+end
+M.outlier_events = outlier_events
+
+-- What done() passes for ok: a success, a failure, a gateway failure.
+local OK_CODE = { [true] = 1, [false] = 0, gateway = -1 }
+
 -- lb:done(inst, ok, latency) -> true, or false if inst was deregistered
--- meanwhile: reports one pick's outcome (latency in seconds).
+-- meanwhile: reports one pick's outcome (latency in seconds). ok is true,
+-- false, or "gateway": a failure the outlier detector also counts as a
+-- gateway failure (HTTP 502/503/504, a connect failure).
 function balancer:done(inst, ok, latency)
   local st = M.state(self, "done")
   local id = id_of(st.registry, inst)
@@ -246,25 +276,29 @@ function balancer:done(inst, ok, latency)
     argerror(1, "done", format("not an instance of this balancer's registry (got %s)",
       describe(inst)))
   end
-  if type(ok) ~= "boolean" then
-    argerror(2, "done", "ok must be a boolean, got " .. type(ok))
+  local code = OK_CODE[ok]
+  if code == nil then
+    argerror(2, "done", "ok must be true, false or \"gateway\", got "
+      .. (type(ok) == "string" and describe(ok) or type(ok)))
   end
   if type(latency) ~= "number" or not (latency >= 0) or latency == huge then
     argerror(3, "done", "latency must be a non-negative number of seconds, got "
       .. describe(latency))
   end
-  local rc = api.balancer_done(st.slot, id, ok and 1 or 0, latency, loop_now())
+  local rc = api.balancer_done(st.slot, id, code, latency, loop_now())
   if rc == ECLOSED then base.closed("done", "balancer", 2) end
   if rc == EINVAL then
     error(format("done: no pick of %s:%d is in flight (done called twice for one pick?)",
       inst.host, inst.port), 2)
   end
-  return rc == 0
+  if rc == 1 then outlier_events(st) end
+  return rc >= 0
 end
 
 local function finish(st, inst, t0, ok, ...)
   local t1 = now()
   local rc = api.balancer_done(st.slot, id_of(st.registry, inst), ok and 1 or 0, t1 - t0, t1)
+  if rc == 1 then outlier_events(st) end
   if rc == ECLOSED and ok then closed_under("call") end
   if ok then return ... end
   error((...), 0)

@@ -7,8 +7,10 @@
 --
 -- Each attempt picks an instance and calls fn(instance) under that
 -- instance's own breaker (one per host:port, made from
--- per_instance_breaker, named "host:port"; false for none): outlier
--- ejection as Envoy does it. An instance whose breaker rejects is
+-- per_instance_breaker, named "host:port"; false for none), which ejects
+-- the instance while it is open; outlier = {...} adds Envoy's outlier
+-- detection (consecutive failures, success rate, failure percentage,
+-- max_ejection_percent) on the outcomes the client reports. An instance whose breaker rejects is
 -- skipped and another picked, without using up an attempt; a retry
 -- prefers an instance this call has not tried yet. The order, outermost
 -- first:
@@ -173,6 +175,17 @@ M.schema = { fields = {
     return schema.check(v, schema.breaker, path)
   end,
   max_picks = schema.count,
+  outlier = function(v, path)
+    if is(v, "outlier") then return nil end
+    return schema.check(v, schema.outlier, path)
+  end,
+  slow_start = function(v, path)
+    local err = schema.check(v, schema.slow_start, path)
+    if err == nil and v.slow_start_window == nil then
+      return path .. ".slow_start_window: must be given (seconds)"
+    end
+    return err
+  end,
 } }
 
 local function balancer_of(o)
@@ -180,10 +193,17 @@ local function balancer_of(o)
     if o.registry and o.balancer:registry() ~= o.registry then
       error("balancer: balances over another registry than 'registry'", 0)
     end
+    for _, k in ipairs { "outlier", "slow_start" } do
+      if o[k] ~= nil then
+        error(k .. ": give it to the balancer passed (fb.balancer(reg, algorithm, { "
+          .. k .. " = ... }))", 0)
+      end
+    end
     return o.balancer
   end
   if not o.registry then error("registry: needed to make a balancer", 0) end
-  local ok, lb = pcall(core.balancer, o.registry, o.balancer or "round_robin")
+  local ok, lb = pcall(core.balancer, o.registry, o.balancer or "round_robin",
+    (o.outlier or o.slow_start) and { outlier = o.outlier, slow_start = o.slow_start } or nil)
   if not ok then error("balancer: " .. (lb:match("%((.*)%)$") or lb), 0) end
   return lb
 end
@@ -212,7 +232,9 @@ local function new_client(o)
   return self
 end
 
--- fb.client{registry=, balancer=, policy=, per_instance_breaker=, max_picks=}
+-- fb.client{registry=, balancer=, policy=, per_instance_breaker=, max_picks=,
+-- outlier=, slow_start=}: outlier and slow_start go to the balancer the
+-- client makes (see fb.balancer).
 function M.client(opts)
   local err = schema.check(opts or {}, M.schema, nil)
   if err then error(format("bad argument #1 to 'client' (%s)", err), 2) end

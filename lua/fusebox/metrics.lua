@@ -37,7 +37,27 @@ local FAMILIES = {
   { "fusebox_retry_budget_withdrawals_total", "counter", "Retries and hedges the retry budget let through." },
   { "fusebox_retry_budget_exhausted_total", "counter", "Retries and hedges the retry budget refused." },
   { "fusebox_hedges_total", "counter", "Hedged requests by outcome (sent, won, refused by the budget, cancelled attempts)." },
+  { "fusebox_outlier_ejections_total", "counter", "Ejections by the balancer's outlier detector, by reason." },
+  { "fusebox_outlier_ejections_overflow_total", "counter", "Detections refused by max_ejection_percent." },
+  { "fusebox_outlier_ejected", "gauge", "Instances the outlier detector has ejected now." },
 }
+
+local REASONS = { "consecutive_5xx", "consecutive_gateway_failure", "success_rate", "failure_percentage" }
+
+-- A balancer's outlier detector, labelled balancer="<its export name>".
+local function outlier_samples(out, name, d)
+  d:tick() -- ends of ejections are noticed lazily: count what is due by now
+  local st = d:stats()
+  local l = format('balancer="%s"', label(name))
+  local e = out.fusebox_outlier_ejections_total
+  for _, r in ipairs(REASONS) do
+    e[#e + 1] = format('fusebox_outlier_ejections_total{%s,reason="%s"} %.0f', l, r, st.ejections[r])
+  end
+  local o = out.fusebox_outlier_ejections_overflow_total
+  o[#o + 1] = format('fusebox_outlier_ejections_overflow_total{%s} %.0f', l, st.overflow)
+  local g = out.fusebox_outlier_ejected
+  g[#g + 1] = format('fusebox_outlier_ejected{%s} %.0f', l, st.ejected)
+end
 
 -- Named retry budgets and hedges (fusebox.budget's published table):
 -- labelled budget="<name>", hedge="<name>".
@@ -152,6 +172,7 @@ function M.render()
     elseif mt == core.meta.registry then
       registry_samples(out, name, obj)
     elseif mt == core.meta.balancer then
+      if obj:outlier() then outlier_samples(out, name, obj:outlier()) end
       local reg = obj:registry()
       if not seen[reg] then
         seen[reg] = true

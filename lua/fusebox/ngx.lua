@@ -78,11 +78,20 @@ local start_discovery -- below: it needs the upstream's helpers
 local OPTIONS = {
   name = true, algorithm = true, peers = true, breaker = true, tries = true,
   balancer = true, is_failure = true, zone = true, zone_size = true, discover = true,
+  outlier = true,
 }
 
 -- The default verdict on one try: a 5xx (nginx reports a connect failure
 -- or a timeout as 502 or 504) is a failure.
 local function is_5xx(status) return status >= 500 end
+
+-- What the balancer (and its outlier detector) is told of one try: a
+-- failure with 502, 503 or 504 is a gateway failure, as Envoy counts it.
+local function verdict(ok, code)
+  if ok then return true end
+  if code and code >= 502 and code <= 504 then return "gateway" end
+  return false
+end
 
 local function parse_peer(s, k)
   if type(s) ~= "string" then
@@ -319,10 +328,11 @@ end
 -- breaker={...} or false, tries=#peers, is_failure=function(status),
 -- zone=name, zone_size=bytes, discover={serve = "http://host:port" |
 -- etcd = "http://host:port", service=name, prefix="/fusebox/services/",
--- interval=1, timeout=1}} -> an upstream for this worker (call it in
--- init_worker_by_lua). With discover the peers (peers= then optional, the
--- first ones) follow what fusebox serve or etcd lists, polled every
--- interval seconds; tries is then 3 unless given.
+-- interval=1, timeout=1}, outlier={...} (Envoy's outlier detection;
+-- 502/503/504 count as gateway failures)} -> an upstream for this worker
+-- (call it in init_worker_by_lua). With discover the peers (peers= then
+-- optional, the first ones) follow what fusebox serve or etcd lists,
+-- polled every interval seconds; tries is then 3 unless given.
 function M.upstream(opts)
   if type(opts) ~= "table" then
     argerror(1, "upstream", "table expected, got " .. type(opts))
@@ -330,7 +340,8 @@ function M.upstream(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then
       argerror(1, "upstream", format("unknown option '%s' (known: algorithm, balancer, "
-        .. "breaker, discover, is_failure, name, peers, tries, zone, zone_size)", tostring(k)))
+        .. "breaker, discover, is_failure, name, outlier, peers, tries, zone, zone_size)",
+        tostring(k)))
     end
   end
   local name = opts.name
@@ -367,7 +378,16 @@ function M.upstream(opts)
   end
   local zone = opts.zone ~= nil and open_zone(fb, opts.zone, opts.zone_size) or nil
   local reg = fb.registry { static = true }
-  local lb = fb.balancer(reg, opts.algorithm or "round_robin", opts.balancer)
+  local lb_opts = opts.balancer
+  if opts.outlier ~= nil then -- Envoy's outlier detection on the tries' statuses
+    if type(opts.outlier) ~= "table" then
+      argerror(1, "upstream", "outlier must be a table of outlier options, got " .. type(opts.outlier))
+    end
+    lb_opts = {}
+    for k, v in pairs(opts.balancer or {}) do lb_opts[k] = v end
+    lb_opts.outlier = opts.outlier
+  end
+  local lb = fb.balancer(reg, opts.algorithm or "round_robin", lb_opts)
   local u = setmetatable({
     name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure, zone = zone,
     key = "fusebox.ngx " .. name, -- its tries in ngx.ctx
@@ -376,6 +396,12 @@ function M.upstream(opts)
     -- with a zone: its payload slot, and each peer's record in it by id
     zslot = zone and ffi.cast("fb_zone *const *", zone), records = {},
   }, upstream)
+  if opts.outlier and u.zslot then -- its ejections for every worker
+    lb:outlier():on("eject", function(e)
+      local left = e.host and e["until"] - base.now()
+      if left and left > 0 then u:eject(format("%s:%d", e.host, e.port), left) end
+    end)
+  end
   for k, peer in ipairs(peers) do
     local host, port = parse_peer(peer, k)
     if not reg:register(name, host, port) then
@@ -384,6 +410,7 @@ function M.upstream(opts)
   end
   u.breaker_opts = opts.breaker
   fb.export(name, reg)
+  if opts.outlier then fb.export(name .. "/outlier", lb) end -- its metrics
   for _, v in ipairs(reg:discover(name)) do attach(u, v) end
   if discover then start_discovery(u, discover) end
   return u
@@ -475,7 +502,7 @@ function upstream:log()
     local ok = not self.is_failure(code)
     rt = tonumber(rt) or 0
     local v = self.views[id] -- nil: discovery removed the peer meanwhile
-    if v then self.lb:done(v, ok, rt) end
+    if v then self.lb:done(v, verdict(ok, code), rt) end
     local cb = self.breakers[id]
     if cb then cb:record(t.tokens[1], ok, rt) end
     return
@@ -488,7 +515,7 @@ function upstream:log()
     local ok = code == nil or not self.is_failure(code)
     local took = tonumber(times[base_i + k]) or 0
     local v = self.views[id]
-    if v then self.lb:done(v, ok, took) end
+    if v then self.lb:done(v, verdict(ok, code), took) end
     local cb = self.breakers[id]
     if cb then cb:record(t.tokens[k], code == nil and "ignore" or ok, took) end
   end

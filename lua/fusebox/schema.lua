@@ -202,6 +202,30 @@ M.breaker = { open = true, fields = {
   name = M.name,
 } }
 
+-- Outlier detection (fb.outlier, a client's or balancer's outlier =):
+-- Envoy's OutlierDetection fields, times in seconds, percents 0..100.
+local percent = within(M.nonneg, 0, 100, "percent")
+local limited = within(M.positive, 0, 1e9, "seconds")
+M.outlier = { fields = {
+  interval = limited, base_ejection_time = limited, max_ejection_time = limited,
+  max_ejection_percent = percent,
+  consecutive_5xx = M.count0, consecutive_gateway_failure = M.count0,
+  enforcing_consecutive_5xx = percent, enforcing_consecutive_gateway_failure = percent,
+  success_rate_stdev_factor = within(M.nonneg, 0, 1e6, ""),
+  success_rate_minimum_hosts = M.count0, success_rate_request_volume = M.count0,
+  enforcing_success_rate = percent,
+  failure_percentage_threshold = percent,
+  failure_percentage_minimum_hosts = M.count0, failure_percentage_request_volume = M.count0,
+  enforcing_failure_percentage = percent,
+} }
+
+-- Slow start (a balancer's slow_start =): Envoy's slow_start_config.
+M.slow_start = { fields = {
+  slow_start_window = limited,
+  aggression = within(M.positive, 0, 1e6, ""),
+  min_weight_percent = within(M.positive, 0, 100, "percent"),
+} }
+
 -- The concurrency limiter (fb.limiter): every option, so JSON's typos
 -- are named with their path; which algorithm reads which, and the bounds
 -- that depend on another (min <= initial <= max), its constructor judges.

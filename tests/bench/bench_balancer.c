@@ -7,6 +7,8 @@
  * RUNS timed runs of a pick + done pair each; we print the median of the
  * runs (ns per pick+done; done is a few ns). Keyed algorithms hash one of
  * 1,024 pre-built 16-byte keys per pick. CLOCK_MONOTONIC throughout.
+ * The "+ outlier" rows attach a detector (done() records into it), the
+ * "+ slow_start" rows run the ramped pickers past every window.
  */
 #include "bench.h"
 #include "fusebox.h"
@@ -62,6 +64,37 @@ static void bench_algorithm(const char *algo, int n) {
   fb_registry_release(r);
 }
 
+/* pick + done through a balancer with an outlier detector attached (Envoy's
+ * defaults; every call a success, so no ejection: the detector's bookkeeping
+ * alone), or with slow start set and no instance ramping. */
+static void bench_extra(const char *algo, int n, const char *what) {
+  fb_registry *r = make(n);
+  fb_service *s = fb_registry_service(r, "svc");
+  fb_balancer_config cfg;
+  fb_balancer_config_init(&cfg);
+  cfg.algorithm = algo;
+  cfg.seed = 42;
+  int outlier = strcmp(what, "outlier") == 0;
+  if (!outlier)
+    cfg.slow_start_window = 0.5; /* the picks run at t = 1: none ramps */
+  fb_balancer *lb = fb_balancer_new_config(r, &cfg);
+  if (outlier) {
+    fb_outlier_config oc;
+    fb_outlier_config_init(&oc);
+    fb_outlier *d = fb_outlier_new(r, &oc);
+    fb_balancer_set_outlier(lb, d);
+    fb_outlier_release(d);
+  }
+  long picks = 1000000;
+  bench_picks(lb, s, picks / 10, 0);
+  double ns[RUNS];
+  for (int run = 0; run < RUNS; run++)
+    ns[run] = bench_picks(lb, s, picks, 0);
+  printf("%-22s %8d %10.1f (+ %s)\n", algo, n, bench_median(ns, RUNS), what);
+  fb_balancer_free(lb);
+  fb_registry_release(r);
+}
+
 /* Build time: flip one instance's weight so the next pick rebuilds. */
 static void bench_build(const char *algo, int n) {
   fb_registry *r = make(n);
@@ -88,6 +121,10 @@ int main(void) {
   for (const char *const *a = fb_balancer_algorithms(); *a; a++)
     for (int k = 0; k < 3; k++)
       bench_algorithm(*a, sizes[k]);
+  bench_extra("round_robin", 1000, "outlier");
+  bench_extra("least_request", 1000, "outlier");
+  bench_extra("least_request", 1000, "slow_start");
+  bench_extra("weighted_round_robin", 1000, "slow_start");
   bench_build("consistent_hash", 1000);
   bench_build("maglev", 1000);
   return 0;

@@ -34,8 +34,8 @@ local function median(v)
   return v[math.floor(#v / 2) + 1]
 end
 
-local function bench(name, algo, n, reg)
-  local lb = fb.balancer(reg, algo)
+local function bench(name, algo, n, reg, opts)
+  local lb = fb.balancer(reg, algo, opts)
   local keyed = algo == "consistent_hash" or algo == "maglev"
   run(lb, keyed, PICKS / 10)
   local ns = {}
@@ -56,3 +56,7 @@ end
 local reg = make(1000)
 bench("strategy: first", function() return 1 end, 1000, reg)
 bench("strategy: latency_aware", strategies.latency_aware(), 1000, reg)
+-- done() recording into an outlier detector (Envoy's defaults, every call
+-- a success: its bookkeeping alone)
+bench("round_robin + outlier", "round_robin", 1000, reg, { outlier = {} })
+bench("least_request + outlier", "least_request", 1000, reg, { outlier = {} })

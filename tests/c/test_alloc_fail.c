@@ -462,6 +462,69 @@ static void breakers_survive_every_allocation_failure(void **state) {
   }
 }
 
+/* ----------------------------------------------------- outlier detection */
+
+/* A detector on a weighted balancer with slow start: failing instances
+ * ejected (consecutive and success-rate), readmitted, ramped, across many
+ * intervals. A record that could not be made is lost, never the pick. */
+static void outlier_op(void) {
+  uint64_t before = heap.failed;
+  fb_registry_config rc;
+  fb_registry_config_init(&rc);
+  rc.heartbeat_timeout = INFINITY;
+  fb_registry *r = fb_registry_new(&rc);
+  if (!r) {
+    assert_true(FAILED_SINCE(before));
+    return;
+  }
+  char host[32];
+  for (int k = 0; k < 12; k++) {
+    snprintf(host, sizeof host, "10.0.0.%d", k);
+    if (fb_registry_register(r, "svc", host, 80, 0) < 0)
+      assert_true(FAILED_SINCE(before));
+  }
+  fb_outlier_config oc;
+  fb_outlier_config_init(&oc);
+  oc.consecutive_5xx = 3;
+  oc.max_ejection_percent = 50;
+  oc.success_rate_request_volume = 5;
+  oc.interval = 2;
+  fb_outlier *d = fb_outlier_new(r, &oc);
+  fb_balancer_config bc;
+  fb_balancer_config_init(&bc);
+  bc.algorithm = "weighted_round_robin";
+  bc.slow_start_window = 5;
+  fb_balancer *lb = fb_balancer_new_config(r, &bc);
+  if (!d || !lb) {
+    assert_true(FAILED_SINCE(before));
+  } else {
+    assert_int_equal(fb_balancer_set_outlier(lb, d), 0);
+    fb_service *s = fb_registry_service(r, "svc");
+    for (int k = 0; s && k < 600; k++) {
+      double now = k * 0.1;
+      fb_instance *i = fb_balancer_pick(lb, s, now);
+      if (!i)
+        continue;
+      int bad = fb_instance_host(i)[7] < '4'; /* 10.0.0.0-3 fail */
+      assert_true(fb_balancer_done(lb, i, !bad, 0.01, now) >= 0);
+      fb_outlier_event ev;
+      while (fb_outlier_next_event(d, &ev))
+        assert_true(ev.reason < FB_OUTLIER_NREASONS);
+    }
+    fb_outlier_stats st;
+    fb_outlier_get_stats(d, &st);
+    assert_true(st.ejected <= 12);
+  }
+  fb_balancer_free(lb);
+  fb_outlier_release(d);
+  fb_registry_release(r);
+}
+
+static void outlier_survives_every_allocation_failure(void **state) {
+  (void)state;
+  every_failure(outlier_op);
+}
+
 /* -------------------------------------------------------------- events */
 
 static cJSON *state_change(double t, int id, const char *from,
@@ -680,6 +743,7 @@ int main(void) {
       cmocka_unit_test_setup(service_removal_survives_every_allocation_failure,
                              reset),
       cmocka_unit_test_setup(breakers_survive_every_allocation_failure, reset),
+      cmocka_unit_test_setup(outlier_survives_every_allocation_failure, reset),
       cmocka_unit_test_setup(events_survive_every_allocation_failure, reset),
       cmocka_unit_test_setup(report_survives_every_allocation_failure, reset),
       cmocka_unit_test_setup(timer_queue_survives_every_allocation_failure,

@@ -183,7 +183,7 @@ describe("balancer", function()
       { "plain table", function() lb:done({ host = "a", port = 1 }, true, 0) end,
         "not an instance of this balancer's registry" },
       { "ok not boolean", function() lb:done(reg:discover("s")[1], 1, 0) end,
-        "bad argument #2 to 'done' (ok must be a boolean, got number)" },
+        "bad argument #2 to 'done' (ok must be true, false or \"gateway\", got number)" },
       { "negative latency", function() lb:done(reg:discover("s")[1], true, -1) end,
         "bad argument #3 to 'done' (latency must be a non-negative number of seconds, got -1)" },
       { "strategy name", function() fb.strategy("", function() end) end,
