@@ -57,7 +57,7 @@ local function limit(tr, lineno, what, option)
 end
 
 local function instance_of(tr, host, port, service, lineno)
-  local name = host .. ":" .. port
+  local name = (find(host, ":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port
   local i = tr.index[name]
   if i then return i end
   i = #tr.instances + 1
