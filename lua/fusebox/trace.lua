@@ -95,8 +95,50 @@ local function valid_port(p) return type(p) == "number" and p >= 1 and p <= 6553
 -- One line of an events file; only "done" events make calls. A line that
 -- looks like another kind's event ({"t":..., no "done" in it) is passed
 -- over without being parsed: most of a run's events are not calls.
+-- The done event as fusebox writes it (keys sorted, no error, plain
+-- strings), read by plain finds at fixed keys, at a third of a JSON
+-- parse's cost. Any other shape, or a number that is not one, goes
+-- through the JSON parser.
+local K_HOST, K_LAT, K_OK, K_PORT = ',"kind":"done","host":"', '","latency":', ',"ok":', ',"port":'
+local K_SERVICE = ',"service":"'
+
+local function fast_done(tr, line, lineno)
+  if find(line, '{"t":', 1, true) ~= 1 then return false end
+  local a, b = find(line, K_HOST, 6, true)
+  if a == nil then return false end
+  local c, d = find(line, K_LAT, b + 1, true)
+  if c == nil then return false end
+  local e, f = find(line, K_OK, d + 1, true)
+  if e == nil then return false end
+  local g, h = find(line, K_PORT, f + 1, true)
+  if g == nil then return false end
+  local ok = sub(line, f + 1, g - 1)
+  if ok ~= "true" and ok ~= "false" then return false end
+  local t, host, lat = tonumber(sub(line, 6, a - 1)), sub(line, b + 1, c - 1), tonumber(sub(line, d + 1, e - 1))
+  local i, service = find(line, K_SERVICE, h + 1, true), nil
+  local port
+  if i == nil then
+    port = tonumber(sub(line, h + 1, -2))
+  else
+    port = tonumber(sub(line, h + 1, i - 1))
+    if byte(line, -2) ~= 34 then return false end
+    service = sub(line, i + #K_SERVICE, -3)
+    if find(service, '["\\]') then return false end
+  end
+  if find(host, '["\\]') or host == "" or not finite(t) or not finite(lat) or lat < 0
+    or not valid_port(port) or byte(line, -1) ~= 125 then
+    return false
+  end
+  if tr.service and service ~= tr.service then return true end
+  add_call(tr, t - lat, instance_of(tr, host, port, service, lineno), lat,
+    ok == "true" and 1 or outcome_of(tr, "failure"), lineno)
+  return true
+end
+
 local function events_line(tr, line, lineno)
-  if find(line, '"done"', 1, true) == nil and find(line, '^{"t":') and byte(line, -1) == 125 then
+  if find(line, '"done"', 1, true) == nil then
+    if find(line, '^{"t":') and byte(line, -1) == 125 then return end
+  elseif fast_done(tr, line, lineno) then
     return
   end
   local e = json_decode(line)
