@@ -181,10 +181,16 @@ end
 -- "host:port" or "[v6]:port" -> host, port; nil for an upstream's name
 -- (nginx logs it when no peer was live) or a unix: socket.
 local function address(a)
-  local h, p = a:match("^%[([^%]]+)%]:(%d+)$")
-  if not h then h, p = a:match("^([^:]+):(%d+)$") end
+  local h, p
+  if byte(a, 1) == 91 then h, p = a:match("^%[([^%]]+)%]:(%d+)$") -- [v6]:port
+  else
+    local c = find(a, ":", 1, true)
+    if c and find(a, ":", c + 1, true) == nil and find(a, "^%d+$", c + 1) then
+      h, p = sub(a, 1, c - 1), sub(a, c + 1)
+    end
+  end
   p = tonumber(p)
-  if h == nil or h == "unix" or not valid_port(p) then return nil end
+  if h == nil or h == "" or h == "unix" or not valid_port(p) then return nil end
   return h, p
 end
 
@@ -201,6 +207,19 @@ local function nginx_line(tr, line, lineno)
   if msec == nil then return skip(tr, "bad_line", lineno) end
   msec, rtime = tonumber(msec), tonumber(rtime)
   if addrs == "-" or addrs == "" then return skip(tr, "no_upstream", lineno) end
+  if find(addrs, " ", 1, true) == nil and find(statuses, " ", 1, true) == nil
+    and find(times, " ", 1, true) == nil then -- one try: most lines, no lists made
+    local lat = tonumber(times) or 0
+    if lat < 0 or lat ~= lat or lat == huge then return skip(tr, "bad_tries", lineno) end
+    local host, port = address(addrs)
+    if not host then
+      tr.bad.no_instance = (tr.bad.no_instance or 0) + 1
+      return
+    end
+    tr.requests[#tr.requests + 1] = add_call(tr, msec - rtime,
+      instance_of(tr, host, port, nil, lineno), lat, status_outcome(tr, statuses), lineno)
+    return
+  end
   local a, s, l = tries(addrs), tries(statuses), tries(times)
   if not a or not s or not l or #a ~= #s or #a ~= #l then return skip(tr, "bad_tries", lineno) end
   local t, first = msec - rtime, nil
