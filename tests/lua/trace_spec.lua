@@ -108,6 +108,44 @@ describe("fb.trace.read", function()
     os.remove(path)
   end)
 
+  it("survives hostile lines in either format, skipping each it cannot use", function()
+    local lines = {
+      '{"t":1e999,"kind":"done","host":"h","latency":0,"ok":true,"port":1}',
+      '{"t":1,"kind":"done","host":"h\\"x","latency":0,"ok":true,"port":1}',
+      '{"t":1,"kind":"done","host":"","latency":0,"ok":true,"port":1}',
+      '{"t":1,"kind":"done","host":"h","latency":0,"ok":true,"port":1.5}',
+      '{"t":1,"kind":"done","host":"h","latency":0,"ok":true,"port":1,"service":"a\\"b"}',
+      '{"t":1,"kind":"done","host":{"a":1},"latency":0,"ok":true,"port":1}',
+      '{"t":1,"kind":"done","host":"h","latency":0,"ok":true,"port":1}x',
+      '[1,2,3]', '"done"', '{"t":"1","kind":"done"}', string.rep("[", 5000),
+      '1.0 0.1 "h:1, h:2, ' .. string.rep("h:3, ", 100) .. 'h:4" "200" "0.1"',
+      '1.0 0.1 "h:99999" "200" "0.1"', '1.0 0.1 ":80" "200" "0.1"',
+      '1.0 0.1 "h:1" "200" "-1"', '1.0 0.1 "h:1" "2x" "0.1"',
+    }
+    for i = 1, 200 do -- bytes of every kind, newlines aside
+      local b = {}
+      for j = 1, (i * 7) % 97 + 1 do b[j] = string.char((i * 31 + j * 17) % 256) end
+      lines[#lines + 1] = (table.concat(b):gsub("\n", " "))
+    end
+    local path = tmpfile(table.concat(lines, "\n"))
+    for _, fmt in ipairs({ "events", "nginx" }) do
+      local tr = fb.trace.read(path, { format = fmt })
+      local skipped = 0
+      for why, k in pairs(tr.bad) do if why ~= "no_instance" then skipped = skipped + k end end
+      assert.are.equal(tr.skipped, skipped)
+      assert.truthy(tr.skipped > 0 and tr.skipped <= tr.lines)
+      for n = 1, tr.n do
+        assert.truthy(tr.latency[n] >= 0 and tr.t[n] == tr.t[n])
+      end
+    end
+    local ev = fb.trace.read(path, { format = "events" })
+    -- the escaped host and service went through the JSON parser, whole
+    assert.are.same({ 'h"x:1', "h:1" }, { ev.instances[1].name, ev.instances[2].name })
+    assert.are.equal('a"b', ev.instances[2].service)
+    assert.are.equal(2, ev.n)
+    os.remove(path)
+  end)
+
   it("stops at its limits with clear errors, and skips a line too long", function()
     assert.has_error(function()
       fb.trace.read("tests/fixtures/nginx_trace.log", { max_instances = 2 })
