@@ -88,6 +88,7 @@ return {
   real_now = core.real_now,
   emit = events.emit,
   sim = core.import "fusebox.sim",
+  trace = { read = core.import("fusebox.trace").read, summary = core.import("fusebox.trace").summary },
   expect = scenario.expect,
   at = scenario.at,
   eventually = scenario.eventually,

@@ -481,6 +481,19 @@ static int on_pick(fb_report *r, const cJSON *e, double t) {
   return 1;
 }
 
+/* A balancer's done(): the per-instance outcomes a trace is read from
+ * (fb.trace.read). The page draws the calls' own events; a done event is
+ * checked, not drawn. */
+static int on_done(const cJSON *e) {
+  char name[256];
+  double latency;
+  const cJSON *ok = cJSON_GetObjectItemCaseSensitive(e, "ok");
+  if (instance_name(e, name, sizeof name) < 0 || !cJSON_IsBool(ok) ||
+      num(e, "latency", &latency) < 0)
+    return 0;
+  return 1;
+}
+
 static int on_state_change(fb_report *r, const cJSON *e, double t) {
   const char *from = str(e, "from"), *to = str(e, "to");
   char name[256];
@@ -624,6 +637,8 @@ static int dispatch(fb_report *r, const cJSON *e, const char *kind, double t) {
     return 1; /* call_end has all the report needs */
   if (strcmp(kind, "pick") == 0)
     return on_pick(r, e, t);
+  if (strcmp(kind, "done") == 0)
+    return on_done(e);
   if (strcmp(kind, "reject") == 0)
     return on_reject(r, e, t);
   if (strcmp(kind, "outcome") == 0)

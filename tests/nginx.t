@@ -46,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
-echo "1..30"
+echo "1..31"
 n=0
 check() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
@@ -343,6 +343,15 @@ e1=$(count "200 $E1" "$T/r5") e2=$(count "200 $E2" "$T/r5") e3=$(count "200 $E3"
 [ "$e1" -ge 1 ] && [ "$e2" -ge 1 ] && [ "$e3" -ge 1 ] && [ $((e1 + e2 + e3)) = 30 ] &&
   ! grep -E '\[(alert|emerg|error)\]|Sanitizer' "$T/example/logs/error.log" >/dev/null
 check $? "examples/nginx serves through all three peers ($e1, $e2, $e3; $(head -c 300 "$T/example.log" "$T/example/logs/error.log" | tr '\n' ' '))"
+cat >"$T/read_trace.lua" <<'EOF'
+local fb = require "fusebox"
+local tr = fb.trace.read(arg[1])
+-- the 30 requests, and the readiness probe's one
+print(tr.format, tr.n, #tr.requests, #tr.instances, tr.skipped, tr.outcomes[2] or "")
+EOF
+trace=$("$B/fusebox" run "$T/read_trace.lua" "$T/example/logs/trace.log" 2>&1)
+[ "$trace" = "nginx	31	31	3	0	" ]
+check $? "fb.trace.read reads the example's fusebox_trace access log: 31 calls on 3 peers ($trace)"
 [ -f "$T/example/logs/nginx.pid" ] && kill "$(cat "$T/example/logs/nginx.pid")"
 
 # fusebox on nginx's scheduler: its own nginx, 2 workers, handlers in

@@ -178,6 +178,17 @@ local function pick_id(st, service, key, t)
   return api.balancer_pick_key(st.slot, svc, key, key and #key or 0, t, reg.removed), svc
 end
 
+-- With an event sink on, the service each view was last picked from, so
+-- done() can name it in its event (a view is one instance of one service).
+local picked_service = setmetatable({}, { __mode = "k" })
+
+-- The "done" event: one call's outcome at one instance, what a trace
+-- (fb.trace.read) is made of. Callers check events.on() first.
+local function emit_done(service, inst, ok, latency, err)
+  events.emit("done", { service = service, host = inst.host, port = inst.port, ok = ok,
+    latency = latency, error = err })
+end
+
 local function do_pick(st, service, key, nex)
   local v
   if st.strategy then
@@ -211,7 +222,10 @@ local function do_pick(st, service, key, nex)
       return nil
     end
   end
-  if v and events.on() then events.emit("pick", { service = service, host = v.host, port = v.port }) end
+  if v and events.on() then
+    picked_service[v] = service
+    events.emit("pick", { service = service, host = v.host, port = v.port })
+  end
   return v
 end
 
@@ -292,14 +306,19 @@ function balancer:done(inst, ok, latency)
       inst.host, inst.port), 2)
   end
   if rc == 1 then outlier_events(st) end
+  -- a gateway failure is a failure to the trace (ok is true or false there)
+  if events.on() then emit_done(picked_service[inst], inst, ok == true, latency) end
   return rc >= 0
 end
 
-local function finish(st, inst, t0, ok, ...)
+local function finish(st, service, inst, t0, ok, ...)
   local t1 = now()
   local rc = api.balancer_done(st.slot, id_of(st.registry, inst), ok and 1 or 0, t1 - t0, t1)
   if rc == 1 then outlier_events(st) end
   if rc == ECLOSED and ok then closed_under("call") end
+  if rc ~= ECLOSED and events.on() then
+    emit_done(service, inst, ok, t1 - t0, not ok and tostring((...)):sub(1, 200) or nil)
+  end
   if ok then return ... end
   error((...), 0)
 end
@@ -320,7 +339,7 @@ function balancer:call(service, fn, key)
   if inst == nil then
     error(format("no live instance of service '%s'", service), 2)
   end
-  return finish(st, inst, now(), pcall(fn, inst))
+  return finish(st, service, inst, now(), pcall(fn, inst))
 end
 
 -- fb.strategy(name, fn): makes fb.balancer(reg, name) use fn.

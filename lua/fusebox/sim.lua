@@ -20,6 +20,7 @@ local base = core.import "fusebox.base"
 local events = core.import "fusebox.events"
 local breaker = core.import "fusebox.breaker"
 local policy = core.import "fusebox.policy"
+local trace = core.import "fusebox.trace"
 local ffi = require "ffi"
 
 local api, now, check_arg, check_self, timed_out = base.api, base.now, base.check_arg, base.check_self, base.timed_out
@@ -537,6 +538,244 @@ function M.instance(spec)
   }, instance)
   start(inst)
   return inst
+end
+
+-- ------------------------------------------------------------ replay
+
+-- fb.sim.replay{trace = path | trace, ...}: instance models that follow a
+-- trace (fb.trace.read). Trace time is cut into buckets; for each
+-- instance and bucket the model keeps the exact count of each outcome and
+-- at most `samples` latencies per outcome (reservoir sampling, so memory
+-- per bucket is fixed whatever the trace holds). A call at replay time t
+-- (seconds since the replay was made) falls in the bucket of trace time
+-- t0 + t, draws an outcome with the bucket's frequencies and a latency
+-- from that outcome's samples, sleeps it, and returns value or nil,
+-- outcome. A bucket where the instance made no call takes the nearest
+-- earlier bucket that has some (the first one, before its first call);
+-- past the trace's end the last bucket holds. Every draw comes from named
+-- streams ("fusebox.replay <name> host:port"), so one seed replays
+-- exactly and adding other models moves none of them.
+
+local REPLAY_FIELDS = set("trace", "bucket", "samples", "name", "registry", "service",
+  "interval", "value", "max_buckets", "read")
+local replay = {}
+replay.__index = replay
+local REPLAY = "fusebox.sim.replay"
+
+local function replay_options(spec)
+  check_fields(spec, "", REPLAY_FIELDS)
+  local o = {
+    bucket = positive(spec, "bucket", "bucket", 1),
+    samples = number(spec, "samples", "samples", 1, 65536, 128),
+    max_buckets = number(spec, "max_buckets", "max_buckets", 1, 2 ^ 31, 1000000),
+    name = spec.name or "replay",
+    interval = positive(spec, "interval", "interval", 10),
+    value = spec.value == nil and "ok" or spec.value,
+  }
+  if o.samples % 1 ~= 0 then bad("samples", "an integer", o.samples) end
+  if type(o.name) ~= "string" or o.name == "" then bad("name", "a non-empty string", o.name) end
+  local tr = spec.trace
+  if type(tr) == "string" then
+    local ok, got = pcall(trace.read, tr, spec.read)
+    if not ok then error(got, 0) end
+    tr = got
+  elseif type(tr) ~= "table" or type(tr.instances) ~= "table" or type(tr.n) ~= "number" then
+    bad("trace", "a path or a trace from fb.trace.read", type(tr))
+  end
+  o.trace = tr
+  if spec.registry ~= nil and getmetatable(spec.registry) ~= core.meta.registry then
+    bad("registry", "a registry", spec.registry)
+  end
+  if spec.service ~= nil and (type(spec.service) ~= "string" or spec.service == "") then
+    bad("service", "a service name", spec.service)
+  end
+  return o
+end
+
+-- Adds a latency to a reservoir of at most cap: the seen-th one replaces
+-- a kept one with probability cap / seen (Vitter's algorithm R).
+local function keep(samples, seen, cap, latency, r)
+  if seen <= cap then samples[seen] = latency; return end
+  local j = floor(api.rng_double(r) * seen) + 1
+  if j <= cap then samples[j] = latency end
+end
+
+-- The buckets of every instance: buckets[i][b] = {total, kinds = {k...},
+-- counts[k], seen[k], samples[k]}, only for buckets with calls.
+local function build_buckets(tr, o, r)
+  local nb = floor((tr.t1 - tr.t0) / o.bucket) + 1
+  if nb > o.max_buckets then
+    bad("bucket", format("wide enough for at most max_buckets (%d) buckets over the trace's "
+      .. "%g s", o.max_buckets, tr.t1 - tr.t0), o.bucket)
+  end
+  local per = {}
+  for i = 1, #tr.instances do per[i] = {} end
+  local t, inst, lat, out, t0, w, cap = tr.t, tr.inst, tr.latency, tr.outcome, tr.t0, o.bucket, o.samples
+  for n = 1, tr.n do
+    local bs = per[inst[n]]
+    local b = floor((t[n] - t0) / w)
+    local bk = bs[b]
+    if bk == nil then
+      bk = { total = 0, kinds = {}, counts = {}, seen = {}, samples = {} }
+      bs[b] = bk
+    end
+    local k = out[n]
+    local c = bk.counts[k]
+    if c == nil then
+      bk.kinds[#bk.kinds + 1], bk.samples[k], c = k, {}, 0
+    end
+    bk.counts[k], bk.total = c + 1, bk.total + 1
+    keep(bk.samples[k], c + 1, cap, lat[n], r)
+  end
+  return per, nb
+end
+
+-- The bucket a call at trace bucket b uses for instance i (see above),
+-- found once per (instance, bucket) and remembered.
+local function bucket_for(m, b)
+  if b >= m.nb then b = m.nb - 1 end
+  if b < 0 then b = 0 end
+  local got = m.resolved[b]
+  if got ~= nil then return got end
+  local bs = m.buckets
+  for j = b, 0, -1 do
+    if bs[j] then got = bs[j]; break end
+  end
+  if got == nil then
+    for j = b + 1, m.nb - 1 do
+      if bs[j] then got = bs[j]; break end
+    end
+  end
+  m.resolved[b] = got or false
+  return got or false
+end
+
+local function draw_call(m, rp)
+  local bk = bucket_for(m, floor((now() - rp.t0) / rp.bucket))
+  if not bk then return 1 end -- no calls at all (a trace made by hand)
+  local r = m.rng
+  local x, kinds, counts = api.rng_double(r) * bk.total, bk.kinds, bk.counts
+  local k = kinds[#kinds]
+  for j = 1, #kinds do
+    x = x - counts[kinds[j]]
+    if x < 0 then k = kinds[j]; break end
+  end
+  local s = bk.samples[k]
+  sleep(s[floor(api.rng_double(r) * #s) + 1])
+  return k
+end
+
+local function replay_model(m, rp)
+  return function(...)
+    local k = draw_call(m, rp)
+    if k == 1 then
+      local v = rp.value
+      if type(v) == "function" then return v(...) end
+      return v
+    end
+    return nil, rp.trace.outcomes[k]
+  end
+end
+
+-- fb.sim.replay{trace = path | trace, bucket = 1, samples = 128,
+-- name = "replay", registry =, service =, interval = 10, value = "ok",
+-- max_buckets = 1e6, read = {fb.trace.read's options}} -> a replay
+function M.replay(spec)
+  if type(spec) ~= "table" then
+    base.argerror(1, "replay", "options must be a table, got " .. type(spec))
+  end
+  local ok, o = pcall(replay_options, spec)
+  if not ok then error(format("bad argument #1 to 'replay' (%s)", o), 2) end
+  local tr = o.trace
+  local build_rng = ffi.new("fb_rng")
+  api.stream_init_named(rt, build_rng, "fusebox.replay " .. o.name, 1)
+  local ok2, per, nb = pcall(build_buckets, tr, o, build_rng)
+  if not ok2 then error(format("bad argument #1 to 'replay' (%s)", per), 2) end
+  local rp = setmetatable({ trace = tr, bucket = o.bucket, value = o.value, t0 = now(),
+    models = {}, instances = {}, name = o.name }, replay)
+  for i, ti in ipairs(tr.instances) do
+    local m = { buckets = per[i], nb = nb, resolved = {}, rng = ffi.new("fb_rng") }
+    local name = o.name .. " " .. ti.name
+    api.stream_init_named(rt, m.rng, "fusebox.replay " .. name, 1)
+    rp.models[ti.name] = M.service(replay_model(m, rp), name)
+  end
+  if spec.registry then
+    for _, ti in ipairs(tr.instances) do
+      local service = spec.service or ti.service
+      if service == nil then
+        error(format("bad argument #1 to 'replay' (service must be given: instance %s of "
+          .. "trace '%s' has no service)", ti.name, tostring(tr.path)), 2)
+      end
+      rp.instances[ti.name] = M.instance { registry = spec.registry, service = service,
+        host = ti.host, port = ti.port, interval = o.interval, model = rp.models[ti.name] }
+    end
+  end
+  return rp
+end
+
+local function model_of(rp, inst, fname)
+  local key = inst
+  if type(inst) == "table" then key = tostring(inst.host) .. ":" .. tostring(inst.port) end
+  local m = type(key) == "string" and rp.models[key]
+  if not m then
+    base.argerror(1, fname, format("not an instance of the trace (got %s)", tostring(key)), 1)
+  end
+  return m
+end
+
+-- rp:model(inst | "host:port") -> that instance's service model
+function replay:model(inst)
+  check_self(self, replay, REPLAY, "model")
+  return model_of(self, inst, "model")
+end
+
+-- rp:call(inst | "host:port", ...) -> the model's results: what the
+-- instance answered in the trace at this time (value, or nil, outcome)
+function replay:call(inst, ...)
+  check_self(self, replay, REPLAY, "call")
+  local m = model_of(self, inst, "call")
+  return m(...)
+end
+
+-- The calls that start requests, in time order: an nginx trace's first
+-- tries; every call of an events trace (which cannot tell a retry from a
+-- request).
+local function arrival_order(tr)
+  local order = {}
+  if tr.requests then
+    for k = 1, #tr.requests do order[k] = tr.requests[k] end
+  else
+    for n = 1, tr.n do order[n] = n end
+  end
+  local t = tr.t
+  sort(order, function(a, b)
+    if t[a] ~= t[b] then return t[a] < t[b] end
+    return a < b
+  end)
+  return order
+end
+
+-- rp:arrivals(fn) -> the number of arrivals: spawns fn(call) at each
+-- recorded request's start (replay time t - trace.t0), open-loop (late
+-- answers hold nothing back); call = {t, host, port, instance =
+-- "host:port"}: where the trace sent it. Runs from a coroutine of its own.
+function replay:arrivals(fn)
+  check_self(self, replay, REPLAY, "arrivals")
+  check_arg(fn, 1, "arrivals", "function")
+  local tr, order = self.trace, arrival_order(self.trace)
+  local spawn = host.spawn
+  spawn(function()
+    local t, inst, start = tr.t, tr.inst, self.t0
+    for k = 1, #order do
+      local n = order[k]
+      local at = start + (t[n] - tr.t0)
+      local wait_for = at - now()
+      if wait_for > 0 then sleep(wait_for) end
+      local ti = tr.instances[inst[n]]
+      spawn(fn, { t = t[n] - tr.t0, host = ti.host, port = ti.port, instance = ti.name })
+    end
+  end)
+  return #order
 end
 
 -- ----------------------------------------------------------- swarm
