@@ -128,6 +128,7 @@ typedef struct options {
   unsigned long long seed;
   const char *script;
   const char *swarm_off; /* fault kinds fb.sim.swarm keeps off: "a,b" */
+  const char *policy;    /* the policy file fb.sim.policy() builds */
   int argi; /* index in argv of the first script argument */
 } options;
 
@@ -156,6 +157,10 @@ static int parse_run(int argc, char **argv, options *o) {
       if (i + 1 >= argc)
         return fb_cli_usage_error("%s needs fault kinds, as a,b", "--swarm-off");
       o->swarm_off = argv[++i];
+    } else if (strcmp(argv[i], "--policy") == 0) {
+      if (i + 1 >= argc)
+        return fb_cli_usage_error("%s needs a file name", "--policy");
+      o->policy = argv[++i];
     } else if (strcmp(argv[i], "--seed") == 0) {
       if (i + 1 >= argc)
         return fb_cli_usage_error("%s needs a value", "--seed");
@@ -330,6 +335,10 @@ static int run_script(int argc, char **argv, const options *o) {
   if (o->swarm_off) {
     lua_pushstring(L, o->swarm_off);
     lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_OFF);
+  }
+  if (o->policy) {
+    lua_pushstring(L, o->policy);
+    lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_POLICY);
   }
   lua_getfield(L, 1, "run");
   if (luaL_loadfile(L, o->script) != 0)
@@ -655,8 +664,11 @@ static void unwatch(lua_State *L) {
 
 void fb_cli_scenario(int n, const char *path, unsigned long long seed,
                      fb_cli_limits lim, lua_CFunction print,
-                     const char *swarm_off, fb_cli_result *r) {
-  options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path};
+                     const fb_cli_extra *x, fb_cli_result *r) {
+  static const fb_cli_extra none;
+  x = x ? x : &none;
+  options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path,
+               .events = x->events};
   r->ok = r->ran = 0;
   r->vtime = 0;
   r->error[0] = r->swarm[0] = 0;
@@ -670,9 +682,13 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   }
   lua_pushcfunction(L, print);
   lua_setglobal(L, "print");
-  if (swarm_off) {
-    lua_pushstring(L, swarm_off);
+  if (x->swarm_off) {
+    lua_pushstring(L, x->swarm_off);
     lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_OFF);
+  }
+  if (x->policy) {
+    lua_pushstring(L, x->policy);
+    lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_POLICY);
   }
   int fb = lua_gettop(L);
   lua_getfield(L, fb, "run");
@@ -698,6 +714,25 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   snprintf(r->swarm, sizeof r->swarm, "%s",
            lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
   lua_close(L);
+}
+
+int fb_cli_check_policy(const char *path, char *err, size_t cap) {
+  lua_State *L = new_state();
+  if (!L) {
+    snprintf(err, cap, "cannot create a Lua state");
+    return -1;
+  }
+  lua_getfield(L, 1, "sim");
+  lua_getfield(L, -1, "policy_file");
+  lua_pushstring(L, path);
+  int rc = lua_pcall(L, 1, 0, 0) == 0 ? 0 : -1;
+  if (rc) {
+    const char *msg = lua_tostring(L, -1);
+    size_t n = msg ? strcspn(msg, "\n") : 0;
+    snprintf(err, cap, "%.*s", (int)n, msg ? msg : "(error object is not a string)");
+  }
+  lua_close(L);
+  return rc;
 }
 
 /* Runs one scenario as TAP line n; returns 1 if it passed. */
@@ -983,5 +1018,7 @@ int main(int argc, char **argv) {
     return report(argc, argv);
   if (strcmp(argv[1], "explore") == 0)
     return fb_cli_explore(argc, argv);
+  if (strcmp(argv[1], "compare") == 0)
+    return fb_cli_compare(argc, argv);
   return fb_cli_usage_error("unknown command '%s'", argv[1]);
 }
