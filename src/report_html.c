@@ -967,9 +967,20 @@ int fb_report_compare_html(fb_report *const *r, const char *const *names,
   fputs("<h1>fusebox compare: ", f);
   esc(f, title);
   fputs("</h1>\n", f);
-  if (table) {
-    fputs("<pre id=\"table\">", f);
-    esc(f, table);
+  if (table) { /* esc line by line: it turns control characters to '?' */
+    fputs("<pre id=\"table\" style=\"overflow-x:auto;font-size:12px\">", f);
+    for (const char *line = table; *line;) {
+      size_t len = strcspn(line, "\n");
+      char buf[512];
+      for (size_t k = 0; k < len; k += sizeof buf - 1) {
+        size_t m = len - k < sizeof buf - 1 ? len - k : sizeof buf - 1;
+        memcpy(buf, line + k, m);
+        buf[m] = 0;
+        esc(f, buf);
+      }
+      fputc('\n', f);
+      line += len + (line[len] == '\n');
+    }
     fputs("</pre>\n", f);
   }
   int rc = 0;
