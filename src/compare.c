@@ -389,9 +389,10 @@ static void print_table(const table *t) {
     for (int k = 0; k < t->runs[i].nkinds; k++)
       add_name(&kinds, t->runs[i].kind[k]);
   }
-  fprintf(t->f, "compare: %s, seeds %llu-%llu, %d policies (median "
-                "(min-max) over %zu seeds)\n",
-          o->path, o->first, o->last, o->npolicies, t->nseeds);
+  fprintf(t->f, "compare: %s, seeds %llu-%llu, %d polic%s (median "
+                "(min-max) over %zu seed%s)\n",
+          o->path, o->first, o->last, o->npolicies,
+          o->npolicies == 1 ? "y" : "ies", t->nseeds, t->nseeds == 1 ? "" : "s");
   fprintf(t->f, "%-*s", CMP_LABEL, "policy");
   for (int p = 0; p < o->npolicies; p++) {
     size_t len = strlen(o->policy[p]);
@@ -413,7 +414,7 @@ static void print_table(const table *t) {
   }
   fputc('\n', t->f);
   int req = nruns > 0 && t->runs[0].from_requests;
-  cell_row(t, req ? "requests" : "calls (no fb.sim.policy)", get_requests,
+  cell_row(t, req ? "requests" : "calls (no requests)", get_requests,
            NULL, "%.0f", 1);
   cell_row(t, "success rate %", get_success, NULL, "%.2f", 100);
   cell_row(t, "p50 latency ms", get_p50, NULL, "%.4g", 1e3);
