@@ -48,13 +48,17 @@ typedef struct fb_cli_result {
   char swarm[256];    /* the fault kinds fb.sim.swarm turned on: "a,b" */
 } fb_cli_result;
 
+struct fb_report;
+
 /* What a scenario run may be given besides its seed (NULL: nothing):
  * fault kinds fb.sim.swarm must keep off ("a,b"), the policy file
- * fb.sim.policy() builds, the file its events go to. */
+ * fb.sim.policy() builds, the file its events go to, the report
+ * (report.h) that aggregates them as they happen. */
 typedef struct fb_cli_extra {
   const char *swarm_off;
   const char *policy;
   const char *events;
+  struct fb_report *report;
 } fb_cli_extra;
 
 /* Runs the scenario at path in a new Lua state, in virtual time with

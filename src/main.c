@@ -686,7 +686,7 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   static const fb_cli_extra none;
   x = x ? x : &none;
   options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path,
-               .events = x->events};
+               .events = x->events, .summary = x->report != NULL};
   r->ok = r->ran = 0;
   r->vtime = 0;
   r->error[0] = r->swarm[0] = 0;
@@ -707,6 +707,11 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   if (x->policy) {
     lua_pushstring(L, x->policy);
     lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_POLICY);
+  }
+  if (x->report) { /* kept by fb.run's sink (fb_events_open) */
+    fb_runtime *rt = fb_runtime_open(L);
+    rt->events.tap = fb_report_tap;
+    rt->events.tap_arg = x->report;
   }
   int fb = lua_gettop(L);
   lua_getfield(L, fb, "run");

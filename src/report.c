@@ -701,17 +701,22 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
     note(&r->bad_json, lineno);
     return;
   }
+  r->lines--; /* fb_report_event counts it */
+  fb_report_event(r, e, lineno);
+  cJSON_Delete(e);
+}
+
+void fb_report_event(fb_report *r, const cJSON *e, long lineno) {
+  r->lines++;
   const char *kind = str(e, "kind");
   const cJSON *tv = cJSON_GetObjectItemCaseSensitive(e, "t");
   if (!cJSON_IsObject(e) || !kind || !cJSON_IsNumber(tv)) {
     note(&r->bad_event, lineno);
-    cJSON_Delete(e);
     return;
   }
   double t = tv->valuedouble;
   if (!(fabs(t) <= FB_REPORT_T_MAX)) { /* NaN too */
     note(&r->bad_time, lineno);
-    cJSON_Delete(e);
     return;
   }
   if (!r->started) {
@@ -728,7 +733,11 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
   else if (rc < 0)
     r->oom = 1;
   r->events += rc == 1;
-  cJSON_Delete(e);
+}
+
+void fb_report_tap(void *arg, const cJSON *e) {
+  fb_report *r = arg;
+  fb_report_event(r, e, (long)r->lines + 1);
 }
 
 int fb_report_read(fb_report *r, FILE *f) {
