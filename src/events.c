@@ -14,11 +14,7 @@
 static const char *const state_names[3] = {"CLOSED", "OPEN", "HALF_OPEN"};
 
 int fb_events_open(fb_events *ev, const char *path, double t) {
-  void (*tap)(void *, const cJSON *) = ev->tap;
-  void *tap_arg = ev->tap_arg;
   memset(ev, 0, sizeof *ev);
-  ev->tap = tap;
-  ev->tap_arg = tap_arg;
   ev->t_start = t;
   if (path && !(ev->file = fopen(path, "w")))
     return -1;

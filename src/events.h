@@ -37,9 +37,8 @@ typedef struct fb_events {
   void *tap_arg;
 } fb_events;
 
-/* Starts a sink at t writing to path (NULL: summary only), keeping the
- * tap ev had; returns 0, or -1 with errno set when the file cannot be
- * created. */
+/* Starts a sink at t writing to path (NULL: summary only), with no tap;
+ * returns 0, or -1 with errno set when the file cannot be created. */
 int fb_events_open(fb_events *ev, const char *path, double t);
 
 /* Creates an event object {t, kind}, to be filled and passed to

@@ -708,7 +708,7 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
     lua_pushstring(L, x->policy);
     lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_POLICY);
   }
-  if (x->report) { /* kept by fb.run's sink (fb_events_open) */
+  if (x->report) { /* fb.run's sink keeps it (fb_runtime_events_begin) */
     fb_runtime *rt = fb_runtime_open(L);
     rt->events.tap = fb_report_tap;
     rt->events.tap_arg = x->report;
