@@ -52,14 +52,18 @@ SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=al
 endif
 
 CORE_SRC := src/rng.c src/registry.c src/balancer.c src/balancer_hash.c src/breaker.c \
-            src/base64.c src/timerq.c src/util.c
+            src/limiter.c src/base64.c src/timerq.c src/util.c
 LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
-            src/lua_registry.c src/lua_balancer.c src/lua_breaker.c \
+            src/lua_registry.c src/lua_balancer.c src/lua_breaker.c src/lua_limiter.c \
             src/lua_fusebox.c src/events.c src/lua_events.c src/lua_json.c \
             src/lua_tcp.c src/lua_http.c src/lua_catalog.c src/lua_backend.c \
-            src/tls.c src/lua_tls.c
+            src/tls.c src/lua_tls.c \
+            src/lua_zone.c \
+            src/lua_signal.c src/lua_dns.c
 REPORT_SRC := src/report.c src/report_html.c
-LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC)
+# Shared memory between processes (nginx workers): files and mappings.
+ZONE_SRC := src/zone.c
+LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC) $(ZONE_SRC)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_LIB  := lua/fusebox.lua $(sort $(wildcard lua/fusebox/*.lua))
 
@@ -211,7 +215,7 @@ demo: all
 	@echo
 	@echo "== examples/circuit_breaker.lua (real time, about 5 s)"
 	@$(BUILD)/fusebox run examples/circuit_breaker.lua
-	@for f in instance_crash slow_degrade slow_instance outage_recovery; do \
+	@for f in instance_crash slow_degrade slow_instance outage_recovery adaptive_limit retry_storm hedged_requests; do \
 	  echo; echo "== examples/$$f.lua (virtual time, seed 1)"; \
 	  $(BUILD)/fusebox run --virtual-time --seed 1 examples/$$f.lua || exit 1; \
 	done
@@ -255,7 +259,8 @@ TSAN_BUILD := $(BUILD)/tsan
 # test_shared_breaker's processes are out of ThreadSanitizer's sight (it
 # follows one address space); test_threads has the robust mutex's threads.
 TSAN_TESTS := $(TSAN_BUILD)/tests/test_threads.t \
-              $(TSAN_BUILD)/tests/test_shared_breaker.t
+              $(TSAN_BUILD)/tests/test_shared_breaker.t \
+              $(TSAN_BUILD)/tests/test_limiter.t
 
 test-tsan:
 	@echo "== threaded tests under ThreadSanitizer"

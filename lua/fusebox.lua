@@ -23,6 +23,7 @@ local host = core.import "fusebox.host"
 local registry = core.import "fusebox.registry"
 local balancer = core.import "fusebox.balancer"
 core.import "fusebox.breaker"
+core.import "fusebox.limiter"
 local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
 local serve = core.import "fusebox.serve"
@@ -33,6 +34,8 @@ local config = core.import "fusebox.config"
 local client = core.import "fusebox.client"
 local events = core.import "fusebox.events"
 local scenario = core.import "fusebox.scenario"
+local lifecycle = core.import "fusebox.lifecycle"
+local dns = core.import "fusebox.dns"
 
 local default_report = core.report
 
@@ -78,6 +81,8 @@ return {
   strategy = balancer.strategy,
   strategies = strategies,
   breaker = core.breaker,
+  zone = core.zone,
+  limiter = core.limiter,
   daemon = host.daemon,
   real_now = core.real_now,
   emit = events.emit,
@@ -89,6 +94,10 @@ return {
   timeout = policy.timeout,
   bulkhead = policy.bulkhead,
   rate_limiter = policy.rate_limiter,
+  retry_budget = core.import("fusebox.budget").retry_budget,
+  hedge = core.import("fusebox.hedge").hedge,
+  deadline = core.import("fusebox.hedge").deadline,
+  context = core.import("fusebox.context").current,
   policy = policy.policy,
   rejection = policy.rejection,
   policy_from_json = config.policy_from_json,
@@ -98,9 +107,13 @@ return {
   json_encode = core.json_encode,
   json_null = core.json_null,
   tcp = { connect = tcp.connect, listen = tcp.listen },
+  dns = { resolve = dns.resolve, hosts = dns.set_hosts, configure = dns.configure,
+          stats = dns.stats, flush = dns.flush },
   http = { request = http.request, serve = http.serve },
   serve_registry = serve.serve,
   serve_metrics = metrics.serve,
   metrics = metrics.render,
   health_check = health.new,
+  on_signal = lifecycle.on_signal,
+  shutdown = function(opts) return lifecycle.shutdown(opts) end, -- no signal name from users
 }

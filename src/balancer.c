@@ -68,7 +68,7 @@ static fb_instance *pick_least_request(fb_balancer *lb, fb_lb_slot *slot,
   fb_instance *best = cand[fb__rng_below(&lb->rng, n)];
   for (int c = 1; c < lb->cfg.choices; c++) {
     fb_instance *x = cand[fb__rng_below(&lb->rng, n)];
-    if (x->inflight < best->inflight)
+    if (fb__load(x) < fb__load(best))
       best = x;
   }
   return best;
@@ -79,11 +79,12 @@ static fb_instance *pick_least_request(fb_balancer *lb, fb_lb_slot *slot,
  * calls in flight plus one. */
 static double ewma_load(const fb_balancer *lb, const fb_instance *i,
                         double now) {
+  uint32_t load = fb__load(i);
   if (i->successes + i->failures == 0) /* no estimate yet */
-    return i->inflight ? EWMA_PENALTY + i->inflight : 0;
+    return load ? EWMA_PENALTY + load : 0;
   double age = now - i->latency_at;
   double lat = age > 0 ? i->latency * exp(-age * lb->inv_decay) : i->latency;
-  return lat * (i->inflight + 1);
+  return lat * (load + 1);
 }
 
 static fb_instance *pick_peak_ewma(fb_balancer *lb, fb_lb_slot *slot,
@@ -398,6 +399,7 @@ static inline fb_lb_slot *ready_slot(fb_balancer *lb, fb_service *s,
 static fb_instance *counted(fb_instance *i) {
   if (i->inflight < UINT32_MAX)
     i->inflight++;
+  fb__load_add(i, 1);
   i->picks++;
   return i;
 }
@@ -509,6 +511,7 @@ int fb_balancer_take(fb_balancer *lb, fb_instance *i) {
     return FB_ENOENT;
   if (i->inflight < UINT32_MAX)
     i->inflight++;
+  fb__load_add(i, 1);
   return 0;
 }
 
@@ -534,6 +537,7 @@ int fb_balancer_done(fb_balancer *lb, fb_instance *i, int ok, double latency,
   if (!(latency >= 0) || isinf(latency) || i->inflight == 0)
     return FB_EINVAL;
   i->inflight--;
+  fb__load_add(i, -1);
   if (ok)
     i->successes++;
   else

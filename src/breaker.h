@@ -76,11 +76,12 @@ typedef struct fb_shared {
   uint32_t version;          /* FB_SHARED_VERSION */
   uint32_t layout;           /* sizeof(fb_breaker) of the build that made it */
   uint64_t size;             /* bytes it was built in (header included) */
-  pthread_mutex_t mutex;     /* robust, process-shared */
+  _Atomic uint32_t owner;    /* the lock: its holder's process id, 0: free
+                                (breaker.c, process_lock) */
 } fb_shared;
 
 #define FB_SHARED_MAGIC 0x66627368617265ULL /* "fbshare" */
-#define FB_SHARED_VERSION 1u
+#define FB_SHARED_VERSION 2u /* 2: the owner word instead of a mutex */
 #define FB_SHARED_HEAD ((sizeof(fb_shared) + 63) & ~(size_t)63)
 
 /* Test hook: takes a shared breaker's lock and returns holding it, so a

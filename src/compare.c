@@ -28,11 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
 
+#include "fusebox.h"
 #include "report.h"
 
 #define CMP_POLICIES 8     /* --policy at most this often */
@@ -40,7 +40,7 @@
 #define CMP_BACKENDS 16    /* backends in a record; the rest pooled */
 #define CMP_NAME 48        /* a backend's name in a record, cut */
 #define CMP_ERROR 200      /* a failed run's first error line, cut */
-#define CMP_LABEL 24       /* the table's first column */
+#define CMP_LABEL 38       /* the table's first column */
 #define CMP_COL 30         /* each policy's column */
 
 /* One run's figures, as its child sends them. */
@@ -58,7 +58,7 @@ typedef struct stats {
   char backend[CMP_BACKENDS][CMP_NAME];
   uint64_t load[CMP_BACKENDS];
   int nkinds;
-  char kind[FB_REPORT_KINDS][24];
+  char kind[FB_REPORT_KINDS][32];
   uint64_t rejected[FB_REPORT_KINDS];
   double open_time;    /* seconds breakers spent open */
   uint64_t skipped;    /* event lines the aggregation could not use */
@@ -75,12 +75,6 @@ typedef struct compare_opts {
   const char *report;
   fb_cli_limits lim;
 } compare_opts;
-
-static double seconds_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int quiet_print(lua_State *L) {
   (void)L;
@@ -355,6 +349,14 @@ typedef struct table {
   FILE *f;
 } table;
 
+/* A policy's cell, padded to its column unless it is the last. */
+static void column(FILE *f, const char *cell, int last) {
+  if (last)
+    fputs(cell, f);
+  else
+    fprintf(f, "%-*s", CMP_COL, cell);
+}
+
 static void cell_row(const table *t, const char *label, getter get,
                      const void *arg, const char *fmt, double scale) {
   char cell[112];
@@ -363,7 +365,7 @@ static void cell_row(const table *t, const char *label, getter get,
     for (size_t k = 0; k < t->nseeds; k++)
       t->scratch[k] = get(&t->runs[(size_t)p * t->nseeds + k], arg);
     spread(t->scratch, t->nseeds, fmt, scale, cell, sizeof cell);
-    fprintf(t->f, "%-*s", CMP_COL, cell);
+    column(t->f, cell, p + 1 == t->o->npolicies);
   }
   fputc('\n', t->f);
 }
@@ -402,7 +404,7 @@ static void print_table(const table *t) {
     size_t len = strlen(o->policy[p]);
     const char *name = len > CMP_COL - 2 ? o->policy[p] + len - (CMP_COL - 2)
                                          : o->policy[p];
-    fprintf(t->f, "%-*s", CMP_COL, name);
+    column(t->f, name, p + 1 == o->npolicies);
   }
   fputc('\n', t->f);
   fprintf(t->f, "%-*s", CMP_LABEL, "runs failed");
@@ -414,7 +416,7 @@ static void print_table(const table *t) {
     any_failed |= failed > 0;
     char cell[48];
     snprintf(cell, sizeof cell, "%zu of %zu", failed, t->nseeds);
-    fprintf(t->f, "%-*s", CMP_COL, cell);
+    column(t->f, cell, p + 1 == o->npolicies);
   }
   fputc('\n', t->f);
   int req = nruns > 0 && t->runs[0].from_requests;
@@ -576,7 +578,7 @@ int fb_cli_compare(int argc, char **argv) {
     rc = 1;
     goto done;
   }
-  double t0 = seconds_now();
+  double t0 = fb_monotonic_now();
   size_t next = 0, finished = 0;
   int running = 0, fork_failed = 0;
   while (finished < nruns && !(fork_failed && running == 0)) {
@@ -616,7 +618,7 @@ int fb_cli_compare(int argc, char **argv) {
     fclose(mem);
     fwrite(text, 1, len, stdout);
   }
-  fprintf(stderr, "compare: %zu runs in %.2f s\n", nruns, seconds_now() - t0);
+  fprintf(stderr, "compare: %zu runs in %.2f s\n", nruns, fb_monotonic_now() - t0);
   if (o.report && write_page(&o, kept, text) < 0)
     rc = 1;
   free(text);

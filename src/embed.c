@@ -166,3 +166,7 @@ fb_balancer *fb_runtime_balancer(fb_runtime *rt, const char *name) {
 fb_registry *fb_runtime_registry(fb_runtime *rt, const char *name) {
   return exported(rt, name, FBL_REGISTRY);
 }
+
+fb_limiter *fb_runtime_limiter(fb_runtime *rt, const char *name) {
+  return exported(rt, name, FBL_LIMITER);
+}

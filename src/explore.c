@@ -54,11 +54,6 @@ typedef struct explore_opts {
   fb_cli_limits lim;
 } explore_opts;
 
-static double seconds_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* A scenario's print() under explore: thousands of runs, so discarded. */
 static int quiet_print(lua_State *L) {
@@ -95,15 +90,15 @@ static int start(child *c, const explore_opts *o, unsigned long long seed,
     if (null >= 0)
       dup2(null, STDOUT_FILENO);
     outcome out = {.seed = seed};
-    double t0 = seconds_now();
+    double t0 = fb_monotonic_now();
     fb_cli_extra x = {.swarm_off = off};
     fb_cli_scenario(1, o->path, seed, o->lim, quiet_print, &x, &out.r);
-    out.wall = seconds_now() - t0;
+    out.wall = fb_monotonic_now() - t0;
     ssize_t n = write(p[1], &out, sizeof out);
     _exit(n == (ssize_t)sizeof out ? 0 : 3);
   }
   close(p[1]);
-  *c = (child){pid, p[0], seed, seconds_now()};
+  *c = (child){pid, p[0], seed, fb_monotonic_now()};
   return 0;
 }
 
@@ -115,7 +110,7 @@ static void collect_child(child *c, int status, outcome *out) {
     return;
   memset(out, 0, sizeof *out);
   out->seed = c->seed;
-  out->wall = seconds_now() - c->started;
+  out->wall = fb_monotonic_now() - c->started;
   out->r.ran = 1;
   if (WIFSIGNALED(status))
     snprintf(out->r.error, sizeof out->r.error,
@@ -343,7 +338,7 @@ int fb_cli_explore(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("explore: %s, seeds %llu-%llu, %d job%s\n", o.path, o.first, o.last,
          o.jobs, o.jobs == 1 ? "" : "s");
-  double t0 = seconds_now();
+  double t0 = fb_monotonic_now();
   unsigned long long next = o.first, done = 0;
   int running = 0, stop = 0, fork_failed = 0;
   while (running > 0 || (!stop && next <= o.last && next >= o.first)) {
@@ -370,7 +365,7 @@ int fb_cli_explore(int argc, char **argv) {
         stop = 1;
     }
   }
-  double took = seconds_now() - t0;
+  double took = fb_monotonic_now() - t0;
   if (fork_failed)
     fprintf(stderr, "fusebox: explore: cannot start a run: %s\n",
             strerror(fork_failed));

@@ -1,8 +1,9 @@
 /*
  * fusebox.h -- the public C API of libfusebox.
  *
- * Three subsystems that know nothing of Lua or I/O -- a service registry,
- * balancers and a circuit breaker -- plus a seeded random generator.
+ * Four subsystems that know nothing of Lua or I/O -- a service registry,
+ * balancers, a circuit breaker and a concurrency limiter -- plus a seeded
+ * random generator.
  * Every time-dependent function takes "now" (seconds, a double, from any
  * clock that does not go backwards), so the same code runs on a real clock
  * and on a virtual one.
@@ -19,12 +20,15 @@
  *     metrics, force_open, disable and reset take its spinlock.
  *   - A breaker in shared memory (fb_breaker_init_shared) may be used
  *     from any number of threads in any number of processes at once, each
- *     at its own address: the same entry points take its robust mutex.
+ *     at its own address: the same entry points take its lock, a word
+ *     holding its holder's pid, taken over from a holder that died.
  *   - Every other object (registry, balancer, an unshared breaker) belongs
  *     to one thread at a time: the caller serialises access.
  *   - A runtime (fb_runtime_*) and the objects Lua made in it belong to the
  *     thread that runs its loop -- except breakers Lua shared
  *     (fb.breaker{shared = true}), which host threads may use as above.
+ *   - A limiter made shared with fb_limiter_set_shared(l, 1) may be used
+ *     from any number of threads at once (its spinlock, as the breaker).
  *   - fb_rng: one per thread.
  */
 #ifndef FUSEBOX_H
@@ -56,9 +60,11 @@ typedef enum fb_errno {
   FB_ELUA = -6,      /* a Lua error: fb_runtime_last_error() has it */
   FB_EFULL = -7,     /* a registry limit (max_services, max_instances) is
                         reached: fb_registry_strerror() says which */
-  FB_ENOW = -8       /* called with now = NaN ("not read") where the
+  FB_ENOW = -8,      /* called with now = NaN ("not read") where the
                         decision needs the time: nothing changed, call
                         again with the time */
+  FB_ELIMIT = -9     /* the concurrency limiter rejected the call: as
+                        many calls are in flight as its limit allows */
 } fb_errno;
 
 /* Returns a static, human-readable description of an fb_errno code. */
@@ -344,6 +350,14 @@ double fb_instance_ejected_until(const fb_instance *i);
 /* Returns how many picks of the instance have not been reported done. */
 uint32_t fb_instance_inflight(const fb_instance *i);
 
+/* Makes the load the balancers weigh for i (least_request, peak_ewma: the
+ * calls in flight) a counter shared with other processes, e.g. in a zone
+ * (src/zone.h) that nginx workers map: every pick and take adds 1 to it,
+ * every done takes 1 off, besides i's own count (which fb_instance_inflight
+ * still returns); it is read and written atomically. NULL stops sharing.
+ * The counter must stay valid as long as i is used. */
+void fb_instance_share_load(fb_instance *i, int64_t *counter);
+
 /* Returns how many calls to the instance were reported successful. */
 uint64_t fb_instance_successes(const fb_instance *i);
 
@@ -581,7 +595,8 @@ int fb_breaker_record(fb_breaker *b, int64_t permit, fb_outcome outcome,
 
 /* Makes the breaker safe to use from several threads at once (on = 1), at
  * the cost of a spinlock per call; set it before the breaker is shared.
- * A breaker in shared memory is always locked (by its mutex): no effect. */
+ * A breaker in shared memory is always locked (by its owner word): no
+ * effect. */
 void fb_breaker_set_shared(fb_breaker *b, int on);
 
 /* Returns the bytes a breaker with cfg needs in shared memory (its lock,
@@ -656,6 +671,145 @@ typedef struct fb_breaker_metrics {
 /* Fills m with the breaker's measurements at now (the time window slides
  * to now first). */
 void fb_breaker_metrics_get(fb_breaker *b, double now, fb_breaker_metrics *m);
+/* -------------------------------------------------------------- limiter */
+
+/* An adaptive concurrency limiter (Netflix concurrency-limits): a call
+ * may start while fewer calls are in flight than the limit, and every
+ * finished call's latency (its RTT) and outcome move the limit by the
+ * algorithm's update rule. The core reads no clock: the caller measures
+ * the RTT and passes now. */
+typedef struct fb_limiter fb_limiter;
+
+typedef enum fb_limit_algorithm {
+  FB_LIMIT_GRADIENT2 = 0, /* Gradient2Limit: the gradient of a long-term
+                             average RTT over the latest RTT */
+  FB_LIMIT_AIMD = 1,      /* AIMDLimit: +1 per sample while the limit is
+                             used, times backoff_ratio on a drop */
+  FB_LIMIT_VEGAS = 2      /* VegasLimit: TCP Vegas' queue estimate from
+                             the no-load RTT */
+} fb_limit_algorithm;
+
+/* How a call ended, for the limit (concurrency-limits' Listener). */
+typedef enum fb_limit_outcome {
+  FB_LIMIT_SUCCESS = 0, /* its RTT is a sample */
+  FB_LIMIT_DROPPED = 1, /* it timed out or was shed downstream: a loss
+                           (AIMD and Vegas reduce the limit) */
+  FB_LIMIT_IGNORED = 2  /* it failed before its RTT meant anything: no
+                           sample, only its slot freed */
+} fb_limit_outcome;
+
+/* The largest max_limit. */
+#define FB_LIMITER_MAX 1000000
+
+typedef struct fb_limiter_config {
+  fb_limit_algorithm algorithm;
+  int initial_limit;    /* 20 */
+  int min_limit;        /* gradient2, aimd: 20; vegas: 1 */
+  int max_limit;        /* gradient2, aimd: 200; vegas: 1000; at most
+                           FB_LIMITER_MAX */
+  double smoothing;     /* gradient2: 0.2; vegas: 1; in (0, 1] */
+  /* gradient2 */
+  double queue_size;    /* growth allowed while latency holds; 4, >= 0 */
+  double rtt_tolerance; /* latency growth tolerated before the limit
+                           shrinks; 1.5, >= 1 */
+  int long_window;      /* samples of the long-term RTT average; 600 */
+  /* aimd */
+  double backoff_ratio; /* the limit's factor on a drop; 0.9, [0.5, 1) */
+  double timeout;       /* seconds; a longer RTT counts as a drop; 5 */
+  /* vegas */
+  double alpha;         /* queue below alpha * log10(limit): grow; 3 */
+  double beta;          /* queue above beta * log10(limit): shrink; 6 */
+  int probe_multiplier; /* re-probe the no-load RTT every
+                           probe_multiplier * limit samples (jittered by
+                           0.5..1); 30 */
+  uint64_t seed;        /* vegas: the probe jitter's generator; 0 */
+  /* The sample window (concurrency-limits' WindowedLimit): samples are
+   * gathered for min(max(2 * the window's least RTT, min_window),
+   * max_window) seconds, and a window of window_size or more feeds the
+   * algorithm one sample: its mean RTT, its most calls in flight and
+   * whether any call dropped. */
+  double min_window;    /* seconds; 1 (0: no window, every sample feeds
+                           the algorithm at once) */
+  double max_window;    /* seconds, >= min_window; 1 */
+  int window_size;      /* samples a window needs to count; 10 */
+  double min_rtt_threshold; /* seconds; shorter RTTs are no sample
+                               (they time nothing real); 0.0001 */
+  uint32_t magic;       /* private: set by fb_limiter_config_init */
+} fb_limiter_config;
+
+/* Fills cfg with algorithm's defaults (those of concurrency-limits). */
+void fb_limiter_config_init(fb_limiter_config *cfg,
+                            fb_limit_algorithm algorithm);
+
+/* Returns 0 if cfg is valid, else FB_EINVAL and the offending field's name
+ * in *field (when field is not NULL). */
+int fb_limiter_config_check(const fb_limiter_config *cfg, const char **field);
+
+/* Creates a limiter at initial_limit (cfg NULL: gradient2's defaults);
+ * NULL on a bad config or no memory. */
+fb_limiter *fb_limiter_new(const fb_limiter_config *cfg);
+
+/* Frees the limiter. */
+void fb_limiter_free(fb_limiter *l);
+
+/* Asks to start a call: returns a permit (>= 1: the calls in flight with
+ * this one, which its release needs) when fewer than the limit are in
+ * flight, else FB_ELIMIT. O(1), no allocation. */
+int64_t fb_limiter_acquire(fb_limiter *l);
+
+/* What fb_limiter_release() did. */
+enum { FB_LIMIT_SAME = 0, FB_LIMIT_CHANGED = 1 };
+
+/* Ends the call permit was given for: rtt is its latency in seconds (>= 0),
+ * now the time it ended (it closes sample windows and stamps a change of
+ * the limit; any number when min_window is 0). Returns
+ * FB_LIMIT_CHANGED when the limit changed (see fb_limiter_change),
+ * FB_LIMIT_SAME, or FB_EINVAL (nothing changed) for a bad outcome, a
+ * negative or NaN rtt, a NaN now with a window, a permit out of
+ * 1..max_limit, or a release with no call in flight. O(1), no
+ * allocation. */
+int fb_limiter_release(fb_limiter *l, int64_t permit, fb_limit_outcome outcome,
+                       double rtt, double now);
+
+/* Makes the limiter safe to use from several threads at once (on = 1), at
+ * the cost of a spinlock per call; set it before it is shared. */
+void fb_limiter_set_shared(fb_limiter *l, int on);
+
+/* Returns the limit now in force (in flight may exceed it right after it
+ * shrank: no call is cut short). */
+int fb_limiter_limit(const fb_limiter *l);
+
+/* Returns the calls in flight. */
+int fb_limiter_inflight(const fb_limiter *l);
+
+/* Returns "gradient2", "aimd" or "vegas". */
+const char *fb_limiter_algorithm_name(fb_limit_algorithm a);
+
+/* Returns how many times the limit changed since creation. */
+uint64_t fb_limiter_changes(const fb_limiter *l);
+
+/* Reads back the n-th change of the limit (0-based, one of the last
+ * FB_LIMITER_HISTORY); returns 0, or FB_ENOENT if it is no longer kept. */
+#define FB_LIMITER_HISTORY 16
+int fb_limiter_change(const fb_limiter *l, uint64_t n, int *from, int *to,
+                      double *at);
+
+/* A snapshot of a limiter's measurements. */
+typedef struct fb_limiter_metrics {
+  int limit;            /* the limit in force: floor(estimate) */
+  double estimate;      /* the algorithm's estimate behind it */
+  int inflight;
+  double rtt;           /* the latest RTT sample (0: none yet) */
+  double rtt_noload;    /* gradient2: the long-term average; vegas: the
+                           no-load RTT; aimd: 0 */
+  uint64_t successes, dropped, ignored; /* lifetime, by outcome */
+  uint64_t rejected;    /* lifetime: acquires refused */
+  uint64_t changes;     /* lifetime: changes of the limit */
+} fb_limiter_metrics;
+
+/* Fills m with the limiter's measurements. */
+void fb_limiter_metrics_get(fb_limiter *l, fb_limiter_metrics *m);
+
 /* -------------------------------------------------------------- runtime */
 
 /* A Lua runtime for policy written in Lua: a LuaJIT state with the fusebox
@@ -730,6 +884,9 @@ fb_balancer *fb_runtime_balancer(fb_runtime *rt, const char *name);
 
 /* Returns the registry Lua exported as name, or NULL (see last error). */
 fb_registry *fb_runtime_registry(fb_runtime *rt, const char *name);
+
+/* Returns the limiter Lua exported as name, or NULL (see last error). */
+fb_limiter *fb_runtime_limiter(fb_runtime *rt, const char *name);
 
 /* Returns the message of the runtime's last error, or "" if none. */
 const char *fb_runtime_last_error(const fb_runtime *rt);

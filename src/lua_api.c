@@ -8,6 +8,7 @@
 
 #include "balancer.h"
 #include "runtime.h"
+#include "zone.h"
 
 #include <math.h>
 #include <string.h>
@@ -80,7 +81,8 @@ static double api_breaker_transitions(fb_breaker *const *b) {
 }
 
 static double api_breaker_retry_after(fb_breaker *const *b, double now) {
-  return OPEN(b) ? fb_breaker_retry_after(*b, now) : FBL_ECLOSED;
+  return OPEN(b) ? fb_breaker_retry_after(*b, now)
+                 : FBL_ECLOSED;
 }
 
 static int api_breaker_state(fb_breaker *const *b) {
@@ -106,6 +108,34 @@ static int api_breaker_reset(fb_breaker *const *b, double now) {
     return FBL_ECLOSED;
   fb_breaker_reset(*b, now);
   return 0;
+}
+
+static double api_limiter_acquire(fb_limiter *const *l) {
+  return OPEN(l) ? (double)fb_limiter_acquire(*l) : FBL_ECLOSED;
+}
+
+/* A permit is an integer 1..2^31 (what acquire hands out): anything else
+ * (0.5, NaN, 1e300) is malformed, not truncated into another. */
+static int api_limiter_release(fb_limiter *const *l, double permit,
+                               int outcome, double rtt, double now) {
+  if (!OPEN(l))
+    return FBL_ECLOSED;
+  if (!(permit >= 1 && permit <= 2147483647.0) || permit != floor(permit))
+    return FB_EINVAL;
+  return fb_limiter_release(*l, (int64_t)permit, (fb_limit_outcome)outcome,
+                            rtt, now);
+}
+
+static double api_limiter_changes(fb_limiter *const *l) {
+  return OPEN(l) ? (double)fb_limiter_changes(*l) : FBL_ECLOSED;
+}
+
+static int api_limiter_limit(fb_limiter *const *l) {
+  return OPEN(l) ? fb_limiter_limit(*l) : FBL_ECLOSED;
+}
+
+static int api_limiter_inflight(fb_limiter *const *l) {
+  return OPEN(l) ? fb_limiter_inflight(*l) : FBL_ECLOSED;
 }
 
 static fb_service *api_registry_service(fb_registry *const *r,
@@ -288,6 +318,49 @@ static fb_rng *api_balancer_rng(fb_balancer *const *lb) {
 
 static fb_rng *api_runtime_rng(fb_runtime *rt) { return &rt->rng; }
 
+static fb_zone_peer *peer_of(fb_zone *const *z, double offset) {
+  if (!(offset >= 0 && offset < 18446744073709551616.0))
+    return NULL;
+  return fb_zone_peer_at(*z, (uint64_t)offset);
+}
+
+static double api_zone_peer_stat(fb_zone *const *z, double offset, int what) {
+  if (!OPEN(z))
+    return FBL_ECLOSED;
+  fb_zone_peer *p = peer_of(z, offset);
+  if (!p)
+    return FB_EINVAL;
+  uint64_t bits;
+  double until, left;
+  switch (what) {
+  case FBL_PEER_INFLIGHT:
+    return (double)atomic_load_explicit(&p->inflight, memory_order_relaxed);
+  case FBL_PEER_EJECTED_FOR:
+    bits = atomic_load_explicit(&p->ejected_until, memory_order_relaxed);
+    if (!bits) /* never ejected, or readmitted: no clock read */
+      return 0;
+    memcpy(&until, &bits, sizeof until);
+    left = until - fb_monotonic_now();
+    return left > 0 ? left : 0;
+  }
+  return FB_EINVAL;
+}
+
+static int api_zone_peer_eject(fb_zone *const *z, double offset,
+                               double seconds) {
+  if (!OPEN(z))
+    return FBL_ECLOSED;
+  fb_zone_peer *p = peer_of(z, offset);
+  if (!p || !(seconds >= 0))
+    return FB_EINVAL;
+  double until = seconds > 0 ? fb_monotonic_now() + seconds : 0;
+  uint64_t bits = 0;
+  if (seconds > 0)
+    memcpy(&bits, &until, sizeof bits);
+  atomic_store_explicit(&p->ejected_until, bits, memory_order_relaxed);
+  return 0;
+}
+
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
 static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
@@ -309,6 +382,8 @@ static const char cdef[] =
     "typedef struct fb_instance fb_instance;\n"
     "typedef struct fb_balancer fb_balancer;\n"
     "typedef struct fb_breaker fb_breaker;\n"
+    "typedef struct fb_zone fb_zone;\n"
+    "typedef struct fb_limiter fb_limiter;\n"
     "typedef struct fb_rng { uint64_t s[4]; } fb_rng;\n"
     "typedef struct fb_clock_cache { " STR(FBL_CLOCK_CACHE_FIELDS) " } fb_clock_cache;\n"
     "struct fb_lua_api {\n" FB_LUA_API(FB_LUA_API_CDEF) "};\n"
@@ -316,6 +391,7 @@ static const char cdef[] =
     ", FBL_ECHANGED = " STR(FBL_ECHANGED) ", FBL_WEIGHT = 0"
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
     " FBL_PORT, FBL_EJECTED };\n"
-    "enum { FBL_HOST = 0, FBL_ZONE };\n";
+    "enum { FBL_HOST = 0, FBL_ZONE };\n"
+    "enum { FBL_PEER_INFLIGHT = 0, FBL_PEER_EJECTED_FOR };\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

@@ -12,6 +12,7 @@
 #define FB_LUA_API_H
 
 #include "fusebox.h"
+#include "zone.h"
 
 /* Lifetime: objects cross as their userdata's payload slot (fb_breaker
  * *const *, the pointer __gc sets to NULL), read here on every call, so a
@@ -61,6 +62,13 @@ typedef struct fb_clock_cache {
   X(int, breaker_force_open, (fb_breaker *const *b, double now))             \
   X(int, breaker_disable, (fb_breaker *const *b, double now))                \
   X(int, breaker_reset, (fb_breaker *const *b, double now))                  \
+  X(double, limiter_acquire, (fb_limiter *const *l))                         \
+  X(int, limiter_release,                                                    \
+    (fb_limiter *const *l, double permit, int outcome, double rtt,          \
+     double now))                                                            \
+  X(double, limiter_changes, (fb_limiter *const *l))                         \
+  X(int, limiter_limit, (fb_limiter *const *l))                              \
+  X(int, limiter_inflight, (fb_limiter *const *l))                           \
   X(fb_service *, registry_service,                                          \
     (fb_registry *const *r, const char *name))                               \
   X(double, registry_services_removed, (fb_registry *const *r))            \
@@ -92,12 +100,22 @@ typedef struct fb_clock_cache {
   X(int, balancer_done,                                                      \
     (fb_balancer *const *lb, double id, int ok, double latency, double now)) \
   X(fb_rng *, balancer_rng, (fb_balancer *const *lb))                       \
-  X(fb_rng *, runtime_rng, (fb_runtime * rt))
+  X(fb_rng *, runtime_rng, (fb_runtime * rt))                               \
+  X(double, zone_peer_stat, (fb_zone *const *z, double offset, int what))   \
+  X(int, zone_peer_eject, (fb_zone *const *z, double offset, double seconds))
 
 /* What instance_stat reads: -1 when the instance is gone (FBL_EJECTED:
  * the end of its ejection, 0 if none ends after 0). */
 enum { FBL_WEIGHT, FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES,
        FBL_LATENCY, FBL_PORT, FBL_EJECTED };
+
+/* What zone_peer_stat reads of the peer record at offset (from z:peer):
+ * every process's calls in flight, the seconds its ejection still runs
+ * (0: none; the clock is read only when one was set). FB_EINVAL
+ * for an offset that is no record's, FBL_ECLOSED once the zone closed.
+ * zone_peer_eject(z, offset, seconds) ejects it for every process for
+ * seconds from now (0: readmits); the same answers. */
+enum { FBL_PEER_INFLIGHT, FBL_PEER_EJECTED_FOR };
 
 /* What instance_string copies into the caller's buffer: its length is
  * returned (a length over cap means: grow the buffer and ask again), -1

@@ -7,8 +7,18 @@
  * call user functions or announce state changes, so they must be Lua (the
  * guarded function may yield), and they reach the core through the FFI
  * table. Here: construction and validation, history and metrics.
+ *
+ * A breaker given zone = z (fb.zone) lives in that shared zone, found there
+ * by its name and config or built (zone.h), so every process that maps the
+ * zone shares it. Its userdata holds a second pointer, the zone, whose
+ * mapping it keeps referenced until __gc. It runs on the runtime's clock
+ * like any breaker: on the real clock that is CLOCK_MONOTONIC, one time
+ * base for every process (a host that supplies a clock must supply one
+ * its processes share).
  */
 #include "lua_util.h"
+
+#include "zone.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -19,7 +29,7 @@ static const char *const breaker_options[] = {
     "success_threshold", "window",          "minimum_calls",
     "failure_rate",   "slow_call_duration", "slow_call_rate",
     "timeout_multiplier", "timeout_max",    "half_open_max_calls",
-    "half_open_max_wait", "is_failure",     "shared", "name", NULL};
+    "half_open_max_wait", "is_failure",     "shared", "name", "zone", NULL};
 
 static const char *const modes[] = {"consecutive", "count", "time", NULL};
 
@@ -116,17 +126,77 @@ static void push_env(lua_State *L, const fb_breaker_config *cfg) {
   }
 }
 
+static int is_zone(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    return 0;
+  luaL_getmetatable(L, FBL_ZONE);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+/* The zone option: its open fb_zone, or NULL when absent. A zone breaker
+ * needs a name: its key in the zone. */
+static fb_zone *opt_zone(lua_State *L) {
+  if (!lua_istable(L, 1))
+    return NULL;
+  lua_getfield(L, 1, "zone");
+  fb_zone *z = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (!is_zone(L, -1))
+      fbl_bad_option(L, 1, "zone", "a fusebox.zone (fb.zone)");
+    z = *(fb_zone **)lua_touserdata(L, -1);
+    if (!z)
+      luaL_argerror(L, 1, "zone is closed");
+    if (!fbl_opt_name(L, 1, "name"))
+      luaL_argerror(L, 1, "a breaker in a zone needs a name (its key there)");
+  }
+  lua_pop(L, 1);
+  return z;
+}
+
+/* A zone breaker's payload: the breaker, then its zone (referenced). */
+typedef struct zone_slot {
+  fb_breaker *b;
+  fb_zone *zone;
+} zone_slot;
+
+static fb_breaker *zone_breaker(lua_State *L, fb_zone *z,
+                                const fb_breaker_config *cfg) {
+  char err[256];
+  fb_breaker *b = fb_zone_breaker(z, fbl_opt_name(L, 1, "name"), cfg,
+                                  fb_runtime_now(fbl_runtime(L)), err,
+                                  sizeof err);
+  if (!b)
+    luaL_error(L, "breaker: %s", err);
+  return b;
+}
+
 static int breaker_new(lua_State *L) {
   fb_breaker_config cfg;
   fb_breaker_config_init(&cfg);
   read_options(L, &cfg);
   check_config(L, &cfg);
-  fb_breaker **p = lua_newuserdata(L, sizeof *p);
+  fb_zone *z = opt_zone(L);
+  fb_breaker **p = lua_newuserdata(L, z ? sizeof(zone_slot) : sizeof *p);
   *p = NULL;
   luaL_getmetatable(L, FBL_BREAKER);
   lua_setmetatable(L, -2);
   push_env(L, &cfg);
   lua_setfenv(L, -2);
+  if (z) {
+    fb_breaker *b = zone_breaker(L, z, &cfg);
+    fb_zone_retain(z);
+    ((zone_slot *)p)->zone = z;
+    *p = b;
+    /* the state changes made before this process found it are not this
+     * object's to announce (breaker.lua reads env.seen) */
+    lua_getfenv(L, -1);
+    lua_pushnumber(L, (double)fb_breaker_transitions(b));
+    lua_setfield(L, -2, "seen");
+    lua_pop(L, 1);
+    return 1;
+  }
   if (!(*p = fb_breaker_new(&cfg)))
     return luaL_error(L, "breaker: out of memory");
   lua_getfield(L, 1, "shared"); /* for C host threads: see fusebox.h */
@@ -139,7 +209,10 @@ static int breaker_gc(lua_State *L) {
   fb_breaker **p = fbl_check_gc(L, FBL_BREAKER);
   if (!p) /* a host holds it */
     return 0;
-  fb_breaker_free(*p); /* NULL once closed */
+  if (*p && lua_objlen(L, 1) == sizeof(zone_slot)) /* in a zone */
+    fb_zone_release(((zone_slot *)p)->zone);
+  else
+    fb_breaker_free(*p); /* NULL once closed */
   *p = NULL;
   return 0;
 }
@@ -169,7 +242,8 @@ enum { NMETRICS = 16 };
 static void collect(lua_State *L, metric *out, const char **state) {
   fb_breaker **p = fbl_check_object(L, 1, FBL_BREAKER);
   fb_breaker_metrics m;
-  fb_breaker_metrics_get(*p, fb_runtime_now(fbl_runtime(L)), &m);
+  double now = fb_runtime_now(fbl_runtime(L));
+  fb_breaker_metrics_get(*p, now, &m);
   *state = fb_breaker_state_name(m.state);
   const metric all[NMETRICS] = {
       {"failure_rate", m.failure_rate},

@@ -161,7 +161,7 @@ static int l_seed(lua_State *L) {
 
 static const char *const run_options[] = {
     "virtual_time",     "seed", "events", "summary", "script",
-    "max_virtual_time", NULL};
+    "max_virtual_time", "shutdown_timeout", "shutdown_on_signals", NULL};
 
 /* The run's string arguments (stack indices first..last) as a cJSON
  * array: the script's command-line arguments when the CLI runs it. */
@@ -216,9 +216,16 @@ static int l_run(lua_State *L) {
       fb_runtime_seed(rt, check_seed(L, lua_gettop(L), 2, "run"));
     lua_pop(L, 2);
     rt->vlimit = fbl_opt_positive(L, 2, "max_virtual_time", HUGE_VAL);
+    rt->shutdown_timeout = fbl_opt_at_least(L, 2, "shutdown_timeout",
+                                            FB_SHUTDOWN_TIMEOUT, 0);
+    lua_getfield(L, 2, "shutdown_on_signals");
+    rt->shutdown_on_signals = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   } else {
     rt->virtual_time = 0;
     rt->vlimit = HUGE_VAL;
+    rt->shutdown_timeout = FB_SHUTDOWN_TIMEOUT;
+    rt->shutdown_on_signals = 0;
   }
   rt->vnow = 0;
   rt->runs++;
@@ -244,14 +251,17 @@ static int l_run(lua_State *L) {
   return 2;
 }
 
-/* fb.export(name, obj): publishes a registry, balancer or breaker for a
- * C host (fb_runtime_breaker(rt, name), ...); obj nil unpublishes. */
+/* fb.export(name, obj): publishes a registry, balancer, breaker or
+ * limiter for a C host (fb_runtime_breaker(rt, name), ...); obj nil
+ * unpublishes. */
 static int l_export(lua_State *L) {
   fbl_check_name(L, 1, "name");
   if (!lua_isnil(L, 2) && !luaL_testudata(L, 2, FBL_REGISTRY) &&
-      !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER))
-    return luaL_error(L, "bad argument #2 to 'export' (registry, balancer "
-                         "or breaker expected, got %s)", luaL_typename(L, 2));
+      !luaL_testudata(L, 2, FBL_BALANCER) && !luaL_testudata(L, 2, FBL_BREAKER) &&
+      !luaL_testudata(L, 2, FBL_LIMITER))
+    return luaL_error(L, "bad argument #2 to 'export' (registry, balancer, "
+                         "breaker or limiter expected, got %s)",
+                      luaL_typename(L, 2));
   if (!lua_isnil(L, 2) && !*(void **)lua_touserdata(L, 2)) /* its __gc ran */
     return luaL_error(L, "bad argument #2 to 'export' (%s is closed)",
                       fbl_typename(L, 2));
@@ -302,7 +312,8 @@ static const luaL_Reg core_functions[] = {
 static void push_metatables(lua_State *L) {
   static const char *const classes[][2] = {{"registry", FBL_REGISTRY},
                                            {"balancer", FBL_BALANCER},
-                                           {"breaker", FBL_BREAKER}};
+                                           {"breaker", FBL_BREAKER},
+                                           {"limiter", FBL_LIMITER}};
   lua_newtable(L);
   for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
     luaL_getmetatable(L, classes[i][1]);
@@ -365,12 +376,16 @@ int luaopen_fusebox(lua_State *L) {
   fbl_open_registry(L, rt_idx);
   fbl_open_balancer(L, rt_idx);
   fbl_open_breaker(L, rt_idx);
+  fbl_open_limiter(L, rt_idx);
   fbl_open_events(L, rt_idx);
   fbl_open_json(L, rt_idx);
   fbl_open_tcp(L, rt_idx);
   fbl_open_http(L, rt_idx);
   fbl_open_catalog(L, rt_idx);
   fbl_open_backend(L, rt_idx);
+  fbl_open_zone(L, rt_idx);
+  fbl_open_signal(L, rt_idx);
+  fbl_open_dns(L, rt_idx);
   push_metatables(L);
   lua_setfield(L, -2, "meta");
   lua_pushlightuserdata(L, (void *)fb_lua_api_get());

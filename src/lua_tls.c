@@ -18,6 +18,8 @@
 
 static int context_gc(lua_State *L) {
   fb_tls_context **slot = fbl_check_gc(L, FBL_TLS_CONTEXT);
+  if (!slot) /* a host holds it */
+    return 0;
   if (*slot)
     fb_tls_context_free(*slot);
   *slot = NULL;

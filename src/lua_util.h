@@ -16,6 +16,8 @@
 #define FBL_REGISTRY "fusebox.registry"
 #define FBL_BALANCER "fusebox.balancer"
 #define FBL_BREAKER "fusebox.breaker"
+#define FBL_ZONE "fusebox.zone"
+#define FBL_LIMITER "fusebox.limiter"
 
 /* The registry table fb.export() publishes objects in. */
 #define FBL_EXPORTS "fusebox.exports"
@@ -115,6 +117,7 @@ void fbl_registry_drop_reaped(lua_State *L, int idx);
 void fbl_open_registry(lua_State *L, int rt_idx);
 void fbl_open_balancer(lua_State *L, int rt_idx);
 void fbl_open_breaker(lua_State *L, int rt_idx);
+void fbl_open_limiter(lua_State *L, int rt_idx);
 void fbl_open_events(lua_State *L, int rt_idx);
 void fbl_open_json(lua_State *L, int rt_idx);
 void fbl_open_tcp(lua_State *L, int rt_idx);
@@ -128,5 +131,9 @@ void fbl_open_tls(lua_State *L, int rt_idx);
 /* The OpenSSL context of the fusebox.tls_context at idx (raises
  * otherwise). */
 struct ssl_ctx_st *fbl_check_tls_context(lua_State *L, int idx);
+
+void fbl_open_zone(lua_State *L, int rt_idx);
+void fbl_open_signal(lua_State *L, int rt_idx);
+void fbl_open_dns(lua_State *L, int rt_idx);
 
 #endif

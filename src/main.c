@@ -27,7 +27,7 @@ static const char usage[] =
     "usage: fusebox run [--virtual-time] [--seed N] [--events FILE.jsonl]\n"
     "                   [--summary] [--report FILE.html] [--metrics "
     "HOST:PORT]\n"
-    "                   script.lua [args...]\n"
+    "                   [--shutdown-timeout S] script.lua [args...]\n"
     "       fusebox test [--seed N] [--max-virtual-time S] [--timeout S]\n"
     "                    [path...]\n"
     "       fusebox report [-o FILE.html] events.jsonl\n"
@@ -39,7 +39,8 @@ static const char usage[] =
     "                       [--max-virtual-time S] [--timeout S] scenario.lua\n"
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
     "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
-    "                     [--heartbeat-timeout SECONDS]\n"
+    "                     [--heartbeat-timeout SECONDS] "
+    "[--shutdown-timeout S]\n"
     "                     [--tls-cert FILE --tls-key FILE "
     "[--tls-client-ca FILE]]\n"
     "                     [script.lua [args...]]\n"
@@ -73,6 +74,11 @@ static const char usage[] =
     "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
     "                  objects published with fb.export at /metrics (real\n"
     "                  time only; serve publishes its registry as 'serve')\n"
+    "  --shutdown-timeout S  (run and serve) on SIGTERM or SIGINT a run\n"
+    "                  that serves HTTP stops accepting, answers blocking\n"
+    "                  queries, lets requests in flight finish for up to S\n"
+    "                  seconds (default 10) and exits 0; past S it closes\n"
+    "                  them and exits 1; a second signal exits at once\n"
     "  -h, --help      show this help\n"
     "  --version       show the version\n"
     "\n"
@@ -148,6 +154,8 @@ typedef struct options {
   const char *swarm_off; /* fault kinds fb.sim.swarm keeps off: "a,b" */
   const char *policy;    /* the policy file fb.sim.policy() builds */
   int argi; /* index in argv of the first script argument */
+  int has_shutdown_timeout;
+  double shutdown_timeout; /* --shutdown-timeout */
 } options;
 
 int fb_cli_usage_error(const char *fmt, const char *what) {
@@ -164,6 +172,18 @@ int fb_cli_parse_seed(const char *s, unsigned long long *out) {
     return -1;
   *out = strtoull(s, &end, 10);
   return (errno || *end) ? -1 : 0;
+}
+
+/* --shutdown-timeout S: 0..FB_MAX_SLEEP seconds (0: no waiting). */
+static int parse_shutdown_timeout(const char *s, options *o) {
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || end == s || !(v >= 0 && v <= 1e9))
+    return fb_cli_usage_error("bad --shutdown-timeout '%s': want a number of "
+                       "seconds in 0..1e9", s);
+  o->shutdown_timeout = v;
+  o->has_shutdown_timeout = 1;
+  return 0;
 }
 
 static int parse_run(int argc, char **argv, options *o) {
@@ -201,6 +221,13 @@ static int parse_run(int argc, char **argv, options *o) {
       if (i + 1 >= argc)
         return fb_cli_usage_error("%s needs HOST:PORT", "--metrics");
       o->metrics = argv[++i];
+    } else if (strcmp(argv[i], "--shutdown-timeout") == 0) {
+      if (i + 1 >= argc)
+        return fb_cli_usage_error("%s needs a number of seconds",
+                           "--shutdown-timeout");
+      int rc = parse_shutdown_timeout(argv[++i], o);
+      if (rc)
+        return rc;
     } else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -278,6 +305,12 @@ static void push_run_options(lua_State *L, const options *o) {
   lua_setfield(L, -2, "summary");
   lua_pushstring(L, o->script);
   lua_setfield(L, -2, "script");
+  lua_pushboolean(L, !o->virtual_time); /* a run that serves stops cleanly */
+  lua_setfield(L, -2, "shutdown_on_signals");
+  if (o->has_shutdown_timeout) {
+    lua_pushnumber(L, o->shutdown_timeout);
+    lua_setfield(L, -2, "shutdown_timeout");
+  }
 }
 
 static int check_script(const char *path) {
@@ -595,11 +628,6 @@ static struct {
   size_t nlast;
 } watchdog;
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Raises the wall-clock error at the running function's line. */
 static int over_time(lua_State *L) {
@@ -634,7 +662,7 @@ static void over_time_again(lua_State *L, lua_Debug *ar) {
 
 static void on_sample(void *data, lua_State *L, int samples, int vmstate) {
   (void)data, (void)samples, (void)vmstate;
-  if (monotonic() < watchdog.deadline || !scenario_running(L))
+  if (fb_monotonic_now() < watchdog.deadline || !scenario_running(L))
     return;
   lua_sethook(L, over_time_again, LUA_MASKCOUNT, 1);
   over_time(L);
@@ -653,7 +681,7 @@ static void watch(int n, const char *path, unsigned long long seed,
                   double timeout, lua_State *L) {
   char secs[FB_SECONDS_BUF];
   watchdog.timeout = timeout;
-  watchdog.deadline = monotonic() + timeout;
+  watchdog.deadline = fb_monotonic_now() + timeout;
   int len = snprintf(watchdog.last_words, sizeof watchdog.last_words,
                      "not ok %d - %s\n#   wall-clock limit of %s s reached, "
                      "in code it cannot interrupt (a pcall around a loop that "
@@ -922,6 +950,11 @@ static int serve(int argc, char **argv) {
       tls_key = argv[++i];
     else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc)
       tls_ca = argv[++i];
+    else if (strcmp(argv[i], "--shutdown-timeout") == 0 && i + 1 < argc) {
+      int rc = parse_shutdown_timeout(argv[++i], &o);
+      if (rc)
+        return rc;
+    }
     else if (strcmp(argv[i], "--heartbeat-timeout") == 0 && i + 1 < argc) {
       char *end;
       timeout = strtod(argv[++i], &end);

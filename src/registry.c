@@ -859,6 +859,11 @@ uint64_t fb_instance_successes(const fb_instance *i) { return i->successes; }
 uint64_t fb_instance_failures(const fb_instance *i) { return i->failures; }
 double fb_instance_latency(const fb_instance *i) { return i->latency; }
 
+void fb_instance_share_load(fb_instance *i, int64_t *counter) {
+  if (i)
+    i->load = (_Atomic int64_t *)counter;
+}
+
 int fb_instance_set_weight(fb_instance *i, uint32_t weight) {
   if (weight < 1 || weight > FB_WEIGHT_MAX)
     return FB_EINVAL;

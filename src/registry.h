@@ -9,11 +9,13 @@
 
 #include "fusebox.h"
 
+#include <stdatomic.h>
+
 /* Why an instance is not healthy (bits of fb_instance.down). */
 enum { FB_DOWN_MARKED = 1, /* fb_registry_mark(): an operator's decision */
        FB_DOWN_FAILING = 2 /* fb_instance_set_healthy(): a health check */ };
 
-/* About 112 bytes plus the host; the zone, rarely set, is one pointer.
+/* About 120 bytes plus the host; the zone, rarely set, is one pointer.
  * What a pick and its done() read and write comes first, together: with a
  * random pick over thousands of instances each line touched is a miss. */
 struct fb_instance {
@@ -25,6 +27,9 @@ struct fb_instance {
   double latency_at;           /* when latency was last updated */
   uint64_t successes, failures;
   uint64_t picks;              /* balancer picks (metrics) */
+  _Atomic int64_t *load;       /* NULL, or the in-flight count of every
+                                  process (fb_instance_share_load); beside
+                                  inflight, which the balancers read with it */
   uint8_t live;
   uint8_t down;                /* FB_DOWN_* bits; 0: healthy */
   uint8_t excluded;            /* scratch of fb_balancer_pick_excluding();
@@ -41,6 +46,22 @@ struct fb_instance {
   char *zone;                  /* NULL: none */
   char host[];
 };
+
+/* The calls in flight a balancer weighs: this process's, or, once the
+ * instance shares a counter with other processes (nginx workers), all of
+ * theirs. The only reads of the load in the balancers go through here. */
+static inline uint32_t fb__load(const fb_instance *i) {
+  if (__builtin_expect(i->load == NULL, 1))
+    return i->inflight;
+  int64_t n = atomic_load_explicit(i->load, memory_order_relaxed);
+  return n <= 0 ? 0 : n >= UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* Adds d to the shared count, if any, next to i->inflight's own change. */
+static inline void fb__load_add(fb_instance *i, int64_t d) {
+  if (__builtin_expect(i->load != NULL, 0))
+    atomic_fetch_add_explicit(i->load, d, memory_order_relaxed);
+}
 
 struct fb_service {
   fb_service *hnext;           /* chain in the registry's service table */

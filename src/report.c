@@ -439,17 +439,35 @@ static int on_outcome(fb_report *r, const cJSON *e, double t) {
   if (num(e, "duration", &d) == 0 && add_latency(r->durations, b, d) < 0)
     return -1;
   r->outcomes++;
-  return count(r, name, FB_SRC_BREAKER, b, classify(outcome, str(e, "error")),
+  return count(r, name, FB_SRC_GUARD, b, classify(outcome, str(e, "error")),
                r->breaker_totals) < 0 ? -1 : 1;
+}
+
+/* A concurrency limiter's rejection (fusebox.limiter): a series of its
+ * own, "limiter <name or id>", its rejections apart from the breakers'. */
+static int on_limiter_reject(fb_report *r, const cJSON *e, double t) {
+  char name[256];
+  uint64_t totals[FB_OUT_N] = {0}; /* not the breakers' */
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "limiter");
+  const char *label = str(e, "name");
+  if (label)
+    snprintf(name, sizeof name, "limiter %s", label);
+  else if (cJSON_IsNumber(id) && isfinite(id->valuedouble))
+    snprintf(name, sizeof name, "limiter %.15g", id->valuedouble);
+  else
+    return 0;
+  return count(r, name, FB_SRC_GUARD, bucket_of(r, t), FB_OUT_REJECTED, totals) < 0 ? -1 : 1;
 }
 
 static int on_reject(fb_report *r, const cJSON *e, double t) {
   char name[256];
+  if (cJSON_GetObjectItemCaseSensitive(e, "limiter"))
+    return on_limiter_reject(r, e, t);
   if (breaker_name(e, name, sizeof name) < 0)
     return 0;
   if (!breaker_track(r, name, t))
     return -1;
-  return count(r, name, FB_SRC_BREAKER, bucket_of(r, t), FB_OUT_REJECTED,
+  return count(r, name, FB_SRC_GUARD, bucket_of(r, t), FB_OUT_REJECTED,
                r->breaker_totals) < 0 ? -1 : 1;
 }
 
@@ -672,6 +690,8 @@ static int dispatch(fb_report *r, const cJSON *e, const char *kind, double t) {
     return on_reject(r, e, t);
   if (strcmp(kind, "outcome") == 0)
     return on_outcome(r, e, t);
+  if (strcmp(kind, "limit") == 0) /* a limiter's limit: in the log only */
+    return 1;
   if (strcmp(kind, "state_change") == 0)
     return on_state_change(r, e, t);
   if (!strcmp(kind, "register") || !strcmp(kind, "deregister") ||

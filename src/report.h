@@ -59,13 +59,14 @@ enum { FB_OUT_SUCCESS, FB_OUT_FAILURE, FB_OUT_TIMEOUT, FB_OUT_REJECTED, FB_OUT_N
  * (call_end), a breaker (its outcome and reject events) or, for picks,
  * an instance. */
 /* Where a series' counts come from: a service model or instance
- * (call_end: the load offered to it, retries and hedges included), a
- * breaker (outcome, reject), or the policy's requests (request). */
-enum { FB_SRC_CALL, FB_SRC_BREAKER, FB_SRC_REQUEST };
+ * (call_end: the load offered to it, retries and hedges included), a guard
+ * (a breaker: outcome, reject; a limiter: limiter_reject), or the policy's
+ * requests (request). */
+enum { FB_SRC_CALL, FB_SRC_GUARD, FB_SRC_REQUEST };
 
 typedef struct fb_report_series {
   char *name;
-  int source;                   /* FB_SRC_*: the first event that named it */
+  int source; /* FB_SRC_*: the first event that named it */
   uint32_t (*counts)[FB_OUT_N]; /* [FB_REPORT_BUCKETS] */
   uint64_t total[FB_OUT_N];
 } fb_report_series;
@@ -116,7 +117,7 @@ typedef struct fb_report {
    * the kind fb.rejection names (the last slot pools the rest) */
   uint64_t requests, request_totals[FB_OUT_N];
   uint32_t *request_latency;
-  char reject_kinds[FB_REPORT_KINDS][24];
+  char reject_kinds[FB_REPORT_KINDS][32];
   uint64_t reject_counts[FB_REPORT_KINDS];
   size_t nreject_kinds;
   fb_report_series *series, *pick_series; /* in order of first appearance */

@@ -122,6 +122,7 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   rt->error_ref = LUA_NOREF;
   rt->current_ref = LUA_NOREF;
   rt->vlimit = HUGE_VAL;
+  rt->shutdown_timeout = FB_SHUTDOWN_TIMEOUT;
   rt->pid = getpid();
   default_seed(rt);
   lua_newtable(L);
@@ -139,11 +140,6 @@ fb_runtime *fb_runtime_open(lua_State *L) {
  * time base, so nginx workers can share breakers and ejections whose
  * times they all compare. Linux counts it from boot: about 1e6 s after
  * eleven days, where a double still resolves 0.1 ns. */
-double fb_monotonic_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 double fb_runtime_real_now(const fb_runtime *rt) {
   if (rt->host_now)
@@ -279,7 +275,8 @@ void fb_runtime_spawn(lua_State *L, fb_runtime *rt, int nargs) {
 }
 
 void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs) {
-  rt->coros[spawn(L, rt, nargs)].daemon = 1;
+  int ref = spawn(L, rt, nargs); /* first: spawn may move rt->coros */
+  rt->coros[ref].daemon = 1;
   rt->ndaemons++;
 }
 
@@ -426,7 +423,7 @@ static void fail_limit(fb_runtime *rt);
 
 static void run_virtual(fb_runtime *rt) {
   fb_timer t;
-  while (!rt->failed && rt->ncoroutines > rt->ndaemons &&
+  while (!rt->failed && !rt->stopped && rt->ncoroutines > rt->ndaemons &&
          fb_timerq_pop(&rt->queue, &t) == 0) {
     if (t.deadline > rt->vlimit && !is_void(rt, &t)) {
       fail_limit(rt);
@@ -447,7 +444,7 @@ static void on_timer(uv_timer_t *timer) {
   const fb_timer *top;
   fb_timer t;
   rt->draining = 1;
-  while (!rt->failed && (top = fb_timerq_peek(&rt->queue)) &&
+  while (!rt->failed && !rt->stopped && (top = fb_timerq_peek(&rt->queue)) &&
          top->deadline <= now && top->seq < limit) {
     fb_timerq_pop(&rt->queue, &t);
     dispatch(rt, &t);
@@ -465,7 +462,7 @@ static void arm(fb_runtime *rt) {
     fb_timerq_pop(&rt->queue, &t);
   if (!rt->timer) /* no loop yet: the run that makes it arms */
     return;
-  if (rt->failed || !top) {
+  if (rt->failed || rt->stopped || !top) {
     uv_timer_stop(rt->timer);
     return;
   }
@@ -539,6 +536,18 @@ static void drop_all(fb_runtime *rt) {
       coro_free(rt, ref);
 }
 
+void fb_runtime_stop(lua_State *L, fb_runtime *rt, int failed) {
+  if (failed && !rt->failed) {
+    rt->failed = 1;
+    rt->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else if (failed) {
+    lua_pop(L, 1);
+  }
+  rt->stopped = 1;
+  if (!rt->virtual_time && rt->loop) /* a flag the next uv_run would see */
+    uv_stop(rt->loop);
+}
+
 int fb_runtime_use_loop(fb_runtime *rt, uv_loop_t *loop) {
   if (rt->running || rt->queue.n)
     return FB_EINVAL;
@@ -562,6 +571,7 @@ int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
   rt->L = L;
   rt->running = 1;
   rt->failed = 0;
+  rt->stopped = 0;
   if (rt->virtual_time) {
     run_virtual(rt);
   } else if (fb_runtime_need_loop(rt) < 0) {
@@ -582,12 +592,12 @@ int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
     rt->error_ref = LUA_NOREF;
     return -1;
   }
-  if (rt->ncoroutines > rt->ndaemons) {
+  if (rt->ncoroutines > rt->ndaemons && !rt->stopped) {
     push_blocked(L, rt);
     drop_all(rt);
     return -1;
   }
-  drop_all(rt); /* daemons */
+  drop_all(rt); /* daemons, or whatever a stop left */
   return 0;
 }
 

@@ -49,6 +49,11 @@ typedef struct fb_coro {
  * policies cap their waits (retry backoff, timeouts) by it too. */
 #define FB_MAX_SLEEP 1e9
 
+/* How long a graceful shutdown may take unless the run says otherwise
+ * (fb.run's shutdown_timeout, --shutdown-timeout): in-flight requests
+ * get this long to finish after SIGTERM. */
+#define FB_SHUTDOWN_TIMEOUT 10.0
+
 struct fb_runtime {
   lua_State *L;         /* thread that called run: used for refs */
   uv_loop_t *loop;      /* NULL until something needs it */
@@ -77,6 +82,9 @@ struct fb_runtime {
    * read whenever the clock is not virtual. */
   double (*host_now)(void *data);
   void *host_now_data;
+  double shutdown_timeout; /* fb.run's: how long a graceful shutdown may
+                              take (lua/fusebox/lifecycle.lua) */
+  int shutdown_on_signals; /* fb.run's: SIGTERM/SIGINT start one */
   uint64_t seed;
   fb_rng rng;           /* fb.random's stream */
   uint64_t nstreams;    /* streams handed out since the seed was set */
@@ -86,6 +94,7 @@ struct fb_runtime {
   int parked;           /* the running coroutine queued itself to wake */
   int running;
   int failed;
+  int stopped;          /* fb_runtime_stop(): the run ends this loop turn */
   int error_ref;        /* message + traceback of the failure */
   int ncoroutines;      /* started and not finished */
   int ndaemons;         /* of which daemons: the run ends without them */
@@ -161,6 +170,13 @@ int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs);
 /* Runs until every coroutine is done. Returns 0, or -1 with the error
  * message (with traceback) pushed on L. */
 int fb_runtime_loop(lua_State *L, fb_runtime *rt);
+
+/* Ends the run at the end of this loop turn, whatever coroutines are
+ * left: they are dropped, as daemons are (a graceful shutdown, see
+ * src/lua_signal.c). fb_runtime_loop() then returns 0, or, when failed,
+ * -1 with the message that was on top of L (popped; no traceback: it
+ * is the process's last word, not a bug's). */
+void fb_runtime_stop(lua_State *L, fb_runtime *rt, int failed);
 
 /* Moves the runtime onto a host's loop, before anything was scheduled;
  * from then on coroutines run whenever the host runs that loop. */

@@ -15,17 +15,22 @@ static int before(const fb_timer *a, const fb_timer *b) {
          (a->deadline == b->deadline && a->seq < b->seq);
 }
 
+/* Doubles the array *v of *cap entries (64 at first); 0 or FB_ENOMEM. */
+static int grow(fb_timer **v, size_t *cap) {
+  size_t n = *cap ? *cap * 2 : 64;
+  fb_timer *w = fb__realloc(*v, n * sizeof *w);
+  if (!w)
+    return FB_ENOMEM;
+  *v = w;
+  *cap = n;
+  return 0;
+}
+
 /* ---------------------------------------------------------------- heap */
 
 static int heap_push(fb_timerq *q, const fb_timer *t) {
-  if (q->nheap == q->cap) {
-    size_t cap = q->cap ? q->cap * 2 : 64;
-    fb_timer *h = fb__realloc(q->heap, cap * sizeof *h);
-    if (!h)
-      return FB_ENOMEM;
-    q->heap = h;
-    q->cap = cap;
-  }
+  if (q->nheap == q->cap && grow(&q->heap, &q->cap) < 0)
+    return FB_ENOMEM;
   size_t i = q->nheap++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
@@ -64,13 +69,8 @@ static int lane_push(fb_timer_lane *l, const fb_timer *t) {
       memmove(l->v, l->v + l->head, (l->tail - l->head) * sizeof *l->v);
       l->tail -= l->head;
       l->head = 0;
-    } else {
-      size_t cap = l->cap ? l->cap * 2 : 64;
-      fb_timer *v = fb__realloc(l->v, cap * sizeof *v);
-      if (!v)
-        return FB_ENOMEM;
-      l->v = v;
-      l->cap = cap;
+    } else if (grow(&l->v, &l->cap) < 0) {
+      return FB_ENOMEM;
     }
   }
   l->v[l->tail++] = *t;

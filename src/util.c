@@ -3,6 +3,8 @@
  */
 #include "util.h"
 
+#include <time.h>
+
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +77,20 @@ const char *fb_strerror(int err) {
     return "registry full: max_services or max_instances reached";
   case FB_ENOW:
     return "the time is needed: call again with now";
+  case FB_ELIMIT:
+    return "concurrency limit reached: as many calls in flight as the limit "
+           "allows";
   }
   return "unknown error";
 }
 
 const char *fb_version(void) { return FB_VERSION_STRING; }
+
+/* The machine's one monotonic clock (fusebox.h): core code that must
+ * agree across processes (a zone's ejections) and the runtime's real
+ * clock both read it. */
+double fb_monotonic_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

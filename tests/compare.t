@@ -21,8 +21,8 @@ ok() { # description, then a command that must succeed
 }
 # the cell of row $1 (its label as printed), column $2 (1: the first policy)
 cell() {
-  awk -v row="$1" -v col="$2" '{ l = substr($0, 1, 24); sub(/ +$/, "", l) }
-    l == row { print substr($0, 25 + (col - 1) * 30, 30) }' "$3" | sed 's/ *$//'
+  awk -v row="$1" -v col="$2" '{ l = substr($0, 1, 38); sub(/ +$/, "", l) }
+    l == row { print substr($0, 39 + (col - 1) * 30, 30) }' "$3" | sed 's/ *$//'
 }
 
 "$B/fusebox" compare "$S" --policy "$P/none.json" --policy "$P/retry.json" \

@@ -229,6 +229,76 @@ function M.random(r, what)
   end
 end
 
+-- Marks: what lets a slot come back from a coroutine that can no longer
+-- return it. A call holding a slot (a bulkhead's, a limiter's) keeps a
+-- mark, a small table, in a local; idle marks wait in h.spare and
+-- h.idle, and h.weak (weak on its values) knows every mark by its number.
+-- A coroutine dropped while suspended inside the call (a plain coroutine
+-- that yielded there and was never resumed) is collected with its stack,
+-- and the mark with it: h.weak[i] goes nil. When the slots run out,
+-- reclaim_marks frees those slots. Only a collection can drop a mark, so
+-- it looks once per collection cycle: a weak-keyed probe that comes back
+-- empty says one has run. Marks are reused (no allocation per call), and
+-- coroutine.running, which LuaJIT does not compile, is not needed. h
+-- holds weak, nmarks, spare (false), idle, nidle, probe (gc_probe()) and
+-- reclaimed (0).
+function M.gc_probe() return setmetatable({ [{}] = true }, { __mode = "k" }) end
+
+local function new_mark(h)
+  local i = h.nmarks + 1
+  local mark = { i }
+  h.nmarks, h.weak[i] = i, mark
+  return mark
+end
+
+-- take_mark(h) -> a mark to hold while holding a slot. One idle mark
+-- waits in the field spare, the others on the stack idle: calls that do
+-- not overlap only move one mark in and out of one field (storing a
+-- table into an array slot after the guarded call costs LuaJIT ~6 ns).
+function M.take_mark(h)
+  local mark = h.spare
+  if mark then
+    h.spare = false -- no strong reference while in use
+    return mark
+  end
+  local n = h.nidle
+  if n == 0 then return new_mark(h) end
+  local idle = h.idle
+  mark = idle[n]
+  idle[n], h.nidle = false, n - 1
+  return mark
+end
+
+local function give_mark(h, mark)
+  if not h.spare then
+    h.spare = mark
+  else
+    local n = h.nidle + 1
+    h.idle[n], h.nidle = mark, n
+  end
+end
+M.give_mark = give_mark
+
+-- reclaim_marks(h, lost, owner) -> how many: for every mark the
+-- collector took since the last look, a new mark takes its number and
+-- lost(owner, i) frees what mark i held.
+function M.reclaim_marks(h, lost, owner)
+  if next(h.probe) ~= nil then return 0 end -- no collection since the last look
+  h.probe = M.gc_probe()
+  local weak, n = h.weak, 0
+  for i = 1, h.nmarks do
+    if weak[i] == nil then
+      local mark = { i }
+      weak[i] = mark
+      give_mark(h, mark)
+      h.reclaimed = h.reclaimed + 1
+      n = n + 1
+      lost(owner, i)
+    end
+  end
+  return n
+end
+
 -- fb.random (core.random for the modules that draw from it): the run's
 -- seeded stream, reached through the FFI like every other draw.
 core.random = M.random(api.runtime_rng(ffi.cast("fb_runtime *", core.rt)))

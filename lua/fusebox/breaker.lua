@@ -122,7 +122,9 @@ local M = {}
 -- listener, a predicate or a finalizer may close the breaker mid-call.
 M.state = base.object_state(breaker_mt, "breaker", function(ud)
   return {
-    seen = 0,       -- state changes already announced to listeners
+    -- state changes already announced to listeners (a breaker found in a
+    -- zone: those other processes made before it was found here)
+    seen = getfenv(ud).seen or 0,
     next = 0,       -- the token the core issues next if nothing changed
     listeners = {}, -- event -> array of functions
     is_failure = getfenv(ud).is_failure,
@@ -271,6 +273,8 @@ local function judge(st, err)
   end
   return timed_out(err) and TIMEOUT or FAILURE
 end
+
+M.judge = judge -- for the breaker layer under a hedge (fusebox.hedge)
 
 local function finish(self, st, permit, t0, ok, ...)
   local r1, r2 = ...

@@ -13,9 +13,12 @@
 -- prefers an instance this call has not tried yet. The order, outermost
 -- first:
 --
---   fallback -> retry -> breaker -> rate_limit -> bulkhead
---     -> pick -> instance breaker -> timeout -> fn(instance)
+--   fallback -> deadline -> retry -> hedge -> breaker -> rate_limit
+--     -> bulkhead -> pick -> instance breaker -> timeout -> fn(instance)
 --
+-- (with a deadline or a hedge, fn(instance, ctx): fusebox.context; each
+-- hedge picks on its own, preferring an instance not tried yet, and an
+-- instance breaker records a cancelled hedge as ignored)
 -- so a timeout counts against the instance, while rejections by the
 -- service-wide layers do not. When the balancer has done(inst, ok,
 -- latency), each finished call is reported to it. Picks are bounded by
@@ -31,6 +34,9 @@ local now, check_name = base.now, base.check_name
 local check_self, check_arg = base.check_self, base.check_arg
 local format, type, error, pcall, setmetatable, pairs = string.format, type, error, pcall, setmetatable, pairs
 local failure, breaker_call, through = policy.failure, policy.breaker_call, policy.through
+local hedge = core.import "fusebox.hedge"
+local ctx_of = core.import("fusebox.context").ctx_of
+local running = coroutine.running
 
 local M = {}
 
@@ -87,9 +93,17 @@ function Client:breaker(host, port)
   return self.breakers[host .. ":" .. tostring(port)]
 end
 
+-- With a deadline or a hedge, fn(instance, ctx).
+local function with_ctx(fn, inst) return fn(inst, ctx_of[running()]) end
+
 local function on_instance(st, inst)
   st.admitted = true
-  local t = st.client.timeout
+  local c = st.client
+  local t = c.timeout
+  if c.with_ctx then
+    if t then return t:call(with_ctx, st.fn, inst) end
+    return with_ctx(st.fn, inst)
+  end
   if t then return t:call(st.fn, inst) end
   return st.fn(inst)
 end
@@ -111,7 +125,7 @@ local function attempt(st, picks)
   local t0 = now()
   local cb = c.instance_options and c:breaker_for(inst, st.service)
   local ok
-  if cb then ok = hold(pcall(breaker_call, cb, on_instance, st, inst))
+  if cb then ok = hold(pcall(c.with_ctx and hedge.breaker_call or breaker_call, cb, on_instance, st, inst))
   else ok = hold(pcall(on_instance, st, inst)) end
   st.tried[inst] = true
   if not st.admitted then
@@ -125,7 +139,14 @@ local function attempt(st, picks)
   return give(n, r1, r2, r3)
 end
 
-local function pick_and_call(st) return attempt(st, 1) end
+-- A hedge's attempts run at once: each has its own state (admitted),
+-- the instances tried shared, so a hedge prefers another instance.
+local function pick_and_call(st)
+  if st.client.hedged then
+    st = { client = st.client, service = st.service, fn = st.fn, tried = st.tried, admitted = false }
+  end
+  return attempt(st, 1)
+end
 
 -- c:call(service, fn) -> fn(instance)'s results, through the policy
 function Client:call(service, fn)
@@ -177,6 +198,10 @@ local function new_client(o)
   for i, name in ipairs(p.order) do
     if name == "timeout" then self.timeout = p.layers[i]
     else self.layers[#self.layers + 1] = p.layers[i] end
+  end
+  self.with_ctx = p.with_ctx
+  for _, name in ipairs(p.order) do
+    if name == "hedge" then self.hedged = true end
   end
   self.lb = balancer_of(o)
   self.done = self.lb.done

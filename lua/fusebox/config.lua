@@ -26,7 +26,7 @@ local M = {}
 -- Copies the fields of code into t, merging tables that both have.
 local function merge(t, code)
   for k, v in pairs(code) do
-    if type(v) == "table" and type(t[k]) == "table" and not policy.is_layer(v) then
+    if type(v) == "table" and type(t[k]) == "table" and not policy.is_object(v) then
       merge(t[k], v)
     else
       t[k] = v

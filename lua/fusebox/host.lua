@@ -32,8 +32,9 @@
 --                         scheduler is its own event loop refuses
 --   io(fname)             -> nil where fusebox's own sockets (fb.tcp,
 --                         fb.http) work, else the message why fname cannot
---   probe(kind, inst, path, timeout) -> whether inst answered a health
---                         check ("tcp": a connect; "http": GET path, 2xx/3xx)
+--   probe(kind, inst, path, timeout, tls) -> whether inst answered a
+--                         health check ("tcp": a connect; "http": GET path,
+--                         2xx/3xx), over TLS when tls (fb.tcp's options)
 --
 -- The clock is not here: it is the runtime's (fb.now, in C), shared by
 -- every scheduler.
@@ -74,14 +75,15 @@ function runtime.run(fn, ...)
   if not ok then error(err, 0) end
 end
 
-function runtime.probe(kind, inst, path, timeout)
+function runtime.probe(kind, inst, path, timeout, tls)
   if kind == "tcp" then
-    local s = core.import("fusebox.tcp").connect(inst.host, inst.port, { timeout = timeout })
+    local s = core.import("fusebox.tcp").connect(inst.host, inst.port, { timeout = timeout, tls = tls })
     if not s then return false end
     s:close()
     return true
   end
-  local status = core.import("fusebox.http").request { instance = inst, path = path, timeout = timeout }
+  local status = core.import("fusebox.http").request { instance = inst, path = path,
+    timeout = timeout, tls = tls }
   return status ~= nil and status >= 200 and status < 400
 end
 M.runtime = runtime
@@ -108,7 +110,7 @@ function M.exiting() return current.exiting() end
 function M.primary() return current.primary() end
 function M.run(fn, ...) return current.run(fn, ...) end
 function M.io(fname) return current.io(fname) end
-function M.probe(kind, inst, path, timeout) return current.probe(kind, inst, path, timeout) end
+function M.probe(kind, inst, path, timeout, tls) return current.probe(kind, inst, path, timeout, tls) end
 
 -- fb.host([scheduler]) -> the scheduler in use (before the change): with
 -- a table, installs it (every function of the interface above, and a

@@ -15,7 +15,10 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tcp = core.import "fusebox.tcp"
+local context = core.import "fusebox.context" -- deadlines: the fusebox-deadline header
 local tls = core.import "fusebox.tls"
+local lifecycle = core.import "fusebox.lifecycle"
+local limiter = core.import "fusebox.limiter"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
 local find, sub, lower = string.find, string.sub, string.lower
@@ -222,7 +225,8 @@ function M.request(opts)
   if why then argerror(1, "request", why) end
   check_seconds(opts.timeout, "request", "timeout")
   check_size(opts.max_body, "request", "max_body")
-  local timeout = opts.timeout or 10
+  local headers, timeout = context.outgoing(opts.headers, opts.timeout or 10)
+  if headers == false then return nil, timeout end
   local deadline = now() + timeout
   local function left()
     local t = deadline - now()
@@ -238,7 +242,7 @@ function M.request(opts)
     if not sock then return nil, err end
   end
   local ok
-  ok, err = sock:write(build_request(method, host, port, target, opts.headers, body), left() or 0)
+  ok, err = sock:write(build_request(method, host, port, target, headers, body), left() or 0)
   if not ok then sock:close(); return nil, err end
   local parser = core.http_parser("response", opts.max_body or 64 * 1024 * 1024, method == "HEAD")
   local msg
@@ -253,7 +257,7 @@ end
 local SERVE_OPTIONS = {
   host = true, port = true, handler = true, max_body = true, read_timeout = true,
   request_timeout = true, max_connections = true, backlog = true, background = true,
-  tls = true,
+  tls = true, on_shutdown = true, limiter = true, retry_after = true,
 }
 
 -- head: the request was HEAD, so the body is announced, not sent.
@@ -286,7 +290,9 @@ end
 -- Runs the handler; one that raises or returns what cannot be sent
 -- (a bad status, a header that would split the response) is a 500.
 local function handle(srv, req, sock)
+  local before = context.incoming(req)
   local ok, status, headers, body = xpcall(srv.handler, traceback, req, sock)
+  context.restore(before)
   local why
   if not ok then
     why = tostring(status)
@@ -327,10 +333,12 @@ local function serve_connection(srv, sock)
       break
     end
     split_target(req)
-    local status, headers, body = handle(srv, req, sock)
+    if srv.conns then srv.conns[sock] = true end -- busy: a shutdown lets it finish
+    local status, headers, body = (srv.guard or handle)(srv, req, sock)
     local keep = req.keep_alive and not srv.closed
     local head = req.method == "HEAD"
     if not sock:write(response(status, headers, body, keep, head), srv.read_timeout) or not keep then break end
+    if srv.conns then srv.conns[sock] = false end
   end
   sock:close()
 end
@@ -345,26 +353,50 @@ function server:port() return self.listener:port() end
 
 -- server:close(): stops listening and closes every open connection
 function server:close()
+  lifecycle.remove(self)
+  self:shutdown()
+  for sock in pairs(self.conns) do sock:close() end
+end
+
+-- server:shutdown(): the graceful close (fusebox.lifecycle): stops
+-- listening, calls on_shutdown, closes the connections waiting between
+-- requests; those in a request answer it with Connection: close.
+function server:shutdown()
   if self.closed then return end
   self.closed = true
+  lifecycle.stop_serving(self)
   self.listener:close()
-  for sock in pairs(self.conns) do sock:close() end
+  if self.on_shutdown then
+    local ok, err = xpcall(self.on_shutdown, traceback)
+    if not ok then core.report("http on_shutdown failed", tostring(err)) end
+  end
+  for sock, busy in pairs(self.conns) do
+    if not busy then sock:close() end
+  end
 end
 
 -- fb.http.serve{host="127.0.0.1", port=0, handler=fn, max_body=1 MiB,
 -- read_timeout=10, request_timeout=30, max_connections=1024,
--- background=false (true: the server does not keep a run going), tls=}
--- -> server | nil, err. With tls = {cert_file=, key_file= [, ca_file=]}
--- (fusebox/tls.lua) it speaks HTTPS: each connection's handshake, within
--- its slot and bounded by tls.handshake_timeout (else read_timeout),
--- comes before its first request; one that fails is closed.
--- handler(req) gets {method, url, path, query,
+-- background=false (true: the server does not keep a run going), tls=,
+-- on_shutdown=fn (called once when the server stops accepting, by a
+-- graceful shutdown or a close, before the idle connections close: where
+-- a handler parked in a long poll is told to answer)} -> server | nil,
+-- err. server:shutdown() is the graceful server:close()
+-- (fusebox.lifecycle; SIGTERM starts it for every server). With tls =
+-- {cert_file=, key_file= [, ca_file=]} (fusebox/tls.lua) it speaks HTTPS:
+-- each connection's handshake, within its slot and bounded by
+-- tls.handshake_timeout (else read_timeout), comes before its first
+-- request; one that fails is closed. handler(req) gets {method, url, path, query,
 -- version, headers (lower-case names), trailers (the same, after a
--- chunked body), body, keep_alive} and returns status (200..599),
+-- chunked body), body, keep_alive, deadline (the seconds its caller
+-- gave it, from fusebox-deadline; nil for none)} and returns status (200..599),
 -- headers, body. A HEAD request's body is announced, never sent.
 -- Its second argument is the connection, for a handler that parks (a
 -- long poll): sock:watch() tells it when the client leaves or sends more
 -- (fb.tcp); it must not read or write it.
+-- limiter= (an fb.limiter, or its options) guards the handler: a request
+-- it rejects is answered 503 with Retry-After: retry_after (whole
+-- seconds, 1) without running the handler (fusebox.limiter's guard).
 function M.serve(opts)
   tcp.check_io("http.serve")
   if type(opts) ~= "table" then argerror(1, "serve", "options table expected, got " .. type(opts)) end
@@ -378,33 +410,58 @@ function M.serve(opts)
   check_seconds(opts.read_timeout, "serve", "read_timeout")
   check_seconds(opts.request_timeout, "serve", "request_timeout")
   check_count(opts.max_connections, "serve", "max_connections")
+  local guard = opts.limiter
+  if guard ~= nil then
+    if not limiter.is_limiter(guard) then
+      if type(guard) ~= "table" then
+        argerror(1, "serve", "limiter must be a limiter or its options, got " .. type(guard))
+      end
+      local ok, l = pcall(core.limiter, guard)
+      if not ok then argerror(1, "serve", "limiter: " .. (l:match("%((.*)%)$") or l)) end
+      guard = l
+    end
+    local ra = opts.retry_after or 1
+    if type(ra) ~= "number" or not (ra >= 0 and ra <= 1e9) or ra % 1 ~= 0 then
+      argerror(1, "serve", "retry_after must be an integer 0..1000000000 (seconds), got " .. shown(ra))
+    end
+    guard = limiter.guard(guard, ra, handle)
+  elseif opts.retry_after ~= nil then
+    argerror(1, "serve", "retry_after applies with a limiter only")
+  end
   local secure = tls.server(opts.tls, 1, "serve")
+  if opts.on_shutdown ~= nil and type(opts.on_shutdown) ~= "function" then
+    argerror(1, "serve", "on_shutdown must be a function, got " .. type(opts.on_shutdown))
+  end
   local srv = setmetatable({
     handler = opts.handler,
     max_body = opts.max_body or 1024 * 1024,
     read_timeout = opts.read_timeout or 10,
     request_timeout = opts.request_timeout or 30,
     max_connections = opts.max_connections or 1024,
-    conns = {},
+    on_shutdown = opts.on_shutdown,
+    conns = {}, -- sock -> true while it is in a request, false between them
     nconns = 0,
     closed = false,
+    guard = guard, -- nil: every request goes to the handler
   }, server)
   local listener, err = tcp.listen {
     host = opts.host, port = opts.port, backlog = opts.backlog,
     handler = function(sock)
       if srv.nconns >= srv.max_connections or srv.closed then sock:close(); return end
-      srv.conns[sock] = true
+      srv.conns[sock] = false
       srv.nconns = srv.nconns + 1
       if not secure or tls.handshake(sock, secure, nil, secure.handshake_timeout or srv.read_timeout) then
         serve_connection(srv, sock)
       end
       srv.conns[sock] = nil
       srv.nconns = srv.nconns - 1
+      lifecycle.connection_ended()
     end,
   }
   if not listener then return nil, err end
   if opts.background then listener:_unref() end
   srv.listener = listener
+  lifecycle.add(srv, not opts.background)
   return srv
 end
 

@@ -5,6 +5,7 @@
 
 local core = select(2, ...)
 local http = core.import "fusebox.http"
+local published = core.import("fusebox.budget").published
 local format, gsub, concat, sort, pairs, ipairs, tostring = string.format, string.gsub, table.concat, table.sort, pairs, ipairs, tostring
 
 local M = {}
@@ -21,6 +22,9 @@ local FAMILIES = {
   { "fusebox_breaker_calls_total", "counter", "Calls through the breaker by outcome (success, failure, timeout)." },
   { "fusebox_breaker_rejected_calls_total", "counter", "Calls rejected while the breaker was open." },
   { "fusebox_breaker_transitions_total", "counter", "Breaker state changes." },
+  { "fusebox_limiter_limit", "gauge", "The concurrency limit in force." },
+  { "fusebox_limiter_inflight", "gauge", "Calls in flight through the limiter." },
+  { "fusebox_limiter_rejected_total", "counter", "Calls rejected at the concurrency limit." },
   { "fusebox_balancer_picks_total", "counter", "Balancer picks per instance." },
   { "fusebox_balancer_in_flight", "gauge", "Picks of the instance not yet reported done." },
   { "fusebox_balancer_reported_calls_total", "counter", "Calls reported to the balancers (done) by outcome." },
@@ -28,7 +32,39 @@ local FAMILIES = {
   { "fusebox_registry_instances", "gauge", "Live instances per service." },
   { "fusebox_registry_expirations_total", "counter", "Instances expired for missing heartbeats." },
   { "fusebox_registry_stale", "gauge", "1 while the registry's view may be behind its store (etcd unreachable)." },
+  { "fusebox_retry_budget_balance", "gauge", "Retries the budget would let through now." },
+  { "fusebox_retry_budget_deposits_total", "counter", "Calls counted by the retry budget." },
+  { "fusebox_retry_budget_withdrawals_total", "counter", "Retries and hedges the retry budget let through." },
+  { "fusebox_retry_budget_exhausted_total", "counter", "Retries and hedges the retry budget refused." },
+  { "fusebox_hedges_total", "counter", "Hedged requests by outcome (sent, won, refused by the budget, cancelled attempts)." },
 }
+
+-- Named retry budgets and hedges (fusebox.budget's published table):
+-- labelled budget="<name>", hedge="<name>".
+local function published_samples(out)
+  local names = {}
+  for name in pairs(published) do names[#names + 1] = name end
+  sort(names)
+  for _, name in ipairs(names) do
+    local obj, l = published[name], label(name)
+    if obj.kind == "retry_budget" then
+      local st = obj:stats()
+      local function add(family, v)
+        local t = out[family]
+        t[#t + 1] = format('%s{budget="%s"} %.0f', family, l, v)
+      end
+      add("fusebox_retry_budget_balance", st.balance)
+      add("fusebox_retry_budget_deposits_total", st.deposited)
+      add("fusebox_retry_budget_withdrawals_total", st.withdrawn)
+      add("fusebox_retry_budget_exhausted_total", st.exhausted)
+    elseif obj.kind == "hedge" then
+      local t = out.fusebox_hedges_total
+      for _, k in ipairs { "sent", "won", "refused", "cancelled" } do
+        t[#t + 1] = format('fusebox_hedges_total{hedge="%s",outcome="%s"} %.0f', l, k, obj[k])
+      end
+    end
+  end
+end
 
 -- A breaker's samples are labelled breaker="<the name it is exported
 -- under>", and name="<its name option>" when it has one (the name its
@@ -49,6 +85,20 @@ local function breaker_samples(out, name, cb)
   r[#r + 1] = format('fusebox_breaker_rejected_calls_total{%s} %.0f', l, rejected)
   local t = out.fusebox_breaker_transitions_total
   t[#t + 1] = format('fusebox_breaker_transitions_total{%s} %.0f', l, transitions)
+end
+
+-- A limiter's samples: limiter="<the name it is exported under>",
+-- algorithm, and name="<its name option>" when it has one.
+local function limiter_samples(out, name, l)
+  local m = l:metrics()
+  local lb = format('limiter="%s",algorithm="%s"', label(name), m.algorithm)
+  if l.name then lb = format('%s,name="%s"', lb, label(l.name)) end
+  local g = out.fusebox_limiter_limit
+  g[#g + 1] = format("fusebox_limiter_limit{%s} %d", lb, m.limit)
+  g = out.fusebox_limiter_inflight
+  g[#g + 1] = format("fusebox_limiter_inflight{%s} %d", lb, m.inflight)
+  g = out.fusebox_limiter_rejected_total
+  g[#g + 1] = format("fusebox_limiter_rejected_total{%s} %.0f", lb, m.rejected)
 end
 
 local function registry_samples(out, name, reg)
@@ -77,7 +127,7 @@ local function registry_samples(out, name, reg)
   s[#s + 1] = format('fusebox_registry_stale{registry="%s"} %d', l, reg:stale() and 1 or 0)
 end
 
--- Returns the exposition text for every exported breaker and registry
+-- Returns the exposition text for every exported breaker, limiter and registry
 -- (a balancer's registry counts under the balancer's name unless the
 -- registry is exported itself).
 function M.render()
@@ -97,6 +147,8 @@ function M.render()
     local mt = getmetatable(obj)
     if mt == core.meta.breaker then
       breaker_samples(out, name, obj)
+    elseif mt == core.meta.limiter then
+      limiter_samples(out, name, obj)
     elseif mt == core.meta.registry then
       registry_samples(out, name, obj)
     elseif mt == core.meta.balancer then
@@ -107,6 +159,7 @@ function M.render()
       end
     end
   end
+  published_samples(out)
   local text = {}
   for _, f in ipairs(FAMILIES) do
     text[#text + 1] = format("# HELP %s %s\n# TYPE %s %s\n", f[1], f[3], f[1], f[2])

@@ -18,10 +18,23 @@
 -- from $upstream_status and $upstream_response_time (one entry per try,
 -- in order) and reports each to the balancer and its peer's breaker.
 --
--- State is per worker in this slice: every worker has its own registry,
+-- Without `zone`, state is per worker: every worker has its own registry,
 -- balancer and breakers (make them in init_worker_by_lua), so a dead peer
 -- costs failure_threshold failed tries in each worker before all of them
 -- stop sending to it, and nothing survives `nginx -s reload`.
+--
+-- With `zone = "name"` (and zone_size, bytes, 1 MiB by default), each
+-- peer's breaker lives in that fusebox zone (fb.zone: shared memory under
+-- /dev/shm named after the nginx master's pid), keyed "<upstream>/<host:port>":
+-- every worker uses the same breaker, so a dead peer costs about
+-- failure_threshold failed tries in all (one more per request in flight
+-- when it opens), and the workers of a reload find it as the old ones
+-- left it. A restart (a new master) starts clean. Each peer's load (its
+-- calls in flight, every worker's) is a counter in the zone too, so
+-- least_request and peak_ewma weigh the whole nginx's load, and
+-- u:eject(peer, seconds) ejects a peer for every worker. The registry and
+-- the balancer stay per worker, as Kong's and ingress-nginx's do, reading
+-- the shared state.
 
 local core = select(2, ...)
 if type(core) ~= "table" then
@@ -33,7 +46,11 @@ end
 
 local base = core.import "fusebox.base"
 local metrics = core.import "fusebox.metrics"
+local ffi = require "ffi"
+local api = base.api
 local argerror = base.argerror
+local PEER_INFLIGHT, PEER_EJECTED_FOR = ffi.C.FBL_PEER_INFLIGHT, ffi.C.FBL_PEER_EJECTED_FOR
+local ECLOSED = ffi.C.FBL_ECLOSED
 local format, type, tostring, tonumber, pairs, ipairs = string.format, type, tostring, tonumber, pairs, ipairs
 local find, sub = string.find, string.sub
 
@@ -53,7 +70,7 @@ local MAX_PEERS = 256 -- FB_EXCLUDE_MAX: the most one pick may exclude
 
 local OPTIONS = {
   name = true, algorithm = true, peers = true, breaker = true, tries = true,
-  balancer = true, is_failure = true,
+  balancer = true, is_failure = true, zone = true, zone_size = true,
 }
 
 -- The default verdict on one try: a 5xx (nginx reports a connect failure
@@ -72,9 +89,40 @@ local function parse_peer(s, k)
   return host, port
 end
 
+local zones = {} -- this worker's fb.zone handles, by name
+
+-- The owner a zone's file is named after: the nginx master, which a
+-- reload keeps and a restart replaces; outside nginx (or with no master,
+-- `master_process off`) this process.
+local function zone_owner()
+  if ngx == nil then return nil end
+  local ok, process = pcall(require, "ngx.process")
+  local pid = ok and process.get_master_pid and process.get_master_pid()
+  if type(pid) == "number" and pid > 0 then return pid end
+  return ngx.worker and ngx.worker.pid and ngx.worker.pid() or nil
+end
+
+local function open_zone(fb, name, size)
+  if type(name) ~= "string" or name == "" then
+    argerror(1, "upstream", "zone must be a non-empty string (a zone name), got " .. tostring(name), 1)
+  end
+  local z = zones[name]
+  if z == nil then
+    local ok, zz = pcall(fb.zone, { name = name, size = size, owner = zone_owner() })
+    if not ok then -- fb.zone's message, as this function's argument error
+      local why = find(zz, "bad argument", 1, true) == 1 and sub(zz, find(zz, "(", 1, true) + 1, -2) or zz
+      argerror(1, "upstream", "zone: " .. why, 1)
+    end
+    z = zz
+    zones[name] = z
+  end
+  return z
+end
+
 -- upstream{name=, peers=, algorithm="round_robin", balancer={...},
--- breaker={...} or false, tries=#peers, is_failure=function(status)}
--- -> an upstream for this worker (call it in init_worker_by_lua).
+-- breaker={...} or false, tries=#peers, is_failure=function(status),
+-- zone=name, zone_size=bytes} -> an upstream for this worker (call it in
+-- init_worker_by_lua).
 function M.upstream(opts)
   if type(opts) ~= "table" then
     argerror(1, "upstream", "table expected, got " .. type(opts))
@@ -82,7 +130,7 @@ function M.upstream(opts)
   for k in pairs(opts) do
     if not OPTIONS[k] then
       argerror(1, "upstream", format("unknown option '%s' (known: algorithm, balancer, "
-        .. "breaker, is_failure, name, peers, tries)", tostring(k)))
+        .. "breaker, is_failure, name, peers, tries, zone, zone_size)", tostring(k)))
     end
   end
   local name = opts.name
@@ -110,12 +158,19 @@ function M.upstream(opts)
       .. type(opts.breaker))
   end
   local fb = require "fusebox"
+  if opts.zone_size ~= nil and opts.zone == nil then
+    argerror(1, "upstream", "zone_size needs zone")
+  end
+  local zone = opts.zone ~= nil and open_zone(fb, opts.zone, opts.zone_size) or nil
   local reg = fb.registry { static = true }
   local lb = fb.balancer(reg, opts.algorithm or "round_robin", opts.balancer)
   local u = setmetatable({
-    name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure,
+    name = name, registry = reg, lb = lb, tries = tries, is_failure = is_failure, zone = zone,
     key = "fusebox.ngx " .. name, -- its tries in ngx.ctx
     views = {}, breakers = {},    -- by instance id
+    by_peer = {},                 -- "host:port" -> view
+    -- with a zone: its payload slot, and each peer's record in it by id
+    zslot = zone and ffi.cast("fb_zone *const *", zone), records = {},
   }, upstream)
   for k, peer in ipairs(peers) do
     local host, port = parse_peer(peer, k)
@@ -126,13 +181,19 @@ function M.upstream(opts)
   fb.export(name, reg)
   for _, v in ipairs(reg:discover(name)) do
     u.views[v.id] = v
+    u.by_peer[format("%s:%d", v.host, v.port)] = v
+    if zone then
+      u.records[v.id] = zone:share_load(reg, v.id, format("%s/%s:%d", name, v.host, v.port))
+    end
     if opts.breaker then
       local o = {}
       for k, x in pairs(opts.breaker) do o[k] = x end
-      o.name = format("%s:%d", v.host, v.port)
+      local peer = format("%s:%d", v.host, v.port)
+      -- in a zone the name is the breaker's key there: the upstream's too
+      o.name, o.zone = zone and name .. "/" .. peer or peer, zone
       local cb = fb.breaker(o)
       u.breakers[v.id] = cb
-      fb.export(name .. "/" .. o.name, cb)
+      fb.export(name .. "/" .. peer, cb)
     end
   end
   return u
@@ -174,7 +235,12 @@ function upstream:balance()
     end
     tried[#tried + 1] = v.id
     local cb, token, wait = self.breakers[v.id], true, nil
-    if cb then token, wait = cb:permit() end
+    local zslot = self.zslot
+    if zslot then -- ejected by another worker (u:eject): skip it too
+      local left = api.zone_peer_stat(zslot, self.records[v.id], PEER_EJECTED_FOR)
+      if left > 0 then token, wait = nil, left end
+    end
+    if token and cb then token, wait = cb:permit() end
     if token then
       local n = #t.sent + 1
       t.sent[n], t.tokens[n] = v.id, token
@@ -244,20 +310,52 @@ function upstream:metrics()
   ngx.print(metrics.render())
 end
 
--- u:peers() -> {["host:port"] = {state = breaker state or nil, picks = n,
--- failures = n, ejected_until = t}} for this worker: for tests and status
--- pages.
+-- Raises for a method of u whose zone was closed (its __gc called by hand:
+-- this module keeps every zone it opened).
+local function zone_closed(u, fname)
+  error(format("calling '%s' on upstream '%s' whose zone is closed", fname, u.name), 3)
+end
+
+-- u:peers() -> {["host:port"] = {state = breaker state or nil,
+-- successes = n, failures = n, inflight = n, ejected_until = t}}: this
+-- worker's counts; with a zone also shared_inflight (every worker's calls
+-- in flight) and ejected_for (seconds the peer is ejected for every
+-- worker). For tests and status pages.
 function upstream:peers()
   check_self(self, "peers")
   local out = {}
   for id, v in pairs(self.views) do
     local cb = self.breakers[id]
-    out[format("%s:%d", v.host, v.port)] = {
+    local p = {
       state = cb and cb.state, successes = v.successes, failures = v.failures,
       inflight = v.inflight, ejected_until = v.ejected_until,
     }
+    if self.zslot then
+      p.shared_inflight = api.zone_peer_stat(self.zslot, self.records[id], PEER_INFLIGHT)
+      p.ejected_for = api.zone_peer_stat(self.zslot, self.records[id], PEER_EJECTED_FOR)
+      if p.shared_inflight == ECLOSED then zone_closed(self, "peers") end
+    end
+    out[format("%s:%d", v.host, v.port)] = p
   end
   return out
+end
+
+-- u:eject(peer, seconds): no request of this worker picks peer ("host:port")
+-- for seconds (0: readmits it); with a zone, no request of any worker.
+-- For a health check run in one worker (ngx.timer) that decides for all.
+function upstream:eject(peer, seconds)
+  check_self(self, "eject")
+  local v = self.by_peer[peer]
+  if v == nil then
+    argerror(1, "eject", format("not a peer of upstream '%s': %s", self.name, tostring(peer)))
+  end
+  if type(seconds) ~= "number" or not (seconds >= 0 and seconds < math.huge) then
+    argerror(2, "eject", "seconds must be a finite number >= 0, got " .. tostring(seconds))
+  end
+  self.registry:eject(v, seconds > 0 and base.now() + seconds or 0)
+  if self.zslot and api.zone_peer_eject(self.zslot, self.records[v.id], seconds) == ECLOSED then
+    zone_closed(self, "eject")
+  end
 end
 
 return M

@@ -197,11 +197,15 @@ function M.io(fname)
     .. "and records (fusebox.ngx)"
 end
 
-function M.probe(kind, inst, path, timeout)
+function M.probe(kind, inst, path, timeout, tls)
   local sock = ngx.socket.tcp()
   local ms = timeout * 1000
   sock:settimeouts(ms, ms, ms)
   local ok = sock:connect(inst.host, inst.port)
+  if ok and tls then -- verified against lua_ssl_trusted_certificate
+    local o = type(tls) == "table" and tls or {}
+    ok = sock:sslhandshake(nil, o.server_name or inst.host, o.verify ~= false)
+  end
   if not ok then return false end
   if kind == "tcp" then
     sock:close()

@@ -14,9 +14,16 @@
 --                         one comes
 --   "circuit open ..."    the breaker, raised: through a policy the text
 --                         of cb:call's error without a position in front
+--   "concurrency limit reached: ..."  fb.limiter: as many calls in
+--                         flight as its adaptive limit
+--   "retry budget exhausted: ..."  retry.budget refused a retry (the text
+--                         ends with the last failure)
+--   "deadline exceeded: ..."  the policy's deadline passed
 --
 -- fb.rejection(err) names the kind ("timeout", "bulkhead full", "rate
--- limited", "circuit open", "no instance") or returns nil, for retry_on.
+-- limited", "circuit open", "no instance", "concurrency limit reached",
+-- "retry budget exhausted", "deadline exceeded") or returns nil, for
+-- retry_on.
 --
 -- Every method checks self and fn before it runs anything (base.check_self:
 -- "bad argument #1 to 'call' (fusebox.retry expected, got function)" for
@@ -25,10 +32,14 @@
 --
 -- fb.policy{...} composes in one order, outermost first:
 --
---   fallback -> retry -> breaker -> rate_limit -> bulkhead -> timeout -> fn
+--   fallback -> deadline -> retry -> hedge -> breaker -> rate_limit
+--     -> limiter -> bulkhead -> timeout -> fn
 --
--- so every retry is a fresh trip through the breaker (which sees each
--- attempt), an open breaker costs no rate-limit token, a rate-limited
+-- (deadline and hedge: fusebox.hedge; retry.budget: fusebox.budget; with
+-- either of the first two, fn's first argument is the call's context,
+-- fusebox.context), so the deadline bounds every retry and hedge, every
+-- retry and every hedge is a fresh trip through the breaker (which sees
+-- each attempt), an open breaker costs no rate-limit token, a rate-limited
 -- call never occupies a bulkhead slot, and the timeout bounds one
 -- attempt, not the whole retry sequence. On fusebox's runtime a
 -- coroutine cannot be killed, so a timed-out attempt's child keeps
@@ -82,7 +93,9 @@
 -- Cost (tests/bench/bench_policy.lua, LuaJIT, ns per call beyond a bare
 -- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~18,
 -- all of them together ~25. The timeout layer spawns a coroutine per
--- call (~1.3-2 us).
+-- call (~1.3-2 us). On the real clock (tests/bench/bench_resilience.lua):
+-- a retry budget adds ~4 ns; a hedge that does not fire ~1.6 us and a
+-- deadline ~1.2 us (a pooled worker each, no allocation).
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -90,14 +103,19 @@ local schema = core.import "fusebox.schema"
 local now, seconds_text = base.now, base.seconds
 local check_self, check_arg, argerror = base.check_self, base.check_arg, base.argerror
 local layer_call = core.import("fusebox.breaker").layer_call
+local limiter = core.import "fusebox.limiter"
+local budget_m = core.import "fusebox.budget"
+local hedge_m = core.import "fusebox.hedge"
+local ctx_of = core.import("fusebox.context").ctx_of
+local deposit, withdraw, refusal = budget_m.deposit, budget_m.withdraw, budget_m.refusal
 local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local max_sleep = core.max_sleep
 local host = core.import "fusebox.host"
 local sleep, spawn, wait, wake, abandon = host.sleep, host.spawn, host.wait, host.wake, host.abandon
 local random = core.random
 local running = coroutine.running
-local format, find, type, error, pcall, select, unpack, next =
-  string.format, string.find, type, error, pcall, select, unpack, next
+local format, find, type, error, pcall, select, unpack =
+  string.format, string.find, type, error, pcall, select, unpack
 local setmetatable, getmetatable, min = setmetatable, getmetatable, math.min
 
 local M = {}
@@ -203,6 +221,9 @@ M.failure = failure
 local KINDS = {
   { "timeout:", "timeout" }, { "bulkhead full:", "bulkhead full" },
   { "rate limited:", "rate limited" }, { "no instance:", "no instance" },
+  { "concurrency limit reached:", "concurrency limit reached" },
+  { "retry budget exhausted:", "retry budget exhausted" },
+  { "deadline exceeded:", "deadline exceeded" },
 }
 
 -- fb.rejection(err) -> the kind of rejection err is, or nil.
@@ -268,7 +289,8 @@ end
 function Retry:call(fn, ...)
   check_self(self, Retry, "fusebox.retry", "call")
   check_arg(fn, 1, "call", "function")
-  local attempts, prev = self.attempts, self.base
+  local attempts, prev, budget = self.attempts, self.base, self.budget
+  if budget then deposit(budget) end
   for n = 1, attempts do
     local ok = hold(pcall(fn, ...))
     local failed, err = failure(ok, held[1], held[2])
@@ -280,6 +302,14 @@ function Retry:call(fn, ...)
       error(err, 0)
     end
     prev = self:delay(n, prev)
+    -- under a deadline: no retry the deadline would cut short
+    local c = ctx_of[running()]
+    if c and (c.cancelled or now() + prev >= c.expires) then
+      if ok then return nil, err end
+      error(err, 0)
+    end
+    if budget and not withdraw(budget, "retry") then return nil, refusal(budget, err) end
+    if c then c.attempt = n + 1 end
     if prev > 0 then sleep(prev) end
   end
 end
@@ -294,11 +324,14 @@ local function new_retry(o)
     max = o.max or max_sleep, -- the backoff never outgrows the longest sleep
     jitter = o.jitter or "none",
     retry_on = o.retry_on,
+    budget = o.budget and (budget_m.is_budget(o.budget) and o.budget or budget_m.new(o.budget)),
   }, Retry)
 end
 
 -- fb.retry{attempts=3, backoff="exponential", base=0.1, multiplier=2,
---   max=1e9 (the longest sleep), jitter="none", retry_on=(every failure)}
+--   max=1e9 (the longest sleep), jitter="none", retry_on=(every failure),
+--   budget=(none: options or an fb.retry_budget; a call deposits, a
+--   retry withdraws)}
 function M.retry(opts)
   return new_retry(check_options("retry", opts, schema.retry))
 end
@@ -339,6 +372,7 @@ end
 -- so it can neither crash the run nor wake a caller now waiting on
 -- something else.
 local function guarded(box, fn, ...)
+  if box.ctx then ctx_of[running()] = box.ctx end -- the caller's deadline
   local r = pack(pcall(fn, ...))
   if box.abandoned then
     box.owner.late = box.owner.late + 1
@@ -354,7 +388,8 @@ end
 function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
-  local box = { caller = running(), owner = self, done = false, abandoned = false }
+  local caller = running()
+  local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller] }
   local deadline = now() + self.seconds -- a host may run the child at once (nginx)
   local child = spawn(guarded, box, fn, ...)
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
@@ -400,51 +435,10 @@ end
 local Bulkhead = { kind = "bulkhead" }
 Bulkhead.__index = Bulkhead
 
--- A call holding a slot keeps a mark, a small table, in a local; idle
--- marks wait in spare and idle, and weak (weak on its values) knows
--- every mark by its number. A coroutine dropped while suspended inside
--- b:call (a plain coroutine that yielded there and was never resumed) is
--- collected with its stack, and the mark with it: weak[i] goes nil. When
--- the slots run out, reclaim frees those slots. Only a collection can
--- drop a mark, so it looks once per collection cycle: a weak-keyed probe
--- that comes back empty says one has run. Marks are reused (no
--- allocation per call), and coroutine.running, which LuaJIT does not
--- compile, is not needed.
-local function gc_probe() return setmetatable({ [{}] = true }, { __mode = "k" }) end
-
-local function new_mark(self)
-  local i = self.nmarks + 1
-  local mark = { i }
-  self.nmarks, self.weak[i] = i, mark
-  return mark
-end
-
--- take_mark(self) -> a mark to hold while holding a slot. One idle mark
--- waits in the field spare, the others on the stack idle: calls that do
--- not overlap only move one mark in and out of one field (storing a
--- table into an array slot after the guarded call costs LuaJIT ~6 ns).
-local function take_mark(self)
-  local mark = self.spare
-  if mark then
-    self.spare = false -- no strong reference while in use
-    return mark
-  end
-  local n = self.nidle
-  if n == 0 then return new_mark(self) end
-  local idle = self.idle
-  mark = idle[n]
-  idle[n], self.nidle = false, n - 1
-  return mark
-end
-
-local function give_mark(self, mark)
-  if not self.spare then
-    self.spare = mark
-  else
-    local n = self.nidle + 1
-    self.idle[n], self.nidle = mark, n
-  end
-end
+-- A call holding a slot keeps a mark (fusebox.base's marks), so a
+-- coroutine dropped while suspended inside b:call gives its slot back
+-- once the collector took it (reclaim, below).
+local gc_probe, take_mark, give_mark = base.gc_probe, base.take_mark, base.give_mark
 
 -- Frees a slot: hands it straight to the longest waiter (so a newcomer
 -- cannot overtake the queue), or returns it to the pool.
@@ -463,20 +457,9 @@ local function release(self)
   self.active = self.active - 1
 end
 
--- Frees the slots whose marks the collector took (see take_mark).
+-- Frees the slots whose marks the collector took (see base.take_mark).
 local function reclaim(self)
-  if next(self.probe) ~= nil then return end -- no collection since the last look
-  self.probe = gc_probe()
-  local weak = self.weak
-  for i = 1, self.nmarks do
-    if weak[i] == nil then
-      local mark = { i }
-      weak[i] = mark
-      give_mark(self, mark)
-      self.reclaimed = self.reclaimed + 1
-      release(self)
-    end
-  end
+  base.reclaim_marks(self, release, self)
 end
 
 -- Queues the running coroutine for a slot; true once one was handed
@@ -616,6 +599,16 @@ function BreakerLayer:call(fn, ...)
   return give(take())
 end
 
+-- Under a hedge or a deadline: a cancelled attempt is recorded as ignored.
+local CancellableBreakerLayer = { kind = "breaker" }
+CancellableBreakerLayer.__index = CancellableBreakerLayer
+local cancellable_call = hedge_m.breaker_call
+
+function CancellableBreakerLayer:call(fn, ...)
+  keep(cancellable_call(self.breaker, fn, ...))
+  return give(take())
+end
+
 -- new_breaker(opts, path) -> fb.breaker(opts); its complaints name path.
 function M.new_breaker(opts, path)
   local ok, cb = pcall(core.breaker, opts)
@@ -623,6 +616,38 @@ function M.new_breaker(opts, path)
     error(format("%s: %s", path, cb:match("%((.*)%)$") or cb), 0)
   end
   return cb
+end
+
+-------------------------------------------------------------- limiter
+
+-- The adaptive concurrency limit (fusebox.limiter, src/limiter.c), inside
+-- the rate limit and outside the bulkhead: a call the limiter refuses
+-- never queues for a slot, and a bulkhead's queueing shows in the RTT it
+-- measures (what an adaptive limit is for). Its results are caught here
+-- and leave with a fixed count, as the breaker's (see `held`).
+local LimiterLayer = { kind = "limiter" }
+LimiterLayer.__index = LimiterLayer
+local limiter_call = limiter.layer_call
+
+function LimiterLayer:call(fn, ...)
+  keep(limiter_call(self.limiter, fn, ...))
+  return give(take())
+end
+
+-- new_limiter(opts, path) -> fb.limiter(opts); its complaints name path.
+local function new_limiter(o, path)
+  if limiter.is_limiter(o) then return setmetatable({ limiter = o }, LimiterLayer) end
+  local ok, l = pcall(core.limiter, o)
+  if not ok then error(format("%s: %s", path, l:match("%((.*)%)$") or l), 0) end
+  return setmetatable({ limiter = l }, LimiterLayer)
+end
+
+local function limiter_rule(v, path)
+  if limiter.is_limiter(v) then return nil end
+  if type(v) ~= "table" then
+    return format("%s: must be limiter options or a limiter, got %s", path, schema.got(v))
+  end
+  return schema.check(v, schema.limiter, path)
 end
 
 -------------------------------------------------------------- policy
@@ -649,12 +674,26 @@ M.through = through
 -- self and fn before any layer runs: a misuse of p:call is the caller's
 -- error, raised to the caller, never a failure for the fallback to
 -- answer. The client checks its own arguments and runs it unchecked.
+-- A policy with a deadline or a hedge: fn(ctx, ...), under the fallback.
+local call_with_ctx = hedge_m.call_with_ctx
+local function with_ctx(owner, fn, ...)
+  local fallback, layers = owner.fallback, owner.layers
+  if fallback == nil then return through(layers, 1, call_with_ctx, fn, ...) end
+  local failed, err = failure(hold(pcall(through, layers, 1, call_with_ctx, fn, ...)), held[1], held[2])
+  if failed then
+    drop()
+    return fallback(err)
+  end
+  return give(take())
+end
+
 local function runner(checked)
   return function(owner, fn, ...)
     if checked then
       check_self(owner, Policy, "fusebox.policy", "call")
       check_arg(fn, 1, "call", "function")
     end
+    if checked and owner.with_ctx then return with_ctx(owner, fn, ...) end
     local fallback, layers = owner.fallback, owner.layers
     if fallback == nil then return through(layers, 1, fn, ...) end
     local failed, err = failure(hold(pcall(through, layers, 1, fn, ...)), held[1], held[2])
@@ -707,9 +746,12 @@ local function timeout_rule(v, path)
 end
 
 M.schema = { fields = {
+  deadline = timeout_rule,
+  hedge = layer_rule("hedge", schema.hedge),
   retry = layer_rule("retry", schema.retry),
   breaker = layer_rule("breaker", schema.breaker),
   rate_limit = layer_rule("rate_limit", schema.rate_limit),
+  limiter = limiter_rule,
   bulkhead = layer_rule("bulkhead", schema.bulkhead),
   timeout = timeout_rule,
   fallback = schema.func,
@@ -717,12 +759,15 @@ M.schema = { fields = {
 
 -- The layers in their order, each built from options unless given built.
 local BUILD = {
+  { "deadline", hedge_m.new_deadline },
   { "retry", new_retry },
+  { "hedge", hedge_m.new_hedge },
   { "breaker", function(o, path)
       local cb = is_breaker(o) and o or M.new_breaker(o, path)
       return setmetatable({ breaker = cb }, BreakerLayer)
     end },
   { "rate_limit", new_rate_limiter },
+  { "limiter", new_limiter },
   { "bulkhead", new_bulkhead },
   { "timeout", new_timeout },
 }
@@ -742,17 +787,35 @@ function M.build_layers(opts, path, skip)
       names[#names + 1] = name
     end
   end
-  return layers, names
+  return layers, names, M.adapt(layers, names, opts)
+end
+
+-- adapt(layers, names, opts) -> whether fn takes a context: with a
+-- hedge, the hedge draws from the retry's budget unless it has its own
+-- (the retry deposits, once a call), and with a hedge or a deadline the
+-- breaker records a cancelled attempt as ignored.
+function M.adapt(layers, names, opts)
+  local by = {}
+  for i, name in ipairs(names) do by[name] = layers[i] end
+  local h, r, cb = by.hedge, by.retry, by.breaker
+  if h and r and r.budget and not is_layer(opts.hedge) then
+    if h.budget == nil then h.budget = r.budget end
+    if h.budget == r.budget then h.deposits = false end
+  end
+  local with_ctx = h ~= nil or by.deadline ~= nil
+  if with_ctx and getmetatable(cb) == BreakerLayer then setmetatable(cb, CancellableBreakerLayer) end
+  return with_ctx
 end
 
 -- new_policy(opts, path): opts already checked against M.schema.
 function M.new_policy(opts, path)
-  local layers, names = M.build_layers(opts, path)
+  local layers, names, wants_ctx = M.build_layers(opts, path)
   return setmetatable({ layers = layers, order = names, fallback = opts.fallback,
-    options = opts }, Policy)
+    options = opts, with_ctx = wants_ctx }, Policy)
 end
 
--- fb.policy{retry=, breaker=, rate_limit=, bulkhead=, timeout=, fallback=}
+-- fb.policy{deadline=, retry=, hedge=, breaker=, rate_limit=, limiter=,
+-- bulkhead=, timeout=, fallback=}
 function M.policy(opts)
   local o = check_options("policy", opts, M.schema)
   local ok, p = pcall(M.new_policy, o, nil)
@@ -763,5 +826,9 @@ end
 function M.is_policy(v) return getmetatable(v) == Policy end
 
 M.Retry, M.Timeout, M.Bulkhead, M.RateLimiter = Retry, Timeout, Bulkhead, RateLimiter
+
+-- Is v an object given where options could be (a layer, a retry
+-- budget)? Such values are used as they are, never merged into.
+function M.is_object(v) return is_layer(v) or budget_m.is_budget(v) end
 
 return M

@@ -9,7 +9,8 @@
 -- the layer (the breaker: its constructor knows its own options).
 
 local core = select(2, ...)
-local format, type, pairs, tostring = string.format, type, pairs, tostring
+local format, type, pairs, tostring, getmetatable, rawget =
+  string.format, type, pairs, tostring, getmetatable, rawget
 local sort, concat = table.sort, table.concat
 local huge, floor = math.huge, math.floor
 
@@ -114,7 +115,28 @@ end
 -- The layers' schemas.
 -- attempts: at most 1000, so one p:call ends (a timeout of 1e-300 s
 -- times every attempt out at once)
+-- A retry budget (fusebox.budget): ttl Finagle's 1..60 s; ratio 0..1000
+-- (tower's bound; above 1 a call may be retried more than once on
+-- average).
+M.retry_budget = { fields = {
+  ttl = within(M.positive, 1, 60, "seconds"),
+  min_per_second = within(M.nonneg, 0, 1e6, "a second"),
+  ratio = within(M.nonneg, 0, 1000, "(retries a call)"),
+  name = M.name,
+} }
+
+-- budget: options, or a budget made by fb.retry_budget (shared).
+local function budget_rule(v, path)
+  local mt = getmetatable(v)
+  if type(v) == "table" and mt and rawget(mt, "kind") == "retry_budget" then return nil end
+  if type(v) ~= "table" then
+    return format("%s: must be retry budget options or a retry budget, got %s", path, M.got(v))
+  end
+  return M.check(v, M.retry_budget, path)
+end
+
 M.retry = { fields = {
+  budget = budget_rule,
   attempts = within(M.count, 1, 1000, "attempts"),
   backoff = M.enum("exponential", "constant", "linear"),
   base = M.seconds0,
@@ -122,6 +144,30 @@ M.retry = { fields = {
   max = M.seconds,
   jitter = M.enum("none", "full", "equal", "decorrelated"),
   retry_on = M.func,
+} }
+
+-- hedge.delay: seconds, or { percentile = p in (0, 1], sample = n }
+local hedge_percentile = { fields = {
+  percentile = rule("a number in (0, 1]", function(v) return finite(v) and v > 0 and v <= 1 end),
+  sample = within(M.count, 10, 100000, "latencies"),
+} }
+local function hedge_delay(v, path)
+  if type(v) == "number" then return M.seconds0(v, path) end
+  if type(v) ~= "table" then
+    return format("%s: must be seconds or { percentile = p }, got %s", path, M.got(v))
+  end
+  local err = M.check(v, hedge_percentile, path)
+  if err then return err end
+  if v.percentile == nil then return format("%s.percentile: must be given", path) end
+  return nil
+end
+
+M.hedge = { fields = {
+  delay = hedge_delay,
+  max_attempts = within(M.count, 1, 10, "attempts"),
+  non_fatal = M.func,
+  budget = budget_rule,
+  name = M.name,
 } }
 
 M.bulkhead = { fields = {
@@ -154,6 +200,32 @@ M.breaker = { open = true, fields = {
   half_open_max_wait = M.positive,
   is_failure = M.func,
   name = M.name,
+} }
+
+-- The concurrency limiter (fb.limiter): every option, so JSON's typos
+-- are named with their path; which algorithm reads which, and the bounds
+-- that depend on another (min <= initial <= max), its constructor judges.
+M.limiter = { fields = {
+  algorithm = M.enum("gradient2", "aimd", "vegas"),
+  initial = M.count,
+  min = M.count,
+  max = within(M.count, 1, 1e6, "calls"),
+  smoothing = rule("a number in (0, 1]", function(v) return finite(v) and v > 0 and v <= 1 end),
+  queue_size = M.nonneg,
+  rtt_tolerance = M.at_least_1,
+  long_window = M.count,
+  backoff_ratio = rule("a number in [0.5, 1)", function(v) return finite(v) and v >= 0.5 and v < 1 end),
+  timeout = M.seconds,
+  alpha = M.positive,
+  beta = M.positive,
+  probe_multiplier = M.count,
+  min_window = M.seconds0,
+  max_window = M.seconds0,
+  window_size = M.count,
+  min_rtt_threshold = M.seconds0,
+  classify = M.func,
+  name = M.name,
+  shared = rule("a boolean", function(v) return type(v) == "boolean" end),
 } }
 
 return M

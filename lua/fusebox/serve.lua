@@ -331,12 +331,22 @@ api_mt.__index = api_mt
 
 function api_mt:port() return self.server:port() end
 
+-- Blocking queries answer with the current state, the sweeper ends.
+local function stop(api)
+  if api.closed then return end
+  api.closed = true
+  notify(api)
+  core.wake(api.sweeper)
+end
+
 function api_mt:close()
-  if self.closed then return end
-  self.closed = true
+  stop(self)
   self.server:close()
-  notify(self)
-  core.wake(self.sweeper)
+end
+
+-- api:shutdown(): the graceful close (fusebox.lifecycle; SIGTERM does it)
+function api_mt:shutdown()
+  self.server:shutdown()
 end
 
 local OPTIONS = {
@@ -361,10 +371,11 @@ end
 -- fb.serve_registry{registry=fb.registry{}, host="127.0.0.1", port=8500,
 -- max_body=64 KiB, read_timeout=10, sweep_interval=1, max_connections=1024,
 -- token=nil, auth_reads=false, insecure=false, tls=nil} -> api | nil,
--- err; api.registry, api:port(), api:close(). A host other than loopback
--- needs a token, or insecure=true. tls = {cert_file=, key_file= [,
--- ca_file=]} serves HTTPS (ca_file: clients need a certificate it
--- signed), as fb.http.serve does.
+-- err; api.registry, api:port(), api:close(), api:shutdown() (graceful:
+-- blocking queries answer at once). A host other than loopback needs a
+-- token, or insecure=true. tls = {cert_file=, key_file= [, ca_file=]}
+-- serves HTTPS (ca_file: clients need a certificate it signed), as
+-- fb.http.serve does.
 function M.serve(opts)
   opts = opts or {}
   for k in pairs(opts) do
@@ -391,6 +402,7 @@ function M.serve(opts)
     max_body = opts.max_body or 64 * 1024, read_timeout = opts.read_timeout,
     max_connections = opts.max_connections, tls = opts.tls,
     handler = function(req, conn) return route(api, req, conn) end,
+    on_shutdown = function() stop(api) end,
   }
   if not server then return nil, err end
   api.server = server

@@ -9,6 +9,8 @@ local core = select(2, ...)
 local base = core.import "fusebox.base"
 local tls = core.import "fusebox.tls"
 local host = core.import "fusebox.host"
+local dns = core.import "fusebox.dns"
+local now = base.now
 local argerror = base.argerror
 local format, type, tostring, error = string.format, type, tostring, error
 
@@ -28,19 +30,18 @@ end
 
 -- Raises at the caller's caller when the clock is virtual: real sockets
 -- would make a simulation's outcome depend on the machine.
-function M.check_real(fname)
+function M.check_real(fname, level)
   if core.virtual_time() then
-    error(fname .. " is not available under --virtual-time", 3)
+    error(fname .. " is not available under --virtual-time", level or 3)
   end
 end
 
 -- check_real, and raises at the caller's caller unless fusebox's own
 -- sockets work under the installed scheduler (inside nginx they do not:
--- nginx does the I/O).
+-- nginx does the I/O). Through M.check_real, so that what stands in for
+-- it (the fuzz targets' in-memory sockets) stands in here too.
 function M.check_io(fname)
-  if core.virtual_time() then
-    error(fname .. " is not available under --virtual-time", 3)
-  end
+  M.check_real(fname, 4)
   local why = host.io(fname)
   if why then error(why, 3) end
 end
@@ -80,24 +81,43 @@ end
 
 local CONNECT_OPTIONS = { timeout = true, tls = true }
 
--- fb.tcp.connect(host, port [, {timeout=, tls=}]) -> sock | nil, err;
--- with tls (fusebox/tls.lua), the handshake is done before it returns
--- (bounded by tls.handshake_timeout, else timeout, else 10 s) and
--- reads and writes carry plaintext.
+-- fb.tcp.connect(host, port [, {timeout=, tls=}]) -> sock | nil, err. host
+-- is an IP address ("::1" or "[::1]") or a name (fusebox.dns resolves it:
+-- nil, "resolve failed: ..." when it cannot); each of a name's addresses
+-- is tried in turn until one connects, each with an equal share of what
+-- is left of timeout, which bounds the whole connect, lookup included.
+-- All failing: the first address's error (the preferred one's). With tls
+-- (fusebox/tls.lua), the handshake is done before it returns (bounded by
+-- tls.handshake_timeout, else timeout, else 10 s), naming and verifying
+-- host as given, not the address it resolved to, and reads and writes
+-- carry plaintext.
 function M.connect(host, port, opts)
   M.check_io("tcp.connect")
   M.check_host_port(host, port, 1, 2, "connect")
   opts = M.check_options(opts, 3, "connect", CONNECT_OPTIONS)
   local timeout = M.check_timeout(opts.timeout, 3, "connect")
   local secure = tls.client(opts.tls, 3, "connect")
-  local s = core.tcp_new()
-  local woke, ok, err = s:_connect(host, port, timeout)
-  if woke and ok then
-    if secure then return tls.handshake(s, secure, host, secure.handshake_timeout or timeout) end
-    return s
+  local deadline = timeout and now() + timeout
+  local addrs, err = dns.lookup(host, timeout)
+  if not addrs then return nil, err end
+  local first
+  for i = 1, #addrs do
+    local t = deadline and (deadline - now()) / (#addrs - i + 1)
+    if t and t <= 0 then first = first or "timeout"; break end
+    local s = core.tcp_new()
+    local woke, ok
+    woke, ok, err = s:_connect(addrs[i], port, t)
+    if woke and ok then
+      if secure then
+        local left = deadline and deadline - now()
+        return tls.handshake(s, secure, host, secure.handshake_timeout or left)
+      end
+      return s
+    end
+    s:close()
+    first = first or (woke and err or "timeout")
   end
-  s:close()
-  return nil, woke and err or "timeout"
+  return nil, first
 end
 
 -- sock:read([timeout]) -> the next chunk of data | nil, err

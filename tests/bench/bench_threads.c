@@ -1,7 +1,7 @@
 /*
  * bench_threads.c -- the C API's breaker acquire+record, unshared and
  * shared (spinlocked), on one thread and with 2 threads sharing one
- * breaker; and a breaker in shared memory (robust mutex) used by one
+ * breaker; and a breaker in shared memory (its pid-owner word) used by one
  * process and by 2 forked processes. ns per operation, median of 5 runs;
  * for the 2-thread and 2-process rows, wall time over the operations of
  * both (throughput).

@@ -53,6 +53,8 @@ lua_once tests/bench/bench_balancer.lua
 lua_real tests/bench/bench_balancer.lua
 lua_median tests/bench/bench_sim.lua
 lua_once tests/bench/bench_policy.lua
+lua_real tests/bench/bench_limiter.lua
+lua_real tests/bench/bench_resilience.lua
 for s in tests/bench/*.sh; do
   [ "$s" = "$0" ] || [ "$(basename "$s")" = run.sh ] && continue
   echo "## $s (real time, loopback)"

@@ -75,14 +75,22 @@ static fb_service *svc(fb_registry *r) {
 
 /* ---------------------------------------------------------- round robin */
 
-static void test_round_robin_exact(void **state) {
-  (void)state;
+/* A registry with n instances of "svc" registered at t = 0, which expire
+ * 10 s after their last heartbeat. */
+static fb_registry *make_expiring(int n) {
   fb_registry_config cfg;
   fb_registry_config_init(&cfg);
   cfg.heartbeat_timeout = 10;
   fb_registry *r = fb_registry_new(&cfg);
-  for (int i = 0; i < 3; i++)
+  assert_non_null(r);
+  for (int i = 0; i < n; i++)
     fb_registry_register(r, "svc", host_of(i), 80, 0);
+  return r;
+}
+
+static void test_round_robin_exact(void **state) {
+  (void)state;
+  fb_registry *r = make_expiring(3);
   fb_balancer *lb = lb_new(r, "round_robin");
   fb_service *s = svc(r);
   int want[] = {0, 1, 2, 0};
@@ -108,12 +116,7 @@ static void test_round_robin_exact(void **state) {
  * still expire. */
 static void test_round_robin_after_exclude_and_expiry(void **state) {
   (void)state;
-  fb_registry_config cfg;
-  fb_registry_config_init(&cfg);
-  cfg.heartbeat_timeout = 10;
-  fb_registry *r = fb_registry_new(&cfg);
-  for (int i = 0; i < 4; i++)
-    fb_registry_register(r, "svc", host_of(i), 80, 0);
+  fb_registry *r = make_expiring(4);
   fb_balancer *lb = lb_new(r, "round_robin");
   fb_service *s = svc(r);
   assert_int_equal(pick_done(lb, s, 1), 0); /* counter 0 */

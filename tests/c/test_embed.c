@@ -102,9 +102,13 @@ static void host_pointers_outlive_lua(void **state) {
       "reg = fb.registry()\n"
       "reg:register('pay', '127.0.0.1', 9000)\n"
       "fb.export('reg', reg)\n"
-      "fb.export('lb', fb.balancer(reg, 'round_robin'))\n", "policy"), 0);
+      "fb.export('lb', fb.balancer(reg, 'round_robin'))\n"
+      "lim = fb.limiter { algorithm = 'aimd' }\n"
+      "fb.export('lim', lim)\n", "policy"), 0);
   assert_int_equal(fb_runtime_run(rt), 0);
   fb_breaker *b = fb_runtime_breaker(rt, "held");
+  fb_limiter *lim = fb_runtime_limiter(rt, "lim");
+  assert_non_null(lim);
   fb_registry *reg = fb_runtime_registry(rt, "reg");
   fb_balancer *lb = fb_runtime_balancer(rt, "lb");
   assert_non_null(b);
@@ -113,7 +117,9 @@ static void host_pointers_outlive_lua(void **state) {
       "local fb = require 'fusebox'\n"
       "getmetatable(held).__gc(held)\n"
       "getmetatable(reg).__gc(reg)\n"
+      "getmetatable(lim).__gc(lim)\n"
       "fb.export('held', nil) fb.export('lb', nil) fb.export('reg', nil)\n"
+      "fb.export('lim', nil) lim = nil\n"
       "assert(held.state == 'CLOSED', 'the host holds it: still open')\n"
       "held, reg = nil, nil\n"
       "collectgarbage() collectgarbage()\n", "hostile"), 0);
@@ -125,6 +131,9 @@ static void host_pointers_outlive_lua(void **state) {
   fb_instance *i = fb_balancer_pick(lb, fb_registry_service(reg, "pay"), 1);
   assert_non_null(i);
   assert_int_equal(fb_instance_port(i), 9000);
+  int64_t permit = fb_limiter_acquire(lim);
+  assert_true(permit >= 0);
+  assert_true(fb_limiter_release(lim, permit, FB_LIMIT_SUCCESS, 0.01, 1) >= 0);
   fb_runtime_free(rt); /* frees them: valgrind and ASan see no leak */
 }
 
@@ -137,7 +146,7 @@ static void lua_errors_are_returned_not_fatal(void **state) {
   assert_int_equal(fb_runtime_eval(rt, "require('fusebox').export('x', 42)", "wrongtype"), 0);
   assert_int_equal(fb_runtime_run(rt), FB_ELUA);
   assert_non_null(strstr(fb_runtime_last_error(rt),
-                         "registry, balancer or breaker expected, got number"));
+                         "registry, balancer, breaker or limiter expected, got number"));
   assert_non_null(strstr(fb_runtime_last_error(rt), "stack traceback"));
   assert_int_equal(e.n, 2);
   /* the runtime is still usable */

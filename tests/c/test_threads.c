@@ -3,7 +3,7 @@
  * once. Run under ThreadSanitizer by make test (any data race fails the
  * run) and checked for lost updates here: every acquire and record must
  * show up exactly once in the breaker's lifetime counters. Both locks are
- * covered: the spinlock (fb_breaker_set_shared) and the robust mutex of a
+ * covered: the spinlock (fb_breaker_set_shared) and the owner word of a
  * breaker in shared memory (fb_breaker_init_shared), whose processes
  * ThreadSanitizer cannot follow but whose threads it can.
  */

@@ -121,7 +121,7 @@ describe("retry", function()
     ok, err = pcall(fb.retry, { jitter = "some" })
     assert.truthy(err:find('jitter: must be one of none, full, equal, decorrelated, got "some"', 1, true), err)
     ok, err = pcall(fb.retry, { tries = 3 })
-    assert.truthy(err:find("tries: unknown field (known: attempts, backoff, base, jitter, max, multiplier, retry_on)", 1, true), err)
+    assert.truthy(err:find("tries: unknown field (known: attempts, backoff, base, budget, jitter, max, multiplier, retry_on)", 1, true), err)
   end)
 end)
 
