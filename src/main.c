@@ -767,12 +767,28 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   lua_close(L);
 }
 
+/* A policy file checked in the parent has no watchdog: the interpreter
+ * (JIT off, so the count hook sees every loop) stops it after this many
+ * wall-clock seconds. */
+#define CHECK_POLICY_SECONDS 10.0
+static double check_deadline;
+
+static void check_policy_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (fb_monotonic_now() > check_deadline)
+    luaL_error(L, "building the policy took longer than %d s (a loop that "
+                  "never ends?)", (int)CHECK_POLICY_SECONDS);
+}
+
 int fb_cli_check_policy(const char *path, char *err, size_t cap) {
   lua_State *L = new_state();
   if (!L) {
     snprintf(err, cap, "cannot create a Lua state");
     return -1;
   }
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  check_deadline = fb_monotonic_now() + CHECK_POLICY_SECONDS;
+  lua_sethook(L, check_policy_hook, LUA_MASKCOUNT, 10000);
   lua_getfield(L, 1, "sim");
   lua_getfield(L, -1, "policy_file");
   lua_pushstring(L, path);
@@ -782,6 +798,7 @@ int fb_cli_check_policy(const char *path, char *err, size_t cap) {
     size_t n = msg ? strcspn(msg, "\n") : 0;
     snprintf(err, cap, "%.*s", (int)n, msg ? msg : "(error object is not a string)");
   }
+  lua_sethook(L, NULL, 0, 0);
   lua_close(L);
   return rc;
 }

@@ -11,7 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export TMPDIR="$tmp/t"
 mkdir "$TMPDIR"
-echo "1..22"
+echo "1..23"
 n=0
 ok() { # description, then a command that must succeed
   n=$((n + 1))
@@ -83,6 +83,10 @@ done
 ok "missing, bad JSON, schema errors, bad Lua: one line, exit 2, before any run" test "$bad" = 1
 ok "a schema error names the field's path" \
   sh -c "'$B/fusebox' compare '$S' --policy '$tmp/schema.json' 2>&1 | grep -q 'retry.attempts: must be an integer >= 1, got \"many\"'"
+printf 'while true do end\n' > "$tmp/loop.lua"
+"$B/fusebox" compare "$S" --policy "$tmp/loop.lua" > /dev/null 2> "$tmp/e"
+ok "a policy file that never returns: one line, exit 2 (after 10 s)" \
+  sh -c "test $? = 2 && test \$(wc -l < '$tmp/e') = 1 && grep -q 'loop.lua: building the policy took longer than 10 s' '$tmp/e'"
 "$B/fusebox" compare "$S" > /dev/null 2> "$tmp/e"
 ok "no --policy: a usage error, exit 2" sh -c "test $? = 2 && grep -q 'no --policy FILE given' '$tmp/e'"
 "$B/fusebox" compare "$S" --policy "$P/none.json" --seeds 5-2 > /dev/null 2> "$tmp/e"
