@@ -48,6 +48,7 @@ typedef struct stats {
   int policy;
   unsigned long long seed;
   int ok;              /* the scenario finished without an error */
+  int measured;        /* the figures below are set (the child sent them) */
   double vtime;        /* virtual time it ended at */
   char error[CMP_ERROR];
   int from_requests;   /* request events (fb.sim.policy) or, without, call_end */
@@ -165,6 +166,7 @@ static void run_pair(const compare_opts *o, int p, unsigned long long seed,
   snprintf(s->error, sizeof s->error, "%.*s", (int)strcspn(res.error, "\n"),
            r->oom ? "out of memory aggregating the events" : res.error);
   figures(r, s);
+  s->measured = 1;
   fb_report_free(r);
 }
 
@@ -362,8 +364,10 @@ static void cell_row(const table *t, const char *label, getter get,
   char cell[112];
   fprintf(t->f, "%-*.*s", CMP_LABEL, CMP_LABEL - 1, label);
   for (int p = 0; p < t->o->npolicies; p++) {
-    for (size_t k = 0; k < t->nseeds; k++)
-      t->scratch[k] = get(&t->runs[(size_t)p * t->nseeds + k], arg);
+    for (size_t k = 0; k < t->nseeds; k++) { /* runs without figures left out */
+      const stats *s = &t->runs[(size_t)p * t->nseeds + k];
+      t->scratch[k] = s->measured ? get(s, arg) : NAN;
+    }
     spread(t->scratch, t->nseeds, fmt, scale, cell, sizeof cell);
     column(t->f, cell, p + 1 == t->o->npolicies);
   }
@@ -569,6 +573,8 @@ int fb_cli_compare(int argc, char **argv) {
     return rc;
   size_t nseeds = (size_t)(o.last - o.first + 1);
   size_t nruns = (size_t)o.npolicies * nseeds;
+  if ((size_t)o.jobs > nruns) /* no more children than runs */
+    o.jobs = (int)nruns;
   stats *runs = calloc(nruns, sizeof *runs);
   child *kids = calloc((size_t)o.jobs, sizeof *kids);
   double *scratch = calloc(nseeds, sizeof *scratch);

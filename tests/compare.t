@@ -11,7 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export TMPDIR="$tmp/t"
 mkdir "$TMPDIR"
-echo "1..23"
+echo "1..24"
 n=0
 ok() { # description, then a command that must succeed
   n=$((n + 1))
@@ -68,6 +68,12 @@ printf 'local fb = require "fusebox"\nlocal p = fb.sim.policy()\nfb.expect(tostr
 rc=$?
 ok "a failed run: exit 1, '1 of 3', the replay command" \
   sh -c "test $rc = 1 && grep -q '^runs failed  *1 of 3' '$tmp/f' && grep -q '^  replay: fusebox run --virtual-time --seed 2 --policy $P/none.json $tmp/fails.lua$' '$tmp/f'"
+
+# A run that ends without a result (os.exit) gives no figures, not zeros.
+printf 'os.exit(3)\n' > "$tmp/exits.lua"
+"$B/fusebox" compare "$tmp/exits.lua" --policy "$P/none.json" --seeds 1-2 > "$tmp/x" 2>&1
+ok "runs without a result: counted as failed, their cells '-' (not 0)" \
+  sh -c "test \$? = 0 && grep -q '^runs failed  *2 of 2$' '$tmp/x' && grep -q '^p50 latency ms  *-$' '$tmp/x' && grep -q 'exit status 3 without a result' '$tmp/x'"
 
 # Bad --policy files: one line, exit 2, naming the file (and the field).
 printf '{"retry": {"attempts": "many"}}' > "$tmp/schema.json"
