@@ -185,7 +185,7 @@ $(BUILD)/gen/library.map:
 	@mkdir -p $(@D)
 	@echo '{ global: fb_*; local: *; };' > $@
 
-$(BUILD)/fusebox: $(BUILD)/obj/main.o $(BUILD)/obj/explore.o $(BUILD)/libfusebox.a
+$(BUILD)/fusebox: $(BUILD)/obj/main.o $(BUILD)/obj/explore.o $(BUILD)/obj/compare.o $(BUILD)/libfusebox.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/tests/%.t: tests/c/%.c $(BUILD)/libfusebox.a

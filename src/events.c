@@ -121,6 +121,8 @@ void fb_events_write(fb_events *ev, cJSON *event) {
     return;
   }
   count(ev, event);
+  if (ev->tap)
+    ev->tap(ev->tap_arg, event);
   if (ev->file) {
     char *line = cJSON_PrintUnformatted(event);
     if (!line || fputs(line, ev->file) == EOF || fputc('\n', ev->file) == EOF)

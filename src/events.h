@@ -30,10 +30,15 @@ typedef struct fb_events {
   fb_breaker_track *breakers; /* by the breaker id events carry */
   size_t nbreakers, breakers_cap;
   int write_failed;
+  /* Every event, as it passes, is also handed to tap (NULL: none): fusebox
+   * compare aggregates a run's events in memory this way, without a file
+   * to write and parse back. */
+  void (*tap)(void *arg, const cJSON *event);
+  void *tap_arg;
 } fb_events;
 
-/* Starts a sink at t writing to path (NULL: summary only); returns 0, or
- * -1 with errno set when the file cannot be created. */
+/* Starts a sink at t writing to path (NULL: summary only), with no tap;
+ * returns 0, or -1 with errno set when the file cannot be created. */
 int fb_events_open(fb_events *ev, const char *path, double t);
 
 /* Creates an event object {t, kind}, to be filled and passed to

@@ -91,7 +91,8 @@ static int start(child *c, const explore_opts *o, unsigned long long seed,
       dup2(null, STDOUT_FILENO);
     outcome out = {.seed = seed};
     double t0 = fb_monotonic_now();
-    fb_cli_scenario(1, o->path, seed, o->lim, quiet_print, off, &out.r);
+    fb_cli_extra x = {.swarm_off = off};
+    fb_cli_scenario(1, o->path, seed, o->lim, quiet_print, &x, &out.r);
     out.wall = fb_monotonic_now() - t0;
     ssize_t n = write(p[1], &out, sizeof out);
     _exit(n == (ssize_t)sizeof out ? 0 : 3);
@@ -242,7 +243,7 @@ static void shrink(const explore_opts *o, const outcome *f) {
 
 /* ------------------------------------------------------------ options */
 
-static int parse_count(const char *s, int *out, int min) {
+int fb_cli_parse_count(const char *s, int *out, int min) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
@@ -252,13 +253,13 @@ static int parse_count(const char *s, int *out, int min) {
   return 0;
 }
 
-/* "N" (seeds 1..N) or "A-B". */
-static int parse_seeds(const char *s, explore_opts *o) {
+int fb_cli_parse_seeds(const char *s, unsigned long long *first,
+                       unsigned long long *last) {
   const char *dash = strchr(s, '-');
   if (!dash) {
-    if (fb_cli_parse_seed(s, &o->last) < 0 || o->last == 0)
+    if (fb_cli_parse_seed(s, last) < 0 || *last == 0)
       return -1;
-    o->first = 1;
+    *first = 1;
     return 0;
   }
   char a[24];
@@ -266,9 +267,8 @@ static int parse_seeds(const char *s, explore_opts *o) {
     return -1;
   memcpy(a, s, (size_t)(dash - s));
   a[dash - s] = 0;
-  return fb_cli_parse_seed(a, &o->first) < 0 ||
-                 fb_cli_parse_seed(dash + 1, &o->last) < 0 ||
-                 o->last < o->first
+  return fb_cli_parse_seed(a, first) < 0 ||
+                 fb_cli_parse_seed(dash + 1, last) < 0 || *last < *first
              ? -1
              : 0;
 }
@@ -291,14 +291,14 @@ static int parse_explore(int argc, char **argv, explore_opts *o) {
     if (strcmp(a, "--stop-at-first") == 0) {
       o->stop_at_first = 1;
     } else if (strcmp(a, "--seeds") == 0) {
-      if (!v || parse_seeds(v, o) < 0)
+      if (!v || fb_cli_parse_seeds(v, &o->first, &o->last) < 0)
         return fb_cli_usage_error("--seeds needs N (1..N) or A-B, got '%s'",
                                   v ? v : "");
       i++;
     } else if (strcmp(a, "--jobs") == 0 || strcmp(a, "--list") == 0 ||
                strcmp(a, "--shrink") == 0) {
       int *dst = a[2] == 'j' ? &o->jobs : a[2] == 'l' ? &o->list : &o->shrink;
-      if (!v || parse_count(v, dst, a[2] == 'j' ? 1 : 0) < 0) {
+      if (!v || fb_cli_parse_count(v, dst, a[2] == 'j' ? 1 : 0) < 0) {
         snprintf(err, sizeof err, "%s needs a whole number%s, got '%s'", a,
                  a[2] == 'j' ? " of at least 1" : "", v ? v : "");
         return fb_cli_usage_error("%s", err);

@@ -34,6 +34,9 @@ static const char usage[] =
     "       fusebox explore [--seeds N|A-B] [--jobs N] [--stop-at-first]\n"
     "                       [--list N] [--shrink N] [--max-virtual-time S]\n"
     "                       [--timeout S] scenario.lua\n"
+    "       fusebox compare --policy FILE [--policy FILE...] [--seeds N|A-B]\n"
+    "                       [--jobs N] [--report FILE.html]\n"
+    "                       [--max-virtual-time S] [--timeout S] scenario.lua\n"
     "       fusebox serve [--listen HOST:PORT] [--metrics HOST:PORT]\n"
     "                     [--token-file FILE [--auth-reads]] [--insecure]\n"
     "                     [--heartbeat-timeout SECONDS] "
@@ -65,6 +68,9 @@ static const char usage[] =
     "                  --summary\n"
     "  --swarm-off A,B keep these fault kinds of fb.sim.swarm off (explore\n"
     "                  prints it in the replay of a shrunk seed)\n"
+    "  --policy FILE   the policy fb.sim.policy() builds: JSON (fb.policy's\n"
+    "                  fields) or Lua returning a policy or its options\n"
+    "                  (compare prints it in the replay of a failed run)\n"
     "  --metrics HOST:PORT  (run and serve) serve Prometheus metrics of the\n"
     "                  objects published with fb.export at /metrics (real\n"
     "                  time only; serve publishes its registry as 'serve')\n"
@@ -113,6 +119,18 @@ static const char usage[] =
     "uses fb.sim.swarm, it turns the seed's fault kinds off one at a time\n"
     "and prints the smallest set that still fails. Limits as fusebox test.\n"
     "\n"
+    "fusebox compare runs the scenario under each --policy (at most 8) for\n"
+    "each seed (1..20 unless --seeds says otherwise), each run in a process\n"
+    "of its own, --jobs at a time, and prints one table: per policy, the\n"
+    "success rate, p50/p99/p99.9 latency of the requests made through\n"
+    "fb.sim.policy(), the calls offered to each backend (retries and hedges\n"
+    "included) and the amplification, rejections by kind and the time\n"
+    "breakers spent open, each as the median over the seeds (min-max). The\n"
+    "same seeds print the same table. --report draws the first seed's run\n"
+    "of each policy on one page, on one time axis. A bad --policy file is\n"
+    "an error before any run (exit 2); a failed run is listed with its\n"
+    "replay command (exit 1). Limits as fusebox test.\n"
+    "\n"
     "fusebox report draws an events file as one HTML page (to stdout, or\n"
     "-o FILE): requests per second by outcome, latency p50/p99, breaker\n"
     "states and registry membership on one time axis, with the command\n"
@@ -134,6 +152,7 @@ typedef struct options {
   unsigned long long seed;
   const char *script;
   const char *swarm_off; /* fault kinds fb.sim.swarm keeps off: "a,b" */
+  const char *policy;    /* the policy file fb.sim.policy() builds */
   int argi; /* index in argv of the first script argument */
   int has_shutdown_timeout;
   double shutdown_timeout; /* --shutdown-timeout */
@@ -176,6 +195,10 @@ static int parse_run(int argc, char **argv, options *o) {
       if (i + 1 >= argc)
         return fb_cli_usage_error("%s needs fault kinds, as a,b", "--swarm-off");
       o->swarm_off = argv[++i];
+    } else if (strcmp(argv[i], "--policy") == 0) {
+      if (i + 1 >= argc)
+        return fb_cli_usage_error("%s needs a file name", "--policy");
+      o->policy = argv[++i];
     } else if (strcmp(argv[i], "--seed") == 0) {
       if (i + 1 >= argc)
         return fb_cli_usage_error("%s needs a value", "--seed");
@@ -363,6 +386,10 @@ static int run_script(int argc, char **argv, const options *o) {
   if (o->swarm_off) {
     lua_pushstring(L, o->swarm_off);
     lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_OFF);
+  }
+  if (o->policy) {
+    lua_pushstring(L, o->policy);
+    lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_POLICY);
   }
   lua_getfield(L, 1, "run");
   if (luaL_loadfile(L, o->script) != 0)
@@ -683,8 +710,11 @@ static void unwatch(lua_State *L) {
 
 void fb_cli_scenario(int n, const char *path, unsigned long long seed,
                      fb_cli_limits lim, lua_CFunction print,
-                     const char *swarm_off, fb_cli_result *r) {
-  options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path};
+                     const fb_cli_extra *x, fb_cli_result *r) {
+  static const fb_cli_extra none;
+  x = x ? x : &none;
+  options o = {.virtual_time = 1, .has_seed = 1, .seed = seed, .script = path,
+               .events = x->events, .summary = x->report != NULL};
   r->ok = r->ran = 0;
   r->vtime = 0;
   r->error[0] = r->swarm[0] = 0;
@@ -698,9 +728,18 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   }
   lua_pushcfunction(L, print);
   lua_setglobal(L, "print");
-  if (swarm_off) {
-    lua_pushstring(L, swarm_off);
+  if (x->swarm_off) {
+    lua_pushstring(L, x->swarm_off);
     lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_SWARM_OFF);
+  }
+  if (x->policy) {
+    lua_pushstring(L, x->policy);
+    lua_setfield(L, LUA_REGISTRYINDEX, FB_CLI_POLICY);
+  }
+  if (x->report) { /* fb.run's sink keeps it (fb_runtime_events_begin) */
+    fb_runtime *rt = fb_runtime_open(L);
+    rt->events.tap = fb_report_tap;
+    rt->events.tap_arg = x->report;
   }
   int fb = lua_gettop(L);
   lua_getfield(L, fb, "run");
@@ -726,6 +765,42 @@ void fb_cli_scenario(int n, const char *path, unsigned long long seed,
   snprintf(r->swarm, sizeof r->swarm, "%s",
            lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
   lua_close(L);
+}
+
+/* A policy file checked in the parent has no watchdog: the interpreter
+ * (JIT off, so the count hook sees every loop) stops it after this many
+ * wall-clock seconds. */
+#define CHECK_POLICY_SECONDS 10.0
+static double check_deadline;
+
+static void check_policy_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (fb_monotonic_now() > check_deadline)
+    luaL_error(L, "building the policy took longer than %d s (a loop that "
+                  "never ends?)", (int)CHECK_POLICY_SECONDS);
+}
+
+int fb_cli_check_policy(const char *path, char *err, size_t cap) {
+  lua_State *L = new_state();
+  if (!L) {
+    snprintf(err, cap, "cannot create a Lua state");
+    return -1;
+  }
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  check_deadline = fb_monotonic_now() + CHECK_POLICY_SECONDS;
+  lua_sethook(L, check_policy_hook, LUA_MASKCOUNT, 10000);
+  lua_getfield(L, 1, "sim");
+  lua_getfield(L, -1, "policy_file");
+  lua_pushstring(L, path);
+  int rc = lua_pcall(L, 1, 0, 0) == 0 ? 0 : -1;
+  if (rc) {
+    const char *msg = lua_tostring(L, -1);
+    size_t n = msg ? strcspn(msg, "\n") : 0;
+    snprintf(err, cap, "%.*s", (int)n, msg ? msg : "(error object is not a string)");
+  }
+  lua_sethook(L, NULL, 0, 0);
+  lua_close(L);
+  return rc;
 }
 
 /* Runs one scenario as TAP line n; returns 1 if it passed. */
@@ -1016,5 +1091,7 @@ int main(int argc, char **argv) {
     return report(argc, argv);
   if (strcmp(argv[1], "explore") == 0)
     return fb_cli_explore(argc, argv);
+  if (strcmp(argv[1], "compare") == 0)
+    return fb_cli_compare(argc, argv);
   return fb_cli_usage_error("unknown command '%s'", argv[1]);
 }

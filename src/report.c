@@ -80,6 +80,7 @@ void fb_report_free(fb_report *r) {
   fb__free(r->script);
   fb__free(r->seed);
   fb__free(r->run_error);
+  fb__free(r->request_latency);
   fb__free(r);
 }
 
@@ -370,11 +371,13 @@ static int breaker_name(const cJSON *e, char *buf, size_t size) {
   return 0;
 }
 
-static int count(fb_report *r, const char *name, size_t b, int outcome,
-                 uint64_t *totals) {
+static int count(fb_report *r, const char *name, int source, size_t b,
+                 int outcome, uint64_t *totals) {
   fb_report_series *s = series(&r->series, &r->nseries, name);
   if (!s)
     return -1;
+  if (s->total[0] + s->total[1] + s->total[2] + s->total[3] == 0)
+    s->source = source;
   add_count(&s->counts[b][outcome], 1);
   s->total[outcome]++;
   totals[outcome]++;
@@ -404,7 +407,8 @@ static int on_call_end(fb_report *r, const cJSON *e, double t) {
     return -1;
   r->calls++;
   r->late += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "late"));
-  return count(r, name, b, classify(outcome, str(e, "error")), r->call_totals)
+  return count(r, name, FB_SRC_CALL, b, classify(outcome, str(e, "error")),
+               r->call_totals)
              < 0 ? -1 : 1;
 }
 
@@ -435,7 +439,7 @@ static int on_outcome(fb_report *r, const cJSON *e, double t) {
   if (num(e, "duration", &d) == 0 && add_latency(r->durations, b, d) < 0)
     return -1;
   r->outcomes++;
-  return count(r, name, b, classify(outcome, str(e, "error")),
+  return count(r, name, FB_SRC_GUARD, b, classify(outcome, str(e, "error")),
                r->breaker_totals) < 0 ? -1 : 1;
 }
 
@@ -452,7 +456,7 @@ static int on_limiter_reject(fb_report *r, const cJSON *e, double t) {
     snprintf(name, sizeof name, "limiter %.15g", id->valuedouble);
   else
     return 0;
-  return count(r, name, bucket_of(r, t), FB_OUT_REJECTED, totals) < 0 ? -1 : 1;
+  return count(r, name, FB_SRC_GUARD, bucket_of(r, t), FB_OUT_REJECTED, totals) < 0 ? -1 : 1;
 }
 
 static int on_reject(fb_report *r, const cJSON *e, double t) {
@@ -463,8 +467,64 @@ static int on_reject(fb_report *r, const cJSON *e, double t) {
     return 0;
   if (!breaker_track(r, name, t))
     return -1;
-  return count(r, name, bucket_of(r, t), FB_OUT_REJECTED, r->breaker_totals)
+  return count(r, name, FB_SRC_GUARD, bucket_of(r, t), FB_OUT_REJECTED,
+               r->breaker_totals) < 0 ? -1 : 1;
+}
+
+/* Counts a rejection of kind (cut to its slot); the last slot pools the
+ * kinds past FB_REPORT_KINDS - 1. */
+static void count_rejection(fb_report *r, const char *kind) {
+  size_t i = 0;
+  for (; i < r->nreject_kinds; i++)
+    if (strncmp(r->reject_kinds[i], kind, sizeof r->reject_kinds[i] - 1) == 0)
+      break;
+  if (i == FB_REPORT_KINDS) {
+    i = FB_REPORT_KINDS - 1; /* "other" */
+  } else if (i == r->nreject_kinds) {
+    snprintf(r->reject_kinds[i], sizeof r->reject_kinds[i], "%s",
+             i == FB_REPORT_KINDS - 1 ? "other" : kind);
+    r->nreject_kinds++;
+  }
+  r->reject_counts[i]++;
+}
+
+/* A request through a policy (fb.sim.policy): outcome success or
+ * failure, latency, and rejection, the kind fb.rejection named. A
+ * timeout rejection is a timeout; any other a rejection. */
+static int on_request(fb_report *r, const cJSON *e, double t) {
+  const char *outcome = str(e, "outcome"), *kind = str(e, "rejection");
+  double latency;
+  if (!outcome)
+    return 0;
+  int o = kind ? (strcmp(kind, "timeout") == 0 ? FB_OUT_TIMEOUT : FB_OUT_REJECTED)
+               : classify(outcome, NULL);
+  size_t b = bucket_of(r, t);
+  if (num(e, "latency", &latency) == 0) {
+    if (!r->request_latency &&
+        !(r->request_latency = fb__calloc(FB_REPORT_BINS, sizeof *r->request_latency)))
+      return -1;
+    add_count(&r->request_latency[fb_report_bin(latency)], 1);
+  }
+  if (kind)
+    count_rejection(r, kind);
+  r->requests++;
+  return count(r, FB_REPORT_REQUESTS, FB_SRC_REQUEST, b, o, r->request_totals)
              < 0 ? -1 : 1;
+}
+
+double fb_report_open_time(const fb_report *r) {
+  double open = 0;
+  double end = r->t0 + r->duration > r->t_end ? r->t0 + r->duration : r->t_end;
+  for (size_t i = 0; i < r->nbreakers; i++) {
+    const fb_report_track *tr = &r->breakers[i];
+    for (size_t k = 0; k < tr->nspans; k++) {
+      double until = k + 1 < tr->nspans ? tr->spans[k + 1].t : end;
+      if (strstr(tr->spans[k].state, "OPEN") &&
+          strcmp(tr->spans[k].state, "HALF_OPEN") != 0 && until > tr->spans[k].t)
+        open += until - tr->spans[k].t;
+    }
+  }
+  return open;
 }
 
 static int on_pick(fb_report *r, const cJSON *e, double t) {
@@ -635,6 +695,8 @@ static int dispatch(fb_report *r, const cJSON *e, const char *kind, double t) {
     return on_call_end(r, e, t);
   if (strcmp(kind, "call_start") == 0)
     return 1; /* call_end has all the report needs */
+  if (strcmp(kind, "request") == 0)
+    return on_request(r, e, t);
   if (strcmp(kind, "pick") == 0)
     return on_pick(r, e, t);
   if (strcmp(kind, "done") == 0)
@@ -674,17 +736,22 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
     note(&r->bad_json, lineno);
     return;
   }
+  r->lines--; /* fb_report_event counts it */
+  fb_report_event(r, e, lineno);
+  cJSON_Delete(e);
+}
+
+void fb_report_event(fb_report *r, const cJSON *e, long lineno) {
+  r->lines++;
   const char *kind = str(e, "kind");
   const cJSON *tv = cJSON_GetObjectItemCaseSensitive(e, "t");
   if (!cJSON_IsObject(e) || !kind || !cJSON_IsNumber(tv)) {
     note(&r->bad_event, lineno);
-    cJSON_Delete(e);
     return;
   }
   double t = tv->valuedouble;
   if (!(fabs(t) <= FB_REPORT_T_MAX)) { /* NaN too */
     note(&r->bad_time, lineno);
-    cJSON_Delete(e);
     return;
   }
   if (!r->started) {
@@ -701,7 +768,11 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
   else if (rc < 0)
     r->oom = 1;
   r->events += rc == 1;
-  cJSON_Delete(e);
+}
+
+void fb_report_tap(void *arg, const cJSON *e) {
+  fb_report *r = arg;
+  fb_report_event(r, e, (long)r->lines + 1);
 }
 
 int fb_report_read(fb_report *r, FILE *f) {

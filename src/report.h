@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <cJSON.h>
+
 #define FB_REPORT_BUCKETS 512  /* time buckets kept while reading */
 #define FB_REPORT_BINS 512     /* latency histogram bins per bucket */
 #define FB_REPORT_SERIES 24    /* request series drawn; the rest are pooled */
@@ -48,14 +50,23 @@
  * sqrt(G) - 1 = 2.5% of the exact sample, from 1 us to 17.7 hours. */
 #define FB_REPORT_LAT_MIN 1e-6
 #define FB_REPORT_LAT_G 1.05
+#define FB_REPORT_KINDS 8 /* rejection kinds counted; the rest as "other" */
+#define FB_REPORT_REQUESTS "requests (policy)" /* the request events' series */
 
 enum { FB_OUT_SUCCESS, FB_OUT_FAILURE, FB_OUT_TIMEOUT, FB_OUT_REJECTED, FB_OUT_N };
 
 /* Requests of one target per bucket and outcome: a service model
  * (call_end), a breaker (its outcome and reject events) or, for picks,
  * an instance. */
+/* Where a series' counts come from: a service model or instance
+ * (call_end: the load offered to it, retries and hedges included), a guard
+ * (a breaker: outcome, reject; a limiter: limiter_reject), or the policy's
+ * requests (request). */
+enum { FB_SRC_CALL, FB_SRC_GUARD, FB_SRC_REQUEST };
+
 typedef struct fb_report_series {
   char *name;
+  int source; /* FB_SRC_*: the first event that named it */
   uint32_t (*counts)[FB_OUT_N]; /* [FB_REPORT_BUCKETS] */
   uint64_t total[FB_OUT_N];
 } fb_report_series;
@@ -101,6 +112,14 @@ typedef struct fb_report {
   uint64_t call_totals[FB_OUT_N];    /* call_end outcomes */
   uint64_t late;                     /* call_end late: its caller gave up */
   uint64_t breaker_totals[FB_OUT_N]; /* breaker outcomes and rejections */
+  /* request events (fb.sim.policy's calls, what callers saw): totals,
+   * the whole run's latency histogram (NULL until one), rejections by
+   * the kind fb.rejection names (the last slot pools the rest) */
+  uint64_t requests, request_totals[FB_OUT_N];
+  uint32_t *request_latency;
+  char reject_kinds[FB_REPORT_KINDS][32];
+  uint64_t reject_counts[FB_REPORT_KINDS];
+  size_t nreject_kinds;
   fb_report_series *series, *pick_series; /* in order of first appearance */
   size_t nseries, npick_series;
   /* per bucket, FB_REPORT_BINS counts each, or NULL while all are 0 (a
@@ -136,6 +155,14 @@ fb_report *fb_report_new(void);
  * a line that cannot be used is counted as skipped. */
 void fb_report_line(fb_report *r, const char *line, size_t len, long lineno);
 
+/* Aggregates one event already parsed (as fb_report_line does after
+ * parsing it); lineno names it in the list of skipped lines. */
+void fb_report_event(fb_report *r, const cJSON *e, long lineno);
+
+/* An fb_events tap (events.h) for arg, an fb_report: each event
+ * aggregated as it is written, numbered from 1. */
+void fb_report_tap(void *arg, const cJSON *e);
+
 /* Reads every line of f into r, at most FB_REPORT_LINE_MAX + 1 bytes of
  * each held at once; returns 0, or -1 on a read error or out of memory. */
 int fb_report_read(fb_report *r, FILE *f);
@@ -151,9 +178,21 @@ double fb_report_quantile(const uint32_t h[FB_REPORT_BINS], double p);
 /* The histogram bin a latency falls into. */
 int fb_report_bin(double seconds);
 
+/* Seconds breakers spent OPEN (FORCED_OPEN too), summed over breakers,
+ * each open stretch ending at the next state or at the run's end. */
+double fb_report_open_time(const fb_report *r);
+
 /* Writes the page for r to f, titled by source (the events file's name);
  * returns 0, or -1 if a write failed. */
 int fb_report_html(fb_report *r, const char *source, FILE *f);
+
+/* Writes one page with the n reports side by side on one time axis,
+ * each under its name, after the text table (preformatted; NULL: none),
+ * titled by title; no script. Under n * FB_REPORT_PAGE_MAX bytes plus
+ * the table. Returns 0, or -1 if a write failed. */
+int fb_report_compare_html(fb_report *const *r, const char *const *names,
+                           size_t n, const char *title, const char *table,
+                           FILE *f);
 
 /* Prints on f what r skipped (bad lines, unknown kinds, a missing
  * run_end), one line each, naming the events file source. */

@@ -863,32 +863,46 @@ static void legends_and_panels(const view *v, const double *p50,
   panel_picks(v);
 }
 
-int fb_report_html(fb_report *r, const char *source, FILE *f) {
-  view v;
-  make_view(&v, r, f);
-  const char *what;
-  uint32_t *const *h = latency_source(r, &what);
-  double *p50 = fb__malloc((v.m + 1) * sizeof *p50);
-  double *p99 = fb__malloc((v.m + 1) * sizeof *p99);
+/* p50 and p99 of each of v's render buckets (NAN where empty) in new
+ * arrays; -1 when out of memory. */
+static int percentiles(const view *v, uint32_t *const *h, double **p50,
+                       double **p99) {
   uint32_t hist[FB_REPORT_BINS];
-  if (!p50 || !p99) {
-    fb__free(p50);
-    fb__free(p99);
+  *p50 = fb__malloc((v->m + 1) * sizeof **p50);
+  *p99 = fb__malloc((v->m + 1) * sizeof **p99);
+  if (!*p50 || !*p99) {
+    fb__free(*p50);
+    fb__free(*p99);
     return -1;
   }
-  for (size_t i = 0; i < v.m; i++) {
-    int any = sum_hist(&v, h, i, hist);
-    p50[i] = any ? fb_report_quantile(hist, 0.5) : NAN;
-    p99[i] = any ? fb_report_quantile(hist, 0.99) : NAN;
+  for (size_t i = 0; i < v->m; i++) {
+    int any = sum_hist(v, h, i, hist);
+    (*p50)[i] = any ? fb_report_quantile(hist, 0.5) : NAN;
+    (*p99)[i] = any ? fb_report_quantile(hist, 0.99) : NAN;
   }
-  fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>fusebox report: ", f);
-  esc(f, r->script ? r->script : source);
+  return 0;
+}
+
+static void page_head(FILE *f, const char *what, const char *title) {
+  fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             "<title>fusebox %s: ", what);
+  esc(f, title);
   fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n", css);
   fprintf(f, "<svg width=\"0\" height=\"0\" style=\"position:absolute\">"
              "<clipPath id=\"label-clip\" clipPathUnits=\"userSpaceOnUse\">"
              "<rect x=\"0\" y=\"-100000\" width=\"%d\" height=\"200000\"/>"
              "</clipPath></svg>\n", LEFT - 8);
+}
+
+int fb_report_html(fb_report *r, const char *source, FILE *f) {
+  view v;
+  make_view(&v, r, f);
+  const char *what;
+  uint32_t *const *h = latency_source(r, &what);
+  double *p50, *p99;
+  if (percentiles(&v, h, &p50, &p99) < 0)
+    return -1;
+  page_head(f, "report", r->script ? r->script : source);
   header(&v, source);
   skipped(r, f);
   legends_and_panels(&v, p50, p99, what);
@@ -901,6 +915,78 @@ int fb_report_html(fb_report *r, const char *source, FILE *f) {
   fprintf(f, "<script>%s</script>\n</body></html>\n", js);
   fb__free(p50);
   fb__free(p99);
+  return ferror(f) || rc < 0 ? -1 : 0;
+}
+
+/* One policy's panels in the compare page, on the axis [t0, t0 + span]
+ * every policy shares. */
+static int compare_section(fb_report *r, const char *name, double span,
+                           FILE *f) {
+  view v;
+  make_view(&v, r, f);
+  v.span = span;
+  v.m = r->nbuckets ? (r->nbuckets + v.g - 1) / v.g : 0;
+  while (v.m > 0 && (double)(v.m - 1) * v.w >= v.span)
+    v.m--;
+  const char *what;
+  uint32_t *const *h = latency_source(r, &what);
+  double *p50, *p99;
+  if (percentiles(&v, h, &p50, &p99) < 0)
+    return -1;
+  fputs("<section class=\"policy\" data-policy=\"", f);
+  esc(f, name);
+  fputs("\"><h2 class=\"policy\">policy ", f);
+  esc(f, name);
+  fputs("</h2>\n", f);
+  skipped(r, f);
+  panel_requests(&v);
+  panel_latency(&v, p50, p99, what);
+  panel_tracks(&v, r->breakers, r->nbreakers, "breakers", "Breaker states",
+               "breaker", "data-breaker",
+               "<span class=\"key s-closed\"></span>CLOSED<span class=\"key "
+               "s-open\"></span>OPEN<span class=\"key s-half\"></span>"
+               "HALF_OPEN");
+  fputs("</section>\n", f);
+  fb__free(p50);
+  fb__free(p99);
+  return 0;
+}
+
+int fb_report_compare_html(fb_report *const *r, const char *const *names,
+                           size_t n, const char *title, const char *table,
+                           FILE *f) {
+  double span = FB_REPORT_W0;
+  for (size_t i = 0; i < n; i++) {
+    double s = r[i]->t_end - (r[i]->started ? r[i]->t0 : 0);
+    if (r[i]->duration > s)
+      s = r[i]->duration;
+    if (s > span)
+      span = s;
+  }
+  page_head(f, "compare", title);
+  fputs("<h1>fusebox compare: ", f);
+  esc(f, title);
+  fputs("</h1>\n", f);
+  if (table) { /* esc line by line: it turns control characters to '?' */
+    fputs("<pre id=\"table\" style=\"overflow-x:auto;font-size:12px\">", f);
+    for (const char *line = table; *line;) {
+      size_t len = strcspn(line, "\n");
+      char buf[512];
+      for (size_t k = 0; k < len; k += sizeof buf - 1) {
+        size_t m = len - k < sizeof buf - 1 ? len - k : sizeof buf - 1;
+        memcpy(buf, line + k, m);
+        buf[m] = 0;
+        esc(f, buf);
+      }
+      fputc('\n', f);
+      line += len + (line[len] == '\n');
+    }
+    fputs("</pre>\n", f);
+  }
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = compare_section(r[i], names[i], span, f);
+  fputs("</body></html>\n", f);
   return ferror(f) || rc < 0 ? -1 : 0;
 }
 

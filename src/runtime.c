@@ -606,10 +606,13 @@ int fb_runtime_loop(lua_State *L, fb_runtime *rt) {
 int fb_runtime_events_begin(fb_runtime *rt, const char *path,
                             int print_summary, const char *script,
                             cJSON *args) {
+  fb_events was = rt->events; /* the tap a host set stays */
   if (fb_events_open(&rt->events, path, fb_runtime_now(rt)) < 0) {
     cJSON_Delete(args);
     return -1;
   }
+  rt->events.tap = was.tap;
+  rt->events.tap_arg = was.tap_arg;
   rt->events_on = 1;
   rt->print_summary = print_summary;
   cJSON *e = fb_runtime_event(rt, "run_start");

@@ -194,7 +194,8 @@ void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs);
  * clock: real I/O and real timers must never mix silently with it. */
 void fb_runtime_require_real(lua_State *L, fb_runtime *rt, const char *what);
 
-/* Opens the event sink for the next run: events to path (NULL: none),
+/* Opens the event sink for the next run: events to path (NULL: none)
+ * and to the tap set in rt->events before (it stays from run to run),
  * the summary on stderr at the end if print_summary; emits run_start,
  * naming script and the script's arguments (args, a cJSON array taken
  * over, NULL or empty: none). Returns 0, or -1 with errno set if path

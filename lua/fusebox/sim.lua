@@ -842,4 +842,89 @@ function M.swarm(spec)
   return on
 end
 
+-- ---------------------------------------------------------- policy
+
+-- `fusebox compare` runs one scenario under each of several policies:
+-- the scenario asks for the one under comparison with fb.sim.policy()
+-- and calls through it. Each call logs a request event (what the caller
+-- saw: outcome, latency, the rejection's kind), which compare counts
+-- next to the service models' call_end (the load offered to each
+-- backend, retries and hedges included).
+local POLICY = "fusebox.compare_policy" -- src/cli.h FB_CLI_POLICY
+local config = core.import "fusebox.config"
+local rejection = policy.rejection
+
+-- The policy in file path: JSON (checked by the schema, errors naming
+-- the field's path) or Lua returning a policy or fb.policy's options.
+-- Raises a one-line message naming the file.
+local function policy_file(path)
+  if path:find("%.json$") then
+    local ok, p = pcall(config.load_policy, path)
+    if not ok then error((tostring(p):gsub("^load_policy: ", "")), 0) end
+    return p
+  end
+  local chunk, err = loadfile(path)
+  if not chunk then error(err, 0) end
+  local ok, v = pcall(chunk)
+  if not ok then error(format("%s: %s", path, tostring(v)), 0) end
+  if policy.is_policy(v) then return v end
+  if type(v) ~= "table" then
+    error(format("%s: must return a policy or fb.policy options, got %s", path, type(v)), 0)
+  end
+  local made, p = pcall(policy.policy, v)
+  if not made then
+    error(format("%s: %s", path, (tostring(p):gsub("^bad argument #1 to 'policy' %((.*)%)$", "%1"))), 0)
+  end
+  return p
+end
+M.policy_file = policy_file
+
+local measured = {}
+measured.__index = measured
+local measured_name = "fusebox.sim.policy"
+
+-- A raised error (a breaker's rejection raises through a policy) is a
+-- failed request too, raised on to the caller as it was.
+local function request_done(t0, ok, v, err, ...)
+  if not ok then
+    emit("request", { outcome = "failure", latency = now() - t0, rejection = rejection(v) })
+    error(v, 0)
+  end
+  if v == nil and err ~= nil then
+    emit("request", { outcome = "failure", latency = now() - t0, rejection = rejection(err) })
+  else
+    emit("request", { outcome = "success", latency = now() - t0 })
+  end
+  return v, err, ...
+end
+
+-- m:call(fn, ...) -> the policy's p:call(fn, ...), logged as a request
+function measured:call(fn, ...)
+  check_self(self, measured, measured_name, "call")
+  if not events_on() then return self.policy:call(fn, ...) end
+  local p = self.policy
+  return request_done(now(), pcall(p.call, p, fn, ...))
+end
+
+-- fb.sim.policy([default]) -> the policy under comparison (fusebox
+-- compare --policy FILE, or fusebox run --policy FILE), else default (a
+-- policy or fb.policy's options), wrapped to log each call as a request.
+function M.policy(default)
+  local path = debug.getregistry()[POLICY]
+  local p
+  if type(path) == "string" then
+    p = policy_file(path)
+  elseif default == nil then
+    error("fb.sim.policy: no policy under comparison (run the scenario with "
+      .. "fusebox compare --policy FILE or fusebox run --policy FILE, or pass a default)", 2)
+  elseif policy.is_policy(default) then
+    p = default
+  elseif type(default) == "table" then
+    p = policy.policy(default)
+  else
+    base.argerror(1, "policy", "a policy or policy options expected, got " .. type(default))
+  end
+  return setmetatable({ policy = p }, measured)
+end
+
 return M

@@ -132,11 +132,34 @@ static void sink_writes_json_lines(void **state) {
   assert_int_equal(fb_events_open(&ev, "/nonexistent/dir/x", 0), -1);
 }
 
+/* A tap sees every event as it is written, in order, file or not. */
+static void note_kind(void *arg, const cJSON *e) {
+  char *seen = arg;
+  strcat(seen, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "kind")));
+  strcat(seen, ",");
+}
+
+static void a_tap_sees_every_event(void **state) {
+  (void)state;
+  char seen[64] = "";
+  fb_events ev;
+  assert_int_equal(fb_events_open(&ev, NULL, 0), 0);
+  assert_null(ev.tap); /* open sets none */
+  ev.tap = note_kind;
+  ev.tap_arg = seen;
+  fb_events_write(&ev, fb_events_new(0.5, "call_end"));
+  fb_events_write(&ev, fb_events_new(1, "reject"));
+  assert_string_equal(seen, "call_end,reject,");
+  assert_int_equal(ev.calls, 1); /* the summary counts as before */
+  assert_int_equal(fb_events_close(&ev), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(registry_reports_membership_changes),
       cmocka_unit_test(summary_counts_calls_and_time_in_states),
       cmocka_unit_test(sink_writes_json_lines),
+      cmocka_unit_test(a_tap_sees_every_event),
   };
   return cmocka_run_group_tests_name("events", tests, NULL, NULL);
 }

@@ -770,6 +770,93 @@ static void hover_data_out_of_memory_fails_cleanly(void **state) {
   fb_report_free(r);
 }
 
+/* fb.sim.policy's request events: what callers saw, rejections by kind
+ * (the kinds past FB_REPORT_KINDS - 1 pooled as "other"), apart from the
+ * load offered to the backends (call_end); breakers' open time. */
+static void requests_rejections_and_open_time(void **state) {
+  (void)state;
+  fb_report *r = feed(
+      "{\"t\":0,\"kind\":\"request\",\"outcome\":\"success\",\"latency\":0.01}\n"
+      "{\"t\":1,\"kind\":\"call_end\",\"service\":\"a\",\"outcome\":\"failure\"}\n"
+      "{\"t\":1,\"kind\":\"call_end\",\"service\":\"a\",\"outcome\":\"success\"}\n"
+      "{\"t\":1,\"kind\":\"request\",\"outcome\":\"failure\",\"latency\":0.02,"
+      "\"rejection\":\"timeout\"}\n"
+      "{\"t\":2,\"kind\":\"request\",\"outcome\":\"failure\",\"latency\":0,"
+      "\"rejection\":\"circuit open\"}\n"
+      "{\"t\":2,\"kind\":\"request\",\"outcome\":\"failure\",\"latency\":0}\n"
+      "{\"t\":2,\"kind\":\"request\"}\n"
+      "{\"t\":3,\"kind\":\"state_change\",\"breaker\":1,\"from\":\"CLOSED\",\"to\":\"OPEN\"}\n"
+      "{\"t\":5,\"kind\":\"state_change\",\"breaker\":1,\"from\":\"OPEN\",\"to\":\"HALF_OPEN\"}\n"
+      "{\"t\":6,\"kind\":\"state_change\",\"breaker\":1,\"from\":\"HALF_OPEN\",\"to\":\"OPEN\"}\n"
+      "{\"t\":9,\"kind\":\"state_change\",\"breaker\":2,\"from\":\"CLOSED\",\"to\":\"FORCED_OPEN\"}\n"
+      "{\"t\":10,\"kind\":\"run_end\",\"ok\":true,\"summary\":{\"duration\":10}}\n");
+  assert_int_equal(r->requests, 4);
+  assert_int_equal(r->bad_event.count, 1); /* no outcome */
+  assert_int_equal(r->request_totals[FB_OUT_SUCCESS], 1);
+  assert_int_equal(r->request_totals[FB_OUT_TIMEOUT], 1);
+  assert_int_equal(r->request_totals[FB_OUT_REJECTED], 1);
+  assert_int_equal(r->request_totals[FB_OUT_FAILURE], 1);
+  assert_int_equal(r->calls, 2); /* the backend's calls are apart */
+  assert_int_equal(r->nreject_kinds, 2);
+  assert_string_equal(r->reject_kinds[0], "timeout");
+  assert_string_equal(r->reject_kinds[1], "circuit open");
+  assert_int_equal(r->reject_counts[1], 1);
+  assert_non_null(r->request_latency);
+  assert_true(fabs(fb_report_quantile(r->request_latency, 1) - 0.02) < 0.02 * 0.025);
+  int calls = 0, requests = 0;
+  for (size_t i = 0; i < r->nseries; i++) {
+    calls += r->series[i].source == FB_SRC_CALL && !strcmp(r->series[i].name, "a");
+    requests += r->series[i].source == FB_SRC_REQUEST &&
+                !strcmp(r->series[i].name, FB_REPORT_REQUESTS);
+  }
+  assert_int_equal(calls, 1);
+  assert_int_equal(requests, 1);
+  /* breaker 1: open 3..5 and 6..10 (the run's end); breaker 2: 9..10 */
+  assert_true(fabs(fb_report_open_time(r) - 7) < 1e-9);
+  /* more kinds than slots: the last slot pools them */
+  char line[128];
+  for (int k = 0; k < FB_REPORT_KINDS + 3; k++) {
+    int len = snprintf(line, sizeof line, "{\"t\":3,\"kind\":\"request\","
+                       "\"outcome\":\"failure\",\"rejection\":\"kind%d\"}", k);
+    fb_report_line(r, line, (size_t)len, 100 + k);
+  }
+  assert_int_equal(r->nreject_kinds, FB_REPORT_KINDS);
+  assert_string_equal(r->reject_kinds[FB_REPORT_KINDS - 1], "other");
+  uint64_t pooled = r->reject_counts[FB_REPORT_KINDS - 1];
+  assert_int_equal(pooled, (FB_REPORT_KINDS + 3) - (FB_REPORT_KINDS - 3));
+  fb_report_free(r);
+}
+
+/* The compare page: one section per report, the table's lines kept and
+ * escaped, no script. */
+static void compare_page_puts_reports_side_by_side(void **state) {
+  (void)state;
+  fb_report *r[2] = {
+      feed("{\"t\":0,\"kind\":\"request\",\"outcome\":\"success\",\"latency\":0.01}\n"),
+      feed("{\"t\":0,\"kind\":\"request\",\"outcome\":\"failure\",\"latency\":0.01}\n"
+           "{\"t\":50,\"kind\":\"request\",\"outcome\":\"success\",\"latency\":0.01}\n")};
+  const char *names[2] = {"a.json", "<b>.lua"};
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_int_equal(fb_report_compare_html(r, names, 2, "x.lua", "row 1\nrow <2>\n", f), 0);
+  fclose(f);
+  assert_non_null(strstr(buf, "<pre id=\"table\" style=\"overflow-x:auto;font-size:12px\">row 1\nrow &lt;2&gt;\n</pre>"));
+  assert_non_null(strstr(buf, "data-policy=\"a.json\""));
+  assert_non_null(strstr(buf, "data-policy=\"&lt;b&gt;.lua\""));
+  assert_null(strstr(buf, "<b>"));
+  assert_null(strstr(buf, "<script"));
+  /* one axis: the first report's, 0 s long, is drawn to 50 s too */
+  const char *second = strstr(buf, "data-policy=\"&lt;b&gt;.lua\"");
+  char *first_part = strndup(buf, (size_t)(second - buf));
+  assert_non_null(strstr(first_part, ">50s</text>"));
+  free(first_part);
+  assert_sane_page(buf);
+  free(buf);
+  fb_report_free(r[0]);
+  fb_report_free(r[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(counts_calls_per_bucket_and_outcome),
@@ -793,6 +880,8 @@ int main(void) {
       cmocka_unit_test(many_instances_are_linear_and_drawn_bounded),
       cmocka_unit_test(the_worst_page_is_under_the_bound),
       cmocka_unit_test(hover_data_out_of_memory_fails_cleanly),
+      cmocka_unit_test(requests_rejections_and_open_time),
+      cmocka_unit_test(compare_page_puts_reports_side_by_side),
   };
   return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }
