@@ -290,7 +290,8 @@ function balancer:done(inst, ok, latency)
     argerror(1, "done", format("not an instance of this balancer's registry (got %s)",
       describe(inst)))
   end
-  local code = OK_CODE[ok]
+  -- comparisons, not OK_CODE[ok]: a trace pays a hash lookup per done for that
+  local code = ok == true and 1 or ok == false and 0 or OK_CODE[ok]
   if code == nil then
     argerror(2, "done", "ok must be true, false or \"gateway\", got "
       .. (type(ok) == "string" and describe(ok) or type(ok)))
