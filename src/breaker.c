@@ -44,6 +44,7 @@
  * tokens, and no allocation is needed for any number of calls in flight.
  */
 #include "breaker.h"
+#include "spin.h"
 #include "util.h"
 
 #include <errno.h>
@@ -556,20 +557,11 @@ static void metrics_get_unlocked(fb_breaker *b, double now,
 
 /* -------------------------------------------------------------- sharing */
 
-/* A spinlock, not a mutex: every critical section is a few dozen
- * instructions, so waiting threads spin briefly instead of sleeping. Kept
- * out of line, so an unshared breaker's entry points stay leaf functions
- * with no lock code on their path. */
-static void spin_lock(fb_breaker *b) {
-  for (unsigned spins = 0;
-       atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire);
-       spins++) {
-    if (spins > 100)
-      sched_yield(); /* the holder may have been preempted */
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
+/* The threads' spinlock (spin.h), kept out of line, so an unshared
+ * breaker's entry points stay leaf functions with no lock code on their
+ * path. */
+__attribute__((noinline)) static void spin_lock(fb_breaker *b) {
+  fb__spin_lock(&b->lock);
 }
 
 static fb_shared *head_of(fb_breaker *b) {
@@ -669,7 +661,7 @@ static void unlock(fb_breaker *b) {
   if (b->shared == FB_PROCESSES)
     atomic_store_explicit(&head_of(b)->owner, 0, memory_order_release);
   else
-    atomic_flag_clear_explicit(&b->lock, memory_order_release);
+    fb__spin_unlock(&b->lock);
 }
 
 void fb__breaker_hold_lock(fb_breaker *b) { lock(b); }

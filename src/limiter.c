@@ -58,10 +58,10 @@
  * No allocation after creation, no clock: now is passed in.
  */
 #include "fusebox.h"
+#include "spin.h"
 #include "util.h"
 
 #include <math.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -326,21 +326,9 @@ static void window_add(fb_limiter *l, double rtt, int inflight, int drop,
 
 /* ------------------------------------------------------------- locking */
 
-static void spin_lock(fb_limiter *l) {
-  for (unsigned spins = 0;
-       atomic_flag_test_and_set_explicit(&l->lock, memory_order_acquire);
-       spins++) {
-    if (spins > 100)
-      sched_yield(); /* the holder may have been preempted */
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
-}
+static void spin_lock(fb_limiter *l) { fb__spin_lock(&l->lock); }
 
-static void unlock(fb_limiter *l) {
-  atomic_flag_clear_explicit(&l->lock, memory_order_release);
-}
+static void unlock(fb_limiter *l) { fb__spin_unlock(&l->lock); }
 
 #define LOCKED(l, stmt)                                                        \
   do {                                                                         \

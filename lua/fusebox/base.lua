@@ -303,4 +303,27 @@ end
 -- seeded stream, reached through the FFI like every other draw.
 core.random = M.random(api.runtime_rng(ffi.cast("fb_runtime *", core.rt)))
 
+-- Listeners, one home for every object that has them (breakers,
+-- limiters): on(event, fn)'s checks and list, and the calls, each in its
+-- own xpcall so a failing listener is reported and the others still run.
+-- known: the set of event names; known_text: how the error lists them.
+function M.add_listener(st, known, known_text, event, fn)
+  if not known[event] then
+    M.argerror(1, "on", format("unknown event '%s' (known: %s)", tostring(event), known_text), 1)
+  end
+  if type(fn) ~= "function" then
+    M.argerror(2, "on", "listener must be a function, got " .. type(fn), 1)
+  end
+  local list = st.listeners[event] or {}
+  list[#list + 1] = fn
+  st.listeners[event] = list
+end
+
+function M.emit_listeners(list, event, a, b, c, d)
+  for i = 1, #list do
+    local ok, err = xpcall(list[i], debug.traceback, a, b, c, d)
+    if not ok then core.report(event .. " listener failed", tostring(err)) end
+  end
+end
+
 return M

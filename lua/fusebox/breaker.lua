@@ -141,27 +141,13 @@ local function closed_under(fname)
 end
 
 -- Runs each listener in list; one that raises is reported, not fatal.
-local function emit(list, event, a, b, c, d)
-  for i = 1, #list do
-    local ok, err = xpcall(list[i], traceback, a, b, c, d)
-    if not ok then core.report(event .. " listener failed", tostring(err)) end
-  end
-end
+local emit = base.emit_listeners
 
 -- cb:on(event, fn) -> cb
 function breaker:on(event, fn)
   local st = state_of(self, "on")
   if st.slot[0] == nil then base.closed("on", "breaker", 2) end
-  if not EVENTS[event] then
-    argerror(1, "on", format("unknown event '%s' (known: state_change, "
-      .. "rejected, outcome)", tostring(event)))
-  end
-  if type(fn) ~= "function" then
-    argerror(2, "on", "listener must be a function, got " .. type(fn))
-  end
-  local list = st.listeners[event] or {}
-  list[#list + 1] = fn
-  st.listeners[event] = list
+  base.add_listener(st, EVENTS, "state_change, rejected, outcome", event, fn)
   return self
 end
 

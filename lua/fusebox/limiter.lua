@@ -104,25 +104,12 @@ local function closed_under(fname)
   error(format("calling '%s' on a closed limiter", fname), 0)
 end
 
-local function emit(list, event, a, b, c)
-  for i = 1, #list do
-    local ok, err = xpcall(list[i], traceback, a, b, c)
-    if not ok then core.report(event .. " listener failed", tostring(err)) end
-  end
-end
+local emit = base.emit_listeners
 
 -- l:on(event, fn) -> l
 function limiter:on(event, fn)
   local st = state_of(self, "on")
-  if not EVENTS[event] then
-    argerror(1, "on", format("unknown event '%s' (known: limit, rejected)", tostring(event)))
-  end
-  if type(fn) ~= "function" then
-    argerror(2, "on", "listener must be a function, got " .. type(fn))
-  end
-  local list = st.listeners[event] or {}
-  list[#list + 1] = fn
-  st.listeners[event] = list
+  base.add_listener(st, EVENTS, "limit, rejected", event, fn)
   return self
 end
 
