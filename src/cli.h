@@ -80,6 +80,15 @@ int fb_cli_check_policy(const char *path, char *err, size_t cap);
 /* The registry field fb.sim.policy() reads the policy file's path from. */
 #define FB_CLI_POLICY "fusebox.compare_policy"
 
+/* The machine's cores: the default --jobs. */
+int fb_cli_cores(void);
+
+/* --seeds, --jobs and the limits, as explore and compare both take them:
+ * 0 when argv[*i] was one (its value consumed into the pointers), 1 when
+ * it is none of them, or 2 after printing its usage error. */
+int fb_cli_run_option(int argc, char **argv, int *i, unsigned long long *first,
+                      unsigned long long *last, int *jobs, fb_cli_limits *lim);
+
 /* fusebox explore (explore.c). */
 int fb_cli_explore(int argc, char **argv);
 

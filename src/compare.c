@@ -461,34 +461,23 @@ static void print_table(const table *t) {
 
 static int parse_compare(int argc, char **argv, compare_opts *o) {
   char err[256];
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  *o = (compare_opts){.first = 1, .last = 20, .jobs = cores > 0 ? (int)cores : 1,
+  *o = (compare_opts){.first = 1, .last = 20, .jobs = fb_cli_cores(),
                       .lim = {FB_CLI_MAX_VIRTUAL_TIME, FB_CLI_TIMEOUT}};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int rc = a[0] == '-' ? fb_cli_parse_limit(argc, argv, &i, &o->lim, err,
-                                              sizeof err)
-                         : 1;
-    if (rc < 0)
-      return fb_cli_usage_error("%s", err);
-    if (rc == 0)
+    int rc = fb_cli_run_option(argc, argv, &i, &o->first, &o->last, &o->jobs,
+                               &o->lim);
+    if (rc != 1) {
+      if (rc)
+        return rc;
       continue;
+    }
     if (strcmp(a, "--policy") == 0) {
       if (!v)
         return fb_cli_usage_error("%s needs a file name", a);
       if (o->npolicies == CMP_POLICIES)
         return fb_cli_usage_error("compare: at most 8 policies, got also '%s'", v);
       o->policy[o->npolicies++] = v;
-      i++;
-    } else if (strcmp(a, "--seeds") == 0) {
-      if (!v || fb_cli_parse_seeds(v, &o->first, &o->last) < 0)
-        return fb_cli_usage_error("--seeds needs N (1..N) or A-B, got '%s'",
-                                  v ? v : "");
-      i++;
-    } else if (strcmp(a, "--jobs") == 0) {
-      if (!v || fb_cli_parse_count(v, &o->jobs, 1) < 0)
-        return fb_cli_usage_error("--jobs needs a whole number of at least 1, "
-                                  "got '%s'", v ? v : "");
       i++;
     } else if (strcmp(a, "--report") == 0) {
       if (!v)

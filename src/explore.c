@@ -273,34 +273,56 @@ int fb_cli_parse_seeds(const char *s, unsigned long long *first,
              : 0;
 }
 
+int fb_cli_cores(void) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return cores > 0 ? (int)cores : 1;
+}
+
+int fb_cli_run_option(int argc, char **argv, int *i, unsigned long long *first,
+                      unsigned long long *last, int *jobs, fb_cli_limits *lim) {
+  char err[256];
+  const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+  int rc = fb_cli_parse_limit(argc, argv, i, lim, err, sizeof err);
+  if (rc < 0)
+    return fb_cli_usage_error("%s", err);
+  if (rc == 0)
+    return 0;
+  if (strcmp(a, "--seeds") == 0) {
+    if (!v || fb_cli_parse_seeds(v, first, last) < 0)
+      return fb_cli_usage_error("--seeds needs N (1..N) or A-B, got '%s'",
+                                v ? v : "");
+  } else if (strcmp(a, "--jobs") == 0) {
+    if (!v || fb_cli_parse_count(v, jobs, 1) < 0)
+      return fb_cli_usage_error("--jobs needs a whole number of at least 1, "
+                                "got '%s'", v ? v : "");
+  } else {
+    return 1;
+  }
+  (*i)++;
+  return 0;
+}
+
 static int parse_explore(int argc, char **argv, explore_opts *o) {
   char err[256];
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  *o = (explore_opts){.first = 1, .last = 100, .jobs = cores > 0 ? (int)cores : 1,
+  *o = (explore_opts){.first = 1, .last = 100, .jobs = fb_cli_cores(),
                       .list = 10, .shrink = 1,
                       .lim = {FB_CLI_MAX_VIRTUAL_TIME, FB_CLI_TIMEOUT}};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int rc = a[0] == '-' ? fb_cli_parse_limit(argc, argv, &i, &o->lim, err,
-                                              sizeof err)
-                         : 1;
-    if (rc < 0)
-      return fb_cli_usage_error("%s", err);
-    if (rc == 0)
+    int rc = fb_cli_run_option(argc, argv, &i, &o->first, &o->last, &o->jobs,
+                               &o->lim);
+    if (rc != 1) {
+      if (rc)
+        return rc;
       continue;
+    }
     if (strcmp(a, "--stop-at-first") == 0) {
       o->stop_at_first = 1;
-    } else if (strcmp(a, "--seeds") == 0) {
-      if (!v || fb_cli_parse_seeds(v, &o->first, &o->last) < 0)
-        return fb_cli_usage_error("--seeds needs N (1..N) or A-B, got '%s'",
-                                  v ? v : "");
-      i++;
-    } else if (strcmp(a, "--jobs") == 0 || strcmp(a, "--list") == 0 ||
-               strcmp(a, "--shrink") == 0) {
-      int *dst = a[2] == 'j' ? &o->jobs : a[2] == 'l' ? &o->list : &o->shrink;
-      if (!v || fb_cli_parse_count(v, dst, a[2] == 'j' ? 1 : 0) < 0) {
-        snprintf(err, sizeof err, "%s needs a whole number%s, got '%s'", a,
-                 a[2] == 'j' ? " of at least 1" : "", v ? v : "");
+    } else if (strcmp(a, "--list") == 0 || strcmp(a, "--shrink") == 0) {
+      int *dst = a[2] == 'l' ? &o->list : &o->shrink;
+      if (!v || fb_cli_parse_count(v, dst, 0) < 0) {
+        snprintf(err, sizeof err, "%s needs a whole number, got '%s'", a,
+                 v ? v : "");
         return fb_cli_usage_error("%s", err);
       }
       i++;

@@ -270,6 +270,8 @@ static int outlier_new(lua_State *L) {
 
 static int outlier_gc(lua_State *L) {
   fb_outlier **p = fbl_check_gc(L, FBL_OUTLIER);
+  if (!p) /* a host holds it */
+    return 0;
   fb_outlier_release(*p);
   *p = NULL;
   return 0;
