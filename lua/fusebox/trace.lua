@@ -241,6 +241,12 @@ end
 
 -- ----------------------------------------------------------- reading
 
+-- A line too long to read is a line, and skipped: tr.lines counts it.
+local function too_long(tr, lineno)
+  tr.lines = tr.lines + 1
+  skip(tr, "too_long", lineno)
+end
+
 local function each_line(f, tr, max_line, fn)
   local rest, lineno, long = "", 0, false
   while true do
@@ -259,17 +265,17 @@ local function each_line(f, tr, max_line, fn)
       lineno = lineno + 1
       if long then
         long = false
-        skip(tr, "too_long", lineno)
+        too_long(tr, lineno)
       else
         local line = rest == "" and sub(chunk, pos, nl - 1) or rest .. sub(chunk, pos, nl - 1)
         rest = ""
-        if #line > max_line then skip(tr, "too_long", lineno)
+        if #line > max_line then too_long(tr, lineno)
         else fn(tr, line, lineno) end
       end
       pos = nl + 1
     end
   end
-  if long then lineno = lineno + 1; skip(tr, "too_long", lineno)
+  if long then lineno = lineno + 1; too_long(tr, lineno)
   elseif rest ~= "" then lineno = lineno + 1; fn(tr, rest, lineno) end
   return lineno
 end
