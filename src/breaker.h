@@ -18,6 +18,19 @@ typedef struct fb_transition {
  * state); older ones fall back to a count. A power of two. */
 #define FB_TOKEN_SLOTS 64
 
+/* A book of tokens: the permits of one epoch of a breaker (a state, until
+ * it changes or is reset), numbered in order, the newest FB_TOKEN_SLOTS
+ * remembered one by one (breaker.c says how a token counts once). */
+typedef struct fb_tokens {
+  uint64_t epoch;            /* the breaker's epoch these tokens are of */
+  int64_t next;              /* what the next granted acquire issues */
+  int64_t first;             /* the epoch's first: older are stale */
+  int64_t unslotted;         /* unrecorded tokens of this epoch that lost
+                                their recent[] slot to a newer token */
+  int64_t recent[FB_TOKEN_SLOTS]; /* by token % FB_TOKEN_SLOTS: token + 1
+                                     while unrecorded, else 0 */
+} fb_tokens;
+
 /* Per-call flags in the count-mode ring. */
 enum { FB_CALL_FAILED = 1, FB_CALL_SLOW = 2 };
 
@@ -37,14 +50,15 @@ struct fb_breaker {
   int shared;                /* FB_UNSHARED, FB_THREADS or FB_PROCESSES */
   fb_breaker_config cfg;
   fb_breaker_state state;
-  /* Tokens (permits): every granted acquire issues the next number, so
-   * each call has its own and a record can tell a second use. */
-  int64_t next_token;        /* what the next granted acquire issues */
-  int64_t first_token;       /* the current state's first: older are stale */
-  int64_t unslotted;         /* unrecorded tokens of this state that lost
-                                their recent[] slot to a newer token */
-  int64_t recent[FB_TOKEN_SLOTS]; /* by token % FB_TOKEN_SLOTS: token + 1
-                                     while unrecorded, else 0 */
+  /* Tokens (permits): every granted acquire issues the next number of a
+   * book of tokens, so each call has its own and a record can tell a
+   * second use. The breaker's own book serves every caller of
+   * fb_breaker_acquire; a process using a breaker in shared memory keeps a
+   * book of its own instead (fb__breaker_acquire_own), which a CLOSED
+   * breaker fills without its lock. */
+  uint64_t epoch;            /* bumped by every new state, reset and repair:
+                                a book of an older epoch is stale */
+  fb_tokens tokens;          /* the breaker's own book */
   int failures;              /* consecutive failures (reference: failure_count) */
   int successes;             /* HALF_OPEN successes (reference: success_count) */
   int in_flight;             /* HALF_OPEN probes of this generation */
@@ -81,8 +95,19 @@ typedef struct fb_shared {
 } fb_shared;
 
 #define FB_SHARED_MAGIC 0x66627368617265ULL /* "fbshare" */
-#define FB_SHARED_VERSION 2u /* 2: the owner word instead of a mutex */
+#define FB_SHARED_VERSION 3u /* 2: the owner word instead of a mutex;
+                                3: books of tokens per process */
 #define FB_SHARED_HEAD ((sizeof(fb_shared) + 63) & ~(size_t)63)
+
+/* A breaker in shared memory used by one process with a book of tokens
+ * of its own (own, zeroed or used with this breaker only; one thread at a
+ * time): fb_breaker_acquire and fb_breaker_record, but a CLOSED or
+ * DISABLED breaker grants a permit without taking its lock, so a permit
+ * and its record take the lock once, not twice. The tokens are own's: a
+ * token of own is recorded with own. Other breakers: the plain calls. */
+int64_t fb__breaker_acquire_own(fb_breaker *b, fb_tokens *own, double now);
+int fb__breaker_record_own(fb_breaker *b, fb_tokens *own, int64_t permit,
+                           fb_outcome outcome, double duration, double now);
 
 /* Test hook: takes a shared breaker's lock and returns holding it, so a
  * test can kill the holder. */

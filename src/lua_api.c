@@ -7,6 +7,7 @@
 #include "lua_api.h"
 
 #include "balancer.h"
+#include "breaker.h"
 #include "runtime.h"
 #include "zone.h"
 
@@ -30,10 +31,17 @@ static fb_instance *instance_of(const fb_registry *r, double id) {
   return fb__registry_instance(r, (uint64_t)id);
 }
 
+/* A zone breaker's permits come from this process's own book. */
+static int64_t acquire(fb_breaker *const *slot, double now) {
+  const fbl_breaker_slot *s = (const fbl_breaker_slot *)slot;
+  return s->own ? fb__breaker_acquire_own(s->b, s->own, now)
+                : fb_breaker_acquire(s->b, now);
+}
+
 static double api_breaker_acquire(fb_breaker *const *b, double now) {
   if (!OPEN(b))
     return FBL_ECLOSED;
-  return (double)fb_breaker_acquire(*b, now);
+  return (double)acquire(b, now);
 }
 
 /* A permit at now -- or, where now is NaN and the breaker needs the time
@@ -49,9 +57,9 @@ static double api_breaker_admit(fb_breaker *const *b, double now,
                                 double *out) {
   if (!OPEN(b))
     return FBL_ECLOSED;
-  int64_t p = fb_breaker_acquire(*b, now);
+  int64_t p = acquire(b, now);
   if (p == FB_ENOW && clock->fresh)
-    p = fb_breaker_acquire(*b, now = clock->now);
+    p = acquire(b, now = clock->now);
   out[0] = now;
   out[1] = NAN;
   if (p != FB_EREJECTED)
@@ -72,8 +80,12 @@ static int api_breaker_record(fb_breaker *const *b, double permit,
   if (!(permit >= 0 && permit <= 9007199254740992.0) ||
       permit != (double)(int64_t)permit || signbit(permit))
     return FB_EINVAL;
-  return fb_breaker_record(*b, (int64_t)permit, (fb_outcome)outcome, duration,
-                           now);
+  const fbl_breaker_slot *s = (const fbl_breaker_slot *)b;
+  if (s->own)
+    return fb__breaker_record_own(s->b, s->own, (int64_t)permit,
+                                  (fb_outcome)outcome, duration, now);
+  return fb_breaker_record(s->b, (int64_t)permit, (fb_outcome)outcome,
+                           duration, now);
 }
 
 static double api_breaker_transitions(fb_breaker *const *b) {

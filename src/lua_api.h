@@ -25,6 +25,18 @@
  * services live as long as their registry. */
 #define FBL_ECLOSED (-100)
 
+/* A breaker's payload (lua_breaker.c): the breaker (NULL once closed);
+ * for one in a zone, this process's book of tokens (breaker.h: a permit
+ * of a CLOSED breaker is granted from it without the zone's lock) and the
+ * zone, whose mapping the breaker keeps; NULL for others. The FFI passes
+ * it as its first field's address. */
+struct fb_tokens;
+typedef struct fbl_breaker_slot {
+  fb_breaker *b;
+  struct fb_tokens *own;
+  fb_zone *zone;
+} fbl_breaker_slot;
+
 /* balancer_pick_key's answer when services were removed from the registry
  * since the caller looked its service pointer up (`removed`, the
  * registry's fb_registry_services_removed() then): the pointer may be

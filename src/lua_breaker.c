@@ -155,12 +155,6 @@ static fb_zone *opt_zone(lua_State *L) {
   return z;
 }
 
-/* A zone breaker's payload: the breaker, then its zone (referenced). */
-typedef struct zone_slot {
-  fb_breaker *b;
-  fb_zone *zone;
-} zone_slot;
-
 static fb_breaker *zone_breaker(lua_State *L, fb_zone *z,
                                 const fb_breaker_config *cfg) {
   char err[256];
@@ -178,16 +172,19 @@ static int breaker_new(lua_State *L) {
   read_options(L, &cfg);
   check_config(L, &cfg);
   fb_zone *z = opt_zone(L);
-  fb_breaker **p = lua_newuserdata(L, z ? sizeof(zone_slot) : sizeof *p);
-  *p = NULL;
+  fbl_breaker_slot *s = lua_newuserdata(L, sizeof *s);
+  memset(s, 0, sizeof *s);
+  fb_breaker **p = &s->b;
   luaL_getmetatable(L, FBL_BREAKER);
   lua_setmetatable(L, -2);
   push_env(L, &cfg);
   lua_setfenv(L, -2);
   if (z) {
     fb_breaker *b = zone_breaker(L, z, &cfg);
+    if (!(s->own = fb_zone_book(z, b)))
+      return luaL_error(L, "breaker: out of memory");
     fb_zone_retain(z);
-    ((zone_slot *)p)->zone = z;
+    s->zone = z;
     *p = b;
     /* the state changes made before this process found it are not this
      * object's to announce (breaker.lua reads env.seen) */
@@ -206,14 +203,14 @@ static int breaker_new(lua_State *L) {
 }
 
 static int breaker_gc(lua_State *L) {
-  fb_breaker **p = fbl_check_gc(L, FBL_BREAKER);
-  if (!p) /* a host holds it */
+  fbl_breaker_slot *s = fbl_check_gc(L, FBL_BREAKER);
+  if (!s) /* a host holds it */
     return 0;
-  if (*p && lua_objlen(L, 1) == sizeof(zone_slot)) /* in a zone */
-    fb_zone_release(((zone_slot *)p)->zone);
+  if (s->b && s->zone) /* in a zone */
+    fb_zone_release(s->zone);
   else
-    fb_breaker_free(*p); /* NULL once closed */
-  *p = NULL;
+    fb_breaker_free(s->b); /* NULL once closed */
+  s->b = NULL;
   return 0;
 }
 

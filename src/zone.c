@@ -78,6 +78,9 @@ struct fb_zone {
   int refs;                 /* this process's holders */
   fb_zone *next_pinned;     /* on the pinned list (fb_zone_pin) */
   int pinned;
+  fb_tokens **books;        /* by directory entry: this handle's books of
+                               tokens for its breakers (fb_zone_book) */
+  int64_t first_token;      /* where this handle's books start counting */
   char name[FB_ZONE_NAME_MAX + 1];
 };
 
@@ -323,6 +326,11 @@ fb_zone *fb_zone_open(const char *path, const char *name, size_t size,
     return NULL;
   }
   z->refs = 1;
+  /* each handle of the process counts its tokens in a range of its own,
+   * so a token shown to another handle's breaker is never taken for one
+   * of its own (it is refused or dropped) */
+  static _Atomic uint32_t handles;
+  z->first_token = (int64_t)(atomic_fetch_add(&handles, 1) % 4096) << 40;
   snprintf(z->name, sizeof z->name, "%s", name);
   return z;
 }
@@ -335,6 +343,10 @@ void fb_zone_retain(fb_zone *z) {
 void fb_zone_release(fb_zone *z) {
   if (!z || --z->refs > 0)
     return;
+  if (z->books)
+    for (uint32_t i = 0; i < z->head->max_entries; i++)
+      fb__free(z->books[i]);
+  fb__free(z->books);
   munmap(z->head, z->size);
   fb__free(z);
 }
@@ -544,4 +556,26 @@ fb_zone_peer *fb_zone_peer_get(fb_zone *z, const char *key, char *err,
   }
   unlock(h);
   return p;
+}
+
+fb_tokens *fb_zone_book(fb_zone *z, const fb_breaker *b) {
+  zone_head *h = z->head;
+  uint64_t offset = (uint64_t)((const char *)b - (const char *)h);
+  /* published entries never change, and nentries is stored after them */
+  uint32_t n = atomic_load_explicit(&h->nentries, memory_order_acquire);
+  const zone_entry *e = directory(h);
+  uint32_t i = 0;
+  while (i < n && !(e[i].kind == FB_ZONE_BREAKER &&
+                    e[i].offset + FB_SHARED_HEAD == offset))
+    i++;
+  if (i == n)
+    return NULL;
+  if (!z->books &&
+      !(z->books = fb__calloc(h->max_entries, sizeof *z->books)))
+    return NULL;
+  if (!z->books[i] && (z->books[i] = fb__calloc(1, sizeof(fb_tokens)))) {
+    z->books[i]->next = z->first_token;
+    z->books[i]->epoch = b->epoch;
+  }
+  return z->books[i];
 }

@@ -116,6 +116,13 @@ fb_breaker *fb_zone_breaker(fb_zone *z, const char *key,
                             const fb_breaker_config *cfg, double now,
                             char *err, size_t errlen);
 
+/* This handle's book of tokens for breaker b (one fb_zone_breaker gave
+ * it), made on first use: the book a process takes b's permits from
+ * without its lock (breaker.h, fb__breaker_acquire_own), shared by every
+ * object of the process that holds b through this handle. NULL when b is
+ * not a breaker of z, or out of memory. Valid while z is mapped. */
+struct fb_tokens *fb_zone_book(fb_zone *z, const fb_breaker *b);
+
 /* Returns the zone's peer record key, made zeroed if new; NULL when the
  * zone is full (message in err). */
 fb_zone_peer *fb_zone_peer_get(fb_zone *z, const char *key, char *err,

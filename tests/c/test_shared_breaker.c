@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -72,13 +73,31 @@ static void reap_ok(pid_t pid) {
 
 /* ---------------------------------------------------------- the counts */
 
+/* How children ask: by the plain calls (the breaker's own book, under its
+ * lock), each with a book of tokens of its own (fb__breaker_acquire_own,
+ * a CLOSED breaker's permit without the lock), or half and half. */
+enum { PLAIN, OWN, MIXED };
+static int books = PLAIN;
+
+static int64_t ask(fb_breaker *b, fb_tokens *own, double now) {
+  return own ? fb__breaker_acquire_own(b, own, now) : fb_breaker_acquire(b, now);
+}
+
+static int tell(fb_breaker *b, fb_tokens *own, int64_t permit, fb_outcome o,
+                double duration, double now) {
+  return own ? fb__breaker_record_own(b, own, permit, o, duration, now)
+             : fb_breaker_record(b, permit, o, duration, now);
+}
+
 static int hammer(fb_breaker *b, board *bd, int i) {
+  static fb_tokens book; /* this child's: fork gave each its own copy */
+  fb_tokens *own = books == OWN || (books == MIXED && i % 2) ? &book : NULL;
   fb_rng rng;
   fb_rng_seed(&rng, (uint64_t)i + 1);
   tally *t = &bd->t[i];
   for (int n = 0; n < CALLS; n++) {
     double now = (double)atomic_fetch_add(&bd->clock, 1) * 1e-6;
-    int64_t permit = fb_breaker_acquire(b, now);
+    int64_t permit = ask(b, own, now);
     if (permit == FB_EREJECTED) {
       t->rejected++;
       continue;
@@ -87,7 +106,7 @@ static int hammer(fb_breaker *b, board *bd, int i) {
       return 1;
     t->permits++;
     fb_outcome o = fb_rng_double(&rng) < 0.3 ? FB_FAILURE : FB_SUCCESS;
-    int rc = fb_breaker_record(b, permit, o, 0.001, now + 1e-7);
+    int rc = tell(b, own, permit, o, 0.001, now + 1e-7);
     if (rc == FB_ESTALE)
       t->stale++;
     else if (rc >= 0)
@@ -130,6 +149,7 @@ static void run_hammer(const fb_breaker_config *cfg) {
 
 static void counts_add_up(void **state) {
   (void)state;
+  for (books = PLAIN; books <= MIXED; books++) {
   fb_breaker_config cfg;
   fb_breaker_config_init(&cfg);
   cfg.failure_threshold = 3;
@@ -144,6 +164,8 @@ static void counts_add_up(void **state) {
   cfg.mode = FB_MODE_TIME;
   cfg.window = 0.00005; /* 50 calls, like the count window */
   run_hammer(&cfg);
+  }
+  books = PLAIN;
 }
 
 /* ------------------------------------------------------- the threshold */
@@ -281,6 +303,70 @@ static void holder_killed(void **state) {
   fb_breaker_metrics_get(b, 2, &m);
   assert_int_equal(m.state, FB_CLOSED);
   assert_int_equal(m.successes, 1 + 2 * 2 * 1000);
+  munmap(bd, sizeof *bd);
+  munmap(mem, size);
+}
+
+/* A process's own book: a CLOSED breaker grants without its lock (here
+ * held by a live process, so a permit that waited for it would never
+ * come: the alarm would fail the run), a HALF_OPEN one takes it; the
+ * holder's death makes every book's permits out stale. */
+static void own_book(void **state) {
+  (void)state;
+  fb_breaker_config cfg;
+  fb_breaker_config_init(&cfg);
+  cfg.failure_threshold = 2;
+  cfg.timeout = 0.5;
+  cfg.success_threshold = 1;
+  void *mem;
+  size_t size;
+  fb_breaker *b = shared_breaker(&cfg, &mem, &size);
+  board *bd = map_shared(sizeof *bd);
+  fb_tokens own = {0};
+  atomic_store(&bd->clock, 0);
+  pid_t holder = spawn(hold_and_wait, b, bd, 0);
+  while (!atomic_load(&bd->clock))
+    usleep(1000);
+  int64_t p0 = fb__breaker_acquire_own(b, &own, 0);
+  int64_t p1 = fb__breaker_acquire_own(b, &own, NAN);
+  assert_true(p0 >= 0);
+  assert_int_equal(p1, p0 + 1); /* one book: in order, no gap */
+  kill(holder, SIGKILL);
+  waitpid(holder, NULL, 0);
+  /* the repair ended the epoch: both are of a state that no longer holds */
+  assert_int_equal(fb__breaker_record_own(b, &own, p0, FB_SUCCESS, 0, 0),
+                   FB_ESTALE);
+  assert_int_equal(fb__breaker_record_own(b, &own, p1, FB_FAILURE, 0, 0),
+                   FB_ESTALE);
+  /* a token counts once; a token never issued is refused */
+  int64_t p = fb__breaker_acquire_own(b, &own, NAN);
+  assert_int_equal(fb__breaker_record_own(b, &own, p, FB_SUCCESS, 0, NAN),
+                   FB_RECORDED);
+  assert_int_equal(fb__breaker_record_own(b, &own, p, FB_SUCCESS, 0, NAN),
+                   FB_ESTALE);
+  assert_int_equal(fb__breaker_record_own(b, &own, p + 5, FB_SUCCESS, 0, NAN),
+                   FB_EINVAL);
+  /* another process's (the plain calls') failures open it: a permit this
+   * book took before is stale, and an OPEN breaker rejects this book */
+  int64_t before = fb__breaker_acquire_own(b, &own, NAN);
+  for (int i = 0; i < 2; i++)
+    assert_true(fb_breaker_record(b, fb_breaker_acquire(b, 1), FB_FAILURE, 0,
+                                  1) >= 0);
+  assert_int_equal(fb_breaker_state_of(b), FB_OPEN);
+  assert_int_equal(fb__breaker_acquire_own(b, &own, 1.1), FB_EREJECTED);
+  assert_int_equal(fb__breaker_record_own(b, &own, before, FB_SUCCESS, 0, 1.1),
+                   FB_ESTALE);
+  /* HALF_OPEN: this book's probe, under the lock, closes it */
+  int64_t probe = fb__breaker_acquire_own(b, &own, 2);
+  assert_true(probe > before + 1); /* a gap: the state changed */
+  assert_int_equal(fb__breaker_record_own(b, &own, probe, FB_SUCCESS, 0, 2),
+                   FB_CHANGED);
+  assert_int_equal(fb_breaker_state_of(b), FB_CLOSED);
+  fb_breaker_metrics m;
+  fb_breaker_metrics_get(b, 2, &m);
+  assert_int_equal(m.successes, 2);
+  assert_int_equal(m.failures, 2);
+  assert_int_equal(m.stale, 4);
   munmap(bd, sizeof *bd);
   munmap(mem, size);
 }
@@ -485,6 +571,7 @@ int main(void) {
       cmocka_unit_test(counts_add_up),
       cmocka_unit_test(threshold_across_processes),
       cmocka_unit_test(holder_killed),
+      cmocka_unit_test(own_book),
       cmocka_unit_test(killed_at_random),
       cmocka_unit_test(attach_refuses),
       cmocka_unit_test(two_mappings),

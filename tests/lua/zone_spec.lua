@@ -46,6 +46,42 @@ describe("zone", function()
     assert.are.equal(65536, b:info().size)
   end)
 
+  -- A process takes a zone breaker's permits from a book of tokens of its
+  -- own (a CLOSED breaker's without the zone's lock): one book per zone
+  -- handle, so every object of one breaker through one handle shares it.
+  it("gives one book of tokens to the objects of a breaker through one handle", function()
+    local z = zone("book")
+    local x = fb.breaker { name = "api/1", zone = z, failure_threshold = 3, timeout = 30 }
+    local y = fb.breaker { name = "api/1", zone = z, failure_threshold = 3, timeout = 30 }
+    local t1, t2 = x:permit(), y:permit()
+    assert.are.equal(t1 + 1, t2) -- one book: in order
+    assert.is_true(y:record(t1, true)) -- through the other object: counted once
+    assert.is_false(x:record(t1, true))
+    assert.is_true(x:record(t2, false))
+    assert.are.equal(2, x:metrics().calls)
+    -- another handle's breaker never takes a token of this one's for its own
+    local w = fb.breaker { name = "api/1", zone = zone("book"), failure_threshold = 3, timeout = 30 }
+    local t3 = x:permit()
+    local ok, counted = pcall(w.record, w, t3, false)
+    assert.is_true(not ok or counted == false)
+    assert.are.equal(2, w:metrics().calls)
+    assert.is_true(x:record(t3, true))
+    assert.are.equal(3, w:metrics().calls)
+  end)
+
+  it("drops a permit taken before another mapping opened the breaker", function()
+    local a, b = zone("stale"), zone("stale")
+    local x = fb.breaker { name = "api/1", zone = a, failure_threshold = 2, timeout = 30 }
+    local y = fb.breaker { name = "api/1", zone = b, failure_threshold = 2, timeout = 30 }
+    local early = assert(x:permit())
+    fail(y, 2)
+    assert.are.equal("OPEN", x.state)
+    y:reset()
+    assert.is_false(x:record(early, false)) -- of a state that ended: dropped
+    assert.are.equal("CLOSED", y.state)
+    assert.are.equal(0, y:metrics().failures - 2)
+  end)
+
   it("is found again by another process, in the state this one left", function()
     local z = zone("proc")
     local x
