@@ -249,11 +249,17 @@ static int few_calls(fb_breaker *b, board *bd, int i) {
   return 0;
 }
 
-static void kill_holder(fb_breaker *b, board *bd) {
+/* A child that holds b's lock until killed; returns once it holds it. */
+static pid_t start_holder(fb_breaker *b, board *bd) {
   atomic_store(&bd->clock, 0);
   pid_t pid = spawn(hold_and_wait, b, bd, 0);
   while (!atomic_load(&bd->clock))
     usleep(1000);
+  return pid;
+}
+
+static void kill_holder(fb_breaker *b, board *bd) {
+  pid_t pid = start_holder(b, bd);
   kill(pid, SIGKILL);
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -287,10 +293,7 @@ static void holder_killed(void **state) {
   assert_int_equal(fb_breaker_state_of(b), FB_CLOSED);
   /* twice more, with others waiting for the lock meanwhile */
   for (int round = 0; round < 2; round++) {
-    atomic_store(&bd->clock, 0);
-    pid_t holder = spawn(hold_and_wait, b, bd, 0);
-    while (!atomic_load(&bd->clock))
-      usleep(1000);
+    pid_t holder = start_holder(b, bd);
     pid_t w0 = spawn(few_calls, b, bd, 1);
     pid_t w1 = spawn(few_calls, b, bd, 2);
     usleep(20000); /* they are blocked on the lock by now */
@@ -323,10 +326,7 @@ static void own_book(void **state) {
   fb_breaker *b = shared_breaker(&cfg, &mem, &size);
   board *bd = map_shared(sizeof *bd);
   fb_tokens own = {0};
-  atomic_store(&bd->clock, 0);
-  pid_t holder = spawn(hold_and_wait, b, bd, 0);
-  while (!atomic_load(&bd->clock))
-    usleep(1000);
+  pid_t holder = start_holder(b, bd);
   int64_t p0 = fb__breaker_acquire_own(b, &own, 0);
   int64_t p1 = fb__breaker_acquire_own(b, &own, NAN);
   assert_true(p0 >= 0);

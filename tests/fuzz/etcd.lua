@@ -18,16 +18,6 @@ local tcp = core.import "fusebox.tcp"
 local http = core.import "fusebox.http"
 local find, sub, tonumber, type, tostring, ipairs = string.find, string.sub, tonumber, type, tostring, ipairs
 
-local function segments(input)
-  local out, i = {}, 1
-  while true do
-    local a, b = find(input, "\n====\n", i, true)
-    if not a then out[#out + 1] = sub(input, i); return out end
-    out[#out + 1] = sub(input, i, a - 1)
-    i = b + 1
-  end
-end
-
 local function check_views(reg)
   for _, name in ipairs(core.registry_services(reg)) do
     for _, v in ipairs(reg:discover(name)) do
@@ -39,7 +29,7 @@ local function check_views(reg)
 end
 
 return function(input)
-  local segs, next_seg = segments(input), 1
+  local segs, next_seg = lib.segments(input), 1
   local function take()
     local s = segs[next_seg]
     next_seg = next_seg + 1

@@ -36,6 +36,19 @@ function M.pieces(s)
   return out
 end
 
+-- The input cut at lines "====" into at most max segments (the answers
+-- the etcd and ngx_discovery targets serve one after another).
+function M.segments(input, max)
+  local out, i = {}, 1
+  while #out < (max or math.huge) do
+    local a, b = find(input, "\n====\n", i, true)
+    if not a then out[#out + 1] = sub(input, i); break end
+    out[#out + 1] = sub(input, i, a - 1)
+    i = b + 1
+  end
+  return out
+end
+
 local sock = {}
 
 function sock:read(timeout)

@@ -20,17 +20,6 @@ local find, sub, format, tostring, type, pairs = string.find, string.sub, string
 local MAX_PEERS = 256 -- fusebox.ngx's bound on a discovered upstream
 local POLLS = 8       -- at most this many segments are served
 
-local function segments(input)
-  local out, i = {}, 1
-  while #out < POLLS do
-    local a, b = find(input, "\n====\n", i, true)
-    if not a then out[#out + 1] = sub(input, i); break end
-    out[#out + 1] = sub(input, i, a - 1)
-    i = b + 1
-  end
-  return out
-end
-
 local function answer(seg)
   if seg == nil or seg == "!down" then return nil, "connect: connection refused" end
   local status = find(seg, "^!%d%d%d ") and tonumber(sub(seg, 2, 4))
@@ -66,7 +55,7 @@ local runs = 0
 
 return function(input)
   local etcd = sub(input, 1, 1) == "e"
-  local segs = segments(sub(input, 2))
+  local segs = lib.segments(sub(input, 2), POLLS)
   local served = 0
   runs = runs + 1
   local name = "fz" .. runs
