@@ -29,7 +29,7 @@ local rt = ffi.cast("fb_runtime *", core.rt)
 local breaker_mt = core.meta.breaker
 local host = core.import "fusebox.host"
 local sleep, wait, wake, daemon = host.sleep, host.wait, host.wake, host.daemon
-local events_on, emit = events.on, events.emit
+local events_on, emit, put = events.on, events.emit, events.put
 local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
 local pairs, ipairs, select, setmetatable, getmetatable = pairs, ipairs, select, setmetatable, getmetatable
 local log, exp, sqrt, cos, floor, pi = math.log, math.exp, math.sqrt, math.cos, math.floor, math.pi
@@ -293,11 +293,11 @@ local function finish(m, id, t0, err, ...)
   if events_on() then
     local outcome = err == nil and "success" or timeout and "timeout" or "failure"
     if gave_up then
-      emit("call_end", { service = m.name, call = id, outcome = "timeout", error = gave_up,
-        late = true, result = outcome, latency = now() - t0 })
+      put("call_end", "service", m.name, "call", id, "outcome", "timeout", "error", gave_up,
+        "late", true, "result", outcome, "latency", now() - t0)
     else
-      emit("call_end", { service = m.name, call = id, outcome = outcome, error = err,
-        latency = now() - t0 })
+      put("call_end", "service", m.name, "call", id, "outcome", outcome, "error", err,
+        "latency", now() - t0)
     end
   end
   if err == nil then return ... end
@@ -317,7 +317,7 @@ local function call_model(m, ...)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if events_on() then emit("call_start", { service = m.name, call = id }) end
+  if events_on() then put("call_start", "service", m.name, "call", id) end
   local rate, factor, err = m.failure_rate, 1, nil
   if m.timed then rate, factor, err = conditions(m, t0 - m.t0) end
   local latency = draw_latency(m, r) * factor
@@ -338,7 +338,7 @@ local function call_function(m, ...)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if events_on() then emit("call_start", { service = m.name, call = id }) end
+  if events_on() then put("call_start", "service", m.name, "call", id) end
   return m.after(m, id, t0, pcall(m.fn, ...))
 end
 
@@ -887,13 +887,13 @@ local measured_name = "fusebox.sim.policy"
 -- failed request too, raised on to the caller as it was.
 local function request_done(t0, ok, v, err, ...)
   if not ok then
-    emit("request", { outcome = "failure", latency = now() - t0, rejection = rejection(v) })
+    put("request", "outcome", "failure", "latency", now() - t0, "rejection", rejection(v))
     error(v, 0)
   end
   if v == nil and err ~= nil then
-    emit("request", { outcome = "failure", latency = now() - t0, rejection = rejection(err) })
+    put("request", "outcome", "failure", "latency", now() - t0, "rejection", rejection(err))
   else
-    emit("request", { outcome = "success", latency = now() - t0 })
+    put("request", "outcome", "success", "latency", now() - t0)
   end
   return v, err, ...
 end
