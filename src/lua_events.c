@@ -101,20 +101,35 @@ typedef struct pending {
   int idx;
 } pending;
 
-static int by_pending_name(const void *a, const void *b) {
-  return strcmp(((const pending *)a)->name, ((const pending *)b)->name);
+/* Sorts the n fields by name: an insertion sort, as put's callers list
+ * them sorted already (one comparison each) and n is at most 64. */
+static void sort_fields(pending *p, size_t n) {
+  for (size_t i = 1; i < n; i++) {
+    pending x = p[i];
+    size_t j = i;
+    for (; j > 0 && strcmp(p[j - 1].name, x.name) > 0; j--)
+      p[j] = p[j - 1];
+    p[j] = x;
+  }
+}
+
+static int reserved(const char *name) {
+  return (name[0] == 't' && name[1] == 0) ||
+         (name[0] == 'k' && strcmp(name, "kind") == 0);
 }
 
 /* Checks the n fields (sorting them by name): reserved names, names
  * given twice, and what their values may be; raises on a bad one. */
 static void check_fields(lua_State *L, pending *p, size_t n) {
-  qsort(p, n, sizeof *p, by_pending_name);
+  sort_fields(p, n);
   for (size_t i = 0; i < n; i++) {
-    if (!strcmp(p[i].name, "t") || !strcmp(p[i].name, "kind"))
+    if (reserved(p[i].name))
       luaL_error(L, "emit: field names 't' and 'kind' are reserved");
     if (i > 0 && strcmp(p[i - 1].name, p[i].name) == 0)
       luaL_error(L, "emit: field '%s' given twice", p[i].name);
-    convert(L, p[i].idx, 1, 0);
+    int type = lua_type(L, p[i].idx);
+    if (type != LUA_TNUMBER && type != LUA_TSTRING && type != LUA_TBOOLEAN)
+      convert(L, p[i].idx, 1, 0); /* a table's check, or the error */
   }
 }
 

@@ -412,12 +412,18 @@ static int classify(const char *outcome, const char *error) {
  * it needs, -1 when out of memory. */
 static int on_call_end(fb_report *r, const fb_event *e, double t) {
   const char *outcome = str(e, "outcome"), *service = str(e, "service");
-  char name[256];
+  char buf[256];
+  const char *name = buf;
   double latency;
   if (!outcome)
     return 0;
-  if (instance_name(e, name, sizeof name) < 0)
-    snprintf(name, sizeof name, "%s", service ? service : "(unnamed)");
+  if (instance_name(e, buf, sizeof buf) < 0) { /* a service model's call */
+    name = service ? service : "(unnamed)";
+    if (strnlen(name, sizeof buf) == sizeof buf) { /* cut to fit, as always */
+      snprintf(buf, sizeof buf, "%s", name);
+      name = buf;
+    }
+  }
   size_t b = bucket_of(r, t);
   if (num(e, "latency", &latency) == 0 && add_latency(r->latency, b, latency) < 0)
     return -1;

@@ -17,6 +17,14 @@ function M.on()
   return flag[0] ~= 0
 end
 
+-- logged() -> true while a run writes its events to a file. Without one,
+-- only the summary and a host's tap (fusebox compare's aggregation) read
+-- them, and they read call_end, not call_start: a kind only a file needs
+-- is emitted under logged(), so a compare run skips a third of its events.
+function M.logged()
+  return flag[0] == 2
+end
+
 -- emit(kind, fields): one event {t, kind, fields...}; a no-op with no sink
 M.emit = core.emit
 

@@ -29,7 +29,7 @@ local rt = ffi.cast("fb_runtime *", core.rt)
 local breaker_mt = core.meta.breaker
 local host = core.import "fusebox.host"
 local sleep, wait, wake, daemon = host.sleep, host.wait, host.wake, host.daemon
-local events_on, emit, put = events.on, events.emit, events.put
+local events_on, logged, emit, put = events.on, events.logged, events.emit, events.put
 local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
 local pairs, ipairs, select, setmetatable, getmetatable = pairs, ipairs, select, setmetatable, getmetatable
 local log, exp, sqrt, cos, floor, pi = math.log, math.exp, math.sqrt, math.cos, math.floor, math.pi
@@ -317,7 +317,7 @@ local function call_model(m, ...)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if events_on() then put("call_start", "service", m.name, "call", id) end
+  if logged() then put("call_start", "service", m.name, "call", id) end
   local rate, factor, err = m.failure_rate, 1, nil
   if m.timed then rate, factor, err = conditions(m, t0 - m.t0) end
   local latency = draw_latency(m, r) * factor
@@ -338,7 +338,7 @@ local function call_function(m, ...)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if events_on() then put("call_start", "service", m.name, "call", id) end
+  if logged() then put("call_start", "service", m.name, "call", id) end
   return m.after(m, id, t0, pcall(m.fn, ...))
 end
 
