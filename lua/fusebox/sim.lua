@@ -737,6 +737,44 @@ function replay:call(inst, ...)
   return m(...)
 end
 
+-- Sorts the call numbers in v[1..n] by start time t, ties by number:
+-- a merge sort of runs of 16 made by insertion, in plain loops the JIT
+-- compiles. table.sort calls its comparator from C, a Lua call each time:
+-- a second for the million calls of a trace. Both orders are total on
+-- the finite times a trace holds, so the result is table.sort's.
+local RUN = 16
+
+local function before(t, a, b)
+  local x, y = t[a], t[b]
+  return x < y or (x == y and a < b)
+end
+
+local function by_start(v, n, t)
+  for lo = 1, n, RUN do
+    for i = lo + 1, math.min(lo + RUN - 1, n) do
+      local x, j = v[i], i - 1
+      while j >= lo and before(t, x, v[j]) do v[j + 1] = v[j]; j = j - 1 end
+      v[j + 1] = x
+    end
+  end
+  local from, to, width = v, {}, RUN
+  while width < n do
+    for lo = 1, n, 2 * width do
+      local mid, hi = math.min(lo + width, n + 1), math.min(lo + 2 * width, n + 1)
+      local i, j, k = lo, mid, lo
+      while i < mid and j < hi do
+        if before(t, from[j], from[i]) then to[k] = from[j]; j = j + 1
+        else to[k] = from[i]; i = i + 1 end
+        k = k + 1
+      end
+      while i < mid do to[k] = from[i]; i = i + 1; k = k + 1 end
+      while j < hi do to[k] = from[j]; j = j + 1; k = k + 1 end
+    end
+    from, to, width = to, from, 2 * width
+  end
+  return from
+end
+
 -- The calls that start requests, in time order: an nginx trace's first
 -- tries; every call of an events trace (which cannot tell a retry from a
 -- request).
@@ -747,12 +785,7 @@ local function arrival_order(tr)
   else
     for n = 1, tr.n do order[n] = n end
   end
-  local t = tr.t
-  sort(order, function(a, b)
-    if t[a] ~= t[b] then return t[a] < t[b] end
-    return a < b
-  end)
-  return order
+  return by_start(order, #order, tr.t)
 end
 
 -- rp:arrivals(fn) -> the number of arrivals: spawns fn(call) at each

@@ -271,6 +271,42 @@ describe("fb.sim.replay", function()
     assert.truthy(m.failures >= 5, m.failures)
   end)
 
+  it("starts arrivals in time order, ties in trace order, however the trace is ordered", function()
+    -- 5000 calls at times out of order, many tied (a reversed stretch,
+    -- runs, shuffles): the order table.sort gives by (time, call number)
+    local tr = { n = 0, t = {}, inst = {}, latency = {}, outcome = {}, outcomes = { "success" },
+      instances = {}, t0 = 0, t1 = 0 }
+    for i = 1, 7 do -- a tie's order shows in its instances
+      tr.instances[i] = { name = "10.0.0." .. i .. ":80", host = "10.0.0." .. i, port = 80 }
+    end
+    local x = 12345
+    for n = 1, 5000 do
+      x = (x * 1103515245 + 12345) % 2147483648
+      local t = n <= 1000 and (1000 - n) / 100 or n <= 3000 and math.floor(n / 7) / 100 or (x % 500) / 100
+      tr.n, tr.t[n], tr.inst[n], tr.latency[n], tr.outcome[n] = n, t, n % 7 + 1, 0.001, 1
+      tr.t1 = math.max(tr.t1, t)
+    end
+    local want = {}
+    for n = 1, tr.n do want[n] = n end
+    table.sort(want, function(a, b)
+      if tr.t[a] ~= tr.t[b] then return tr.t[a] < tr.t[b] end
+      return a < b
+    end)
+    local got = {}
+    T.vrun(function()
+      local rp = fb.sim.replay { trace = tr }
+      rp:arrivals(function(call) got[#got + 1] = call.t .. " " .. call.instance end)
+    end, 1)
+    assert.are.equal(tr.n, #got)
+    for k = 1, tr.n do
+      local n = want[k]
+      local expect = tr.t[n] .. " " .. tr.instances[tr.inst[n]].name
+      if got[k] ~= expect then
+        error(string.format("arrival %d: %s, want call %d: %s", k, got[k], n, expect))
+      end
+    end
+  end)
+
   it("replays byte for byte under one seed, and differently under another", function()
     local function run(seed)
       local path = os.tmpname()
