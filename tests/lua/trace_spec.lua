@@ -108,6 +108,24 @@ describe("fb.trace.read", function()
     os.remove(path)
   end)
 
+  it("reads a done line as the JSON parser reads it, in its fast path too", function()
+    -- hex and inf are no JSON: the line is not a call; an escape may spell
+    -- "done", and a trailing CR or blank line is no line of its own
+    local path = tmpfile(table.concat({
+      '{"t":0x10,"kind":"done","host":"10.0.0.1","latency":0.5,"ok":true,"port":80}',
+      '{"t":1,"kind":"done","host":"10.0.0.1","latency":inf,"ok":true,"port":80}',
+      '{"t":2,"kind":"do\\u006ee","host":"10.0.0.2","latency":0.5,"ok":true,"port":80}',
+      '{"t":3,"kind":"done","host":"10.0.0.3","latency":2.5e-1,"ok":false,"port":8.0e1}\r',
+      '   ',
+      '{"t":4,"kind":"pick","host":"10.0.0.3","port":80}',
+    }, "\n"))
+    local tr = fb.trace.read(path)
+    assert.are.same({ "1.500 10.0.0.2:80 0.500 success", "2.750 10.0.0.3:80 0.250 failure" }, calls_of(tr))
+    assert.are.same({ not_json = 2 }, tr.bad)
+    assert.are.equal(5, tr.lines)
+    os.remove(path)
+  end)
+
   it("survives hostile lines in either format, skipping each it cannot use", function()
     local lines = {
       '{"t":1e999,"kind":"done","host":"h","latency":0,"ok":true,"port":1}',
