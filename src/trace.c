@@ -128,9 +128,12 @@ int fb_trace_scan_line(const char *s, size_t len, double out[FB_TRACE_OUT]) {
   const char *p = s, *end = s + len;
   if (!literal(&p, end, "{\"t\":"))
     return FB_TRACE_PARSE;
-  /* another kind's, unless an escape could spell "done" (\u0064...) */
+  /* another kind's, unless an escape could spell "done" (\u0064...) or
+   * a NUL could end it for a C string ("done\0...", which the decoder
+   * refuses: a bad line, to be counted) */
   if (!memmem(s, len, "\"done\"", 6))
-    return s[len - 1] == '}' && !memchr(s, '\\', len) ? FB_TRACE_OTHER
-                                                       : FB_TRACE_PARSE;
+    return s[len - 1] == '}' && !memchr(s, '\\', len) && !memchr(s, '\0', len)
+               ? FB_TRACE_OTHER
+               : FB_TRACE_PARSE;
   return read_done(s, p, end, out) ? FB_TRACE_DONE : FB_TRACE_PARSE;
 }

@@ -19,7 +19,7 @@ enum {
   FB_TRACE_PARSE,  /* not a line it reads: parse it as JSON */
   FB_TRACE_DONE,   /* a done event, read into out (below) */
   FB_TRACE_OTHER,  /* another kind's event ({"t":...}, no "done", no
-                    * escape): pass over */
+                    * escape or NUL): pass over */
   FB_TRACE_BLANK   /* nothing but white space: not a line of the trace */
 };
 
