@@ -280,7 +280,7 @@ end
 -- or any result after a timeout layer above gave up on the call, is a
 -- timeout (a late result is logged late = true, with the timeout's
 -- message; the service's own outcome goes in result).
-local function finish(m, id, t0, err, ...)
+local function settle(m, id, t0, err)
   local gave_up = orphans.n > 0 and abandoned()
   local timeout = err ~= nil and timed_out(err)
   if gave_up or timeout then
@@ -300,7 +300,23 @@ local function finish(m, id, t0, err, ...)
         "latency", now() - t0)
     end
   end
+end
+
+-- settle, then the call's results: its values, or nil, err (raised with
+-- raise = true).
+local function finish(m, id, t0, err, ...)
+  settle(m, id, t0, err)
   if err == nil then return ... end
+  if m.raise then error(err, 0) end
+  return nil, err
+end
+
+-- finish for a model whose value is no function, with no varargs: a
+-- vararg frame a coroutine resumes in after its sleep is one the JIT
+-- does not compile (NYI: varargs, and returning through the frame).
+local function finish_plain(m, id, t0, err)
+  settle(m, id, t0, err)
+  if err == nil then return m.value end
   if m.raise then error(err, 0) end
   return nil, err
 end
@@ -311,8 +327,9 @@ local function value_of(m, ...)
   return v
 end
 
--- svc(...) -> value, or nil, err after the drawn latency
-local function call_model(m, ...)
+-- A call's draws: its number, its start, how long it takes and its
+-- error (nil: none); a hung call takes hang_time and is a timeout.
+local function draw_call_of(m)
   local r = m.rng
   local id = m.calls + 1
   m.calls = id
@@ -323,14 +340,27 @@ local function call_model(m, ...)
   local latency = draw_latency(m, r) * factor
   if err == nil then
     if m.hang_rate > 0 and api.rng_double(r) < m.hang_rate then
-      sleep(m.hang_time)
-      return finish(m, id, t0, "timeout")
+      return id, t0, m.hang_time, "timeout"
     end
     if rate > 0 and api.rng_double(r) < rate then err = pick_error(m, r) end
   end
+  return id, t0, latency, err
+end
+
+-- svc(...) -> value, or nil, err after the drawn latency
+local function call_model(m, ...)
+  local id, t0, latency, err = draw_call_of(m)
   sleep(latency)
   if err then return finish(m, id, t0, err) end
   return finish(m, id, t0, nil, value_of(m, ...))
+end
+
+-- call_model for a model whose value is no function (the arguments go
+-- nowhere): the same draws and results, with no varargs.
+local function call_plain(m)
+  local id, t0, latency, err = draw_call_of(m)
+  sleep(latency)
+  return finish_plain(m, id, t0, err)
 end
 
 -- A model written as a plain function: fn(...) -> value or nil, err.
@@ -383,7 +413,7 @@ function M.service(spec, name)
     local ok, built = pcall(build, spec)
     if not ok then error(format("bad argument #1 to 'service' (%s)", built), 2) end
     m = built
-    m.call = call_model
+    m.call = type(m.value) == "function" and call_model or call_plain
   end
   m.t0 = now()
   seed_stream(m, (type(spec) == "table" and spec.name) or name)
