@@ -695,6 +695,18 @@ local function draw_call(m, rp)
   return k
 end
 
+-- A replayed instance's call when the replay's value is no function: a
+-- service model's call with the trace's draws, no varargs and no pcall
+-- (replay_model through call_function, the general case, has both).
+local function call_replayed(m)
+  local id = m.calls + 1
+  m.calls = id
+  local t0 = now()
+  if logged() then put("call_start", "service", m.name, "call", id) end
+  local k = draw_call(m.replayed, m.rp)
+  return finish_plain(m, id, t0, k ~= 1 and m.rp.trace.outcomes[k] or nil)
+end
+
 local function replay_model(m, rp)
   return function(...)
     local k = draw_call(m, rp)
@@ -727,7 +739,11 @@ function M.replay(spec)
     local m = { buckets = per[i], nb = nb, resolved = {}, rng = ffi.new("fb_rng") }
     local name = o.name .. " " .. ti.name
     api.stream_init_named(rt, m.rng, "fusebox.replay " .. name, 1)
-    rp.models[ti.name] = M.service(replay_model(m, rp), name)
+    local svc = M.service(replay_model(m, rp), name)
+    if type(o.value) ~= "function" then
+      svc.call, svc.replayed, svc.rp, svc.value = call_replayed, m, rp, o.value
+    end
+    rp.models[ti.name] = svc
   end
   if spec.registry then
     for _, ti in ipairs(tr.instances) do
