@@ -38,8 +38,8 @@ cJSON *fb_events_new(double t, const char *kind) {
 
 int fb_event_get(const fb_event *e, const char *name, fb_event_field *out) {
   if (!e->json) {
-    for (size_t i = 0; i < e->n; i++)
-      if (strcmp(e->field[i].name, name) == 0) {
+    for (size_t i = 0; i < e->n; i++) /* first letters first: most differ */
+      if (e->field[i].name[0] == name[0] && strcmp(e->field[i].name, name) == 0) {
         *out = e->field[i];
         return 0;
       }
