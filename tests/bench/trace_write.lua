@@ -8,7 +8,7 @@ local f = assert(io.open(path, "wb"))
 local buf, format = {}, string.format
 for i = 1, n do
   local k = i % 4 + 1
-  local host, t = "10.0.0." .. k, i * (tonumber(os.getenv("FB_TRACE_SPACING")) or 0.001)
+  local host, t = "10.0.0." .. k, i * 0.001
   local down = k == 2 and i > 0.4 * n and i < 0.6 * n
   local lat = down and 0.001 or 0.002 + (i * 7919 % 97) * 0.0001
   buf[#buf + 1] = format('{"t":%.17g,"kind":"pick","host":"%s","port":8080,"service":"api"}\n'
