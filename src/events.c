@@ -88,6 +88,8 @@ static cJSON *field_json(const fb_event_field *f) {
   case FB_FIELD_BOOL:
     return cJSON_CreateBool(f->num != 0);
   case FB_FIELD_JSON: /* the caller's, printed in place */
+    if (!f->json)
+      return cJSON_CreateNull();
     return cJSON_IsArray(f->json) ? cJSON_CreateArrayReference(f->json->child)
                                   : cJSON_CreateObjectReference(f->json->child);
   default:
