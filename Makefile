@@ -60,7 +60,7 @@ LUA_SRC  := src/runtime.c src/embed.c src/lua_api.c src/lua_util.c \
             src/tls.c src/lua_tls.c \
             src/lua_zone.c \
             src/lua_signal.c src/lua_dns.c
-REPORT_SRC := src/report.c src/report_html.c
+REPORT_SRC := src/report.c src/report_html.c src/trace.c
 # Shared memory between processes (nginx workers): files and mappings.
 ZONE_SRC := src/zone.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(REPORT_SRC) $(ZONE_SRC)

@@ -3,6 +3,7 @@
  *
  * The summary is derived from the events themselves (call_end, reject,
  * outcome, state_change), so the log and the summary cannot disagree.
+ * An event with fixed fields becomes JSON only when a file is written.
  */
 #include "events.h"
 #include "util.h"
@@ -33,9 +34,87 @@ cJSON *fb_events_new(double t, const char *kind) {
   return e;
 }
 
-static const char *field_string(const cJSON *e, const char *name) {
-  const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, name));
-  return s ? s : "";
+/* ------------------------------------------------------------ fb_event */
+
+int fb_event_get(const fb_event *e, const char *name, fb_event_field *out) {
+  if (!e->json) {
+    for (size_t i = 0; i < e->n; i++) /* first letters first: most differ */
+      if (e->field[i].name[0] == name[0] && strcmp(e->field[i].name, name) == 0) {
+        *out = e->field[i];
+        return 0;
+      }
+    return -1;
+  }
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(e->json, name);
+  if (!v)
+    return -1;
+  *out = (fb_event_field){.name = v->string, .type = FB_FIELD_NULL};
+  if (cJSON_IsNumber(v)) {
+    out->type = FB_FIELD_NUMBER;
+    out->num = v->valuedouble;
+  } else if (cJSON_IsString(v)) {
+    out->type = FB_FIELD_STRING;
+    out->str = v->valuestring;
+  } else if (cJSON_IsBool(v)) {
+    out->type = FB_FIELD_BOOL;
+    out->num = cJSON_IsTrue(v);
+  } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+    out->type = FB_FIELD_JSON;
+    out->json = v;
+  }
+  return 0;
+}
+
+int fb_event_of_json(const cJSON *o, fb_event *e) {
+  if (!cJSON_IsObject(o))
+    return -1;
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "t");
+  const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "kind"));
+  if (!cJSON_IsNumber(t) || !kind)
+    return -1;
+  e->t = t->valuedouble;
+  e->kind = kind;
+  e->json = o;
+  e->n = 0;
+  return 0;
+}
+
+static cJSON *field_json(const fb_event_field *f) {
+  switch (f->type) {
+  case FB_FIELD_NUMBER:
+    return cJSON_CreateNumber(f->num);
+  case FB_FIELD_STRING:
+    return cJSON_CreateStringReference(f->str); /* printed, not kept */
+  case FB_FIELD_BOOL:
+    return cJSON_CreateBool(f->num != 0);
+  case FB_FIELD_JSON: /* the caller's, printed in place */
+    if (!f->json)
+      return cJSON_CreateNull();
+    return cJSON_IsArray(f->json) ? cJSON_CreateArrayReference(f->json->child)
+                                  : cJSON_CreateObjectReference(f->json->child);
+  default:
+    return cJSON_CreateNull();
+  }
+}
+
+cJSON *fb_event_to_json(const fb_event *e) {
+  cJSON *o = fb_events_new(e->t, e->kind);
+  for (size_t i = 0; o && i < e->n; i++) {
+    cJSON *v = field_json(&e->field[i]);
+    if (!v || !cJSON_AddItemToObjectCS(o, e->field[i].name, v)) { /* printed, not kept */
+      cJSON_Delete(v);
+      cJSON_Delete(o);
+      return NULL;
+    }
+  }
+  return o;
+}
+
+/* ------------------------------------------------------------- summary */
+
+static const char *field_string(const fb_event *e, const char *name) {
+  fb_event_field f;
+  return fb_event_get(e, name, &f) == 0 && f.type == FB_FIELD_STRING ? f.str : "";
 }
 
 static int state_index(const char *name) {
@@ -45,17 +124,25 @@ static int state_index(const char *name) {
   return -1;
 }
 
+/* The breaker id an event names: 0, or -1 when it names none. */
+static int breaker_id(const fb_event *e, double *id) {
+  fb_event_field f;
+  if (fb_event_get(e, "breaker", &f) < 0 || f.type != FB_FIELD_NUMBER)
+    return -1;
+  *id = f.num;
+  return 0;
+}
+
 /* Finds (or starts tracking, in state `from` since the run began) the
  * breaker an event names; NULL if it names none. fusebox.events numbers
  * breakers 1, 2, ... in the order they first appear, which is the order
  * they are tracked in, so breaker n is looked for at n - 1 first: O(1)
  * per event with thousands of per-instance breakers; a search otherwise.
  * The array doubles as it grows. */
-static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
-  const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "breaker");
-  if (!cJSON_IsNumber(id))
+static fb_breaker_track *track(fb_events *ev, const fb_event *e, int from) {
+  double want;
+  if (breaker_id(e, &want) < 0)
     return NULL;
-  double want = id->valuedouble;
   if (want >= 1 && want <= (double)ev->nbreakers &&
       ev->breakers[(size_t)want - 1].id == want)
     return &ev->breakers[(size_t)want - 1];
@@ -75,16 +162,17 @@ static fb_breaker_track *track(fb_events *ev, const cJSON *e, int from) {
   return b;
 }
 
-static void count_state_change(fb_events *ev, const cJSON *e, double t) {
+static void count_state_change(fb_events *ev, const fb_event *e, double t) {
   int from = state_index(field_string(e, "from"));
   int to = state_index(field_string(e, "to"));
   fb_breaker_track *b;
+  double id;
   if (from < 0 || to < 0)
     return;
   if (!(b = track(ev, e, from))) {
     /* out of memory, unless the event names no breaker: the summary
      * would be short, so closing says so */
-    ev->write_failed |= cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "breaker"));
+    ev->write_failed |= breaker_id(e, &id) == 0;
     return;
   }
   ev->state_time[b->state] += t - b->since;
@@ -92,9 +180,8 @@ static void count_state_change(fb_events *ev, const cJSON *e, double t) {
   b->since = t;
 }
 
-static void count(fb_events *ev, const cJSON *e) {
-  const char *kind = field_string(e, "kind");
-  double t = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "t"));
+static void count(fb_events *ev, const fb_event *e) {
+  const char *kind = e->kind;
   ev->events++;
   if (strcmp(kind, "call_end") == 0) {
     const char *outcome = field_string(e, "outcome");
@@ -111,24 +198,42 @@ static void count(fb_events *ev, const cJSON *e) {
   } else if (strcmp(kind, "outcome") == 0) {
     track(ev, e, 0); /* CLOSED since the run began, until a state change */
   } else if (strcmp(kind, "state_change") == 0) {
-    count_state_change(ev, e, t);
+    count_state_change(ev, e, e->t);
   }
 }
 
-void fb_events_write(fb_events *ev, cJSON *event) {
-  if (!event) { /* making it ran out of memory: the log is short */
+/* Counts e, hands it to the tap, and writes json (NULL: built from e
+ * when a file is open). */
+static void put(fb_events *ev, const fb_event *e, const cJSON *json) {
+  count(ev, e);
+  if (ev->tap)
+    ev->tap(ev->tap_arg, e);
+  if (!ev->file)
+    return;
+  cJSON *built = json ? NULL : fb_event_to_json(e);
+  char *line = json || built ? cJSON_PrintUnformatted(json ? json : built) : NULL;
+  if (!line || fputs(line, ev->file) == EOF || fputc('\n', ev->file) == EOF)
     ev->write_failed = 1;
+  cJSON_free(line);
+  cJSON_Delete(built);
+}
+
+void fb_events_put(fb_events *ev, const fb_event *event) {
+  put(ev, event, NULL);
+}
+
+void fb_events_lost(fb_events *ev) { ev->write_failed = 1; }
+
+void fb_events_write(fb_events *ev, cJSON *event) {
+  fb_event view;
+  if (!event) { /* making it ran out of memory: the log is short */
+    fb_events_lost(ev);
     return;
   }
-  count(ev, event);
-  if (ev->tap)
-    ev->tap(ev->tap_arg, event);
-  if (ev->file) {
-    char *line = cJSON_PrintUnformatted(event);
-    if (!line || fputs(line, ev->file) == EOF || fputc('\n', ev->file) == EOF)
-      ev->write_failed = 1;
-    cJSON_free(line);
-  }
+  if (fb_event_of_json(event, &view) == 0)
+    put(ev, &view, event);
+  else
+    ev->write_failed = 1; /* never: fb_events_new gives both */
   cJSON_Delete(event);
 }
 

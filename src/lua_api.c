@@ -9,6 +9,7 @@
 #include "balancer.h"
 #include "breaker.h"
 #include "runtime.h"
+#include "trace.h"
 #include "zone.h"
 
 #include <math.h>
@@ -379,6 +380,11 @@ static int api_zone_peer_eject(fb_zone *const *z, double offset,
   return 0;
 }
 
+/* fb.trace.read's reading of a done line (trace.h) */
+static int api_trace_scan_line(const char *s, size_t len, double *out) {
+  return fb_trace_scan_line(s, len, out);
+}
+
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
 static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
@@ -386,7 +392,8 @@ static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};
 const fb_lua_api *fb_lua_api_get(void) { return &api; }
 
 _Static_assert(FBL_WEIGHT == 0 && FBL_PORT == 6 && FBL_EJECTED == 7 && FBL_HOST == 0 &&
-                   FBL_ZONE == 1,
+                   FBL_ZONE == 1 && FB_TRACE_PARSE == 0 && FB_TRACE_BLANK == 3 &&
+                   FB_TRACE_T == 0 && FB_TRACE_OUT == 8,
                "the cdef below numbers the enums from 0, in this order");
 
 #define STR_(x) #x
@@ -410,6 +417,9 @@ static const char cdef[] =
     ", FBL_HEALTHY, FBL_INFLIGHT, FBL_SUCCESSES, FBL_FAILURES, FBL_LATENCY,"
     " FBL_PORT, FBL_EJECTED };\n"
     "enum { FBL_HOST = 0, FBL_ZONE };\n"
-    "enum { FBL_PEER_INFLIGHT = 0, FBL_PEER_EJECTED_FOR };\n";
+    "enum { FBL_PEER_INFLIGHT = 0, FBL_PEER_EJECTED_FOR };\n"
+    "enum { FB_TRACE_PARSE = 0, FB_TRACE_DONE, FB_TRACE_OTHER, FB_TRACE_BLANK };\n"
+    "enum { FB_TRACE_T = 0, FB_TRACE_LATENCY, FB_TRACE_PORT, FB_TRACE_OK, FB_TRACE_HOST,"
+    " FB_TRACE_HOST_LEN, FB_TRACE_SERVICE, FB_TRACE_SERVICE_LEN, FB_TRACE_OUT };\n";
 
 const char *fb_lua_api_cdef(void) { return cdef; }

@@ -114,7 +114,8 @@ typedef struct fb_clock_cache {
   X(fb_rng *, balancer_rng, (fb_balancer *const *lb))                       \
   X(fb_rng *, runtime_rng, (fb_runtime * rt))                               \
   X(double, zone_peer_stat, (fb_zone *const *z, double offset, int what))   \
-  X(int, zone_peer_eject, (fb_zone *const *z, double offset, double seconds))
+  X(int, zone_peer_eject, (fb_zone *const *z, double offset, double seconds)) \
+  X(int, trace_scan_line, (const char *s, size_t len, double *out))
 
 /* What instance_stat reads: -1 when the instance is gone (FBL_EJECTED:
  * the end of its ejection, 0 if none ends after 0). */

@@ -331,21 +331,34 @@ static void note(fb_report_list *l, long lineno) {
   l->count++;
 }
 
-static const char *str(const cJSON *e, const char *name) {
-  return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, name));
+/* Field name of e as f, when it has one of that type: 1, else 0. */
+static int field(const fb_event *e, const char *name, int type,
+                 fb_event_field *f) {
+  return fb_event_get(e, name, f) == 0 && f->type == type;
+}
+
+static const char *str(const fb_event *e, const char *name) {
+  fb_event_field f;
+  return field(e, name, FB_FIELD_STRING, &f) ? f.str : NULL;
 }
 
 /* Stores number field name in *out; 0, or -1 if missing or not finite. */
-static int num(const cJSON *e, const char *name, double *out) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, name);
-  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+static int num(const fb_event *e, const char *name, double *out) {
+  fb_event_field f;
+  if (!field(e, name, FB_FIELD_NUMBER, &f) || !isfinite(f.num))
     return -1;
-  *out = v->valuedouble;
+  *out = f.num;
   return 0;
 }
 
+/* Field name is true (a JSON true). */
+static int is_true(const fb_event *e, const char *name) {
+  fb_event_field f;
+  return field(e, name, FB_FIELD_BOOL, &f) && f.num != 0;
+}
+
 /* "service host:port" for an event naming an instance; -1 without one. */
-static int instance_name(const cJSON *e, char *buf, size_t size) {
+static int instance_name(const fb_event *e, char *buf, size_t size) {
   const char *host = str(e, "host"), *service = str(e, "service");
   double port;
   if (!host || num(e, "port", &port) < 0)
@@ -357,15 +370,18 @@ static int instance_name(const cJSON *e, char *buf, size_t size) {
 
 /* "breaker <name>" for an event naming a breaker (its name option, else
  * its number); -1 without one. */
-static int breaker_name(const cJSON *e, char *buf, size_t size) {
-  const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "breaker");
+static int breaker_name(const fb_event *e, char *buf, size_t size) {
+  fb_event_field id;
   const char *name = str(e, "name");
-  if (name && (cJSON_IsNumber(id) || cJSON_IsString(id)))
+  int has = fb_event_get(e, "breaker", &id) == 0;
+  int number = has && id.type == FB_FIELD_NUMBER;
+  int string = has && id.type == FB_FIELD_STRING;
+  if (name && (number || string))
     snprintf(buf, size, "breaker %s", name);
-  else if (cJSON_IsNumber(id) && isfinite(id->valuedouble))
-    snprintf(buf, size, "breaker %.15g", id->valuedouble);
-  else if (cJSON_IsString(id))
-    snprintf(buf, size, "breaker %s", id->valuestring);
+  else if (number && isfinite(id.num))
+    snprintf(buf, size, "breaker %.15g", id.num);
+  else if (string)
+    snprintf(buf, size, "breaker %s", id.str);
   else
     return -1;
   return 0;
@@ -394,19 +410,25 @@ static int classify(const char *outcome, const char *error) {
 
 /* Each handler returns 1 when the event was used, 0 when it lacks a field
  * it needs, -1 when out of memory. */
-static int on_call_end(fb_report *r, const cJSON *e, double t) {
+static int on_call_end(fb_report *r, const fb_event *e, double t) {
   const char *outcome = str(e, "outcome"), *service = str(e, "service");
-  char name[256];
+  char buf[256];
+  const char *name = buf;
   double latency;
   if (!outcome)
     return 0;
-  if (instance_name(e, name, sizeof name) < 0)
-    snprintf(name, sizeof name, "%s", service ? service : "(unnamed)");
+  if (instance_name(e, buf, sizeof buf) < 0) { /* a service model's call */
+    name = service ? service : "(unnamed)";
+    if (strnlen(name, sizeof buf) == sizeof buf) { /* cut to fit, as always */
+      snprintf(buf, sizeof buf, "%s", name);
+      name = buf;
+    }
+  }
   size_t b = bucket_of(r, t);
   if (num(e, "latency", &latency) == 0 && add_latency(r->latency, b, latency) < 0)
     return -1;
   r->calls++;
-  r->late += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "late"));
+  r->late += is_true(e, "late");
   return count(r, name, FB_SRC_CALL, b, classify(outcome, str(e, "error")),
                r->call_totals)
              < 0 ? -1 : 1;
@@ -425,7 +447,7 @@ static fb_report_track *breaker_track(fb_report *r, const char *name,
   return tr;
 }
 
-static int on_outcome(fb_report *r, const cJSON *e, double t) {
+static int on_outcome(fb_report *r, const fb_event *e, double t) {
   const char *outcome = str(e, "outcome");
   char name[256];
   double d;
@@ -445,23 +467,24 @@ static int on_outcome(fb_report *r, const cJSON *e, double t) {
 
 /* A concurrency limiter's rejection (fusebox.limiter): a series of its
  * own, "limiter <name or id>", its rejections apart from the breakers'. */
-static int on_limiter_reject(fb_report *r, const cJSON *e, double t) {
+static int on_limiter_reject(fb_report *r, const fb_event *e, double t) {
   char name[256];
   uint64_t totals[FB_OUT_N] = {0}; /* not the breakers' */
-  const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "limiter");
+  fb_event_field id;
   const char *label = str(e, "name");
   if (label)
     snprintf(name, sizeof name, "limiter %s", label);
-  else if (cJSON_IsNumber(id) && isfinite(id->valuedouble))
-    snprintf(name, sizeof name, "limiter %.15g", id->valuedouble);
+  else if (field(e, "limiter", FB_FIELD_NUMBER, &id) && isfinite(id.num))
+    snprintf(name, sizeof name, "limiter %.15g", id.num);
   else
     return 0;
   return count(r, name, FB_SRC_GUARD, bucket_of(r, t), FB_OUT_REJECTED, totals) < 0 ? -1 : 1;
 }
 
-static int on_reject(fb_report *r, const cJSON *e, double t) {
+static int on_reject(fb_report *r, const fb_event *e, double t) {
   char name[256];
-  if (cJSON_GetObjectItemCaseSensitive(e, "limiter"))
+  fb_event_field limiter;
+  if (fb_event_get(e, "limiter", &limiter) == 0)
     return on_limiter_reject(r, e, t);
   if (breaker_name(e, name, sizeof name) < 0)
     return 0;
@@ -491,7 +514,7 @@ static void count_rejection(fb_report *r, const char *kind) {
 /* A request through a policy (fb.sim.policy): outcome success or
  * failure, latency, and rejection, the kind fb.rejection named. A
  * timeout rejection is a timeout; any other a rejection. */
-static int on_request(fb_report *r, const cJSON *e, double t) {
+static int on_request(fb_report *r, const fb_event *e, double t) {
   const char *outcome = str(e, "outcome"), *kind = str(e, "rejection");
   double latency;
   if (!outcome)
@@ -527,7 +550,7 @@ double fb_report_open_time(const fb_report *r) {
   return open;
 }
 
-static int on_pick(fb_report *r, const cJSON *e, double t) {
+static int on_pick(fb_report *r, const fb_event *e, double t) {
   char name[256];
   if (instance_name(e, name, sizeof name) < 0)
     return 0;
@@ -544,17 +567,17 @@ static int on_pick(fb_report *r, const cJSON *e, double t) {
 /* A balancer's done(): the per-instance outcomes a trace is read from
  * (fb.trace.read). The page draws the calls' own events; a done event is
  * checked, not drawn. */
-static int on_done(const cJSON *e) {
+static int on_done(const fb_event *e) {
   char name[256];
   double latency;
-  const cJSON *ok = cJSON_GetObjectItemCaseSensitive(e, "ok");
-  if (instance_name(e, name, sizeof name) < 0 || !cJSON_IsBool(ok) ||
+  fb_event_field ok;
+  if (instance_name(e, name, sizeof name) < 0 || !field(e, "ok", FB_FIELD_BOOL, &ok) ||
       num(e, "latency", &latency) < 0)
     return 0;
   return 1;
 }
 
-static int on_state_change(fb_report *r, const cJSON *e, double t) {
+static int on_state_change(fb_report *r, const fb_event *e, double t) {
   const char *from = str(e, "from"), *to = str(e, "to");
   char name[256];
   if (!from || !to || breaker_name(e, name, sizeof name) < 0)
@@ -572,7 +595,7 @@ static int on_state_change(fb_report *r, const cJSON *e, double t) {
 
 /* register, deregister, expire: a membership span; an expiry's silent
  * stretch (last heartbeat to expiry) becomes a span of its own. */
-static int on_membership(fb_report *r, const cJSON *e, double t,
+static int on_membership(fb_report *r, const fb_event *e, double t,
                          const char *kind) {
   char name[256];
   double last;
@@ -585,7 +608,7 @@ static int on_membership(fb_report *r, const cJSON *e, double t,
     return -1;
   int rc = 0;
   if (strcmp(kind, "register") == 0) {
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "rejoined")))
+    if (is_true(e, "rejoined"))
       rc = add_mark(tr, t, "came back");
     rc |= add_span(tr, t, "registered");
   } else if (strcmp(kind, "expire") == 0) {
@@ -599,7 +622,7 @@ static int on_membership(fb_report *r, const cJSON *e, double t,
   return rc < 0 ? -1 : 1;
 }
 
-static int on_instance(fb_report *r, const cJSON *e, double t) {
+static int on_instance(fb_report *r, const fb_event *e, double t) {
   const char *action = str(e, "action");
   char name[256];
   if (!action || instance_name(e, name, sizeof name) < 0)
@@ -634,26 +657,26 @@ static int set_string(fb_report *r, char **field, const char *value) {
   return 1;
 }
 
-static int on_run_start(fb_report *r, const cJSON *e) {
+static int on_run_start(fb_report *r, const fb_event *e) {
   char buf[32];
-  const cJSON *seed = cJSON_GetObjectItemCaseSensitive(e, "seed");
-  const cJSON *vt = cJSON_GetObjectItemCaseSensitive(e, "virtual_time");
-  const cJSON *args = cJSON_GetObjectItemCaseSensitive(e, "args");
+  fb_event_field seed, vt, args;
+  int has_seed = fb_event_get(e, "seed", &seed) == 0;
   if (++r->run_starts > 1)
     return 1; /* the header describes the first run */
-  if (cJSON_IsNumber(seed) && isfinite(seed->valuedouble))
-    snprintf(buf, sizeof buf, "%.17g", seed->valuedouble);
-  if (set_string(r, &r->seed, cJSON_IsString(seed) ? seed->valuestring
-                              : cJSON_IsNumber(seed) ? buf : NULL) < 0 ||
+  int number = has_seed && seed.type == FB_FIELD_NUMBER;
+  if (number && isfinite(seed.num))
+    snprintf(buf, sizeof buf, "%.17g", seed.num);
+  if (set_string(r, &r->seed, has_seed && seed.type == FB_FIELD_STRING ? seed.str
+                              : number ? buf : NULL) < 0 ||
       set_string(r, &r->script, str(e, "script")) < 0)
     return -1;
-  if (cJSON_IsBool(vt))
-    r->virtual_time = cJSON_IsTrue(vt);
-  if (!cJSON_IsArray(args))
+  if (field(e, "virtual_time", FB_FIELD_BOOL, &vt))
+    r->virtual_time = vt.num != 0;
+  if (!field(e, "args", FB_FIELD_JSON, &args) || !cJSON_IsArray(args.json))
     return 1;
   /* walked once (cJSON_GetArrayItem(i) would walk from the start each time) */
   const cJSON *a;
-  cJSON_ArrayForEach(a, args) {
+  cJSON_ArrayForEach(a, args.json) {
     if (!cJSON_IsString(a))
       continue;
     if (r->nargs == FB_REPORT_ARGS) {
@@ -669,12 +692,18 @@ static int on_run_start(fb_report *r, const cJSON *e) {
   return 1;
 }
 
-static int on_run_end(fb_report *r, const cJSON *e) {
-  const cJSON *summary = cJSON_GetObjectItemCaseSensitive(e, "summary");
+static int on_run_end(fb_report *r, const fb_event *e) {
+  fb_event_field summary;
+  fb_event inner;
   double d;
   r->run_ends++;
-  r->run_ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ok"));
-  if (num(summary, "duration", &d) == 0 && d >= 0 && d <= FB_REPORT_T_MAX)
+  r->run_ok = is_true(e, "ok");
+  /* the summary's duration, read as a field of an event of its own */
+  inner.json = field(e, "summary", FB_FIELD_JSON, &summary) &&
+               cJSON_IsObject(summary.json) ? summary.json : NULL;
+  inner.n = 0;
+  if (inner.json && num(&inner, "duration", &d) == 0 && d >= 0 &&
+      d <= FB_REPORT_T_MAX)
     r->duration = d;
   return set_string(r, &r->run_error, str(e, "error"));
 }
@@ -690,7 +719,7 @@ static void unknown_kind(fb_report *r, const char *kind, long lineno) {
 }
 
 /* Routes an event to its handler; 0 for a kind the report does not draw. */
-static int dispatch(fb_report *r, const cJSON *e, const char *kind, double t) {
+static int dispatch(fb_report *r, const fb_event *e, const char *kind, double t) {
   if (strcmp(kind, "call_end") == 0)
     return on_call_end(r, e, t);
   if (strcmp(kind, "call_start") == 0)
@@ -732,24 +761,28 @@ void fb_report_line(fb_report *r, const char *line, size_t len, long lineno) {
   if (len == 0)
     return; /* a blank line says nothing */
   cJSON *e = cJSON_ParseWithLength(line, len);
+  fb_event view;
   if (!e) {
     note(&r->bad_json, lineno);
     return;
   }
-  r->lines--; /* fb_report_event counts it */
-  fb_report_event(r, e, lineno);
+  if (fb_event_of_json(e, &view) < 0) /* no object, or no t or kind */
+    note(&r->bad_event, lineno);
+  else {
+    r->lines--; /* fb_report_event counts it */
+    fb_report_event(r, &view, lineno);
+  }
   cJSON_Delete(e);
 }
 
-void fb_report_event(fb_report *r, const cJSON *e, long lineno) {
+void fb_report_event(fb_report *r, const fb_event *e, long lineno) {
   r->lines++;
-  const char *kind = str(e, "kind");
-  const cJSON *tv = cJSON_GetObjectItemCaseSensitive(e, "t");
-  if (!cJSON_IsObject(e) || !kind || !cJSON_IsNumber(tv)) {
+  const char *kind = e->kind;
+  if (!kind) {
     note(&r->bad_event, lineno);
     return;
   }
-  double t = tv->valuedouble;
+  double t = e->t;
   if (!(fabs(t) <= FB_REPORT_T_MAX)) { /* NaN too */
     note(&r->bad_time, lineno);
     return;
@@ -770,7 +803,7 @@ void fb_report_event(fb_report *r, const cJSON *e, long lineno) {
   r->events += rc == 1;
 }
 
-void fb_report_tap(void *arg, const cJSON *e) {
+void fb_report_tap(void *arg, const fb_event *e) {
   fb_report *r = arg;
   fb_report_event(r, e, (long)r->lines + 1);
 }

@@ -27,6 +27,8 @@
 
 #include <cJSON.h>
 
+#include "events.h"
+
 #define FB_REPORT_BUCKETS 512  /* time buckets kept while reading */
 #define FB_REPORT_BINS 512     /* latency histogram bins per bucket */
 #define FB_REPORT_SERIES 24    /* request series drawn; the rest are pooled */
@@ -156,12 +158,13 @@ fb_report *fb_report_new(void);
 void fb_report_line(fb_report *r, const char *line, size_t len, long lineno);
 
 /* Aggregates one event already parsed (as fb_report_line does after
- * parsing it); lineno names it in the list of skipped lines. */
-void fb_report_event(fb_report *r, const cJSON *e, long lineno);
+ * parsing it) or made with fixed fields (events.h); lineno names it in
+ * the list of skipped lines. */
+void fb_report_event(fb_report *r, const fb_event *e, long lineno);
 
 /* An fb_events tap (events.h) for arg, an fb_report: each event
  * aggregated as it is written, numbered from 1. */
-void fb_report_tap(void *arg, const cJSON *e);
+void fb_report_tap(void *arg, const fb_event *e);
 
 /* Reads every line of f into r, at most FB_REPORT_LINE_MAX + 1 bytes of
  * each held at once; returns 0, or -1 on a read error or out of memory. */

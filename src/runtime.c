@@ -613,7 +613,7 @@ int fb_runtime_events_begin(fb_runtime *rt, const char *path,
   }
   rt->events.tap = was.tap;
   rt->events.tap_arg = was.tap_arg;
-  rt->events_on = 1;
+  rt->events_on = path ? 2 : 1;
   rt->print_summary = print_summary;
   cJSON *e = fb_runtime_event(rt, "run_start");
   if (!e) {

@@ -98,7 +98,10 @@ struct fb_runtime {
   int error_ref;        /* message + traceback of the failure */
   int ncoroutines;      /* started and not finished */
   int ndaemons;         /* of which daemons: the run ends without them */
-  int events_on;        /* a sink is open: read through FFI before emitting */
+  int events_on;        /* a sink is open: read through FFI before emitting;
+                         * 2 when it writes a file, which every event is
+                         * for (1: the summary and a tap, which read only
+                         * some kinds: fusebox.events' logged()) */
   int print_summary;    /* print the summary on stderr at the end */
   fb_events events;
   fb_coro *coros;       /* by registry ref of the coroutine's thread */

@@ -1,7 +1,7 @@
 -- fusebox/events.lua -- the Lua side of the event log.
 --
--- Emitting costs a table and a C call, so callers check on() first: one
--- load of the runtime's flag through the FFI, no call.
+-- Emitting costs a C call (and a table, for emit), so callers check on()
+-- first: one load of the runtime's flag through the FFI, no call.
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -17,8 +17,20 @@ function M.on()
   return flag[0] ~= 0
 end
 
+-- logged() -> true while a run writes its events to a file. Without one,
+-- only the summary and a host's tap (fusebox compare's aggregation) read
+-- them, and they read call_end, not call_start: a kind only a file needs
+-- is emitted under logged(), so a compare run skips a third of its events.
+function M.logged()
+  return flag[0] == 2
+end
+
 -- emit(kind, fields): one event {t, kind, fields...}; a no-op with no sink
 M.emit = core.emit
+
+-- put(kind, name, value, ...): emit with its fields as name, value pairs
+-- (a nil value leaves its field out), for the hot paths: no table made
+M.put = core.put
 
 local ids, last_id, ids_run = setmetatable({}, { __mode = "k" }), 0, -1
 

@@ -29,7 +29,7 @@ local rt = ffi.cast("fb_runtime *", core.rt)
 local breaker_mt = core.meta.breaker
 local host = core.import "fusebox.host"
 local sleep, wait, wake, daemon = host.sleep, host.wait, host.wake, host.daemon
-local events_on, emit = events.on, events.emit
+local events_on, logged, emit, put = events.on, events.logged, events.emit, events.put
 local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
 local pairs, ipairs, select, setmetatable, getmetatable = pairs, ipairs, select, setmetatable, getmetatable
 local log, exp, sqrt, cos, floor, pi = math.log, math.exp, math.sqrt, math.cos, math.floor, math.pi
@@ -280,7 +280,7 @@ end
 -- or any result after a timeout layer above gave up on the call, is a
 -- timeout (a late result is logged late = true, with the timeout's
 -- message; the service's own outcome goes in result).
-local function finish(m, id, t0, err, ...)
+local function settle(m, id, t0, err)
   local gave_up = orphans.n > 0 and abandoned()
   local timeout = err ~= nil and timed_out(err)
   if gave_up or timeout then
@@ -293,14 +293,30 @@ local function finish(m, id, t0, err, ...)
   if events_on() then
     local outcome = err == nil and "success" or timeout and "timeout" or "failure"
     if gave_up then
-      emit("call_end", { service = m.name, call = id, outcome = "timeout", error = gave_up,
-        late = true, result = outcome, latency = now() - t0 })
+      put("call_end", "service", m.name, "call", id, "outcome", "timeout", "error", gave_up,
+        "late", true, "result", outcome, "latency", now() - t0)
     else
-      emit("call_end", { service = m.name, call = id, outcome = outcome, error = err,
-        latency = now() - t0 })
+      put("call_end", "service", m.name, "call", id, "outcome", outcome, "error", err,
+        "latency", now() - t0)
     end
   end
+end
+
+-- settle, then the call's results: its values, or nil, err (raised with
+-- raise = true).
+local function finish(m, id, t0, err, ...)
+  settle(m, id, t0, err)
   if err == nil then return ... end
+  if m.raise then error(err, 0) end
+  return nil, err
+end
+
+-- finish for a model whose value is no function, with no varargs: a
+-- vararg frame a coroutine resumes in after its sleep is one the JIT
+-- does not compile (NYI: varargs, and returning through the frame).
+local function finish_plain(m, id, t0, err)
+  settle(m, id, t0, err)
+  if err == nil then return m.value end
   if m.raise then error(err, 0) end
   return nil, err
 end
@@ -311,26 +327,40 @@ local function value_of(m, ...)
   return v
 end
 
--- svc(...) -> value, or nil, err after the drawn latency
-local function call_model(m, ...)
+-- A call's draws: its number, its start, how long it takes and its
+-- error (nil: none); a hung call takes hang_time and is a timeout.
+local function draw_call_of(m)
   local r = m.rng
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if events_on() then emit("call_start", { service = m.name, call = id }) end
+  if logged() then put("call_start", "service", m.name, "call", id) end
   local rate, factor, err = m.failure_rate, 1, nil
   if m.timed then rate, factor, err = conditions(m, t0 - m.t0) end
   local latency = draw_latency(m, r) * factor
   if err == nil then
     if m.hang_rate > 0 and api.rng_double(r) < m.hang_rate then
-      sleep(m.hang_time)
-      return finish(m, id, t0, "timeout")
+      return id, t0, m.hang_time, "timeout"
     end
     if rate > 0 and api.rng_double(r) < rate then err = pick_error(m, r) end
   end
+  return id, t0, latency, err
+end
+
+-- svc(...) -> value, or nil, err after the drawn latency
+local function call_model(m, ...)
+  local id, t0, latency, err = draw_call_of(m)
   sleep(latency)
   if err then return finish(m, id, t0, err) end
   return finish(m, id, t0, nil, value_of(m, ...))
+end
+
+-- call_model for a model whose value is no function (the arguments go
+-- nowhere): the same draws and results, with no varargs.
+local function call_plain(m)
+  local id, t0, latency, err = draw_call_of(m)
+  sleep(latency)
+  return finish_plain(m, id, t0, err)
 end
 
 -- A model written as a plain function: fn(...) -> value or nil, err.
@@ -338,7 +368,7 @@ local function call_function(m, ...)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if events_on() then emit("call_start", { service = m.name, call = id }) end
+  if logged() then put("call_start", "service", m.name, "call", id) end
   return m.after(m, id, t0, pcall(m.fn, ...))
 end
 
@@ -383,7 +413,7 @@ function M.service(spec, name)
     local ok, built = pcall(build, spec)
     if not ok then error(format("bad argument #1 to 'service' (%s)", built), 2) end
     m = built
-    m.call = call_model
+    m.call = type(m.value) == "function" and call_model or call_plain
   end
   m.t0 = now()
   seed_stream(m, (type(spec) == "table" and spec.name) or name)
@@ -665,6 +695,18 @@ local function draw_call(m, rp)
   return k
 end
 
+-- A replayed instance's call when the replay's value is no function: a
+-- service model's call with the trace's draws, no varargs and no pcall
+-- (replay_model through call_function, the general case, has both).
+local function call_replayed(m)
+  local id = m.calls + 1
+  m.calls = id
+  local t0 = now()
+  if logged() then put("call_start", "service", m.name, "call", id) end
+  local k = draw_call(m.replayed, m.rp)
+  return finish_plain(m, id, t0, k ~= 1 and m.rp.trace.outcomes[k] or nil)
+end
+
 local function replay_model(m, rp)
   return function(...)
     local k = draw_call(m, rp)
@@ -697,7 +739,11 @@ function M.replay(spec)
     local m = { buckets = per[i], nb = nb, resolved = {}, rng = ffi.new("fb_rng") }
     local name = o.name .. " " .. ti.name
     api.stream_init_named(rt, m.rng, "fusebox.replay " .. name, 1)
-    rp.models[ti.name] = M.service(replay_model(m, rp), name)
+    local svc = M.service(replay_model(m, rp), name)
+    if type(o.value) ~= "function" then
+      svc.call, svc.replayed, svc.rp, svc.value = call_replayed, m, rp, o.value
+    end
+    rp.models[ti.name] = svc
   end
   if spec.registry then
     for _, ti in ipairs(tr.instances) do
@@ -737,6 +783,44 @@ function replay:call(inst, ...)
   return m(...)
 end
 
+-- Sorts the call numbers in v[1..n] by start time t, ties by number:
+-- a merge sort of runs of 16 made by insertion, in plain loops the JIT
+-- compiles. table.sort calls its comparator from C, a Lua call each time:
+-- a second for the million calls of a trace. Both orders are total on
+-- the finite times a trace holds, so the result is table.sort's.
+local RUN = 16
+
+local function before(t, a, b)
+  local x, y = t[a], t[b]
+  return x < y or (x == y and a < b)
+end
+
+local function by_start(v, n, t)
+  for lo = 1, n, RUN do
+    for i = lo + 1, math.min(lo + RUN - 1, n) do
+      local x, j = v[i], i - 1
+      while j >= lo and before(t, x, v[j]) do v[j + 1] = v[j]; j = j - 1 end
+      v[j + 1] = x
+    end
+  end
+  local from, to, width = v, {}, RUN
+  while width < n do
+    for lo = 1, n, 2 * width do
+      local mid, hi = math.min(lo + width, n + 1), math.min(lo + 2 * width, n + 1)
+      local i, j, k = lo, mid, lo
+      while i < mid and j < hi do
+        if before(t, from[j], from[i]) then to[k] = from[j]; j = j + 1
+        else to[k] = from[i]; i = i + 1 end
+        k = k + 1
+      end
+      while i < mid do to[k] = from[i]; i = i + 1; k = k + 1 end
+      while j < hi do to[k] = from[j]; j = j + 1; k = k + 1 end
+    end
+    from, to, width = to, from, 2 * width
+  end
+  return from
+end
+
 -- The calls that start requests, in time order: an nginx trace's first
 -- tries; every call of an events trace (which cannot tell a retry from a
 -- request).
@@ -747,12 +831,7 @@ local function arrival_order(tr)
   else
     for n = 1, tr.n do order[n] = n end
   end
-  local t = tr.t
-  sort(order, function(a, b)
-    if t[a] ~= t[b] then return t[a] < t[b] end
-    return a < b
-  end)
-  return order
+  return by_start(order, #order, tr.t)
 end
 
 -- rp:arrivals(fn) -> the number of arrivals: spawns fn(call) at each
@@ -887,13 +966,13 @@ local measured_name = "fusebox.sim.policy"
 -- failed request too, raised on to the caller as it was.
 local function request_done(t0, ok, v, err, ...)
   if not ok then
-    emit("request", { outcome = "failure", latency = now() - t0, rejection = rejection(v) })
+    put("request", "outcome", "failure", "latency", now() - t0, "rejection", rejection(v))
     error(v, 0)
   end
   if v == nil and err ~= nil then
-    emit("request", { outcome = "failure", latency = now() - t0, rejection = rejection(err) })
+    put("request", "outcome", "failure", "latency", now() - t0, "rejection", rejection(err))
   else
-    emit("request", { outcome = "success", latency = now() - t0 })
+    put("request", "outcome", "success", "latency", now() - t0)
   end
   return v, err, ...
 end

@@ -15,7 +15,14 @@
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
+local ffi = require "ffi"
 local json_decode = core.json_decode
+local scan_line, C, cast = base.api.trace_scan_line, ffi.C, ffi.cast
+local PARSE, DONE, OTHER, BLANK = C.FB_TRACE_PARSE, C.FB_TRACE_DONE, C.FB_TRACE_OTHER, C.FB_TRACE_BLANK
+local O_T, O_LAT, O_PORT, O_OK = C.FB_TRACE_T, C.FB_TRACE_LATENCY, C.FB_TRACE_PORT, C.FB_TRACE_OK
+local O_HOST, O_HOST_LEN = C.FB_TRACE_HOST, C.FB_TRACE_HOST_LEN
+local O_SERVICE, O_SERVICE_LEN = C.FB_TRACE_SERVICE, C.FB_TRACE_SERVICE_LEN
+local scanned = ffi.new("double[?]", C.FB_TRACE_OUT)
 local timed_out = base.timed_out
 local format, type, tostring, tonumber, error = string.format, type, tostring, tonumber, error
 local find, sub, byte = string.find, string.sub, string.byte
@@ -67,6 +74,18 @@ local function instance_of(tr, host, port, service, lineno)
   return i
 end
 
+-- instance_of through a cache by host, then port (per read, so no name
+-- is made per call): most calls name an instance seen before.
+local function instance_at(tr, hosts, host, port, service, lineno)
+  local ports = hosts[host]
+  local i = ports and ports[port]
+  if i then return i end
+  i = instance_of(tr, host, port, service, lineno)
+  if not ports then ports = {}; hosts[host] = ports end
+  ports[port] = i
+  return i
+end
+
 local function outcome_of(tr, name)
   local k = tr.outcome_index[name]
   if k then return k end
@@ -92,55 +111,13 @@ local function finite(x) return type(x) == "number" and x == x and x > -huge and
 
 local function valid_port(p) return type(p) == "number" and p >= 1 and p <= 65535 and p % 1 == 0 end
 
--- One line of an events file; only "done" events make calls. A line that
--- looks like another kind's event ({"t":..., no "done" in it) is passed
--- over without being parsed: most of a run's events are not calls.
--- The done event as fusebox writes it (keys sorted, no error, plain
--- strings), read by plain finds at fixed keys, at a third of a JSON
--- parse's cost. Any other shape, or a number that is not one, goes
--- through the JSON parser.
-local K_HOST, K_LAT, K_OK, K_PORT = ',"kind":"done","host":"', '","latency":', ',"ok":', ',"port":'
-local K_SERVICE = ',"service":"'
-
-local function fast_done(tr, line, lineno)
-  if find(line, '{"t":', 1, true) ~= 1 then return false end
-  local a, b = find(line, K_HOST, 6, true)
-  if a == nil then return false end
-  local c, d = find(line, K_LAT, b + 1, true)
-  if c == nil then return false end
-  local e, f = find(line, K_OK, d + 1, true)
-  if e == nil then return false end
-  local g, h = find(line, K_PORT, f + 1, true)
-  if g == nil then return false end
-  local ok = sub(line, f + 1, g - 1)
-  if ok ~= "true" and ok ~= "false" then return false end
-  local t, host, lat = tonumber(sub(line, 6, a - 1)), sub(line, b + 1, c - 1), tonumber(sub(line, d + 1, e - 1))
-  local i, service = find(line, K_SERVICE, h + 1, true), nil
-  local port
-  if i == nil then
-    port = tonumber(sub(line, h + 1, -2))
-  else
-    port = tonumber(sub(line, h + 1, i - 1))
-    if byte(line, -2) ~= 34 then return false end
-    service = sub(line, i + #K_SERVICE, -3)
-    if find(service, '["\\]') then return false end
-  end
-  if find(host, '["\\]') or host == "" or not finite(t) or not finite(lat) or lat < 0
-    or not valid_port(port) or byte(line, -1) ~= 125 then
-    return false
-  end
-  if tr.service and service ~= tr.service then return true end
-  add_call(tr, t - lat, instance_of(tr, host, port, service, lineno), lat,
-    ok == "true" and 1 or outcome_of(tr, "failure"), lineno)
-  return true
-end
-
-local function events_line(tr, line, lineno)
-  if find(line, '"done"', 1, true) == nil then
-    if find(line, '^{"t":') and byte(line, -1) == 125 then return end
-  elseif fast_done(tr, line, lineno) then
-    return
-  end
+-- One line of an events file; only "done" events make calls. Most lines
+-- are read in C (src/trace.c, fb_trace_scan_line) where the chunk read
+-- holds them, never made Lua strings: a done event exactly as fusebox
+-- writes it (keys sorted, plain strings, JSON numbers), or another kind's
+-- event ({"t":... without "done"), passed over unparsed. Any other line
+-- goes through the JSON parser.
+local function parsed_line(tr, hosts, line, lineno)
   local e = json_decode(line)
   if type(e) ~= "table" then return skip(tr, "not_json", lineno) end
   if not finite(e.t) or type(e.kind) ~= "string" then return skip(tr, "bad_event", lineno) end
@@ -154,7 +131,35 @@ local function events_line(tr, line, lineno)
   if tr.service and service ~= tr.service then return end
   local outcome = 1
   if not e.ok then outcome = outcome_of(tr, timed_out(e.error) and "timeout" or "failure") end
-  add_call(tr, e.t - lat, instance_of(tr, host, e.port, service, lineno), lat, outcome, lineno)
+  add_call(tr, e.t - lat, instance_at(tr, hosts, host, e.port, service, lineno), lat, outcome, lineno)
+end
+
+-- The done line at s[pos..], as the scanner read it into `scanned`.
+local function scanned_done(tr, hosts, s, pos, lineno)
+  local o = scanned
+  local at = pos + o[O_HOST]
+  local host = sub(s, at, at + o[O_HOST_LEN] - 1)
+  local service = nil
+  if o[O_SERVICE] >= 0 then
+    at = pos + o[O_SERVICE]
+    service = sub(s, at, at + o[O_SERVICE_LEN] - 1)
+  end
+  if tr.service and service ~= tr.service then return end
+  local lat = o[O_LAT]
+  add_call(tr, o[O_T] - lat, instance_at(tr, hosts, host, o[O_PORT], service, lineno), lat,
+    o[O_OK] == 1 and 1 or outcome_of(tr, "failure"), lineno)
+end
+
+-- The line of len bytes at s[pos..] (the chunk read, or a line of its own).
+local function events_line(tr, hosts, s, pos, len, lineno)
+  local kind = scan_line(cast("const char *", s) + (pos - 1), len, scanned)
+  if kind == BLANK then return end
+  tr.lines = tr.lines + 1
+  if kind == DONE then return scanned_done(tr, hosts, s, pos, lineno) end
+  if kind == OTHER then return end
+  local line = sub(s, pos, pos + len - 1)
+  if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+  return parsed_line(tr, hosts, line, lineno)
 end
 
 -- ------------------------------------------------------ nginx's log
@@ -202,7 +207,7 @@ local function status_outcome(tr, status)
   return 1 -- the instance answered: a 4xx is the client's
 end
 
-local function nginx_line(tr, line, lineno)
+local function nginx_line(tr, hosts, line, lineno)
   local _, _, msec, rtime, addrs, statuses, times = find(line, NGINX)
   if msec == nil then return skip(tr, "bad_line", lineno) end
   msec, rtime = tonumber(msec), tonumber(rtime)
@@ -217,7 +222,7 @@ local function nginx_line(tr, line, lineno)
       return
     end
     tr.requests[#tr.requests + 1] = add_call(tr, msec - rtime,
-      instance_of(tr, host, port, nil, lineno), lat, status_outcome(tr, statuses), lineno)
+      instance_at(tr, hosts, host, port, nil, lineno), lat, status_outcome(tr, statuses), lineno)
     return
   end
   local a, s, l = tries(addrs), tries(statuses), tries(times)
@@ -228,7 +233,7 @@ local function nginx_line(tr, line, lineno)
     if lat < 0 or lat ~= lat or lat == huge then return skip(tr, "bad_tries", lineno) end
     local host, port = address(a[k])
     if host then
-      local n = add_call(tr, t, instance_of(tr, host, port, nil, lineno), lat,
+      local n = add_call(tr, t, instance_at(tr, hosts, host, port, nil, lineno), lat,
         status_outcome(tr, s[k]), lineno)
       first = first or n
     else
@@ -247,6 +252,9 @@ local function too_long(tr, lineno)
   skip(tr, "too_long", lineno)
 end
 
+-- Calls fn(tr, s, pos, len, lineno) for each line of f: len bytes at
+-- s[pos..], s the chunk read (most lines) or a line of its own (one the
+-- chunks cut, or the last without a newline).
 local function each_line(f, tr, max_line, fn)
   local rest, lineno, long = "", 0, false
   while true do
@@ -266,26 +274,37 @@ local function each_line(f, tr, max_line, fn)
       if long then
         long = false
         too_long(tr, lineno)
+      elseif rest == "" then
+        if nl - pos > max_line then too_long(tr, lineno)
+        else fn(tr, chunk, pos, nl - pos, lineno) end
       else
-        local line = rest == "" and sub(chunk, pos, nl - 1) or rest .. sub(chunk, pos, nl - 1)
+        local line = rest .. sub(chunk, pos, nl - 1)
         rest = ""
         if #line > max_line then too_long(tr, lineno)
-        else fn(tr, line, lineno) end
+        else fn(tr, line, 1, #line, lineno) end
       end
       pos = nl + 1
     end
   end
   if long then lineno = lineno + 1; too_long(tr, lineno)
-  elseif rest ~= "" then lineno = lineno + 1; fn(tr, rest, lineno) end
+  elseif rest ~= "" then lineno = lineno + 1; fn(tr, rest, 1, #rest, lineno) end
   return lineno
 end
 
-local function strip(fn)
-  return function(tr, line, lineno)
+-- The reader of a format, with its own cache of instances: events lines
+-- as they lie in the chunk; an nginx line made a string, less a trailing
+-- CR, blank ones not counted.
+local function reader(fmt)
+  local hosts = {}
+  if fmt == "events" then
+    return function(tr, s, pos, len, lineno) return events_line(tr, hosts, s, pos, len, lineno) end
+  end
+  return function(tr, s, pos, len, lineno)
+    local line = (pos == 1 and len == #s) and s or sub(s, pos, pos + len - 1)
     if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if line == "" or not find(line, "%S") then return end
     tr.lines = tr.lines + 1
-    return fn(tr, line, lineno)
+    return nginx_line(tr, hosts, line, lineno)
   end
 end
 
@@ -343,7 +362,7 @@ function M.read(path, opts)
   end
   local tr = new_trace(path, fmt, o)
   tr.service = o.service
-  local ok, e = pcall(each_line, f, tr, o.max_line, strip(fmt == "events" and events_line or nginx_line))
+  local ok, e = pcall(each_line, f, tr, o.max_line, reader(fmt))
   f:close()
   if not ok then error(e, 2) end
   if tr.n == 0 then tr.t0, tr.t1 = 0, 0 end

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "events.h"
 #include "fusebox.h"
@@ -133,9 +134,9 @@ static void sink_writes_json_lines(void **state) {
 }
 
 /* A tap sees every event as it is written, in order, file or not. */
-static void note_kind(void *arg, const cJSON *e) {
+static void note_kind(void *arg, const fb_event *e) {
   char *seen = arg;
-  strcat(seen, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "kind")));
+  strcat(seen, e->kind);
   strcat(seen, ",");
 }
 
@@ -154,12 +155,82 @@ static void a_tap_sees_every_event(void **state) {
   assert_int_equal(fb_events_close(&ev), 0);
 }
 
+/* An event with fixed fields is counted as its JSON twin is, read
+ * through the same accessor, and written as the same line. */
+static void fixed_fields_log_as_json_does(void **state) {
+  (void)state;
+  char path[] = "/tmp/fusebox-events-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  cJSON *args = cJSON_CreateArray();
+  cJSON_AddItemToArray(args, cJSON_CreateString("x"));
+  fb_event e = {.t = 2.5, .kind = "call_end", .n = 6};
+  e.field[0] = (fb_event_field){.name = "args", .type = FB_FIELD_JSON, .json = args};
+  e.field[1] = (fb_event_field){.name = "call", .type = FB_FIELD_NUMBER, .num = 7};
+  e.field[2] = (fb_event_field){.name = "late", .type = FB_FIELD_BOOL, .num = 1};
+  e.field[3] = (fb_event_field){.name = "latency", .type = FB_FIELD_NUMBER, .num = 0.1};
+  e.field[4] = (fb_event_field){.name = "none", .type = FB_FIELD_NULL};
+  e.field[5] = (fb_event_field){.name = "outcome", .type = FB_FIELD_STRING, .str = "timeout"};
+  fb_events ev;
+  assert_int_equal(fb_events_open(&ev, path, 0), 0);
+  fb_events_put(&ev, &e);
+  cJSON *twin = fb_event_to_json(&e);
+  assert_non_null(twin);
+  fb_events_write(&ev, twin); /* the same event, the JSON way */
+  assert_int_equal(ev.calls, 2);
+  assert_int_equal(ev.timeouts, 2);
+  assert_int_equal(fb_events_close(&ev), 0);
+  FILE *f = fopen(path, "r");
+  char buf[512] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  remove(path);
+  buf[n] = 0;
+  const char *line = "{\"t\":2.5,\"kind\":\"call_end\",\"args\":[\"x\"],\"call\":7,"
+                     "\"late\":true,\"latency\":0.1,\"none\":null,\"outcome\":\"timeout\"}\n";
+  char both[512];
+  snprintf(both, sizeof both, "%s%s", line, line);
+  assert_string_equal(buf, both);
+  /* the accessor reads either form alike */
+  cJSON *parsed = cJSON_Parse(line);
+  fb_event view, *forms[2] = {&e, &view};
+  assert_int_equal(fb_event_of_json(parsed, &view), 0);
+  assert_string_equal(view.kind, "call_end");
+  assert_true(view.t == 2.5);
+  for (int i = 0; i < 2; i++) {
+    fb_event_field got;
+    assert_int_equal(fb_event_get(forms[i], "outcome", &got), 0);
+    assert_int_equal(got.type, FB_FIELD_STRING);
+    assert_string_equal(got.str, "timeout");
+    assert_int_equal(fb_event_get(forms[i], "late", &got), 0);
+    assert_int_equal(got.type, FB_FIELD_BOOL);
+    assert_true(got.num == 1);
+    assert_int_equal(fb_event_get(forms[i], "args", &got), 0);
+    assert_int_equal(got.type, FB_FIELD_JSON);
+    assert_true(cJSON_IsArray(got.json));
+    assert_int_equal(fb_event_get(forms[i], "none", &got), 0);
+    assert_int_equal(got.type, FB_FIELD_NULL);
+    assert_int_equal(fb_event_get(forms[i], "service", &got), -1);
+  }
+  /* no object, or no string kind or number t: no event */
+  cJSON *bad = cJSON_Parse("{\"t\":\"1\",\"kind\":\"x\"}");
+  assert_int_equal(fb_event_of_json(bad, &view), -1);
+  cJSON_Delete(bad);
+  bad = cJSON_Parse("[1]");
+  assert_int_equal(fb_event_of_json(bad, &view), -1);
+  cJSON_Delete(bad);
+  cJSON_Delete(parsed);
+  cJSON_Delete(args);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(registry_reports_membership_changes),
       cmocka_unit_test(summary_counts_calls_and_time_in_states),
       cmocka_unit_test(sink_writes_json_lines),
       cmocka_unit_test(a_tap_sees_every_event),
+      cmocka_unit_test(fixed_fields_log_as_json_does),
   };
   return cmocka_run_group_tests_name("events", tests, NULL, NULL);
 }

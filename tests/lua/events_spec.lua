@@ -70,6 +70,38 @@ describe("the event log", function()
     fb.emit("nothing", { a = 1 }) -- no sink: a no-op
   end)
 
+  it("logs put's name, value pairs as emit logs a table of them", function()
+    local core -- the runtime's module table, as http_spec reaches it
+    for i = 1, 64 do
+      local name, v = debug.getupvalue(fb.reporter, i)
+      if name == "core" then core = v break end
+    end
+    local events = core.import "fusebox.events"
+    local path = os.tmpname()
+    fb.run(function()
+      fb.emit("call_end", { service = "a", call = 3, outcome = "failure", error = "boom", late = true,
+        latency = 0.25, list = { 1, { x = "y" } } })
+      events.put("call_end", "service", "a", "call", 3, "outcome", "failure", "error", "boom",
+        "late", true, "latency", 0.25, "list", { 1, { x = "y" } }, "result", nil)
+      events.put("call_start")
+      assert.has_error(function() events.put("x", "t", 1) end, "emit: field names 't' and 'kind' are reserved")
+      assert.has_error(function() events.put("x", "a", 1, "a", 2) end, "emit: field 'a' given twice")
+      assert.has_error(function() events.put("x", "a") end, "put: a field name without a value (2 arguments)")
+      assert.has_error(function() events.put("x", 1, 2) end, "emit: field names must be strings, got a number")
+      assert.has_error(function() events.put("x", "f", print) end, "emit: cannot log a function value")
+    end, { virtual_time = true, seed = 1, events = path })
+    local got = lines(slurp(path))
+    os.remove(path)
+    local want = '{"t":0,"kind":"call_end","call":3,"error":"boom","late":true,"latency":0.25,'
+      .. '"list":[1,{"x":"y"}],"outcome":"failure","service":"a"}'
+    assert.are.equal(want, got[2])
+    assert.are.equal(want, got[3])
+    assert.are.equal('{"t":0,"kind":"call_start"}', got[4])
+    assert.are.equal(5, #got) -- and run_end: no half events
+    assert.truthy(got[5]:find('"calls":2,"successes":0,"failures":2', 1, true), got[5])
+    events.put("nothing", "a", 1) -- no sink: a no-op
+  end)
+
   it("says when the file cannot be created", function()
     local ok, err = pcall(fb.run, function() end, { events = "/nonexistent/dir/x.jsonl" })
     assert.is_false(ok)

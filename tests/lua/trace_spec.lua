@@ -108,6 +108,26 @@ describe("fb.trace.read", function()
     os.remove(path)
   end)
 
+  it("reads a done line as the JSON parser reads it, in its fast path too", function()
+    -- hex and inf are no JSON: the line is not a call; an escape may spell
+    -- "done"; a trailing CR or blank line is no line of its own; a NUL
+    -- is no line to pass over (tests/fuzz/crashes/trace_scan)
+    local path = tmpfile(table.concat({
+      '{"t":0x10,"kind":"done","host":"10.0.0.1","latency":0.5,"ok":true,"port":80}',
+      '{"t":1,"kind":"done","host":"10.0.0.1","latency":inf,"ok":true,"port":80}',
+      '{"t":2,"kind":"do\\u006ee","host":"10.0.0.2","latency":0.5,"ok":true,"port":80}',
+      '{"t":3,"kind":"done","host":"10.0.0.3","latency":2.5e-1,"ok":false,"port":8.0e1}\r',
+      '   ',
+      '{"t":4,"kind":"pick","host":"10.0.0.3","port":80}',
+      '{"t":5,"kind":"done\0\0","host":"10.0.0.1","latency":0.5,"ok":true,"port":80}',
+    }, "\n"))
+    local tr = fb.trace.read(path)
+    assert.are.same({ "1.500 10.0.0.2:80 0.500 success", "2.750 10.0.0.3:80 0.250 failure" }, calls_of(tr))
+    assert.are.same({ not_json = 3 }, tr.bad) -- the NUL: the decoder refuses it
+    assert.are.equal(6, tr.lines)
+    os.remove(path)
+  end)
+
   it("survives hostile lines in either format, skipping each it cannot use", function()
     local lines = {
       '{"t":1e999,"kind":"done","host":"h","latency":0,"ok":true,"port":1}',
@@ -269,6 +289,42 @@ describe("fb.sim.replay", function()
     -- replayed call to it fails from then on, never closed again
     assert.are_not.equal("CLOSED", m.state, fb.json_encode(m))
     assert.truthy(m.failures >= 5, m.failures)
+  end)
+
+  it("starts arrivals in time order, ties in trace order, however the trace is ordered", function()
+    -- 5000 calls at times out of order, many tied (a reversed stretch,
+    -- runs, shuffles): the order table.sort gives by (time, call number)
+    local tr = { n = 0, t = {}, inst = {}, latency = {}, outcome = {}, outcomes = { "success" },
+      instances = {}, t0 = 0, t1 = 0 }
+    for i = 1, 7 do -- a tie's order shows in its instances
+      tr.instances[i] = { name = "10.0.0." .. i .. ":80", host = "10.0.0." .. i, port = 80 }
+    end
+    local x = 12345
+    for n = 1, 5000 do
+      x = (x * 1103515245 + 12345) % 2147483648
+      local t = n <= 1000 and (1000 - n) / 100 or n <= 3000 and math.floor(n / 7) / 100 or (x % 500) / 100
+      tr.n, tr.t[n], tr.inst[n], tr.latency[n], tr.outcome[n] = n, t, n % 7 + 1, 0.001, 1
+      tr.t1 = math.max(tr.t1, t)
+    end
+    local want = {}
+    for n = 1, tr.n do want[n] = n end
+    table.sort(want, function(a, b)
+      if tr.t[a] ~= tr.t[b] then return tr.t[a] < tr.t[b] end
+      return a < b
+    end)
+    local got = {}
+    T.vrun(function()
+      local rp = fb.sim.replay { trace = tr }
+      rp:arrivals(function(call) got[#got + 1] = call.t .. " " .. call.instance end)
+    end, 1)
+    assert.are.equal(tr.n, #got)
+    for k = 1, tr.n do
+      local n = want[k]
+      local expect = tr.t[n] .. " " .. tr.instances[tr.inst[n]].name
+      if got[k] ~= expect then
+        error(string.format("arrival %d: %s, want call %d: %s", k, got[k], n, expect))
+      end
+    end
   end)
 
   it("replays byte for byte under one seed, and differently under another", function()
