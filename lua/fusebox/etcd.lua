@@ -217,7 +217,8 @@ local function touch(st, o)
 end
 
 -- The JSON etcd holds for an own instance: what the cache has of it
--- (weight, zone, and meta, which the binding keeps by instance id).
+-- (weight, zone, and meta, which the binding keeps by instance id) ->
+-- text | nil, err.
 local function instance_value(st, o)
   local weight, zone, id = st.backend:info(o.service, o.host, o.port)
   local meta = id and st.meta[id]
@@ -228,7 +229,8 @@ end
 -- Moves the backend's queue into own/gone and the dirty FIFO. A
 -- heartbeat of an instance etcd holds on the registry's lease costs no
 -- request: the lease's keepalive (keeper) holds it there; a register
--- whose weight, zone or meta changed puts the key again.
+-- whose weight, zone or meta changed puts the key again. (No round is
+-- under way meanwhile: the writer drains between rounds.)
 local function drain(st)
   for _, op in ipairs(st.backend:take()) do
     local kind, service, host, port = op[1], op[2], op[3], op[4]
@@ -247,8 +249,9 @@ local function drain(st)
         st.own[key] = o
       end
       touch(st, o)
-      if o.lease == nil or o.lease ~= st.lease
-        or (kind == "register" and o.value ~= instance_value(st, o)) then
+      if kind == "register" then
+        if o.lease == nil or o.lease ~= st.lease or o.value ~= instance_value(st, o) then mark(st, key) end
+      elseif o.lease == nil or o.lease ~= st.lease then
         mark(st, key)
       end
     end
@@ -371,23 +374,28 @@ local function put_all(st, keys)
   if #keys == 0 then return {}, nil end
   local lease, err = ensure_lease(st)
   if not lease then return {}, err end
-  local put, ops, values = {}, {}, {}
+  local put, ops, values, objs, first_err = {}, {}, {}, {}, nil
   for _, key in ipairs(keys) do
-    local value = instance_value(st, st.own[key])
-    put[#put + 1] = key
-    values[key] = value
-    ops[#ops + 1] = { request_put = { key = b64(key), value = b64(value), lease = lease } }
+    local o = st.own[key]
+    local value, verr = instance_value(st, o)
+    if value then
+      put[#put + 1] = key
+      values[key], objs[key] = value, o
+      ops[#ops + 1] = { request_put = { key = b64(key), value = b64(value), lease = lease } }
+    else
+      first_err = first_err or "etcd: instance " .. key .. ": " .. tostring(verr)
+    end
   end
   local revs
   revs, err = txn_all(st, put, ops)
   if err and find(err, "lease not found", 1, true) then lost_lease(st, lease) end
   local done = {}
   for _, key in ipairs(put) do
-    local o = st.own[key]
-    if revs[key] and o then o.lease, o.rev, o.value = lease, revs[key], values[key] end
+    local o = objs[key] -- own[key] may be another one by now (deregistered, registered again)
+    if revs[key] and st.own[key] == o then o.lease, o.rev, o.value = lease, revs[key], values[key] end
     done[key] = revs[key] ~= nil
   end
-  return done, err
+  return done, first_err or err
 end
 
 -- One round: brings up to ROUND dirty keys to etcd. Deregistered and

@@ -29,8 +29,8 @@ end
 -- that lease answer without a TTL, as etcd does for a lease it no longer
 -- has; g.empty makes them answer nothing at all.
 local function gateway()
-  local g = { grants = {}, puts = {}, put_count = 0, deletes = {}, keepalives = {}, revokes = {},
-    txns = 0, gone = {}, next_id = 100, t0 = fb.now() }
+  local g = { grants = {}, puts = {}, values = {}, put_count = 0, deletes = {}, keepalives = {}, revokes = {},
+    txns = 0, gone = {}, next_id = 100, t0 = fb.now(), txn_delay = 0 }
   g.srv = assert(fb.http.serve { port = 0, handler = function(req)
     if req.path == "/v3/lease/grant" then
       g.next_id = g.next_id + 1
@@ -38,9 +38,11 @@ local function gateway()
       return 200, nil, '{' .. HEADER .. ',"ID":"' .. g.next_id .. '","TTL":"30"}'
     elseif req.path == "/v3/kv/txn" then
       g.txns = g.txns + 1
+      if g.txn_delay > 0 then fb.sleep(g.txn_delay) end
       for _, op in ipairs(fb.json_decode(req.body).success) do
         if op.request_put then
           g.puts[unb64(op.request_put.key)] = op.request_put.lease
+          g.values[unb64(op.request_put.key)] = fb.json_decode(unb64(op.request_put.value))
           g.put_count = g.put_count + 1
         else
           g.deletes[unb64(op.request_delete_range.key)] = fb.now() - g.t0
@@ -117,6 +119,51 @@ describe("the etcd backend's writer", function()
     assert.is_true(beat)
     assert.are.equal(txns, g.txns) -- 30 heartbeats: no txn, no grant
     assert.are.equal(0, #g.keepalives) -- and no keepalive: the lease's is due at 10 s
+  end)
+
+  it("puts a registration once, whatever heartbeats come while its put is under way", function()
+    local g, done
+    fb.run(function()
+      g = gateway()
+      g.txn_delay = 0.2
+      local reg = registry(g, 30)
+      for i = 1, 100 do reg:register("svc", "127.0.0.1", 9000 + i) end
+      for _ = 1, 3 do
+        fb.sleep(0.05)
+        for i = 1, 100 do reg:heartbeat("svc", "127.0.0.1", 9000 + i) end
+      end
+      done = wait_until(function() return reg:pending() == 0 end, 5)
+      fb.sleep(0.3)
+      reg:close()
+      g.srv:close()
+    end)
+    assert.is_true(done)
+    assert.are.equal(100, g.put_count)
+  end)
+
+  it("puts an instance again when register changes its weight, zone or meta, and only then", function()
+    local g, first, same, changed
+    fb.run(function()
+      g = gateway()
+      local reg = registry(g, 30)
+      local k = key(9001)
+      reg:register("svc", "127.0.0.1", 9001, { weight = 2 })
+      wait_until(function() return reg:pending() == 0 end, 5)
+      first = g.put_count
+      reg:register("svc", "127.0.0.1", 9001, { weight = 2 })
+      wait_until(function() return reg:pending() == 0 end, 5)
+      fb.sleep(0.05)
+      same = g.put_count
+      reg:register("svc", "127.0.0.1", 9001, { weight = 3, zone = "eu-1a" })
+      changed = wait_until(function() return g.values[k] and g.values[k].weight == 3 end, 5)
+      reg:close()
+      g.srv:close()
+    end)
+    assert.are.equal(1, first)
+    assert.are.equal(1, same)
+    assert.is_true(changed)
+    assert.are.equal("eu-1a", g.values[key(9001)].zone)
+    assert.are.equal(2, g.put_count)
   end)
 
   it("keeps the lease alive every heartbeat_timeout / 3", function()
