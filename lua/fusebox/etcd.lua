@@ -259,9 +259,10 @@ local function drain(st)
 end
 
 -- Own instances whose last heartbeat is heartbeat_timeout old leave, as
--- they would from an in-memory registry: the cache drops them at once
--- and their keys are deleted in etcd, where the registry's lease, kept
--- alive for all of them, would keep them.
+-- they leave an in-memory registry's discover(): the cache drops them at
+-- once and their keys are deleted in etcd, where the registry's lease,
+-- kept alive for all of them, would keep them. (A heartbeat's time is
+-- when the writer took it: late by the round under way, if any.)
 local function expire(st)
   local t = now()
   local o = st.oldest
