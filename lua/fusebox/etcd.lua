@@ -311,10 +311,10 @@ local function ensure_lease(st)
   return doc.ID
 end
 
--- Runs fn(item) for every item, width (PARALLEL) at a time, each in a coroutine
+-- Runs fn(item) for every item, PARALLEL at a time, each in a coroutine
 -- of its own (daemons where the runtime has them, like the writer);
 -- returns when all are done.
-local function each_parallel(items, fn, width)
+local function each_parallel(items, fn)
   local n = #items
   if n == 0 then return end
   local next_i, running, me = 1, 0, coroutine.running()
@@ -327,7 +327,7 @@ local function each_parallel(items, fn, width)
     running = running - 1
     if running == 0 then core.wake(me) end
   end
-  for _ = 1, min(width or PARALLEL, n) do
+  for _ = 1, min(PARALLEL, n) do
     running = running + 1
     spawn(worker)
   end
@@ -375,13 +375,12 @@ local function put_all(st, keys)
   if #keys == 0 then return {}, nil end
   local lease, err = ensure_lease(st)
   if not lease then return {}, err end
-  local put, ops, values, objs, first_err = {}, {}, {}, {}, nil
+  local put, ops, values, first_err = {}, {}, {}, nil
   for _, key in ipairs(keys) do
-    local o = st.own[key]
-    local value, verr = instance_value(st, o)
+    local value, verr = instance_value(st, st.own[key])
     if value then
       put[#put + 1] = key
-      values[key], objs[key] = value, o
+      values[key] = value
       ops[#ops + 1] = { request_put = { key = b64(key), value = b64(value), lease = lease } }
     else
       first_err = first_err or "etcd: instance " .. key .. ": " .. tostring(verr)
@@ -392,8 +391,10 @@ local function put_all(st, keys)
   if err and find(err, "lease not found", 1, true) then lost_lease(st, lease) end
   local done = {}
   for _, key in ipairs(put) do
-    local o = objs[key] -- own[key] may be another one by now (deregistered, registered again)
-    if revs[key] and st.own[key] == o then o.lease, o.rev, o.value = lease, revs[key], values[key] end
+    if revs[key] then
+      local o = st.own[key] -- the same: only the writer changes own, between rounds
+      o.lease, o.rev, o.value = lease, revs[key], values[key]
+    end
     done[key] = revs[key] ~= nil
   end
   return done, first_err or err
@@ -805,7 +806,7 @@ function methods:close()
   local lease = st.lease
   st.lease = nil
   local function revoke()
-    for _ = 1, lease and #st.endpoints or 0 do
+    for _ = 1, #st.endpoints do
       local doc, err = call(st, "lease/revoke", { ID = lease })
       if doc or find(err, "not found", 1, true) then break end
     end
