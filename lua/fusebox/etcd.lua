@@ -137,15 +137,16 @@ end
 
 -- POST /v3/<path> with the body bytes -> status, response body | nil,
 -- err, on the keep-alive connections of the registry's pool (over TLS
--- for an https:// endpoint: st.secure). A failed connection moves to the
--- next endpoint for the next request. Once the registry is closed only
--- the revoke of its lease goes out.
-local function post(st, path, body)
+-- for an https:// endpoint: st.secure), within timeout (default: the
+-- registry's). A failed connection moves to the next endpoint for the
+-- next request. Once the registry is closed only the revoke of its lease
+-- goes out.
+local function post(st, path, body, timeout)
   if st.closed and path ~= "lease/revoke" then return nil, "etcd: the registry is closed" end
   local url = st.endpoints[st.ep]
   local status, headers, rbody = http.request {
     method = "POST", url = url .. "/v3/" .. path,
-    headers = JSON_TYPE, body = body, timeout = st.timeout, pool = st.pool,
+    headers = JSON_TYPE, body = body, timeout = timeout or st.timeout, pool = st.pool,
     tls = st.secure[url],
   }
   if not status then
@@ -462,9 +463,11 @@ end
 -- ----------------------------------------------------------- keeper
 
 -- One keepalive of lease -> true (kept), false (etcd no longer has it:
--- an answer without a TTL, or "lease not found"), or nil, err.
+-- an answer without a TTL, or "lease not found"), or nil, err. It waits
+-- a third of the TTL at most, so a keepalive lost on the way leaves time
+-- for two more before the lease runs out.
 local function keepalive(st, lease)
-  local status, body = post(st, "lease/keepalive", '{"ID":"' .. lease .. '"}')
+  local status, body = post(st, "lease/keepalive", '{"ID":"' .. lease .. '"}', min(st.timeout, st.ttl / 3))
   if not status then return nil, body end
   local nl = find(body, "\n", 1, true)
   local doc = json_decode(nl and sub(body, 1, nl - 1) or body)

@@ -30,7 +30,7 @@ end
 -- has; g.empty makes them answer nothing at all.
 local function gateway()
   local g = { grants = {}, puts = {}, values = {}, put_count = 0, deletes = {}, keepalives = {}, revokes = {},
-    txns = 0, gone = {}, next_id = 100, t0 = fb.now(), txn_delay = 0 }
+    txns = 0, gone = {}, next_id = 100, t0 = fb.now(), txn_delay = 0, keepalive_delay = 0 }
   g.srv = assert(fb.http.serve { port = 0, handler = function(req)
     if req.path == "/v3/lease/grant" then
       g.next_id = g.next_id + 1
@@ -52,6 +52,7 @@ local function gateway()
     elseif req.path == "/v3/lease/keepalive" then
       local id = fb.json_decode(req.body).ID
       g.keepalives[#g.keepalives + 1] = id
+      if g.keepalive_delay > 0 then fb.sleep(g.keepalive_delay) end
       if g.empty then return 200, nil, "" end
       local ttl = g.gone[id] and "" or ',"TTL":"30"'
       return 200, nil, '{"result":{' .. HEADER .. ',"ID":"' .. id .. '"' .. ttl .. '}}\n'
@@ -182,6 +183,29 @@ describe("the etcd backend's writer", function()
     assert.is_true(#g.keepalives >= 2 and #g.keepalives <= 4, #g.keepalives .. " keepalives")
     for _, id in ipairs(g.keepalives) do assert.are.equal("101", id) end
     assert.are.same({ "101" }, g.grants)
+  end)
+
+  it("gives up on a keepalive after a third of the TTL and asks again", function()
+    local g, asked, said
+    fb.run(function()
+      g = gateway()
+      g.keepalive_delay = 2 -- longer than the registry's timeout of 1 s
+      local reg = registry(g, 1)
+      reg:register("svc", "127.0.0.1", 9001)
+      local t0 = fb.now()
+      while fb.now() - t0 < 1.5 do -- the watcher's reasons come and go: sample
+        said = said or select(2, reg:stale()) == "etcd lease/keepalive: timeout"
+        fb.sleep(0.01)
+      end
+      asked = #g.keepalives
+      reg:close()
+      g.keepalive_delay = 0
+      g.srv:close()
+    end)
+    -- the first at 1/3 s, then one each 1/3 s timeout + backoff: 3 or 4 in
+    -- 1.5 s (waiting the registry's 1 s timeout, 2)
+    assert.is_true(asked >= 3, asked .. " keepalives")
+    assert.is_true(said) -- stale() said why
   end)
 
   it("grants a new lease when etcd lost it and puts every own key again", function()
