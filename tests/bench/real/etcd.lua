@@ -146,7 +146,7 @@ end
 
 function parts.throughput()
   local regs, beats, sent, first, last, held = {}, {}, {}, {}, {}, {}
-  local during
+  local during, all_held_ok = nil, true
   for run = 1, RUNS do
     local prefix = "/bench/throughput/" .. run .. "/"
     local w, remote = registry(prefix, HB_TTL), registry(prefix, HB_TTL)
@@ -178,7 +178,10 @@ function parts.throughput()
       c1.keepalives - c0.keepalives, c1.renewals - c0.renewals, c1.txns - c0.txns, c1.grants - c0.grants, elapsed)
     local ok, why = all_held(prefix, N)
     held[run] = why
-    if not ok then print("etcd heartbeats: NOT HELD: " .. why) end
+    if not ok then
+      print("etcd heartbeats: NOT HELD: " .. why)
+      all_held_ok = false
+    end
     w:close()
     remote:close()
   end
@@ -189,6 +192,8 @@ function parts.throughput()
   print(string.format("  first round %.0f /s, last round %.0f /s (medians); at the end of the last run: %s", median(first), median(last), held[RUNS]))
   print(string.format("etcd keepalive requests sent meanwhile: %.2f /s (median; target: one per TTL/3 = %.2f /s); last run: %s",
     median(sent), 3 / HB_TTL, during))
+  -- a heartbeat figure without its keys in etcd means nothing: fail
+  assert(all_held_ok, "etcd benchmark: keys were lost while heartbeating")
 end
 
 function parts.big()
