@@ -29,6 +29,7 @@ run_at() {
 run() { run_at "http://127.0.0.1:$ETCD_CLIENT" "$ctl" "$@"; }
 {
   run tests/etcd/basic.lua
+  run tests/etcd/lease.lua
   run tests/etcd/peer.lua A 8201 8202 > "$ETCD_DIR/a" & pids="$!"
   run tests/etcd/peer.lua B 8202 8201 > "$ETCD_DIR/b" & pids="$pids $!"
   wait $pids

@@ -4,27 +4,32 @@
 -- wait on the network and every balancer works unchanged.
 --
 -- In etcd: prefix .. service .. "/" .. host .. ":" .. port -> JSON
--- {host, port, weight, meta}, attached to a lease whose TTL is the
--- heartbeat timeout. register = lease grant + put; heartbeat = a lease
--- keepalive; deregister = delete + revoke; expiry = the lease running out.
--- Requests go over fb.http's pooled keep-alive connections.
+-- {host, port, weight, zone, meta}, attached to the registry's one lease,
+-- whose TTL is the heartbeat timeout (as etcd's clientv3 Session,
+-- Kubernetes or Patroni do: one lease per process, not per key).
+-- register = a put (128 to a txn); heartbeat = nothing sent, the lease's
+-- keepalive every TTL/3 holds every own key; deregister = a delete;
+-- expiry = the writer deleting the key of an instance whose heartbeats
+-- stopped a TTL ago, or, when the process dies, the lease running out
+-- with every key on it. reg:close() revokes the lease. Requests go over
+-- fb.http's pooled keep-alive connections.
 --
 -- The registry's own register/heartbeat/deregister change the cache at
 -- once and queue the change (src/lua_backend.c, the core's backend
--- vtable). Two coroutines per registry do the I/O:
+-- vtable). Three coroutines per registry do the I/O:
 --   writer: takes the queue into a FIFO of dirty keys and brings them to
---     etcd in rounds: deletions in txns, heartbeats as batched lease
---     keepalives (many per request), registrations as leases granted
---     in parallel then puts in txns (sync_round);
+--     etcd in rounds: deletions, then puts, in txns (sync_round); it
+--     grants the lease when there is none, and expires own instances;
+--   keeper: keeps the lease alive, and says when etcd lost it (then the
+--     writer grants a new one and puts every own key again);
 --   watcher: lists the prefix, then watches from the listing's revision
 --     + 1, feeding every PUT and DELETE into the cache.
 -- When etcd is stopped or unreachable the cache keeps serving what it
 -- last knew and reg:stale() says so (an event too, where the runtime has
--- an event log); both coroutines retry with capped, jittered exponential
+-- an event log); the coroutines retry with capped, jittered exponential
 -- backoff on the runtime clock, moving to the next endpoint. After an
--- outage the writer re-syncs every own instance still heartbeating (a
--- keepalive; a lease etcd no longer knows is granted again and the key
--- put again), and the watcher resumes at the last revision it applied
+-- outage the writer puts again every own key that is not in etcd on the
+-- current lease, and the watcher resumes at the last revision it applied
 -- + 1 -- nothing lost, nothing twice -- or lists again when that revision
 -- was compacted or the cluster is a new one.
 --
@@ -42,7 +47,7 @@ local json_encode, json_decode = core.json_encode, core.json_decode
 local b64, unb64 = core.base64_encode, core.base64_decode
 local format, sub, find, byte, char, rep = string.format, string.sub, string.find, string.byte, string.char, string.rep
 local match, type, tostring, pairs, ipairs, ceil = string.match, type, tostring, pairs, ipairs, math.ceil
-local min, concat, next = math.min, table.concat, next
+local min, max, concat, next = math.min, math.max, table.concat, next
 
 -- Background work must not keep a run going where the runtime has
 -- daemon coroutines; reg:close() ends it either way.
@@ -52,15 +57,11 @@ local M = {}
 
 local BACKOFF_MIN, BACKOFF_MAX = 0.05, 2
 local JSON_TYPE = { ["Content-Type"] = "application/json" }
--- The writer's batches: keys taken from the dirty FIFO per round, lease
--- keepalives per request (the gateway answers one result per request
--- object, one after another, and may end early: keepalive_batch),
--- keepalive requests at once (the gateway's renewals, not the requests,
--- are the cost: more at once only queue there, and time out sooner),
--- operations per txn (etcd's --max-txn-ops default), and other requests
--- in flight at once (lease grants and revokes, one each), each on a
--- connection of the registry's own pool, sized to keep them all.
-local ROUND, KEEPALIVES, KEEPALIVE_STREAMS, TXN_OPS, PARALLEL = 4096, 100, 4, 128, 32
+-- The writer's batches: keys taken from the dirty FIFO per round,
+-- operations per txn (etcd's --max-txn-ops default), and txns in flight
+-- at once, each on a connection of the registry's own pool, sized to
+-- keep them all (and the keeper's).
+local ROUND, TXN_OPS, PARALLEL = 4096, 128, 32
 local WATCH_IDLE = 30 -- a watch silent this long is opened again (a dead peer)
 local MAX_WATCH_LINE = 16 * 1024 * 1024 -- one watch response, in bytes
 
@@ -97,7 +98,7 @@ M.prefix_end = prefix_end
 -- ------------------------------------------------------------ state
 
 local function set_stale(st)
-  local stale = st.watch_down or st.write_down
+  local stale = st.watch_down or st.write_down or st.keep_down
   if stale == st.stale then return end
   st.stale = stale
   if core.emit then
@@ -136,13 +137,16 @@ end
 
 -- POST /v3/<path> with the body bytes -> status, response body | nil,
 -- err, on the keep-alive connections of the registry's pool (over TLS
--- for an https:// endpoint: st.secure). A failed connection moves to the
--- next endpoint for the next request.
-local function post(st, path, body)
+-- for an https:// endpoint: st.secure), within timeout (default: the
+-- registry's). A failed connection moves to the next endpoint for the
+-- next request. Once the registry is closed only the revoke of its lease
+-- goes out.
+local function post(st, path, body, timeout)
+  if st.closed and path ~= "lease/revoke" then return nil, "etcd: the registry is closed" end
   local url = st.endpoints[st.ep]
   local status, headers, rbody = http.request {
     method = "POST", url = url .. "/v3/" .. path,
-    headers = JSON_TYPE, body = body, timeout = st.timeout, pool = st.pool,
+    headers = JSON_TYPE, body = body, timeout = timeout or st.timeout, pool = st.pool,
     tls = st.secure[url],
   }
   if not status then
@@ -172,7 +176,7 @@ local function check_store(st, header)
   if type(header) ~= "table" then return end
   local id, rev = header.cluster_id, header.revision
   if st.cluster ~= nil and (id ~= st.cluster or (st.rev and rev and newer(st.rev, rev))) then
-    st.rev = nil
+    st.rev, st.lease = nil, nil
     for _, o in pairs(st.own) do o.lease = nil end
     st.resync = true
     st.backend:wake()
@@ -194,53 +198,124 @@ local function mark(st, key)
   st.order[st.tail] = key
 end
 
--- Moves the backend's queue into own/gone and the dirty FIFO.
+-- The own instances form a list in heartbeat order, oldest first
+-- (st.oldest .. st.newest, linked by o.older and o.newer), so the writer
+-- finds those whose heartbeats stopped without looking at the others.
+local function unlink(st, o)
+  if o.older then o.older.newer = o.newer else st.oldest = o.newer end
+  if o.newer then o.newer.older = o.older else st.newest = o.older end
+  o.older, o.newer = nil, nil
+end
+
+-- o heartbeats now: to the list's end.
+local function touch(st, o)
+  o.beat = now()
+  if st.newest == o then return end
+  if o.older or o.newer or st.oldest == o then unlink(st, o) end
+  o.older = st.newest
+  if st.newest then st.newest.newer = o else st.oldest = o end
+  st.newest = o
+end
+
+-- The JSON etcd holds for an own instance: what the cache has of it
+-- (weight, zone, and meta, which the binding keeps by instance id) ->
+-- text | nil, err.
+local function instance_value(st, o)
+  local weight, zone, id = st.backend:info(o.service, o.host, o.port)
+  local meta = id and st.meta[id]
+  return json_encode { host = o.host, port = o.port, weight = weight or 1, zone = zone or nil,
+    meta = type(meta) == "table" and meta or {} }
+end
+
+-- Moves the backend's queue into own/gone and the dirty FIFO. A
+-- heartbeat of an instance etcd holds on the registry's lease costs no
+-- request: the lease's keepalive (keeper) holds it there; a register
+-- whose weight, zone or meta changed puts the key again. (No round is
+-- under way meanwhile: the writer drains between rounds.)
 local function drain(st)
   for _, op in ipairs(st.backend:take()) do
     local kind, service, host, port = op[1], op[2], op[3], op[4]
     local key = key_of(st, service, host, port)
     local o = st.own[key]
     if kind == "deregister" then
-      st.own[key] = nil
-      if o and o.lease then
-        st.gone[key] = o.lease
-      elseif st.gone[key] == nil then
-        st.gone[key] = false -- perhaps another process's: delete the key
+      if o then
+        unlink(st, o)
+        st.own[key] = nil
       end
+      st.gone[key] = true
+      mark(st, key)
     else
       if not o then
-        o = { service = service, host = host, port = port }
+        o = { key = key, service = service, host = host, port = port }
         st.own[key] = o
       end
-      o.beat = now()
+      touch(st, o)
+      if kind == "register" then
+        if o.lease == nil or o.lease ~= st.lease or o.value ~= instance_value(st, o) then mark(st, key) end
+      elseif o.lease == nil or o.lease ~= st.lease then
+        mark(st, key)
+      end
     end
-    mark(st, key)
   end
 end
 
--- After an outage: every own instance still heartbeating is checked
--- again; those that stopped are left to their leases.
+-- Own instances whose last heartbeat is heartbeat_timeout old leave, as
+-- they leave an in-memory registry's discover(): the cache drops them at
+-- once and their keys are deleted in etcd, where the registry's lease,
+-- kept alive for all of them, would keep them. (A heartbeat's time is
+-- when the writer took it: late by the round under way, if any.)
+local function expire(st)
+  local t = now()
+  local o = st.oldest
+  while o and t - o.beat >= st.ttl do
+    unlink(st, o)
+    local key = o.key
+    st.own[key] = nil
+    st.gone[key] = true
+    mark(st, key)
+    st.known[key] = nil
+    local id = st.backend:delete(o.service, o.host, o.port)
+    if id then st.meta[id] = nil end
+    o = st.oldest
+  end
+end
+
+-- After an outage, a new store or a lost lease: every own instance not
+-- in etcd on the registry's current lease is put again.
 local function resync(st)
   st.resync = false
-  local t = now()
   for key, o in pairs(st.own) do
-    if t - o.beat < st.ttl then mark(st, key) else st.own[key] = nil end
+    if o.lease == nil or o.lease ~= st.lease then mark(st, key) end
   end
 end
 
--- The JSON etcd holds for an own instance: what the cache has of it
--- (weight, zone, and meta, which the binding keeps by instance id).
-local function instance_value(st, o)
-  local weight, zone, id = st.backend:info(o.service, o.host, o.port)
-  local meta = id and st.meta[id]
-  return { host = o.host, port = o.port, weight = weight or 1, zone = zone or nil,
-    meta = type(meta) == "table" and meta or {} }
+-- etcd no longer has lease (it expired, was revoked, or the store is a
+-- new one): the writer grants another and puts every own key again.
+local function lost_lease(st, lease)
+  if st.lease ~= lease then return end
+  st.lease = nil
+  st.resync = true
+  st.backend:wake()
 end
 
--- Runs fn(item) for every item, width (PARALLEL) at a time, each in a coroutine
+-- The registry's lease, granted when it has none (at first, or once
+-- etcd lost it) -> lease | nil, err.
+local function ensure_lease(st)
+  if st.lease then return st.lease end
+  local doc, err = call(st, "lease/grant", { TTL = st.ttl })
+  if not doc then return nil, err end
+  if type(doc.ID) ~= "string" or not find(doc.ID, "^%d+$") then
+    return nil, "etcd lease/grant: no lease ID"
+  end
+  if st.closed then return nil, "etcd: the registry is closed" end
+  st.lease = doc.ID
+  return doc.ID
+end
+
+-- Runs fn(item) for every item, PARALLEL at a time, each in a coroutine
 -- of its own (daemons where the runtime has them, like the writer);
 -- returns when all are done.
-local function each_parallel(items, fn, width)
+local function each_parallel(items, fn)
   local n = #items
   if n == 0 then return end
   local next_i, running, me = 1, 0, coroutine.running()
@@ -253,7 +328,7 @@ local function each_parallel(items, fn, width)
     running = running - 1
     if running == 0 then core.wake(me) end
   end
-  for _ = 1, min(width or PARALLEL, n) do
+  for _ = 1, min(PARALLEL, n) do
     running = running + 1
     spawn(worker)
   end
@@ -280,124 +355,64 @@ local function txn_all(st, keys, ops)
   return revs, first_err
 end
 
--- One keepalive request for leases (lease -> key) -> true | nil, err,
--- having set out[key] for each lease answered: true (kept) or false (the
--- lease is gone). The gateway streams one result per request object,
--- in order, but may end its answer early (it ends the stream once the
--- request body is in, whatever is still being renewed): the leases left
--- unanswered are asked again, until an answer brings none.
-local function keepalive_batch(st, leases, out)
-  while true do
-    local body = {}
-    for lease in pairs(leases) do body[#body + 1] = '{"ID":"' .. lease .. '"}' end
-    if #body == 0 then return true end
-    local status, rbody = post(st, "lease/keepalive", concat(body, "\n"))
-    if status ~= 200 then
-      return nil, status and format("etcd lease/keepalive: HTTP %d", status) or rbody
-    end
-    local answered, from = 0, 1
-    while from <= #rbody do
-      local nl = find(rbody, "\n", from, true) or #rbody + 1
-      local doc = json_decode(sub(rbody, from, nl - 1))
-      local r = type(doc) == "table" and doc.result
-      if type(r) == "table" and leases[r.ID] then
-        out[leases[r.ID]] = r.TTL ~= nil and r.TTL ~= "0"
-        leases[r.ID] = nil
-        answered = answered + 1
-      elseif type(doc) == "table" and doc.error then
-        return nil, "etcd lease/keepalive: " .. tostring(type(doc.error) == "table" and doc.error.message or doc.error)
-      end
-      from = nl + 1
-    end
-    if answered == 0 then return nil, "etcd lease/keepalive: an answer without results" end
-  end
-end
-
--- Keeps the leases of keys alive, KEEPALIVES per request, KEEPALIVE_STREAMS
--- requests at once -> key -> true (kept) | false (the lease is gone:
--- expired, or the store forgot it); a key whose request failed is
--- absent. And the first error.
-local function keepalive_all(st, keys)
-  local out, first_err = {}, nil
-  local chunks = {}
-  for i = 1, #keys, KEEPALIVES do chunks[#chunks + 1] = i end
-  each_parallel(chunks, function(from)
-    local leases = {}
-    for i = from, min(from + KEEPALIVES - 1, #keys) do leases[st.own[keys[i]].lease] = keys[i] end
-    local ok, err = keepalive_batch(st, leases, out)
-    if not ok then first_err = first_err or err end
-  end, KEEPALIVE_STREAMS)
-  return out, first_err
-end
-
--- Deletes the deregistered keys (txns) and revokes their leases (one
--- request each; a lease already gone is fine) -> key -> true when done,
--- and the first error.
+-- Deletes the keys (txns) -> key -> true when done, and the first error.
 local function delete_all(st, keys)
   local ops = {}
   for i, key in ipairs(keys) do ops[i] = { request_delete_range = { key = b64(key) } } end
   local revs, first_err = txn_all(st, keys, ops)
-  local done, leased = {}, {}
+  local done = {}
   for _, key in ipairs(keys) do
     if revs[key] then
-      if st.gone[key] then leased[#leased + 1] = key else done[key] = true end
+      done[key] = true
+      st.gone[key] = nil
     end
   end
-  each_parallel(leased, function(key)
-    local ok, err = call(st, "lease/revoke", { ID = st.gone[key] })
-    if ok or find(err, "not found", 1, true) then done[key] = true
-    else first_err = first_err or err end
-  end)
-  for key in pairs(done) do st.gone[key] = nil end
   return done, first_err
 end
 
--- Registers the own keys: a lease each (granted in parallel), then the
--- puts (txns) -> key -> true when done, and the first error.
-local function register_all(st, keys)
-  local leases, first_err = {}, nil
-  each_parallel(keys, function(key)
-    local doc, err = call(st, "lease/grant", { TTL = st.ttl })
-    if doc and doc.ID ~= nil then leases[key] = doc.ID
-    else first_err = first_err or err or "etcd lease/grant: no lease ID" end
-  end)
-  local granted, ops = {}, {}
+-- Puts the own keys on the registry's lease (granted first if need be),
+-- in txns -> key -> true when done, and the first error.
+local function put_all(st, keys)
+  if #keys == 0 then return {}, nil end
+  local lease, err = ensure_lease(st)
+  if not lease then return {}, err end
+  local put, ops, values, first_err = {}, {}, {}, nil
   for _, key in ipairs(keys) do
-    local o, lease = st.own[key], leases[key]
-    if lease and o then
-      local value, verr = json_encode(instance_value(st, o))
-      if value then
-        granted[#granted + 1] = key
-        ops[#ops + 1] = { request_put = { key = b64(key), value = b64(value), lease = lease } }
-      else
-        first_err = first_err or "etcd: instance " .. key .. ": " .. tostring(verr)
-      end
+    local value, verr = instance_value(st, st.own[key])
+    if value then
+      put[#put + 1] = key
+      values[key] = value
+      ops[#ops + 1] = { request_put = { key = b64(key), value = b64(value), lease = lease } }
+    else
+      first_err = first_err or "etcd: instance " .. key .. ": " .. tostring(verr)
     end
   end
-  local revs, err = txn_all(st, granted, ops)
-  first_err = first_err or err
+  local revs
+  revs, err = txn_all(st, put, ops)
+  if err and find(err, "lease not found", 1, true) then lost_lease(st, lease) end
   local done = {}
-  for _, key in ipairs(granted) do
-    local o = st.own[key]
-    if revs[key] and o then o.lease, o.rev = leases[key], revs[key] end
+  for _, key in ipairs(put) do
+    if revs[key] then
+      local o = st.own[key] -- the same: only the writer changes own, between rounds
+      o.lease, o.rev, o.value = lease, revs[key], values[key]
+    end
     done[key] = revs[key] ~= nil
   end
-  return done, first_err
+  return done, first_err or err
 end
 
--- One round: brings up to ROUND dirty keys to etcd. Deregistered keys
--- are deleted (and their leases revoked) first, then the own keys with
--- a lease are kept alive in batches, then those without one -- new, or
--- their lease gone -- are registered again. -> true, or nil and the
--- first error; the keys that failed stay dirty, at the FIFO's end.
+-- One round: brings up to ROUND dirty keys to etcd. Deregistered and
+-- expired keys are deleted first, then the own keys are put. -> true, or
+-- nil and the first error; the keys that failed stay dirty, at the
+-- FIFO's end.
 local function sync_round(st)
-  local batch, gone, alive, fresh = {}, {}, {}, {}
+  local batch, gone, fresh = {}, {}, {}
   while #batch < ROUND and st.head <= st.tail do
     local key = st.order[st.head]
     st.order[st.head], st.dirty[key] = nil, nil
     st.head = st.head + 1
     batch[#batch + 1] = key
-    if st.gone[key] ~= nil then gone[#gone + 1] = key end
+    if st.gone[key] then gone[#gone + 1] = key end
   end
   st.inflight = #batch
   local failed, first_err = {}, nil
@@ -408,23 +423,9 @@ local function sync_round(st)
   local done, err = delete_all(st, gone)
   note(gone, done, err)
   for _, key in ipairs(batch) do
-    local o = st.own[key]
-    if o and not failed[key] then
-      if o.lease then alive[#alive + 1] = key else fresh[#fresh + 1] = key end
-    end
+    if st.own[key] and not failed[key] then fresh[#fresh + 1] = key end
   end
-  local kept
-  kept, err = keepalive_all(st, alive)
-  first_err = first_err or err
-  for _, key in ipairs(alive) do
-    if kept[key] == nil then
-      failed[key] = true
-    elseif not kept[key] then
-      st.own[key].lease = nil -- expired: a late heartbeat registers it again
-      fresh[#fresh + 1] = key
-    end
-  end
-  done, err = register_all(st, fresh)
+  done, err = put_all(st, fresh)
   note(fresh, done, err)
   for _, key in ipairs(batch) do
     if failed[key] then mark(st, key) end
@@ -438,10 +439,12 @@ local function writer(st)
   local delay = 0
   while not st.closed do
     drain(st)
+    expire(st)
     if st.resync then resync(st) end
     if st.head > st.tail then
       st.order, st.head, st.tail = {}, 1, 0
-      st.backend:wait()
+      -- until an op comes, or the oldest own instance is due to expire
+      st.backend:wait(st.oldest and max(st.oldest.beat + st.ttl - now(), 0.001))
     else
       local ok, err = sync_round(st)
       if ok then
@@ -454,6 +457,56 @@ local function writer(st)
         delay = retry_later(st, "write_down", err, delay)
       end
     end
+  end
+end
+
+-- ----------------------------------------------------------- keeper
+
+-- One keepalive of lease -> true (kept), false (etcd no longer has it:
+-- an answer without a TTL, or "lease not found"), or nil, err. It waits
+-- a third of the TTL at most, so a keepalive lost on the way leaves time
+-- for two more before the lease runs out.
+local function keepalive(st, lease)
+  local status, body = post(st, "lease/keepalive", '{"ID":"' .. lease .. '"}', min(st.timeout, st.ttl / 3))
+  if not status then return nil, body end
+  local nl = find(body, "\n", 1, true)
+  local doc = json_decode(nl and sub(body, 1, nl - 1) or body)
+  local r = type(doc) == "table" and doc.result
+  if status == 200 and type(r) == "table" and r.ID == lease then
+    return r.TTL ~= nil and r.TTL ~= "0"
+  end
+  local why = type(doc) == "table" and (doc.message or type(doc.error) == "table" and doc.error.message or doc.error)
+  if why and find(tostring(why), "lease not found", 1, true) then return false end
+  if why then return nil, "etcd lease/keepalive: " .. tostring(why) end
+  if status ~= 200 then return nil, format("etcd lease/keepalive: HTTP %d", status) end
+  return nil, "etcd lease/keepalive: an answer without results"
+end
+
+-- Keeps the registry's lease alive: a keepalive every heartbeat_timeout
+-- / 3, as etcd's own clients do, sooner again (backoff) after a failure.
+-- etcd holds a lease for its TTL after the last keepalive it took, so
+-- once this stops (the process died, or cannot reach etcd) every own key
+-- goes between 2/3 TTL and one TTL later (plus up to 0.5 s: etcd looks
+-- for expired leases twice a second) -- no earlier than 2/3 TTL after an
+-- instance's last heartbeat, no later than one TTL after the last
+-- keepalive.
+local function keeper(st)
+  local delay = 0
+  while not st.closed do
+    local lease, pause = st.lease, st.ttl / 3
+    if lease then
+      local kept, err = keepalive(st, lease)
+      if kept == nil then
+        if not st.closed then down(st, "keep_down", err) end
+        delay = backoff(delay)
+        pause = min(delay, pause)
+      else
+        delay = 0
+        if st.keep_down then up(st, "keep_down") end
+        if not kept then lost_lease(st, lease) end
+      end
+    end
+    core.sleep(pause)
   end
 end
 
@@ -703,18 +756,21 @@ function M.new(opts)
   local st = {
     backend = core.registry_backend(reg), meta = debug.getfenv(reg).meta,
     endpoints = endpoints, secure = secure, ep = 1, prefix = prefix, ttl = ttl,
-    pool = http.pool { max_idle_per_host = PARALLEL },
+    pool = http.pool { max_idle_per_host = PARALLEL + 1 },
     timeout = check_positive(opts.timeout, "timeout", 2),
-    own = {},   -- key -> {service, host, port, beat, lease, rev}: ours
-    gone = {},  -- key -> lease | false: deregistered, to delete in etcd
+    own = {},   -- key -> {key, service, host, port, beat, lease, rev, value}: ours
+    oldest = nil, newest = nil, -- own, in heartbeat order (touch)
+    lease = nil, -- the registry's lease; nil: none granted (yet, or again)
+    gone = {},  -- key -> true: deregistered or expired, to delete in etcd
     dirty = {}, order = {}, head = 1, tail = 0, -- keys to bring to etcd
     inflight = 0, -- keys taken from the FIFO by the round under way
     known = {}, -- key -> true: in the cache because etcd has it
     rev = nil,  -- last revision applied to the cache; nil: list first
-    stale = true, watch_down = true, write_down = false, reason = "not listed yet",
+    stale = true, watch_down = true, write_down = false, keep_down = false, reason = "not listed yet",
   }
   states[reg] = st
   spawn(writer, st)
+  spawn(keeper, st)
   spawn(watcher, st)
   return reg
 end
@@ -740,15 +796,26 @@ function methods:pending()
   return st.backend:queued() + st.tail - st.head + 1 + st.inflight
 end
 
--- reg:close(): stops talking to the store (own instances then expire
--- with their leases); the cache keeps its last view.
+-- reg:close(): stops talking to the store and revokes the registry's
+-- lease, so every own instance leaves etcd at once (in a coroutine of
+-- its own, which the run waits for: one try per endpoint, timeout each);
+-- the cache keeps its last view.
 function methods:close()
   local st = states[self]
   if not st or st.closed then return end
   st.closed = true
   st.backend:close()
-  st.pool:close()
   if st.watch_sock then st.watch_sock:close() end
+  local lease = st.lease
+  st.lease = nil
+  local function revoke()
+    for _ = 1, #st.endpoints do
+      local doc, err = call(st, "lease/revoke", { ID = lease })
+      if doc or find(err, "not found", 1, true) then break end
+    end
+    st.pool:close()
+  end
+  if not (lease and pcall(core.spawn, revoke)) then st.pool:close() end
 end
 
 return M

@@ -1,9 +1,11 @@
 #!/bin/sh
 # The etcd registry backend against a local one-member etcd (data on
-# this machine's disk, fsync on): registrations/s and heartbeats/s, and
-# the time from a lease expiring to the instance leaving a remote view's
-# discover(), 10,000 instances heartbeating every 10 s, and the gateway's
-# own rates for scale (tests/bench/real/etcd.lua). Skipped without etcd.
+# this machine's disk, fsync on): registrations/s, heartbeats/s (with
+# every key still in etcd on its live lease at the end) and the keepalive
+# requests/s sent meanwhile, the time from a heartbeat timeout to the
+# instance leaving a remote view's discover(), 10,000 instances
+# heartbeating every 10 s, and the gateway's own rates for scale
+# (tests/bench/real/etcd.lua), each with its target. Skipped without etcd.
 cd "$(dirname "$0")/../.." || exit 1
 export FB_BUILD="${FB_BUILD:-build}"
 if ! command -v etcd >/dev/null 2>&1; then

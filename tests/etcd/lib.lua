@@ -43,6 +43,42 @@ function L.put_leased(key, value, ttl)
   return lease
 end
 
+-- The keys under prefix in etcd and the leases they are on: key count,
+-- lease (decimal, as etcd's JSON has it) -> how many keys.
+function L.leases(prefix)
+  local out = L.etcdctl("get --prefix -w json " .. prefix)
+  local n, leases = 0, {}
+  for kv in out:gmatch('{"key":[^}]*}') do
+    n = n + 1
+    local lease = kv:match('"lease":(%d+)') or "none"
+    leases[lease] = (leases[lease] or 0) + 1
+  end
+  return n, leases
+end
+
+-- the one lease of a table as L.leases returns it, or nil
+function L.only(leases)
+  local one = next(leases)
+  return one ~= nil and next(leases, one) == nil and one ~= "none" and one or nil
+end
+
+-- A decimal lease id (beyond 2^53) in hex, as etcdctl lease takes it.
+function L.hex(dec)
+  local digits, out = {}, {}
+  for d in dec:gmatch("%d") do digits[#digits + 1] = tonumber(d) end
+  while #digits > 0 do
+    local rem, q = 0, {}
+    for _, d in ipairs(digits) do
+      local cur = rem * 10 + d
+      rem = cur % 16
+      if #q > 0 or cur >= 16 then q[#q + 1] = math.floor(cur / 16) end
+    end
+    out[#out + 1] = string.format("%x", rem)
+    digits = q
+  end
+  return table.concat(out):reverse()
+end
+
 -- "host:port,..." of reg:discover(service), sorted.
 function L.members(reg, service)
   local out = {}
