@@ -28,16 +28,26 @@ static void close_timer(fb_runtime *rt) {
   rt->timer->data = NULL;
   uv_close((uv_handle_t *)rt->timer, free_handle);
   rt->timer = NULL;
+  rt->idle->data = NULL;
+  uv_close((uv_handle_t *)rt->idle, free_handle);
+  rt->idle = NULL;
 }
 
+/* The runtime's two wake-ups (arm): the timer, and the idle handle for
+ * work already due. */
 static int new_timer(fb_runtime *rt) {
   rt->timer = malloc(sizeof *rt->timer);
-  if (!rt->timer || uv_timer_init(rt->loop, rt->timer) != 0) {
+  rt->idle = malloc(sizeof *rt->idle);
+  if (!rt->timer || !rt->idle || uv_timer_init(rt->loop, rt->timer) != 0) {
     free(rt->timer);
+    free(rt->idle);
     rt->timer = NULL;
+    rt->idle = NULL;
     return FB_ENOMEM;
   }
+  uv_idle_init(rt->loop, rt->idle); /* cannot fail */
   rt->timer->data = rt;
+  rt->idle->data = rt;
   return 0;
 }
 
@@ -436,9 +446,9 @@ static void run_virtual(fb_runtime *rt) {
 }
 
 /* Runs what is due, but only what was queued before this turn began, so
- * a coroutine that keeps yielding cannot starve libuv's I/O. */
-static void on_timer(uv_timer_t *timer) {
-  fb_runtime *rt = timer->data;
+ * a coroutine that keeps yielding cannot starve libuv's I/O (arm says how
+ * the next turn comes after a poll). */
+static void run_due(fb_runtime *rt) {
   double now = fb_runtime_now(rt);
   uint64_t limit = rt->queue.next_seq;
   const fb_timer *top;
@@ -453,8 +463,17 @@ static void on_timer(uv_timer_t *timer) {
   arm(rt);
 }
 
-/* Arms the timer for the earliest live entry. Void entries on top are
- * dropped first: a stale 30 s I/O timeout must not keep the loop alive. */
+static void on_timer(uv_timer_t *timer) { run_due(timer->data); }
+static void on_idle(uv_idle_t *idle) { run_due(idle->data); }
+
+/* Arms the wake-up for the earliest live entry. Void entries on top are
+ * dropped first: a stale 30 s I/O timeout must not keep the loop alive.
+ * Work already due is run from the idle handle, not a timer of 0 ms:
+ * libuv (1.44) runs a timer restarted from its own callback again in the
+ * same pass when it is due, before any poll, so coroutines that keep each
+ * other due would starve every socket (a GET waited out its timeout).
+ * An active idle handle makes the loop poll without blocking, then call
+ * it: one turn of due work per poll. */
 static void arm(fb_runtime *rt) {
   const fb_timer *top;
   fb_timer t;
@@ -464,11 +483,17 @@ static void arm(fb_runtime *rt) {
     return;
   if (rt->failed || rt->stopped || !top) {
     uv_timer_stop(rt->timer);
+    uv_idle_stop(rt->idle);
     return;
   }
   double wait = top->deadline - fb_runtime_now(rt);
-  uint64_t ms = wait > 0 ? (uint64_t)ceil(wait * 1000.0) : 0;
-  uv_timer_start(rt->timer, on_timer, ms, 0);
+  if (wait > 0) {
+    uv_idle_stop(rt->idle);
+    uv_timer_start(rt->timer, on_timer, (uint64_t)ceil(wait * 1000.0), 0);
+  } else {
+    uv_timer_stop(rt->timer);
+    uv_idle_start(rt->idle, on_idle);
+  }
 }
 
 /* Appends where each coroutine of the run (daemons aside) is, with its

@@ -64,6 +64,7 @@ struct fb_runtime {
   int seed_set;         /* the seed was chosen (fb.seed, run, embed):
                            kept across a fork */
   uv_timer_t *timer;    /* own allocation: freed by its close callback */
+  uv_idle_t *idle;      /* the same: wakes the loop for work already due */
   fb_timerq queue;
   int virtual_time;
   double vnow;          /* the virtual clock */

@@ -145,6 +145,27 @@ describe("runtime", function()
     end)
   end)
 
+  -- libuv 1.44 runs a timer restarted from its callback again in the
+  -- same pass when it is due: with a 0 ms timer for due work, coroutines
+  -- that kept each other due starved every socket of the run.
+  it("polls its sockets while coroutines keep each other due on the real clock", function()
+    fb.run(function()
+      local srv = assert(fb.http.serve { port = 0, handler = function() return 200, nil, "ok" end })
+      local function busy() local t = fb.now(); repeat until fb.now() - t > 0.002 end
+      local other, stop = nil, false
+      other = fb.spawn(function() while not stop do fb.wait("a turn"); busy() end end)
+      fb.spawn(function()
+        while not stop do busy(); fb.wake(other); fb.sleep(0.001) end
+        fb.wake(other)
+      end)
+      local status, _, body = fb.http.request { url = "http://127.0.0.1:" .. srv:port() .. "/", timeout = 1 }
+      stop = true
+      srv:close()
+      assert.equal(200, status, tostring(body))
+      assert.equal("ok", body)
+    end)
+  end)
+
   describe("random", function()
     it("replays with the same seed and follows math.random's contract", function()
       local function draws(seed)
