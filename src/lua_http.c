@@ -55,6 +55,7 @@ enum {
   MAX_FIELDS = 100,
   MAX_HEADER = HTTP_MAX_HEADER_SIZE, /* per header section, CRLFs included */
   KEEP_BUFFER = 64 * 1024,           /* bigger buffers go back after use */
+  KEEP_RESET = 4 * 1024,             /* and after a reset, bigger than this */
   NO_TRAILERS = MAX_FIELDS + 1,      /* first_trailer before the body */
 };
 
@@ -102,16 +103,18 @@ static int buf_add(buf *b, const char *s, size_t n) {
   return 0;
 }
 
-/* Empties b; a big buffer goes back, so an idle connection that once
- * took a large body does not hold it. */
-static void buf_reset(buf *b) {
+/* Empties b; a buffer over keep bytes goes back, so an idle connection
+ * that once took a large body does not hold it. */
+static void buf_empty(buf *b, size_t keep) {
   b->n = 0;
-  if (b->cap > KEEP_BUFFER) {
+  if (b->cap > keep) {
     free(b->p);
     b->p = NULL;
     b->cap = 0;
   }
 }
+
+static void buf_reset(buf *b) { buf_empty(b, KEEP_BUFFER); }
 
 static hparser *of(http_parser *p) { return (hparser *)p; }
 
@@ -348,7 +351,10 @@ static void push_message(lua_State *L, hparser *h) {
     lua_pushinteger(L, p->status_code);
     lua_setfield(L, -2, "status");
   }
-  lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
+  if (p->http_major == 1 && p->http_minor <= 1) /* no formatting: the usual */
+    lua_pushstring(L, p->http_minor ? "1.1" : "1.0");
+  else
+    lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
   lua_setfield(L, -2, "version");
   push_fields(L, h, 0, headers);
   lua_setfield(L, -2, "headers");
@@ -445,6 +451,43 @@ static int parser_finish(lua_State *L) {
   return h->complete ? 1 : 0;
 }
 
+/* parser:reset(max_body [, head]) -> parser: starts over for the next
+ * message of a new exchange (its limit, whether it answers HEAD), as a
+ * new parser would, keeping the buffers of up to KEEP_RESET bytes: a
+ * pooled connection's client reuses one parser for every response
+ * instead of allocating one (a userdata with a finalizer) per request,
+ * and resets it when the connection goes idle, which then holds no more
+ * than those. */
+static double check_max_body(lua_State *L, int idx) {
+  double max_body = luaL_checknumber(L, idx);
+  if (!(max_body >= 0))
+    luaL_argerror(L, idx, lua_pushfstring(L, "max_body must be a non-negative "
+                                             "number, got %f", max_body));
+  return max_body;
+}
+
+static void start(hparser *h, enum http_parser_type type, double max_body,
+                  int head) {
+  http_parser_init(&h->p, type);
+  h->max_body = max_body >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_body;
+  h->head = head;
+  h->status = 0;
+  h->why[0] = '\0';
+  h->complete = 0;
+  reset_fields(h);
+  buf_empty(&h->url, KEEP_RESET);
+  buf_empty(&h->headers, KEEP_RESET);
+  buf_empty(&h->body, KEEP_RESET);
+}
+
+static int parser_reset(lua_State *L) {
+  hparser *h = check_parser(L);
+  double max_body = check_max_body(L, 2);
+  start(h, (enum http_parser_type)h->p.type, max_body, lua_toboolean(L, 3));
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* parser:take_body() -> the body bytes parsed so far, which the parser
  * then forgets: reads a streamed response (etcd's watch) as it arrives. */
 static int parser_take_body(lua_State *L) {
@@ -481,18 +524,11 @@ static int parser_gc(lua_State *L) {
 static int parser_new(lua_State *L) {
   static const char *const kinds[] = {"request", "response", NULL};
   int kind = luaL_checkoption(L, 1, NULL, kinds);
-  double max_body = luaL_checknumber(L, 2);
-  if (!(max_body >= 0))
-    return luaL_argerror(L, 2, lua_pushfstring(L, "max_body must be a "
-                                                  "non-negative number, got %f",
-                                               max_body));
+  double max_body = check_max_body(L, 2);
   int head = lua_toboolean(L, 3);
   hparser *h = lua_newuserdata(L, sizeof *h);
   memset(h, 0, sizeof *h);
-  http_parser_init(&h->p, kind == 0 ? HTTP_REQUEST : HTTP_RESPONSE);
-  h->max_body = max_body >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_body;
-  h->head = head;
-  h->first_trailer = NO_TRAILERS;
+  start(h, kind == 0 ? HTTP_REQUEST : HTTP_RESPONSE, max_body, head);
   luaL_getmetatable(L, FBL_HTTP_PARSER);
   lua_setmetatable(L, -2);
   return 1;
@@ -545,6 +581,7 @@ static const luaL_Reg parser_methods[] = {
     {"feed", parser_feed},
     {"finish", parser_finish},
     {"take_body", parser_take_body},
+    {"reset", parser_reset},
     {"status", parser_status},
     {NULL, NULL},
 };

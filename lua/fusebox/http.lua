@@ -23,7 +23,7 @@ local limiter = core.import "fusebox.limiter"
 local pool = core.import "fusebox.pool"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
-local find, sub, lower = string.find, string.sub, string.lower
+local find, sub, lower, byte = string.find, string.sub, string.lower, string.byte
 local xpcall, traceback, getmetatable, max = xpcall, debug.traceback, getmetatable, math.max
 
 local M = {}
@@ -77,9 +77,12 @@ end
 
 -- Reads from sock into parser until a message completes. input holds
 -- the bytes read but not parsed yet: input.buf from input.pos on (an
--- index, so pipelined messages are not copied once each). Returns msg |
--- nil, err [, status]: a status when the parser refused the message (the
--- one to answer it with), none when the connection failed.
+-- index, so pipelined messages are not copied once each), and what
+-- timeout_of(input) needs to say how long the next read may wait (->
+-- seconds | nil, why): a table that lives as long as its connection, so
+-- a message costs no closure. Returns msg | nil, err [, status]: a
+-- status when the parser refused the message (the one to answer it
+-- with), none when the connection failed.
 local function read_message(sock, parser, input, timeout_of)
   while true do
     if input.pos <= #input.buf then
@@ -88,7 +91,7 @@ local function read_message(sock, parser, input, timeout_of)
       input.pos = input.pos + used
       if msg then return msg end
     end
-    local t, why = timeout_of()
+    local t, why = timeout_of(input)
     if not t then return nil, why end
     local data, err = sock:read(t)
     if not data then
@@ -144,7 +147,7 @@ local PEER_CLOSED = { closed = true, ["connection reset by peer"] = true, ["brok
 -- host, port, target, scheme ("http" or "https") of a request | nil, why
 -- (a bad argument).
 local function target_of(opts)
-  local host, port, target, https
+  local scheme, host, port, target, https
   if opts.url ~= nil then
     if type(opts.url) ~= "string" then return nil, "url must be a string, got " .. type(opts.url) end
     scheme, host, port, target = core.http_parse_url(opts.url)
@@ -162,7 +165,7 @@ local function target_of(opts)
       return nil, "url or instance ({host=, port=}) expected"
     end
     target = opts.path or "/"
-    if type(target) ~= "string" or sub(target, 1, 1) ~= "/" then
+    if type(target) ~= "string" or byte(target) ~= 47 then -- "/"
       return nil, "path must be a string starting with '/', got " .. tostring(target)
     end
     host, port, https = inst.host, inst.port, opts.tls ~= nil and opts.tls ~= false
@@ -173,18 +176,30 @@ local function target_of(opts)
   return host, port, target, https and "https" or "http"
 end
 
--- close: the request asks the server to close after answering (the
--- connection's last request, or one that is not pooled).
-local function build_request(method, host, port, target, headers, body, close)
-  if find(host, ":", 1, true) then host = "[" .. host .. "]" end -- an IPv6 literal
-  local out = { method, " ", target, " HTTP/1.1\r\nHost: ", host, ":", tostring(port), "\r\n" }
+-- The Host header's value: host:port, an IPv6 literal in brackets.
+local function authority_of(host, port)
+  if find(host, ":", 1, true) then return "[" .. host .. "]:" .. port end
+  return host .. ":" .. port
+end
+
+-- The caller's header lines (add_headers), "" for none.
+local function header_lines(headers)
+  if headers == nil then return "" end
+  local out = {}
   add_headers(out, headers)
-  if body ~= "" or (method ~= "GET" and method ~= "HEAD") then
-    out[#out + 1] = "Content-Length: " .. #body .. "\r\n"
-  end
-  out[#out + 1] = close and "Connection: close\r\n\r\n" or "\r\n"
-  out[#out + 1] = body
   return concat(out)
+end
+
+-- The request, in one concatenation (one string made, nothing else):
+-- close says the request asks the server to close after answering (the
+-- connection's last request, or one that is not pooled).
+local function build_request(method, authority, target, fields, body, close)
+  local length = ""
+  if body ~= "" or (method ~= "GET" and method ~= "HEAD") then
+    length = "Content-Length: " .. #body .. "\r\n"
+  end
+  return method .. " " .. target .. " HTTP/1.1\r\nHost: " .. authority .. "\r\n" .. fields .. length
+    .. (close and "Connection: close\r\n\r\n" or "\r\n") .. body
 end
 
 -- Whether the caller's headers ask for Connection: close.
@@ -264,16 +279,17 @@ local function pool_key(scheme, host, port, secure)
 end
 
 -- A new connection, within the request's time: conn = {sock=, key=,
--- requests=}. The connect phase has its own bound when connect_timeout
--- is given, the TLS handshake (secure: tls.client's) tls.handshake_timeout.
-local function open(p, key, host, port, ph, secure)
-  local t = ph.deadline - now()
+-- requests=}; exchange adds the rest (its parser, its input: see
+-- there). The connect phase has its own bound when connect_timeout is
+-- given, the TLS handshake (secure: tls.client's) tls.handshake_timeout.
+local function open(p, key, host, port, r, secure)
+  local t = r.deadline - now()
   if t <= 0 then return nil, "timeout" end
-  local phase = ph.connect_timeout and ph.connect_timeout < t
-  local sock, err = tcp.connect(host, port, { timeout = phase and ph.connect_timeout or t })
+  local phase = r.connect_timeout and r.connect_timeout < t
+  local sock, err = tcp.connect(host, port, { timeout = phase and r.connect_timeout or t })
   if not sock then return nil, (phase and err == "timeout") and "connect timeout" or err end
   if secure then -- the handshake: within the request's time, and its own bound
-    t = ph.deadline - now()
+    t = r.deadline - now()
     if secure.handshake_timeout and secure.handshake_timeout < t then t = secure.handshake_timeout end
     sock, err = tls.handshake(sock, secure, host, t > 0 and t or 0)
     if not sock then return nil, err end
@@ -282,41 +298,59 @@ local function open(p, key, host, port, ph, secure)
   return { sock = sock, key = key, requests = 0 }
 end
 
+-- How long the next read of a response may wait (read_message's
+-- timeout_of; conn is its input): what is left of the request's time,
+-- or of first_byte_timeout while no byte came. conn.bound names the one
+-- it is, for a read that times out.
+local function response_wait(conn)
+  local t0 = now()
+  local t, bound = conn.deadline - t0, "timeout"
+  local first_by = conn.first_by
+  if first_by and conn.buf == "" and first_by - t0 < t then
+    t, bound = first_by - t0, "first byte timeout"
+  end
+  conn.bound = bound
+  if t <= 0 then return nil, bound end
+  return t
+end
+
 -- One request and its response on conn. Returns msg, reusable | nil,
 -- err, retryable: retryable when the peer closed the connection before
 -- a byte of the response arrived (it may never have seen the request).
 -- reusable when the response was read to its end by its framing, both
 -- sides kept the connection alive and nothing followed the response.
-local function exchange(conn, req, r, ph)
+-- conn keeps its parser from one exchange to the next and is the input
+-- of read_message (buf, pos, and deadline, first_by, bound for
+-- response_wait): a request on a pooled connection allocates neither.
+local function exchange(conn, req, r)
   local sock = conn.sock
   conn.requests = conn.requests + 1
-  local ok, err = sock:write(req, max(ph.deadline - now(), 0))
+  local ok, err = sock:write(req, max(r.deadline - now(), 0))
   if not ok then return nil, err, PEER_CLOSED[err] end
-  local input = { buf = "", pos = 1 }
-  local first_by = ph.first_byte_timeout and now() + ph.first_byte_timeout
-  local bound = "timeout"
-  local function left()
-    local t = ph.deadline - now()
-    bound = "timeout"
-    if first_by and input.buf == "" and first_by - now() < t then
-      t, bound = first_by - now(), "first byte timeout"
-    end
-    if t <= 0 then return nil, bound end
-    return t
+  conn.buf, conn.pos, conn.deadline = "", 1, r.deadline
+  conn.first_by = r.first_byte_timeout and now() + r.first_byte_timeout
+  local head, parser = r.method == "HEAD", conn.parser
+  if parser then
+    parser:reset(r.max_body, head)
+  else
+    parser = core.http_parser("response", r.max_body, head)
+    conn.parser = parser
   end
-  local parser = core.http_parser("response", r.max_body, r.method == "HEAD")
-  local msg, ended = read_response(sock, parser, input, left)
+  local msg, ended = read_response(sock, parser, conn, response_wait)
   if not msg then
-    if ended == "timeout" then ended = bound end
-    return nil, ended, input.buf == "" and PEER_CLOSED[ended]
+    if ended == "timeout" then ended = conn.bound end
+    return nil, ended, conn.buf == "" and PEER_CLOSED[ended]
   end
-  return msg, not ended and msg.keep_alive and input.pos > #input.buf
+  local reusable = not ended and msg.keep_alive and conn.pos > #conn.buf
+  conn.buf = "" -- an idle connection holds no input, and its parser
+  parser:reset(0) -- no big buffer (src/lua_http.c)
+  return msg, reusable
 end
 
 -- Runs the request r on a pooled connection (or a new one), retrying
 -- once on a new connection when a reused one turns out closed and the
 -- method is idempotent. -> msg | nil, err
-local function send(r, ph)
+local function send(r)
   local p = r.pool
   local key = p and pool_key(r.scheme, r.host, r.port, r.secure)
   local conn = p and p:get(key) or nil
@@ -325,14 +359,15 @@ local function send(r, ph)
   if reused then
     p.reused = p.reused + 1
   else
-    conn, err = open(p, key, r.host, r.port, ph, r.secure)
+    conn, err = open(p, key, r.host, r.port, r, r.secure)
     if not conn then return nil, err end
   end
+  local authority, fields = authority_of(r.host, r.port), header_lines(r.headers)
   while true do
     local last = not p or r.close or conn.requests + 1 >= p.max_requests
-    local req = build_request(r.method, r.host, r.port, r.target, r.headers, r.body, last)
+    local req = build_request(r.method, authority, r.target, fields, r.body, last)
     local msg, keep
-    msg, keep, retryable = exchange(conn, req, r, ph)
+    msg, keep, retryable = exchange(conn, req, r)
     if msg then
       if keep and not last then p:put(conn) else conn.sock:close() end
       return msg
@@ -342,7 +377,7 @@ local function send(r, ph)
     if not (reused and retryable and IDEMPOTENT[r.method]) then return nil, err end
     reused = false
     p.retried = p.retried + 1
-    conn, err = open(p, key, r.host, r.port, ph, r.secure)
+    conn, err = open(p, key, r.host, r.port, r, r.secure)
     if not conn then return nil, err end
   end
 end
@@ -401,10 +436,10 @@ function M.request(opts)
     method = method, scheme = scheme, host = host, port = port, target = target,
     headers = headers, body = body, max_body = opts.max_body or 64 * 1024 * 1024,
     pool = check_pool(opts.pool), close = asks_close(headers), secure = secure or nil,
+    deadline = now() + timeout, connect_timeout = opts.connect_timeout,
+    first_byte_timeout = opts.first_byte_timeout,
   }
-  local ph = { deadline = now() + timeout, connect_timeout = opts.connect_timeout,
-    first_byte_timeout = opts.first_byte_timeout }
-  local msg, err = send(r, ph)
+  local msg, err = send(r)
   if not msg then return nil, err end
   return msg.status, msg.headers, msg.body
 end
@@ -470,21 +505,25 @@ local function split_target(req)
   req.query = q and sub(req.url, q + 1) or ""
 end
 
+-- How long a server's next read may wait (read_message's timeout_of):
+-- read_timeout, within what is left of the request's time.
+local function request_wait(input)
+  local d = input.deadline - now()
+  if d <= 0 then return nil, "timeout" end
+  local t = input.read_timeout
+  return d < t and d or t
+end
+
 -- Serves one connection until it ends. srv: {handler=, max_body=,
 -- read_timeout=, request_timeout=, closed=}; sock: anything with
 -- read(timeout) -> data | nil, err, write(data, timeout) -> true | nil,
 -- err, closed() and close(), so a harness can drive it in process.
 local function serve_connection(srv, sock)
   local parser = core.http_parser("request", srv.max_body)
-  local input = { buf = "", pos = 1 }
+  local input = { buf = "", pos = 1, deadline = 0, read_timeout = srv.read_timeout }
   while not sock:closed() do
-    local deadline = now() + srv.request_timeout -- idle time counts too
-    local function left()
-      local d = deadline - now()
-      if d <= 0 then return nil, "timeout" end
-      return d < srv.read_timeout and d or srv.read_timeout
-    end
-    local req, err, refused = read_message(sock, parser, input, left)
+    input.deadline = now() + srv.request_timeout -- idle time counts too
+    local req, err, refused = read_message(sock, parser, input, request_wait)
     if not req then
       if refused then refuse(sock, refused, err, srv.read_timeout) end
       break
