@@ -337,6 +337,26 @@ static void push_fields(lua_State *L, const hparser *h, size_t from,
   }
 }
 
+/* The strings every message is made of, made once: upvalues of feed
+ * and finish, after the runtime (lua_setfield would hash its key again
+ * for every field of every message). */
+enum {
+  S_METHOD, S_URL, S_STATUS, S_VERSION, S_HEADERS, S_TRAILERS, S_BODY,
+  S_KEEP_ALIVE, S_HTTP_1_0, S_HTTP_1_1, NSTRINGS
+};
+static const char *const strings[NSTRINGS] = {
+    "method", "url", "status", "version", "headers", "trailers", "body",
+    "keep_alive", "1.0", "1.1",
+};
+#define STRING(s) lua_upvalueindex(2 + (s))
+
+/* t[key] = the value on top (popped), t just below it. */
+static void set(lua_State *L, int key) {
+  lua_pushvalue(L, STRING(key));
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
 static void push_message(lua_State *L, hparser *h) {
   http_parser *p = &h->p;
   size_t headers = h->first_trailer < h->nfields ? h->first_trailer
@@ -344,26 +364,26 @@ static void push_message(lua_State *L, hparser *h) {
   lua_createtable(L, 0, 8);
   if (p->type == HTTP_REQUEST) {
     lua_pushstring(L, http_method_str((enum http_method)p->method));
-    lua_setfield(L, -2, "method");
+    set(L, S_METHOD);
     lua_pushlstring(L, h->url.p ? h->url.p : "", h->url.n);
-    lua_setfield(L, -2, "url");
+    set(L, S_URL);
   } else {
     lua_pushinteger(L, p->status_code);
-    lua_setfield(L, -2, "status");
+    set(L, S_STATUS);
   }
-  if (p->http_major == 1 && p->http_minor <= 1) /* no formatting: the usual */
-    lua_pushstring(L, p->http_minor ? "1.1" : "1.0");
+  if (p->http_major == 1 && p->http_minor <= 1) /* the usual: no formatting */
+    lua_pushvalue(L, STRING(p->http_minor ? S_HTTP_1_1 : S_HTTP_1_0));
   else
     lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
-  lua_setfield(L, -2, "version");
+  set(L, S_VERSION);
   push_fields(L, h, 0, headers);
-  lua_setfield(L, -2, "headers");
+  set(L, S_HEADERS);
   push_fields(L, h, headers, h->nfields);
-  lua_setfield(L, -2, "trailers");
+  set(L, S_TRAILERS);
   lua_pushlstring(L, h->body.p ? h->body.p : "", h->body.n);
-  lua_setfield(L, -2, "body");
+  set(L, S_BODY);
   lua_pushboolean(L, http_should_keep_alive(p));
-  lua_setfield(L, -2, "keep_alive");
+  set(L, S_KEEP_ALIVE);
 }
 
 static hparser *check_parser(lua_State *L) {
@@ -577,9 +597,14 @@ static int parse_url(lua_State *L) {
   return 4;
 }
 
-static const luaL_Reg parser_methods[] = {
+/* With the runtime and the strings as upvalues: see STRING. */
+static const luaL_Reg message_methods[] = {
     {"feed", parser_feed},
     {"finish", parser_finish},
+    {NULL, NULL},
+};
+
+static const luaL_Reg parser_methods[] = {
     {"take_body", parser_take_body},
     {"reset", parser_reset},
     {"status", parser_status},
@@ -595,6 +620,16 @@ static const luaL_Reg http_functions[] = {
 void fbl_open_http(lua_State *L, int rt_idx) {
   http_parser_set_max_header_size(MAX_HEADER); /* the bound documented above */
   fbl_new_plain_class(L, FBL_HTTP_PARSER, parser_gc, parser_methods, rt_idx);
+  luaL_getmetatable(L, FBL_HTTP_PARSER);
+  lua_getfield(L, -1, "methods");
+  for (const luaL_Reg *m = message_methods; m->name; m++) {
+    lua_pushvalue(L, rt_idx);
+    for (int i = 0; i < NSTRINGS; i++)
+      lua_pushstring(L, strings[i]);
+    lua_pushcclosure(L, m->func, 1 + NSTRINGS);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 2);
   lua_pushvalue(L, rt_idx);
   luaL_setfuncs(L, http_functions, 1);
 }

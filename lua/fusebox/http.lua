@@ -137,6 +137,8 @@ local REQUEST_OPTIONS = {
   max_body = true, pool = true, tls = true,
 }
 
+local MAX_BODY = 64 * 1024 * 1024 -- request's default max_body
+
 -- Methods a request may be sent twice for (RFC 9110 9.2.2): a reused
 -- connection the server had closed is retried once for these alone.
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
@@ -282,14 +284,14 @@ end
 -- requests=}; exchange adds the rest (its parser, its input: see
 -- there). The connect phase has its own bound when connect_timeout is
 -- given, the TLS handshake (secure: tls.client's) tls.handshake_timeout.
-local function open(p, key, host, port, r, secure)
-  local t = r.deadline - now()
+local function open(p, key, host, port, deadline, connect_timeout, secure)
+  local t = deadline - now()
   if t <= 0 then return nil, "timeout" end
-  local phase = r.connect_timeout and r.connect_timeout < t
-  local sock, err = tcp.connect(host, port, { timeout = phase and r.connect_timeout or t })
+  local phase = connect_timeout and connect_timeout < t
+  local sock, err = tcp.connect(host, port, { timeout = phase and connect_timeout or t })
   if not sock then return nil, (phase and err == "timeout") and "connect timeout" or err end
   if secure then -- the handshake: within the request's time, and its own bound
-    t = r.deadline - now()
+    t = deadline - now()
     if secure.handshake_timeout and secure.handshake_timeout < t then t = secure.handshake_timeout end
     sock, err = tls.handshake(sock, secure, host, t > 0 and t or 0)
     if not sock then return nil, err end
@@ -322,18 +324,19 @@ end
 -- conn keeps its parser from one exchange to the next and is the input
 -- of read_message (buf, pos, and deadline, first_by, bound for
 -- response_wait): a request on a pooled connection allocates neither.
-local function exchange(conn, req, r)
+-- o: the request's options (first_byte_timeout, max_body).
+local function exchange(conn, req, o, head, deadline)
   local sock = conn.sock
   conn.requests = conn.requests + 1
-  local ok, err = sock:write(req, max(r.deadline - now(), 0))
+  local ok, err = sock:write(req, max(deadline - now(), 0))
   if not ok then return nil, err, PEER_CLOSED[err] end
-  conn.buf, conn.pos, conn.deadline = "", 1, r.deadline
-  conn.first_by = r.first_byte_timeout and now() + r.first_byte_timeout
-  local head, parser = r.method == "HEAD", conn.parser
+  conn.buf, conn.pos, conn.deadline = "", 1, deadline
+  conn.first_by = o.first_byte_timeout and now() + o.first_byte_timeout
+  local parser, max_body = conn.parser, o.max_body or MAX_BODY
   if parser then
-    parser:reset(r.max_body, head)
+    parser:reset(max_body, head)
   else
-    parser = core.http_parser("response", r.max_body, head)
+    parser = core.http_parser("response", max_body, head)
     conn.parser = parser
   end
   local msg, ended = read_response(sock, parser, conn, response_wait)
@@ -347,37 +350,40 @@ local function exchange(conn, req, r)
   return msg, reusable
 end
 
--- Runs the request r on a pooled connection (or a new one), retrying
--- once on a new connection when a reused one turns out closed and the
--- method is idempotent. -> msg | nil, err
-local function send(r)
-  local p = r.pool
-  local key = p and pool_key(r.scheme, r.host, r.port, r.secure)
+-- Runs a request (o: its options, request's checks done; the rest as
+-- request worked them out; p: its pool or false) on a pooled connection
+-- or a new one, retrying once on a new connection when a reused one
+-- turns out closed and the method is idempotent. No table of its own:
+-- a pooled request allocates its request string and its response alone.
+-- -> msg | nil, err
+local function send(o, p, secure, method, scheme, host, port, target, headers, body, deadline)
+  local key = p and pool_key(scheme, host, port, secure)
   local conn = p and p:get(key) or nil
   local reused = conn ~= nil
   local err, retryable
   if reused then
     p.reused = p.reused + 1
   else
-    conn, err = open(p, key, r.host, r.port, r, r.secure)
+    conn, err = open(p, key, host, port, deadline, o.connect_timeout, secure)
     if not conn then return nil, err end
   end
-  local authority, fields = authority_of(r.host, r.port), header_lines(r.headers)
+  local authority, fields = authority_of(host, port), header_lines(headers)
+  local close, head = asks_close(headers), method == "HEAD"
   while true do
-    local last = not p or r.close or conn.requests + 1 >= p.max_requests
-    local req = build_request(r.method, authority, r.target, fields, r.body, last)
+    local last = not p or close or conn.requests + 1 >= p.max_requests
+    local req = build_request(method, authority, target, fields, body, last)
     local msg, keep
-    msg, keep, retryable = exchange(conn, req, r)
+    msg, keep, retryable = exchange(conn, req, o, head, deadline)
     if msg then
       if keep and not last then p:put(conn) else conn.sock:close() end
       return msg
     end
     err = keep
     conn.sock:close()
-    if not (reused and retryable and IDEMPOTENT[r.method]) then return nil, err end
+    if not (reused and retryable and IDEMPOTENT[method]) then return nil, err end
     reused = false
     p.retried = p.retried + 1
-    conn, err = open(p, key, r.host, r.port, r, r.secure)
+    conn, err = open(p, key, host, port, deadline, o.connect_timeout, secure)
     if not conn then return nil, err end
   end
 end
@@ -432,14 +438,8 @@ function M.request(opts)
   check_size(opts.max_body, "request", "max_body")
   local headers, timeout = context.outgoing(opts.headers, opts.timeout or 10)
   if headers == false then return nil, timeout end
-  local r = {
-    method = method, scheme = scheme, host = host, port = port, target = target,
-    headers = headers, body = body, max_body = opts.max_body or 64 * 1024 * 1024,
-    pool = check_pool(opts.pool), close = asks_close(headers), secure = secure or nil,
-    deadline = now() + timeout, connect_timeout = opts.connect_timeout,
-    first_byte_timeout = opts.first_byte_timeout,
-  }
-  local msg, err = send(r)
+  local msg, err = send(opts, check_pool(opts.pool), secure or nil, method, scheme, host, port, target,
+    headers, body, now() + timeout)
   if not msg then return nil, err end
   return msg.status, msg.headers, msg.body
 end
