@@ -355,6 +355,27 @@ describe("fb.http connection pool", function()
       assert.are.equal(2, srv.accepted)
     end)
 
+    it("closes an idle connection past idle_timeout in the next run too", function()
+      local p = fb.http.pool { idle_timeout = 0.2 }
+      run(function()
+        local srv = backend(always_ok)
+        fb.http.request { url = srv.url, pool = p } -- starts the pool's sweeper
+        fb.sleep(0.01) -- which looks, and sleeps until this one expires
+        p:close()
+        srv.close()
+      end) -- the run ends, and drops the sweeper
+      local srv, closed
+      run(function()
+        srv = backend(always_ok)
+        fb.http.request { url = srv.url, pool = p }
+        fb.sleep(0.5)
+        closed = srv.closed_by_peer
+        p:close()
+        srv.close()
+      end)
+      assert.are.equal(1, closed)
+    end)
+
     it("lets a run end with idle connections in its pool", function()
       local srv
       local t0 = fb.real_now and fb.real_now() or os.time()
