@@ -729,6 +729,17 @@ describe("fb.http under hostile peers", function()
       assert.has_error(function()
         fb.http.request { instance = { host = "127.0.0.1", port = srv:port() }, path = "/a HTTP/1.1\r\nX: y" }
       end, "bad argument #1 to 'request' (path must not contain spaces or control characters)")
+      -- clean paths are remembered (1,024 of them): none lets a dirty one through
+      local inst = { host = "127.0.0.1", port = srv:port() }
+      for i = 1, 1100 do
+        local ok, err = pcall(fb.http.request, { instance = inst, path = "/" .. i .. (i % 100 == 0 and " x" or ""),
+          pool = false, timeout = 0.000001 })
+        assert.are.equal(i % 100 ~= 0, ok, err)
+      end
+      for _, m in ipairs { "get", "G ET", 7 } do
+        assert.has_error(function() fb.http.request { url = url(srv), method = m } end,
+          "bad argument #1 to 'request' (method must be an upper-case token, got " .. m .. ")")
+      end
       r = { fb.http.request { url = url(srv, "/?a%0d%0aSet-Cookie:x") } }
       fb.reporter(function() end)
       local raw_out = exchange(srv, "GET /?x\rY HTTP/1.1\r\nConnection: close\r\n\r\n")
