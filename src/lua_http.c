@@ -471,13 +471,7 @@ static int parser_finish(lua_State *L) {
   return h->complete ? 1 : 0;
 }
 
-/* parser:reset(max_body [, head]) -> parser: starts over for the next
- * message of a new exchange (its limit, whether it answers HEAD), as a
- * new parser would, keeping the buffers of up to KEEP_RESET bytes: a
- * pooled connection's client reuses one parser for every response
- * instead of allocating one (a userdata with a finalizer) per request,
- * and resets it when the connection goes idle, which then holds no more
- * than those. */
+/* max_body at idx: bytes, math.huge for no limit. */
 static double check_max_body(lua_State *L, int idx) {
   double max_body = luaL_checknumber(L, idx);
   if (!(max_body >= 0))
@@ -486,6 +480,7 @@ static double check_max_body(lua_State *L, int idx) {
   return max_body;
 }
 
+/* Makes h a parser of messages of type with nothing parsed yet. */
 static void start(hparser *h, enum http_parser_type type, double max_body,
                   int head) {
   http_parser_init(&h->p, type);
@@ -500,6 +495,13 @@ static void start(hparser *h, enum http_parser_type type, double max_body,
   buf_empty(&h->body, KEEP_RESET);
 }
 
+/* parser:reset(max_body [, head]) -> parser: starts over for the next
+ * message of a new exchange (its limit, whether it answers HEAD), as a
+ * new parser would, keeping the buffers of up to KEEP_RESET bytes: a
+ * pooled connection's client reuses one parser for every response
+ * instead of allocating one (a userdata with a finalizer) per request,
+ * and resets it when the connection goes idle, which then holds no more
+ * than those. */
 static int parser_reset(lua_State *L) {
   hparser *h = check_parser(L);
   double max_body = check_max_body(L, 2);

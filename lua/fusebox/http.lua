@@ -238,10 +238,10 @@ end
 -- outside 100..599 is refused, and so is an interim one the end of the
 -- stream completed (nothing can follow it: reading on would loop).
 -- Returns msg, ended (the end of the stream delimited it) | nil, err.
-local function read_response(sock, parser, input, left)
+local function read_response(sock, parser, input, timeout_of)
   local msg, ended
   repeat
-    msg, ended = read_message(sock, parser, input, left)
+    msg, ended = read_message(sock, parser, input, timeout_of)
     if not msg then return nil, ended end
     if msg.status < 100 or msg.status > 599 then
       return nil, format("bad status %d", msg.status)
