@@ -79,6 +79,37 @@ describe("fb.http connection pool", function()
     assert.is_nil(srv.seen[1]:lower():find("connection: close", 1, true))
   end)
 
+  it("parses each response on a reused connection as its own: HEAD, limits and trailers do not carry over", function()
+    local srv, got, stats = nil, {}, nil
+    local answers = {
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n3\r\nabc\r\n0\r\nX-T: t\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-B: 2\r\n\r\n", -- the answer to a HEAD: no body follows
+      ok_response("12345"),
+      ok_response("0123456789"), -- over this request's max_body: refused, the connection closed
+      ok_response("after"),
+    }
+    run(function()
+      srv = backend(function(n) return answers[n] end)
+      local p = fb.http.pool {}
+      local function req(method, max_body)
+        local status, headers, body = fb.http.request { url = srv.url, pool = p, method = method, max_body = max_body }
+        if not status then got[#got + 1] = { status, headers }; return end
+        got[#got + 1] = { status, headers["x-a"] or headers["x-b"] or headers["x-t"] or "-", body }
+      end
+      req("GET"); req("HEAD"); req("GET", 5); req("GET", 5); req("GET")
+      stats = p:stats()
+      p:close()
+      srv.close()
+    end)
+    assert.are.same({ 200, "1", "abc" }, got[1])
+    assert.are.same({ 200, "2", "" }, got[2])
+    assert.are.same({ 200, "-", "12345" }, got[3])
+    assert.are.same({ nil, "body too large (limit 5 bytes)" }, got[4])
+    assert.are.same({ 200, "-", "after" }, got[5])
+    assert.are.equal(2, srv.accepted) -- the refused response's connection was not reused
+    assert.are.same({ 2, 3 }, { stats.opened, stats.reused })
+  end)
+
   it("uses the default pool when a request names none", function()
     local srv
     run(function()
