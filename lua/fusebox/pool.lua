@@ -73,20 +73,24 @@ end
 
 -- The pool's daemon (the run does not wait for it; it ends with the
 -- run): closes what expired, then sleeps until the earliest expiry left
--- (p.sweep_at), or for idle_timeout when nothing is left, or until a put
--- wakes it for an earlier expiry. With nothing left it does not sleep
--- until woken: a busy pool is often empty for an instant (its one
--- connection out with a request) when the sweeper looks, and every put
--- would then wake it; a connection put since then expires no earlier
--- than idle_timeout from now. One at a time: a sweeper that is no longer
--- p.sweeper ends when it next runs.
+-- (p.sweep_at), or until a put wakes it for an earlier one. Finding
+-- nothing left it sleeps until woken, so that a run whose coroutines are
+-- blocked forever ends (nothing else can wake them) -- but only the
+-- second time in a row: the first, just after a wake, it looks again
+-- idle_timeout later. A busy pool is often empty for an instant (its one
+-- connection out with a request) when the sweeper looks, and if that
+-- always sent it to sleep until woken, every put would wake it: a
+-- coroutine switch a request. One at a time: a sweeper that is no
+-- longer p.sweeper ends when it next runs.
 local function sweeper(p)
   local me = coroutine.running()
+  local woken = true -- its start counts as a wake
   while p.sweeper == me do
     local t = now()
-    local at = sweep(p, t) or t + p.idle_timeout
-    p.sweep_at = at
-    wait("http pool idle", max(at - now(), 0.001))
+    local at = sweep(p, t)
+    if at == nil and woken then at = t + p.idle_timeout end
+    p.sweep_at = at or huge
+    woken = wait("http pool idle", at and max(at - now(), 0.001) or nil)
   end
 end
 

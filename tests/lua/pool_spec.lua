@@ -407,6 +407,32 @@ describe("fb.http connection pool", function()
       assert.are.equal(1, closed)
     end)
 
+    it("lets a run whose coroutines are blocked forever fail, once its idle connections are gone", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write([[
+local fb = require "fusebox"
+local srv = assert(fb.http.serve { port = 0, read_timeout = 0.1, background = true,
+  handler = function() return 200, nil, "ok" end })
+local p = fb.http.pool { idle_timeout = 0.2 }
+for _ = 1, 3 do assert(fb.http.request { url = "http://127.0.0.1:" .. srv:port() .. "/", pool = p } == 200) end
+fb.wait("what never comes")
+]])
+      f:close()
+      local errfile = os.tmpname()
+      local t0 = fb.real_now()
+      -- the sweeper must not keep the run going: killed after 20 s if it does
+      local ok, _, code = os.execute(string.format("timeout 20 %s run %s >/dev/null 2>%s", T.fusebox_bin, path, errfile))
+      if type(ok) == "number" then code = ok / 256 end -- Lua 5.1 os.execute
+      local took = fb.real_now() - t0
+      local err = T.slurp(errfile)
+      os.remove(path)
+      os.remove(errfile)
+      assert.are.equal(1, code, err)
+      assert.truthy(err:find("blocked forever", 1, true), err)
+      assert.is_true(took < 5, "took " .. took)
+    end)
+
     it("lets a run end with idle connections in its pool", function()
       local srv
       local t0 = fb.real_now and fb.real_now() or os.time()
