@@ -55,6 +55,7 @@ enum {
   MAX_FIELDS = 100,
   MAX_HEADER = HTTP_MAX_HEADER_SIZE, /* per header section, CRLFs included */
   KEEP_BUFFER = 64 * 1024,           /* bigger buffers go back after use */
+  KEEP_RESET = 4 * 1024,             /* and after a reset, bigger than this */
   NO_TRAILERS = MAX_FIELDS + 1,      /* first_trailer before the body */
 };
 
@@ -102,16 +103,18 @@ static int buf_add(buf *b, const char *s, size_t n) {
   return 0;
 }
 
-/* Empties b; a big buffer goes back, so an idle connection that once
- * took a large body does not hold it. */
-static void buf_reset(buf *b) {
+/* Empties b; a buffer over keep bytes goes back, so an idle connection
+ * that once took a large body does not hold it. */
+static void buf_empty(buf *b, size_t keep) {
   b->n = 0;
-  if (b->cap > KEEP_BUFFER) {
+  if (b->cap > keep) {
     free(b->p);
     b->p = NULL;
     b->cap = 0;
   }
 }
+
+static void buf_reset(buf *b) { buf_empty(b, KEEP_BUFFER); }
 
 static hparser *of(http_parser *p) { return (hparser *)p; }
 
@@ -334,6 +337,26 @@ static void push_fields(lua_State *L, const hparser *h, size_t from,
   }
 }
 
+/* The strings every message is made of, made once: upvalues of feed
+ * and finish, after the runtime (lua_setfield would hash its key again
+ * for every field of every message). */
+enum {
+  S_METHOD, S_URL, S_STATUS, S_VERSION, S_HEADERS, S_TRAILERS, S_BODY,
+  S_KEEP_ALIVE, S_HTTP_1_0, S_HTTP_1_1, NSTRINGS
+};
+static const char *const strings[NSTRINGS] = {
+    "method", "url", "status", "version", "headers", "trailers", "body",
+    "keep_alive", "1.0", "1.1",
+};
+#define STRING(s) lua_upvalueindex(2 + (s))
+
+/* t[key] = the value on top (popped), t just below it. */
+static void set(lua_State *L, int key) {
+  lua_pushvalue(L, STRING(key));
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
 static void push_message(lua_State *L, hparser *h) {
   http_parser *p = &h->p;
   size_t headers = h->first_trailer < h->nfields ? h->first_trailer
@@ -341,23 +364,26 @@ static void push_message(lua_State *L, hparser *h) {
   lua_createtable(L, 0, 8);
   if (p->type == HTTP_REQUEST) {
     lua_pushstring(L, http_method_str((enum http_method)p->method));
-    lua_setfield(L, -2, "method");
+    set(L, S_METHOD);
     lua_pushlstring(L, h->url.p ? h->url.p : "", h->url.n);
-    lua_setfield(L, -2, "url");
+    set(L, S_URL);
   } else {
     lua_pushinteger(L, p->status_code);
-    lua_setfield(L, -2, "status");
+    set(L, S_STATUS);
   }
-  lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
-  lua_setfield(L, -2, "version");
+  if (p->http_major == 1 && p->http_minor <= 1) /* the usual: no formatting */
+    lua_pushvalue(L, STRING(p->http_minor ? S_HTTP_1_1 : S_HTTP_1_0));
+  else
+    lua_pushfstring(L, "%d.%d", p->http_major, p->http_minor);
+  set(L, S_VERSION);
   push_fields(L, h, 0, headers);
-  lua_setfield(L, -2, "headers");
+  set(L, S_HEADERS);
   push_fields(L, h, headers, h->nfields);
-  lua_setfield(L, -2, "trailers");
+  set(L, S_TRAILERS);
   lua_pushlstring(L, h->body.p ? h->body.p : "", h->body.n);
-  lua_setfield(L, -2, "body");
+  set(L, S_BODY);
   lua_pushboolean(L, http_should_keep_alive(p));
-  lua_setfield(L, -2, "keep_alive");
+  set(L, S_KEEP_ALIVE);
 }
 
 static hparser *check_parser(lua_State *L) {
@@ -445,6 +471,45 @@ static int parser_finish(lua_State *L) {
   return h->complete ? 1 : 0;
 }
 
+/* max_body at idx: bytes, math.huge for no limit. */
+static double check_max_body(lua_State *L, int idx) {
+  double max_body = luaL_checknumber(L, idx);
+  if (!(max_body >= 0))
+    luaL_argerror(L, idx, lua_pushfstring(L, "max_body must be a non-negative "
+                                             "number, got %f", max_body));
+  return max_body;
+}
+
+/* Makes h a parser of messages of type with nothing parsed yet. */
+static void start(hparser *h, enum http_parser_type type, double max_body,
+                  int head) {
+  http_parser_init(&h->p, type);
+  h->max_body = max_body >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_body;
+  h->head = head;
+  h->status = 0;
+  h->why[0] = '\0';
+  h->complete = 0;
+  reset_fields(h);
+  buf_empty(&h->url, KEEP_RESET);
+  buf_empty(&h->headers, KEEP_RESET);
+  buf_empty(&h->body, KEEP_RESET);
+}
+
+/* parser:reset(max_body [, head]) -> parser: starts over for the next
+ * message of a new exchange (its limit, whether it answers HEAD), as a
+ * new parser would, keeping the buffers of up to KEEP_RESET bytes: a
+ * pooled connection's client reuses one parser for every response
+ * instead of allocating one (a userdata with a finalizer) per request,
+ * and resets it when the connection goes idle, which then holds no more
+ * than those. */
+static int parser_reset(lua_State *L) {
+  hparser *h = check_parser(L);
+  double max_body = check_max_body(L, 2);
+  start(h, (enum http_parser_type)h->p.type, max_body, lua_toboolean(L, 3));
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* parser:take_body() -> the body bytes parsed so far, which the parser
  * then forgets: reads a streamed response (etcd's watch) as it arrives. */
 static int parser_take_body(lua_State *L) {
@@ -481,18 +546,11 @@ static int parser_gc(lua_State *L) {
 static int parser_new(lua_State *L) {
   static const char *const kinds[] = {"request", "response", NULL};
   int kind = luaL_checkoption(L, 1, NULL, kinds);
-  double max_body = luaL_checknumber(L, 2);
-  if (!(max_body >= 0))
-    return luaL_argerror(L, 2, lua_pushfstring(L, "max_body must be a "
-                                                  "non-negative number, got %f",
-                                               max_body));
+  double max_body = check_max_body(L, 2);
   int head = lua_toboolean(L, 3);
   hparser *h = lua_newuserdata(L, sizeof *h);
   memset(h, 0, sizeof *h);
-  http_parser_init(&h->p, kind == 0 ? HTTP_REQUEST : HTTP_RESPONSE);
-  h->max_body = max_body >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_body;
-  h->head = head;
-  h->first_trailer = NO_TRAILERS;
+  start(h, kind == 0 ? HTTP_REQUEST : HTTP_RESPONSE, max_body, head);
   luaL_getmetatable(L, FBL_HTTP_PARSER);
   lua_setmetatable(L, -2);
   return 1;
@@ -541,10 +599,16 @@ static int parse_url(lua_State *L) {
   return 4;
 }
 
-static const luaL_Reg parser_methods[] = {
+/* With the runtime and the strings as upvalues: see STRING. */
+static const luaL_Reg message_methods[] = {
     {"feed", parser_feed},
     {"finish", parser_finish},
+    {NULL, NULL},
+};
+
+static const luaL_Reg parser_methods[] = {
     {"take_body", parser_take_body},
+    {"reset", parser_reset},
     {"status", parser_status},
     {NULL, NULL},
 };
@@ -558,6 +622,16 @@ static const luaL_Reg http_functions[] = {
 void fbl_open_http(lua_State *L, int rt_idx) {
   http_parser_set_max_header_size(MAX_HEADER); /* the bound documented above */
   fbl_new_plain_class(L, FBL_HTTP_PARSER, parser_gc, parser_methods, rt_idx);
+  luaL_getmetatable(L, FBL_HTTP_PARSER);
+  lua_getfield(L, -1, "methods");
+  for (const luaL_Reg *m = message_methods; m->name; m++) {
+    lua_pushvalue(L, rt_idx);
+    for (int i = 0; i < NSTRINGS; i++)
+      lua_pushstring(L, strings[i]);
+    lua_pushcclosure(L, m->func, 1 + NSTRINGS);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 2);
   lua_pushvalue(L, rt_idx);
   luaL_setfuncs(L, http_functions, 1);
 }

@@ -69,6 +69,7 @@ struct tcp {
   fb_tls *tls;             /* NULL: plain text */
   size_t unasked;          /* TLS output queued on its own, not yet sent */
   int handshaking;         /* the reader waits for the TLS handshake */
+  int reading;             /* uv_read_start'ed: see start_reading */
   int closed;
 };
 
@@ -212,6 +213,35 @@ static void check_coroutine(lua_State *L, tcp *t, const char *fname) {
     luaL_error(L, "%s: not in a coroutine run by fusebox (use 'fusebox run' "
                   "or fb.run)", fname);
 }
+
+/* Reading stays on from one read to the next: restarting it costs two
+ * epoll_ctl calls, half a keep-alive request's syscalls. It keeps the
+ * loop alive only while a coroutine waits on the socket (a reader, a
+ * watcher, a handshake): start_reading refs the handle, a delivery to
+ * no one left waiting unrefs it (read_on). What arrives while no one
+ * waits is kept (keep_pending) and reading stops until the next reader
+ * takes it: at most one chunk is ever held. */
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static int start_reading(tcp *t) {
+  if (!t->reading) {
+    int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+    if (rc != 0)
+      return rc;
+    t->reading = 1;
+  }
+  uv_ref((uv_handle_t *)&t->handle);
+  return 0;
+}
+
+static void stop_reading(tcp *t) {
+  uv_read_stop((uv_stream_t *)&t->handle);
+  t->reading = 0;
+}
+
+/* Reading goes on for the next reader, who is not waiting yet. */
+static void read_on(tcp *t) { uv_unref((uv_handle_t *)&t->handle); }
 
 /* Parks the running coroutine until *ref is woken or timeout passes. */
 static void park(lua_State *L, tcp *t, int *ref, const char *what,
@@ -395,7 +425,7 @@ static void push_handshake_error(lua_State *L, tcp *t) {
 /* Ends the handshake t's reader waits on: wakes it with true, or with
  * nil and why it failed. */
 static void end_handshake(tcp *t) {
-  uv_read_stop((uv_stream_t *)&t->handle);
+  stop_reading(t);
   t->handshaking = 0;
   if (!t->rt || t->reader == LUA_NOREF)
     return;
@@ -448,7 +478,10 @@ static void on_read_tls(tcp *t, const char *data, size_t n) {
   }
   if (!t->npending && !t->error)
     return;
-  uv_read_stop((uv_stream_t *)&t->handle);
+  if (t->error || t->reader == LUA_NOREF || !t->rt)
+    stop_reading(t);
+  else
+    read_on(t);
   deliver(t);
 }
 
@@ -460,13 +493,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     on_read_tls(t, buf->base, (size_t)nread);
     return;
   }
-  uv_read_stop(s); /* a reader takes one chunk; the rest waits in the kernel */
   if (nread < 0 && t->handshaking) {
     t->error = (int)nread;
     end_handshake(t);
     return;
   }
   if (nread < 0) {
+    stop_reading(t);
     t->error = (int)nread;
     if (t->rt) {
       wake_error(t->rt->L, t->rt, &t->reader, t->error);
@@ -476,9 +509,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (t->rt && t->reader != LUA_NOREF) {
     lua_pushlstring(t->rt->L, buf->base, (size_t)nread);
-    if (wake(t->rt->L, t->rt, &t->reader, 1))
+    if (wake(t->rt->L, t->rt, &t->reader, 1)) {
+      read_on(t);
       return;
+    }
   }
+  stop_reading(t); /* no one reads: the rest waits in the kernel */
   keep_pending(t, buf->base, (size_t)nread);
   if (t->rt)
     wake_watcher(t->rt->L, t->rt, t, "data");
@@ -505,7 +541,7 @@ static int tcp_read(lua_State *L) {
   if (t->tls && !fb_tls_ready(t->tls))
     return luaL_error(L, "tcp read: the TLS handshake is not done");
   check_coroutine(L, t, "tcp.read");
-  int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+  int rc = start_reading(t);
   if (rc != 0)
     return 1 + push_error(L, rc);
   park(L, t, &t->reader, "tcp.read", timeout);
@@ -516,7 +552,7 @@ static int tcp_read(lua_State *L) {
 static int tcp_cancel_read(lua_State *L) {
   tcp *t = check_tcp(L, 1);
   if (t && t->reader != LUA_NOREF) {
-    uv_read_stop((uv_stream_t *)&t->handle);
+    stop_reading(t);
     unref(L, &t->reader);
     t->handshaking = 0;
   }
@@ -539,7 +575,7 @@ static int tcp_watch(lua_State *L) {
     return luaL_error(L, "tcp watch: another coroutine is reading this socket");
   check_coroutine(L, t, "tcp.watch");
   if (t->watcher == LUA_NOREF) {
-    int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+    int rc = start_reading(t);
     if (rc != 0) {
       t->error = rc;
       lua_pushboolean(L, 1);
@@ -558,7 +594,7 @@ static int tcp_watch(lua_State *L) {
 static int tcp_unwatch(lua_State *L) {
   tcp *t = check_tcp(L, 1);
   if (t && t->watcher != LUA_NOREF) {
-    uv_read_stop((uv_stream_t *)&t->handle);
+    stop_reading(t);
     unref(L, &t->watcher);
   }
   return 0;
@@ -569,8 +605,8 @@ static int tcp_unwatch(lua_State *L) {
  * fb.http's pool. It reads on with no reader, so whatever the peer sends
  * while it idles -- the end of the stream, a reset, stray bytes -- is
  * kept for _unpark to see, at most one read's worth (on_read stops after
- * a chunk); and it no longer keeps the loop alive (a run blocked on
- * something else must still end). */
+ * a chunk); and, no one waiting on it, it does not keep the loop alive
+ * (a run blocked on something else must still end). */
 static int tcp_park(lua_State *L) {
   tcp *t = check_tcp(L, 1);
   if (!t || t->npending || t->error) {
@@ -579,25 +615,24 @@ static int tcp_park(lua_State *L) {
   }
   if (t->reader != LUA_NOREF || t->watcher != LUA_NOREF)
     return luaL_error(L, "tcp park: another coroutine is reading this socket");
-  int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+  int rc = start_reading(t);
   if (rc != 0)
     t->error = rc;
-  uv_unref((uv_handle_t *)&t->handle);
+  read_on(t);
   lua_pushboolean(L, rc == 0);
   return 1;
 }
 
 /* sock:_unpark() -> true when nothing arrived while the socket was
  * parked, so it can carry another request; false when it is closed or
- * the peer sent anything (its end, or bytes no request asked for). */
+ * the peer sent anything (its end, or bytes no request asked for).
+ * Reading stays on, for the request's response. */
 static int tcp_unpark(lua_State *L) {
   tcp *t = check_tcp(L, 1);
   if (!t) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  uv_read_stop((uv_stream_t *)&t->handle);
-  uv_ref((uv_handle_t *)&t->handle);
   lua_pushboolean(L, !t->npending && !t->error);
   return 1;
 }
@@ -747,7 +782,7 @@ static int tcp_handshake(lua_State *L) {
                          "socket");
   if (!t->error && tls_step(t) == FB_TLS_AGAIN) {
     check_coroutine(L, t, "tcp.handshake");
-    int rc = uv_read_start((uv_stream_t *)&t->handle, on_alloc, on_read);
+    int rc = start_reading(t);
     if (rc == 0) {
       park(L, t, &t->reader, "tls.handshake", timeout);
       t->handshaking = 1;

@@ -23,7 +23,7 @@ local limiter = core.import "fusebox.limiter"
 local pool = core.import "fusebox.pool"
 local argerror, now = base.argerror, base.now
 local format, concat, type, tostring, pairs = string.format, table.concat, type, tostring, pairs
-local find, sub, lower = string.find, string.sub, string.lower
+local find, sub, lower, byte = string.find, string.sub, string.lower, string.byte
 local xpcall, traceback, getmetatable, max = xpcall, debug.traceback, getmetatable, math.max
 
 local M = {}
@@ -77,9 +77,12 @@ end
 
 -- Reads from sock into parser until a message completes. input holds
 -- the bytes read but not parsed yet: input.buf from input.pos on (an
--- index, so pipelined messages are not copied once each). Returns msg |
--- nil, err [, status]: a status when the parser refused the message (the
--- one to answer it with), none when the connection failed.
+-- index, so pipelined messages are not copied once each), and what
+-- timeout_of(input) needs to say how long the next read may wait (->
+-- seconds | nil, why): a table that lives as long as its connection, so
+-- a message costs no closure. Returns msg | nil, err [, status]: a
+-- status when the parser refused the message (the one to answer it
+-- with), none when the connection failed.
 local function read_message(sock, parser, input, timeout_of)
   while true do
     if input.pos <= #input.buf then
@@ -88,7 +91,7 @@ local function read_message(sock, parser, input, timeout_of)
       input.pos = input.pos + used
       if msg then return msg end
     end
-    local t, why = timeout_of()
+    local t, why = timeout_of(input)
     if not t then return nil, why end
     local data, err = sock:read(t)
     if not data then
@@ -134,6 +137,13 @@ local REQUEST_OPTIONS = {
   max_body = true, pool = true, tls = true,
 }
 
+local MAX_BODY = 64 * 1024 * 1024 -- request's default max_body
+
+-- Methods known to be upper-case tokens: checked by a lookup, any other
+-- by a pattern.
+local TOKEN_METHODS = { GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
+  PATCH = true, OPTIONS = true }
+
 -- Methods a request may be sent twice for (RFC 9110 9.2.2): a reused
 -- connection the server had closed is retried once for these alone.
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
@@ -141,10 +151,25 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 -- What a socket says when its peer closed it before answering.
 local PEER_CLOSED = { closed = true, ["connection reset by peer"] = true, ["broken pipe"] = true }
 
+-- Targets found free of spaces and control characters (which would end
+-- the request line early), so the few a client sends again and again
+-- cost a lookup, not a pattern match (which also stops LuaJIT's trace):
+-- those up to 256 bytes, up to 1,024 of them (then it starts over).
+local clean_targets, nclean = {}, 0
+local function clean_target(target)
+  if clean_targets[target] then return true end
+  if find(target, "[%c ]") then return false end
+  if #target <= 256 then
+    if nclean >= 1024 then clean_targets, nclean = {}, 0 end
+    clean_targets[target], nclean = true, nclean + 1
+  end
+  return true
+end
+
 -- host, port, target, scheme ("http" or "https") of a request | nil, why
 -- (a bad argument).
 local function target_of(opts)
-  local host, port, target, https
+  local scheme, host, port, target, https
   if opts.url ~= nil then
     if type(opts.url) ~= "string" then return nil, "url must be a string, got " .. type(opts.url) end
     scheme, host, port, target = core.http_parse_url(opts.url)
@@ -162,29 +187,41 @@ local function target_of(opts)
       return nil, "url or instance ({host=, port=}) expected"
     end
     target = opts.path or "/"
-    if type(target) ~= "string" or sub(target, 1, 1) ~= "/" then
+    if type(target) ~= "string" or byte(target) ~= 47 then -- "/"
       return nil, "path must be a string starting with '/', got " .. tostring(target)
     end
     host, port, https = inst.host, inst.port, opts.tls ~= nil and opts.tls ~= false
   end
-  if find(target, "[%c ]") then -- it would end the request line early
+  if not clean_target(target) then
     return nil, "path must not contain spaces or control characters"
   end
   return host, port, target, https and "https" or "http"
 end
 
--- close: the request asks the server to close after answering (the
--- connection's last request, or one that is not pooled).
-local function build_request(method, host, port, target, headers, body, close)
-  if find(host, ":", 1, true) then host = "[" .. host .. "]" end -- an IPv6 literal
-  local out = { method, " ", target, " HTTP/1.1\r\nHost: ", host, ":", tostring(port), "\r\n" }
+-- The Host header's value: host:port, an IPv6 literal in brackets.
+local function authority_of(host, port)
+  if find(host, ":", 1, true) then return "[" .. host .. "]:" .. port end
+  return host .. ":" .. port
+end
+
+-- The caller's header lines (add_headers), "" for none.
+local function header_lines(headers)
+  if headers == nil then return "" end
+  local out = {}
   add_headers(out, headers)
-  if body ~= "" or (method ~= "GET" and method ~= "HEAD") then
-    out[#out + 1] = "Content-Length: " .. #body .. "\r\n"
-  end
-  out[#out + 1] = close and "Connection: close\r\n\r\n" or "\r\n"
-  out[#out + 1] = body
   return concat(out)
+end
+
+-- The request, in one concatenation (one string made, nothing else):
+-- close says the request asks the server to close after answering (the
+-- connection's last request, or one that is not pooled).
+local function build_request(method, authority, target, fields, body, close)
+  local length = ""
+  if body ~= "" or (method ~= "GET" and method ~= "HEAD") then
+    length = "Content-Length: " .. #body .. "\r\n"
+  end
+  return method .. " " .. target .. " HTTP/1.1\r\nHost: " .. authority .. "\r\n" .. fields .. length
+    .. (close and "Connection: close\r\n\r\n" or "\r\n") .. body
 end
 
 -- Whether the caller's headers ask for Connection: close.
@@ -201,10 +238,10 @@ end
 -- outside 100..599 is refused, and so is an interim one the end of the
 -- stream completed (nothing can follow it: reading on would loop).
 -- Returns msg, ended (the end of the stream delimited it) | nil, err.
-local function read_response(sock, parser, input, left)
+local function read_response(sock, parser, input, timeout_of)
   local msg, ended
   repeat
-    msg, ended = read_message(sock, parser, input, left)
+    msg, ended = read_message(sock, parser, input, timeout_of)
     if not msg then return nil, ended end
     if msg.status < 100 or msg.status > 599 then
       return nil, format("bad status %d", msg.status)
@@ -264,16 +301,17 @@ local function pool_key(scheme, host, port, secure)
 end
 
 -- A new connection, within the request's time: conn = {sock=, key=,
--- requests=}. The connect phase has its own bound when connect_timeout
--- is given, the TLS handshake (secure: tls.client's) tls.handshake_timeout.
-local function open(p, key, host, port, ph, secure)
-  local t = ph.deadline - now()
+-- requests=}; exchange adds the rest (its parser, its input: see
+-- there). The connect phase has its own bound when connect_timeout is
+-- given, the TLS handshake (secure: tls.client's) tls.handshake_timeout.
+local function open(p, key, host, port, deadline, connect_timeout, secure)
+  local t = deadline - now()
   if t <= 0 then return nil, "timeout" end
-  local phase = ph.connect_timeout and ph.connect_timeout < t
-  local sock, err = tcp.connect(host, port, { timeout = phase and ph.connect_timeout or t })
+  local phase = connect_timeout and connect_timeout < t
+  local sock, err = tcp.connect(host, port, { timeout = phase and connect_timeout or t })
   if not sock then return nil, (phase and err == "timeout") and "connect timeout" or err end
   if secure then -- the handshake: within the request's time, and its own bound
-    t = ph.deadline - now()
+    t = deadline - now()
     if secure.handshake_timeout and secure.handshake_timeout < t then t = secure.handshake_timeout end
     sock, err = tls.handshake(sock, secure, host, t > 0 and t or 0)
     if not sock then return nil, err end
@@ -282,67 +320,90 @@ local function open(p, key, host, port, ph, secure)
   return { sock = sock, key = key, requests = 0 }
 end
 
+-- How long the next read of a response may wait (read_message's
+-- timeout_of; conn is its input): what is left of the request's time,
+-- or of first_byte_timeout while no byte came. conn.bound names the one
+-- it is, for a read that times out.
+local function response_wait(conn)
+  local t0 = now()
+  local t, bound = conn.deadline - t0, "timeout"
+  local first_by = conn.first_by
+  if first_by and conn.buf == "" and first_by - t0 < t then
+    t, bound = first_by - t0, "first byte timeout"
+  end
+  conn.bound = bound
+  if t <= 0 then return nil, bound end
+  return t
+end
+
 -- One request and its response on conn. Returns msg, reusable | nil,
 -- err, retryable: retryable when the peer closed the connection before
 -- a byte of the response arrived (it may never have seen the request).
 -- reusable when the response was read to its end by its framing, both
 -- sides kept the connection alive and nothing followed the response.
-local function exchange(conn, req, r, ph)
+-- conn keeps its parser from one exchange to the next and is the input
+-- of read_message (buf, pos, and deadline, first_by, bound for
+-- response_wait): a request on a pooled connection allocates neither.
+-- o: the request's options (first_byte_timeout, max_body).
+local function exchange(conn, req, o, head, deadline)
   local sock = conn.sock
   conn.requests = conn.requests + 1
-  local ok, err = sock:write(req, max(ph.deadline - now(), 0))
+  local ok, err = sock:write(req, max(deadline - now(), 0))
   if not ok then return nil, err, PEER_CLOSED[err] end
-  local input = { buf = "", pos = 1 }
-  local first_by = ph.first_byte_timeout and now() + ph.first_byte_timeout
-  local bound = "timeout"
-  local function left()
-    local t = ph.deadline - now()
-    bound = "timeout"
-    if first_by and input.buf == "" and first_by - now() < t then
-      t, bound = first_by - now(), "first byte timeout"
-    end
-    if t <= 0 then return nil, bound end
-    return t
+  conn.buf, conn.pos, conn.deadline = "", 1, deadline
+  conn.first_by = o.first_byte_timeout and now() + o.first_byte_timeout
+  local parser, max_body = conn.parser, o.max_body or MAX_BODY
+  if parser then
+    parser:reset(max_body, head)
+  else
+    parser = core.http_parser("response", max_body, head)
+    conn.parser = parser
   end
-  local parser = core.http_parser("response", r.max_body, r.method == "HEAD")
-  local msg, ended = read_response(sock, parser, input, left)
+  local msg, ended = read_response(sock, parser, conn, response_wait)
   if not msg then
-    if ended == "timeout" then ended = bound end
-    return nil, ended, input.buf == "" and PEER_CLOSED[ended]
+    if ended == "timeout" then ended = conn.bound end
+    return nil, ended, conn.buf == "" and PEER_CLOSED[ended]
   end
-  return msg, not ended and msg.keep_alive and input.pos > #input.buf
+  local reusable = not ended and msg.keep_alive and conn.pos > #conn.buf
+  conn.buf = "" -- an idle connection holds no input, and its parser
+  parser:reset(0) -- no big buffer (src/lua_http.c)
+  return msg, reusable
 end
 
--- Runs the request r on a pooled connection (or a new one), retrying
--- once on a new connection when a reused one turns out closed and the
--- method is idempotent. -> msg | nil, err
-local function send(r, ph)
-  local p = r.pool
-  local key = p and pool_key(r.scheme, r.host, r.port, r.secure)
+-- Runs a request (o: its options, request's checks done; the rest as
+-- request worked them out; p: its pool or false) on a pooled connection
+-- or a new one, retrying once on a new connection when a reused one
+-- turns out closed and the method is idempotent. No table of its own:
+-- a pooled request allocates its request string and its response alone.
+-- -> msg | nil, err
+local function send(o, p, secure, method, scheme, host, port, target, headers, body, deadline)
+  local key = p and pool_key(scheme, host, port, secure)
   local conn = p and p:get(key) or nil
   local reused = conn ~= nil
   local err, retryable
   if reused then
     p.reused = p.reused + 1
   else
-    conn, err = open(p, key, r.host, r.port, ph, r.secure)
+    conn, err = open(p, key, host, port, deadline, o.connect_timeout, secure)
     if not conn then return nil, err end
   end
+  local authority, fields = authority_of(host, port), header_lines(headers)
+  local close, head = asks_close(headers), method == "HEAD"
   while true do
-    local last = not p or r.close or conn.requests + 1 >= p.max_requests
-    local req = build_request(r.method, r.host, r.port, r.target, r.headers, r.body, last)
+    local last = not p or close or conn.requests + 1 >= p.max_requests
+    local req = build_request(method, authority, target, fields, body, last)
     local msg, keep
-    msg, keep, retryable = exchange(conn, req, r, ph)
+    msg, keep, retryable = exchange(conn, req, o, head, deadline)
     if msg then
       if keep and not last then p:put(conn) else conn.sock:close() end
       return msg
     end
     err = keep
     conn.sock:close()
-    if not (reused and retryable and IDEMPOTENT[r.method]) then return nil, err end
+    if not (reused and retryable and IDEMPOTENT[method]) then return nil, err end
     reused = false
     p.retried = p.retried + 1
-    conn, err = open(p, key, r.host, r.port, ph, r.secure)
+    conn, err = open(p, key, host, port, deadline, o.connect_timeout, secure)
     if not conn then return nil, err end
   end
 end
@@ -385,7 +446,7 @@ function M.request(opts)
   local secure = scheme == "https" and tls.client(opts.tls == nil or opts.tls, 1, "request")
   local method = opts.method or "GET"
   local body = opts.body or ""
-  if type(method) ~= "string" or not find(method, "^%u+$") then
+  if not TOKEN_METHODS[method] and (type(method) ~= "string" or not find(method, "^%u+$")) then
     argerror(1, "request", "method must be an upper-case token, got " .. tostring(method))
   end
   if type(body) ~= "string" then argerror(1, "request", "body must be a string, got " .. type(body)) end
@@ -397,14 +458,8 @@ function M.request(opts)
   check_size(opts.max_body, "request", "max_body")
   local headers, timeout = context.outgoing(opts.headers, opts.timeout or 10)
   if headers == false then return nil, timeout end
-  local r = {
-    method = method, scheme = scheme, host = host, port = port, target = target,
-    headers = headers, body = body, max_body = opts.max_body or 64 * 1024 * 1024,
-    pool = check_pool(opts.pool), close = asks_close(headers), secure = secure or nil,
-  }
-  local ph = { deadline = now() + timeout, connect_timeout = opts.connect_timeout,
-    first_byte_timeout = opts.first_byte_timeout }
-  local msg, err = send(r, ph)
+  local msg, err = send(opts, check_pool(opts.pool), secure or nil, method, scheme, host, port, target,
+    headers, body, now() + timeout)
   if not msg then return nil, err end
   return msg.status, msg.headers, msg.body
 end
@@ -470,21 +525,25 @@ local function split_target(req)
   req.query = q and sub(req.url, q + 1) or ""
 end
 
+-- How long a server's next read may wait (read_message's timeout_of):
+-- read_timeout, within what is left of the request's time.
+local function request_wait(input)
+  local d = input.deadline - now()
+  if d <= 0 then return nil, "timeout" end
+  local t = input.read_timeout
+  return d < t and d or t
+end
+
 -- Serves one connection until it ends. srv: {handler=, max_body=,
 -- read_timeout=, request_timeout=, closed=}; sock: anything with
 -- read(timeout) -> data | nil, err, write(data, timeout) -> true | nil,
 -- err, closed() and close(), so a harness can drive it in process.
 local function serve_connection(srv, sock)
   local parser = core.http_parser("request", srv.max_body)
-  local input = { buf = "", pos = 1 }
+  local input = { buf = "", pos = 1, deadline = 0, read_timeout = srv.read_timeout }
   while not sock:closed() do
-    local deadline = now() + srv.request_timeout -- idle time counts too
-    local function left()
-      local d = deadline - now()
-      if d <= 0 then return nil, "timeout" end
-      return d < srv.read_timeout and d or srv.read_timeout
-    end
-    local req, err, refused = read_message(sock, parser, input, left)
+    input.deadline = now() + srv.request_timeout -- idle time counts too
+    local req, err, refused = read_message(sock, parser, input, request_wait)
     if not req then
       if refused then refuse(sock, refused, err, srv.read_timeout) end
       break

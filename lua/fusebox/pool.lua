@@ -22,6 +22,7 @@
 local core = select(2, ...)
 local base = core.import "fusebox.base"
 local now, check_self = base.now, base.check_self
+local run_id, rt = base.api.run_id, require("ffi").cast("const fb_runtime *", core.rt)
 local pairs, max, huge, wait, wake, daemon = pairs, math.max, math.huge, core.wait, core.wake, core.daemon
 
 local M = {}
@@ -39,6 +40,7 @@ function M.new(o)
     hosts = {},  -- key -> stack of idle conns, oldest first
     n = 0,       -- idle conns in all
     sweeper = nil, sweep_at = huge, -- when the sweeper looks next
+    sweeper_run = -1, -- the run it belongs to (base.api.run_id)
     opened = 0, reused = 0, retried = 0, -- counted by http.lua
   }, Pool)
 end
@@ -71,14 +73,24 @@ end
 
 -- The pool's daemon (the run does not wait for it; it ends with the
 -- run): closes what expired, then sleeps until the earliest expiry left
--- (p.sweep_at), or until woken when nothing is left. One at a time: a
--- sweeper that is no longer p.sweeper ends when it next runs.
+-- (p.sweep_at), or until a put wakes it for an earlier one. Finding
+-- nothing left it sleeps until woken, so that a run whose coroutines are
+-- blocked forever ends (nothing else can wake them) -- but only the
+-- second time in a row: the first, just after a wake, it looks again
+-- idle_timeout later. A busy pool is often empty for an instant (its one
+-- connection out with a request) when the sweeper looks, and if that
+-- always sent it to sleep until woken, every put would wake it: a
+-- coroutine switch a request. One at a time: a sweeper that is no
+-- longer p.sweeper ends when it next runs.
 local function sweeper(p)
   local me = coroutine.running()
+  local woken = true -- its start counts as a wake
   while p.sweeper == me do
-    local at = sweep(p, now())
+    local t = now()
+    local at = sweep(p, t)
+    if at == nil and woken then at = t + p.idle_timeout end
     p.sweep_at = at or huge
-    wait("http pool idle", at and max(at - now(), 0.001) or nil)
+    woken = wait("http pool idle", at and max(at - now(), 0.001) or nil)
   end
 end
 
@@ -90,7 +102,7 @@ local function ensure_sweeper(p, t, force)
   if not daemon then return end
   p.sweep_at = t
   if p.sweeper and not force and wake(p.sweeper) then return end
-  p.sweeper = daemon(sweeper, p)
+  p.sweeper, p.sweeper_run = daemon(sweeper, p), run_id(rt)
 end
 
 -- pool:get(key) -> an idle connection of key, unparked, or nil. The
@@ -151,10 +163,10 @@ function Pool:put(c)
   c.expires = t + self.idle_timeout
   stack[#stack + 1] = c
   self.n = self.n + 1
-  -- The sweeper looks at sweep_at: early enough, unless it is overdue
-  -- (its run ended) or this one expires first (it waits for a put).
-  local overdue = t > self.sweep_at + 1
-  if overdue or c.expires < self.sweep_at then ensure_sweeper(self, t, overdue) end
+  -- The sweeper looks at sweep_at: early enough, unless it is gone (its
+  -- run ended) or this one expires first.
+  local gone = self.sweeper_run ~= run_id(rt)
+  if gone or c.expires < self.sweep_at then ensure_sweeper(self, t, gone) end
 end
 
 -- pool:close(): closes every idle connection (requests under way give

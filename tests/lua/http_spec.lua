@@ -24,6 +24,19 @@ local function exchange(srv, bytes)
 end
 
 describe("fb.http client", function()
+  it("sets no global variable", function()
+    local before = {}
+    for k in pairs(_G) do before[k] = true end
+    local status
+    run(function()
+      local srv = assert(fb.http.serve { port = 0, handler = function() return 200, nil, "ok" end })
+      status = fb.http.request { url = url(srv) }
+      srv:close()
+    end)
+    assert.are.equal(200, status)
+    for k in pairs(_G) do assert.is_true(before[k], "a new global: " .. tostring(k)) end
+  end)
+
   it("sends method, headers and body and returns status, headers, body", function()
     local got, seen
     run(function()
@@ -493,6 +506,27 @@ describe("the HTTP parser under hostile input", function()
     assert.are.equal("", next_msg.body)
   end)
 
+  it("starts over on reset, as a new parser would: its limit, HEAD, a refusal forgotten", function()
+    local p = core.http_parser("response", 100)
+    assert.is_nil((p:feed("HTTP/9.9 200 OK\r\n\r\n"))) -- refused: it refuses everything after
+    assert.is_nil((p:feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")))
+    assert.are.equal(p, p:reset(1))
+    local used, why, status = p:feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert.are.same({ nil, "body too large (limit 1 bytes)", 413 }, { used, why, status })
+    p:reset(100, true) -- the answer to a HEAD: no body, whatever Content-Length says
+    local _, msg = p:feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\n")
+    assert.are.same({ 200, "", "1" }, { msg.status, msg.body, msg.headers["x-a"] })
+    p:reset(100) -- half a message, then a reset: none of it is seen again
+    local half = "HTTP/1.1 200 OK\r\nX-Secret: s3cr3t"
+    assert.are.equal(#half, (p:feed(half)))
+    p:reset(100)
+    _, msg = p:feed("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhi")
+    assert.are.same({ 201, "hi", { ["content-length"] = "2" } }, { msg.status, msg.body, msg.headers })
+    assert.are.equal("hi", p:take_body())
+    assert.has_error(function() p:reset(-1) end,
+      "bad argument #1 to 'reset' (max_body must be a non-negative number, got -1)")
+  end)
+
   it("checks its arguments", function()
     assert.has_error(function() core.http_parser("request", -1) end,
       "bad argument #2 to 'http_parser' (max_body must be a non-negative number, got -1)")
@@ -695,6 +729,17 @@ describe("fb.http under hostile peers", function()
       assert.has_error(function()
         fb.http.request { instance = { host = "127.0.0.1", port = srv:port() }, path = "/a HTTP/1.1\r\nX: y" }
       end, "bad argument #1 to 'request' (path must not contain spaces or control characters)")
+      -- clean paths are remembered (1,024 of them): none lets a dirty one through
+      local inst = { host = "127.0.0.1", port = srv:port() }
+      for i = 1, 1100 do
+        local ok, err = pcall(fb.http.request, { instance = inst, path = "/" .. i .. (i % 100 == 0 and " x" or ""),
+          pool = false, timeout = 0.000001 })
+        assert.are.equal(i % 100 ~= 0, ok, err)
+      end
+      for _, m in ipairs { "get", "G ET", 7 } do
+        assert.has_error(function() fb.http.request { url = url(srv), method = m } end,
+          "bad argument #1 to 'request' (method must be an upper-case token, got " .. m .. ")")
+      end
       r = { fb.http.request { url = url(srv, "/?a%0d%0aSet-Cookie:x") } }
       fb.reporter(function() end)
       local raw_out = exchange(srv, "GET /?x\rY HTTP/1.1\r\nConnection: close\r\n\r\n")

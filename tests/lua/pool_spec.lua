@@ -79,6 +79,37 @@ describe("fb.http connection pool", function()
     assert.is_nil(srv.seen[1]:lower():find("connection: close", 1, true))
   end)
 
+  it("parses each response on a reused connection as its own: HEAD, limits and trailers do not carry over", function()
+    local srv, got, stats = nil, {}, nil
+    local answers = {
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n3\r\nabc\r\n0\r\nX-T: t\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-B: 2\r\n\r\n", -- the answer to a HEAD: no body follows
+      ok_response("12345"),
+      ok_response("0123456789"), -- over this request's max_body: refused, the connection closed
+      ok_response("after"),
+    }
+    run(function()
+      srv = backend(function(n) return answers[n] end)
+      local p = fb.http.pool {}
+      local function req(method, max_body)
+        local status, headers, body = fb.http.request { url = srv.url, pool = p, method = method, max_body = max_body }
+        if not status then got[#got + 1] = { status, headers }; return end
+        got[#got + 1] = { status, headers["x-a"] or headers["x-b"] or headers["x-t"] or "-", body }
+      end
+      req("GET"); req("HEAD"); req("GET", 5); req("GET", 5); req("GET")
+      stats = p:stats()
+      p:close()
+      srv.close()
+    end)
+    assert.are.same({ 200, "1", "abc" }, got[1])
+    assert.are.same({ 200, "2", "" }, got[2])
+    assert.are.same({ 200, "-", "12345" }, got[3])
+    assert.are.same({ nil, "body too large (limit 5 bytes)" }, got[4])
+    assert.are.same({ 200, "-", "after" }, got[5])
+    assert.are.equal(2, srv.accepted) -- the refused response's connection was not reused
+    assert.are.same({ 2, 3 }, { stats.opened, stats.reused })
+  end)
+
   it("uses the default pool when a request names none", function()
     local srv
     run(function()
@@ -353,6 +384,53 @@ describe("fb.http connection pool", function()
       assert.are.equal(1, closed_after)
       assert.are.equal(0, idle)
       assert.are.equal(2, srv.accepted)
+    end)
+
+    it("closes an idle connection past idle_timeout in the next run too", function()
+      local p = fb.http.pool { idle_timeout = 0.2 }
+      run(function()
+        local srv = backend(always_ok)
+        fb.http.request { url = srv.url, pool = p } -- starts the pool's sweeper
+        fb.sleep(0.01) -- which looks, and sleeps until this one expires
+        p:close()
+        srv.close()
+      end) -- the run ends, and drops the sweeper
+      local srv, closed
+      run(function()
+        srv = backend(always_ok)
+        fb.http.request { url = srv.url, pool = p }
+        fb.sleep(0.5)
+        closed = srv.closed_by_peer
+        p:close()
+        srv.close()
+      end)
+      assert.are.equal(1, closed)
+    end)
+
+    it("lets a run whose coroutines are blocked forever fail, once its idle connections are gone", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write([[
+local fb = require "fusebox"
+local srv = assert(fb.http.serve { port = 0, read_timeout = 0.1, background = true,
+  handler = function() return 200, nil, "ok" end })
+local p = fb.http.pool { idle_timeout = 0.2 }
+for _ = 1, 3 do assert(fb.http.request { url = "http://127.0.0.1:" .. srv:port() .. "/", pool = p } == 200) end
+fb.wait("what never comes")
+]])
+      f:close()
+      local errfile = os.tmpname()
+      local t0 = fb.real_now()
+      -- the sweeper must not keep the run going: killed after 20 s if it does
+      local ok, _, code = os.execute(string.format("timeout 20 %s run %s >/dev/null 2>%s", T.fusebox_bin, path, errfile))
+      if type(ok) == "number" then code = ok / 256 end -- Lua 5.1 os.execute
+      local took = fb.real_now() - t0
+      local err = T.slurp(errfile)
+      os.remove(path)
+      os.remove(errfile)
+      assert.are.equal(1, code, err)
+      assert.truthy(err:find("blocked forever", 1, true), err)
+      assert.is_true(took < 5, "took " .. took)
     end)
 
     it("lets a run end with idle connections in its pool", function()

@@ -76,6 +76,33 @@ describe("fb.tcp", function()
     assert.are.same({ nil, "closed" }, r2)
   end)
 
+  it("keeps what arrives between reads, in order, and a socket once read does not hold a run", function()
+    local got, ok, err = {}, nil, nil
+    ok, err = pcall(run, function()
+      local srv = assert(fb.tcp.listen { port = 0, handler = function(s)
+        s:write("a")
+        fb.sleep(0.05)
+        s:write("b") -- while the client reads nothing: kept for its next read
+        fb.sleep(0.05)
+        s:write("c")
+        fb.wait("held open") -- and never read from on this side
+      end })
+      local c = assert(fb.tcp.connect("127.0.0.1", srv:port()))
+      got[1] = c:read(2)
+      fb.sleep(0.2)
+      local rest = ""
+      while #rest < 2 do rest = rest .. assert(c:read(2)) end
+      got[2] = rest
+      srv:close()
+      -- both ends stay open, c read from but with no reader now: nothing
+      -- can wake either coroutine, and the run says so instead of hanging
+      fb.wait("nothing")
+    end)
+    assert.are.same({ "a", "bc" }, got)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("2 coroutine(s) blocked forever", 1, true), err)
+  end)
+
   it("wakes a reader parked in another coroutine when the socket is closed", function()
     local got
     run(function()
