@@ -473,7 +473,9 @@ static void on_idle(uv_idle_t *idle) { run_due(idle->data); }
  * same pass when it is due, before any poll, so coroutines that keep each
  * other due would starve every socket (a GET waited out its timeout).
  * An active idle handle makes the loop poll without blocking, then call
- * it: one turn of due work per poll. */
+ * it: one turn of due work per poll, as later libuv versions run timers
+ * (so an answer in by that poll beats a timeout that passed while the
+ * loop was busy). */
 static void arm(fb_runtime *rt) {
   const fb_timer *top;
   fb_timer t;
