@@ -61,6 +61,19 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
+/* core.spawn_pooled(fn, ...): like spawn, on a thread a finished one
+ * left (fb_runtime_spawn_pooled: for a caller that drops the handle when
+ * fn ends) */
+static int l_spawn_pooled(lua_State *L) {
+  fb_runtime *rt = fbl_runtime(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!rt->running)
+    return luaL_error(L, "spawn: not inside a run (use 'fusebox run' or "
+                         "fb.run)");
+  fb_runtime_spawn_pooled(L, rt, lua_gettop(L) - 1);
+  return 1;
+}
+
 /* fb.daemon(fn, ...): like spawn, but the run does not wait for it */
 static int l_daemon(lua_State *L) {
   fb_runtime *rt = fbl_runtime(L);
@@ -296,6 +309,7 @@ static const luaL_Reg core_functions[] = {
     {"now", l_now},
     {"sleep", l_sleep},
     {"spawn", l_spawn},
+    {"spawn_pooled", l_spawn_pooled},
     {"seed", l_seed},
     {"run", l_run},
     {"running", l_running},

@@ -76,6 +76,9 @@ static int runtime_gc(lua_State *L) {
   fb_timerq_free(&rt->queue);
   free(rt->coros);
   rt->coros = NULL;
+  free(rt->pool);
+  rt->pool = NULL;
+  rt->npool = rt->pool_cap = 0;
   return 0;
 }
 
@@ -280,6 +283,57 @@ void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs) {
   rt->ndaemons++;
 }
 
+/* A pooled thread that ended normally: its stack emptied, it waits in
+ * rt->pool with its ref, record and THREADS_KEY entry (a stale handle's
+ * wake finds it FB_CO_FREE: false). 0, or -1 when the pool is full. */
+static int pool_put(fb_runtime *rt, int ref) {
+  if (rt->npool == rt->pool_cap) {
+    if (rt->pool_cap >= FB_SPAWN_POOL)
+      return -1;
+    int cap = rt->pool_cap ? 2 * rt->pool_cap : 16;
+    int *v = realloc(rt->pool, (size_t)cap * sizeof *v);
+    if (!v)
+      return -1; /* let it go instead */
+    rt->pool = v;
+    rt->pool_cap = cap;
+  }
+  fb_coro *c = &rt->coros[ref];
+  lua_settop(c->co, 0); /* what its function returned */
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, c->what_ref);
+  c->what_ref = LUA_NOREF;
+  c->state = FB_CO_FREE;
+  c->nargs = 0;
+  rt->pool[rt->npool++] = ref;
+  rt->ncoroutines--;
+  return 0;
+}
+
+/* Lets every pooled thread go (the end of a run). */
+static void pool_drain(fb_runtime *rt) {
+  while (rt->npool > 0) {
+    int ref = rt->pool[--rt->npool];
+    rt->ncoroutines++; /* coro_free counts it out again */
+    coro_free(rt, ref);
+  }
+}
+
+void fb_runtime_spawn_pooled(lua_State *L, fb_runtime *rt, int nargs) {
+  if (rt->npool == 0) {
+    int ref = spawn(L, rt, nargs);
+    rt->coros[ref].pooled = 1;
+    return;
+  }
+  int ref = rt->pool[--rt->npool];
+  fb_coro *c = &rt->coros[ref];
+  /* A thread whose function returned is where a new one starts: status
+   * 0, no C frame, an empty stack; lua_resume starts the function on it. */
+  lua_xmove(L, c->co, nargs + 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* the handle, as spawn leaves it */
+  c->nargs = nargs;
+  rt->ncoroutines++;
+  enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
+}
+
 void fb_runtime_require_real(lua_State *L, fb_runtime *rt, const char *what) {
   if (rt->virtual_time)
     luaL_error(L, "%s is not available under --virtual-time", what);
@@ -390,7 +444,8 @@ static void resume(fb_runtime *rt, int ref) {
   }
   if (status != 0)
     fail(rt, co);
-  coro_free(rt, ref);
+  if (status != 0 || !c->pooled || pool_put(rt, ref) < 0)
+    coro_free(rt, ref);
   if (rt->ncoroutines == rt->ndaemons && !rt->virtual_time && rt->loop)
     uv_stop(rt->loop); /* only daemons left: the run is over */
 }
@@ -534,6 +589,7 @@ static void drop_all(fb_runtime *rt) {
   for (int ref = 0; ref < rt->coros_cap; ref++)
     if (rt->coros[ref].state != FB_CO_FREE)
       coro_free(rt, ref);
+  pool_drain(rt);
 }
 
 void fb_runtime_stop(lua_State *L, fb_runtime *rt, int failed) {

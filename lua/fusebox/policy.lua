@@ -372,8 +372,12 @@ end
 -- so it can neither crash the run nor wake a caller now waiting on
 -- something else.
 local function guarded(box, fn, ...)
-  if box.ctx then ctx_of[running()] = box.ctx end -- the caller's deadline
+  local co = running()
+  if box.ctx then ctx_of[co] = box.ctx end -- the caller's deadline
   local r = pack(pcall(fn, ...))
+  -- On fusebox's runtime the thread runs another child next (see
+  -- spawn_child): nothing keyed by it may outlive this one.
+  boxes[co], ctx_of[co] = nil, nil
   if box.abandoned then
     box.owner.late = box.owner.late + 1
     orphans.n = orphans.n - 1
@@ -381,6 +385,16 @@ local function guarded(box, fn, ...)
   end
   box.results, box.done = r, true
   wake(box.caller)
+end
+
+-- The child's coroutine: on fusebox's runtime a thread a finished child
+-- left (core.spawn_pooled: no thread, stack or ref to make per call),
+-- which is safe since the child's handle is kept only while it runs
+-- (boxes, above; abandon); on a host's scheduler, its spawn.
+local spawn_pooled, scheduler, own_runtime = core.spawn_pooled, host.host, host.runtime
+local function spawn_child(fn, box, ...)
+  if scheduler() == own_runtime then return spawn_pooled(fn, box, ...) end
+  return spawn(fn, box, ...)
 end
 
 -- t:call(fn, ...) -> fn's results, run in a child coroutine; or nil,
@@ -391,7 +405,7 @@ function Timeout:call(fn, ...)
   local caller = running()
   local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller] }
   local deadline = now() + self.seconds -- a host may run the child at once (nginx)
-  local child = spawn(guarded, box, fn, ...)
+  local child = spawn_child(guarded, box, fn, ...)
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
   while not box.done do
     local left = deadline - now()
