@@ -1,0 +1,54 @@
+-- fb.timeout's child runs on a pooled thread on fusebox's runtime
+-- (core.spawn_pooled): a thread a finished child left runs the next
+-- child, and nothing of the one before may show in it.
+local fb = require "fusebox"
+local running = coroutine.running
+
+describe("a timeout's pooled child", function()
+  it("runs on the thread the last child left, without its deadline", function()
+    T.vrun(function()
+      local first, second, ctx_first, ctx_second
+      local p = fb.policy { deadline = 5, timeout = 10 }
+      p:call(function() first, ctx_first = running(), fb.context() end)
+      fb.timeout(10):call(function() second, ctx_second = running(), fb.context() end)
+      assert.are.equal(first, second) -- reused
+      assert.is_not_nil(ctx_first)    -- the caller's deadline, inherited
+      assert.is_nil(ctx_second)       -- not the last child's
+    end)
+  end)
+
+  it("is not abandoned because the last child on its thread was", function()
+    T.vrun(function()
+      local t = fb.timeout(0.1)
+      local slow = fb.sim.service { name = "slow", latency = 1 }
+      local slower = fb.sim.service { name = "slower", latency = 3 }
+      local fast = fb.sim.service { name = "fast", latency = 0.01 }
+      local threads = {}
+      fb.spawn(function() t:call(function() threads[1] = running(); return slow() end) end)
+      fb.spawn(function() t:call(slower) end)
+      fb.sleep(2) -- slow's orphan ended, its thread is free; slower's runs on
+      assert.are.same({ "ok" }, { t:call(function() threads[2] = running(); return fast() or "ok" end) })
+      assert.are.equal(threads[1], threads[2])
+      -- fast answered its own caller in time, though the last child on
+      -- that thread had been abandoned (and another still is)
+      assert.are.same({ 1, 0 }, { fast.successes, fast.timeouts })
+      assert.are.same({ 0, 1 }, { slow.successes, slow.timeouts })
+      fb.sleep(2)
+      assert.are.same({ 2, 2 }, { t.timeouts, t.late })
+    end)
+  end)
+
+  it("reuses the thread of a function that raised (the child caught it)", function()
+    T.vrun(function()
+      local t = fb.timeout(10)
+      local raised, after
+      local ok, err = pcall(t.call, t, function() raised = running(); error("boom", 0) end)
+      assert.are.same({ false, "boom" }, { ok, err })
+      assert.are.equal("dead", coroutine.status(raised)) -- pooled, between children
+      assert.is_false(fb.wake(raised))                   -- a stale handle wakes nothing
+      t:call(function() after = running() end)
+      assert.are.equal(raised, after)
+      assert.are.same({ 1, nil, 3, 4, n = 4 }, { n = 4, t:call(function(...) return ... end, 1, nil, 3, 4) })
+    end)
+  end)
+end)
