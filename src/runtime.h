@@ -104,8 +104,10 @@ struct fb_runtime {
   int ncoroutines;      /* started and not finished */
   int *pool;            /* refs of finished pooled threads, kept for reuse:
                            each keeps its ref, record (FB_CO_FREE, co set)
-                           and THREADS_KEY entry while it waits here */
+                           and rt->threads entry while it waits here */
   int npool, pool_cap;
+  int *threads;         /* thread -> ref (runtime.c: thread_slot) */
+  size_t threads_cap, nthreads;
   int ndaemons;         /* of which daemons: the run ends without them */
   int events_on;        /* a sink is open: read through FFI before emitting;
                          * 2 when it writes a file, which every event is
