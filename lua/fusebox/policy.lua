@@ -128,8 +128,6 @@ local function check_options(fname, opts, sch)
   return opts or {}
 end
 
-local function pack(...) return { n = select("#", ...), ... } end
-
 ---------------------------------------------------------------- outcomes
 
 -- A call's results, held between pcall and the return that hands them
@@ -374,16 +372,24 @@ end
 local function guarded(box, fn, ...)
   local co = running()
   if box.ctx then ctx_of[co] = box.ctx end -- the caller's deadline
-  local r = pack(pcall(fn, ...))
+  local ok = hold(pcall(fn, ...))
   -- On fusebox's runtime the thread runs another child next (see
   -- spawn_child): nothing keyed by it may outlive this one.
   boxes[co], ctx_of[co] = nil, nil
   if box.abandoned then
+    drop()
     box.owner.late = box.owner.late + 1
     orphans.n = orphans.n - 1
     return
   end
-  box.results, box.done = r, true
+  -- the outcome in the box's fields, not a table of its own: up to three
+  -- results, the common case; more (rare) in box.more
+  local n, a, b, c = take()
+  if n > 3 then
+    box.more = { a, b, c, unpack(held, 4, n) }
+    for i = 4, n do held[i] = nil end
+  end
+  box.ok, box.n, box.r1, box.r2, box.r3, box.done = ok, n, a, b, c, true
   wake(box.caller)
 end
 
@@ -403,7 +409,8 @@ function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
   local caller = running()
-  local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller] }
+  local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller],
+    ok = false, n = 0, r1 = nil, r2 = nil, r3 = nil, more = nil }
   local deadline = now() + self.seconds -- a host may run the child at once (nginx)
   local child = spawn_child(guarded, box, fn, ...)
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
@@ -420,9 +427,10 @@ function Timeout:call(fn, ...)
       return nil, self.message
     end
   end
-  local r = box.results
-  if r[1] then return unpack(r, 2, r.n) end
-  error(r[2], 0)
+  if not box.ok then error(box.r1, 0) end
+  local n = box.n
+  if n > 3 then return unpack(box.more, 1, n) end
+  return give(n, box.r1, box.r2, box.r3)
 end
 
 local function new_timeout(seconds)
