@@ -51,4 +51,27 @@ describe("a timeout's pooled child", function()
       assert.are.same({ 1, nil, 3, 4, n = 4 }, { n = 4, t:call(function(...) return ... end, 1, nil, 3, 4) })
     end)
   end)
+
+  it("lets the threads past its pool's bound go (FB_SPAWN_POOL, 256), and runs on", function()
+    T.vrun(function()
+      local t, n, done = fb.timeout(10), 1000, 0
+      for i = 1, n do -- 1000 children at once: 744 of their threads are let go when they end
+        fb.spawn(function()
+          assert.are.equal(i, t:call(function() fb.sleep(1); return i end))
+          done = done + 1
+        end)
+      end
+      fb.sleep(2)
+      assert.are.equal(n, done)
+      local threads = {}
+      for i = 1, 300 do -- 256 pooled, then new ones
+        fb.spawn(function() t:call(function() threads[running()] = true; fb.sleep(1) end) end)
+      end
+      fb.sleep(2)
+      local distinct = 0
+      for _ in pairs(threads) do distinct = distinct + 1 end
+      assert.are.equal(300, distinct)
+      assert.are.same({ 0, 0 }, { t.timeouts, t.late })
+    end)
+  end)
 end)
