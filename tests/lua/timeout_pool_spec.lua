@@ -74,4 +74,19 @@ describe("a timeout's pooled child", function()
       assert.are.same({ 0, 0 }, { t.timeouts, t.late })
     end)
   end)
+
+  it("makes no thread a call once warm, only the call's box", function()
+    T.vrun(function()
+      local t = fb.timeout(10)
+      local fn = function(x) return x end
+      for _ = 1, 200 do t:call(fn, 1) end
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      for _ = 1, 20000 do t:call(fn, 1) end
+      local grown = (collectgarbage("count") - before) * 1024
+      collectgarbage("restart")
+      -- the box is about 250 bytes; a thread made per call was 1,000 more
+      assert.is_true(grown < 20000 * 512, grown .. " bytes for 20000 calls")
+    end)
+  end)
 end)
