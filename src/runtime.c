@@ -268,7 +268,8 @@ static void thread_remove(fb_runtime *rt, int ref) {
   if (!rt->threads[i])
     return;
   for (size_t j = (i + 1) & mask; rt->threads[j]; j = (j + 1) & mask) {
-    size_t home = thread_home(rt->coros[rt->threads[j] - 1].co, rt->threads_cap);
+    const lua_State *co = rt->coros[rt->threads[j] - 1].co;
+    size_t home = thread_home(co, rt->threads_cap);
     /* j's entry may fill the hole at i unless its home lies in (i, j] */
     int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
     if (!stays) {
