@@ -50,26 +50,34 @@ static int l_sleep(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-/* fb.spawn(fn, ...): runs fn(...) as a new coroutine */
-static int l_spawn(lua_State *L) {
+/* Checks fn and the run, then starts fn(...) the way `how` does;
+ * returns the thread. */
+static int start(lua_State *L, const char *fname,
+                 void (*how)(lua_State *L, fb_runtime *rt, int nargs)) {
   fb_runtime *rt = fbl_runtime(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (!rt->running)
-    return luaL_error(L, "spawn: not inside a run (use 'fusebox run' or "
-                         "fb.run)");
-  fb_runtime_spawn(L, rt, lua_gettop(L) - 1);
+    return luaL_error(L, "%s: not inside a run (use 'fusebox run' or "
+                         "fb.run)", fname);
+  how(L, rt, lua_gettop(L) - 1);
   return 1;
+}
+
+/* fb.spawn(fn, ...): runs fn(...) as a new coroutine */
+static int l_spawn(lua_State *L) {
+  return start(L, "spawn", fb_runtime_spawn);
+}
+
+/* core.spawn_pooled(fn, ...): like spawn, on a thread a finished one
+ * left (fb_runtime_spawn_pooled: for a caller that drops the handle when
+ * fn ends) */
+static int l_spawn_pooled(lua_State *L) {
+  return start(L, "spawn", fb_runtime_spawn_pooled);
 }
 
 /* fb.daemon(fn, ...): like spawn, but the run does not wait for it */
 static int l_daemon(lua_State *L) {
-  fb_runtime *rt = fbl_runtime(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (!rt->running)
-    return luaL_error(L, "daemon: not inside a run (use 'fusebox run' or "
-                         "fb.run)");
-  fb_runtime_spawn_daemon(L, rt, lua_gettop(L) - 1);
-  return 1;
+  return start(L, "daemon", fb_runtime_spawn_daemon);
 }
 
 /* fb.real_now() -> seconds on the real clock (CLOCK_MONOTONIC, or the
@@ -296,6 +304,7 @@ static const luaL_Reg core_functions[] = {
     {"now", l_now},
     {"sleep", l_sleep},
     {"spawn", l_spawn},
+    {"spawn_pooled", l_spawn_pooled},
     {"seed", l_seed},
     {"run", l_run},
     {"running", l_running},

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #define RUNTIME_KEY "fusebox.runtime"
-#define THREADS_KEY "fusebox.threads" /* thread -> ref, while it lives */
 
 static void free_handle(uv_handle_t *h) { free(h); }
 
@@ -86,6 +85,12 @@ static int runtime_gc(lua_State *L) {
   fb_timerq_free(&rt->queue);
   free(rt->coros);
   rt->coros = NULL;
+  free(rt->pool);
+  rt->pool = NULL;
+  free(rt->threads);
+  rt->threads = NULL;
+  rt->threads_cap = rt->nthreads = 0;
+  rt->npool = rt->pool_cap = 0;
   return 0;
 }
 
@@ -140,8 +145,6 @@ fb_runtime *fb_runtime_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
   return rt;
 }
 
@@ -217,6 +220,77 @@ static fb_coro *coro_new(lua_State *L, fb_runtime *rt, int ref) {
   return c;
 }
 
+/* ------------------------------------------------------ thread -> ref */
+
+/* rt->threads finds a coroutine's ref from its thread (fb_runtime_wake
+ * is handed the thread): open addressing keyed by the thread pointer,
+ * linear probing, a slot 0 when empty or ref + 1, at most half full.
+ * The key is rt->coros[ref].co, so the table holds refs alone. A Lua
+ * table (thread -> ref) cost ~1,000 instructions a coroutine: each
+ * spawn's new key and each end's removal churned its hash part. */
+static size_t thread_home(const lua_State *co, size_t cap) {
+  uint64_t h = (uint64_t)(uintptr_t)co * 0x9e3779b97f4a7c15ULL;
+  return (size_t)(h >> 32) & (cap - 1);
+}
+
+/* The slot that holds co, or the empty one where it would go. */
+static size_t thread_slot(const fb_runtime *rt, const lua_State *co) {
+  size_t mask = rt->threads_cap - 1, i = thread_home(co, rt->threads_cap);
+  while (rt->threads[i] && rt->coros[rt->threads[i] - 1].co != co)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* The ref of the coroutine running on co, or LUA_NOREF. */
+static int thread_ref(const fb_runtime *rt, const lua_State *co) {
+  if (!co || !rt->threads_cap)
+    return LUA_NOREF;
+  int v = rt->threads[thread_slot(rt, co)];
+  return v ? v - 1 : LUA_NOREF;
+}
+
+/* Enters ref (rt->coros[ref].co set); 0, or -1 out of memory. */
+static int thread_add(fb_runtime *rt, int ref) {
+  if (2 * (rt->nthreads + 1) > rt->threads_cap) {
+    size_t cap = rt->threads_cap ? 2 * rt->threads_cap : 64;
+    int *old = rt->threads, *v = calloc(cap, sizeof *v);
+    if (!v)
+      return -1;
+    size_t old_cap = rt->threads_cap;
+    rt->threads = v;
+    rt->threads_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+      if (old[i])
+        rt->threads[thread_slot(rt, rt->coros[old[i] - 1].co)] = old[i];
+    free(old);
+  }
+  rt->threads[thread_slot(rt, rt->coros[ref].co)] = ref + 1;
+  rt->nthreads++;
+  return 0;
+}
+
+/* Removes ref's thread; the entries after it in its run move back so
+ * every probe still finds its own (no tombstones). */
+static void thread_remove(fb_runtime *rt, int ref) {
+  if (!rt->threads_cap)
+    return;
+  size_t mask = rt->threads_cap - 1, i = thread_slot(rt, rt->coros[ref].co);
+  if (!rt->threads[i])
+    return;
+  for (size_t j = (i + 1) & mask; rt->threads[j]; j = (j + 1) & mask) {
+    const lua_State *co = rt->coros[rt->threads[j] - 1].co;
+    size_t home = thread_home(co, rt->threads_cap);
+    /* j's entry may fill the hole at i unless its home lies in (i, j] */
+    int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      rt->threads[i] = rt->threads[j];
+      i = j;
+    }
+  }
+  rt->threads[i] = 0;
+  rt->nthreads--;
+}
+
 static void arm(fb_runtime *rt);
 static int is_void(const fb_runtime *rt, const fb_timer *t);
 
@@ -246,11 +320,7 @@ static void coro_free(fb_runtime *rt, int ref) {
   lua_State *L = rt->L;
   fb_coro *c = &rt->coros[ref];
   luaL_unref(L, LUA_REGISTRYINDEX, c->what_ref);
-  lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+  thread_remove(rt, ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   if (c->daemon)
     rt->ndaemons--;
@@ -267,13 +337,13 @@ static int spawn(lua_State *L, fb_runtime *rt, int nargs) {
   lua_xmove(L, co, nargs + 1);
   lua_pushvalue(L, -1);
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
-  lua_pushvalue(L, -2);
-  lua_pushinteger(L, ref);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
   fb_coro *c = coro_new(L, rt, ref);
   c->co = co;
+  if (thread_add(rt, ref) < 0) {
+    c->co = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    luaL_error(L, "fusebox: out of memory starting a coroutine");
+  }
   c->nargs = nargs;
   rt->ncoroutines++;
   enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
@@ -288,6 +358,57 @@ void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs) {
   int ref = spawn(L, rt, nargs); /* first: spawn may move rt->coros */
   rt->coros[ref].daemon = 1;
   rt->ndaemons++;
+}
+
+/* A pooled thread that ended normally: its stack emptied, it waits in
+ * rt->pool with its ref, record and rt->threads entry (a stale handle's
+ * wake finds it FB_CO_FREE: false). 0, or -1 when the pool is full. */
+static int pool_put(fb_runtime *rt, int ref) {
+  if (rt->npool == rt->pool_cap) {
+    if (rt->pool_cap >= FB_SPAWN_POOL)
+      return -1;
+    int cap = rt->pool_cap ? 2 * rt->pool_cap : 16;
+    int *v = realloc(rt->pool, (size_t)cap * sizeof *v);
+    if (!v)
+      return -1; /* let it go instead */
+    rt->pool = v;
+    rt->pool_cap = cap;
+  }
+  fb_coro *c = &rt->coros[ref];
+  lua_settop(c->co, 0); /* what its function returned */
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, c->what_ref);
+  c->what_ref = LUA_NOREF;
+  c->state = FB_CO_FREE;
+  c->nargs = 0;
+  rt->pool[rt->npool++] = ref;
+  rt->ncoroutines--;
+  return 0;
+}
+
+/* Lets every pooled thread go (the end of a run). */
+static void pool_drain(fb_runtime *rt) {
+  while (rt->npool > 0) {
+    int ref = rt->pool[--rt->npool];
+    rt->ncoroutines++; /* coro_free counts it out again */
+    coro_free(rt, ref);
+  }
+}
+
+void fb_runtime_spawn_pooled(lua_State *L, fb_runtime *rt, int nargs) {
+  if (rt->npool == 0) {
+    int ref = spawn(L, rt, nargs);
+    rt->coros[ref].pooled = 1;
+    return;
+  }
+  int ref = rt->pool[--rt->npool];
+  fb_coro *c = &rt->coros[ref];
+  /* A thread whose function returned is where a new one starts: status
+   * 0, no C frame, an empty stack; lua_resume starts the function on it. */
+  lua_xmove(L, c->co, nargs + 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* the handle, as spawn leaves it */
+  c->nargs = nargs;
+  rt->ncoroutines++;
+  enqueue(L, rt, ref, fb_runtime_now(rt), FB_CO_READY);
 }
 
 void fb_runtime_require_real(lua_State *L, fb_runtime *rt, const char *what) {
@@ -328,12 +449,8 @@ void fb_runtime_wait(lua_State *L, fb_runtime *rt, int what_idx,
 
 int fb_runtime_wake(lua_State *L, fb_runtime *rt, int co_idx, int nargs) {
   lua_State *co = lua_tothread(L, co_idx);
-  lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
-  lua_pushvalue(L, co_idx);
-  lua_rawget(L, -2);
-  int ref = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : LUA_NOREF;
-  lua_pop(L, 2);
-  if (!co || ref < 0 || rt->coros[ref].state != FB_CO_WAITING) {
+  int ref = thread_ref(rt, co);
+  if (ref < 0 || rt->coros[ref].state != FB_CO_WAITING) {
     lua_pop(L, nargs);
     return 0;
   }
@@ -400,7 +517,8 @@ static void resume(fb_runtime *rt, int ref) {
   }
   if (status != 0)
     fail(rt, co);
-  coro_free(rt, ref);
+  if (status != 0 || !c->pooled || pool_put(rt, ref) < 0)
+    coro_free(rt, ref);
   if (rt->ncoroutines == rt->ndaemons && !rt->virtual_time && rt->loop)
     uv_stop(rt->loop); /* only daemons left: the run is over */
 }
@@ -561,6 +679,7 @@ static void drop_all(fb_runtime *rt) {
   for (int ref = 0; ref < rt->coros_cap; ref++)
     if (rt->coros[ref].state != FB_CO_FREE)
       coro_free(rt, ref);
+  pool_drain(rt);
 }
 
 void fb_runtime_stop(lua_State *L, fb_runtime *rt, int failed) {

@@ -42,7 +42,12 @@ typedef struct fb_coro {
   int nargs;      /* values on its stack for the next resume */
   int what_ref;   /* Lua string: what a WAITING coroutine waits on */
   uint8_t daemon; /* the run does not wait for it */
+  uint8_t pooled; /* its thread goes back to rt->pool when it ends */
 } fb_coro;
+
+/* The most finished threads of fb_runtime_spawn_pooled() kept for reuse:
+ * past it one that ends is let go as any other. */
+#define FB_SPAWN_POOL 256
 
 /* The longest fb.sleep or fb.wait, in seconds (about 31.7 years): every
  * deadline stays finite and the clock keeps its resolution, and the
@@ -98,6 +103,12 @@ struct fb_runtime {
   int stopped;          /* fb_runtime_stop(): the run ends this loop turn */
   int error_ref;        /* message + traceback of the failure */
   int ncoroutines;      /* started and not finished */
+  int *pool;            /* refs of finished pooled threads, kept for reuse:
+                           each keeps its ref, record (FB_CO_FREE, co set)
+                           and rt->threads entry while it waits here */
+  int npool, pool_cap;
+  int *threads;         /* thread -> ref (runtime.c: thread_slot) */
+  size_t threads_cap, nthreads;
   int ndaemons;         /* of which daemons: the run ends without them */
   int events_on;        /* a sink is open: read through FFI before emitting;
                          * 2 when it writes a file, which every event is
@@ -193,6 +204,13 @@ void fb_runtime_host(lua_State *L, fb_runtime *rt);
 /* Like fb_runtime_spawn(), but the run does not wait for the coroutine:
  * when only daemons are left, the run ends and they are dropped. */
 void fb_runtime_spawn_daemon(lua_State *L, fb_runtime *rt, int nargs);
+
+/* Like fb_runtime_spawn(), on a thread that a pooled coroutine which
+ * ended normally left (a new one when none is left): no thread, stack or
+ * ref to make. For callers that keep the handle only while the coroutine
+ * runs (fb.timeout's child): once it ends, the same thread may run the
+ * next one, so a handle kept past that could wake a stranger. */
+void fb_runtime_spawn_pooled(lua_State *L, fb_runtime *rt, int nargs);
 
 /* Raises "<what> is not available under --virtual-time" on a virtual
  * clock: real I/O and real timers must never mix silently with it. */

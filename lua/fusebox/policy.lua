@@ -92,10 +92,12 @@
 --
 -- Cost (tests/bench/bench_policy.lua, LuaJIT, ns per call beyond a bare
 -- call): retry ~5, rate limit ~4, bulkhead ~6, fallback ~0, breaker ~18,
--- all of them together ~25. The timeout layer spawns a coroutine per
--- call (~1.3-2 us). On the real clock (tests/bench/bench_resilience.lua):
--- a retry budget adds ~4 ns; a hedge that does not fire ~1.6 us and a
--- deadline ~1.2 us (a pooled worker each, no allocation).
+-- all of them together ~25. The timeout layer runs each call in a child
+-- coroutine, on fusebox's runtime on a thread a finished child left (no
+-- thread made per call: ~0.8 us). On the real clock
+-- (tests/bench/bench_resilience.lua): a retry budget adds ~4 ns; a
+-- hedge that does not fire ~1.6 us and a deadline ~1.2 us (a pooled
+-- worker each, no allocation).
 
 local core = select(2, ...)
 local base = core.import "fusebox.base"
@@ -127,8 +129,6 @@ local function check_options(fname, opts, sch)
   if err then error(format("bad argument #1 to '%s' (%s)", fname, err), 3) end
   return opts or {}
 end
-
-local function pack(...) return { n = select("#", ...), ... } end
 
 ---------------------------------------------------------------- outcomes
 
@@ -372,15 +372,37 @@ end
 -- so it can neither crash the run nor wake a caller now waiting on
 -- something else.
 local function guarded(box, fn, ...)
-  if box.ctx then ctx_of[running()] = box.ctx end -- the caller's deadline
-  local r = pack(pcall(fn, ...))
+  local co = running()
+  if box.ctx then ctx_of[co] = box.ctx end -- the caller's deadline
+  local ok = hold(pcall(fn, ...))
+  -- On fusebox's runtime the thread runs another child next (see
+  -- spawn_child): nothing keyed by it may outlive this one.
+  boxes[co], ctx_of[co] = nil, nil
   if box.abandoned then
+    drop()
     box.owner.late = box.owner.late + 1
     orphans.n = orphans.n - 1
     return
   end
-  box.results, box.done = r, true
+  -- the outcome in the box's fields, not a table of its own: up to three
+  -- results, the common case; more (rare) in box.more
+  local n, a, b, c = take()
+  if n > 3 then
+    box.more = { a, b, c, unpack(held, 4, n) }
+    for i = 4, n do held[i] = nil end
+  end
+  box.ok, box.n, box.r1, box.r2, box.r3, box.done = ok, n, a, b, c, true
   wake(box.caller)
+end
+
+-- The child's coroutine: on fusebox's runtime a thread a finished child
+-- left (core.spawn_pooled: no thread, stack or ref to make per call),
+-- which is safe since the child's handle is kept only while it runs
+-- (boxes, above; abandon); on a host's scheduler, its spawn.
+local spawn_pooled, scheduler, own_runtime = core.spawn_pooled, host.host, host.runtime
+local function spawn_child(fn, box, ...)
+  if scheduler() == own_runtime then return spawn_pooled(fn, box, ...) end
+  return spawn(fn, box, ...)
 end
 
 -- t:call(fn, ...) -> fn's results, run in a child coroutine; or nil,
@@ -389,9 +411,10 @@ function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
   local caller = running()
-  local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller] }
+  local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller],
+    ok = false, n = 0, r1 = nil, r2 = nil, r3 = nil, more = nil }
   local deadline = now() + self.seconds -- a host may run the child at once (nginx)
-  local child = spawn(guarded, box, fn, ...)
+  local child = spawn_child(guarded, box, fn, ...)
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
   while not box.done do
     local left = deadline - now()
@@ -406,9 +429,10 @@ function Timeout:call(fn, ...)
       return nil, self.message
     end
   end
-  local r = box.results
-  if r[1] then return unpack(r, 2, r.n) end
-  error(r[2], 0)
+  if not box.ok then error(box.r1, 0) end
+  local n = box.n
+  if n > 3 then return unpack(box.more, 1, n) end
+  return give(n, box.r1, box.r2, box.r3)
 end
 
 local function new_timeout(seconds)

@@ -13,6 +13,18 @@ function T.vrun(fn, seed)
   fb.run(fn, { virtual_time = true, seed = seed or 1 })
 end
 
+-- Bytes the heap grew by over n calls of fn() with the collector
+-- stopped, after 200 calls to warm it (traces compiled, pools filled).
+function T.bytes_grown(n, fn)
+  for _ = 1, 200 do fn() end
+  collectgarbage("stop")
+  local before = collectgarbage("count")
+  for _ = 1, n do fn() end
+  local grown = (collectgarbage("count") - before) * 1024
+  collectgarbage("restart")
+  return grown
+end
+
 -- The whole file at path, as bytes.
 function T.slurp(path)
   local f = assert(io.open(path, "rb"))
