@@ -1,5 +1,5 @@
 /*
- * timerq.c -- a min-heap ordered by (deadline, seq), and lanes of equal
+ * timerq.c -- a min-heap ordered by (deadline, seq), and lanes of rising
  * deadlines beside it (timerq.h).
  */
 #include "timerq.h"
@@ -62,7 +62,7 @@ static void sift_down(fb_timerq *q, size_t i) {
 
 /* --------------------------------------------------------------- lanes */
 
-/* Appends t to lane l (its deadline is l's, or l is empty). */
+/* Appends t to lane l (due no earlier than l's newest, or l is empty). */
 static int lane_push(fb_timer_lane *l, const fb_timer *t) {
   if (l->tail == l->cap) {
     if (l->head > 0) { /* slide the live part down: O(1) amortized */
@@ -77,20 +77,27 @@ static int lane_push(fb_timer_lane *l, const fb_timer *t) {
   return 0;
 }
 
-/* The lane that takes an entry at deadline: one whose newest entry has
- * it, else an empty one; NULL: the heap takes it. */
+/* The lane that takes an entry at deadline: of those whose newest entry
+ * is due no later, the one due latest (a stream of rising deadlines --
+ * timeouts of one length, wakes at now, a trace's arrivals -- keeps to
+ * its lane), else an empty one; NULL: the heap takes it. */
 static fb_timer_lane *lane_for(fb_timerq *q, double deadline) {
-  fb_timer_lane *empty = NULL;
+  fb_timer_lane *fit = NULL, *empty = NULL;
+  double fit_at = 0;
   for (int k = 0; k < FB_TIMER_LANES; k++) {
     fb_timer_lane *l = &q->lane[k];
     if (l->head == l->tail) {
       if (!empty)
         empty = l;
-    } else if (l->v[l->tail - 1].deadline == deadline) {
-      return l;
+      continue;
+    }
+    double last = l->v[l->tail - 1].deadline;
+    if (last <= deadline && (!fit || last > fit_at)) {
+      fit = l;
+      fit_at = last;
     }
   }
-  return empty;
+  return fit ? fit : empty;
 }
 
 /* Where the earliest entry is: lane k (0..FB_TIMER_LANES-1), the heap

@@ -7,12 +7,14 @@
  * with the same seed replay exactly. Pure C: no Lua, no I/O.
  *
  * Lanes: a thousand clients that each sleep the same pace wake in waves
- * of one deadline. Entries pushed with the deadline of a lane's newest go
- * to its end (a lane is a FIFO of equal deadlines, in sequence order,
- * hence sorted), a new deadline starts an empty lane, and only the rest
- * go to the heap: a push and a pop in a wave cost O(1), not two sifts
- * through a heap of every sleeper. A pop takes the least of the heap's
- * top and the lanes' heads, so the order is exactly the heap's alone.
+ * of one deadline; timeouts of one length, wakes at now and a trace's
+ * arrivals come in rising deadlines. An entry due no earlier than a
+ * lane's newest goes to that lane's end (of such lanes, the one whose
+ * newest is due latest), so a lane is a FIFO sorted by (deadline, seq);
+ * an entry no lane takes starts an empty one, and only the rest go to the
+ * heap: a push and a pop of such a stream cost O(1), not two sifts through
+ * a heap of every sleeper. A pop takes the least of the heap's top and the
+ * lanes' heads, so the order is exactly the heap's alone.
  */
 #ifndef FB_TIMERQ_H
 #define FB_TIMERQ_H
@@ -30,7 +32,7 @@ typedef struct fb_timer {
 #define FB_TIMER_LANES 4
 
 typedef struct fb_timer_lane {
-  fb_timer *v;             /* v[head .. tail): one deadline, seq rising */
+  fb_timer *v;             /* v[head .. tail): sorted by (deadline, seq) */
   size_t head, tail, cap;
 } fb_timer_lane;
 

@@ -350,10 +350,10 @@ static void timerq_drop_keeps_the_order_of_the_rest(void **state) {
   fb_timerq_free(&q);
 }
 
-/* The lanes (runs of one deadline) and the heap together pop exactly in
- * (deadline, seq) order: waves of equal deadlines as sleepers make them,
- * mixed with scattered ones, pops and drops in between, checked against
- * a plain list kept in that order. */
+/* The lanes (runs of rising deadlines) and the heap together pop exactly
+ * in (deadline, seq) order: waves of equal deadlines as sleepers make
+ * them, wakes due at once, scattered ones, pops and drops in between,
+ * checked against a plain list kept in that order. */
 typedef struct { double deadline; int ref; } ref_entry;
 
 static int ref_before(const ref_entry *a, const ref_entry *b) {
@@ -378,8 +378,9 @@ static void timerq_lanes_keep_the_heap_order(void **state) {
   for (int step = 0; step < 60000; step++) {
     uint64_t dice = fb_rng_below(&r, 100);
     if (dice < 55 && nlive < N) { /* mostly waves: few distinct paces */
-      double d = dice < 45 ? now + 0.5 * (double)(1 + fb_rng_below(&r, 3))
-                           : now + (double)fb_rng_below(&r, 1000) / 7.0;
+      double d = dice < 40   ? now + 0.5 * (double)(1 + fb_rng_below(&r, 3))
+                 : dice < 48 ? now /* a wake: due at once */
+                             : now + (double)fb_rng_below(&r, 1000) / 7.0;
       assert_int_equal(fb_timerq_push(&q, d, next_ref, 0), 0);
       live[nlive++] = (ref_entry){d, next_ref++}; /* refs rise as seqs do */
     } else if (dice < 99 && nlive > 0) {
