@@ -65,7 +65,11 @@ static void sift_down(fb_timerq *q, size_t i) {
 /* Appends t to lane l (due no earlier than l's newest, or l is empty). */
 static int lane_push(fb_timer_lane *l, const fb_timer *t) {
   if (l->tail == l->cap) {
-    if (l->head > 0) { /* slide the live part down: O(1) amortized */
+    /* slide the live part down when it is at most half the array (so a
+     * slide is paid for by as many pops), else grow: a lane that never
+     * empties -- a stream of rising deadlines -- must not slide on every
+     * push */
+    if (l->head > 0 && l->head >= l->cap / 2) {
       memmove(l->v, l->v + l->head, (l->tail - l->head) * sizeof *l->v);
       l->tail -= l->head;
       l->head = 0;
