@@ -33,10 +33,10 @@ static int by_name(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Walks the string-keyed fields of the table at idx, sorted, into obj. */
-static void convert_fields(lua_State *L, cJSON *obj, int idx, int depth,
-                           int build) {
-  const char *keys[MAX_FIELDS];
+/* The field names of the table at idx into keys (MAX_FIELDS at most,
+ * every one a string: raises otherwise), in no order; returns how many.
+ * The table keeps them alive. */
+static size_t field_names(lua_State *L, int idx, const char **keys) {
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -46,8 +46,16 @@ static void convert_fields(lua_State *L, cJSON *obj, int idx, int depth,
                  luaL_typename(L, -1));
     if (n == MAX_FIELDS)
       luaL_error(L, "emit: more than %d fields", MAX_FIELDS);
-    keys[n++] = lua_tostring(L, -1); /* kept alive by the table */
+    keys[n++] = lua_tostring(L, -1);
   }
+  return n;
+}
+
+/* Walks the string-keyed fields of the table at idx, sorted, into obj. */
+static void convert_fields(lua_State *L, cJSON *obj, int idx, int depth,
+                           int build) {
+  const char *keys[MAX_FIELDS];
+  size_t n = field_names(L, idx, keys);
   qsort(keys, n, sizeof *keys, by_name);
   for (size_t i = 0; i < n; i++) {
     lua_getfield(L, idx, keys[i]);
@@ -188,19 +196,11 @@ static int l_emit(lua_State *L) {
   /* each value pushed: its slot is the field's until the call returns */
   luaL_checkstack(L, MAX_FIELDS + 8, "emit: too many fields");
   if (has_fields) {
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "emit: field names must be strings, got a %s",
-                   luaL_typename(L, -1));
-      if (n == MAX_FIELDS)
-        luaL_error(L, "emit: more than %d fields", MAX_FIELDS);
-      p[n++].name = lua_tostring(L, -1); /* kept alive by the table */
-    }
+    const char *names[MAX_FIELDS];
+    n = field_names(L, 2, names);
     for (size_t i = 0; i < n; i++) {
-      lua_getfield(L, 2, p[i].name);
-      p[i].idx = lua_gettop(L);
+      lua_getfield(L, 2, names[i]);
+      p[i] = (pending){names[i], lua_gettop(L)};
     }
   }
   check_fields(L, p, n);
