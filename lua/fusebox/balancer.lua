@@ -33,9 +33,7 @@ local M = {}
 -- Raises "calling 'fname' on a closed balancer" (or registry) from deep
 -- inside a method: the object was closed under us, by a strategy or a
 -- finalizer calling its __gc.
-local function closed_under(fname, what)
-  error(format("calling '%s' on a closed %s", fname, what or "balancer"), 0)
-end
+local function closed_under(fname, what) base.closed(fname, what or "balancer") end
 
 -- M.state(lb, fname) -> st: registry (its registry's state), strategy,
 -- name, lists, random (and ud, slot: see fusebox.base)

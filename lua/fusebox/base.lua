@@ -107,9 +107,11 @@ function M.check_name(v, n, fname, depth)
 end
 
 -- Raises "calling 'fname' on a closed what" at level (as error() counts
--- from the caller: 2 is the caller's caller).
+-- from the caller: 2 is the caller's caller), or with no position when
+-- level is nil: from deep inside a method, where the object was closed
+-- under us (a listener or a finalizer calling its __gc).
 local function closed(fname, what, level)
-  error(format("calling '%s' on a closed %s", fname, what), level + 1)
+  error(format("calling '%s' on a closed %s", fname, what), level and level + 1 or 0)
 end
 M.closed = closed
 

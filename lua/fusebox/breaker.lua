@@ -136,9 +136,7 @@ local state_of = M.state
 
 -- Raises "calling 'fname' on a closed breaker" from inside a method: the
 -- breaker was closed under us (its __gc called by a listener).
-local function closed_under(fname)
-  error(format("calling '%s' on a closed breaker", fname), 0)
-end
+local function closed_under(fname) base.closed(fname, "breaker") end
 
 -- Runs each listener in list; one that raises is reported, not fatal.
 local emit = base.emit_listeners

@@ -100,9 +100,7 @@ M.state = base.object_state(limiter_mt, "limiter", function(ud)
 end)
 local state_of = M.state
 
-local function closed_under(fname)
-  error(format("calling '%s' on a closed limiter", fname), 0)
-end
+local function closed_under(fname) base.closed(fname, "limiter") end
 
 local emit = base.emit_listeners
 

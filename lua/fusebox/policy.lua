@@ -633,14 +633,16 @@ function CancellableBreakerLayer:call(fn, ...)
   return give(take())
 end
 
--- new_breaker(opts, path) -> fb.breaker(opts); its complaints name path.
-function M.new_breaker(opts, path)
-  local ok, cb = pcall(core.breaker, opts)
-  if not ok then
-    error(format("%s: %s", path, cb:match("%((.*)%)$") or cb), 0)
-  end
-  return cb
+-- built(make, opts, path) -> make(opts) (fb.breaker, fb.limiter), its
+-- complaint raised naming path instead of the constructor's argument.
+local function built(make, opts, path)
+  local ok, v = pcall(make, opts)
+  if not ok then error(format("%s: %s", path, v:match("%((.*)%)$") or v), 0) end
+  return v
 end
+
+-- new_breaker(opts, path) -> fb.breaker(opts); its complaints name path.
+function M.new_breaker(opts, path) return built(core.breaker, opts, path) end
 
 -------------------------------------------------------------- limiter
 
@@ -661,9 +663,7 @@ end
 -- new_limiter(opts, path) -> fb.limiter(opts); its complaints name path.
 local function new_limiter(o, path)
   if limiter.is_limiter(o) then return setmetatable({ limiter = o }, LimiterLayer) end
-  local ok, l = pcall(core.limiter, o)
-  if not ok then error(format("%s: %s", path, l:match("%((.*)%)$") or l), 0) end
-  return setmetatable({ limiter = l }, LimiterLayer)
+  return setmetatable({ limiter = built(core.limiter, o, path) }, LimiterLayer)
 end
 
 local function limiter_rule(v, path)
