@@ -211,6 +211,7 @@ static int breaker_gc(lua_State *L) {
   else
     fb_breaker_free(s->b); /* NULL once closed */
   s->b = NULL;
+  s->own = NULL; /* the book is the zone handle's, which may go now */
   return 0;
 }
 
