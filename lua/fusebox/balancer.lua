@@ -266,10 +266,7 @@ local function outlier_events(st)
     if e.eject then f["until"], f.ejections = e["until"], e.ejections else f.at = e.at end
     if log then events.emit(kind, f) end
     local fns = on and on[kind]
-    for k = 1, fns and #fns or 0 do
-      local ok, err = xpcall(fns[k], traceback, f)
-      if not ok then core.report("outlier " .. kind .. " listener failed", tostring(err)) end
-    end
+    if fns then base.emit_listeners(fns, "outlier " .. kind, f) end
   end
 end
 M.outlier_events = outlier_events

@@ -306,9 +306,10 @@ end
 core.random = M.random(api.runtime_rng(ffi.cast("fb_runtime *", core.rt)))
 
 -- Listeners, one home for every object that has them (breakers,
--- limiters): on(event, fn)'s checks and list, and the calls, each in its
--- own xpcall so a failing listener is reported and the others still run.
--- known: the set of event names; known_text: how the error lists them.
+-- limiters, outlier detectors): on(event, fn)'s checks and list, and the
+-- calls, each in its own xpcall so a failing listener is reported and the
+-- others still run. known: the set of event names; known_text: how the
+-- error lists them.
 function M.add_listener(st, known, known_text, event, fn)
   if not known[event] then
     M.argerror(1, "on", format("unknown event '%s' (known: %s)", tostring(event), known_text), 1)
@@ -321,11 +322,21 @@ function M.add_listener(st, known, known_text, event, fn)
   st.listeners[event] = list
 end
 
+--
+-- emit_listeners is never compiled. Debian's LuaJIT (OpenResty's branch of
+-- 2023-01-19; upstream fixed many trace bugs after it) corrupts a stack
+-- when a trace that entered a listener through this xpcall exits later:
+-- its snapshot wrote a small integer tagged as a function into the
+-- listener's function slot, and the listener's return then crashed the
+-- VM (tests/lifetime.t, about one seed in a hundred; a watchpoint in a
+-- replayed run caught the snapshot restore writing it). Interpreted, the
+-- xpcall frame is the VM's own; a listener can still compile on its own.
 function M.emit_listeners(list, event, a, b, c, d)
   for i = 1, #list do
     local ok, err = xpcall(list[i], debug.traceback, a, b, c, d)
     if not ok then core.report(event .. " listener failed", tostring(err)) end
   end
 end
+jit.off(M.emit_listeners)
 
 return M
