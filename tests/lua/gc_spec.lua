@@ -605,6 +605,52 @@ describe("finalizers inside fusebox's C functions", function()
     assert.is_true(rows > 0)
   end)
 
+  it("lets a finalizer close the registry while register drops the meta of reaped instances", function()
+    local hit = 0
+    T.vrun(function()
+      racing(400, "calling 'register' on bad self (fusebox.registry is closed)", function(round, st)
+        local reg = fb.registry { heartbeat_timeout = 1, reap_after = 1 }
+        for port = 1, 4 do reg:register("s", "h", port, { meta = { port = port } }) end
+        fb.sleep(3) -- all four due to be reaped: register's walk reaps them
+        local opts = { meta = { port = 9 } }
+        local _ = ("x"):rep(1100) .. round -- the next allocation steps the
+        st.reg = reg -- collector: the new env.meta's, once registered
+        reg:register("s", "h", 9, opts)
+        if st.reg then
+          st.reg = nil
+          local v = reg:discover("s")[1]
+          same(9, v.port, "port")
+          same(9, v.meta.port, "meta")
+        else
+          hit = hit + 1 -- closed after registering, while dropping
+        end
+      end, function(st)
+        if st.reg then close(st.reg); st.reg = false end
+      end)
+    end)
+    assert.is_true(hit > 0, "the race was not met")
+  end)
+
+  it("lets an options table's metamethod close the object it configures", function()
+    -- lua_getfield runs __index: Lua code, like a finalizer
+    local function closing(obj)
+      return setmetatable({}, { __index = function() close(obj) end })
+    end
+    local cases = {
+      { "balancer", function(reg) local lb = fb.balancer(reg, "random", closing(reg)); return lb end,
+        "bad argument #1 to 'balancer' (fusebox.registry is closed)" },
+      { "outlier", function(reg) local d = fb.outlier(reg, closing(reg)); return d end,
+        "bad argument #1 to 'outlier' (fusebox.registry is closed)" },
+      { "register", function(reg) local added = reg:register("s", "h", 1, closing(reg)); return added end,
+        "calling 'register' on bad self (fusebox.registry is closed)" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(case[2], fb.registry())
+      assert.is_false(ok, case[1])
+      assert.matches(case[3], err, 1, true)
+    end
+  end)
+
   it("lets a finalizer close a breaker while its stats are pushed", function()
     local hit = 0
     local c = racing(1000, "never raised", function(round, st)
