@@ -651,6 +651,29 @@ describe("finalizers inside fusebox's C functions", function()
     end
   end)
 
+  it("lets a finalizer close an HTTP parser while it pushes a message", function()
+    local hdrs = {}
+    for i = 1, 30 do hdrs[#hdrs + 1] = "x-h" .. i .. ": " .. ("v"):rep(40) .. i .. "\r\n" end
+    local request = "POST /p?q=1 HTTP/1.1\r\nhost: a\r\n" .. table.concat(hdrs)
+      .. "content-length: 5\r\n\r\nhello"
+    local hit = 0
+    met(racing(600, "fusebox.http_parser is closed", function(_, st)
+      local p = core.http_parser("request", 1e6)
+      st.p = p
+      local used, msg = p:feed(request)
+      if not st.p then hit = hit + 1 end -- closed by a push: the message is whole
+      st.p = nil
+      same(#request, used, "consumed")
+      same("/p?q=1", msg.url, "url")
+      same("hello", msg.body, "body")
+      for i = 1, 30 do same(("v"):rep(40) .. i, msg.headers["x-h" .. i], "header") end
+      p:feed(request) -- closed now, or still open
+    end, function(st)
+      if st.p then close(st.p); st.p = false end
+    end))
+    assert.is_true(hit > 0, "the race was not met")
+  end)
+
   it("lets a finalizer close a breaker while its stats are pushed", function()
     local hit = 0
     local c = racing(1000, "never raised", function(round, st)
