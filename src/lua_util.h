@@ -100,6 +100,11 @@ int fbl_check_port(lua_State *L, int idx);
  *  - a loop over core state re-reads the object, and its position by
  *    index or id, after each round's allocations, and stops cleanly when
  *    the object is closed or the position is gone.
+ * Memory a binding owns itself is freed, as luv frees a handle in its
+ * close callback, where no push is reading it: a socket's struct when
+ * libuv closes it (lua_tcp.c, which reads t->rt and t->closed again
+ * after a push), the HTTP parser's buffers when the method pushing from
+ * them is done (lua_http.c, idle()).
  * The FFI entry points (lua_api.c) allocate nothing and run no Lua: the
  * rule costs them nothing. */
 void *fbl_check_object(lua_State *L, int idx, const char *tname);

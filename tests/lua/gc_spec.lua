@@ -674,6 +674,36 @@ describe("finalizers inside fusebox's C functions", function()
     assert.is_true(hit > 0, "the race was not met")
   end)
 
+  it("lets a finalizer close a socket as a read parks on it", function()
+    local hit = 0
+    fb.run(function()
+      local srv = assert(fb.tcp.listen { port = 0, handler = function(s)
+        s:write("x")
+        s:read(1)
+        s:close()
+      end })
+      racing(150, "never raised", function(round, st)
+        local c = assert(fb.tcp.connect("127.0.0.1", srv:port(), { timeout = 2 }))
+        local _ = ("x"):rep(1100) .. round -- the next allocation steps the
+        st.c, st.gc = c, round % 2 == 0 -- collector: the string read parks
+        local data, err = c:read(0.2) -- with, or the one the data arrives in
+        st.c = nil
+        if err == "closed" then
+          hit = hit + 1 -- closed before it parked, or woken by the close
+        elseif not (st.gc and err == "timeout") then -- a __gc wakes no one
+          same("x", data, "data")
+        end
+        c:close()
+      end, function(st)
+        if st.c then
+          if st.gc then close(st.c) else st.c:close() end
+        end
+      end)
+      srv:close()
+    end)
+    assert.is_true(hit > 0, "the race was not met")
+  end)
+
   it("lets a finalizer close a breaker while its stats are pushed", function()
     local hit = 0
     local c = racing(1000, "never raised", function(round, st)
