@@ -98,8 +98,10 @@ int fbl_check_port(lua_State *L, int idx);
  *    local, fbl_instance_copy) and pushes from the copy: no core pointer
  *    is held across an allocation;
  *  - a loop over core state re-reads the object, and its position by
- *    index or id, after each round's allocations, and stops cleanly when
- *    the object is closed or the position is gone.
+ *    index or id, after each round's allocations, stops cleanly when the
+ *    object is closed or the position is gone, and does at most as many
+ *    rounds as there were items when it began (finalizers that keep
+ *    adding would make it endless).
  * Memory a binding owns itself is freed, as luv frees a handle in its
  * close callback, where no push is reading it: a socket's struct when
  * libuv closes it (lua_tcp.c, which reads t->rt and t->closed again
