@@ -13,6 +13,7 @@
 #include "base64.h"
 #include "lua_util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,13 +97,16 @@ static backend *check_backend(lua_State *L) {
 /* core.registry_backend(reg) -> backend: reg becomes the cache of a store
  * that the caller keeps; one backend per registry. */
 static int backend_new(lua_State *L) {
-  fb_registry **reg = fbl_check_object(L, 1, FBL_REGISTRY);
+  fbl_check_object(L, 1, FBL_REGISTRY);
   backend *b = lua_newuserdata(L, sizeof *b);
   memset(b, 0, sizeof *b);
   b->waiter = LUA_NOREF;
   luaL_getmetatable(L, FBL_BACKEND);
   lua_setmetatable(L, -2);
-  b->reg = fb_registry_retain(*reg);
+  /* after the allocation (lua_util.h): the registry may be closed now;
+   * a backend left without one is a closed one */
+  fb_registry *reg = *(fb_registry **)fbl_check_object(L, 1, FBL_REGISTRY);
+  b->reg = fb_registry_retain(reg);
   b->rt = fbl_runtime(L);
   fb_registry_set_backend(b->reg, &queue_ops, b);
   return 1;
@@ -126,28 +130,59 @@ static int backend_gc(lua_State *L) {
   return 0;
 }
 
-/* backend:take() -> {{op, service, host, port}, ...}: what was queued,
- * oldest first; the queue is empty after. */
+/* A queued op copied out of its record (lua_util.h: the record may be
+ * gone after the next allocation). Names are the registry's, at most
+ * FB_NAME_MAX bytes. */
+typedef struct op_copy {
+  const char *op;
+  int port;
+  char service[FB_NAME_MAX + 1];
+  char host[FB_NAME_MAX + 1];
+} op_copy;
+
+/* Takes the oldest op off b's queue into *c; 0 when the queue is empty
+ * (or b closed: its queue is freed). */
+static int take_one(backend *b, op_copy *c) {
+  op_rec *r = b->head;
+  if (!r)
+    return 0;
+  size_t ns = strlen(r->service), nh = strlen(r->host);
+  assert(ns <= FB_NAME_MAX && nh <= FB_NAME_MAX);
+  c->op = r->op;
+  c->port = r->port;
+  memcpy(c->service, r->service, ns + 1);
+  memcpy(c->host, r->host, nh + 1);
+  b->head = r->next;
+  if (!b->head)
+    b->tail = NULL;
+  b->queued--;
+  free(r);
+  return 1;
+}
+
+/* backend:take() -> {{op, service, host, port}, ...}: what was queued
+ * when called, oldest first, leaving the queue empty. Each op leaves it
+ * before its row is built, so a finalizer run meanwhile may take or
+ * close (the list is then each op once) or queue more: those wait for
+ * the next take, or one that finalizers keep feeding would never end. */
 static int backend_take(lua_State *L) {
   backend *b = check_backend(L);
   lua_newtable(L);
   int n = 0;
-  for (op_rec *r = b->head; r; r = b->head) {
+  size_t left = b->queued;
+  op_copy c;
+  while (left-- > 0 && take_one(b, &c)) {
     lua_createtable(L, 4, 0);
-    lua_pushstring(L, r->op);
+    lua_pushstring(L, c.op);
     lua_rawseti(L, -2, 1);
-    lua_pushstring(L, r->service);
+    lua_pushstring(L, c.service);
     lua_rawseti(L, -2, 2);
-    lua_pushstring(L, r->host);
+    lua_pushstring(L, c.host);
     lua_rawseti(L, -2, 3);
-    lua_pushinteger(L, r->port);
+    lua_pushinteger(L, c.port);
     lua_rawseti(L, -2, 4);
     lua_rawseti(L, -2, ++n);
-    b->head = r->next;
-    free(r);
   }
-  b->tail = NULL;
-  b->queued = 0;
   return 1;
 }
 
@@ -222,12 +257,14 @@ static int backend_info(lua_State *L) {
                                     fbl_check_port(L, 4));
   if (!i)
     return 0;
-  lua_pushnumber(L, fb_instance_weight(i));
-  if (fb_instance_zone(i))
-    lua_pushstring(L, fb_instance_zone(i));
+  fbl_instance_copy c; /* pushed from the copy: lua_util.h */
+  fbl_instance_copy_of(i, &c);
+  lua_pushnumber(L, c.weight);
+  if (c.has_zone)
+    lua_pushstring(L, c.zone);
   else
     lua_pushboolean(L, 0);
-  lua_pushnumber(L, (lua_Number)fb_instance_id(i));
+  lua_pushnumber(L, (lua_Number)c.id);
   return 3;
 }
 

@@ -231,12 +231,11 @@ static void read_slow_start(lua_State *L, int arg, int tidx,
 
 /* --------------------------------------------------------- detectors */
 
-/* A new detector userdata over the registry userdata at reg_idx, from
- * the options table at tidx (0: defaults); its environment holds the
- * registry. */
-static fb_outlier **push_outlier(lua_State *L, int reg_idx, int arg, int tidx,
-                                 const char *prefix) {
-  fb_registry **reg = lua_touserdata(L, reg_idx);
+/* A new detector userdata over the registry userdata at reg_idx (checked
+ * open), from the options table at tidx (0: defaults); its environment
+ * holds the registry. */
+static void push_outlier(lua_State *L, int reg_idx, int arg, int tidx,
+                         const char *prefix) {
   fb_outlier_config c;
   fb_outlier_config_init(&c);
   if (tidx)
@@ -253,9 +252,10 @@ static fb_outlier **push_outlier(lua_State *L, int reg_idx, int arg, int tidx,
   lua_pushvalue(L, reg_idx);
   lua_setfield(L, -2, "registry");
   lua_setfenv(L, -2);
-  if (!(*p = fb_outlier_new(*reg, &c)))
+  /* after the last allocation (lua_util.h): the registry may be closed */
+  fb_registry *reg = *(fb_registry **)fbl_check_object(L, reg_idx, FBL_REGISTRY);
+  if (!(*p = fb_outlier_new(reg, &c)))
     luaL_error(L, "outlier: out of memory");
-  return p;
 }
 
 /* fb.outlier(reg [, opts]) -> a detector to give balancers (outlier =) */
@@ -323,14 +323,22 @@ static int outlier_tick(lua_State *L) {
 
 /* core.outlier_events(d) -> the pending events, oldest first, each
  * {eject = bool, reason =, id =, at =, ["until"] =, ejections =, and
- * service =, host =, port = while the instance is there}, or nil */
+ * service =, host =, port = while the instance is there}, or nil. Each
+ * round takes one event and copies its instance before it allocates
+ * (lua_util.h); a finalizer that closes the detector meanwhile ends the
+ * list there. */
 static int outlier_events(lua_State *L) {
   fb_outlier **p = luaL_checkudata(L, 1, FBL_OUTLIER);
   if (!*p || !fb_outlier_pending(*p)) /* closed by hand: the balancer's */
     return 0;                         /* reference keeps it counting */
   lua_newtable(L);
   fb_outlier_event ev;
-  for (int n = 1; fb_outlier_next_event(*p, &ev); n++) {
+  fbl_instance_copy c;
+  for (int n = 1; *p && fb_outlier_next_event(*p, &ev); n++) {
+    /* the detector holds its registry: valid while the detector is */
+    fb_instance *i = fb_registry_instance(fb_outlier_registry(*p), ev.id);
+    if (i)
+      fbl_instance_copy_of(i, &c);
     lua_createtable(L, 0, 6);
     lua_pushboolean(L, ev.eject);
     lua_setfield(L, -2, "eject");
@@ -344,13 +352,12 @@ static int outlier_events(lua_State *L) {
     lua_setfield(L, -2, "until");
     lua_pushnumber(L, ev.ejections);
     lua_setfield(L, -2, "ejections");
-    fb_instance *i = fb_registry_instance(fb_outlier_registry(*p), ev.id);
     if (i) { /* else gone meanwhile: its id alone */
-      lua_pushstring(L, fb_service_name(fb_instance_service(i)));
+      lua_pushstring(L, c.service);
       lua_setfield(L, -2, "service");
-      lua_pushstring(L, fb_instance_host(i));
+      lua_pushstring(L, c.host);
       lua_setfield(L, -2, "host");
-      lua_pushinteger(L, fb_instance_port(i));
+      lua_pushinteger(L, c.port);
       lua_setfield(L, -2, "port");
     }
     lua_rawseti(L, -2, n);
@@ -396,30 +403,40 @@ static const luaL_Reg outlier_methods[] = {
     {NULL, NULL},
 };
 
+/* The open detector userdata at idx, option outlier of argument opts. */
+static fb_outlier *check_detector(lua_State *L, int idx, int opts) {
+  fb_outlier *d = *(fb_outlier **)lua_touserdata(L, idx);
+  if (!d)
+    luaL_argerror(L, opts, "outlier: " FBL_OUTLIER " is closed");
+  return d;
+}
+
 /* The balancer's detector from option outlier of the table at opts (a
- * detector over the same registry, or a table of its options), pushed;
- * 0 when there is none (nothing pushed). */
-static fb_outlier *opt_outlier(lua_State *L, int opts) {
+ * detector over the same registry, or a table of its options), pushed:
+ * returns its stack index, 0 when there is none (nothing pushed). */
+static int opt_outlier(lua_State *L, int opts) {
   if (!lua_istable(L, opts))
-    return NULL;
+    return 0;
   lua_getfield(L, opts, "outlier");
   int t = lua_gettop(L);
   if (lua_isnil(L, t)) {
     lua_pop(L, 1);
-    return NULL;
+    return 0;
   }
   if (luaL_testudata(L, t, FBL_OUTLIER)) {
-    fb_outlier **d = fbl_check_object(L, t, FBL_OUTLIER);
-    fb_registry **reg = lua_touserdata(L, 1);
-    if (fb_outlier_registry(*d) != *reg)
+    fb_outlier *d = check_detector(L, t, opts);
+    /* a payload is NULL once closed, never another object: the match
+     * holds while both stay open */
+    if (fb_outlier_registry(d) !=
+        *(fb_registry **)fbl_check_object(L, 1, FBL_REGISTRY))
       luaL_argerror(L, opts, "outlier is a detector over another registry");
-    return *d;
+    return t;
   }
   if (!lua_istable(L, t))
     fbl_bad_option(L, opts, "outlier", "a table of outlier options or an fb.outlier detector");
-  fb_outlier **d = push_outlier(L, 1, opts, t, "outlier.");
+  push_outlier(L, 1, opts, t, "outlier.");
   lua_replace(L, t);
-  return *d;
+  return t;
 }
 
 /* Pushes the strategy for arg 2 (a function, or a name fb.strategy gave)
@@ -451,7 +468,7 @@ static int push_strategy(lua_State *L, int opts) {
 
 /* fb.balancer(reg, algorithm | strategy [, opts]) */
 static int balancer_new(lua_State *L) {
-  fb_registry **reg = fbl_check_object(L, 1, FBL_REGISTRY);
+  fbl_check_object(L, 1, FBL_REGISTRY);
   lua_settop(L, 3); /* what push_strategy() pushes goes above the options */
   fb_balancer_config cfg;
   fb_balancer_config_init(&cfg);
@@ -477,8 +494,7 @@ static int balancer_new(lua_State *L) {
     lua_pop(L, 1);
   }
   cfg.seed = fb_runtime_stream_seed(fbl_runtime(L));
-  fb_outlier *outlier = opt_outlier(L, 3); /* pushed, if any */
-  int outlier_idx = outlier ? lua_gettop(L) : 0;
+  int outlier = opt_outlier(L, 3); /* pushed, if any */
   fb_balancer **p = lua_newuserdata(L, sizeof *p);
   *p = NULL;
   luaL_getmetatable(L, FBL_BALANCER);
@@ -493,14 +509,17 @@ static int balancer_new(lua_State *L) {
     lua_setfield(L, -2, "name");
   }
   if (outlier) {
-    lua_pushvalue(L, outlier_idx);
+    lua_pushvalue(L, outlier);
     lua_setfield(L, -2, "outlier");
   }
   lua_setfenv(L, -2);
-  if (!(*p = fb_balancer_new_config(*reg, &cfg)))
+  /* after the last allocation (lua_util.h): either may be closed now */
+  fb_registry *reg = *(fb_registry **)fbl_check_object(L, 1, FBL_REGISTRY);
+  fb_outlier *d = outlier ? check_detector(L, outlier, 3) : NULL;
+  if (!(*p = fb_balancer_new_config(reg, &cfg)))
     return luaL_error(L, "balancer: out of memory");
-  if (outlier)
-    fb_balancer_set_outlier(*p, outlier); /* same registry: checked */
+  if (d)
+    fb_balancer_set_outlier(*p, d); /* same registry: checked */
   return 1;
 }
 

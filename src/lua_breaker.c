@@ -135,30 +135,43 @@ static int is_zone(lua_State *L, int idx) {
   return same;
 }
 
-/* The zone option: its open fb_zone, or NULL when absent. A zone breaker
- * needs a name: its key in the zone. */
-static fb_zone *opt_zone(lua_State *L) {
-  if (!lua_istable(L, 1))
-    return NULL;
-  lua_getfield(L, 1, "zone");
-  fb_zone *z = NULL;
-  if (!lua_isnil(L, -1)) {
-    if (!is_zone(L, -1))
-      fbl_bad_option(L, 1, "zone", "a fusebox.zone (fb.zone)");
-    z = *(fb_zone **)lua_touserdata(L, -1);
-    if (!z)
-      luaL_argerror(L, 1, "zone is closed");
-    if (!fbl_opt_name(L, 1, "name"))
-      luaL_argerror(L, 1, "a breaker in a zone needs a name (its key there)");
-  }
-  lua_pop(L, 1);
+/* The open fb_zone of the zone userdata at idx. */
+static fb_zone *check_zone(lua_State *L, int idx) {
+  fb_zone *z = *(fb_zone **)lua_touserdata(L, idx);
+  if (!z)
+    luaL_argerror(L, 1, "zone is closed");
   return z;
 }
 
-static fb_breaker *zone_breaker(lua_State *L, fb_zone *z,
+/* The zone option, checked open and left pushed: returns its stack
+ * index, or 0 when absent (nothing pushed). A zone breaker needs a name:
+ * its key in the zone. */
+static int opt_zone(lua_State *L) {
+  if (!lua_istable(L, 1))
+    return 0;
+  lua_getfield(L, 1, "zone");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!is_zone(L, -1))
+    fbl_bad_option(L, 1, "zone", "a fusebox.zone (fb.zone)");
+  int idx = lua_gettop(L);
+  check_zone(L, idx);
+  if (!fbl_opt_name(L, 1, "name"))
+    luaL_argerror(L, 1, "a breaker in a zone needs a name (its key there)");
+  return idx;
+}
+
+/* The breaker of the zone userdata at idx, read after the breaker's
+ * userdata is made: that allocation may have closed the zone
+ * (lua_util.h), so it is checked again here, after the name's metamethods
+ * too. */
+static fb_breaker *zone_breaker(lua_State *L, int idx,
                                 const fb_breaker_config *cfg) {
   char err[256];
-  fb_breaker *b = fb_zone_breaker(z, fbl_opt_name(L, 1, "name"), cfg,
+  const char *name = fbl_opt_name(L, 1, "name");
+  fb_breaker *b = fb_zone_breaker(check_zone(L, idx), name, cfg,
                                   fb_runtime_now(fbl_runtime(L)), err,
                                   sizeof err);
   if (!b)
@@ -171,7 +184,7 @@ static int breaker_new(lua_State *L) {
   fb_breaker_config_init(&cfg);
   read_options(L, &cfg);
   check_config(L, &cfg);
-  fb_zone *z = opt_zone(L);
+  int zone = opt_zone(L); /* pushed, if any */
   fbl_breaker_slot *s = lua_newuserdata(L, sizeof *s);
   memset(s, 0, sizeof *s);
   fb_breaker **p = &s->b;
@@ -179,8 +192,9 @@ static int breaker_new(lua_State *L) {
   lua_setmetatable(L, -2);
   push_env(L, &cfg);
   lua_setfenv(L, -2);
-  if (z) {
-    fb_breaker *b = zone_breaker(L, z, &cfg);
+  if (zone) {
+    fb_breaker *b = zone_breaker(L, zone, &cfg);
+    fb_zone *z = check_zone(L, zone); /* no allocation since */
     if (!(s->own = fb_zone_book(z, b)))
       return luaL_error(L, "breaker: out of memory");
     fb_zone_retain(z);

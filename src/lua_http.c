@@ -83,6 +83,7 @@ typedef struct hparser {
   int status;             /* why the message was refused: the status */
   char why[128];          /* and the reason */
   int closed;             /* __gc ran: buffers freed, every method refuses */
+  int busy;               /* a method pushes from the buffers: see idle() */
 } hparser;
 
 static int buf_add(buf *b, const char *s, size_t n) {
@@ -386,6 +387,27 @@ static void push_message(lua_State *L, hparser *h) {
   set(L, S_KEEP_ALIVE);
 }
 
+/* Frees a closed parser's buffers. */
+static void free_buffers(hparser *h) {
+  free(h->url.p);
+  free(h->headers.p);
+  free(h->body.p);
+  memset(h, 0, sizeof *h);
+  h->closed = 1;
+}
+
+/* A method that pushes from the buffers is done with them (h->busy was
+ * set while it pushed). Each push may run a finalizer (lua_util.h), which
+ * may call __gc by hand: the parser is then closed at once but its
+ * buffers, which the push is copying, are freed here, as luv frees a
+ * handle in its close callback, not in __gc. Only running out of memory
+ * leaves a method before it gets here: those buffers then leak. */
+static void idle(hparser *h) {
+  h->busy = 0;
+  if (h->closed)
+    free_buffers(h);
+}
+
 static hparser *check_parser(lua_State *L) {
   hparser *h = luaL_checkudata(L, 1, FBL_HTTP_PARSER);
   if (h->closed)
@@ -450,25 +472,31 @@ static int execute(lua_State *L, hparser *h, const char *data, size_t len) {
  * answer a refused request with (400, 413, 414, 431, 501, 505); once
  * refused, a parser refuses everything. */
 static int parser_feed(lua_State *L) {
-  hparser *h = check_parser(L);
+  check_parser(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer init = luaL_optinteger(L, 3, 1);
+  hparser *h = check_parser(L); /* again: converting a number allocates */
   if (init < 1 || (size_t)init > len + 1)
     return luaL_argerror(L, 3, lua_pushfstring(L, "init must be 1..%f, got %f",
                                                (lua_Number)(len + 1),
                                                (lua_Number)init));
-  return execute(L, h, data + init - 1, len - (size_t)(init - 1));
+  h->busy = 1;
+  int n = execute(L, h, data + init - 1, len - (size_t)(init - 1));
+  idle(h);
+  return n;
 }
 
 /* parser:finish() -> message | nil [, reason, status]: the stream ended;
  * a response delimited by the end of the connection completes here. */
 static int parser_finish(lua_State *L) {
   hparser *h = check_parser(L);
+  h->busy = 1;
   int n = execute(L, h, NULL, 0);
-  if (n == 3)
-    return 3;
-  return h->complete ? 1 : 0;
+  if (n != 3)
+    n = h->complete ? 1 : 0;
+  idle(h);
+  return n;
 }
 
 /* max_body at idx: bytes, math.huge for no limit. */
@@ -514,8 +542,10 @@ static int parser_reset(lua_State *L) {
  * then forgets: reads a streamed response (etcd's watch) as it arrives. */
 static int parser_take_body(lua_State *L) {
   hparser *h = check_parser(L);
+  h->busy = 1;
   lua_pushlstring(L, h->body.p ? h->body.p : "", h->body.n);
   h->body.n = 0;
+  idle(h);
   return 1;
 }
 
@@ -532,11 +562,9 @@ static int parser_gc(lua_State *L) {
   hparser *h = fbl_check_gc(L, FBL_HTTP_PARSER);
   if (!h) /* a host holds it */
     return 0;
-  free(h->url.p);
-  free(h->headers.p);
-  free(h->body.p);
-  memset(h, 0, sizeof *h);
   h->closed = 1;
+  if (!h->busy) /* else the method frees them: idle() */
+    free_buffers(h);
   return 0;
 }
 

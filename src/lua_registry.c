@@ -87,6 +87,12 @@ void fbl_registry_drop_reaped(lua_State *L, int idx) {
   lua_getfield(L, env, "meta");
   int meta = lua_gettop(L);
   lua_newtable(L);
+  /* the registry again: the allocation may have closed it (lua_util.h);
+   * then its meta go with it */
+  if (!(r = *(fb_registry **)lua_touserdata(L, idx))) {
+    lua_pop(L, 3);
+    return;
+  }
   lua_pushnil(L);
   while (lua_next(L, meta)) {
     if (lua_type(L, -2) != LUA_TNUMBER ||
@@ -189,23 +195,25 @@ static void check_register_options(lua_State *L, int idx, fb_instance_opts *o) {
 /* reg:register(service, host, port [, {weight=, zone=, meta=}]) -> true
  * if added, false if refreshed; given options replace the old ones */
 static int registry_register(lua_State *L) {
-  fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
+  fbl_check_object(L, 1, FBL_REGISTRY);
   const char *service = check_stored_name(L, 2, "service name");
   const char *host = check_stored_name(L, 3, "host");
   int port = fbl_check_port(L, 4);
   fb_instance_opts o;
   check_register_options(L, 5, &o);
+  /* after the options, whose metamethods may have closed it (lua_util.h) */
+  fb_registry **p = fbl_check_object(L, 1, FBL_REGISTRY);
   int rc = fb_registry_register_with(*p, service, host, port, &o,
                                      fb_runtime_now(fbl_runtime(L)));
   if (rc < 0)
     return registry_error(L, *p, "register", rc);
+  double id = (double)fb_instance_id(fb_registry_find(*p, service, host, port));
   fbl_registry_drop_reaped(L, 1);
   if (!lua_isnil(L, -1)) {
-    fb_instance *i = fb_registry_find(*p, service, host, port);
     int meta = lua_gettop(L);
     lua_getfenv(L, 1);
     lua_getfield(L, -1, "meta");
-    lua_pushnumber(L, (lua_Number)fb_instance_id(i));
+    lua_pushnumber(L, id);
     lua_pushvalue(L, meta);
     lua_rawset(L, -3);
   }

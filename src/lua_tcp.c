@@ -83,7 +83,10 @@ static void unref(lua_State *L, int *ref) {
 }
 
 /* Wakes the coroutine behind *ref with the nargs values on top of L and
- * drops the ref; returns 1 if it was parked (else the values are lost). */
+ * drops the ref; returns 1 if it was parked (else the values are lost).
+ * Callers pass the runtime they read before pushing the values: a push
+ * may run a finalizer that closes the socket (lua_util.h), which sets
+ * t->rt NULL and drops *ref (then nothing is woken). */
 static int wake(lua_State *L, fb_runtime *rt, int *ref, int nargs) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
   lua_insert(L, -(nargs + 1));
@@ -243,14 +246,23 @@ static void stop_reading(tcp *t) {
 /* Reading goes on for the next reader, who is not waiting yet. */
 static void read_on(tcp *t) { uv_unref((uv_handle_t *)&t->handle); }
 
-/* Parks the running coroutine until *ref is woken or timeout passes. */
-static void park(lua_State *L, tcp *t, int *ref, const char *what,
-                 double timeout) {
+/* Parks the running coroutine until *ref is woken or timeout passes: 0,
+ * or -1 (*ref LUA_NOREF, nothing parked) when t was closed meanwhile:
+ * pushing what may run a finalizer that closes it (lua_util.h), and
+ * nothing would wake a coroutine parked on a closed socket. */
+static int park(lua_State *L, tcp *t, int *ref, const char *what,
+                double timeout) {
   lua_pushstring(L, what);
+  if (t->closed) {
+    lua_pop(L, 1);
+    *ref = LUA_NOREF;
+    return -1;
+  }
   fb_runtime_wait(L, t->rt, lua_gettop(L), timeout, what);
   lua_pop(L, 1);
   lua_pushthread(L);
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
 }
 
 static double opt_timeout(lua_State *L, int idx) {
@@ -311,7 +323,8 @@ static int tcp_connect(lua_State *L) {
     free(c);
     return 1 + push_error(L, rc);
   }
-  park(L, t, &c->waiter, "tcp.connect", timeout);
+  if (park(L, t, &c->waiter, "tcp.connect", timeout) < 0)
+    return 1 + push_error(L, UV_EOF); /* the close cancels c */
   t->connecting = c;
   return lua_yield(L, 0);
 }
@@ -427,40 +440,42 @@ static void push_handshake_error(lua_State *L, tcp *t) {
 static void end_handshake(tcp *t) {
   stop_reading(t);
   t->handshaking = 0;
-  if (!t->rt || t->reader == LUA_NOREF)
+  fb_runtime *rt = t->rt;
+  if (!rt || t->reader == LUA_NOREF)
     return;
-  lua_State *L = t->rt->L;
+  lua_State *L = rt->L;
   if (t->error && !fb_tls_ready(t->tls)) {
     lua_pushnil(L);
     push_handshake_error(L, t);
-    wake(L, t->rt, &t->reader, 2);
+    wake(L, rt, &t->reader, 2);
   } else {
     lua_pushboolean(L, 1);
-    wake(L, t->rt, &t->reader, 1);
+    wake(L, rt, &t->reader, 1);
   }
 }
 
 /* Hands what t holds to whoever waits: the pending data (else the
  * error) to the reader, or news of either to the watcher. */
 static void deliver(tcp *t) {
-  if (!t->rt)
+  fb_runtime *rt = t->rt;
+  if (!rt)
     return;
-  lua_State *L = t->rt->L;
+  lua_State *L = rt->L;
   if (t->reader != LUA_NOREF) {
     if (t->npending) {
       lua_pushlstring(L, t->pending, t->npending);
-      if (wake(L, t->rt, &t->reader, 1)) {
+      if (wake(L, rt, &t->reader, 1)) {
         free(t->pending);
         t->pending = NULL;
         t->npending = 0;
       }
     } else {
       push_tcp_error(L, t, t->error);
-      wake(L, t->rt, &t->reader, 2);
+      wake(L, rt, &t->reader, 2);
     }
     return;
   }
-  wake_watcher(L, t->rt, t, t->npending ? "data" : "closed");
+  wake_watcher(L, rt, t, t->npending ? "data" : "closed");
 }
 
 /* on_read() of a TLS socket: ciphertext in, whole records' plaintext
@@ -507,9 +522,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     return;
   }
-  if (t->rt && t->reader != LUA_NOREF) {
-    lua_pushlstring(t->rt->L, buf->base, (size_t)nread);
-    if (wake(t->rt->L, t->rt, &t->reader, 1)) {
+  fb_runtime *rt = t->rt;
+  if (rt && t->reader != LUA_NOREF) {
+    lua_pushlstring(rt->L, buf->base, (size_t)nread);
+    if (wake(rt->L, rt, &t->reader, 1)) {
       read_on(t);
       return;
     }
@@ -544,7 +560,8 @@ static int tcp_read(lua_State *L) {
   int rc = start_reading(t);
   if (rc != 0)
     return 1 + push_error(L, rc);
-  park(L, t, &t->reader, "tcp.read", timeout);
+  if (park(L, t, &t->reader, "tcp.read", timeout) < 0)
+    return 1 + push_error(L, UV_EOF);
   return lua_yield(L, 0);
 }
 
@@ -677,7 +694,8 @@ static int tls_write(lua_State *L, tcp *t, const char *data, size_t len,
     lua_pushboolean(L, 1);
     return 2;
   }
-  park(L, t, &w->waiter, "tcp.write", timeout);
+  if (park(L, t, &w->waiter, "tcp.write", timeout) < 0)
+    return 1 + push_error(L, UV_ECANCELED); /* the close cancels w */
   t->writing = w;
   return lua_yield(L, 0);
 }
@@ -718,7 +736,8 @@ static int tcp_write(lua_State *L) {
     free(w);
     return 1 + push_error(L, rc);
   }
-  park(L, t, &w->waiter, "tcp.write", timeout);
+  if (park(L, t, &w->waiter, "tcp.write", timeout) < 0)
+    return 1 + push_error(L, UV_ECANCELED); /* the close cancels w */
   t->writing = w;
   return lua_yield(L, 0);
 }
@@ -784,7 +803,8 @@ static int tcp_handshake(lua_State *L) {
     check_coroutine(L, t, "tcp.handshake");
     int rc = start_reading(t);
     if (rc == 0) {
-      park(L, t, &t->reader, "tls.handshake", timeout);
+      if (park(L, t, &t->reader, "tls.handshake", timeout) < 0)
+        return 1 + push_error(L, UV_EOF);
       t->handshaking = 1;
       return lua_yield(L, 0);
     }

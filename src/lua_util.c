@@ -2,7 +2,9 @@
  * lua_util.c -- argument checking shared by the bindings.
  */
 #include "lua_util.h"
+#include "registry.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -169,6 +171,30 @@ void *fbl_check_object(lua_State *L, int idx, const char *tname) {
   if (!*p)
     luaL_argerror(L, idx, lua_pushfstring(L, "%s is closed", tname));
   return p;
+}
+
+/* A name the registry stored (at most FB_NAME_MAX bytes) into out. */
+static void copy_name(char *out, const char *name) {
+  size_t n = strlen(name);
+  assert(n <= FB_NAME_MAX);
+  memcpy(out, name, n + 1);
+}
+
+void fbl_instance_copy_of(const fb_instance *i, fbl_instance_copy *c) {
+  c->id = fb_instance_id(i);
+  c->port = fb_instance_port(i);
+  c->live = i->live;
+  c->healthy = fb_instance_healthy(i);
+  c->weight = fb_instance_weight(i);
+  c->inflight = fb_instance_inflight(i);
+  c->picks = fb_instance_picks(i);
+  c->successes = fb_instance_successes(i);
+  c->failures = fb_instance_failures(i);
+  copy_name(c->service, fb_service_name(fb_instance_service(i)));
+  copy_name(c->host, fb_instance_host(i));
+  const char *zone = fb_instance_zone(i);
+  c->has_zone = zone != NULL;
+  copy_name(c->zone, zone ? zone : "");
 }
 
 const char *fbl_typename(lua_State *L, int idx) {

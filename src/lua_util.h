@@ -73,8 +73,64 @@ void fbl_bad_option(lua_State *L, int idx, const char *key, const char *want);
 int fbl_check_port(lua_State *L, int idx);
 
 /* Returns the payload of userdata idx of type tname, raising if it is of
- * another type or already closed (its first pointer NULL). */
+ * another type or already closed (its first pointer NULL).
+ *
+ * What the payload points to, and whatever the core hands out through it
+ * (a registry, a detector, an instance, a service, a host or zone string,
+ * a queued record), is valid only until the binding next allocates or
+ * runs Lua. Every allocating call of the Lua API (lua_newuserdata,
+ * lua_createtable, lua_newtable, lua_pushstring and the other string
+ * pushes, lua_pushcclosure, lua_concat, lua_tolstring of a number) may
+ * run a GC step before it does anything else, even before lua_pushstring
+ * copies its argument; a step may run finalizers, and a finalizer is any
+ * Lua code, as is a metamethod that lua_getfield runs on an options
+ * table. That code may close this very object by calling its __gc by
+ * hand (fbl_check_gc: the payload becomes NULL and the core object is
+ * released, maybe freed), deregister an instance (its strings are
+ * freed) or register one (the registry's arrays move). So every binding
+ * follows one rule:
+ *  - it checks its objects on entry (so a bad argument is named first),
+ *    and reads the payload again with this function after its last
+ *    allocation, just before the core call that uses it: an object
+ *    closed meanwhile is then the same clean "bad argument #1 to
+ *    'balancer' (fusebox.registry is closed)";
+ *  - what it pushes from the core it first copies into C memory (a
+ *    local, fbl_instance_copy) and pushes from the copy: no core pointer
+ *    is held across an allocation;
+ *  - a loop over core state re-reads the object, and its position by
+ *    index or id, after each round's allocations, stops cleanly when the
+ *    object is closed or the position is gone, and does at most as many
+ *    rounds as there were items when it began (finalizers that keep
+ *    adding would make it endless).
+ * Memory a binding owns itself is freed, as luv frees a handle in its
+ * close callback, where no push is reading it: a socket's struct when
+ * libuv closes it (lua_tcp.c, which reads t->rt and t->closed again
+ * after a push), the HTTP parser's buffers when the method pushing from
+ * them is done (lua_http.c, idle()).
+ * The FFI entry points (lua_api.c) allocate nothing and run no Lua: the
+ * rule costs them nothing. */
 void *fbl_check_object(lua_State *L, int idx, const char *tname);
+
+/* An instance's fields that bindings push, copied out of the core (see
+ * fbl_check_object: the instance and its strings may be gone after the
+ * next allocation). Names are at most FB_NAME_MAX bytes: the registry
+ * refuses longer ones. */
+typedef struct fbl_instance_copy {
+  uint64_t id;
+  int port;
+  int live;
+  int healthy;
+  uint32_t weight;
+  uint32_t inflight;
+  uint64_t picks, successes, failures;
+  int has_zone;
+  char service[FB_NAME_MAX + 1];
+  char host[FB_NAME_MAX + 1];
+  char zone[FB_NAME_MAX + 1];
+} fbl_instance_copy;
+
+/* Copies instance i into *c. */
+void fbl_instance_copy_of(const fb_instance *i, fbl_instance_copy *c);
 
 /* The argument of tname's __gc, which Lua code can call by hand
  * (getmetatable(x).__gc(y)): the payload of userdata 1 if it is of type

@@ -20,8 +20,10 @@
 #include "lua_util.h"
 #include "zone.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <string.h>
 #include <unistd.h>
 
 static const char *const zone_options[] = {"name", "size", "owner", "dir",
@@ -88,13 +90,19 @@ static void set_number(lua_State *L, const char *key, double v) {
 /* z:info() -> {name=, size=, used=, entries=, max_entries=} */
 static int zone_info(lua_State *L) {
   fb_zone *z = *(fb_zone **)fbl_check_object(L, 1, FBL_ZONE);
+  /* copied before the table is made, which may close z (lua_util.h) */
+  char name[FB_ZONE_NAME_MAX + 1];
+  assert(strlen(fb_zone_name(z)) <= FB_ZONE_NAME_MAX);
+  strcpy(name, fb_zone_name(z));
+  double size = (double)fb_zone_size(z), used = (double)fb_zone_used(z);
+  double entries = fb_zone_entries(z), max = fb_zone_max_entries(z);
   lua_createtable(L, 0, 5);
-  lua_pushstring(L, fb_zone_name(z));
+  lua_pushstring(L, name);
   lua_setfield(L, -2, "name");
-  set_number(L, "size", (double)fb_zone_size(z));
-  set_number(L, "used", (double)fb_zone_used(z));
-  set_number(L, "entries", fb_zone_entries(z));
-  set_number(L, "max_entries", fb_zone_max_entries(z));
+  set_number(L, "size", size);
+  set_number(L, "used", used);
+  set_number(L, "entries", entries);
+  set_number(L, "max_entries", max);
   return 1;
 }
 

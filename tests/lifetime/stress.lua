@@ -107,7 +107,8 @@ end)
 -- ---------------------------------------------------------------- pools
 
 local CAP = 6
-local pools = { reg = {}, lb = {}, cb = {}, pol = {}, view = {}, permit = {}, token = {}, proxy = {} }
+local pools = { reg = {}, lb = {}, cb = {}, pol = {}, view = {}, permit = {}, token = {}, proxy = {},
+  det = {} }
 local function put(pool, v) pools[pool][rnd(CAP)] = v end
 local function get(pool) return pools[pool][rnd(CAP)] end
 
@@ -116,7 +117,7 @@ local function junk() return JUNK[rnd(#JUNK)] end
 local function any()
   local r = rnd(10)
   if r == 1 then return junk() end
-  return get(choose { "reg", "lb", "cb", "pol", "view", "permit" })
+  return get(choose { "reg", "lb", "cb", "pol", "view", "permit", "det" })
 end
 
 local SERVICES = { "a", "b", "c" }
@@ -170,15 +171,57 @@ add("new registry", 2, function()
   put("reg", fb.registry { heartbeat_timeout = rnd(5) })
 end)
 
-add("new balancer", 3, function()
-  local reg = chance(0.95) and get("reg") or junk()
-  local algo = chance(0.8) and choose(ALGOS) or bad_strategy
-  put("lb", fb.balancer(reg, algo))
-end)
-
 local function listener()
   return function() nested() end
 end
+
+-- An outlier option: a detector from the pool (maybe closed, maybe over
+-- another registry) or a table of its options.
+local function outlier_option()
+  if chance(0.5) then return get("det") end
+  return { consecutive_5xx = rnd(3), max_ejection_percent = 100, base_ejection_time = rnd(3) / 10 }
+end
+
+add("new balancer", 3, function()
+  local reg = chance(0.95) and get("reg") or junk()
+  local algo = chance(0.8) and choose(ALGOS) or bad_strategy
+  put("lb", fb.balancer(reg, algo, chance(0.3) and { outlier = outlier_option() } or nil))
+end)
+
+add("new outlier", 1, function()
+  local reg = chance(0.95) and get("reg") or junk()
+  local d = fb.outlier(reg, { consecutive_5xx = rnd(3), max_ejection_percent = 100,
+    base_ejection_time = rnd(3) / 10 })
+  if chance(0.5) then d:on(choose { "eject", "readmit" }, listener()) end
+  put("det", d)
+end)
+
+add("outlier", 2, function()
+  local d = get("det")
+  if not d then return end
+  if chance(0.5) then d:tick() else d:stats() end
+end)
+
+-- The catalog walks (serve.lua's, metrics.lua's), whose tables finalizers
+-- may change under them.
+local core
+for i = 1, 64 do
+  local name, v = debug.getupvalue(fb.reporter, i)
+  if name == "core" then core = v break end
+end
+add("catalog", 2, function()
+  local reg = get("reg")
+  if not reg then return end
+  for _, name in ipairs(core.registry_services(reg)) do
+    if type(name) ~= "string" then fail("catalog", "a service named " .. tostring(name)) end
+  end
+  local _, members = core.registry_stats(reg)
+  for _, m in ipairs(members) do
+    if type(m.host) ~= "string" or type(m.port) ~= "number" then
+      fail("catalog", format("a member %s:%s", tostring(m.host), tostring(m.port)))
+    end
+  end
+end)
 
 add("new breaker", 2, function()
   local cb = fb.breaker { failure_threshold = rnd(3), timeout = rnd(3), success_threshold = 1,
@@ -325,7 +368,7 @@ add("policy call", 4, function()
 end)
 
 add("drop", 8, function()
-  local pool = choose { "reg", "lb", "cb", "pol", "view", "permit", "token", "proxy" }
+  local pool = choose { "reg", "lb", "cb", "pol", "view", "permit", "token", "proxy", "det" }
   pools[pool][rnd(CAP)] = nil
 end)
 
@@ -333,7 +376,7 @@ add("collect", 2, function()
   if chance(0.1) then collectgarbage() else collectgarbage("step", rnd(50)) end
 end)
 
-local OBJECT_POOLS = { "reg", "lb", "cb" }
+local OBJECT_POOLS = { "reg", "lb", "cb", "det" }
 
 add("__gc by hand", 2, function()
   local obj = get(choose(OBJECT_POOLS))
@@ -347,6 +390,7 @@ local METHODS = {
   reg = { "register", "heartbeat", "deregister", "discover", "mark_down", "set_healthy", "heartbeat_timeout" },
   lb = { "pick", "done", "call", "registry", "algorithm" },
   cb = { "call", "try", "permit", "record", "acquire", "on", "force_open", "reset", "metrics", "transition" },
+  det = { "registry", "stats", "tick", "on" },
 }
 add("wrong self", 3, function()
   local kind = choose(OBJECT_POOLS)
@@ -360,9 +404,9 @@ add("finalizer", 4, function()
   -- captures a few objects (maybe the only references left) and runs a
   -- random operation on them when collected
   local p = newproxy(true)
-  local held = { get("reg"), get("lb"), get("cb"), get("view"), get("permit") }
+  local held = { get("reg"), get("lb"), get("cb"), get("view"), get("permit"), get("det") }
   getmetatable(p).__gc = function()
-    local r = rnd(6)
+    local r = rnd(8)
     finalizing = finalizing + 1
     local ok, err = pcall(function()
       if r == 1 and held[1] then held[1]:register("a", "h1", 1); held[1]:discover("a")
@@ -371,6 +415,8 @@ add("finalizer", 4, function()
       elseif r == 4 and held[4] then local _ = held[4].weight, held[4].zone, held[4].meta
       elseif r == 5 and held[5] then held[5]:success()
       elseif r == 6 and held[1] then getmetatable(held[1]).__gc(held[1])
+      elseif r == 7 and held[6] then getmetatable(held[6]).__gc(held[6])
+      elseif r == 8 and held[1] then held[1]:deregister(service(), host(), port())
       end
     end)
     finalizing = finalizing - 1
