@@ -352,14 +352,8 @@ static int outlier_events(lua_State *L) {
     lua_setfield(L, -2, "until");
     lua_pushnumber(L, ev.ejections);
     lua_setfield(L, -2, "ejections");
-    if (i) { /* else gone meanwhile: its id alone */
-      lua_pushstring(L, c.service);
-      lua_setfield(L, -2, "service");
-      lua_pushstring(L, c.host);
-      lua_setfield(L, -2, "host");
-      lua_pushinteger(L, c.port);
-      lua_setfield(L, -2, "port");
-    }
+    if (i) /* else gone meanwhile: its id alone */
+      fbl_set_instance_address(L, &c);
     lua_rawseti(L, -2, n);
   }
   return 1;

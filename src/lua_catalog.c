@@ -98,12 +98,7 @@ static int registry_stats(lua_State *L) {
          next_member(*(fb_registry **)fbl_check_object(L, 1, FBL_REGISTRY),
                      &i, &j, &c)) {
     lua_createtable(L, 0, 9);
-    lua_pushstring(L, c.service);
-    lua_setfield(L, -2, "service");
-    lua_pushstring(L, c.host);
-    lua_setfield(L, -2, "host");
-    lua_pushinteger(L, c.port);
-    lua_setfield(L, -2, "port");
+    fbl_set_instance_address(L, &c);
     lua_pushboolean(L, c.live);
     lua_setfield(L, -2, "live");
     lua_pushnumber(L, (double)c.picks);

@@ -197,6 +197,15 @@ void fbl_instance_copy_of(const fb_instance *i, fbl_instance_copy *c) {
   copy_name(c->zone, zone ? zone : "");
 }
 
+void fbl_set_instance_address(lua_State *L, const fbl_instance_copy *c) {
+  lua_pushstring(L, c->service);
+  lua_setfield(L, -2, "service");
+  lua_pushstring(L, c->host);
+  lua_setfield(L, -2, "host");
+  lua_pushinteger(L, c->port);
+  lua_setfield(L, -2, "port");
+}
+
 const char *fbl_typename(lua_State *L, int idx) {
   const char *name = luaL_typename(L, idx);
   if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {

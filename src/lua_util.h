@@ -132,6 +132,10 @@ typedef struct fbl_instance_copy {
 /* Copies instance i into *c. */
 void fbl_instance_copy_of(const fb_instance *i, fbl_instance_copy *c);
 
+/* Sets service, host and port of the table on the top from copy c: how
+ * every row that names an instance names it. */
+void fbl_set_instance_address(lua_State *L, const fbl_instance_copy *c);
+
 /* The argument of tname's __gc, which Lua code can call by hand
  * (getmetatable(x).__gc(y)): the payload of userdata 1 if it is of type
  * tname, else raises "bad argument #1 to '__gc' (fusebox.breaker
