@@ -851,7 +851,11 @@ function replay:arrivals(fn)
       local wait_for = at - now()
       if wait_for > 0 then sleep(wait_for) end
       local ti = tr.instances[inst[n]]
-      spawn(fn, { t = t[n] - tr.t0, host = ti.host, port = ti.port, instance = ti.name })
+      -- constants first (a constructor compiled to bytecode keeps only
+      -- those: fusebox.policy's Timeout:call says why), then the values
+      local call = { t = 0, host = "", port = 0, instance = "" }
+      call.t, call.host, call.port, call.instance = t[n] - tr.t0, ti.host, ti.port, ti.name
+      spawn(fn, call)
     end
   end)
   return #order
