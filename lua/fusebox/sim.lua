@@ -836,6 +836,22 @@ local function arrival_order(tr)
   return by_start(order, #order, tr.t)
 end
 
+-- roomy(fn, call): fn(call) on a stack grown first, in the interpreter.
+-- A new coroutine's stack holds 40 slots, fewer than a call through a
+-- policy's layers takes (retry and timeout: ~50), and a compiled trace
+-- that finds the stack short where it ends leaves through its last
+-- snapshot, restoring every slot of every frame it entered: ~4,000
+-- instructions, once per arrival. Calling reserve, a function of ROOM
+-- locals, makes the interpreter grow the stack first (one reallocation);
+-- roomy stays interpreted, or its own trace would end short of stack.
+local ROOM = 64
+local reserve = assert(loadstring("local " .. ("_, "):rep(ROOM - 1) .. "_", "=reserve"))
+local function roomy(fn, call)
+  reserve()
+  return fn(call)
+end
+jit.off(roomy)
+
 -- rp:arrivals(fn) -> the number of arrivals: spawns fn(call) at each
 -- recorded request's start (replay time t - trace.t0), open-loop (late
 -- answers hold nothing back); call = {t, host, port, instance =
@@ -857,7 +873,7 @@ function replay:arrivals(fn)
       -- those: fusebox.policy's Timeout:call says why), then the values
       local call = { t = 0, host = "", port = 0, instance = "" }
       call.t, call.host, call.port, call.instance = t[n] - tr.t0, ti.host, ti.port, ti.name
-      spawn(fn, call)
+      spawn(roomy, fn, call)
     end
   end)
   return #order
