@@ -400,26 +400,33 @@ end
 -- which is safe since the child's handle is kept only while it runs
 -- (boxes, above; abandon); on a host's scheduler, its spawn.
 local spawn_pooled, scheduler, own_runtime = core.spawn_pooled, host.host, host.runtime
-local function spawn_child(fn, box, ...)
-  if scheduler() == own_runtime then return spawn_pooled(fn, box, ...) end
-  return spawn(fn, box, ...)
-end
 
 -- t:call(fn, ...) -> fn's results, run in a child coroutine; or nil,
 -- "timeout: ..." when the time passes first (the child is abandoned).
 function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
-  local caller = running()
   -- Every field a constant here, set below: compiled to bytecode (how
   -- lua/ is embedded), a table constructor keeps only its constant
   -- fields, so each field given a variable (or nil) would grow the
   -- table as it is set: two rehashes a call, ~1,500 instructions.
   local box = { caller = false, owner = false, done = false, abandoned = false, ctx = false,
     ok = false, n = 0, r1 = false, r2 = false, r3 = false, more = false }
-  box.caller, box.owner, box.ctx = caller, self, ctx_of[caller] or false
-  local deadline = now() + self.seconds -- a host may run the child at once (nginx)
-  local child = spawn_child(guarded, box, fn, ...)
+  box.owner = self
+  local deadline = now() + self.seconds
+  local caller, child
+  if scheduler() == own_runtime then
+    -- The child first: it runs once its caller waits, so the caller may
+    -- name itself after. coroutine.running is a C function, which ends a
+    -- compiled trace, and the trace after it cannot pass ... on (NYI).
+    child = spawn_pooled(guarded, box, fn, ...)
+    caller = running()
+  else -- a host may run the child at once (nginx): its caller first
+    caller = running()
+    box.caller, box.ctx = caller, ctx_of[caller] or false
+    child = spawn(guarded, box, fn, ...)
+  end
+  box.caller, box.ctx = caller, ctx_of[caller] or false
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
   while not box.done do
     local left = deadline - now()
