@@ -124,11 +124,39 @@ static void random_decimals(void **state) {
   }
 }
 
+/* Another kind's line is passed over (OTHER) unless "done" (quoted)
+ * appears in it anywhere, which sends it to the JSON parser (PARSE). */
+static void other_kinds(void **state) {
+  (void)state;
+  static const struct {
+    const char *line;
+    int want;
+  } cases[] = {
+      {"{\"t\":1,\"kind\":\"pick\",\"host\":\"d\",\"port\":80}", FB_TRACE_OTHER},
+      {"{\"t\":1,\"kind\":\"pick\",\"host\":\"done\",\"port\":80}", FB_TRACE_PARSE},
+      {"{\"t\":1,\"kind\":\"pick\",\"host\":\"undone\",\"port\":80}", FB_TRACE_OTHER},
+      {"{\"t\":1,\"kind\":\"pick\",\"done\":1}", FB_TRACE_PARSE},
+      {"{\"t\":1,\"kind\":\"pick\",\"x\":\"dd\"}", FB_TRACE_OTHER},
+      {"{\"t\":1,\"kind\":\"pick\",\"x\":\"ddone\"}", FB_TRACE_OTHER},
+      {"{\"t\":1,\"kind\":\"pick\",\"x\":\"done", FB_TRACE_PARSE},
+      {"{\"t\":1,\"kind\":\"pick\",\"x\":\"don\"}", FB_TRACE_OTHER},
+      {"{\"t\":1,\"kind\":\"done\"}", FB_TRACE_PARSE},
+      {"{\"t\":1,\"d\":\"done\"}", FB_TRACE_PARSE},
+  };
+  double out[FB_TRACE_OUT];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int got = fb_trace_scan_line(cases[i].line, strlen(cases[i].line), out);
+    if (got != cases[i].want)
+      fail_msg("%s: %d, want %d", cases[i].line, got, cases[i].want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(hard_cases),
       cmocka_unit_test(random_doubles),
       cmocka_unit_test(random_decimals),
+      cmocka_unit_test(other_kinds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
