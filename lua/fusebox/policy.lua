@@ -445,12 +445,12 @@ function Timeout:call(fn, ...)
     -- compiled trace, and the trace after it cannot pass ... on (NYI).
     child = spawn_pooled(guarded, box, fn, ...)
     caller = running()
+    box.caller, box.ctx = caller, ctx_of[caller] or false
   else -- a host may run the child at once (nginx): its caller first
     caller = running()
     box.caller, box.ctx = caller, ctx_of[caller] or false
     child = spawn(guarded, box, fn, ...)
   end
-  box.caller, box.ctx = caller, ctx_of[caller] or false
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
   while not box.done do
     local left = deadline - now()

@@ -870,7 +870,7 @@ function replay:arrivals(fn)
       if wait_for > 0 then sleep(wait_for) end
       local ti = tr.instances[inst[n]]
       -- constants first (a constructor compiled to bytecode keeps only
-      -- those: fusebox.policy's Timeout:call says why), then the values
+      -- those: fusebox.policy's new_box says why), then the values
       local call = { t = 0, host = "", port = 0, instance = "" }
       call.t, call.host, call.port, call.instance = t[n] - tr.t0, ti.host, ti.port, ti.name
       spawn(roomy, fn, call)
