@@ -385,6 +385,22 @@ static int api_trace_scan_line(const char *s, size_t len, double *out) {
   return fb_trace_scan_line(s, len, out);
 }
 
+/* fb.sim's fixed-field events (lua_events.c) */
+static void api_events_call_start(fb_runtime *rt, const char *service, double call) {
+  fbl_events_call_start(rt, service, call);
+}
+
+static void api_events_call_end(fb_runtime *rt, const char *service, double call,
+                                const char *outcome, const char *error, int late,
+                                const char *result, double latency) {
+  fbl_events_call_end(rt, service, call, outcome, error, late, result, latency);
+}
+
+static void api_events_request(fb_runtime *rt, const char *outcome, double latency,
+                               const char *rejection) {
+  fbl_events_request(rt, outcome, latency, rejection);
+}
+
 #define FB_LUA_API_INIT(ret, name, args) api_##name,
 
 static const fb_lua_api api = {FB_LUA_API(FB_LUA_API_INIT)};

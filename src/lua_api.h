@@ -115,7 +115,15 @@ typedef struct fb_clock_cache {
   X(fb_rng *, runtime_rng, (fb_runtime * rt))                               \
   X(double, zone_peer_stat, (fb_zone *const *z, double offset, int what))   \
   X(int, zone_peer_eject, (fb_zone *const *z, double offset, double seconds)) \
-  X(int, trace_scan_line, (const char *s, size_t len, double *out))
+  X(int, trace_scan_line, (const char *s, size_t len, double *out))        \
+  X(void, events_call_start,                                                 \
+    (fb_runtime * rt, const char *service, double call))                     \
+  X(void, events_call_end,                                                   \
+    (fb_runtime * rt, const char *service, double call, const char *outcome, \
+     const char *error, int late, const char *result, double latency))      \
+  X(void, events_request,                                                    \
+    (fb_runtime * rt, const char *outcome, double latency,                   \
+     const char *rejection))
 
 /* What instance_stat reads: -1 when the instance is gone (FBL_EJECTED:
  * the end of its ejection, 0 if none ends after 0). */
@@ -135,6 +143,19 @@ enum { FBL_PEER_INFLIGHT, FBL_PEER_EJECTED_FOR };
  * when the instance is gone or has no zone. A copy, not a pointer: the
  * string may be freed by the first finalizer that runs. */
 enum { FBL_HOST, FBL_ZONE };
+
+/* The fixed-field events of fb.sim's calls and requests, behind
+ * events_call_start, events_call_end and events_request (lua_events.c):
+ * call_start {call, service}, call_end {call, error, late, latency,
+ * outcome, result, service} and request {latency, outcome, rejection},
+ * as core.put logs them; a NULL string (late 0) leaves its field out.
+ * No-ops while no sink is open. */
+void fbl_events_call_start(fb_runtime *rt, const char *service, double call);
+void fbl_events_call_end(fb_runtime *rt, const char *service, double call,
+                         const char *outcome, const char *error, int late,
+                         const char *result, double latency);
+void fbl_events_request(fb_runtime *rt, const char *outcome, double latency,
+                        const char *rejection);
 
 #define FB_LUA_API_FIELD(ret, name, args) ret(*name) args;
 

@@ -359,10 +359,11 @@ static int is_true(const fb_event *e, const char *name) {
 
 /* "service host:port" for an event naming an instance; -1 without one. */
 static int instance_name(const fb_event *e, char *buf, size_t size) {
-  const char *host = str(e, "host"), *service = str(e, "service");
+  const char *host = str(e, "host"), *service;
   double port;
-  if (!host || num(e, "port", &port) < 0)
+  if (!host || num(e, "port", &port) < 0) /* a model's call: no more lookups */
     return -1;
+  service = str(e, "service");
   snprintf(buf, size, "%s%s%s:%.0f", service ? service : "",
            service ? " " : "", host, port);
   return 0;
@@ -411,13 +412,14 @@ static int classify(const char *outcome, const char *error) {
 /* Each handler returns 1 when the event was used, 0 when it lacks a field
  * it needs, -1 when out of memory. */
 static int on_call_end(fb_report *r, const fb_event *e, double t) {
-  const char *outcome = str(e, "outcome"), *service = str(e, "service");
+  const char *outcome = str(e, "outcome"), *service;
   char buf[256];
   const char *name = buf;
   double latency;
   if (!outcome)
     return 0;
   if (instance_name(e, buf, sizeof buf) < 0) { /* a service model's call */
+    service = str(e, "service");
     name = service ? service : "(unnamed)";
     if (strnlen(name, sizeof buf) == sizeof buf) { /* cut to fit, as always */
       snprintf(buf, sizeof buf, "%s", name);
@@ -429,9 +431,9 @@ static int on_call_end(fb_report *r, const fb_event *e, double t) {
     return -1;
   r->calls++;
   r->late += is_true(e, "late");
-  return count(r, name, FB_SRC_CALL, b, classify(outcome, str(e, "error")),
-               r->call_totals)
-             < 0 ? -1 : 1;
+  /* a success needs no error looked up (most calls) */
+  int o = strcmp(outcome, "success") == 0 ? FB_OUT_SUCCESS : classify(outcome, str(e, "error"));
+  return count(r, name, FB_SRC_CALL, b, o, r->call_totals) < 0 ? -1 : 1;
 }
 
 /* The states track of breaker name, CLOSED since the run began when new:

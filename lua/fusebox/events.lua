@@ -32,6 +32,30 @@ M.emit = core.emit
 -- (a nil value leaves its field out), for the hot paths: no table made
 M.put = core.put
 
+-- The fixed-field events of fb.sim's calls and requests: what put logs
+-- with these fields, through the FFI (src/lua_events.c), with no Lua
+-- value to check or sort and no C function to stop a trace. Strings or
+-- nil (a nil leaves its field out); call and latency numbers.
+local sink = ffi.cast("fb_runtime *", core.rt)
+local events_call_start, events_call_end = api.events_call_start, api.events_call_end
+local events_request = api.events_request
+
+-- call_start(service, call): {call, service}
+function M.call_start(service, call)
+  events_call_start(sink, service, call)
+end
+
+-- call_end(service, call, outcome, error, late, result, latency):
+-- {call, error, late (true, or left out), latency, outcome, result, service}
+function M.call_end(service, call, outcome, err, late, result, latency)
+  events_call_end(sink, service, call, outcome, err, late and 1 or 0, result, latency)
+end
+
+-- request(outcome, latency, rejection): {latency, outcome, rejection}
+function M.request(outcome, latency, rejection)
+  events_request(sink, outcome, latency, rejection)
+end
+
 local ids, last_id, ids_run = setmetatable({}, { __mode = "k" }), 0, -1
 
 -- id(obj) -> a small number naming obj in events, in order of first use

@@ -400,9 +400,34 @@ end
 -- which is safe since the child's handle is kept only while it runs
 -- (boxes, above; abandon); on a host's scheduler, its spawn.
 local spawn_pooled, scheduler, own_runtime = core.spawn_pooled, host.host, host.runtime
-local function spawn_child(fn, box, ...)
-  if scheduler() == own_runtime then return spawn_pooled(fn, box, ...) end
-  return spawn(fn, box, ...)
+
+-- The boxes of calls that ended in time, to be used again (the box is
+-- the one table a call makes, and a replay makes millions): once the
+-- caller took the results, nothing holds the box (the child cleared
+-- boxes[] and returned before its caller ran again). At most SPARE kept.
+local spare, nspare, SPARE = {}, 0, 64
+
+local function new_box()
+  if nspare > 0 then
+    local box = spare[nspare]
+    spare[nspare], nspare = false, nspare - 1
+    return box
+  end
+  -- Every field a constant here, set after: compiled to bytecode (how
+  -- lua/ is embedded), a table constructor keeps only its constant
+  -- fields, so each field given a variable (or nil) would grow the
+  -- table as it is set: two rehashes a call, ~1,500 instructions.
+  return { caller = false, owner = false, done = false, abandoned = false, ctx = false,
+    ok = false, n = 0, r1 = false, r2 = false, r3 = false, more = false }
+end
+
+local function recycle(box)
+  box.caller, box.owner, box.done, box.ctx = false, false, false, false
+  box.ok, box.n, box.r1, box.r2, box.r3, box.more = false, 0, false, false, false, false
+  if nspare < SPARE then
+    nspare = nspare + 1
+    spare[nspare] = box
+  end
 end
 
 -- t:call(fn, ...) -> fn's results, run in a child coroutine; or nil,
@@ -410,11 +435,22 @@ end
 function Timeout:call(fn, ...)
   check_self(self, Timeout, "fusebox.timeout", "call")
   check_arg(fn, 1, "call", "function")
-  local caller = running()
-  local box = { caller = caller, owner = self, done = false, abandoned = false, ctx = ctx_of[caller],
-    ok = false, n = 0, r1 = nil, r2 = nil, r3 = nil, more = nil }
-  local deadline = now() + self.seconds -- a host may run the child at once (nginx)
-  local child = spawn_child(guarded, box, fn, ...)
+  local box = new_box()
+  box.owner = self
+  local deadline = now() + self.seconds
+  local caller, child
+  if scheduler() == own_runtime then
+    -- The child first: it runs once its caller waits, so the caller may
+    -- name itself after. coroutine.running is a C function, which ends a
+    -- compiled trace, and the trace after it cannot pass ... on (NYI).
+    child = spawn_pooled(guarded, box, fn, ...)
+    caller = running()
+    box.caller, box.ctx = caller, ctx_of[caller] or false
+  else -- a host may run the child at once (nginx): its caller first
+    caller = running()
+    box.caller, box.ctx = caller, ctx_of[caller] or false
+    child = spawn(guarded, box, fn, ...)
+  end
   boxes[child] = box -- before the child first runs (on nginx: after its first step)
   while not box.done do
     local left = deadline - now()
@@ -429,10 +465,11 @@ function Timeout:call(fn, ...)
       return nil, self.message
     end
   end
-  if not box.ok then error(box.r1, 0) end
-  local n = box.n
-  if n > 3 then return unpack(box.more, 1, n) end
-  return give(n, box.r1, box.r2, box.r3)
+  local ok, n, a, b, c, more = box.ok, box.n, box.r1, box.r2, box.r3, box.more
+  recycle(box)
+  if not ok then error(a, 0) end
+  if n > 3 then return unpack(more, 1, n) end
+  return give(n, a, b, c)
 end
 
 local function new_timeout(seconds)

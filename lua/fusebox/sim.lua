@@ -30,6 +30,7 @@ local breaker_mt = core.meta.breaker
 local host = core.import "fusebox.host"
 local sleep, wait, wake, daemon = host.sleep, host.wait, host.wake, host.daemon
 local events_on, logged, emit, put = events.on, events.logged, events.emit, events.put
+local call_start, call_end, request = events.call_start, events.call_end, events.request
 local format, type, error, pcall, tostring = string.format, type, error, pcall, tostring
 local pairs, ipairs, select, setmetatable, getmetatable = pairs, ipairs, select, setmetatable, getmetatable
 local log, exp, sqrt, cos, floor, pi = math.log, math.exp, math.sqrt, math.cos, math.floor, math.pi
@@ -293,9 +294,10 @@ local function settle(m, id, t0, err)
   if events_on() then
     local outcome = err == nil and "success" or timeout and "timeout" or "failure"
     if gave_up then
-      put("call_end", "service", m.name, "call", id, "outcome", "timeout", "error", gave_up,
-        "late", true, "result", outcome, "latency", now() - t0)
-    else
+      call_end(m.name, id, "timeout", gave_up, true, outcome, now() - t0)
+    elseif err == nil or type(err) == "string" then
+      call_end(m.name, id, outcome, err, false, nil, now() - t0)
+    else -- a model function's error value of another type: put logs any
       put("call_end", "service", m.name, "call", id, "outcome", outcome, "error", err,
         "latency", now() - t0)
     end
@@ -334,7 +336,7 @@ local function draw_call_of(m)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if logged() then put("call_start", "service", m.name, "call", id) end
+  if logged() then call_start(m.name, id) end
   local rate, factor, err = m.failure_rate, 1, nil
   if m.timed then rate, factor, err = conditions(m, t0 - m.t0) end
   local latency = draw_latency(m, r) * factor
@@ -368,7 +370,7 @@ local function call_function(m, ...)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if logged() then put("call_start", "service", m.name, "call", id) end
+  if logged() then call_start(m.name, id) end
   return m.after(m, id, t0, pcall(m.fn, ...))
 end
 
@@ -702,7 +704,7 @@ local function call_replayed(m)
   local id = m.calls + 1
   m.calls = id
   local t0 = now()
-  if logged() then put("call_start", "service", m.name, "call", id) end
+  if logged() then call_start(m.name, id) end
   local k = draw_call(m.replayed, m.rp)
   return finish_plain(m, id, t0, k ~= 1 and m.rp.trace.outcomes[k] or nil)
 end
@@ -834,6 +836,22 @@ local function arrival_order(tr)
   return by_start(order, #order, tr.t)
 end
 
+-- roomy(fn, call): fn(call) on a stack grown first, in the interpreter.
+-- A new coroutine's stack holds 40 slots, fewer than a call through a
+-- policy's layers takes (retry and timeout: ~50), and a compiled trace
+-- that finds the stack short where it ends leaves through its last
+-- snapshot, restoring every slot of every frame it entered: ~4,000
+-- instructions, once per arrival. Calling reserve, a function of ROOM
+-- locals, makes the interpreter grow the stack first (one reallocation);
+-- roomy stays interpreted, or its own trace would end short of stack.
+local ROOM = 64
+local reserve = assert(loadstring("local " .. ("_, "):rep(ROOM - 1) .. "_", "=reserve"))
+local function roomy(fn, call)
+  reserve()
+  return fn(call)
+end
+jit.off(roomy)
+
 -- rp:arrivals(fn) -> the number of arrivals: spawns fn(call) at each
 -- recorded request's start (replay time t - trace.t0), open-loop (late
 -- answers hold nothing back); call = {t, host, port, instance =
@@ -851,7 +869,11 @@ function replay:arrivals(fn)
       local wait_for = at - now()
       if wait_for > 0 then sleep(wait_for) end
       local ti = tr.instances[inst[n]]
-      spawn(fn, { t = t[n] - tr.t0, host = ti.host, port = ti.port, instance = ti.name })
+      -- constants first (a constructor compiled to bytecode keeps only
+      -- those: fusebox.policy's new_box says why), then the values
+      local call = { t = 0, host = "", port = 0, instance = "" }
+      call.t, call.host, call.port, call.instance = t[n] - tr.t0, ti.host, ti.port, ti.name
+      spawn(roomy, fn, call)
     end
   end)
   return #order
@@ -966,13 +988,13 @@ local measured_name = "fusebox.sim.policy"
 -- failed request too, raised on to the caller as it was.
 local function request_done(t0, ok, v, err, ...)
   if not ok then
-    put("request", "outcome", "failure", "latency", now() - t0, "rejection", rejection(v))
+    request("failure", now() - t0, rejection(v))
     error(v, 0)
   end
   if v == nil and err ~= nil then
-    put("request", "outcome", "failure", "latency", now() - t0, "rejection", rejection(err))
+    request("failure", now() - t0, rejection(err))
   else
-    put("request", "outcome", "success", "latency", now() - t0)
+    request("success", now() - t0, nil)
   end
   return v, err, ...
 end

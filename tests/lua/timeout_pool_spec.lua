@@ -85,3 +85,45 @@ describe("a timeout's pooled child", function()
     end)
   end)
 end)
+
+describe("a timeout's box (the results it hands over)", function()
+  it("is used again only by a call after one that ended in time, nothing of it left", function()
+    T.vrun(function()
+      local t = fb.timeout(0.5)
+      local got = {}
+      got[1] = { t:call(function() return 1, 2, 3, 4, 5 end) }
+      got[2] = { t:call(function() return nil, "refused" end) }
+      got[3] = { pcall(t.call, t, function() error("boom", 0) end) }
+      got[4] = { t:call(function() return "four" end) }
+      got[5] = { t:call(function() return end) }
+      assert.are.same({ { 1, 2, 3, 4, 5 }, { nil, "refused" }, { false, "boom" }, { "four" }, {} }, got)
+      -- and a box waiting to be used again holds none of its results
+      local weak = setmetatable({}, { __mode = "v" })
+      t:call(function() local r = {}; weak[1] = r; return r end)
+      t:call(function() local r = {}; weak[2] = r; return 1, 2, 3, r end)
+      collectgarbage()
+      collectgarbage()
+      assert.are.same({}, weak)
+    end)
+  end)
+
+  it("of a call that timed out is not used again while its child runs on", function()
+    T.vrun(function()
+      local t = fb.timeout(0.1)
+      local late = {}
+      fb.spawn(function()
+        late[1] = { t:call(function() fb.sleep(1) return "late", "answer" end) }
+      end)
+      fb.sleep(0.2) -- the first call gave up; its child sleeps on
+      local got = {}
+      for i = 1, 3 do
+        fb.spawn(function() got[i] = { t:call(function() fb.sleep(0.02 * i) return i end) } end)
+      end
+      fb.sleep(2) -- every child ended, the late one too
+      assert.are.same({ { nil, "timeout: no result within 0.1s" } }, late)
+      assert.are.same({ { 1 }, { 2 }, { 3 } }, got)
+      assert.are.same({ 1, 1 }, { t.timeouts, t.late })
+      assert.are.same({ "again" }, { t:call(function() return "again" end) })
+    end)
+  end)
+end)
