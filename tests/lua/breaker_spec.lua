@@ -291,6 +291,34 @@ describe("breaker", function()
     end)
   end)
 
+  -- Debian's LuaJIT (OpenResty's branch of 2023-01-19) corrupted a
+  -- stack when a trace that entered a listener through the dispatch's
+  -- xpcall exited (tests/lifetime.t crashed about one seed in a hundred):
+  -- the dispatch is never compiled, so no trace started elsewhere may
+  -- contain a listener. A trace that starts in the listener itself is
+  -- fine. Before the fix, two traces ran through it here.
+  it("never compiles a listener call into its caller's trace", function()
+    local cb = fb.breaker { failure_threshold = 5, timeout = 1 }
+    local n = 0
+    local listener = function() n = n + 1 end
+    cb:on("outcome", listener)
+    local through, start_fn, has = 0, nil, false
+    local function rec(_, func) if func == listener then has = true end end
+    local function trace(what, _, func)
+      if what == "start" then start_fn, has = func, false
+      elseif what == "stop" and has and start_fn ~= listener then through = through + 1 end
+    end
+    local fn = function() return 1 end
+    jit.attach(rec, "record")
+    jit.attach(trace, "trace")
+    local ok, err = pcall(function() for _ = 1, 20000 do cb:call(fn) end end)
+    jit.attach(rec)
+    jit.attach(trace)
+    assert(ok, err)
+    assert.are.equal(20000, n)
+    assert.are.equal(0, through)
+  end)
+
   it("keeps working when a listener raises", function()
     T.vrun(function()
       local cb = fb.breaker { failure_threshold = 1 }
