@@ -6,6 +6,9 @@
 --            the permit's allocation: it never leaves the loop)
 --   kept     the same with the permit stored in a table first, as code
 --            that holds it across a yield must: the allocation is paid
+--   listened cb:call(fn) with an outcome listener (consecutive only),
+--            run last for its mode: a listener must leave the other rows'
+--            code compiled (base.emit_listeners)
 -- One call in ten fails (under every threshold: the breaker stays CLOSED).
 -- Run: build/fusebox run --virtual-time tests/bench/bench_breaker.lua
 -- (the virtual clock stands still, so the clock read is the cheapest; the
@@ -60,13 +63,21 @@ function loops.kept(cb)
   end
 end
 
+function loops.listened(cb)
+  local n = 0
+  cb:on("outcome", function() n = n + 1 end)
+  loops.call(cb)
+  assert(n == N, "the listener missed calls")
+end
+
 local function median(t)
   table.sort(t)
   return t[(#t + 1) / 2]
 end
 
 for _, mode in ipairs { "consecutive", "count", "time" } do
-  for _, kind in ipairs { "call", "try", "token", "permit", "kept" } do
+  local kinds = { "call", "try", "token", "permit", "kept", mode == "consecutive" and "listened" or nil }
+  for _, kind in ipairs(kinds) do
     local runs = {}
     for r = 1, RUNS do
       local cb = make(mode)
@@ -75,7 +86,7 @@ for _, mode in ipairs { "consecutive", "count", "time" } do
       runs[r] = (now_ns() - t0) / N
       assert(cb.state == "CLOSED", "the breaker left CLOSED")
     end
-    print(string.format("breaker Lua %-6s %-11s %6.2f ns/op (median of %d x %d)",
+    print(string.format("breaker Lua %-8s %-11s %6.2f ns/op (median of %d x %d)",
       kind, mode, median(runs), RUNS, N))
   end
 end
