@@ -13,9 +13,7 @@
  */
 #include "trace.h"
 
-#include <float.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,102 +28,41 @@ static int literal(const char **p, const char *end, const char *lit) {
 
 static int digit(char c) { return c >= '0' && c <= '9'; }
 
-/* The value of the decimal m * 10^e10 (m below 10^19, the sign apart),
- * as strtod rounds it, into *v; 0 when this cannot tell (strtod will).
- * fusebox writes its numbers with 17 digits ("%.17g"), past the 15 that
- * a double multiplies or divides exactly (Clinger's fast path), and
- * strtod took most of a trace's reading. x87's extended format holds m
- * and every power of ten up to 10^27 exactly (64-bit significands), so
- * one multiplication or division rounds m * 10^e10 once, to within half
- * an extended ulp; rounding that to a double gives strtod's answer
- * unless it lies exactly halfway between two doubles (its low 11 bits
- * 0x400), where the true value may lie on either side. */
-static int decimal_fast(uint64_t m, int e10, double *v) {
-#if (defined(__x86_64__) || defined(__i386__)) && LDBL_MANT_DIG == 64
-  static const long double pow10[] = {
-      1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
-      1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
-      1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
-  const int max = (int)(sizeof pow10 / sizeof pow10[0]) - 1;
-  if (e10 < -max || e10 > max)
-    return 0;
-  if (m == 0) {
-    *v = 0;
-    return 1;
-  }
-  volatile long double x = (long double)m; /* in memory: 80 bits, not more */
-  x = e10 >= 0 ? x * pow10[e10] : x / pow10[-e10];
-  uint64_t significand;
-  long double y = x;
-  memcpy(&significand, &y, sizeof significand); /* x87: the low 8 bytes */
-  if ((significand & 0x7ff) == 0x400)
-    return 0;
-  *v = (double)y;
-  return 1;
-#else
-  (void)m;
-  (void)e10;
-  (void)v;
-  return 0;
-#endif
-}
-
 /* A JSON number at *p into *v (advancing *p); 0 when there is none, or
- * it is longer than a double's digits need (the parser reads those).
- * The value is strtod's, as the parser's is (decimal_fast, else strtod). */
+ * it is longer than a double's digits need (the parser reads those). */
 static int number(const char **p, const char *end, double *v) {
   const char *s = *p, *q = s;
   char buf[64];
-  uint64_t m = 0;
-  int digits = 0, e10 = 0, exp = 0, exp_sign = 1, neg = 0;
-  if (q < end && *q == '-') {
-    neg = 1;
+  if (q < end && *q == '-')
     q++;
-  }
   if (q < end && *q == '0')
     q++;
-  else if (q < end && digit(*q)) { /* 1-9: every digit from here counts */
-    for (; q < end && digit(*q); q++, digits++)
-      if (digits < 19)
-        m = m * 10 + (uint64_t)(*q - '0');
-  } else {
+  else if (q < end && digit(*q))
+    while (q < end && digit(*q))
+      q++;
+  else
     return 0;
-  }
   if (q < end && *q == '.') {
     if (++q == end || !digit(*q))
       return 0;
-    for (; q < end && digit(*q); q++) {
-      if (digits == 0 && *q == '0') { /* a leading zero: a place, no digit */
-        e10--;
-        continue;
-      }
-      if (digits++ < 19) {
-        m = m * 10 + (uint64_t)(*q - '0');
-        e10--;
-      }
-    }
+    while (q < end && digit(*q))
+      q++;
   }
   if (q < end && (*q == 'e' || *q == 'E')) {
     q++;
     if (q < end && (*q == '+' || *q == '-'))
-      exp_sign = *q++ == '-' ? -1 : 1;
+      q++;
     if (q == end || !digit(*q))
       return 0;
-    for (; q < end && digit(*q); q++)
-      if (exp < 10000)
-        exp = exp * 10 + (*q - '0');
+    while (q < end && digit(*q))
+      q++;
   }
   if ((size_t)(q - s) >= sizeof buf)
     return 0;
-  *p = q;
-  if (digits <= 19 && decimal_fast(m, e10 + exp_sign * exp, v)) {
-    if (neg)
-      *v = -*v;
-    return 1;
-  }
   memcpy(buf, s, (size_t)(q - s));
   buf[q - s] = '\0';
   *v = strtod(buf, NULL);
+  *p = q;
   return 1;
 }
 
