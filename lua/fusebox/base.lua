@@ -322,25 +322,9 @@ function M.add_listener(st, known, known_text, event, fn)
   st.listeners[event] = list
 end
 
--- The xpcall calls call_listener, a constant, and it calls the listener.
--- Debian's LuaJIT (OpenResty's branch of 2023-01-19; upstream fixed many
--- trace bugs after it) corrupted a stack when a trace that entered the
--- listener straight from the xpcall exited later: its snapshot restored
--- the callee's function slot from a register holding a small integer, and
--- the listener's return crashed the VM (tests/lifetime.t, about one seed
--- in a hundred; a watchpoint in a replayed run caught the restore). A
--- constant callee is restored as a constant; the listener is called from
--- it, not tail-called (a tail call would put it back in that slot).
--- jit.off on emit_listeners avoided it too, but a caller whose trace
--- aborts here is blacklisted, and with it every breaker's cb:call (15 ns
--- became 236 ns once one breaker with a listener had run hot).
-local function call_listener(fn, a, b, c, d)
-  fn(a, b, c, d)
-end
-
 function M.emit_listeners(list, event, a, b, c, d)
   for i = 1, #list do
-    local ok, err = xpcall(call_listener, debug.traceback, list[i], a, b, c, d)
+    local ok, err = xpcall(list[i], debug.traceback, a, b, c, d)
     if not ok then core.report(event .. " listener failed", tostring(err)) end
   end
 end

@@ -1,7 +1,8 @@
 /*
  * test_trace.c -- fb_trace_scan_line's numbers are strtod's, bit for bit
- * (the JSON parser's, which fb.trace.read falls back to), whichever way
- * it reads them: the extended-precision fast path or strtod itself.
+ * (the JSON parser's, which fb.trace.read falls back to). A fast path in
+ * x87 extended precision once read them, right on the CPU and wrong under
+ * valgrind, which computes x87 in doubles: this test caught it there.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -292,7 +292,7 @@ describe("breaker", function()
   end)
 
   -- Listener dispatch keeps the caller's trace: jit.off on it (tried
-  -- against a LuaJIT trace bug, see base.emit_listeners) made every trace
+  -- against a LuaJIT trace bug, see tests/lifetime.t) made every trace
   -- through a breaker with a listener abort, and LuaJIT then blacklisted
   -- cb:call for every breaker in the process (15 ns became 236 ns).
   it("lets a call with a listener compile, and every other breaker after it", function()
