@@ -13,7 +13,6 @@
 #include "base64.h"
 #include "lua_util.h"
 
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,12 +145,10 @@ static int take_one(backend *b, op_copy *c) {
   op_rec *r = b->head;
   if (!r)
     return 0;
-  size_t ns = strlen(r->service), nh = strlen(r->host);
-  assert(ns <= FB_NAME_MAX && nh <= FB_NAME_MAX);
   c->op = r->op;
   c->port = r->port;
-  memcpy(c->service, r->service, ns + 1);
-  memcpy(c->host, r->host, nh + 1);
+  fbl_copy_name(c->service, sizeof c->service, r->service);
+  fbl_copy_name(c->host, sizeof c->host, r->host);
   b->head = r->next;
   if (!b->head)
     b->tail = NULL;

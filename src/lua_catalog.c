@@ -8,8 +8,6 @@
 #include "lua_util.h"
 #include "registry.h"
 
-#include <assert.h>
-#include <string.h>
 
 /* core.registry_index(reg [, service]) -> the registry's index, or the
  * service's (0 for a service never registered) */
@@ -56,9 +54,7 @@ static int registry_services(lua_State *L) {
        i < n &&
        i < fb_registry_nservices(*(p = fbl_check_object(L, 1, FBL_REGISTRY)));
        i++) {
-    const char *s = fb_service_name(fb_registry_service_at(*p, i));
-    assert(strlen(s) <= FB_NAME_MAX);
-    strcpy(name, s);
+    fbl_copy_name(name, sizeof name, fb_service_name(fb_registry_service_at(*p, i)));
     lua_pushstring(L, name);
     lua_rawseti(L, -2, (int)i + 1);
   }

@@ -173,10 +173,9 @@ void *fbl_check_object(lua_State *L, int idx, const char *tname) {
   return p;
 }
 
-/* A name the registry stored (at most FB_NAME_MAX bytes) into out. */
-static void copy_name(char *out, const char *name) {
+void fbl_copy_name(char *out, size_t size, const char *name) {
   size_t n = strlen(name);
-  assert(n <= FB_NAME_MAX);
+  assert(n < size);
   memcpy(out, name, n + 1);
 }
 
@@ -190,11 +189,12 @@ void fbl_instance_copy_of(const fb_instance *i, fbl_instance_copy *c) {
   c->picks = fb_instance_picks(i);
   c->successes = fb_instance_successes(i);
   c->failures = fb_instance_failures(i);
-  copy_name(c->service, fb_service_name(fb_instance_service(i)));
-  copy_name(c->host, fb_instance_host(i));
+  fbl_copy_name(c->service, sizeof c->service,
+                fb_service_name(fb_instance_service(i)));
+  fbl_copy_name(c->host, sizeof c->host, fb_instance_host(i));
   const char *zone = fb_instance_zone(i);
   c->has_zone = zone != NULL;
-  copy_name(c->zone, zone ? zone : "");
+  fbl_copy_name(c->zone, sizeof c->zone, zone ? zone : "");
 }
 
 void fbl_set_instance_address(lua_State *L, const fbl_instance_copy *c) {

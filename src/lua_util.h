@@ -129,6 +129,12 @@ typedef struct fbl_instance_copy {
   char zone[FB_NAME_MAX + 1];
 } fbl_instance_copy;
 
+/* Copies the NUL-terminated name into out, of size bytes: a name the core
+ * stored, which fits by construction (the registry refuses names over
+ * FB_NAME_MAX bytes, a zone over FB_ZONE_NAME_MAX), asserted here. How a
+ * binding keeps a name across an allocation (see fbl_check_object). */
+void fbl_copy_name(char *out, size_t size, const char *name);
+
 /* Copies instance i into *c. */
 void fbl_instance_copy_of(const fb_instance *i, fbl_instance_copy *c);
 

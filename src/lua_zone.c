@@ -20,10 +20,8 @@
 #include "lua_util.h"
 #include "zone.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <math.h>
-#include <string.h>
 #include <unistd.h>
 
 static const char *const zone_options[] = {"name", "size", "owner", "dir",
@@ -92,8 +90,7 @@ static int zone_info(lua_State *L) {
   fb_zone *z = *(fb_zone **)fbl_check_object(L, 1, FBL_ZONE);
   /* copied before the table is made, which may close z (lua_util.h) */
   char name[FB_ZONE_NAME_MAX + 1];
-  assert(strlen(fb_zone_name(z)) <= FB_ZONE_NAME_MAX);
-  strcpy(name, fb_zone_name(z));
+  fbl_copy_name(name, sizeof name, fb_zone_name(z));
   double size = (double)fb_zone_size(z), used = (double)fb_zone_used(z);
   double entries = fb_zone_entries(z), max = fb_zone_max_entries(z);
   lua_createtable(L, 0, 5);
