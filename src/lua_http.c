@@ -83,7 +83,7 @@ typedef struct hparser {
   int status;             /* why the message was refused: the status */
   char why[128];          /* and the reason */
   int closed;             /* __gc ran: buffers freed, every method refuses */
-  int busy;               /* a method pushes from the buffers: see idle() */
+  int busy;               /* methods pushing from the buffers: idle() */
 } hparser;
 
 static int buf_add(buf *b, const char *s, size_t n) {
@@ -397,14 +397,14 @@ static void free_buffers(hparser *h) {
 }
 
 /* A method that pushes from the buffers is done with them (h->busy was
- * set while it pushed). Each push may run a finalizer (lua_util.h), which
+ * raised while it pushed; a count, since a finalizer in one push may run
+ * another method of the same parser). Each push may run a finalizer (lua_util.h), which
  * may call __gc by hand: the parser is then closed at once but its
  * buffers, which the push is copying, are freed here, as luv frees a
  * handle in its close callback, not in __gc. Only running out of memory
  * leaves a method before it gets here: those buffers then leak. */
 static void idle(hparser *h) {
-  h->busy = 0;
-  if (h->closed)
+  if (--h->busy == 0 && h->closed)
     free_buffers(h);
 }
 
@@ -481,7 +481,7 @@ static int parser_feed(lua_State *L) {
     return luaL_argerror(L, 3, lua_pushfstring(L, "init must be 1..%f, got %f",
                                                (lua_Number)(len + 1),
                                                (lua_Number)init));
-  h->busy = 1;
+  h->busy++;
   int n = execute(L, h, data + init - 1, len - (size_t)(init - 1));
   idle(h);
   return n;
@@ -491,7 +491,7 @@ static int parser_feed(lua_State *L) {
  * a response delimited by the end of the connection completes here. */
 static int parser_finish(lua_State *L) {
   hparser *h = check_parser(L);
-  h->busy = 1;
+  h->busy++;
   int n = execute(L, h, NULL, 0);
   if (n != 3)
     n = h->complete ? 1 : 0;
@@ -542,7 +542,7 @@ static int parser_reset(lua_State *L) {
  * then forgets: reads a streamed response (etcd's watch) as it arrives. */
 static int parser_take_body(lua_State *L) {
   hparser *h = check_parser(L);
-  h->busy = 1;
+  h->busy++;
   lua_pushlstring(L, h->body.p ? h->body.p : "", h->body.n);
   h->body.n = 0;
   idle(h);

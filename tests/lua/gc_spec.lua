@@ -674,6 +674,38 @@ describe("finalizers inside fusebox's C functions", function()
     assert.is_true(hit > 0, "the race was not met")
   end)
 
+  -- A finalizer may run another method of the parser inside a push (here
+  -- take_body, which pushes too) before another closes it: the buffers
+  -- stay until the outer method is done as well (its pushes read them:
+  -- under ASan a use-after-free when the inner method's end let __gc
+  -- free them).
+  it("lets a finalizer run a parser method, then close it, while it pushes", function()
+    local hdrs = {}
+    for i = 1, 30 do hdrs[#hdrs + 1] = "x-h" .. i .. ": " .. ("v"):rep(40) .. i .. "\r\n" end
+    local request = "POST /p?q=1 HTTP/1.1\r\nhost: a\r\n" .. table.concat(hdrs)
+      .. "content-length: 5\r\n\r\nhello"
+    local nested = 0
+    met(racing(600, "fusebox.http_parser is closed", function(_, st)
+      local p = core.http_parser("request", 1e6)
+      st.p, st.inner = p, false
+      local used, msg = p:feed(request)
+      st.p = nil
+      same(#request, used, "consumed")
+      same("/p?q=1", msg.url, "url")
+      check(msg.body == "hello" or msg.body == "", "body")
+      for i = 1, 30 do same(("v"):rep(40) .. i, msg.headers["x-h" .. i], "header") end
+      p:feed(request) -- closed now, or still open
+    end, function(st)
+      if st.p and not st.inner then
+        st.inner = true
+        if pcall(st.p.take_body, st.p) then nested = nested + 1 end
+      elseif st.p then
+        close(st.p); st.p = false
+      end
+    end))
+    assert.is_true(nested > 0, "no method ran inside another")
+  end)
+
   it("lets a finalizer close a socket as a read parks on it", function()
     local hit = 0
     fb.run(function()
