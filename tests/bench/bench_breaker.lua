@@ -8,7 +8,8 @@
 --            that holds it across a yield must: the allocation is paid
 --   listened cb:call(fn) with an outcome listener (consecutive only),
 --            run last for its mode: a listener must leave the other rows'
---            code compiled (tests/lua/breaker_spec.lua)
+--            code compiled (jit.off on the listener dispatch, once tried
+--            against a LuaJIT bug, made every breaker's call interpreted)
 -- One call in ten fails (under every threshold: the breaker stays CLOSED).
 -- Run: build/fusebox run --virtual-time tests/bench/bench_breaker.lua
 -- (the virtual clock stands still, so the clock read is the cheapest; the

@@ -291,36 +291,6 @@ describe("breaker", function()
     end)
   end)
 
-  -- Listener dispatch keeps the caller's trace: jit.off on it (tried
-  -- against a LuaJIT trace bug, see tests/lifetime.t) made every trace
-  -- through a breaker with a listener abort, and LuaJIT then blacklisted
-  -- cb:call for every breaker in the process (15 ns became 236 ns).
-  it("lets a call with a listener compile, and every other breaker after it", function()
-    local stops, aborts = 0, 0
-    local function trace(what)
-      if what == "stop" then stops = stops + 1 elseif what == "abort" then aborts = aborts + 1 end
-    end
-    local fn = function() return 1 end
-    local listened = fb.breaker { failure_threshold = 5, timeout = 1 }
-    local n = 0
-    listened:on("outcome", function() n = n + 1 end)
-    local plain = fb.breaker { failure_threshold = 5, timeout = 1 }
-    jit.flush()
-    jit.attach(trace, "trace")
-    local ok, err = pcall(function()
-      for _ = 1, 20000 do listened:call(fn) end
-      local with_listener = stops
-      for _ = 1, 20000 do plain:call(fn) end
-      return with_listener
-    end)
-    jit.attach(trace)
-    assert(ok, err)
-    assert.are.equal(20000, n)
-    assert.is_true(err > 0, "no trace compiled through the listened breaker")
-    assert.is_true(stops > err, "no trace compiled for the plain breaker after it")
-    assert.is_true(aborts < 10, "traces aborted " .. aborts .. " times")
-  end)
-
   it("keeps working when a listener raises", function()
     T.vrun(function()
       local cb = fb.breaker { failure_threshold = 1 }
